@@ -1,0 +1,13 @@
+"""The Pulumi program: validate the stack's `mcp-estate:estate` config, then build the estate."""
+
+import pulumi
+
+from components.estate import Estate
+from mcp_estate.validate import SpecError, parse_spec
+
+try:
+    spec = parse_spec(pulumi.Config().require_object("estate"))
+except SpecError as error:   # a RunError is shown without a traceback
+    raise pulumi.RunError(f"invalid mcp-estate:estate config:\n{error}") from None
+
+Estate("mcp-estate", spec)

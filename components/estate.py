@@ -1,0 +1,188 @@
+"""The whole estate, composed from a validated `EstateSpec`: the only thing `__main__` builds.
+
+Reads like the architecture diagram (design.md §2): per residency group the keys and the
+state table; the registry and the secrets; per region the network, the TLS certificate,
+the compute front (cluster, ALB, WAF, alerts); per server its identity, then per region
+its service; finally the Cloudflare edge over every region's ALB.
+
+Every value a policy must read (images, CIDRs, policy documents, names) is computed here
+from the spec as plain data; outputs only carry true cross-resource references.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_cloudflare as cloudflare
+
+from mcp_estate.spec import SECRET_PREFIX, STATE, EstateSpec, Server
+
+from .edge import Edge, EdgeArgs, EdgeRegion
+from .keys import EstateKeys, EstateKeysArgs
+from .mcp_service import McpService, McpServiceArgs
+from .naming import ContractTags
+from .origin_certificates import OriginCertificates, OriginCertificatesArgs
+from .region_compute import RegionCompute, RegionComputeArgs
+from .region_network import RegionNetwork, RegionNetworkArgs
+from .registry import Registry, RegistryArgs
+from .secrets import EstateSecret, EstateSecretArgs
+from .server_identity import Grant, ServerIdentity, ServerIdentityArgs
+from .state_store import StateStore, StateStoreArgs
+
+
+class Estate(pulumi.ComponentResource):
+    def __init__(self, name: str, spec: EstateSpec, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mcp-estate:index:Estate", name, None, opts)
+        self.spec = spec
+        self.prefix = f"{name}-{pulumi.get_stack()}"   # physical names: unique per stack
+        self.tags = ContractTags(pulumi.get_stack(), spec.environment, spec.owner)
+        self.providers = {region: self._provider(region) for region in sorted(spec.regions)}
+        home = self.providers[spec.primary_region]
+
+        self.keys = {g.name: EstateKeys(g.name, EstateKeysArgs(
+            primary_region=g.primary_region, regions=sorted(r.name for r in g.regions),
+            account_id=spec.aws_account_id, alias=f"alias/{self.prefix}-{g.name}",
+            providers=self.providers, protect=spec.protect_data, tags=self.tags(group=g.name)),
+            opts=self._child()) for g in spec.residency_groups}
+        self.key_arns = {region: self.keys[spec.group_of[region].name].arns[region]
+                         for region in spec.regions}
+
+        self.state = {g.name: StateStore(f"{g.name}-state", StateStoreArgs(
+            table_name=self._table_name(g.name), primary_region=g.primary_region,
+            regions=sorted(r.name for r in g.regions), key_arns=self.key_arns,
+            protect=spec.protect_data, tags=self.tags(group=g.name)),
+            opts=self._child(provider=self.providers[g.primary_region])) for g in spec.residency_groups}
+
+        self.registry = Registry("registry", RegistryArgs(
+            account_id=spec.aws_account_id, namespace=spec.registry.namespace,
+            source_region=spec.primary_region, repositories={s.name: s.repository for s in spec.servers},
+            regions=sorted(spec.regions), key_arns=self.key_arns, providers=self.providers,
+            protect=spec.protect_data, tags=self.tags), opts=self._child(provider=home))
+
+        self.secrets = {secret: EstateSecret(f"secret-{secret}", EstateSecretArgs(
+            secret_name=self._secret_name(secret), home_region=spec.secret_home(secret),
+            replica_regions=[r for r in spec.secret_regions(secret) if r != spec.secret_home(secret)],
+            key_arns=self.key_arns, protect=spec.protect_data, tags=self.tags()),
+            opts=self._child(provider=self.providers[spec.secret_home(secret)]))
+            for secret in spec.secret_names()}
+
+        self.certificates = OriginCertificates("origin-tls", OriginCertificatesArgs(
+            hostname=spec.domain.hostname, zone_id=spec.domain.zone_id, regions=sorted(spec.regions),
+            providers=self.providers, tags=self.tags), opts=self._child())
+
+        cloudflare_ips = cloudflare.get_ip_ranges()
+        self.networks: dict[str, RegionNetwork] = {}
+        self.fronts: dict[str, RegionCompute] = {}
+        for region, region_spec in sorted(spec.regions.items()):
+            group = spec.group_of[region].name
+            tags = self.tags(region=region, group=group)
+            self.networks[region] = RegionNetwork(f"net-{region}", RegionNetworkArgs(
+                region=region, cidr=region_spec.cidr, availability_zones=region_spec.availability_zones,
+                nat=any(s.egress for s in spec.servers_in(region)), log_key_arn=self.key_arns[region],
+                log_retention_days=spec.log_retention_days, tags=tags),
+                opts=self._child(provider=self.providers[region]))
+            self.fronts[region] = RegionCompute(f"front-{region}", RegionComputeArgs(
+                region=region, name_prefix=f"{self.prefix}-{region}",
+                vpc_id=self.networks[region].vpc_id, vpc_cidr=region_spec.cidr,
+                public_subnet_ids=self.networks[region].public_subnet_ids,
+                certificate_arn=self.certificates.arns[region],
+                cloudflare_ipv4_cidrs=sorted(cloudflare_ips.ipv4_cidrs),
+                cloudflare_ipv6_cidrs=sorted(cloudflare_ips.ipv6_cidrs),
+                deletion_protection=spec.protect_data, origin_rate_limit=spec.edge.origin_rate_limit_per_5_minutes,
+                alert_key_arn=self.key_arns[region], alert_emails=list(spec.alerts.emails),
+                log_retention_days=spec.log_retention_days, tags=tags),
+                opts=self._child(provider=self.providers[region]))
+
+        self.identities = {server.name: ServerIdentity(f"{server.name}-identity", ServerIdentityArgs(
+            server=server.name, account_id=spec.aws_account_id, regions=spec.server_regions(server),
+            grants=self._grants(server),
+            repository_arns=[self._arn("ecr", r, f"repository/{server.repository}")
+                             for r in spec.server_regions(server)],
+            log_group_arns=[self._arn("logs", r, f"log-group:{self._log_group(server)}:*")
+                            for r in spec.server_regions(server)],
+            secret_arns=[self._arn("secretsmanager", r, f"secret:{self._secret_name(s)}-??????")
+                         for s in server.secrets for r in spec.server_regions(server)],
+            key_arns=[self.key_arns[r] for r in spec.server_regions(server)],
+            tags=self.tags(server=server.name)), opts=self._child(provider=home))
+            for server in spec.servers}
+
+        self.services: dict[tuple[str, str], McpService] = {}
+        for server in spec.servers:
+            for region in spec.server_regions(server):
+                self.services[server.name, region] = self._service(server, region)
+
+        self.edge = Edge("edge", EdgeArgs(
+            hostname=spec.domain.hostname, zone_id=spec.domain.zone_id,
+            account_id=spec.domain.cloudflare_account_id, name_prefix=self.prefix,
+            health_path=self._health_path(), session_affinity_ttl=spec.edge.session_affinity_ttl,
+            rate_limit_per_minute=spec.edge.rate_limit_per_minute,
+            mcp_paths=sorted(s.mcp_path for s in spec.servers),
+            regions=[EdgeRegion(name=region, group=spec.group_of[region].name,
+                                alb_dns_name=self.fronts[region].alb_dns_name) for region in sorted(spec.regions)],
+            groups=list(spec.residency_groups)), opts=self._child())
+
+        self.register_outputs({"hostname": spec.domain.hostname,
+                               "alb_dns_names": {r: f.alb_dns_name for r, f in self.fronts.items()},
+                               "state_tables": {g: s.table_name for g, s in self.state.items()}})
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _child(self, **options) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self, **options)
+
+    def _provider(self, region: str) -> aws.Provider:
+        # One provider per region, pinned to the estate's account so a wrong profile fails fast.
+        return aws.Provider(f"aws-{region}", region=region, allowed_account_ids=[self.spec.aws_account_id],
+                            opts=self._child())
+
+    def _arn(self, service: str, region: str, resource: str) -> str:
+        return f"arn:aws:{service}:{region}:{self.spec.aws_account_id}:{resource}"
+
+    def _table_name(self, group: str) -> str:
+        return f"{self.prefix}-{group}-state"
+
+    def _secret_name(self, secret: str) -> str:
+        return f"{self.prefix}/{secret}"
+
+    def _log_group(self, server: Server) -> str:
+        return f"/{self.prefix}/{server.name}"
+
+    def _health_path(self) -> str:
+        server = next(s for s in self.spec.servers if s.name == self.spec.edge.health_server)
+        return f"/{server.name}{server.health_check_path}"
+
+    def _grants(self, server: Server) -> list[Grant]:
+        """The server's declared permissions with symbolic resources resolved to ARNs."""
+        return [Grant(actions=sorted(p.actions),
+                      resources=sorted({arn for r in p.resources for arn in self._resolve(server, r)}))
+                for p in server.permissions]
+
+    def _resolve(self, server: Server, resource: str) -> list[str]:
+        regions = self.spec.server_regions(server)
+        if resource == STATE:   # the table of the group of each region the server runs in
+            tables = [self._arn("dynamodb", r, f"table/{self._table_name(self.spec.group_of[r].name)}")
+                      for r in regions]
+            return tables + [f"{t}/index/*" for t in tables]
+        if resource.startswith(SECRET_PREFIX):
+            name = self._secret_name(resource[len(SECRET_PREFIX):])
+            return [self._arn("secretsmanager", r, f"secret:{name}-??????") for r in regions]
+        return [resource]
+
+    def _service(self, server: Server, region: str) -> McpService:
+        front, network = self.fronts[region], self.networks[region]
+        image = f"{self.spec.aws_account_id}.dkr.ecr.{region}.amazonaws.com/{server.repository}@{server.digest}"
+        return McpService(f"{server.name}-{region}", McpServiceArgs(
+            server=server, region=region, image=image,
+            cluster_arn=front.cluster_arn, cluster_name=front.cluster_name,
+            vpc_id=network.vpc_id, vpc_cidr=network.vpc_cidr, private_subnet_ids=network.private_subnet_ids,
+            endpoint_prefix_list_ids=network.gateway_prefix_list_ids,
+            alb_security_group_id=front.alb_security_group_id, listener_arn=front.https_listener_arn,
+            alb_arn_suffix=front.alb_arn_suffix, alerts_topic_arn=front.alerts_topic_arn,
+            task_role_arn=self.identities[server.name].task_role_arn,
+            execution_role_arn=self.identities[server.name].execution_role_arn,
+            log_group_name=self._log_group(server), log_key_arn=self.key_arns[region],
+            log_retention_days=self.spec.log_retention_days,
+            secrets={s: self._secret_name(s) for s in server.secrets},
+            state_table=self._table_name(self.spec.group_of[region].name),
+            tags=self.tags(region=region, server=server.name, group=self.spec.group_of[region].name)),
+            opts=self._child(provider=self.providers[region]))

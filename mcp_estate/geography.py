@@ -1,0 +1,53 @@
+"""Static geography the spec validates against and the edge routes by.
+
+AWS regions the estate may run in, each with the Cloudflare load-balancing geo region
+whose visitors it serves best and its coordinates (for Cloudflare's proximity fallback).
+Only commercial regions enabled by default and older than August 2022 are listed: every
+one of them has an ELB log-delivery account and every service the estate uses. A region
+that is not here is rejected by the spec with the list of the allowed ones.
+"""
+
+from typing import NamedTuple
+
+
+class AwsRegion(NamedTuple):
+    cloudflare_region: str
+    latitude: float
+    longitude: float
+
+
+AWS_REGIONS: dict[str, AwsRegion] = {
+    "us-east-1": AwsRegion("ENAM", 38.9, -77.4),
+    "us-east-2": AwsRegion("ENAM", 40.0, -83.0),
+    "us-west-1": AwsRegion("WNAM", 37.4, -121.9),
+    "us-west-2": AwsRegion("WNAM", 45.8, -119.7),
+    "ca-central-1": AwsRegion("ENAM", 45.5, -73.6),
+    "sa-east-1": AwsRegion("SSAM", -23.5, -46.6),
+    "eu-west-1": AwsRegion("WEU", 53.3, -6.3),
+    "eu-west-2": AwsRegion("WEU", 51.5, -0.1),
+    "eu-west-3": AwsRegion("WEU", 48.9, 2.4),
+    "eu-central-1": AwsRegion("WEU", 50.1, 8.7),
+    "eu-north-1": AwsRegion("EEU", 59.3, 18.1),
+    "ap-northeast-1": AwsRegion("NEAS", 35.7, 139.7),
+    "ap-northeast-2": AwsRegion("NEAS", 37.6, 127.0),
+    "ap-northeast-3": AwsRegion("NEAS", 34.7, 135.5),
+    "ap-southeast-1": AwsRegion("SEAS", 1.3, 103.8),
+    "ap-southeast-2": AwsRegion("OC", -33.9, 151.2),
+    "ap-south-1": AwsRegion("SAS", 19.1, 72.9),
+}
+
+# Cloudflare's geo regions (load balancing `region_pools` keys).
+CLOUDFLARE_REGIONS = ("WNAM", "ENAM", "WEU", "EEU", "NSAM", "SSAM", "OC", "ME", "NAF", "SAF",
+                      "SAS", "SEAS", "NEAS")
+
+# ISO 3166-1 alpha-2 codes (officially assigned), for residency groups' `countries`.
+ISO_COUNTRIES = frozenset("""
+AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS
+BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE
+EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM
+HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC
+LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA
+NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW
+SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO
+TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW
+""".split())

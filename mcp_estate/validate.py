@@ -1,0 +1,210 @@
+"""Turn raw stack config into an `EstateSpec`, or into problems a person can act on.
+
+Pydantic reports list positions (`servers.2.port`); people think in names, so every path is
+rewritten with the item's name (`servers[booking].port`). Cross-field rules, which need the
+whole spec, run after the field checks pass.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter
+from typing import Any, NamedTuple
+
+from pydantic import ValidationError
+
+from .spec import FARGATE_SIZES, SECRET_PREFIX, EstateSpec
+
+
+class Problem(NamedTuple):
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class SpecError(Exception):
+    """The spec is invalid; `problems` says where and why, one line each."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def parse_spec(raw: Any) -> EstateSpec:
+    if not isinstance(raw, dict):
+        raise SpecError([Problem("mcp-estate:estate", "must be a mapping of the estate's settings")])
+    try:
+        spec = EstateSpec.model_validate(raw)
+    except ValidationError as error:
+        raise SpecError([_problem(raw, e) for e in error.errors()]) from None
+    problems = cross_field_problems(spec)
+    if problems:
+        raise SpecError(problems)
+    return spec
+
+
+def _problem(raw: Any, error: dict) -> Problem:
+    path, node = "", raw
+    for part in error["loc"]:
+        if isinstance(part, int):
+            item = node[part] if isinstance(node, list) and part < len(node) else None
+            name = item.get("name") if isinstance(item, dict) else None
+            path += f"[{name}]" if isinstance(name, str) and name else f"[{part}]"
+            node = item
+        else:
+            path += f".{part}" if path else str(part)
+            node = node.get(part) if isinstance(node, dict) else None
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key (a typo?); remove it or check the config reference in README.md"
+    elif error["type"] == "missing":
+        message = "is required"
+    elif error["type"] == "literal_error":
+        message = f"{message}; got {error.get('input')!r}"
+    return Problem(path or "mcp-estate:estate", message)
+
+
+def cross_field_problems(spec: EstateSpec) -> list[Problem]:
+    return [*_unique_names(spec), *_residency(spec), *_networks(spec), *_servers(spec),
+            *_images(spec), *_secrets(spec), *_edge(spec)]
+
+
+def _duplicates(names) -> list[str]:
+    return sorted(name for name, count in Counter(names).items() if count > 1)
+
+
+def _unique_names(spec: EstateSpec) -> list[Problem]:
+    problems = [Problem("residency_groups", f"group '{n}' is declared twice")
+                for n in _duplicates(g.name for g in spec.residency_groups)]
+    problems += [Problem("servers", f"server '{n}' is declared twice")
+                 for n in _duplicates(s.name for s in spec.servers)]
+    problems += [Problem("secrets", f"secret '{n}' is declared twice")
+                 for n in _duplicates(s.name for s in spec.secrets)]
+    for name in _duplicates(r.name for g in spec.residency_groups for r in g.regions):
+        groups = sorted(g.name for g in spec.residency_groups if any(r.name == name for r in g.regions))
+        where = " and ".join(groups) if len(groups) > 1 else f"{groups[0]} (twice)"
+        problems.append(Problem("residency_groups", f"region '{name}' is in {where}: a region "
+                                                    "belongs to exactly one residency group"))
+    return problems
+
+
+def _residency(spec: EstateSpec) -> list[Problem]:
+    problems = []
+    for group in spec.residency_groups:
+        path = f"residency_groups[{group.name}]"
+        if group.primary_region not in {r.name for r in group.regions}:
+            problems.append(Problem(f"{path}.primary_region", f"'{group.primary_region}' is not one of "
+                                    f"the group's regions ({', '.join(r.name for r in group.regions)})"))
+        if group.strict and not group.countries:
+            problems.append(Problem(f"{path}.countries", "a strict group must list the countries whose "
+                                                         "visitors it keeps (e.g. [DE, FR])"))
+        problems += [Problem(f"{path}.countries", f"'{c}' is listed twice")
+                     for c in _duplicates(group.countries)]
+    owners: dict[str, list[str]] = {}
+    for group in spec.residency_groups:
+        for country in set(group.countries):
+            owners.setdefault(country, []).append(group.name)
+    problems += [Problem("residency_groups", f"country '{c}' is in {' and '.join(sorted(g))}: a country "
+                                             "is routed by exactly one group")
+                 for c, g in sorted(owners.items()) if len(g) > 1]
+    if all(g.strict for g in spec.residency_groups):
+        problems.append(Problem("residency_groups", "every group is strict: at least one group must be "
+                                                    "non-strict to serve visitors from other countries"))
+    if spec.primary_region not in spec.regions:
+        problems.append(Problem("primary_region", f"'{spec.primary_region}' is not a region of the estate"))
+    return problems
+
+
+def _networks(spec: EstateSpec) -> list[Problem]:
+    problems = []
+    seen: list[tuple[str, ipaddress.IPv4Network]] = []
+    for group in spec.residency_groups:
+        for region in group.regions:
+            network = ipaddress.IPv4Network(region.cidr)
+            for other, other_network in seen:
+                if network.overlaps(other_network):
+                    problems.append(Problem(f"residency_groups[{group.name}].regions[{region.name}].cidr",
+                                            f"{region.cidr} overlaps {other_network} of {other}: give "
+                                            "each region its own range"))
+            seen.append((region.name, network))
+    return problems
+
+
+def _servers(spec: EstateSpec) -> list[Problem]:
+    problems = []
+    secret_names = set(spec.secret_names())
+    priorities: dict[int, str] = {}
+    for server in spec.servers:
+        path = f"servers[{server.name}]"
+        allowed = FARGATE_SIZES.get(server.cpu)
+        if allowed is None:
+            problems.append(Problem(f"{path}.cpu", f"{server.cpu} is not a Fargate CPU size; use one of "
+                                                   f"{', '.join(map(str, FARGATE_SIZES))}"))
+        elif server.memory not in allowed:
+            problems.append(Problem(f"{path}.memory", f"Fargate does not offer {server.memory} MiB with "
+                                    f"{server.cpu} CPU units; use one of {', '.join(map(str, allowed))}"))
+        for region in server.regions or []:
+            if region not in spec.regions:
+                problems.append(Problem(f"{path}.regions", f"'{region}' is not a region of the estate"))
+        problems += [Problem(f"{path}.regions", f"'{r}' is listed twice")
+                     for r in _duplicates(server.regions or [])]
+        problems += [Problem(f"{path}.secrets", f"'{s}' is listed twice") for s in _duplicates(server.secrets)]
+        if server.scaling.min > server.scaling.max:
+            problems.append(Problem(f"{path}.scaling", f"min {server.scaling.min} is above max "
+                                                       f"{server.scaling.max}"))
+        for i, permission in enumerate(server.permissions):
+            for resource in permission.resources:
+                if resource.startswith(SECRET_PREFIX) and resource[len(SECRET_PREFIX):] not in secret_names:
+                    problems.append(Problem(f"{path}.permissions[{i}].resources", f"'{resource}' names no "
+                                            f"secret of the estate (known: {', '.join(sorted(secret_names)) or 'none'})"))
+        if server.priority in priorities:
+            problems.append(Problem(f"{path}.route_priority", f"priority {server.priority} is also used by "
+                                    f"'{priorities[server.priority]}': set a distinct route_priority"))
+        priorities[server.priority] = server.name
+    return problems
+
+
+def _images(spec: EstateSpec) -> list[Problem]:
+    problems = []
+    host = f"{spec.aws_account_id}.dkr.ecr.{spec.primary_region}.amazonaws.com"
+    repositories: dict[str, str] = {}
+    for server in spec.servers:
+        path = f"servers[{server.name}].image"
+        if server.registry_host != host:
+            problems.append(Problem(path, f"'{server.registry_host}' is not the estate's registry: images "
+                                          f"come from {host} (replicated to every region)"))
+        elif not server.repository.startswith(f"{spec.registry.namespace}/"):
+            problems.append(Problem(path, f"repository '{server.repository}' is outside the "
+                                          f"'{spec.registry.namespace}/' namespace of the estate's registry"))
+        elif server.repository in repositories:
+            problems.append(Problem(path, f"repository '{server.repository}' is also used by "
+                                          f"'{repositories[server.repository]}': each server has its own"))
+        repositories.setdefault(server.repository, server.name)
+    return problems
+
+
+def _secrets(spec: EstateSpec) -> list[Problem]:
+    used = set(spec.secret_names())
+    problems = []
+    for secret in spec.secrets:
+        if secret.name not in used:
+            problems.append(Problem(f"secrets[{secret.name}]", "no server uses this secret; remove it"))
+        if secret.home_region not in spec.regions:
+            problems.append(Problem(f"secrets[{secret.name}].home_region",
+                                    f"'{secret.home_region}' is not a region of the estate"))
+    return problems
+
+
+def _edge(spec: EstateSpec) -> list[Problem]:
+    servers = {s.name: s for s in spec.servers}
+    health = servers.get(spec.edge.health_server)
+    if health is None:
+        return [Problem("edge.health_server", f"'{spec.edge.health_server}' is not a server of the estate "
+                                              f"(servers: {', '.join(sorted(servers))})")]
+    missing = sorted(set(spec.regions) - set(spec.server_regions(health)))
+    if missing:
+        return [Problem("edge.health_server", f"'{health.name}' does not run in {', '.join(missing)}: "
+                                              "the health server must run in every region")]
+    return []

@@ -1,0 +1,57 @@
+"""Shared test helpers: run a program under the estate's mocks and query what it registered."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import yaml
+
+from mcp_estate.offline import Registered, run_offline
+
+ACCOUNT = "111122223333"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Plan:
+    """The resources a program registered, with small queries for assertions."""
+
+    def __init__(self, resources: list[Registered]):
+        self.resources = resources
+
+    def of_type(self, token: str) -> list[Registered]:
+        return [r for r in self.resources if r.type == token]
+
+    def named(self, name: str) -> Registered:
+        matches = [r for r in self.resources if r.name == name]
+        assert len(matches) == 1, f"expected one resource named {name!r}, found {len(matches)}: " \
+                                  f"{sorted(r.name for r in self.resources)}"
+        return matches[0]
+
+    def one(self, token: str) -> Registered:
+        found = self.of_type(token)
+        assert len(found) == 1, f"expected one {token}, found {[r.name for r in found]}"
+        return found[0]
+
+    def children_of(self, parent: Registered) -> list[Registered]:
+        return [r for r in self.resources if r.parent == parent.urn]
+
+
+def run_program(program: Callable[[], None], stack: str = "test", config: dict | None = None) -> Plan:
+    return Plan(run_offline(program, stack=stack, config=config or {}, account_id=ACCOUNT))
+
+
+def policy(resource: Registered, key: str) -> dict:
+    """A JSON-string policy input (assumeRolePolicy, policy...) as a dict."""
+    return json.loads(resource.inputs[key])
+
+
+def stack_config(stack: str) -> dict:
+    return yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())["config"]
+
+
+@pytest.fixture
+def run() -> Callable[..., Plan]:
+    return run_program
