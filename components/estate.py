@@ -36,14 +36,14 @@ class Estate(pulumi.ComponentResource):
         self.spec = spec
         self.prefix = f"{name}-{pulumi.get_stack()}"   # physical names: unique per stack
         self.tags = ContractTags(pulumi.get_stack(), spec.environment, spec.owner)
-        self.providers = {region: self._provider(region) for region in sorted(spec.regions)}
+        self.providers = {region: self._regional_provider(region) for region in sorted(spec.regions)}
         home = self.providers[spec.primary_region]
 
         self.keys = {g.name: EstateKeys(g.name, EstateKeysArgs(
             primary_region=g.primary_region, regions=sorted(r.name for r in g.regions),
             account_id=spec.aws_account_id, alias=f"alias/{self.prefix}-{g.name}",
             providers=self.providers, protect=spec.protect_data, tags=self.tags(group=g.name)),
-            opts=self._child()) for g in spec.residency_groups}
+            opts=self._opts()) for g in spec.residency_groups}
         self.key_arns = {region: self.keys[spec.group_of[region].name].arns[region]
                          for region in spec.regions}
 
@@ -51,24 +51,24 @@ class Estate(pulumi.ComponentResource):
             table_name=self._table_name(g.name), primary_region=g.primary_region,
             regions=sorted(r.name for r in g.regions), key_arns=self.key_arns,
             protect=spec.protect_data, tags=self.tags(group=g.name)),
-            opts=self._child(provider=self.providers[g.primary_region])) for g in spec.residency_groups}
+            opts=self._opts(provider=self.providers[g.primary_region])) for g in spec.residency_groups}
 
         self.registry = Registry("registry", RegistryArgs(
             account_id=spec.aws_account_id, namespace=spec.registry.namespace,
             source_region=spec.primary_region, repositories={s.name: s.repository for s in spec.servers},
             regions=sorted(spec.regions), key_arns=self.key_arns, providers=self.providers,
-            protect=spec.protect_data, tags=self.tags), opts=self._child(provider=home))
+            protect=spec.protect_data, tags=self.tags), opts=self._opts(provider=home))
 
         self.secrets = {secret: EstateSecret(f"secret-{secret}", EstateSecretArgs(
             secret_name=self._secret_name(secret), home_region=spec.secret_home(secret),
             replica_regions=[r for r in spec.secret_regions(secret) if r != spec.secret_home(secret)],
             key_arns=self.key_arns, protect=spec.protect_data, tags=self.tags()),
-            opts=self._child(provider=self.providers[spec.secret_home(secret)]))
+            opts=self._opts(provider=self.providers[spec.secret_home(secret)]))
             for secret in spec.secret_names()}
 
         self.certificates = OriginCertificates("origin-tls", OriginCertificatesArgs(
             hostname=spec.domain.hostname, zone_id=spec.domain.zone_id, regions=sorted(spec.regions),
-            providers=self.providers, tags=self.tags), opts=self._child())
+            providers=self.providers, tags=self.tags), opts=self._opts())
 
         cloudflare_ips = cloudflare.get_ip_ranges()
         self.networks: dict[str, RegionNetwork] = {}
@@ -77,12 +77,13 @@ class Estate(pulumi.ComponentResource):
             group = spec.group_of[region].name
             tags = self.tags(region=region, group=group)
             self.networks[region] = RegionNetwork(f"net-{region}", RegionNetworkArgs(
-                region=region, cidr=region_spec.cidr, availability_zones=region_spec.availability_zones,
+                region=region, account_id=spec.aws_account_id, cidr=region_spec.cidr,
+                availability_zones=region_spec.availability_zones,
                 nat=any(s.egress for s in spec.servers_in(region)), log_key_arn=self.key_arns[region],
                 log_retention_days=spec.log_retention_days, tags=tags),
-                opts=self._child(provider=self.providers[region]))
+                opts=self._opts(provider=self.providers[region]))
             self.fronts[region] = RegionCompute(f"front-{region}", RegionComputeArgs(
-                region=region, name_prefix=f"{self.prefix}-{region}",
+                region=region, account_id=spec.aws_account_id, name_prefix=f"{self.prefix}-{region}",
                 vpc_id=self.networks[region].vpc_id, vpc_cidr=region_spec.cidr,
                 public_subnet_ids=self.networks[region].public_subnet_ids,
                 certificate_arn=self.certificates.arns[region],
@@ -91,7 +92,7 @@ class Estate(pulumi.ComponentResource):
                 deletion_protection=spec.protect_data, origin_rate_limit=spec.edge.origin_rate_limit_per_5_minutes,
                 alert_key_arn=self.key_arns[region], alert_emails=list(spec.alerts.emails),
                 log_retention_days=spec.log_retention_days, tags=tags),
-                opts=self._child(provider=self.providers[region]))
+                opts=self._opts(provider=self.providers[region]))
 
         self.identities = {server.name: ServerIdentity(f"{server.name}-identity", ServerIdentityArgs(
             server=server.name, account_id=spec.aws_account_id, regions=spec.server_regions(server),
@@ -103,7 +104,7 @@ class Estate(pulumi.ComponentResource):
             secret_arns=[self._arn("secretsmanager", r, f"secret:{self._secret_name(s)}-??????")
                          for s in server.secrets for r in spec.server_regions(server)],
             key_arns=[self.key_arns[r] for r in spec.server_regions(server)],
-            tags=self.tags(server=server.name)), opts=self._child(provider=home))
+            tags=self.tags(server=server.name)), opts=self._opts(provider=home))
             for server in spec.servers}
 
         self.services: dict[tuple[str, str], McpService] = {}
@@ -114,12 +115,13 @@ class Estate(pulumi.ComponentResource):
         self.edge = Edge("edge", EdgeArgs(
             hostname=spec.domain.hostname, zone_id=spec.domain.zone_id,
             account_id=spec.domain.cloudflare_account_id, name_prefix=self.prefix,
-            health_path=self._health_path(), session_affinity_ttl=spec.edge.session_affinity_ttl,
+            health_path=self._health_path(), fallback_region=self._fallback_region(),
+            session_affinity_ttl=spec.edge.session_affinity_ttl,
             rate_limit_per_minute=spec.edge.rate_limit_per_minute,
             mcp_paths=sorted(s.mcp_path for s in spec.servers),
             regions=[EdgeRegion(name=region, group=spec.group_of[region].name,
                                 alb_dns_name=self.fronts[region].alb_dns_name) for region in sorted(spec.regions)],
-            groups=list(spec.residency_groups)), opts=self._child())
+            groups=list(spec.residency_groups)), opts=self._opts())
 
         self.register_outputs({"hostname": spec.domain.hostname,
                                "alb_dns_names": {r: f.alb_dns_name for r, f in self.fronts.items()},
@@ -127,13 +129,13 @@ class Estate(pulumi.ComponentResource):
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _child(self, **options) -> pulumi.ResourceOptions:
+    def _opts(self, **options) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=self, **options)
 
-    def _provider(self, region: str) -> aws.Provider:
+    def _regional_provider(self, region: str) -> aws.Provider:
         # One provider per region, pinned to the estate's account so a wrong profile fails fast.
         return aws.Provider(f"aws-{region}", region=region, allowed_account_ids=[self.spec.aws_account_id],
-                            opts=self._child())
+                            opts=self._opts())
 
     def _arn(self, service: str, region: str, resource: str) -> str:
         return f"arn:aws:{service}:{region}:{self.spec.aws_account_id}:{resource}"
@@ -150,6 +152,17 @@ class Estate(pulumi.ComponentResource):
     def _health_path(self) -> str:
         server = next(s for s in self.spec.servers if s.name == self.spec.edge.health_server)
         return f"/{server.name}{server.health_check_path}"
+
+    def _secret_arn_in(self, secret: str, region: str) -> pulumi.Output[str]:
+        """A replica keeps its primary's name and random suffix: only the region differs."""
+        home = self.spec.secret_home(secret)
+        return self.secrets[secret].arn.apply(lambda arn: arn.replace(f":{home}:", f":{region}:", 1))
+
+    def _fallback_region(self) -> str:
+        """Where Cloudflare sends traffic when every pool is down: never a strict group's region."""
+        if not self.spec.group_of[self.spec.primary_region].strict:
+            return self.spec.primary_region
+        return min((g for g in self.spec.residency_groups if not g.strict), key=lambda g: g.name).primary_region
 
     def _grants(self, server: Server) -> list[Grant]:
         """The server's declared permissions with symbolic resources resolved to ARNs."""
@@ -182,7 +195,7 @@ class Estate(pulumi.ComponentResource):
             execution_role_arn=self.identities[server.name].execution_role_arn,
             log_group_name=self._log_group(server), log_key_arn=self.key_arns[region],
             log_retention_days=self.spec.log_retention_days,
-            secrets={s: self._secret_name(s) for s in server.secrets},
+            secrets={s: self._secret_arn_in(s, region) for s in server.secrets},
             state_table=self._table_name(self.spec.group_of[region].name),
             tags=self.tags(region=region, server=server.name, group=self.spec.group_of[region].name)),
-            opts=self._child(provider=self.providers[region]))
+            opts=self._opts(provider=self.providers[region]))

@@ -5,6 +5,7 @@ policy the estate writes), so an action AWS does not have is caught before `pulu
 where IAM would accept it silently and the server would fail at run time.
 """
 
+from fnmatch import fnmatchcase
 from functools import cache
 
 
@@ -25,3 +26,16 @@ def unknown_actions(actions: list[str]) -> list[str]:
         if name.lower() not in catalogue.get(prefix.lower(), ()):
             unknown.append(action)
     return unknown
+
+
+@cache
+def matches_no_action(pattern: str) -> bool:
+    """Whether the wildcard `pattern` (`kms:*`, `kms:Encrypt*`, `s3:Get?bject`) matches no action
+    AWS IAM defines: a pattern that matches nothing grants nothing, silently."""
+    if pattern == "*":
+        return False
+    prefix, _, name = pattern.lower().partition(":")
+    catalogue = _privileges()
+    return not any(fnmatchcase(f"{service}:{action}", f"{prefix}:{name}")
+                   for service in catalogue if fnmatchcase(service, prefix)
+                   for action in catalogue[service])

@@ -179,6 +179,7 @@ class Server(Strict):
     port: Port = 8080
     cpu: int = 512
     memory: int = 1024
+    architecture: Literal["X86_64", "ARM64"] = Field("X86_64", description="CPU architecture of the image")
     regions: list[Region] | None = Field(None, description="Regions running this server (default: all)")
     health_check_path: str = Field("/healthz", pattern=r"^/[A-Za-z0-9._~/-]*$")
     permissions: list[Permission] = Field(default_factory=list)

@@ -1,0 +1,259 @@
+"""The Cloudflare edge: one hostname, geo-routed to every region's ALB, behind WAF and rate limits.
+
+Creates (Cloudflare, the default provider; nothing in AWS):
+- one `LoadBalancerMonitor` that probes the health path of each region's ALB over HTTPS;
+- one `LoadBalancerPool` per region whose single origin is the region's ALB, reached with the
+  public hostname as Host header (and so SNI), which matches the ALB's certificate under SSL strict;
+- one proxied `LoadBalancer` on the hostname: geo steering, session affinity on the
+  `Mcp-Session-Id` header, and residency routing (design.md §2): a strict group's countries
+  are routed only to its own pools and no route of any other visitor reaches a strict pool;
+  non-strict groups are the default route for every other country;
+- the zone's entrypoint `Ruleset`s: custom WAF (only the MCP, health and `/.well-known/` paths,
+  only the MCP methods), per-client-IP rate limit on the MCP paths, Cloudflare's managed and
+  OWASP core rulesets;
+- the zone's TLS `ZoneSetting`s (SSL strict, TLS 1.2 minimum, TLS 1.3, always HTTPS).
+
+A zone hosts ONE estate: rulesets are zone phase entrypoints (Cloudflare allows one per zone and
+phase; a second estate on the zone would replace this one's rules) and zone settings are
+zone-wide. If the zone already has an entrypoint for one of these phases (made in the
+dashboard, say), import it before the first `pulumi up`.
+
+The residency rule of each strict group guards the one case geo steering cannot: when every pool
+of the group is down, geo steering sends the group's visitors to the load balancer's single
+fallback pool, which is outside the group. The rule replaces, for the group's countries, the
+pools, the fallback pool and the steering (failover order, because Cloudflare documents custom
+rules as incompatible with geo steering). Non-Enterprise plans allow one rule per load balancer,
+so one strict group. The condition uses the Rules-language field `ip.src.country`, which
+Cloudflare's list of load-balancing-rule fields does not name: check the first apply accepts it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from typing import Iterable
+
+import pulumi
+import pulumi_cloudflare as cloudflare
+
+from mcp_estate.geography import AWS_REGIONS
+from mcp_estate.spec import ResidencyGroup
+
+from .naming import child_opts
+
+SESSION_HEADER = "Mcp-Session-Id"   # MCP Streamable HTTP's session header
+ALLOWED_METHODS = ("GET", "POST", "DELETE", "OPTIONS")   # Streamable HTTP + CORS preflight
+MANAGED_RULESETS = {   # Cloudflare-published ruleset ids
+    "cloudflare_managed": "efb7b8c949ac4650a09736fc376e9aee",
+    "owasp_core": "4814384a9e5d4991b9815dcfc25d2f1f",
+}
+ZONE_SETTINGS = {"ssl": "strict", "min_tls_version": "1.2", "always_use_https": "on", "tls_1_3": "on"}
+EARTH_RADIUS_KM = 6371.0
+
+
+@dataclass
+class EdgeRegion:
+    name: str                          # AWS region
+    group: str                         # its residency group
+    alb_dns_name: pulumi.Input[str]    # the region's public ALB
+
+
+@dataclass
+class EdgeArgs:
+    hostname: str
+    zone_id: str
+    account_id: str                    # Cloudflare account owning the monitor and pools
+    name_prefix: str                   # physical names of pools, unique per stack
+    health_path: str                   # e.g. /booking/healthz
+    fallback_region: str               # in a non-strict group (the caller guarantees it)
+    session_affinity_ttl: int          # seconds, 30-3600 for header affinity
+    rate_limit_per_minute: int         # per client IP, on the MCP paths
+    mcp_paths: list[str]               # e.g. ["/booking/mcp"]
+    regions: list[EdgeRegion]
+    groups: list[ResidencyGroup]
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Where each kind of visitor goes, as AWS region names in failover order (plain data)."""
+
+    default: list[str]
+    fallback: str
+    regions: dict[str, list[str]]      # Cloudflare geo region -> AWS regions
+    countries: dict[str, list[str]]    # ISO country -> AWS regions
+    strict: dict[str, list[str]]       # strict group -> its own regions, primary first
+
+
+def plan_routing(members: dict[str, list[str]], groups: Iterable[ResidencyGroup], fallback: str) -> Routing:
+    """Route every visitor; no route but a strict group's own countries reaches a strict region.
+
+    Orders are derived from names and geography only, never from a list's order in the stack file.
+    """
+    groups = sorted(groups, key=lambda g: g.name)
+    open_regions = sorted(r for g in groups if not g.strict for r in members[g.name])
+    own = {g.name: _primary_first(g.primary_region, members[g.name]) for g in groups}
+    countries: dict[str, list[str]] = {}
+    for group in groups:
+        others = [] if group.strict else _nearest_first(own[group.name], set(open_regions) - set(own[group.name]))
+        countries.update({country: own[group.name] + others for country in sorted(group.countries)})
+    return Routing(
+        default=_primary_first(fallback, open_regions),
+        fallback=fallback,
+        regions={code: _local_then_nearest(code, open_regions)
+                 for code in sorted({AWS_REGIONS[r].cloudflare_region for r in open_regions})},
+        countries=dict(sorted(countries.items())),
+        strict={g.name: own[g.name] for g in groups if g.strict})
+
+
+def _primary_first(primary: str, regions: Iterable[str]) -> list[str]:
+    return sorted(regions, key=lambda r: (r != primary, r))
+
+
+def _local_then_nearest(code: str, regions: list[str]) -> list[str]:
+    local = [r for r in regions if AWS_REGIONS[r].cloudflare_region == code]
+    return local + _nearest_first(local, set(regions) - set(local))
+
+
+def _nearest_first(origins: list[str], candidates: Iterable[str]) -> list[str]:
+    """Candidates by great-circle distance to the closest origin, then by name."""
+    return sorted(candidates, key=lambda c: (min(_distance_km(o, c) for o in origins), c))
+
+
+def _distance_km(a: str, b: str) -> float:
+    lat1, lon1 = math.radians(AWS_REGIONS[a].latitude), math.radians(AWS_REGIONS[a].longitude)
+    lat2, lon2 = math.radians(AWS_REGIONS[b].latitude), math.radians(AWS_REGIONS[b].longitude)
+    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(h))
+
+
+def _rule_priority(group: str) -> int:
+    """Stable per group name; groups' countries are disjoint, so a tie changes nothing."""
+    return 1 + int(hashlib.sha256(group.encode()).hexdigest()[:8], 16) % 10000
+
+
+# -- expressions (Cloudflare Rules language) ---------------------------------------------------
+
+def _set(values: Iterable[str]) -> str:
+    return "{" + " ".join(f'"{v}"' for v in values) + "}"
+
+
+def _path_in(exact: list[str], prefixes: list[str]) -> str:
+    below = [f'starts_with(http.request.uri.path, "{p}")' for p in prefixes]
+    return "(" + " or ".join([f"http.request.uri.path in {_set(exact)}", *below]) + ")"
+
+
+def _mcp_paths(paths: list[str]) -> str:
+    """A path that is an MCP endpoint, or below one."""
+    return _path_in(sorted(paths), [f"{p}/" for p in sorted(paths)])
+
+
+def _host(args: EdgeArgs) -> str:
+    return f'http.host eq "{args.hostname}"'
+
+
+def _firewall_rules(args: EdgeArgs) -> list[dict]:
+    allowed = _path_in(sorted([*args.mcp_paths, args.health_path]),
+                       [*(f"{p}/" for p in sorted(args.mcp_paths)), "/.well-known/"])
+    return [
+        {"ref": "mcp_paths_only", "action": "block", "enabled": True,
+         "description": "Only the MCP endpoints, the health path and /.well-known/ on the MCP host",
+         "expression": f"({_host(args)} and not {allowed})"},
+        {"ref": "mcp_methods_only", "action": "block", "enabled": True,
+         "description": "MCP Streamable HTTP uses GET, POST and DELETE (OPTIONS for CORS preflight)",
+         "expression": f"({_host(args)} and not http.request.method in {_set(ALLOWED_METHODS)})"}]
+
+
+def _ratelimit_rules(args: EdgeArgs) -> list[dict]:
+    return [{"ref": "mcp_per_client_ip", "action": "block", "enabled": True,
+             "description": f"At most {args.rate_limit_per_minute} MCP requests a minute per client IP",
+             "expression": f"({_host(args)} and {_mcp_paths(args.mcp_paths)})",
+             # cf.colo.id is required by the API: counters are kept per Cloudflare data center.
+             "ratelimit": {"characteristics": ["cf.colo.id", "ip.src"], "period": 60,
+                           "requests_per_period": args.rate_limit_per_minute, "mitigation_timeout": 600}}]
+
+
+def _managed_rules() -> list[dict]:
+    # Zone-wide ("true"): this entrypoint replaces the zone's whole managed phase, so scoping
+    # it to the MCP host would strip the managed WAF from the zone's other hostnames.
+    return [{"ref": ref, "action": "execute", "enabled": True, "expression": "true",
+             "description": f"Execute Cloudflare's {ref.replace('_', ' ')} ruleset",
+             "action_parameters": {"id": ruleset_id}} for ref, ruleset_id in MANAGED_RULESETS.items()]
+
+
+class Edge(pulumi.ComponentResource):
+    def __init__(self, name: str, args: EdgeArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mcp-estate:edge:Edge", name, None, opts)
+        members = {g.name: sorted(r.name for r in args.regions if r.group == g.name) for g in args.groups}
+        routing = plan_routing(members, args.groups, args.fallback_region)
+
+        self.monitor = self._monitor(name, args)
+        self.pools = {r.name: self._pool(name, args, r) for r in sorted(args.regions, key=lambda r: r.name)}
+        self.pool_ids: dict[str, pulumi.Output[str]] = {region: p.id for region, p in self.pools.items()}
+        self.load_balancer = self._load_balancer(name, args, routing)
+        self.load_balancer_id: pulumi.Output[str] = self.load_balancer.id
+
+        self.rulesets = {
+            "firewall": self._ruleset(name, "firewall", args, "http_request_firewall_custom", _firewall_rules(args)),
+            "ratelimit": self._ruleset(name, "ratelimit", args, "http_ratelimit", _ratelimit_rules(args)),
+            "managed": self._ruleset(name, "managed", args, "http_request_firewall_managed", _managed_rules()),
+        }
+        self.zone_settings = {
+            setting: cloudflare.ZoneSetting(f"{name}-{setting}", zone_id=args.zone_id, setting_id=setting,
+                                            value=value, opts=child_opts(self))
+            for setting, value in ZONE_SETTINGS.items()}
+
+        self.register_outputs({"load_balancer_id": self.load_balancer_id, "pool_ids": self.pool_ids,
+                               "monitor_id": self.monitor.id})
+
+    def _monitor(self, name: str, args: EdgeArgs) -> cloudflare.LoadBalancerMonitor:
+        return cloudflare.LoadBalancerMonitor(
+            f"{name}-monitor", account_id=args.account_id, type="https", method="GET",
+            path=args.health_path, expected_codes="200", header={"Host": [args.hostname]},
+            interval=60, timeout=5, retries=2, consecutive_up=2, consecutive_down=2,
+            follow_redirects=False, allow_insecure=False,   # the ALB's certificate must verify
+            description=f"{args.name_prefix}: {args.health_path} on each region's ALB",
+            opts=child_opts(self))
+
+    def _pool(self, name: str, args: EdgeArgs, region: EdgeRegion) -> cloudflare.LoadBalancerPool:
+        geo = AWS_REGIONS[region.name]
+        return cloudflare.LoadBalancerPool(
+            f"{name}-pool-{region.name}", account_id=args.account_id, name=f"{args.name_prefix}-{region.name}",
+            description=f"{region.name} ALB ({region.group} residency group)",
+            # The public hostname as Host (and SNI) so the ALB's certificate matches under SSL strict.
+            origins=[{"name": region.name, "address": region.alb_dns_name, "enabled": True, "weight": 1,
+                      "header": {"hosts": [args.hostname]}}],
+            monitor=self.monitor.id, check_regions=[geo.cloudflare_region], minimum_origins=1,
+            latitude=geo.latitude, longitude=geo.longitude, opts=child_opts(self))
+
+    def _load_balancer(self, name: str, args: EdgeArgs, routing: Routing) -> cloudflare.LoadBalancer:
+        def ids(regions: list[str]) -> list[pulumi.Output[str]]:
+            return [self.pool_ids[r] for r in regions]
+
+        strict_groups = sorted((g for g in args.groups if g.strict), key=lambda g: g.name)
+        return cloudflare.LoadBalancer(
+            f"{name}-lb", zone_id=args.zone_id, name=args.hostname, proxied=True,
+            description=f"{args.name_prefix}: MCP servers by residency group and geography",
+            steering_policy="geo",
+            default_pools=ids(routing.default), fallback_pool=self.pool_ids[routing.fallback],
+            region_pools={code: ids(regions) for code, regions in routing.regions.items()},
+            country_pools={country: ids(regions) for country, regions in routing.countries.items()},
+            session_affinity="header", session_affinity_ttl=args.session_affinity_ttl,
+            session_affinity_attributes={
+                "headers": [SESSION_HEADER], "require_all_headers": True, "drain_duration": 60,
+                # "sticky" is documented as unsupported with header affinity; "temporary" retries
+                # another healthy pool and returns to the pinned one when it recovers.
+                "zero_downtime_failover": "temporary"},
+            adaptive_routing={"failover_across_pools": True},
+            rules=[{"name": f"residency-{g.name}", "priority": _rule_priority(g.name),
+                    "condition": f"ip.src.country in {_set(sorted(g.countries))}",
+                    "overrides": {"steering_policy": "off", "default_pools": ids(routing.strict[g.name]),
+                                  "fallback_pool": self.pool_ids[g.primary_region]},
+                    "terminates": True} for g in strict_groups],
+            opts=child_opts(self))
+
+    def _ruleset(self, name: str, role: str, args: EdgeArgs, phase: str, rules: list[dict]) -> cloudflare.Ruleset:
+        return cloudflare.Ruleset(
+            f"{name}-{role}", zone_id=args.zone_id, kind="zone", phase=phase,
+            name=f"{args.name_prefix} {role}", description=f"MCP estate {args.name_prefix}: {phase}",
+            rules=rules, opts=child_opts(self))

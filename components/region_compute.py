@@ -1,0 +1,204 @@
+"""One region's compute front: the ECS cluster and the public ALB that only Cloudflare can reach.
+
+Creates, per region:
+- an ECS cluster with Container Insights (enhanced: per-task and per-container metrics);
+- the ALB security group: TCP 443 (and 80, only to redirect) from each Cloudflare range,
+  one rule per CIDR named by the CIDR; no egress here, each service adds its own ALB->task rule;
+- the access-log bucket: private, owner-enforced, SSE-S3 (the only encryption ALB log
+  delivery supports), logs expiring with the estate's retention, writable only by the
+  region's ELB log-delivery account under `alb/`, and TLS-only;
+- the internet-facing ALB in the public subnets (invalid headers dropped, strictest desync
+  mitigation, a one-hour idle timeout for long-lived Streamable HTTP / SSE streams);
+- an HTTPS listener (TLS 1.3/1.2 policy, default 404: services add their own rules) and an
+  HTTP listener that only redirects to HTTPS;
+- a WAFv2 web ACL on the ALB: AWS IP reputation, a per-client rate limit keyed on the
+  visitor's address as Cloudflare forwards it, and the common and known-bad-inputs rule sets;
+- the alert topic (KMS-encrypted) with one email subscription per address.
+
+Requires: the region's `aws.Provider` in `opts`; `alert_key_arn` a key whose policy lets
+CloudWatch (and SNS) use it, or alarms cannot publish.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from .naming import child_opts, cidr_slug
+
+TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+LOG_PREFIX = "alb"
+
+
+@dataclass
+class RegionComputeArgs:
+    region: str
+    account_id: str
+    name_prefix: str                       # physical names: cluster, web ACL, topic
+    vpc_id: pulumi.Input[str]
+    vpc_cidr: str
+    public_subnet_ids: list[pulumi.Input[str]]
+    certificate_arn: pulumi.Input[str]     # validated ACM certificate for the estate hostname
+    cloudflare_ipv4_cidrs: list[str]
+    cloudflare_ipv6_cidrs: list[str]
+    deletion_protection: bool
+    origin_rate_limit: int                 # requests per client IP per 5 minutes
+    alert_key_arn: pulumi.Input[str]
+    alert_emails: list[str]
+    log_retention_days: int
+    tags: dict[str, str]
+
+
+def log_bucket_policy(bucket_arn: pulumi.Input[str], elb_account_arn: str, account_id: str) -> dict:
+    """ALB log delivery may write its own prefix; nobody may use the bucket without TLS."""
+    return {"Version": "2012-10-17", "Statement": [
+        {"Sid": "AllowAlbLogDelivery", "Effect": "Allow", "Principal": {"AWS": elb_account_arn},
+         "Action": "s3:PutObject",
+         "Resource": pulumi.Output.concat(bucket_arn, f"/{LOG_PREFIX}/AWSLogs/{account_id}/*")},
+        {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+         "Resource": [bucket_arn, pulumi.Output.concat(bucket_arn, "/*")],
+         "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]}
+
+
+def visibility(metric: str) -> dict:
+    return {"cloudwatch_metrics_enabled": True, "metric_name": metric, "sampled_requests_enabled": True}
+
+
+def managed_rule_group(name: str, priority: int, overrides: list[dict] | None = None) -> dict:
+    statement = {"vendor_name": "AWS", "name": name}
+    if overrides:
+        statement["rule_action_overrides"] = overrides
+    return {"name": name, "priority": priority, "override_action": {"none": {}},
+            "statement": {"managed_rule_group_statement": statement}, "visibility_config": visibility(name)}
+
+
+def rate_limit_rule(limit: int, priority: int) -> dict:
+    # Behind Cloudflare every source IP is a Cloudflare edge: count the visitor's IP, which
+    # Cloudflare sets in CF-Connecting-IP (the SG admits nobody else to spoof it).
+    return {"name": "rate-per-client-ip", "priority": priority, "action": {"block": {}},
+            "statement": {"rate_based_statement": {
+                "limit": limit, "evaluation_window_sec": 300, "aggregate_key_type": "FORWARDED_IP",
+                "forwarded_ip_config": {"header_name": "CF-Connecting-IP", "fallback_behavior": "MATCH"}}},
+            "visibility_config": visibility("rate-per-client-ip")}
+
+
+def web_acl_rules(rate_limit: int) -> list[dict]:
+    """Cheap verdicts first (known-bad sources, floods), then request inspection."""
+    return [
+        managed_rule_group("AWSManagedRulesAmazonIpReputationList", 10),
+        rate_limit_rule(rate_limit, 20),
+        # MCP JSON-RPC bodies (tool results, batched calls) routinely exceed the 8 KB this rule
+        # blocks at: count instead, the rest of the rule set still inspects the first 8 KB.
+        managed_rule_group("AWSManagedRulesCommonRuleSet", 30,
+                           [{"name": "SizeRestrictions_BODY", "action_to_use": {"count": {}}}]),
+        managed_rule_group("AWSManagedRulesKnownBadInputsRuleSet", 40),
+    ]
+
+
+def email_slug(email: str) -> str:
+    """A resource-name-safe form of an address (`sre.oncall@example.travel` -> `sre-oncall-example-travel`)."""
+    return re.sub(r"[^a-z0-9]+", "-", email.lower()).strip("-")
+
+
+class RegionCompute(pulumi.ComponentResource):
+    def __init__(self, name: str, args: RegionComputeArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mcp-estate:region_compute:RegionCompute", name, None, opts)
+        self._prefix, self._args = name, args
+
+        cluster = aws.ecs.Cluster(f"{name}-cluster", name=args.name_prefix, tags=args.tags, opts=child_opts(self),
+                                  settings=[{"name": "containerInsights", "value": "enhanced"}])
+        self.cluster_arn, self.cluster_name = cluster.arn, cluster.name
+
+        self.alb_security_group_id = self._alb_security_group()
+        alb = self._load_balancer(self._access_log_bucket())
+        self.alb_arn, self.alb_arn_suffix, self.alb_dns_name = alb.arn, alb.arn_suffix, alb.dns_name
+        self.https_listener_arn = self._listeners(alb)
+        self.web_acl_arn = self._web_acl(alb)
+        self.alerts_topic_arn = self._alerts()
+
+        self.register_outputs({"cluster_arn": self.cluster_arn, "alb_arn": self.alb_arn,
+                               "alb_dns_name": self.alb_dns_name, "https_listener_arn": self.https_listener_arn,
+                               "web_acl_arn": self.web_acl_arn, "alerts_topic_arn": self.alerts_topic_arn})
+
+    def _alb_security_group(self) -> pulumi.Output[str]:
+        args = self._args
+        group = aws.ec2.SecurityGroup(f"{self._prefix}-alb-sg", vpc_id=args.vpc_id, tags=args.tags,
+                                      description="MCP ALB: HTTPS (and HTTP, redirected) from Cloudflare only",
+                                      opts=child_opts(self))
+        ranges = [("cidr_ipv4", c) for c in args.cloudflare_ipv4_cidrs] + \
+                 [("cidr_ipv6", c) for c in args.cloudflare_ipv6_cidrs]
+        for family, cidr in ranges:
+            for protocol, port in (("https", 443), ("http", 80)):
+                aws.vpc.SecurityGroupIngressRule(
+                    f"{self._prefix}-alb-{protocol}-{cidr_slug(cidr)}", security_group_id=group.id,
+                    ip_protocol="tcp", from_port=port, to_port=port, description=f"Cloudflare {protocol.upper()}",
+                    tags=args.tags, opts=child_opts(self), **{family: cidr})
+        return group.id
+
+    def _access_log_bucket(self) -> aws.s3.BucketPolicy:
+        """The bucket's policy, once the bucket is locked down: the ALB must wait for it."""
+        args, prefix = self._args, f"{self._prefix}-alb-logs"
+        bucket = aws.s3.Bucket(prefix, force_destroy=False, tags=args.tags, opts=child_opts(self))
+        private = aws.s3.BucketPublicAccessBlock(
+            f"{prefix}-private", bucket=bucket.id, block_public_acls=True, block_public_policy=True,
+            ignore_public_acls=True, restrict_public_buckets=True, opts=child_opts(self))
+        aws.s3.BucketOwnershipControls(f"{prefix}-ownership", bucket=bucket.id, opts=child_opts(self),
+                                       rule={"object_ownership": "BucketOwnerEnforced"})
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{prefix}-encryption", bucket=bucket.id, opts=child_opts(self),
+            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}])
+        aws.s3.BucketLifecycleConfiguration(f"{prefix}-lifecycle", bucket=bucket.id, opts=child_opts(self), rules=[{
+            "id": "expire-alb-logs", "status": "Enabled", "filter": {"prefix": f"{LOG_PREFIX}/"},
+            "expiration": {"days": args.log_retention_days}}])
+        elb = aws.elb.get_service_account(region=args.region, opts=pulumi.InvokeOptions(parent=self))
+        # After the public access block: S3 rejects concurrent changes to one bucket's policy settings.
+        return aws.s3.BucketPolicy(f"{prefix}-policy", bucket=bucket.id, opts=child_opts(self, depends_on=[private]),
+                                   policy=pulumi.Output.json_dumps(
+                                       log_bucket_policy(bucket.arn, elb.arn, args.account_id)))
+
+    def _load_balancer(self, log_policy: aws.s3.BucketPolicy) -> aws.lb.LoadBalancer:
+        args = self._args
+        # ALB checks it can write to the bucket when logging is turned on: the policy must exist.
+        return aws.lb.LoadBalancer(
+            f"{self._prefix}-alb", load_balancer_type="application", internal=False,
+            subnets=args.public_subnet_ids, security_groups=[self.alb_security_group_id],
+            drop_invalid_header_fields=True, desync_mitigation_mode="strictest", idle_timeout=3600,
+            enable_deletion_protection=args.deletion_protection,
+            access_logs={"bucket": log_policy.bucket, "prefix": LOG_PREFIX, "enabled": True},
+            tags=args.tags, opts=child_opts(self, depends_on=[log_policy]))
+
+    def _listeners(self, alb: aws.lb.LoadBalancer) -> pulumi.Output[str]:
+        args = self._args
+        https = aws.lb.Listener(
+            f"{self._prefix}-https", load_balancer_arn=alb.arn, port=443, protocol="HTTPS",
+            ssl_policy=TLS_POLICY, certificate_arn=args.certificate_arn, tags=args.tags, opts=child_opts(self),
+            default_actions=[{"type": "fixed-response", "fixed_response": {
+                "content_type": "application/json", "status_code": "404",
+                "message_body": '{"error":"not found"}'}}])
+        aws.lb.Listener(
+            f"{self._prefix}-http", load_balancer_arn=alb.arn, port=80, protocol="HTTP", tags=args.tags,
+            opts=child_opts(self), default_actions=[{"type": "redirect", "redirect": {
+                "protocol": "HTTPS", "port": "443", "status_code": "HTTP_301"}}])
+        return https.arn
+
+    def _web_acl(self, alb: aws.lb.LoadBalancer) -> pulumi.Output[str]:
+        args = self._args
+        acl = aws.wafv2.WebAcl(f"{self._prefix}-waf", name=f"{args.name_prefix}-origin", scope="REGIONAL",
+                               default_action={"allow": {}}, rules=web_acl_rules(args.origin_rate_limit),
+                               visibility_config=visibility(f"{args.name_prefix}-origin"),
+                               tags=args.tags, opts=child_opts(self))
+        aws.wafv2.WebAclAssociation(f"{self._prefix}-waf-alb", resource_arn=alb.arn, web_acl_arn=acl.arn,
+                                    opts=child_opts(self))
+        return acl.arn
+
+    def _alerts(self) -> pulumi.Output[str]:
+        args = self._args
+        topic = aws.sns.Topic(f"{self._prefix}-alerts", name=f"{args.name_prefix}-alerts",
+                              kms_master_key_id=args.alert_key_arn, tags=args.tags, opts=child_opts(self))
+        for email in args.alert_emails:
+            aws.sns.TopicSubscription(f"{self._prefix}-alerts-{email_slug(email)}", topic=topic.arn,
+                                      protocol="email", endpoint=email, opts=child_opts(self))
+        return topic.arn

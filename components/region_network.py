@@ -1,0 +1,184 @@
+"""One region's network: where the ALB faces Cloudflare and the MCP tasks run with no public IP.
+
+Creates, per region:
+- a VPC (DNS support and hostnames, needed by the endpoints' private DNS) whose default
+  security group is emptied (CIS: nothing may fall back on an allow-all group);
+- per availability zone a private subnet (tasks) and a public subnet (the ALB only, no
+  public IP on launch), keyed by AZ name; CIDRs carved from the VPC: the first three
+  quarters are the private subnets, the fourth is cut in four and three pieces are public;
+- an internet gateway and one public route table; one private route table per AZ whose
+  default route exists only when `nat` is on, then through a NAT gateway in the same AZ
+  (losing an AZ does not cut the other AZs' egress);
+- interface endpoints (ECR API and registry, logs, Secrets Manager, STS) behind a security
+  group admitting HTTPS from the VPC only, and gateway endpoints (S3: ECR image layers;
+  DynamoDB: session state) on the private route tables, so tasks need no internet route;
+- VPC flow logs (all traffic) to a KMS-encrypted log group, written by a role that only the
+  flow-logs service of this account and region can assume.
+
+Requires: the region's `aws.Provider` in `opts`; `log_key_arn` a key whose policy lets
+`logs.<region>.amazonaws.com` use it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from .naming import child_opts
+
+INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "logs", "secretsmanager", "sts")
+GATEWAY_ENDPOINTS = ("s3", "dynamodb")
+
+
+@dataclass
+class RegionNetworkArgs:
+    region: str
+    account_id: str
+    cidr: str                      # /16 to /20, validated by the spec
+    availability_zones: int        # 2 or 3
+    nat: bool                      # a default route through NAT, only when a server declares egress
+    log_key_arn: pulumi.Input[str]
+    log_retention_days: int
+    tags: dict[str, str]
+
+
+def carve(cidr: str, count: int) -> tuple[list[str], list[str]]:
+    """(private, public) subnet CIDRs for `count` AZs: /16 -> private /18s and public /20s."""
+    quarters = list(ipaddress.IPv4Network(cidr).subnets(prefixlen_diff=2))
+    public = list(quarters[3].subnets(prefixlen_diff=2))
+    return [str(n) for n in quarters[:count]], [str(n) for n in public[:count]]
+
+
+def flow_logs_trust(account_id: str, region: str) -> dict:
+    """Only the flow-logs service, acting for this account's flow logs in this region."""
+    return {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "sts:AssumeRole",
+        "Principal": {"Service": "vpc-flow-logs.amazonaws.com"},
+        "Condition": {"StringEquals": {"aws:SourceAccount": account_id},
+                      "ArnLike": {"aws:SourceArn": f"arn:aws:ec2:{region}:{account_id}:vpc-flow-log/*"}}}]}
+
+
+def write_to_log_group(log_group_arn: pulumi.Input[str]) -> dict:
+    """Write streams of one log group, nothing else."""
+    return {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow",
+        "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+        "Resource": [log_group_arn, pulumi.Output.concat(log_group_arn, ":*")]}]}
+
+
+class RegionNetwork(pulumi.ComponentResource):
+    def __init__(self, name: str, args: RegionNetworkArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mcp-estate:region_network:RegionNetwork", name, None, opts)
+        self._prefix, self._args = name, args
+        self.vpc_cidr = args.cidr
+        azs = self._zones()
+
+        self.vpc = aws.ec2.Vpc(f"{name}-vpc", cidr_block=args.cidr, enable_dns_support=True,
+                               enable_dns_hostnames=True, tags=args.tags, opts=child_opts(self))
+        self.vpc_id = self.vpc.id
+        # Adopting the default group with no rules empties it (CIS EC2.2).
+        aws.ec2.DefaultSecurityGroup(f"{name}-default-sg", vpc_id=self.vpc.id, tags=args.tags,
+                                     opts=child_opts(self))
+
+        private_cidrs, public_cidrs = carve(args.cidr, len(azs))
+        public = {az: self._subnet("public", az, cidr) for az, cidr in zip(azs, public_cidrs)}
+        private = {az: self._subnet("private", az, cidr) for az, cidr in zip(azs, private_cidrs)}
+        self.public_subnet_ids = [public[az].id for az in azs]
+        self.private_subnet_ids = [private[az].id for az in azs]
+
+        igw = self._public_routes(public)
+        route_tables = {az: self._private_route_table(az, subnet) for az, subnet in private.items()}
+        if args.nat:
+            for az in azs:
+                self._nat_route(az, public[az], route_tables[az], igw)
+
+        self.endpoint_security_group_id = self._interface_endpoints(list(private.values()))
+        self.gateway_prefix_list_ids = self._gateway_endpoints([route_tables[az] for az in azs])
+        self._flow_logs()
+
+        self.register_outputs({"vpc_id": self.vpc_id, "private_subnet_ids": self.private_subnet_ids,
+                               "public_subnet_ids": self.public_subnet_ids,
+                               "gateway_prefix_list_ids": self.gateway_prefix_list_ids})
+
+    def _zones(self) -> list[str]:
+        # Standard zones only: opted-in Local Zones sort first ("us-east-1-bos-1a" < "us-east-1a")
+        # and have no NAT gateway or interface endpoints.
+        zones = aws.get_availability_zones(
+            state="available", filters=[{"name": "opt-in-status", "values": ["opt-in-not-required"]}],
+            opts=pulumi.InvokeOptions(parent=self))
+        return sorted(zones.names)[:self._args.availability_zones]
+
+    def _subnet(self, role: str, az: str, cidr: str) -> aws.ec2.Subnet:
+        return aws.ec2.Subnet(f"{self._prefix}-{role}-{az}", vpc_id=self.vpc.id, availability_zone=az,
+                              cidr_block=cidr, map_public_ip_on_launch=False, tags=self._args.tags,
+                              opts=child_opts(self))
+
+    def _public_routes(self, public: dict[str, aws.ec2.Subnet]) -> aws.ec2.InternetGateway:
+        igw = aws.ec2.InternetGateway(f"{self._prefix}-igw", vpc_id=self.vpc.id, tags=self._args.tags,
+                                      opts=child_opts(self))
+        table = aws.ec2.RouteTable(f"{self._prefix}-public-rt", vpc_id=self.vpc.id, tags=self._args.tags,
+                                   opts=child_opts(self))
+        aws.ec2.Route(f"{self._prefix}-public-default", route_table_id=table.id,
+                      destination_cidr_block="0.0.0.0/0", gateway_id=igw.id, opts=child_opts(self))
+        for az, subnet in public.items():
+            aws.ec2.RouteTableAssociation(f"{self._prefix}-public-rta-{az}", subnet_id=subnet.id,
+                                          route_table_id=table.id, opts=child_opts(self))
+        return igw
+
+    def _private_route_table(self, az: str, subnet: aws.ec2.Subnet) -> aws.ec2.RouteTable:
+        table = aws.ec2.RouteTable(f"{self._prefix}-private-rt-{az}", vpc_id=self.vpc.id, tags=self._args.tags,
+                                   opts=child_opts(self))
+        aws.ec2.RouteTableAssociation(f"{self._prefix}-private-rta-{az}", subnet_id=subnet.id,
+                                      route_table_id=table.id, opts=child_opts(self))
+        return table
+
+    def _nat_route(self, az: str, public_subnet: aws.ec2.Subnet, table: aws.ec2.RouteTable,
+                   igw: aws.ec2.InternetGateway) -> None:
+        eip = aws.ec2.Eip(f"{self._prefix}-nat-eip-{az}", domain="vpc", tags=self._args.tags,
+                          opts=child_opts(self))
+        # A NAT gateway needs the internet gateway attached before it can route.
+        nat = aws.ec2.NatGateway(f"{self._prefix}-nat-{az}", allocation_id=eip.id, subnet_id=public_subnet.id,
+                                 tags=self._args.tags, opts=child_opts(self, depends_on=[igw]))
+        aws.ec2.Route(f"{self._prefix}-private-default-{az}", route_table_id=table.id,
+                      destination_cidr_block="0.0.0.0/0", nat_gateway_id=nat.id, opts=child_opts(self))
+
+    def _interface_endpoints(self, subnets: list[aws.ec2.Subnet]) -> pulumi.Output[str]:
+        group = aws.ec2.SecurityGroup(f"{self._prefix}-endpoint-sg", vpc_id=self.vpc.id,
+                                      description="Interface VPC endpoints: HTTPS from inside the VPC only",
+                                      tags=self._args.tags, opts=child_opts(self))
+        aws.vpc.SecurityGroupIngressRule(f"{self._prefix}-endpoint-https", security_group_id=group.id,
+                                         ip_protocol="tcp", from_port=443, to_port=443,
+                                         cidr_ipv4=self._args.cidr, description="HTTPS from the VPC",
+                                         tags=self._args.tags, opts=child_opts(self))
+        for service in INTERFACE_ENDPOINTS:
+            aws.ec2.VpcEndpoint(f"{self._prefix}-endpoint-{service.replace('.', '-')}", vpc_id=self.vpc.id,
+                                service_name=f"com.amazonaws.{self._args.region}.{service}",
+                                vpc_endpoint_type="Interface", private_dns_enabled=True,
+                                subnet_ids=[s.id for s in subnets], security_group_ids=[group.id],
+                                tags=self._args.tags, opts=child_opts(self))
+        return group.id
+
+    def _gateway_endpoints(self, route_tables: list[aws.ec2.RouteTable]) -> dict[str, pulumi.Output[str]]:
+        """Service -> the endpoint's prefix list, which task security groups allow egress to."""
+        return {service: aws.ec2.VpcEndpoint(
+            f"{self._prefix}-endpoint-{service}", vpc_id=self.vpc.id,
+            service_name=f"com.amazonaws.{self._args.region}.{service}", vpc_endpoint_type="Gateway",
+            route_table_ids=[t.id for t in route_tables], tags=self._args.tags, opts=child_opts(self)).prefix_list_id
+            for service in GATEWAY_ENDPOINTS}
+
+    def _flow_logs(self) -> None:
+        args = self._args
+        log_group = aws.cloudwatch.LogGroup(f"{self._prefix}-flow-logs", retention_in_days=args.log_retention_days,
+                                            kms_key_id=args.log_key_arn, tags=args.tags, opts=child_opts(self))
+        role = aws.iam.Role(f"{self._prefix}-flow-logs-role", tags=args.tags, opts=child_opts(self),
+                            assume_role_policy=json.dumps(flow_logs_trust(args.account_id, args.region)))
+        grant = aws.iam.RolePolicy(f"{self._prefix}-flow-logs-write", role=role.id, opts=child_opts(self),
+                                   policy=pulumi.Output.json_dumps(write_to_log_group(log_group.arn)))
+        # The flow log checks the role can write when it is created: grant first.
+        aws.ec2.FlowLog(f"{self._prefix}-flow-log", vpc_id=self.vpc.id, traffic_type="ALL",
+                        log_destination_type="cloud-watch-logs", log_destination=log_group.arn,
+                        iam_role_arn=role.arn, tags=args.tags, opts=child_opts(self, depends_on=[grant]))

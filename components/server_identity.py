@@ -1,0 +1,126 @@
+"""The two IAM roles of one MCP server, shared by its services in every region.
+
+Creates:
+- a task role: what the server's code may call, exactly the grants declared in the spec
+  (one inline policy statement per grant; no grants, no policy);
+- an execution role: what ECS needs to start the server's tasks, scoped to the server's own
+  repository, log group, secrets and the keys of those secrets.
+
+Both roles trust only ECS tasks of the estate's account in the server's regions (the
+`aws:SourceAccount` / `aws:SourceArn` guard against the confused deputy), and neither gets a
+managed policy: `AmazonECSTaskExecutionRolePolicy` grants every repository and log group of
+the account, far more than one server needs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from .naming import child_opts
+
+ECS_TASKS = "ecs-tasks.amazonaws.com"
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One declared permission of a server, its resources resolved to ARNs."""
+
+    actions: list[str]
+    resources: list[str]
+
+
+@dataclass
+class ServerIdentityArgs:
+    server: str
+    account_id: str
+    regions: list[str]                          # where the server runs: its roles work only there
+    grants: list[Grant]
+    repository_arns: list[str]                  # the server's ECR repository, one ARN per region
+    log_group_arns: list[str]                   # its log group per region (`...:log-group:<name>:*`)
+    secret_arns: list[str]                      # its secrets per region (`...:secret:<name>-??????`)
+    key_arns: list[pulumi.Input[str]]           # the KMS keys encrypting those secrets
+    tags: dict[str, str]
+
+
+class ServerIdentity(pulumi.ComponentResource):
+    def __init__(self, name: str, args: ServerIdentityArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mcp-estate:server_identity:ServerIdentity", name, None, opts)
+        trust = json.dumps(trust_policy(args.account_id, args.regions))
+
+        self.task_role = aws.iam.Role(
+            f"{name}-task", assume_role_policy=trust, tags=args.tags,
+            description=f"MCP server {args.server}: what its code may call", opts=child_opts(self))
+        self.task_role_arn: pulumi.Output[str] = self.task_role.arn
+        if args.grants:
+            grants = aws.iam.RolePolicy(
+                f"{name}-task-grants", role=self.task_role.id,
+                policy=json.dumps(task_policy(args.grants)), opts=child_opts(self))
+            self.task_role_arn = _ready(self.task_role, grants)
+
+        self.execution_role = aws.iam.Role(
+            f"{name}-execution", assume_role_policy=trust, tags=args.tags,
+            description=f"ECS, starting MCP server {args.server}: pull its image, write its logs, read its secrets",
+            opts=child_opts(self))
+        execution = aws.iam.RolePolicy(
+            f"{name}-execution-policy", role=self.execution_role.id,
+            policy=pulumi.Output.json_dumps(execution_policy(args)), opts=child_opts(self))
+        self.execution_role_arn = _ready(self.execution_role, execution)
+
+        self.register_outputs({"task_role_arn": self.task_role_arn,
+                               "execution_role_arn": self.execution_role_arn})
+
+
+def _ready(role: aws.iam.Role, policy: aws.iam.RolePolicy) -> pulumi.Output[str]:
+    """The role's ARN, resolved only once its policy exists: a task definition using it then
+    waits for the policy, so no first task fails (and trips the circuit breaker) for want of it."""
+    return pulumi.Output.all(role.arn, policy.id).apply(lambda values: values[0])
+
+
+def trust_policy(account_id: str, regions: list[str]) -> dict:
+    """ECS tasks may assume the role only for tasks of this account in these regions."""
+    return {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow",
+        "Principal": {"Service": ECS_TASKS},
+        "Action": "sts:AssumeRole",
+        "Condition": {
+            "StringEquals": {"aws:SourceAccount": [account_id]},
+            "ArnLike": {"aws:SourceArn": [f"arn:aws:ecs:{region}:{account_id}:*" for region in regions]},
+        },
+    }]}
+
+
+def task_policy(grants: list[Grant]) -> dict:
+    """Exactly the declared grants. No Sid: a positional one would change when the list is
+    reordered; statements are sorted so that reordering the spec changes nothing."""
+    statements = [{"Effect": "Allow", "Action": list(g.actions), "Resource": list(g.resources)}
+                  for g in grants]
+    return {"Version": "2012-10-17",
+            "Statement": sorted(statements, key=lambda s: (s["Action"], s["Resource"]))}
+
+
+def execution_policy(args: ServerIdentityArgs) -> dict:
+    statements = [
+        # GetAuthorizationToken has no resource-level permission: AWS only accepts "*" here.
+        # The token alone pulls nothing: the next statement decides which images can be read.
+        {"Sid": "EcrLogin", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
+        {"Sid": "PullOwnImage", "Effect": "Allow",
+         "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+         "Resource": list(args.repository_arns)},
+        {"Sid": "WriteOwnLogs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+         "Resource": list(args.log_group_arns)},
+    ]
+    if args.secret_arns:
+        statements += [
+            {"Sid": "ReadOwnSecrets", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+             "Resource": list(args.secret_arns)},
+            # The keys also protect other data: decrypt only on Secrets Manager's behalf.
+            {"Sid": "DecryptOwnSecrets", "Effect": "Allow", "Action": "kms:Decrypt",
+             "Resource": list(args.key_arns),
+             "Condition": {"StringEquals": {
+                 "kms:ViaService": [f"secretsmanager.{region}.amazonaws.com" for region in args.regions]}}},
+        ]
+    return {"Version": "2012-10-17", "Statement": statements}

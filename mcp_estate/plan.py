@@ -1,0 +1,74 @@
+"""`estate plan`: the estate of a stack, built offline, summarised and exported.
+
+The program runs in-process under the realistic mocks with the stack's own config and the
+strict fidelity inspector; the result is exported in the shape of `pulumi stack export`,
+so the same policies run over it as over a real stack's export.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .fidelity import inspect_resource
+from .offline import Registered, run_offline
+from .spec import EstateSpec
+from .stackfile import load_spec
+
+
+@dataclass
+class Plan:
+    stack: str
+    spec: EstateSpec
+    resources: list[Registered]
+    seconds: float
+
+    def custom_resources(self) -> list[Registered]:
+        return [r for r in self.resources if r.custom and not r.type.startswith("pulumi:providers:")]
+
+    def export(self) -> dict[str, Any]:
+        """`pulumi stack export`'s shape (version 3), with the mocks' ids and outputs."""
+        return {"version": 3, "deployment": {
+            "manifest": {"version": "mcp-estate offline plan (Pulumi mocks)"},
+            "resources": [r.export() for r in self.resources]}}
+
+
+def plan_stack(stack: str, stacks_dir: Path) -> Plan:
+    """Validate the stack's spec and build its estate offline. Raises SpecError, FidelityError."""
+    from components.estate import Estate   # imports the SDKs: only once the spec is known good
+
+    config, spec = load_spec(stack, stacks_dir)
+    started = time.perf_counter()
+    resources = run_offline(lambda: Estate("mcp-estate", spec), stack=stack, config=config,
+                            account_id=spec.aws_account_id, inspect=inspect_resource)
+    return Plan(stack, spec, resources, time.perf_counter() - started)
+
+
+def summary(plan: Plan) -> str:
+    spec, custom = plan.spec, plan.custom_resources()
+    lines = [f"stack {plan.stack} ({spec.environment}), owner {spec.owner}, AWS account "
+             f"{spec.aws_account_id}, https://{spec.domain.hostname}", "", "residency groups:"]
+    for group in sorted(spec.residency_groups, key=lambda g: g.name):
+        regions = ", ".join(f"{r.name} {r.cidr}" + ("*" if r.name == group.primary_region else "")
+                            for r in sorted(group.regions, key=lambda r: r.name))
+        policy = f"strict: {' '.join(group.countries)}" if group.strict else \
+            f"default route{'; ' + ' '.join(group.countries) if group.countries else ''}"
+        lines.append(f"  {group.name:<12} {regions}  ({policy})")
+    lines += ["  (* primary region: the group's table and key live there)", "", "servers:"]
+    for server in sorted(spec.servers, key=lambda s: s.name):
+        lines.append(f"  {server.name:<12} https://{spec.domain.hostname}{server.mcp_path}  "
+                     f"{server.cpu} CPU / {server.memory} MiB, {server.scaling.min}-{server.scaling.max} "
+                     f"tasks per region in {', '.join(spec.server_regions(server))}")
+        lines.append(f"  {'':<12} {server.registry_host}/{server.repository}@{server.digest[:19]}...")
+    origins = {r.inputs["tags"]["mcp-estate:region"]: r.outputs.get("dnsName") for r in custom
+               if r.type == "aws:lb/loadBalancer:LoadBalancer"}
+    lines += ["", "origins (mock DNS names):"] + [f"  {n}: {d}" for n, d in sorted(origins.items())]
+    by_type = Counter(r.type for r in custom)
+    by_cloud = Counter(r.type.split(":", 1)[0] for r in custom)
+    lines += ["", f"resources: {len(custom)} ({', '.join(f'{n} {c}' for c, n in sorted(by_cloud.items()))}), "
+                  f"{sum(not r.custom for r in plan.resources)} components, planned in {plan.seconds:.1f}s"]
+    lines += [f"  {count:>5}  {token}" for token, count in sorted(by_type.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return "\n".join(lines)

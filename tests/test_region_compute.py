@@ -1,0 +1,180 @@
+"""RegionCompute: a cluster and an ALB that only Cloudflare reaches, over TLS, behind a WAF."""
+
+from __future__ import annotations
+
+import itertools
+from functools import cache
+
+import pulumi
+import pulumi_aws as aws
+
+from components.region_compute import RegionCompute, RegionComputeArgs
+from conftest import ACCOUNT, Plan, policy, run_program
+from mcp_estate.mocks import ELB_ACCOUNTS
+
+REGION = "eu-west-1"
+FRONT = f"front-{REGION}"
+PREFIX = f"estate-test-{REGION}"
+CERT = f"arn:aws:acm:{REGION}:{ACCOUNT}:certificate/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
+KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/mrk-0123456789abcdef0123456789abcdef"
+CF_IPV4 = ["103.21.244.0/22", "173.245.48.0/20"]
+CF_IPV6 = ["2400:cb00::/32"]
+TAGS = {"mcp-estate:stack": "test", "mcp-estate:environment": "dev", "mcp-estate:owner": "platform",
+        "mcp-estate:region": REGION}
+
+
+@cache
+def front(deletion_protection: bool = True) -> tuple[Plan, dict]:
+    """The plan of one region's compute front, and its component's resolved attributes."""
+    seen: dict = {}
+
+    def program():
+        provider = aws.Provider(f"aws-{REGION}", region=REGION)
+        compute = RegionCompute(FRONT, RegionComputeArgs(
+            region=REGION, account_id=ACCOUNT, name_prefix=PREFIX, vpc_id="vpc-0a1b2c3d4e5f60718",
+            vpc_cidr="10.30.0.0/16", public_subnet_ids=["subnet-0aaa", "subnet-0bbb"], certificate_arn=CERT,
+            cloudflare_ipv4_cidrs=CF_IPV4, cloudflare_ipv6_cidrs=CF_IPV6, deletion_protection=deletion_protection,
+            origin_rate_limit=3000, alert_key_arn=KEY,
+            alert_emails=["sre.oncall@example.travel", "security@example.travel"],
+            log_retention_days=90, tags=TAGS), opts=pulumi.ResourceOptions(provider=provider))
+        pulumi.Output.all(
+            cluster_arn=compute.cluster_arn, cluster_name=compute.cluster_name, alb_arn=compute.alb_arn,
+            alb_arn_suffix=compute.alb_arn_suffix, alb_dns_name=compute.alb_dns_name,
+            alb_sg=compute.alb_security_group_id, https=compute.https_listener_arn,
+            topic=compute.alerts_topic_arn, acl=compute.web_acl_arn).apply(seen.update)
+
+    return run_program(program), seen
+
+
+def without(inputs: dict, *keys: str) -> dict:
+    return {k: v for k, v in inputs.items() if k not in keys}
+
+
+def test_alb_admits_only_cloudflare_ranges_on_443_and_80():
+    plan, seen = front()
+    rules = plan.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    assert {r.inputs["securityGroupId"] for r in rules} == {seen["alb_sg"]}
+    admitted = {(r.inputs.get("cidrIpv4") or r.inputs["cidrIpv6"], r.inputs["fromPort"], r.inputs["toPort"],
+                 r.inputs["ipProtocol"]) for r in rules}
+    assert admitted == {(cidr, port, port, "tcp") for cidr, port in itertools.product(CF_IPV4 + CF_IPV6, (443, 80))}
+    assert len(rules) == len(admitted)
+    assert plan.named(f"{FRONT}-alb-https-2400_cb00__-32").inputs["cidrIpv6"] == "2400:cb00::/32"
+    assert plan.named(f"{FRONT}-alb-http-173-245-48-0-20").inputs["cidrIpv4"] == "173.245.48.0/20"
+
+
+def test_alb_security_group_opens_no_egress_of_its_own():
+    plan, _ = front()
+    group = plan.named(f"{FRONT}-alb-sg")
+    assert not group.inputs.get("egress") and not group.inputs.get("ingress")
+    assert not plan.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
+
+
+def test_alb_is_internet_facing_hardened_and_logs_to_its_bucket():
+    plan, seen = front()
+    alb = plan.one("aws:lb/loadBalancer:LoadBalancer")
+    bucket = plan.one("aws:s3/bucket:Bucket")
+    assert without(alb.inputs, "tags", "name") == {
+        "loadBalancerType": "application", "internal": False, "subnets": ["subnet-0aaa", "subnet-0bbb"],
+        "securityGroups": [seen["alb_sg"]], "dropInvalidHeaderFields": True, "desyncMitigationMode": "strictest",
+        "idleTimeout": 3600, "enableDeletionProtection": True,
+        "accessLogs": {"bucket": bucket.id, "prefix": "alb", "enabled": True}}
+    assert plan.one("aws:s3/bucketPolicy:BucketPolicy").urn in alb.dependencies
+    assert (seen["alb_arn"], seen["alb_arn_suffix"], seen["alb_dns_name"]) == \
+        (alb.outputs["arn"], alb.outputs["arnSuffix"], alb.outputs["dnsName"])
+
+
+def test_alb_deletion_protection_follows_the_estate():
+    plan, _ = front(deletion_protection=False)
+    assert plan.one("aws:lb/loadBalancer:LoadBalancer").inputs["enableDeletionProtection"] is False
+
+
+def test_https_listener_serves_the_certificate_with_tls_1_3_policy_and_404s_by_default():
+    plan, seen = front()
+    https = plan.named(f"{FRONT}-https")
+    assert https.outputs["arn"] == seen["https"]
+    assert without(https.inputs, "tags") == {
+        "loadBalancerArn": seen["alb_arn"], "port": 443, "protocol": "HTTPS",
+        "sslPolicy": "ELBSecurityPolicy-TLS13-1-2-2021-06", "certificateArn": CERT,
+        "defaultActions": [{"type": "fixed-response", "fixedResponse": {
+            "contentType": "application/json", "statusCode": "404", "messageBody": '{"error":"not found"}'}}]}
+
+
+def test_http_listener_only_redirects_to_https():
+    plan, seen = front()
+    http = plan.named(f"{FRONT}-http")
+    assert without(http.inputs, "tags") == {
+        "loadBalancerArn": seen["alb_arn"], "port": 80, "protocol": "HTTP",
+        "defaultActions": [{"type": "redirect",
+                            "redirect": {"protocol": "HTTPS", "port": "443", "statusCode": "HTTP_301"}}]}
+    assert len(plan.of_type("aws:lb/listener:Listener")) == 2
+
+
+def test_access_log_bucket_is_private_owner_enforced_encrypted_and_expires_logs():
+    plan, _ = front()
+    bucket = plan.one("aws:s3/bucket:Bucket")
+    assert bucket.inputs["forceDestroy"] is False
+    assert without(plan.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs, "bucket") == {
+        "blockPublicAcls": True, "blockPublicPolicy": True, "ignorePublicAcls": True, "restrictPublicBuckets": True}
+    assert plan.one("aws:s3/bucketOwnershipControls:BucketOwnershipControls").inputs == {
+        "bucket": bucket.id, "rule": {"objectOwnership": "BucketOwnerEnforced"}}
+    encryption = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+    assert plan.one(encryption).inputs == {
+        "bucket": bucket.id, "rules": [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "AES256"}}]}
+    assert plan.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs == {
+        "bucket": bucket.id, "rules": [{"id": "expire-alb-logs", "status": "Enabled", "filter": {"prefix": "alb/"},
+                                        "expiration": {"days": 90}}]}
+
+
+def test_only_the_regions_elb_account_writes_logs_and_only_over_tls():
+    plan, _ = front()
+    bucket_arn = plan.one("aws:s3/bucket:Bucket").outputs["arn"]
+    allow, deny = policy(plan.one("aws:s3/bucketPolicy:BucketPolicy"), "policy")["Statement"]
+    assert without(allow, "Sid") == {
+        "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ELB_ACCOUNTS[REGION]}:root"},
+        "Action": "s3:PutObject", "Resource": f"{bucket_arn}/alb/AWSLogs/{ACCOUNT}/*"}
+    assert without(deny, "Sid") == {
+        "Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": [bucket_arn, f"{bucket_arn}/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
+
+
+def test_waf_screens_the_alb_with_managed_rules_and_a_per_visitor_rate_limit():
+    plan, seen = front()
+    acl = plan.one("aws:wafv2/webAcl:WebAcl")
+    assert acl.inputs["scope"] == "REGIONAL" and acl.inputs["defaultAction"] == {"allow": {}}
+    assert acl.outputs["arn"] == seen["acl"]
+    rules = {r["name"]: r for r in acl.inputs["rules"]}
+    assert sorted(rules) == ["AWSManagedRulesAmazonIpReputationList", "AWSManagedRulesCommonRuleSet",
+                             "AWSManagedRulesKnownBadInputsRuleSet", "rate-per-client-ip"]
+    assert len({r["priority"] for r in rules.values()}) == 4
+    assert all(r["visibilityConfig"] == {"cloudwatchMetricsEnabled": True, "metricName": name,
+                                         "sampledRequestsEnabled": True} for name, r in rules.items())
+    common = rules["AWSManagedRulesCommonRuleSet"]
+    assert common["overrideAction"] == {"none": {}}
+    assert common["statement"]["managedRuleGroupStatement"]["ruleActionOverrides"] == [
+        {"name": "SizeRestrictions_BODY", "actionToUse": {"count": {}}}]
+    assert rules["rate-per-client-ip"]["action"] == {"block": {}}
+    assert rules["rate-per-client-ip"]["statement"] == {"rateBasedStatement": {
+        "limit": 3000, "evaluationWindowSec": 300, "aggregateKeyType": "FORWARDED_IP",
+        "forwardedIpConfig": {"headerName": "CF-Connecting-IP", "fallbackBehavior": "MATCH"}}}
+    association = plan.one("aws:wafv2/webAclAssociation:WebAclAssociation")
+    assert association.inputs == {"resourceArn": seen["alb_arn"], "webAclArn": seen["acl"]}
+
+
+def test_cluster_has_enhanced_container_insights():
+    plan, seen = front()
+    cluster = plan.one("aws:ecs/cluster:Cluster")
+    assert cluster.inputs["name"] == PREFIX
+    assert cluster.inputs["settings"] == [{"name": "containerInsights", "value": "enhanced"}]
+    assert (seen["cluster_arn"], seen["cluster_name"]) == (cluster.outputs["arn"], PREFIX)
+
+
+def test_alerts_topic_is_encrypted_and_mails_each_address():
+    plan, seen = front()
+    topic = plan.one("aws:sns/topic:Topic")
+    assert topic.inputs["kmsMasterKeyId"] == KEY and topic.outputs["arn"] == seen["topic"]
+    subscriptions = {s.name: s.inputs for s in plan.of_type("aws:sns/topicSubscription:TopicSubscription")}
+    assert subscriptions == {
+        f"{FRONT}-alerts-sre-oncall-example-travel": {"topic": seen["topic"], "protocol": "email",
+                                                      "endpoint": "sre.oncall@example.travel"},
+        f"{FRONT}-alerts-security-example-travel": {"topic": seen["topic"], "protocol": "email",
+                                                    "endpoint": "security@example.travel"}}

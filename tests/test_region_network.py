@@ -1,0 +1,171 @@
+"""RegionNetwork: private tasks, public ALB subnets, endpoints instead of internet, flow logs."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import pulumi
+import pulumi_aws as aws
+
+from components.region_network import RegionNetwork, RegionNetworkArgs, carve
+from conftest import ACCOUNT, Plan, policy, run_program
+
+REGION = "eu-west-1"
+KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/mrk-0123456789abcdef0123456789abcdef"
+TAGS = {"mcp-estate:stack": "test", "mcp-estate:environment": "dev", "mcp-estate:owner": "platform",
+        "mcp-estate:region": REGION}
+ZONES = [f"{REGION}a", f"{REGION}b", f"{REGION}c"]
+NET = f"net-{REGION}"
+
+
+@cache
+def network(nat: bool, zones: int = 3) -> tuple[Plan, dict]:
+    """The plan of one region's network, and its component's resolved attributes."""
+    seen: dict = {}
+
+    def program():
+        provider = aws.Provider(f"aws-{REGION}", region=REGION)
+        net = RegionNetwork(NET, RegionNetworkArgs(
+            region=REGION, account_id=ACCOUNT, cidr="10.30.0.0/16", availability_zones=zones, nat=nat,
+            log_key_arn=KEY, log_retention_days=90, tags=TAGS), opts=pulumi.ResourceOptions(provider=provider))
+        pulumi.Output.all(private=net.private_subnet_ids, public=net.public_subnet_ids,
+                          prefix_lists=net.gateway_prefix_list_ids, endpoint_sg=net.endpoint_security_group_id,
+                          vpc=net.vpc_id).apply(seen.update)
+        seen["vpc_cidr"] = net.vpc_cidr
+
+    return run_program(program), seen
+
+
+def ids(plan: Plan, names: list[str]) -> list[str]:
+    return [plan.named(n).id for n in names]
+
+
+def test_each_zone_gets_a_private_and_a_public_subnet_carved_from_the_vpc():
+    plan, _ = network(nat=False)
+    private = {z: plan.named(f"{NET}-private-{z}").inputs for z in ZONES}
+    public = {z: plan.named(f"{NET}-public-{z}").inputs for z in ZONES}
+    assert {z: (i["cidrBlock"], i["availabilityZone"]) for z, i in private.items()} == {
+        f"{REGION}a": ("10.30.0.0/18", f"{REGION}a"), f"{REGION}b": ("10.30.64.0/18", f"{REGION}b"),
+        f"{REGION}c": ("10.30.128.0/18", f"{REGION}c")}
+    assert {z: i["cidrBlock"] for z, i in public.items()} == {
+        f"{REGION}a": "10.30.192.0/20", f"{REGION}b": "10.30.208.0/20", f"{REGION}c": "10.30.224.0/20"}
+    assert all(i["mapPublicIpOnLaunch"] is False for i in [*private.values(), *public.values()])
+
+
+def test_a_slash_20_vpc_still_holds_three_private_and_three_public_subnets():
+    assert carve("10.40.0.0/20", 3) == (["10.40.0.0/22", "10.40.4.0/22", "10.40.8.0/22"],
+                                        ["10.40.12.0/24", "10.40.13.0/24", "10.40.14.0/24"])
+
+
+def test_subnet_ids_are_exposed_in_zone_order_and_only_for_the_requested_zones():
+    plan, seen = network(nat=False, zones=2)
+    assert len(plan.of_type("aws:ec2/subnet:Subnet")) == 4
+    assert seen["private"] == ids(plan, [f"{NET}-private-{z}" for z in ZONES[:2]])
+    assert seen["public"] == ids(plan, [f"{NET}-public-{z}" for z in ZONES[:2]])
+    assert seen["vpc_cidr"] == "10.30.0.0/16"
+
+
+def test_vpc_resolves_private_dns_and_its_default_security_group_allows_nothing():
+    plan, seen = network(nat=False)
+    vpc = plan.named(f"{NET}-vpc")
+    assert vpc.inputs["cidrBlock"] == "10.30.0.0/16"
+    assert vpc.inputs["enableDnsSupport"] is True and vpc.inputs["enableDnsHostnames"] is True
+    default = plan.one("aws:ec2/defaultSecurityGroup:DefaultSecurityGroup")
+    assert default.inputs["vpcId"] == seen["vpc"]
+    assert not default.inputs.get("ingress") and not default.inputs.get("egress")
+
+
+def test_only_the_public_subnets_route_to_the_internet_gateway():
+    plan, _ = network(nat=False)
+    igw = plan.one("aws:ec2/internetGateway:InternetGateway")
+    public_table = plan.named(f"{NET}-public-rt")
+    [route] = plan.of_type("aws:ec2/route:Route")
+    assert route.inputs == {"routeTableId": public_table.id, "destinationCidrBlock": "0.0.0.0/0",
+                            "gatewayId": igw.id}
+    associations = {a.inputs["subnetId"]: a.inputs["routeTableId"]
+                    for a in plan.of_type("aws:ec2/routeTableAssociation:RouteTableAssociation")}
+    assert {associations[s] for s in ids(plan, [f"{NET}-public-{z}" for z in ZONES])} == {public_table.id}
+    assert [associations[s] for s in ids(plan, [f"{NET}-private-{z}" for z in ZONES])] == \
+        ids(plan, [f"{NET}-private-rt-{z}" for z in ZONES])
+
+
+def test_tasks_have_no_route_to_the_internet_without_nat():
+    plan, _ = network(nat=False)
+    private_tables = set(ids(plan, [f"{NET}-private-rt-{z}" for z in ZONES]))
+    assert not [r for r in plan.of_type("aws:ec2/route:Route") if r.inputs["routeTableId"] in private_tables]
+    assert not plan.of_type("aws:ec2/natGateway:NatGateway") and not plan.of_type("aws:ec2/eip:Eip")
+
+
+def test_with_nat_each_zone_egresses_through_its_own_nat_gateway():
+    plan, _ = network(nat=True)
+    for zone in ZONES:
+        nat = plan.named(f"{NET}-nat-{zone}")
+        assert nat.inputs["subnetId"] == plan.named(f"{NET}-public-{zone}").id
+        assert nat.inputs["allocationId"] == plan.named(f"{NET}-nat-eip-{zone}").id
+        assert plan.named(f"{NET}-nat-eip-{zone}").inputs["domain"] == "vpc"
+        assert plan.named(f"{NET}-private-default-{zone}").inputs == {
+            "routeTableId": plan.named(f"{NET}-private-rt-{zone}").id,
+            "destinationCidrBlock": "0.0.0.0/0", "natGatewayId": nat.id}
+
+
+def test_interface_endpoints_serve_aws_apis_privately_in_the_private_subnets():
+    plan, seen = network(nat=False)
+    interface = {e.inputs["serviceName"]: e.inputs for e in plan.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")
+                 if e.inputs["vpcEndpointType"] == "Interface"}
+    assert sorted(interface) == [f"com.amazonaws.{REGION}.{s}"
+                                 for s in ("ecr.api", "ecr.dkr", "logs", "secretsmanager", "sts")]
+    for inputs in interface.values():
+        assert inputs["privateDnsEnabled"] is True
+        assert inputs["subnetIds"] == seen["private"]
+        assert inputs["securityGroupIds"] == [seen["endpoint_sg"]]
+
+
+def test_endpoints_admit_https_from_the_vpc_only():
+    plan, seen = network(nat=False)
+    [rule] = plan.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    assert {k: v for k, v in rule.inputs.items() if k not in ("description", "tags")} == {
+        "securityGroupId": seen["endpoint_sg"], "ipProtocol": "tcp", "fromPort": 443, "toPort": 443,
+        "cidrIpv4": "10.30.0.0/16"}
+    assert not plan.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
+
+
+def test_s3_and_dynamodb_gateway_endpoints_serve_every_private_route_table():
+    plan, seen = network(nat=False)
+    gateways = [plan.named(f"{NET}-endpoint-{s}") for s in ("s3", "dynamodb")]
+    for endpoint, service in zip(gateways, ("s3", "dynamodb")):
+        assert endpoint.inputs["serviceName"] == f"com.amazonaws.{REGION}.{service}"
+        assert endpoint.inputs["vpcEndpointType"] == "Gateway"
+        assert endpoint.inputs["routeTableIds"] == ids(plan, [f"{NET}-private-rt-{z}" for z in ZONES])
+    assert seen["prefix_lists"] == {s: e.outputs["prefixListId"] for s, e in zip(("s3", "dynamodb"), gateways)}
+
+
+def test_flow_logs_record_all_traffic_into_the_encrypted_log_group():
+    plan, seen = network(nat=False)
+    group = plan.named(f"{NET}-flow-logs")
+    assert group.inputs["kmsKeyId"] == KEY and group.inputs["retentionInDays"] == 90
+    flow = plan.one("aws:ec2/flowLog:FlowLog")
+    assert flow.inputs["vpcId"] == seen["vpc"] and flow.inputs["trafficType"] == "ALL"
+    assert flow.inputs["logDestinationType"] == "cloud-watch-logs"
+    assert flow.inputs["logDestination"] == group.outputs["arn"]
+    assert flow.inputs["iamRoleArn"] == plan.named(f"{NET}-flow-logs-role").outputs["arn"]
+
+
+def test_only_this_accounts_flow_logs_in_this_region_can_assume_the_flow_log_role():
+    plan, _ = network(nat=False)
+    [statement] = policy(plan.named(f"{NET}-flow-logs-role"), "assumeRolePolicy")["Statement"]
+    assert statement["Principal"] == {"Service": "vpc-flow-logs.amazonaws.com"}
+    assert statement["Action"] == "sts:AssumeRole"
+    assert statement["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": ACCOUNT},
+        "ArnLike": {"aws:SourceArn": f"arn:aws:ec2:{REGION}:{ACCOUNT}:vpc-flow-log/*"}}
+
+
+def test_flow_log_role_can_only_write_to_its_own_log_group():
+    plan, _ = network(nat=False)
+    grant = plan.named(f"{NET}-flow-logs-write")
+    group_arn = plan.named(f"{NET}-flow-logs").outputs["arn"]
+    assert grant.inputs["role"] == plan.named(f"{NET}-flow-logs-role").id
+    [statement] = policy(grant, "policy")["Statement"]
+    assert statement == {"Effect": "Allow",
+                         "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                         "Resource": [group_arn, f"{group_arn}:*"]}

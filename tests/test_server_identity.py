@@ -1,0 +1,134 @@
+"""A server's roles: trusted only by its own ECS tasks, allowed only what it declares and needs."""
+
+from __future__ import annotations
+
+import pulumi_aws as aws
+import pytest
+
+from components.server_identity import Grant, ServerIdentity, ServerIdentityArgs
+from tests.conftest import ACCOUNT, policy, run_program
+
+REGIONS = ["eu-west-1", "us-east-1"]
+TAGS = {"mcp-estate:stack": "test", "mcp-estate:environment": "prod", "mcp-estate:owner": "travel-platform",
+        "mcp-estate:server": "booking"}
+TABLES = [f"arn:aws:dynamodb:{r}:{ACCOUNT}:table/mcp-estate-test-{g}-state"
+          for r, g in (("eu-west-1", "eu"), ("us-east-1", "americas"))]
+SESSIONS = Grant(actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"],
+                 resources=sorted(TABLES + [f"{t}/index/*" for t in TABLES]))
+PARTNER = Grant(actions=["secretsmanager:GetSecretValue"],
+                resources=[f"arn:aws:secretsmanager:{r}:{ACCOUNT}:secret:mcp-estate-test/partner-token-??????"
+                           for r in REGIONS])
+REPOSITORIES = [f"arn:aws:ecr:{r}:{ACCOUNT}:repository/mcp/booking" for r in REGIONS]
+LOG_GROUPS = [f"arn:aws:logs:{r}:{ACCOUNT}:log-group:/mcp-estate-test/booking:*" for r in REGIONS]
+SECRETS = [f"arn:aws:secretsmanager:{r}:{ACCOUNT}:secret:mcp-estate-test/booking-api-key-??????" for r in REGIONS]
+KEYS = [f"arn:aws:kms:{r}:{ACCOUNT}:key/mrk-0123456789abcdef0123456789abcdef" for r in REGIONS]
+
+
+def identity_args(**overrides) -> ServerIdentityArgs:
+    values = dict(server="booking", account_id=ACCOUNT, regions=REGIONS, grants=[SESSIONS, PARTNER],
+                  repository_arns=REPOSITORIES, log_group_arns=LOG_GROUPS, secret_arns=SECRETS, key_arns=KEYS,
+                  tags=TAGS)
+    return ServerIdentityArgs(**{**values, **overrides})
+
+
+def plan_of(**overrides):
+    return run_program(lambda: ServerIdentity("booking-identity", identity_args(**overrides)))
+
+
+@pytest.fixture(scope="module")
+def plan():
+    """The default plan, shared by the tests that only read it."""
+    return plan_of()
+
+
+def statements(plan, name: str) -> list[dict]:
+    return policy(plan.named(name), "policy")["Statement"]
+
+
+def test_both_roles_trust_only_ecs_tasks_of_the_account_in_the_servers_regions(plan):
+    expected = [{"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole",
+                 "Condition": {"StringEquals": {"aws:SourceAccount": [ACCOUNT]},
+                               "ArnLike": {"aws:SourceArn": [f"arn:aws:ecs:eu-west-1:{ACCOUNT}:*",
+                                                             f"arn:aws:ecs:us-east-1:{ACCOUNT}:*"]}}}]
+    for role in ("booking-identity-task", "booking-identity-execution"):
+        assert policy(plan.named(role), "assumeRolePolicy")["Statement"] == expected
+
+
+def test_no_managed_policy_is_attached_to_either_role(plan):
+    assert plan.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment") == []
+    assert all("managedPolicyArns" not in role.inputs for role in plan.of_type("aws:iam/role:Role"))
+
+
+def test_task_role_carries_exactly_the_declared_grants(plan):
+    grants = plan.named("booking-identity-task-grants")
+    assert grants.inputs["role"] == plan.named("booking-identity-task").outputs["name"]
+    assert statements(plan, "booking-identity-task-grants") == [
+        {"Effect": "Allow", "Action": SESSIONS.actions, "Resource": SESSIONS.resources},
+        {"Effect": "Allow", "Action": PARTNER.actions, "Resource": PARTNER.resources},
+    ]
+
+
+def test_reordering_grants_changes_nothing():
+    forward = plan_of(grants=[SESSIONS, PARTNER]).named("booking-identity-task-grants").inputs["policy"]
+    backward = plan_of(grants=[PARTNER, SESSIONS]).named("booking-identity-task-grants").inputs["policy"]
+    assert forward == backward
+
+
+def test_a_server_without_grants_gets_a_task_role_with_no_permission_at_all():
+    plan = plan_of(grants=[])
+    assert [p.name for p in plan.of_type("aws:iam/rolePolicy:RolePolicy")] == ["booking-identity-execution-policy"]
+
+
+def test_execution_role_pulls_only_its_image_writes_only_its_logs_reads_only_its_secrets(plan):
+    assert statements(plan, "booking-identity-execution-policy") == [
+        {"Sid": "EcrLogin", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
+        {"Sid": "PullOwnImage", "Effect": "Allow",
+         "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+         "Resource": REPOSITORIES},
+        {"Sid": "WriteOwnLogs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+         "Resource": LOG_GROUPS},
+        {"Sid": "ReadOwnSecrets", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": SECRETS},
+        {"Sid": "DecryptOwnSecrets", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": KEYS,
+         "Condition": {"StringEquals": {"kms:ViaService": ["secretsmanager.eu-west-1.amazonaws.com",
+                                                           "secretsmanager.us-east-1.amazonaws.com"]}}},
+    ]
+
+
+def test_execution_role_of_a_server_without_secrets_can_neither_read_secrets_nor_decrypt():
+    actions = {s["Action"] if isinstance(s["Action"], str) else tuple(s["Action"])
+               for s in statements(plan_of(secret_arns=[]), "booking-identity-execution-policy")}
+    assert "secretsmanager:GetSecretValue" not in actions and "kms:Decrypt" not in actions
+
+
+def test_key_arns_from_other_resources_land_in_the_execution_policy():
+    def program():
+        key = aws.kms.Key("secrets-key", multi_region=True)
+        ServerIdentity("booking-identity", identity_args(key_arns=[key.arn]))
+
+    plan = run_program(program)
+    decrypt = statements(plan, "booking-identity-execution-policy")[-1]
+    assert decrypt["Resource"] == [plan.named("secrets-key").outputs["arn"]]
+
+
+def test_a_task_definition_using_the_roles_waits_for_their_policies():
+    def program():
+        identity = ServerIdentity("booking-identity", identity_args())
+        aws.ecs.TaskDefinition("booking-task", family="booking", container_definitions="[]",
+                               task_role_arn=identity.task_role_arn,
+                               execution_role_arn=identity.execution_role_arn)
+
+    plan = run_program(program)
+    dependencies = plan.named("booking-task").dependencies
+    assert plan.named("booking-identity-execution-policy").urn in dependencies
+    assert plan.named("booking-identity-task-grants").urn in dependencies
+
+
+def test_roles_carry_the_contract_tags(plan):
+    assert all(role.inputs["tags"] == TAGS for role in plan.of_type("aws:iam/role:Role"))
+
+
+def test_roles_are_children_of_the_identity_component(plan):
+    component = plan.one("mcp-estate:server_identity:ServerIdentity")
+    assert {r.name for r in plan.children_of(component)} == {
+        "booking-identity-task", "booking-identity-task-grants",
+        "booking-identity-execution", "booking-identity-execution-policy"}

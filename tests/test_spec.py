@@ -1,0 +1,246 @@
+"""Every rule a user can break in the estate spec gets an error naming the field and the fix."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from mcp_estate.validate import SpecError, parse_spec
+
+DIGEST = "sha256:" + "ab" * 32
+REGISTRY = "111122223333.dkr.ecr.us-east-1.amazonaws.com"
+
+VALID = {
+    "environment": "prod",
+    "owner": "travel-platform",
+    "aws_account_id": "111122223333",
+    "primary_region": "us-east-1",
+    "domain": {"hostname": "mcp.example.travel", "zone_id": "0" * 32, "cloudflare_account_id": "f" * 32},
+    "residency_groups": [
+        {"name": "americas", "primary_region": "us-east-1", "countries": ["US"],
+         "regions": [{"name": "us-east-1", "cidr": "10.20.0.0/16"}, {"name": "us-west-2", "cidr": "10.21.0.0/16"}]},
+        {"name": "eu", "primary_region": "eu-west-1", "strict": True, "countries": ["DE", "FR"],
+         "regions": [{"name": "eu-west-1", "cidr": "10.30.0.0/16"}]},
+    ],
+    "servers": [
+        {"name": "booking", "image": f"{REGISTRY}/mcp/booking@{DIGEST}", "secrets": ["booking-api-key"],
+         "permissions": [{"actions": ["dynamodb:GetItem"], "resources": ["state"]}]},
+        {"name": "inventory", "image": f"{REGISTRY}/mcp/inventory:1.4.2@{DIGEST}", "regions": ["us-east-1"]},
+    ],
+    "edge": {"health_server": "booking"},
+}
+
+
+def problems_of(mutate) -> list[str]:
+    raw = copy.deepcopy(VALID)
+    mutate(raw)
+    with pytest.raises(SpecError) as caught:
+        parse_spec(raw)
+    return [str(p) for p in caught.value.problems]
+
+
+def assert_problem(mutate, path: str, fragment: str) -> None:
+    problems = problems_of(mutate)
+    assert any(p.startswith(f"{path}:") and fragment in p for p in problems), problems
+
+
+def server(raw, name="booking"):
+    return next(s for s in raw["servers"] if s["name"] == name)
+
+
+def group(raw, name):
+    return next(g for g in raw["residency_groups"] if g["name"] == name)
+
+
+def test_the_reference_spec_is_valid_and_derives_views_by_name():
+    spec = parse_spec(VALID)
+    assert sorted(spec.regions) == ["eu-west-1", "us-east-1", "us-west-2"]
+    assert spec.server_regions(spec.servers[1]) == ["us-east-1"]
+    assert spec.servers[0].repository == "mcp/booking"
+    assert spec.servers[1].repository == "mcp/inventory"   # a tag next to the digest is fine
+    assert spec.secret_regions("booking-api-key") == ["eu-west-1", "us-east-1", "us-west-2"]
+    assert spec.protect_data is True
+
+
+@pytest.mark.parametrize("image, fragment", [
+    (f"{REGISTRY}/mcp/booking:latest", "not pinned by digest"),
+    (f"{REGISTRY}/mcp/booking", "not pinned by digest"),
+    (f"{REGISTRY}/mcp/booking@sha256:abc123", "not pinned by digest"),
+    (f"{REGISTRY}/mcp/booking@sha256:{'AB' * 32}", "not pinned by digest"),
+])
+def test_an_image_not_pinned_by_a_full_digest_is_rejected(image, fragment):
+    assert_problem(lambda raw: server(raw).update(image=image), "servers[booking].image", fragment)
+
+
+def test_an_image_from_another_registry_is_rejected():
+    assert_problem(lambda raw: server(raw).update(image=f"docker.io/acme/booking@{DIGEST}"),
+                   "servers[booking].image", "not the estate's registry")
+
+
+def test_an_image_outside_the_registry_namespace_is_rejected():
+    assert_problem(lambda raw: server(raw).update(image=f"{REGISTRY}/other/booking@{DIGEST}"),
+                   "servers[booking].image", "outside the 'mcp/' namespace")
+
+
+def test_two_servers_cannot_share_a_repository():
+    assert_problem(lambda raw: server(raw, "inventory").update(image=f"{REGISTRY}/mcp/booking@{DIGEST}"),
+                   "servers[inventory].image", "also used by 'booking'")
+
+
+@pytest.mark.parametrize("name", ["Booking", "booking_v2", "-booking", "booking-", "", "a" * 25])
+def test_malformed_names_are_rejected(name):
+    assert_problem(lambda raw: server(raw).update(name=name), f"servers[{name}].name" if name else "servers[0].name",
+                   "not a valid name")
+
+
+def test_duplicate_server_names_are_rejected():
+    assert_problem(lambda raw: server(raw, "inventory").update(name="booking"), "servers", "declared twice")
+
+
+def test_duplicate_group_names_are_rejected():
+    assert_problem(lambda raw: group(raw, "eu").update(name="americas"), "residency_groups", "declared twice")
+
+
+def test_an_unknown_region_is_rejected_with_the_allowed_ones():
+    def mutate(raw):
+        group(raw, "eu")["regions"][0]["name"] = "eu-moon-1"
+        group(raw, "eu")["primary_region"] = "eu-moon-1"
+    problems = problems_of(mutate)
+    assert any(p.startswith("residency_groups[eu].regions[eu-moon-1].name:") and "eu-west-1" in p
+               for p in problems), problems
+
+
+@pytest.mark.parametrize("cidr, fragment", [
+    ("10.20.0.0/33", "not a valid IPv4 CIDR"),
+    ("10.20.0.1/16", "not a valid IPv4 CIDR"),      # host bits set
+    ("10.20.0.0/24", "must be /16 to /20"),          # too small
+    ("8.8.0.0/16", "not a private range"),
+])
+def test_invalid_or_too_small_cidrs_are_rejected(cidr, fragment):
+    assert_problem(lambda raw: group(raw, "eu")["regions"][0].update(cidr=cidr),
+                   "residency_groups[eu].regions[eu-west-1].cidr", fragment)
+
+
+def test_overlapping_cidrs_are_rejected():
+    assert_problem(lambda raw: group(raw, "eu")["regions"][0].update(cidr="10.20.0.0/18"),
+                   "residency_groups[eu].regions[eu-west-1].cidr", "overlaps 10.20.0.0/16 of us-east-1")
+
+
+@pytest.mark.parametrize("port", [0, 80, 70000])
+def test_ports_out_of_range_are_rejected(port):
+    assert_problem(lambda raw: server(raw).update(port=port), "servers[booking].port", "")
+
+
+def test_a_cpu_memory_pair_fargate_does_not_offer_is_rejected():
+    assert_problem(lambda raw: server(raw).update(cpu=512, memory=8192), "servers[booking].memory",
+                   "use one of 1024, 2048, 3072, 4096")
+    assert_problem(lambda raw: server(raw).update(cpu=300), "servers[booking].cpu", "not a Fargate CPU size")
+
+
+@pytest.mark.parametrize("action", ["*", "dynamodb:*", "dynamodb:Get*"])
+def test_wildcard_actions_are_rejected(action):
+    assert_problem(lambda raw: server(raw)["permissions"][0].update(actions=[action]),
+                   "servers[booking].permissions[0].actions", "wildcard")
+
+
+def test_actions_aws_does_not_define_are_rejected():
+    assert_problem(lambda raw: server(raw)["permissions"][0].update(actions=["dynamodb:GetItems"]),
+                   "servers[booking].permissions[0].actions", "dynamodb:GetItems: not an action AWS IAM defines")
+
+
+@pytest.mark.parametrize("resource", ["*", "arn:aws:s3:::*"])
+def test_wildcard_resources_are_rejected(resource):
+    assert_problem(lambda raw: server(raw)["permissions"][0].update(resources=[resource]),
+                   "servers[booking].permissions[0].resources", "grants every resource")
+
+
+def test_permissions_naming_a_resource_the_estate_does_not_have_are_rejected():
+    assert_problem(lambda raw: server(raw)["permissions"][0].update(resources=["sessions"]),
+                   "servers[booking].permissions[0].resources", "neither an estate resource")
+    assert_problem(lambda raw: server(raw)["permissions"][0].update(resources=["secret/loyalty-key"]),
+                   "servers[booking].permissions[0].resources", "names no secret of the estate")
+
+
+def test_a_region_in_two_groups_is_rejected():
+    assert_problem(lambda raw: group(raw, "eu")["regions"].append({"name": "us-west-2", "cidr": "10.40.0.0/16"}),
+                   "residency_groups", "region 'us-west-2' is in americas and eu")
+
+
+def test_a_country_in_two_groups_is_rejected():
+    assert_problem(lambda raw: group(raw, "americas")["countries"].append("DE"),
+                   "residency_groups", "country 'DE' is in americas and eu")
+
+
+def test_a_strict_group_without_countries_is_rejected():
+    assert_problem(lambda raw: group(raw, "eu").update(countries=[]),
+                   "residency_groups[eu].countries", "strict group must list the countries")
+
+
+def test_an_unknown_country_code_is_rejected():
+    assert_problem(lambda raw: group(raw, "eu").update(countries=["DE", "EU"]),
+                   "residency_groups[eu].countries[1]", "not an ISO 3166-1 alpha-2")
+
+
+def test_every_group_strict_leaves_no_default_route():
+    assert_problem(lambda raw: group(raw, "americas").update(strict=True), "residency_groups",
+                   "at least one group must be non-strict")
+
+
+def test_a_group_primary_region_must_be_one_of_its_regions():
+    assert_problem(lambda raw: group(raw, "eu").update(primary_region="us-east-1"),
+                   "residency_groups[eu].primary_region", "not one of the group's regions")
+
+
+@pytest.mark.parametrize("path, mutate", [
+    ("servers[booking].imag", lambda raw: server(raw).update(imag="x")),
+    ("residency_groups[eu].stict", lambda raw: group(raw, "eu").update(stict=True)),
+    ("domain.zone", lambda raw: raw["domain"].update(zone="x")),
+    ("sever", lambda raw: raw.update(sever=[])),
+])
+def test_unknown_keys_are_reported_as_typos(path, mutate):
+    assert_problem(mutate, path, "unknown key")
+
+
+def test_missing_required_keys_are_named():
+    assert_problem(lambda raw: raw.pop("domain"), "domain", "is required")
+    assert_problem(lambda raw: server(raw).pop("image"), "servers[booking].image", "is required")
+
+
+def test_a_server_in_a_region_the_estate_does_not_have_is_rejected():
+    assert_problem(lambda raw: server(raw, "inventory").update(regions=["eu-central-1"]),
+                   "servers[inventory].regions", "not a region of the estate")
+
+
+def test_the_health_server_must_exist_and_run_everywhere():
+    assert_problem(lambda raw: raw["edge"].update(health_server="search"), "edge.health_server",
+                   "not a server of the estate")
+    assert_problem(lambda raw: raw["edge"].update(health_server="inventory"), "edge.health_server",
+                   "does not run in eu-west-1, us-west-2")
+
+
+def test_scaling_min_above_max_is_rejected():
+    assert_problem(lambda raw: server(raw).update(scaling={"min": 5, "max": 2}), "servers[booking].scaling",
+                   "min 5 is above max 2")
+
+
+def test_egress_to_the_whole_internet_is_rejected():
+    assert_problem(lambda raw: server(raw).update(egress=[{"cidr": "0.0.0.0/0", "description": "all"}]),
+                   "servers[booking].egress[0].cidr", "whole internet")
+
+
+def test_a_secret_home_outside_the_estate_is_rejected():
+    assert_problem(lambda raw: raw.update(secrets=[{"name": "booking-api-key", "home_region": "ap-south-1"}]),
+                   "secrets[booking-api-key].home_region", "not a region of the estate")
+
+
+def test_a_non_mapping_estate_is_rejected():
+    with pytest.raises(SpecError) as caught:
+        parse_spec(["not", "a", "mapping"])
+    assert "must be a mapping" in str(caught.value)
+
+
+def test_several_problems_are_reported_together():
+    problems = problems_of(lambda raw: (server(raw).update(port=80), raw.update(owner="Travel Platform")))
+    assert any(p.startswith("servers[booking].port:") for p in problems), problems
+    assert any(p.startswith("owner:") for p in problems), problems
