@@ -84,7 +84,7 @@ class Estate(pulumi.ComponentResource):
                 opts=self._opts(provider=self.providers[region]))
             self.fronts[region] = RegionCompute(f"front-{region}", RegionComputeArgs(
                 region=region, account_id=spec.aws_account_id, name_prefix=f"{self.prefix}-{region}",
-                vpc_id=self.networks[region].vpc_id, vpc_cidr=region_spec.cidr,
+                vpc_id=self.networks[region].vpc_id,
                 public_subnet_ids=self.networks[region].public_subnet_ids,
                 certificate_arn=self.certificates.arns[region],
                 cloudflare_ipv4_cidrs=sorted(cloudflare_ips.ipv4_cidrs),

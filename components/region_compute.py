@@ -2,8 +2,8 @@
 
 Creates, per region:
 - an ECS cluster with Container Insights (enhanced: per-task and per-container metrics);
-- the ALB security group: TCP 443 (and 80, only to redirect) from each Cloudflare range,
-  one rule per CIDR named by the CIDR; no egress here, each service adds its own ALB->task rule;
+- the ALB security group: TCP 443 only from Cloudflare's ranges (a managed prefix list per
+  address family); no egress here, each service adds its own ALB->task rule;
 - the access-log bucket: private, owner-enforced, SSE-S3 (the only encryption ALB log
   delivery supports), logs expiring with the estate's retention, writable only by the
   region's ELB log-delivery account under `alb/`, and TLS-only;
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from .naming import child_opts, cidr_slug
+from .naming import child_opts
 
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 LOG_PREFIX = "alb"
@@ -39,7 +39,6 @@ class RegionComputeArgs:
     account_id: str
     name_prefix: str                       # physical names: cluster, web ACL, topic
     vpc_id: pulumi.Input[str]
-    vpc_cidr: str
     public_subnet_ids: list[pulumi.Input[str]]
     certificate_arn: pulumi.Input[str]     # validated ACM certificate for the estate hostname
     cloudflare_ipv4_cidrs: list[str]
@@ -124,18 +123,22 @@ class RegionCompute(pulumi.ComponentResource):
                                "web_acl_arn": self.web_acl_arn, "alerts_topic_arn": self.alerts_topic_arn})
 
     def _alb_security_group(self) -> pulumi.Output[str]:
+        """HTTPS from Cloudflare's published ranges, held in one prefix list per address family."""
         args = self._args
         group = aws.ec2.SecurityGroup(f"{self._prefix}-alb-sg", vpc_id=args.vpc_id, tags=args.tags,
-                                      description="MCP ALB: HTTPS (and HTTP, redirected) from Cloudflare only",
-                                      opts=child_opts(self))
-        ranges = [("cidr_ipv4", c) for c in args.cloudflare_ipv4_cidrs] + \
-                 [("cidr_ipv6", c) for c in args.cloudflare_ipv6_cidrs]
-        for family, cidr in ranges:
-            for protocol, port in (("https", 443), ("http", 80)):
-                aws.vpc.SecurityGroupIngressRule(
-                    f"{self._prefix}-alb-{protocol}-{cidr_slug(cidr)}", security_group_id=group.id,
-                    ip_protocol="tcp", from_port=port, to_port=port, description=f"Cloudflare {protocol.upper()}",
-                    tags=args.tags, opts=child_opts(self), **{family: cidr})
+                                      description="MCP ALB: HTTPS from Cloudflare only", opts=child_opts(self))
+        # A prefix list counts as max_entries rules against the group's 60-rule quota, so size it exactly.
+        # No port 80: with SSL strict Cloudflare reaches origins on 443 only (the HTTP listener
+        # below redirects anyway, should anyone widen this group).
+        for family, cidrs in (("IPv4", args.cloudflare_ipv4_cidrs), ("IPv6", args.cloudflare_ipv6_cidrs)):
+            ranges = aws.ec2.ManagedPrefixList(
+                f"{self._prefix}-cloudflare-{family.lower()}", name=f"{args.name_prefix}-cloudflare-{family.lower()}",
+                address_family=family, max_entries=len(cidrs), tags=args.tags, opts=child_opts(self),
+                entries=[{"cidr": cidr, "description": "Cloudflare"} for cidr in cidrs])
+            aws.vpc.SecurityGroupIngressRule(
+                f"{self._prefix}-alb-https-{family.lower()}", security_group_id=group.id, ip_protocol="tcp",
+                from_port=443, to_port=443, prefix_list_id=ranges.id, description=f"Cloudflare {family}",
+                tags=args.tags, opts=child_opts(self))
         return group.id
 
     def _access_log_bucket(self) -> aws.s3.BucketPolicy:

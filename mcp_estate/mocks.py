@@ -275,6 +275,7 @@ _ANSWERS: dict[str, Callable[[_Ctx], tuple[str, dict]]] = {
     "aws:ec2/routeTableAssociation:RouteTableAssociation": _vpc_resource("rtbassoc", "route-table-association"),
     "aws:ec2/route:Route": _vpc_resource("r", "route"),
     "aws:ec2/vpcEndpoint:VpcEndpoint": _vpc_endpoint,
+    "aws:ec2/managedPrefixList:ManagedPrefixList": _vpc_resource("pl", "prefix-list"),
     "aws:lb/loadBalancer:LoadBalancer": _load_balancer,
     "aws:lb/targetGroup:TargetGroup": _target_group,
     "aws:lb/listener:Listener": _listener,

@@ -13,7 +13,7 @@ from components.estate import Estate
 from mcp_estate.fidelity import inspect_resource
 from mcp_estate.offline import run_offline
 from mcp_estate.validate import parse_spec
-from tests.conftest import ACCOUNT
+from conftest import ACCOUNT
 
 REGIONS = {"americas": ["us-east-1", "us-east-2", "us-west-2", "ca-central-1", "sa-east-1"],
            "eu": ["eu-west-1", "eu-central-1", "eu-west-3", "eu-north-1"],

@@ -15,7 +15,7 @@ from components.estate import Estate
 from mcp_estate.fidelity import inspect_resource
 from mcp_estate.offline import run_offline
 from mcp_estate.validate import parse_spec
-from tests.conftest import ACCOUNT, Plan, stack_config
+from conftest import ACCOUNT, Plan, stack_config
 
 DIGEST = "sha256:" + "cd" * 32
 REGISTRY = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"

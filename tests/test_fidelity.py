@@ -10,12 +10,11 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_cloudflare as cf
 import pytest
+from pulumi.runtime import rpc
 
 from mcp_estate.fidelity import inspect_resource
 from mcp_estate.iam_actions import matches_no_action
 from mcp_estate.offline import FidelityError, run_offline
-from pulumi.runtime import rpc
-
 from tests.conftest import ACCOUNT
 
 SERVICE = "aws:ecs/service:Service"
@@ -124,6 +123,16 @@ def test_resource_types_resolve_through_the_sdk_registry_including_renamed_modul
 
     assert problems[0].startswith("unknown key 'handlr' (did you mean: handler")
     assert problems[1].startswith("unknown key 'zzz' (none of its ")
+
+
+def test_args_renamed_by_codegen_to_init_args_are_found():
+    # `s3.BucketServerSideEncryptionConfigurationArgs` is a nested type of the legacy `s3.Bucket`;
+    # the resource's own args are `...InitArgs`.
+    token = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+    rule = {"applyServerSideEncryptionByDefault": {"sseAlgorithm": "aws:kms", "kmsMasterKeyId": "alias/logs"},
+            "bucketKeyEnabled": True}
+
+    assert inspect_resource(token, "sse", {"bucket": "logs", "rules": [rule]}) == []
 
 
 def test_a_union_input_is_checked_against_the_member_its_value_fits():
@@ -236,7 +245,9 @@ def test_not_action_is_checked_like_action():
 def test_policy_document_shape_is_checked():
     document = {"Statement": [{"Effect": "allow", "Actions": ["s3:GetObject"], "Resource": "*"}]}
 
-    assert inspect_resource("aws:s3/bucketPolicy:BucketPolicy", "bp", {"bucket": "b", "policy": json.dumps(document)}) == [
+    inputs = {"bucket": "logs", "policy": json.dumps(document)}
+
+    assert inspect_resource("aws:s3/bucketPolicy:BucketPolicy", "bp", inputs) == [
         "policy.Version is None, not '2012-10-17'",
         "unknown key 'Actions' at policy.Statement[0] (known: Action, Condition, Effect, NotAction, NotPrincipal, "
         "NotResource, Principal, Resource, Sid)",

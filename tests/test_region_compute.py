@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from functools import cache
 
 import pulumi
@@ -32,7 +31,7 @@ def front(deletion_protection: bool = True) -> tuple[Plan, dict]:
         provider = aws.Provider(f"aws-{REGION}", region=REGION)
         compute = RegionCompute(FRONT, RegionComputeArgs(
             region=REGION, account_id=ACCOUNT, name_prefix=PREFIX, vpc_id="vpc-0a1b2c3d4e5f60718",
-            vpc_cidr="10.30.0.0/16", public_subnet_ids=["subnet-0aaa", "subnet-0bbb"], certificate_arn=CERT,
+            public_subnet_ids=["subnet-0aaa", "subnet-0bbb"], certificate_arn=CERT,
             cloudflare_ipv4_cidrs=CF_IPV4, cloudflare_ipv6_cidrs=CF_IPV6, deletion_protection=deletion_protection,
             origin_rate_limit=3000, alert_key_arn=KEY,
             alert_emails=["sre.oncall@example.travel", "security@example.travel"],
@@ -50,16 +49,18 @@ def without(inputs: dict, *keys: str) -> dict:
     return {k: v for k, v in inputs.items() if k not in keys}
 
 
-def test_alb_admits_only_cloudflare_ranges_on_443_and_80():
+def test_alb_admits_only_cloudflare_ranges_and_only_on_443():
     plan, seen = front()
     rules = plan.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
     assert {r.inputs["securityGroupId"] for r in rules} == {seen["alb_sg"]}
-    admitted = {(r.inputs.get("cidrIpv4") or r.inputs["cidrIpv6"], r.inputs["fromPort"], r.inputs["toPort"],
-                 r.inputs["ipProtocol"]) for r in rules}
-    assert admitted == {(cidr, port, port, "tcp") for cidr, port in itertools.product(CF_IPV4 + CF_IPV6, (443, 80))}
-    assert len(rules) == len(admitted)
-    assert plan.named(f"{FRONT}-alb-https-2400_cb00__-32").inputs["cidrIpv6"] == "2400:cb00::/32"
-    assert plan.named(f"{FRONT}-alb-http-173-245-48-0-20").inputs["cidrIpv4"] == "173.245.48.0/20"
+    assert {(r.inputs["fromPort"], r.inputs["toPort"], r.inputs["ipProtocol"]) for r in rules} == {(443, 443, "tcp")}
+    lists = {p.id: p for p in plan.of_type("aws:ec2/managedPrefixList:ManagedPrefixList")}
+    assert {r.inputs["prefixListId"] for r in rules} == set(lists)
+    admitted = {e["cidr"] for p in lists.values() for e in p.inputs["entries"]}
+    assert admitted == set(CF_IPV4 + CF_IPV6)
+    ipv6 = plan.named(f"{FRONT}-cloudflare-ipv6").inputs
+    assert ipv6["addressFamily"] == "IPv6" and ipv6["maxEntries"] == len(CF_IPV6)
+    assert not any("cidrIpv4" in r.inputs or "cidrIpv6" in r.inputs for r in rules)
 
 
 def test_alb_security_group_opens_no_egress_of_its_own():
