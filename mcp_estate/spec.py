@@ -37,6 +37,8 @@ _NAME = re.compile(r"^[a-z][a-z0-9-]{0,22}[a-z0-9]$|^[a-z]$")
 _DIGEST_IMAGE = re.compile(r"^(?P<repository>[^@\s]+?)(:[\w][\w.-]{0,127})?@sha256:[0-9a-f]{64}$")
 _ECR_HOST = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com$")
 _ACTION = re.compile(r"^[a-z0-9-]+:[A-Za-z0-9]+$")
+_SECRET_LIKE = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|PRIVATE_?KEY|CREDENTIAL", re.IGNORECASE)
+RESERVED_ENV = frozenset({"PORT", "MCP_STATE_TABLE"})   # set by the estate on every task
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
 
@@ -205,6 +207,11 @@ class Server(Strict):
         for key in env:
             if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
                 raise ValueError(f"'{key}' is not a valid environment variable name")
+            if key in RESERVED_ENV:
+                raise ValueError(f"'{key}' is set by the estate ({', '.join(sorted(RESERVED_ENV))}); remove it")
+            if _SECRET_LIKE.search(key):
+                raise ValueError(f"'{key}' looks like a secret: declare it in `secrets` (injected from "
+                                 "Secrets Manager), never as a plain value")
         return env
 
     @cached_property

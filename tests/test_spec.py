@@ -244,3 +244,14 @@ def test_several_problems_are_reported_together():
     problems = problems_of(lambda raw: (server(raw).update(port=80), raw.update(owner="Travel Platform")))
     assert any(p.startswith("servers[booking].port:") for p in problems), problems
     assert any(p.startswith("owner:") for p in problems), problems
+
+
+@pytest.mark.parametrize("name, fragment", [
+    ("PORT", "set by the estate"),
+    ("PARTNER_API_KEY", "looks like a secret"),
+    ("db_password", "looks like a secret"),
+    ("1BAD", "not a valid environment variable name"),
+])
+def test_plain_environment_cannot_hold_secrets_or_override_the_estate(name, fragment):
+    assert_problem(lambda raw: server(raw).update(environment={name: "x"}), "servers[booking].environment",
+                   fragment)
