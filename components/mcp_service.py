@@ -248,7 +248,7 @@ def env_name(secret: str) -> str:
 def container_definition(args: McpServiceArgs) -> dict:
     """The server's container, in the ECS API's names (the task definition takes this JSON)."""
     server = args.server
-    # The estate's own variables win: PORT must match the port mapping and the health check.
+    # The spec rejects these names in a server's environment: they are the estate's.
     environment = {**server.environment, "MCP_STATE_TABLE": args.state_table, "PORT": str(server.port)}
     return {
         "name": server.name,

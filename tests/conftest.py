@@ -55,3 +55,10 @@ def stack_config(stack: str) -> dict:
 @pytest.fixture
 def run() -> Callable[..., Plan]:
     return run_program
+
+
+def violations(plan: Plan, config: dict | None = None, policy: str | None = None):
+    """The pack's violations over a plan's resources (as `estate check` evaluates an export)."""
+    from mcp_estate.check import evaluate
+    found = evaluate([r.export() for r in plan.resources], config)
+    return [v for v in found if policy is None or v.policy == policy]

@@ -118,11 +118,6 @@ def test_environment_holds_the_servers_variables_the_state_table_and_the_port_so
     ]
 
 
-def test_the_estate_port_wins_over_a_port_in_the_servers_environment():
-    environment = container(plan_of(booking(environment={"PORT": "9999"})))["environment"]
-    assert {"name": "PORT", "value": "8080"} in environment and {"name": "PORT", "value": "9999"} not in environment
-
-
 def test_container_serves_mcp_on_its_port_and_is_health_checked_locally():
     definition = container(plan_of(booking(port=8443, health_check_path="/health/live")))
     assert definition["portMappings"] == [{"containerPort": 8443, "protocol": "tcp", "name": "mcp",

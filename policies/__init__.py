@@ -1,0 +1,1 @@
+"""mcp-estate's CrossGuard policy pack: the controls, and what they protect against."""
