@@ -7,6 +7,13 @@ its service; finally the Cloudflare edge over every region's ALB.
 
 Every value a policy must read (images, CIDRs, policy documents, names) is computed here
 from the spec as plain data; outputs only carry true cross-resource references.
+
+Residency and capacity are visible in the resources, for the stack policies that see only
+outputs: every resource of a group carries `mcp-estate:residency` (`strict` or `open`) next to
+`mcp-estate:residency-group`; a strict group's state table carries `mcp-estate:countries`
+(the ISO codes it keeps, space-separated), which the edge must route only to the group's
+pools; and each scaling target of a server with a declared peak in its region's group carries
+`mcp-estate:peak-tasks` (see `McpService`).
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_cloudflare as cloudflare
 
-from mcp_estate.spec import SECRET_PREFIX, STATE, EstateSpec, Server
+from mcp_estate.spec import SECRET_PREFIX, STATE, EstateSpec, ResidencyGroup, Server
 
 from .edge import Edge, EdgeArgs, EdgeRegion
 from .keys import EstateKeys, EstateKeysArgs
@@ -28,6 +35,9 @@ from .registry import Registry, RegistryArgs
 from .secrets import EstateSecret, EstateSecretArgs
 from .server_identity import Grant, ServerIdentity, ServerIdentityArgs
 from .state_store import StateStore, StateStoreArgs
+
+RESIDENCY_TAG = "mcp-estate:residency"   # "strict" | "open", on every resource of a group
+COUNTRIES_TAG = "mcp-estate:countries"   # "AT BE DE ...", on a strict group's state table
 
 
 class Estate(pulumi.ComponentResource):
@@ -42,7 +52,7 @@ class Estate(pulumi.ComponentResource):
         self.keys = {g.name: EstateKeys(g.name, EstateKeysArgs(
             primary_region=g.primary_region, regions=sorted(r.name for r in g.regions),
             account_id=spec.aws_account_id, alias=f"alias/{self.prefix}-{g.name}",
-            providers=self.providers, protect=spec.protect_data, tags=self.tags(group=g.name)),
+            providers=self.providers, protect=spec.protect_data, tags=self._group_tags(g)),
             opts=self._opts()) for g in spec.residency_groups}
         self.key_arns = {region: self.keys[spec.group_of[region].name].arns[region]
                          for region in spec.regions}
@@ -50,7 +60,7 @@ class Estate(pulumi.ComponentResource):
         self.state = {g.name: StateStore(f"{g.name}-state", StateStoreArgs(
             table_name=self._table_name(g.name), primary_region=g.primary_region,
             regions=sorted(r.name for r in g.regions), key_arns=self.key_arns,
-            protect=spec.protect_data, tags=self.tags(group=g.name)),
+            protect=spec.protect_data, tags=self._state_tags(g)),
             opts=self._opts(provider=self.providers[g.primary_region])) for g in spec.residency_groups}
 
         self.registry = Registry("registry", RegistryArgs(
@@ -74,8 +84,7 @@ class Estate(pulumi.ComponentResource):
         self.networks: dict[str, RegionNetwork] = {}
         self.fronts: dict[str, RegionCompute] = {}
         for region, region_spec in sorted(spec.regions.items()):
-            group = spec.group_of[region].name
-            tags = self.tags(region=region, group=group)
+            tags = self._group_tags(spec.group_of[region], region=region)
             self.networks[region] = RegionNetwork(f"net-{region}", RegionNetworkArgs(
                 region=region, account_id=spec.aws_account_id, cidr=region_spec.cidr,
                 availability_zones=region_spec.availability_zones,
@@ -140,6 +149,16 @@ class Estate(pulumi.ComponentResource):
     def _arn(self, service: str, region: str, resource: str) -> str:
         return f"arn:aws:{service}:{region}:{self.spec.aws_account_id}:{resource}"
 
+    def _group_tags(self, group: ResidencyGroup, **scope: str) -> dict[str, str]:
+        """A group's resources also say whether it is strict: stack policies read residency from them."""
+        return {**self.tags(group=group.name, **scope), RESIDENCY_TAG: "strict" if group.strict else "open"}
+
+    def _state_tags(self, group: ResidencyGroup) -> dict[str, str]:
+        """A strict group's table also records the countries it keeps, which the edge must route
+        only to the group's pools (the spec bounds their number to fit one tag value)."""
+        countries = {COUNTRIES_TAG: " ".join(sorted(group.countries))} if group.strict else {}
+        return {**self._group_tags(group), **countries}
+
     def _table_name(self, group: str) -> str:
         return f"{self.prefix}-{group}-state"
 
@@ -182,7 +201,7 @@ class Estate(pulumi.ComponentResource):
         return [resource]
 
     def _service(self, server: Server, region: str) -> McpService:
-        front, network = self.fronts[region], self.networks[region]
+        front, network, group = self.fronts[region], self.networks[region], self.spec.group_of[region]
         image = f"{self.spec.aws_account_id}.dkr.ecr.{region}.amazonaws.com/{server.repository}@{server.digest}"
         return McpService(f"{server.name}-{region}", McpServiceArgs(
             server=server, region=region, image=image,
@@ -196,6 +215,7 @@ class Estate(pulumi.ComponentResource):
             log_group_name=self._log_group(server), log_key_arn=self.key_arns[region],
             log_retention_days=self.spec.log_retention_days,
             secrets={s: self._secret_arn_in(s, region) for s in server.secrets},
-            state_table=self._table_name(self.spec.group_of[region].name),
-            tags=self.tags(region=region, server=server.name, group=self.spec.group_of[region].name)),
+            state_table=self._table_name(group.name),
+            tags=self._group_tags(group, region=region, server=server.name),
+            peak_tasks=group.peak_tasks.get(server.name)),
             opts=self._opts(provider=self.providers[region]))

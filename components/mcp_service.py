@@ -10,7 +10,8 @@ Creates:
 - a target group and a listener rule routing `/<server>/mcp` (and its health path) to it,
   with the `/<server>` prefix stripped so the container serves `/mcp` unchanged;
 - the ECS service: private subnets, no public IP, circuit breaker with rollback;
-- target-tracking autoscaling on CPU and on requests per task;
+- target-tracking autoscaling on CPU and on requests per task (the scaling target is tagged
+  `mcp-estate:peak-tasks` with the group's declared peak for the server, when there is one);
 - alarms on 5xx, p99 latency and unhealthy targets, sent to the region's alerts topic.
 
 Requires: the cluster, ALB, HTTPS listener and alerts topic of `RegionCompute`, the network of
@@ -34,6 +35,7 @@ from .naming import child_opts, cidr_slug
 # owns nothing on the (read-only) filesystem.
 CONTAINER_USER = "10001:10001"
 HTTPS = 443
+PEAK_TASKS_TAG = "mcp-estate:peak-tasks"
 
 
 @dataclass
@@ -59,6 +61,7 @@ class McpServiceArgs:
     secrets: dict[str, pulumi.Input[str]]            # server secret name -> its ARN in this region
     state_table: str
     tags: dict[str, str]
+    peak_tasks: int | None = None                    # the group's declared peak for the server, if any
 
 
 class McpService(pulumi.ComponentResource):
@@ -165,10 +168,12 @@ class McpService(pulumi.ComponentResource):
     def _autoscaling(self, name: str, args: McpServiceArgs) -> tuple[aws.appautoscaling.Target,
                                                                        dict[str, aws.appautoscaling.Policy]]:
         scaling = args.server.scaling
+        # The peak rides on the target, next to max_capacity, for the region-loss stack policy.
+        tags = args.tags if args.peak_tasks is None else {**args.tags, PEAK_TASKS_TAG: str(args.peak_tasks)}
         target = aws.appautoscaling.Target(
             f"{name}-scaling", min_capacity=scaling.min, max_capacity=scaling.max,
             resource_id=pulumi.Output.concat("service/", args.cluster_name, "/", self.service.name),
-            scalable_dimension="ecs:service:DesiredCount", service_namespace="ecs", tags=args.tags,
+            scalable_dimension="ecs:service:DesiredCount", service_namespace="ecs", tags=tags,
             opts=child_opts(self))
         metrics = {
             "cpu": (scaling.target_cpu_percent, {"predefined_metric_type": "ECSServiceAverageCPUUtilization"}),

@@ -5,25 +5,42 @@ Each resource is handed to the policies exactly as Pulumi's analyzer does: resou
 get the resource's *inputs*, stack policies every resource's *outputs*, both deserialized and
 wrapped in `pulumi_policy`'s unknown-checking proxy, with the policy's config from the pack
 config (`--policy-pack-config` format, shared with `pulumi preview --policy-pack`).
+
+As in the analyzer, a policy that reads a value unknown at preview time does not pass or fail:
+it yields an advisory "can't run" entry. A policy that raises fails the whole `pulumi preview`;
+here it becomes a mandatory violation naming the error, so one broken policy cannot hide the
+other policies' results and the check still fails closed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import json
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable
 
 from pulumi_policy import (EnforcementLevel, PolicyCustomTimeouts, PolicyProviderResource, PolicyResource,
                            PolicyResourceOptions, ResourceValidationArgs, ResourceValidationPolicy,
                            StackValidationArgs)
-from pulumi_policy.deserialize import deserialize_properties
-from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
+from pulumi_policy.deserialize import SPECIAL_SECRET_SIG, SPECIAL_SIG_KEY, deserialize_properties
+from pulumi_policy.policy import _NotApplicableError   # what `args.not_applicable()` raises
+from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
 
+import policies
 from policies.catalogue import CONTROLS
 from policies.control import Control
 
 MANDATORY, ADVISORY, DISABLED = "mandatory", "advisory", "disabled"
+LEVELS = (MANDATORY, ADVISORY, DISABLED, "remediate")
+ENVIRONMENT_TAG = "mcp-estate:environment"
+CONFIG_DIR = Path(policies.__file__).resolve().parent / "config"
+
+
+class CheckInputError(Exception):
+    """An export or a pack config that cannot be evaluated; the message names the file and the fix."""
 
 
 @dataclass(frozen=True)
@@ -38,15 +55,34 @@ class Violation:
                 "message": self.message}
 
 
+@dataclass(frozen=True)
+class CheckResult:
+    """What one evaluation found, and over what: the counts the reports print."""
+    violations: list[Violation]
+    policies: int
+    resources: int
+    seconds: float
+
+    def count(self, level: str) -> int:
+        return sum(v.enforcement_level == level for v in self.violations)
+
+    @property
+    def passed(self) -> bool:
+        return self.count(MANDATORY) == 0
+
+
+# -- evaluation ---------------------------------------------------------------------------------
+
 def enforcement_level(control: Control, pack_config: dict[str, Any]) -> str:
-    """The level in force: the policy's own entry, else `all`, else the policy's default."""
+    """The level in force: the policy's own entry, else `all`, else the policy's default.
+    `remediate` counts as mandatory, as in the analyzer (no control here remediates)."""
     for key in (control.name, "all"):
         entry = pack_config.get(key)
         level = entry.get("enforcementLevel") if isinstance(entry, dict) else entry
         if level:
-            return str(level)
+            return MANDATORY if level == "remediate" else str(level)
     default = control.policy.enforcement_level or EnforcementLevel.MANDATORY
-    return default.value
+    return MANDATORY if default == EnforcementLevel.REMEDIATE else default.value
 
 
 def policy_config(control: Control, pack_config: dict[str, Any]) -> dict[str, Any]:
@@ -54,45 +90,123 @@ def policy_config(control: Control, pack_config: dict[str, Any]) -> dict[str, An
     return {k: v for k, v in entry.items() if k != "enforcementLevel"} if isinstance(entry, dict) else {}
 
 
+def evaluated_resources(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The export entries policies see: custom resources, not providers, not pending deletion."""
+    return [r for r in resources if r.get("custom") and not r["type"].startswith("pulumi:providers:")
+            and not r.get("delete")]
+
+
 def evaluate(resources: list[dict[str, Any]], pack_config: dict[str, Any] | None = None,
              controls: Iterable[Control] = CONTROLS) -> list[Violation]:
     """Every violation the controls report over `resources` (export entries)."""
     pack_config = pack_config or {}
-    custom = [r for r in resources if r.get("custom") and not r["type"].startswith("pulumi:providers:")]
-    providers = {f"{r['urn']}::{r.get('id', '')}": r for r in resources if r["type"].startswith("pulumi:providers:")}
-    stack_view = _stack_resources(custom, providers)
+    export = _Export(resources)
     violations: list[Violation] = []
     for control in controls:
         level = enforcement_level(control, pack_config)
         if level == DISABLED:
             continue
         config = policy_config(control, pack_config)
-
-        def report(message: str, urn: str | None = None, *, default_urn: str | None = None) -> None:
-            violations.append(Violation(control.name, level, urn or default_urn, message))
-
         if isinstance(control.policy, ResourceValidationPolicy):
-            for resource in custom:
-                args = ResourceValidationArgs(
-                    resource["type"], _props(resource.get("inputs")), resource["urn"], _name(resource["urn"]),
-                    _options(resource), _provider(resource, providers), config)
-                _run(control, args, lambda m, u=None, r=resource: report(m, u, default_urn=r["urn"]), report)
+            for resource in export.custom:
+                violations += _run(control, level, export.resource_args(resource, config), resource["urn"])
         else:
-            _run(control, StackValidationArgs(stack_view, config), report, report)
+            violations += _run(control, level, export.stack_args(config), None)
     return violations
 
 
-def _run(control: Control, args: Any, report, report_unknown) -> None:
+def run_check(resources: list[dict[str, Any]], pack_config: dict[str, Any] | None = None,
+              controls: Iterable[Control] = CONTROLS) -> CheckResult:
+    """`evaluate`, with the counts and the time the reports print."""
+    controls = list(controls)
+    started = time.perf_counter()
+    violations = evaluate(resources, pack_config, controls)
+    return CheckResult(violations, sum(enforcement_level(c, pack_config or {}) != DISABLED for c in controls),
+                       len(evaluated_resources(resources)), time.perf_counter() - started)
+
+
+def _run(control: Control, level: str, args: Any, subject: str | None) -> list[Violation]:
+    """One policy over one resource (`subject`) or over the stack (`subject` None)."""
+    found: list[Violation] = []
+
+    def report(message: str, urn: str | None = None) -> None:   # the analyzer's checks, same errors
+        if message and not isinstance(message, str):
+            raise TypeError("Expected message to be a string")
+        if urn is not None and not isinstance(urn, str):
+            raise TypeError("Expected urn to be a string")
+        found.append(Violation(control.name, level, urn or subject, message or control.policy.description))
+
     try:
         result = control.policy.validate(args, report)
         if inspect.isawaitable(result):
-            asyncio.new_event_loop().run_until_complete(result)
+            loop = asyncio.new_event_loop()
+            try:
+                loop.run_until_complete(result)
+            finally:
+                loop.close()
     except UnknownValueError as unknown:   # as the analyzer: an advisory note, not a pass or a failure
-        report_unknown(f"can't run during preview: {unknown.message}")
+        return found + [Violation(control.name, ADVISORY, subject,
+                                  f"can't run policy '{control.name}' during preview: {unknown.message}")]
+    except _NotApplicableError:   # what it reported before saying so stands, as in the analyzer
+        return found
+    except Exception as error:  # noqa: BLE001 - reported, failing closed (see the module docstring)
+        return found + [Violation(control.name, MANDATORY, subject,
+                                  f"policy '{control.name}' failed: {type(error).__name__}: {error}")]
+    return found
 
 
-def _props(value: Any) -> Any:
-    return unknown_checking_proxy(deserialize_properties(value or {}))
+class _Export:
+    """The export's resources as the analyzer hands them to policies. Each policy gets its own
+    unknown-checking proxies (a policy cannot change what the next one reads); the deserialization
+    behind them is done once per resource."""
+
+    def __init__(self, resources: list[dict[str, Any]]):
+        self.custom = evaluated_resources(resources)
+        self.providers = {f"{r['urn']}::{r.get('id', '')}": r for r in resources
+                          if r["type"].startswith("pulumi:providers:")}
+        self.plain: dict[tuple[str, str], dict] = {}
+
+    def props(self, resource: dict[str, Any], key: str) -> Any:
+        if (resource["urn"], key) not in self.plain:
+            self.plain[resource["urn"], key] = deserialize_properties(_exported_secrets(resource.get(key) or {}))
+        return unknown_checking_proxy(self.plain[resource["urn"], key])
+
+    def resource_args(self, resource: dict[str, Any], config: dict[str, Any]) -> ResourceValidationArgs:
+        return ResourceValidationArgs(resource["type"], self.props(resource, "inputs"), resource["urn"],
+                                      _name(resource["urn"]), _options(resource), self.provider(resource), config)
+
+    def stack_args(self, config: dict[str, Any]) -> StackValidationArgs:
+        """Every resource with its outputs, parent and dependencies linked, as the analyzer builds them."""
+        view = {r["urn"]: PolicyResource(r["type"], self.props(r, "outputs"), r["urn"], _name(r["urn"]),
+                                         _options(r), self.provider(r), None, [], {}) for r in self.custom}
+        for r in self.custom:
+            resource = view[r["urn"]]
+            resource.parent = view.get(r.get("parent") or "")
+            resource.dependencies = [view[d] for d in r.get("dependencies") or [] if d in view]
+            resource.property_dependencies = {k: [view[d] for d in urns if d in view]
+                                              for k, urns in (r.get("propertyDependencies") or {}).items()}
+        return StackValidationArgs(list(view.values()), config)
+
+    def provider(self, resource: dict[str, Any]) -> PolicyProviderResource | None:
+        provider = self.providers.get(resource.get("provider", ""))
+        if provider is None:
+            return None
+        return PolicyProviderResource(provider["type"], self.props(provider, "inputs"), provider["urn"],
+                                      _name(provider["urn"]))
+
+
+def _exported_secrets(value: Any) -> Any:
+    """`pulumi stack export` writes secrets as {sig, plaintext: JSON} (with --show-secrets) or
+    {sig, ciphertext}; the analyzer sees the plain value. A ciphertext is unknown to us."""
+    if isinstance(value, list):
+        return [_exported_secrets(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if value.get(SPECIAL_SIG_KEY) == SPECIAL_SECRET_SIG and "value" not in value:
+        if "plaintext" in value:
+            return {SPECIAL_SIG_KEY: SPECIAL_SECRET_SIG, "value": _exported_secrets(json.loads(value["plaintext"]))}
+        return UNKNOWN_STRING_VALUE
+    return {k: _exported_secrets(v) for k, v in value.items()}
 
 
 def _name(urn: str) -> str:
@@ -106,14 +220,67 @@ def _options(resource: dict[str, Any]) -> PolicyResourceOptions:
         parent=resource.get("parent") or None)
 
 
-def _provider(resource: dict[str, Any], providers: dict[str, dict]) -> PolicyProviderResource | None:
-    provider = providers.get(resource.get("provider", ""))
-    if provider is None:
-        return None
-    return PolicyProviderResource(provider["type"], _props(provider.get("inputs")), provider["urn"],
-                                  _name(provider["urn"]))
+# -- inputs: export files and pack configs --------------------------------------------------------
+
+def read_export(path: Path) -> list[dict[str, Any]]:
+    """The `deployment.resources` of a `pulumi stack export` or `estate plan --out` file."""
+    try:
+        document = json.loads(path.read_text())
+    except OSError as error:
+        raise CheckInputError(f"{path}: cannot read the export: {error.strerror}") from None
+    except ValueError as error:
+        raise CheckInputError(f"{path}: not JSON ({error}): pass the output of `pulumi stack export` "
+                              "or `estate plan --out`") from None
+    deployment = document.get("deployment") if isinstance(document, dict) else None
+    if not isinstance(deployment, dict):
+        raise CheckInputError(f"{path}: no `deployment` object: pass the output of `pulumi stack export` "
+                              "or `estate plan --out`")
+    resources = deployment.get("resources") or []   # a stack that was never deployed has none
+    if not isinstance(resources, list):
+        raise CheckInputError(f"{path}: `deployment.resources` must be a list")
+    for index, resource in enumerate(resources):
+        if not (isinstance(resource, dict) and isinstance(resource.get("urn"), str)
+                and isinstance(resource.get("type"), str)):
+            raise CheckInputError(f"{path}: `deployment.resources[{index}]` needs a `urn` and a `type`")
+    return resources
 
 
-def _stack_resources(custom: list[dict], providers: dict[str, dict]) -> list[PolicyResource]:
-    return [PolicyResource(r["type"], _props(r.get("outputs")), r["urn"], _name(r["urn"]), _options(r),
-                           _provider(r, providers), None, [], {}) for r in custom]
+def export_environment(resources: list[dict[str, Any]]) -> str | None:
+    """The environment the resources are tagged with (`mcp-estate:environment`), None if untagged."""
+    found = {tags.get(ENVIRONMENT_TAG) for r in evaluated_resources(resources)
+             if isinstance(tags := (r.get("inputs") or {}).get("tags"), dict)} - {None}
+    if len(found) > 1:
+        raise CheckInputError(f"the resources are tagged with several environments ({', '.join(sorted(found))}): "
+                              "pass the pack config to apply with --config")
+    return found.pop() if found else None
+
+
+def read_pack_config(path: Path, controls: Iterable[Control] = CONTROLS) -> dict[str, Any]:
+    """A `--policy-pack-config` file: {"policy" or "all": level | {"enforcementLevel": level, ...}}."""
+    try:
+        config = json.loads(path.read_text())
+    except OSError as error:
+        raise CheckInputError(f"{path}: cannot read the pack config: {error.strerror}") from None
+    except ValueError as error:
+        raise CheckInputError(f"{path}: not JSON ({error})") from None
+    if not isinstance(config, dict):
+        raise CheckInputError(f'{path}: must be an object, e.g. {{"policy-name": "advisory"}}')
+    known = {c.name for c in controls} | {"all"}
+    for name, entry in config.items():
+        if name not in known:
+            raise CheckInputError(f"{path}: '{name}' is not a policy of the pack (`estate controls` lists them)")
+        level = entry.get("enforcementLevel", MANDATORY) if isinstance(entry, dict) else entry
+        if level not in LEVELS:
+            raise CheckInputError(f"{path}: '{name}': the enforcement level must be one of {', '.join(LEVELS)}")
+    return config
+
+
+def pack_config_for(config_path: Path | None, environment: str | None,
+                    controls: Iterable[Control] = CONTROLS) -> dict[str, Any]:
+    """The explicit `--config`, else policies/config/<environment>.json, else none (every policy at
+    its own level: all mandatory)."""
+    if config_path is None and environment is not None:
+        config_path = CONFIG_DIR / f"{environment}.json"
+        if not config_path.is_file():
+            return {}
+    return read_pack_config(config_path, controls) if config_path is not None else {}

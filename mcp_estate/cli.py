@@ -22,29 +22,85 @@ def main(argv: list[str] | None = None) -> int:
     plan.add_argument("--stack", required=True, help="stack name: reads stacks/Pulumi.<stack>.yaml")
     plan.add_argument("--stacks-dir", type=Path, default=Path("stacks"), help="default: ./stacks")
     plan.add_argument("--out", type=Path, help="write the resources in `pulumi stack export` shape")
+    check = commands.add_parser("check", help="evaluate the policy pack offline, over a stack or an export",
+                                description="Exit 0 when no mandatory violation, 1 when any, 2 on bad input.")
+    source = check.add_mutually_exclusive_group(required=True)
+    source.add_argument("--stack", help="plan stacks/Pulumi.<stack>.yaml offline and check it")
+    source.add_argument("--export", type=Path, help="check a `pulumi stack export` or `estate plan --out` file")
+    check.add_argument("--stacks-dir", type=Path, default=Path("stacks"), help="default: ./stacks")
+    check.add_argument("--format", choices=("table", "json", "sarif"), default="table", help="default: table")
+    check.add_argument("--config", type=Path, help="pack config, as for `pulumi preview --policy-pack-config` "
+                       "(default: policies/config/<environment>.json)")
+    commands.add_parser("controls", help="print the risk-to-control matrix (Markdown)")
     args = parser.parse_args(argv)
-    return {"plan": _plan}[args.command](args)
+    return {"plan": _plan, "check": _check, "controls": _controls}[args.command](args)
 
 
-def _plan(args: argparse.Namespace) -> int:
+def _planned(command: str, stack: str, stacks_dir: Path):
+    """The stack's offline plan, or the exit code once the reason there is none is printed."""
     from .offline import FidelityError
-    from .plan import plan_stack, summary
+    from .plan import plan_stack
 
     try:
-        plan = plan_stack(args.stack, args.stacks_dir)
+        return plan_stack(stack, stacks_dir)
     except SpecError as error:
-        print(f"estate plan: invalid stack '{args.stack}':", file=sys.stderr)
+        print(f"estate {command}: invalid stack '{stack}':", file=sys.stderr)
         for problem in error.problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except FidelityError as error:
-        print("estate plan: the program builds inputs the real providers would reject:", file=sys.stderr)
+        print(f"estate {command}: the program builds inputs the real providers would reject:", file=sys.stderr)
         print(f"  {str(error).replace(chr(10), chr(10) + '  ')}", file=sys.stderr)
         return EXIT_FINDINGS
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from .plan import summary
+
+    plan = _planned("plan", args.stack, args.stacks_dir)
+    if isinstance(plan, int):
+        return plan
     print(summary(plan))
     if args.out:
         args.out.write_text(json.dumps(plan.export(), indent=1, sort_keys=True) + "\n")
         print(f"\nexport written to {args.out}")
+    return EXIT_OK
+
+
+def _check(args: argparse.Namespace) -> int:
+    from . import reports
+    from .check import CONTROLS, CheckInputError, export_environment, pack_config_for, read_export, run_check
+    from .stackfile import stack_path
+
+    try:
+        if args.stack:
+            plan = _planned("check", args.stack, args.stacks_dir)
+            if isinstance(plan, int):
+                return plan
+            resources, environment = plan.export()["deployment"]["resources"], plan.spec.environment
+            artifact = stack_path(args.stack, args.stacks_dir)
+        else:
+            resources = read_export(args.export)
+            environment, artifact = export_environment(resources), args.export
+        config = pack_config_for(args.config, environment, CONTROLS)
+    except CheckInputError as error:
+        print(f"estate check: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    result = run_check(resources, config, CONTROLS)
+    if args.format == "json":
+        print(reports.as_json(result))
+    elif args.format == "sarif":
+        print(reports.sarif(result, CONTROLS, config, reports.artifact_uri(artifact)))
+    else:
+        print(reports.table(result, CONTROLS))
+    return EXIT_OK if result.passed else EXIT_FINDINGS
+
+
+def _controls(_args: argparse.Namespace) -> int:
+    from .check import CONTROLS
+    from .reports import controls_matrix
+
+    print(controls_matrix(CONTROLS))
     return EXIT_OK
 
 

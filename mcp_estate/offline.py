@@ -8,6 +8,7 @@ and mock outputs, in the shape `pulumi stack export` uses.
 
 from __future__ import annotations
 
+import bisect
 import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -74,7 +75,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         self.recorded[response.urn] = Registered(
             urn=response.urn, type=request.type, name=request.name, custom=bool(request.custom),
             parent=request.parent, provider=request.provider, protect=bool(request.protect),
-            retain_on_delete=bool(request.retainOnDelete), dependencies=list(request.dependencies),
+            retain_on_delete=bool(request.retainOnDelete), dependencies=sorted(request.dependencies),
             inputs=inputs, id=response.id,
             outputs=_plain(registration.state) if registration else {})
         return response
@@ -96,4 +97,26 @@ def run_offline(program: Callable[[], None], *, stack: str, config: dict[str, An
     _sync_await(run_pulumi_func(program))
     if monitor.problems:
         raise FidelityError("\n".join(monitor.problems))
-    return list(monitor.recorded.values())
+    return in_dependency_order(list(monitor.recorded.values()))
+
+
+def in_dependency_order(resources: list[Registered]) -> list[Registered]:
+    """Parents, providers and dependencies before their dependents, like `pulumi stack export`,
+    and otherwise by URN: registrations race through the SDK's threads, the result must not."""
+    by_urn = {r.urn: r for r in resources}
+    needs = {r.urn: {u for u in (r.parent, r.provider.rsplit("::", 1)[0], *r.dependencies) if u in by_urn}
+             for r in resources}
+    ordered: list[Registered] = []
+    ready = sorted(urn for urn, deps in needs.items() if not deps)
+    dependents: dict[str, list[str]] = {}
+    for urn, deps in needs.items():
+        for dep in deps:
+            dependents.setdefault(dep, []).append(urn)
+    while ready:
+        urn = ready.pop(0)
+        ordered.append(by_urn[urn])
+        for dependent in dependents.get(urn, []):
+            needs[dependent].discard(urn)
+            if not needs[dependent]:
+                bisect.insort(ready, dependent)
+    return ordered

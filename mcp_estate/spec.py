@@ -32,6 +32,8 @@ FARGATE_SIZES: dict[int, tuple[int, ...]] = {
 
 STATE = "state"              # symbolic resource: the residency group's session-state table
 SECRET_PREFIX = "secret/"    # symbolic resource: `secret/<name>`, a secret of the estate
+# A strict group's countries are recorded in one AWS tag value ("AT BE DE ..."): 256 characters.
+MAX_STRICT_COUNTRIES = 85
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,22}[a-z0-9]$|^[a-z]$")
 _DIGEST_IMAGE = re.compile(r"^(?P<repository>[^@\s]+?)(:[\w][\w.-]{0,127})?@sha256:[0-9a-f]{64}$")
@@ -112,6 +114,9 @@ class ResidencyGroup(Strict):
     strict: bool = Field(False, description="State and routing never leave the group")
     countries: list[Country] = Field(default_factory=list, description="Visitors routed to this group")
     regions: list[RegionSpec] = Field(min_length=1)
+    peak_tasks: dict[Name, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=dict, description="Tasks the group needs at its peak, per server: losing any one "
+                                          "region must leave that many (scaling max) in the others")
 
 
 class Permission(Strict):

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
-from .spec import FARGATE_SIZES, SECRET_PREFIX, EstateSpec
+from .spec import FARGATE_SIZES, MAX_STRICT_COUNTRIES, SECRET_PREFIX, EstateSpec
 
 
 class Problem(NamedTuple):
@@ -48,6 +48,8 @@ def parse_spec(raw: Any) -> EstateSpec:
 def _problem(raw: Any, error: dict) -> Problem:
     path, node = "", raw
     for part in error["loc"]:
+        if part == "[key]":   # pydantic's marker for a bad mapping key: the key itself is already the path
+            continue
         if isinstance(part, int):
             item = node[part] if isinstance(node, list) and part < len(node) else None
             name = item.get("name") if isinstance(item, dict) else None
@@ -67,7 +69,7 @@ def _problem(raw: Any, error: dict) -> Problem:
 
 
 def cross_field_problems(spec: EstateSpec) -> list[Problem]:
-    return [*_unique_names(spec), *_residency(spec), *_networks(spec), *_servers(spec),
+    return [*_unique_names(spec), *_residency(spec), *_peaks(spec), *_networks(spec), *_servers(spec),
             *_images(spec), *_secrets(spec), *_edge(spec)]
 
 
@@ -100,6 +102,10 @@ def _residency(spec: EstateSpec) -> list[Problem]:
         if group.strict and not group.countries:
             problems.append(Problem(f"{path}.countries", "a strict group must list the countries whose "
                                                          "visitors it keeps (e.g. [DE, FR])"))
+        if group.strict and len(set(group.countries)) > MAX_STRICT_COUNTRIES:
+            problems.append(Problem(f"{path}.countries", f"{len(set(group.countries))} countries: a strict "
+                                    f"group keeps at most {MAX_STRICT_COUNTRIES} (its state table records them "
+                                    "in one tag, of 256 characters at most)"))
         problems += [Problem(f"{path}.countries", f"'{c}' is listed twice")
                      for c in _duplicates(group.countries)]
     owners: dict[str, list[str]] = {}
@@ -114,6 +120,23 @@ def _residency(spec: EstateSpec) -> list[Problem]:
                                                     "non-strict to serve visitors from other countries"))
     if spec.primary_region not in spec.regions:
         problems.append(Problem("primary_region", f"'{spec.primary_region}' is not a region of the estate"))
+    return problems
+
+
+def _peaks(spec: EstateSpec) -> list[Problem]:
+    """A declared peak names a server that runs in the group (the scaling targets carry it)."""
+    servers = {s.name: s for s in spec.servers}
+    problems = []
+    for group in spec.residency_groups:
+        regions = sorted(r.name for r in group.regions)
+        for name in sorted(group.peak_tasks):
+            path = f"residency_groups[{group.name}].peak_tasks.{name}"
+            if name not in servers:
+                problems.append(Problem(path, f"'{name}' is not a server of the estate "
+                                              f"(servers: {', '.join(sorted(servers))})"))
+            elif not set(regions) & set(spec.server_regions(servers[name])):
+                problems.append(Problem(path, f"'{name}' runs in none of the group's regions "
+                                              f"({', '.join(regions)}): declare its peak where it runs"))
     return problems
 
 

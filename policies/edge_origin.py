@@ -1,1 +1,318 @@
-"""(being written)"""
+"""Edge and origin: every request reaches a server through Cloudflare and an ALB that inspect it,
+over TLS 1.2 or newer on every hop, and a session stays in the region that holds its state.
+
+The path is visitor -> Cloudflare (proxied load balancer, zone TLS settings) -> the region's ALB
+(HTTPS listener, WAF) -> the task. A plaintext or downgraded hop lets whoever sits on it read
+tool results or rewrite them (tool injection); a hop without WAF or rate limits lets abuse
+through; an unmonitored pool or a lost session affinity breaks MCP sessions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Iterable
+
+from pulumi_policy import ResourceValidationArgs, Severity, StackValidationArgs
+
+from .control import Report, Risk, as_list, as_mapping, lookup, resource_policy, stack_policy
+
+LOAD_BALANCERS = ("aws:lb/loadBalancer:LoadBalancer", "aws:alb/loadBalancer:LoadBalancer")
+LISTENERS = ("aws:lb/listener:Listener", "aws:alb/listener:Listener")
+LISTENER_RULES = ("aws:lb/listenerRule:ListenerRule", "aws:alb/listenerRule:ListenerRule")
+WEB_ACL = "aws:wafv2/webAcl:WebAcl"
+WEB_ACL_RULE = "aws:wafv2/webAclRule:WebAclRule"
+WEB_ACL_RULE_GROUP = "aws:wafv2/webAclRuleGroupAssociation:WebAclRuleGroupAssociation"
+WEB_ACL_ASSOCIATION = "aws:wafv2/webAclAssociation:WebAclAssociation"
+CF_LOAD_BALANCER = "cloudflare:index/loadBalancer:LoadBalancer"
+CF_POOL = "cloudflare:index/loadBalancerPool:LoadBalancerPool"
+CF_ZONE_SETTING = "cloudflare:index/zoneSetting:ZoneSetting"
+CF_HOSTNAME_TLS = "cloudflare:index/hostnameTlsSetting:HostnameTlsSetting"
+CF_RULESET = "cloudflare:index/ruleset:Ruleset"
+CF_PAGE_RULE = "cloudflare:index/pageRule:PageRule"
+
+# ELB security policies for HTTPS/TLS listeners that accept TLS 1.2 and 1.3 only (none accepts
+# TLS 1.0/1.1), from AWS's "Security policies for your Application Load Balancer" page. An
+# unlisted name fails: add it here after checking its protocols.
+TLS12_POLICIES = frozenset({
+    "ELBSecurityPolicy-TLS13-1-3-2021-06", "ELBSecurityPolicy-TLS13-1-2-2021-06",
+    "ELBSecurityPolicy-TLS13-1-2-Res-2021-06", "ELBSecurityPolicy-TLS13-1-2-Ext1-2021-06",
+    "ELBSecurityPolicy-TLS13-1-2-Ext2-2021-06",
+    "ELBSecurityPolicy-TLS13-1-3-FIPS-2023-04", "ELBSecurityPolicy-TLS13-1-2-FIPS-2023-04",
+    "ELBSecurityPolicy-TLS13-1-2-Res-FIPS-2023-04", "ELBSecurityPolicy-TLS13-1-2-Ext0-FIPS-2023-04",
+    "ELBSecurityPolicy-TLS13-1-2-Ext1-FIPS-2023-04", "ELBSecurityPolicy-TLS13-1-2-Ext2-FIPS-2023-04",
+    "ELBSecurityPolicy-TLS13-1-3-PQ-2025-09", "ELBSecurityPolicy-TLS13-1-2-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09", "ELBSecurityPolicy-TLS13-1-2-Ext1-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Ext2-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-3-FIPS-PQ-2025-09", "ELBSecurityPolicy-TLS13-1-2-FIPS-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Res-FIPS-PQ-2025-09",
+    "ELBSecurityPolicy-TLS-1-2-2017-01", "ELBSecurityPolicy-TLS-1-2-Ext-2018-06",
+    "ELBSecurityPolicy-FS-1-2-2019-08", "ELBSecurityPolicy-FS-1-2-Res-2019-08",
+    "ELBSecurityPolicy-FS-1-2-Res-2020-10",
+})
+PROVIDER_DEFAULT_POLICY = "ELBSecurityPolicy-2016-08"   # what AWS applies when ssl_policy is absent: TLS 1.0+
+RECOMMENDED_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+
+STRICT_SSL_MODES = frozenset({"strict", "origin_pull"})   # both validate the origin's certificate
+MIN_TLS_VERSIONS = frozenset({"1.2", "1.3"})
+SESSION_HEADER = "mcp-session-id"   # MCP Streamable HTTP's session header (header names are case-insensitive)
+
+
+def _is_application(props: Any) -> bool:
+    return props.get("loadBalancerType") in (None, "application")   # the provider's default is application
+
+
+# -- ALB --------------------------------------------------------------------------------------------
+
+@resource_policy(
+    "albs-drop-invalid-headers",
+    "Application load balancers drop requests with invalid HTTP header fields",
+    risks=[Risk.PROMPT_INJECTION], severity=Severity.MEDIUM,
+    remediation="Set drop_invalid_header_fields=True on the aws.lb.LoadBalancer.")
+def albs_drop_invalid_headers(args: ResourceValidationArgs, report: Report) -> None:
+    # Invalid header names are how request smuggling and header-confusion attacks reach the
+    # server past the WAF, which parses them differently.
+    if args.resource_type in LOAD_BALANCERS and _is_application(args.props) \
+            and args.props.get("dropInvalidHeaderFields") is not True:
+        report(f"ALB {args.name} forwards invalid header fields: set drop_invalid_header_fields=True")
+
+
+@resource_policy(
+    "listeners-use-tls-1-2-or-newer",
+    "Load balancer listeners serve HTTPS/TLS with a TLS 1.2+ security policy; a plain HTTP listener "
+    "only redirects to HTTPS",
+    risks=[Risk.TOOL_INJECTION, Risk.DATA_LOSS], severity=Severity.HIGH,
+    remediation=f"Set protocol='HTTPS' and ssl_policy='{RECOMMENDED_POLICY}', or make every default action of "
+                "an HTTP listener {'type': 'redirect', 'redirect': {'protocol': 'HTTPS', 'port': '443', "
+                "'status_code': 'HTTP_301'}}.")
+def listeners_use_tls_1_2_or_newer(args: ResourceValidationArgs, report: Report) -> None:
+    if args.resource_type not in LISTENERS:
+        return
+    props, what = args.props, f"Listener {args.name}"
+    protocol = props.get("protocol") or "HTTP"   # the provider's default for an ALB listener
+    if protocol in ("HTTPS", "TLS"):
+        policy = props.get("sslPolicy")
+        if policy is None:
+            report(f"{what} has no ssl_policy, so AWS applies {PROVIDER_DEFAULT_POLICY} (TLS 1.0): "
+                   f"set ssl_policy='{RECOMMENDED_POLICY}'")
+        elif policy not in TLS12_POLICIES:
+            report(f"{what} uses ssl_policy {policy}, not a reviewed TLS 1.2+ policy: "
+                   f"set ssl_policy='{RECOMMENDED_POLICY}'")
+    elif protocol == "HTTP":
+        actions = as_list(props.get("defaultActions"))
+        if not actions or not all(_redirects_to_https(a) for a in actions):
+            report(f"{what} serves plain HTTP: make every default action a redirect to HTTPS, "
+                   f"or set protocol='HTTPS'")
+    else:
+        report(f"{what} uses protocol {protocol}, which the load balancer does not encrypt: "
+               f"use HTTPS (or TLS) with ssl_policy='{RECOMMENDED_POLICY}'")
+
+
+def _redirects_to_https(action: Any) -> bool:
+    action = as_mapping(action)
+    return action.get("type") == "redirect" and as_mapping(action.get("redirect")).get("protocol") == "HTTPS"
+
+
+@stack_policy(
+    "http-listener-rules-only-redirect-to-https",
+    "No listener rule on a plain HTTP listener serves traffic: it may only redirect to HTTPS",
+    risks=[Risk.TOOL_INJECTION, Risk.DATA_LOSS], severity=Severity.HIGH,
+    remediation="Attach forwarding rules to the HTTPS listener; on the HTTP listener only redirect to HTTPS.")
+def http_listener_rules_only_redirect_to_https(args: StackValidationArgs, report: Report) -> None:
+    # The resource policy sees an HTTP listener's default actions, not the rules attached to it,
+    # which would serve plaintext just the same.
+    plaintext = {r.props.get("arn"): r.name for r in args.resources
+                 if r.resource_type in LISTENERS and (r.props.get("protocol") or "HTTP") == "HTTP"}
+    for rule in args.resources:
+        if rule.resource_type not in LISTENER_RULES:
+            continue
+        listener = plaintext.get(rule.props.get("listenerArn"))
+        actions = as_list(rule.props.get("actions"))
+        if listener and not all(_redirects_to_https(a) for a in actions):
+            report(f"Listener rule {rule.name} serves plain HTTP on listener {listener}: "
+                   f"attach it to the HTTPS listener, or make it redirect to HTTPS", rule.urn)
+
+
+# -- WAF --------------------------------------------------------------------------------------------
+
+@resource_policy(
+    "web-acls-block-with-managed-rules-and-rate-limits",
+    "Web ACLs block with at least one AWS managed rule group and a rate-based rule, and never "
+    "override an AWS managed rule group to count",
+    risks=[Risk.PROMPT_INJECTION, Risk.AVAILABILITY], severity=Severity.HIGH,
+    remediation="Add e.g. AWSManagedRulesCommonRuleSet with override_action={'none': {}} and a rule with "
+                "rate_based_statement and action={'block': {}}; to relax one rule of a managed group, use "
+                "its rule_action_overrides rather than counting the whole group.")
+def web_acls_block_with_managed_rules_and_rate_limits(args: ResourceValidationArgs, report: Report) -> None:
+    if args.resource_type == WEB_ACL:
+        _check_web_acl(args, report)
+    elif args.resource_type == WEB_ACL_RULE and _counts_aws_group(args.props):
+        report(f"Web ACL rule {args.name} counts an AWS managed rule group instead of enforcing it: "
+               f"set override_action={{'none': {{}}}}")
+    elif args.resource_type == WEB_ACL_RULE_GROUP and args.props.get("overrideAction") == "count" \
+            and as_mapping(args.props.get("managedRuleGroup")).get("vendorName") == "AWS":
+        report(f"Web ACL rule group association {args.name} counts an AWS managed rule group instead of "
+               f"enforcing it: set override_action='none'")
+
+
+def _check_web_acl(args: ResourceValidationArgs, report: Report) -> None:
+    what = f"Web ACL {args.name}"
+    rules = list(_web_acl_rules(args.props))
+    for rule in rules:
+        if _counts_aws_group(rule):
+            report(f"{what} counts AWS managed rule group {_aws_group(rule).get('name')} instead of enforcing "
+                   f"it: set its override_action={{'none': {{}}}}")
+    if not any(_aws_group(r) and "none" in as_mapping(r.get("overrideAction")) for r in rules):
+        report(f"{what} enforces no AWS managed rule group: add e.g. AWSManagedRulesCommonRuleSet with "
+               f"override_action={{'none': {{}}}} in its rules")
+    if not any(as_mapping(r.get("statement")).get("rateBasedStatement") and "block" in as_mapping(r.get("action"))
+               for r in rules):
+        report(f"{what} has no blocking rate-based rule: add a rule with rate_based_statement and "
+               f"action={{'block': {{}}}} in its rules")
+
+
+def _web_acl_rules(props: Any) -> Iterable[Mapping]:
+    """The web ACL's rules, from `rules` or from `rule_json` (the WAF API's own shape, PascalCase)."""
+    for rule in as_list(props.get("rules")):
+        yield as_mapping(rule)
+    raw = props.get("ruleJson")
+    if raw:
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            return
+        for rule in as_list(parsed):
+            yield as_mapping(_camel_keys(rule))
+
+
+def _camel_keys(value: Any) -> Any:
+    """`{"ManagedRuleGroupStatement": {"VendorName": ...}}` -> `{"managedRuleGroupStatement": {"vendorName": ...}}`."""
+    if isinstance(value, Mapping):
+        return {k[:1].lower() + k[1:]: _camel_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_camel_keys(v) for v in value]
+    return value
+
+
+def _aws_group(rule: Mapping) -> Mapping:
+    group = as_mapping(as_mapping(rule.get("statement")).get("managedRuleGroupStatement"))
+    return group if group.get("vendorName") == "AWS" else {}
+
+
+def _counts_aws_group(rule: Mapping) -> bool:
+    return bool(_aws_group(rule)) and "count" in as_mapping(rule.get("overrideAction"))
+
+
+@stack_policy(
+    "internet-facing-albs-have-waf",
+    "Every internet-facing application load balancer is associated with a WAF web ACL",
+    risks=[Risk.PROMPT_INJECTION, Risk.AVAILABILITY], severity=Severity.HIGH,
+    remediation="Add aws.wafv2.WebAclAssociation(resource_arn=alb.arn, web_acl_arn=acl.arn) in the ALB's region.")
+def internet_facing_albs_have_waf(args: StackValidationArgs, report: Report) -> None:
+    protected = {r.props.get("resourceArn") for r in args.resources if r.resource_type == WEB_ACL_ASSOCIATION}
+    for alb in args.resources:
+        if alb.resource_type in LOAD_BALANCERS and _is_application(alb.props) \
+                and alb.props.get("internal") is not True and alb.props.get("arn") not in protected:
+            report(f"Internet-facing ALB {alb.name} has no WAF: associate a web ACL with it "
+                   f"(aws.wafv2.WebAclAssociation, resource_arn=the ALB's arn)", alb.urn)
+
+
+# -- Cloudflare -------------------------------------------------------------------------------------
+
+@resource_policy(
+    "cloudflare-load-balancer-proxied-with-session-affinity",
+    "Cloudflare load balancers are proxied (Cloudflare's WAF and rate limits apply) and pin each MCP "
+    "session to a region by its Mcp-Session-Id header",
+    risks=[Risk.PROMPT_INJECTION, Risk.AVAILABILITY], severity=Severity.HIGH,
+    remediation="Set proxied=True, session_affinity='header' and session_affinity_attributes="
+                "{'headers': ['Mcp-Session-Id']}; rule overrides must keep that affinity.")
+def cloudflare_load_balancer_proxied_with_session_affinity(args: ResourceValidationArgs, report: Report) -> None:
+    if args.resource_type != CF_LOAD_BALANCER:
+        return
+    props, what = args.props, f"Cloudflare load balancer {args.name}"
+    if props.get("proxied") is not True:
+        # DNS-only: visitors reach the ALB directly, past Cloudflare's WAF, and learn its address.
+        report(f"{what} is not proxied: set proxied=True")
+    if problem := _affinity_problem(props.get("sessionAffinity"), props.get("sessionAffinityAttributes")):
+        report(f"{what} {problem}")
+    for rule in as_list(props.get("rules")):
+        overrides = as_mapping(as_mapping(rule).get("overrides"))
+        affinity, attributes = overrides.get("sessionAffinity"), overrides.get("sessionAffinityAttributes")
+        if affinity is None and attributes is None:
+            continue   # the rule keeps the load balancer's affinity
+        if problem := _affinity_problem(affinity or props.get("sessionAffinity"),
+                                        attributes or props.get("sessionAffinityAttributes")):
+            report(f"{what} rule {as_mapping(rule).get('name')} {problem}")
+
+
+def _affinity_problem(affinity: Any, attributes: Any) -> str | None:
+    if affinity != "header":
+        return (f"has session_affinity {affinity!r}: set session_affinity='header' so a session stays in "
+                f"the region holding its state")
+    headers = [str(h).lower() for h in as_list(as_mapping(attributes).get("headers"))]
+    if SESSION_HEADER not in headers:
+        return ("does not pin sessions by Mcp-Session-Id: "
+                "set session_affinity_attributes={'headers': ['Mcp-Session-Id']}")
+    return None
+
+
+@resource_policy(
+    "cloudflare-pools-monitored",
+    "Cloudflare load balancer pools have a health monitor, so traffic fails over from an unhealthy region",
+    risks=[Risk.AVAILABILITY], severity=Severity.MEDIUM,
+    remediation="Set monitor=<cloudflare.LoadBalancerMonitor id> (or monitor_group) on the pool.")
+def cloudflare_pools_monitored(args: ResourceValidationArgs, report: Report) -> None:
+    if args.resource_type == CF_POOL and not (lookup(args.props, "monitor") or lookup(args.props, "monitorGroup")):
+        report(f"Cloudflare pool {args.name} has no health monitor, so traffic keeps flowing to a failed "
+               f"region: set monitor=<a LoadBalancerMonitor id>")
+
+
+@resource_policy(
+    "cloudflare-zone-tls-strict",
+    "Cloudflare validates the origin's certificate (SSL strict) and visitors need TLS 1.2 or newer; "
+    "no hostname, configuration rule or page rule lowers either",
+    risks=[Risk.TOOL_INJECTION, Risk.DATA_LOSS], severity=Severity.HIGH,
+    remediation="ZoneSetting(setting_id='ssl', value='strict') and ZoneSetting(setting_id='min_tls_version', "
+                "value='1.2'); remove ssl overrides below strict from rulesets and page rules.")
+def cloudflare_zone_tls_strict(args: ResourceValidationArgs, report: Report) -> None:
+    props = args.props
+    if args.resource_type in (CF_ZONE_SETTING, CF_HOSTNAME_TLS):
+        setting, value = props.get("settingId"), props.get("value")
+        if setting == "ssl" and value not in STRICT_SSL_MODES:
+            # off/flexible reach the origin in plaintext; full accepts any certificate, so anyone
+            # on the path can impersonate the origin.
+            report(f"Zone setting {args.name} sets ssl={value!r}: set value='strict'")
+        elif setting == "min_tls_version" and value not in MIN_TLS_VERSIONS:
+            report(f"{'Zone' if args.resource_type == CF_ZONE_SETTING else 'Hostname TLS'} setting {args.name} "
+                   f"sets min_tls_version={value!r}: set value='1.2'")
+    elif args.resource_type == CF_RULESET:
+        for rule in as_list(props.get("rules")):
+            ssl = as_mapping(as_mapping(rule).get("actionParameters")).get("ssl")
+            if ssl is not None and ssl not in STRICT_SSL_MODES:
+                report(f"Ruleset {args.name} rule {as_mapping(rule).get('ref') or as_mapping(rule).get('description')} "
+                       f"lowers ssl to {ssl!r}: remove the override or set it to 'strict'")
+    elif args.resource_type == CF_PAGE_RULE:
+        ssl = as_mapping(props.get("actions")).get("ssl")
+        if ssl is not None and ssl not in STRICT_SSL_MODES:
+            report(f"Page rule {args.name} lowers ssl to {ssl!r}: remove the override or set it to 'strict'")
+
+
+@stack_policy(
+    "cloudflare-load-balancer-zones-set-tls",
+    "A zone serving a Cloudflare load balancer sets its SSL mode and minimum TLS version in this stack "
+    "(whose values cloudflare-zone-tls-strict checks) rather than inheriting whatever the zone has",
+    risks=[Risk.TOOL_INJECTION, Risk.DATA_LOSS], severity=Severity.MEDIUM,
+    remediation="Add cloudflare.ZoneSetting(setting_id='ssl', value='strict') and "
+                "cloudflare.ZoneSetting(setting_id='min_tls_version', value='1.2') on the load balancer's zone.")
+def cloudflare_load_balancer_zones_set_tls(args: StackValidationArgs, report: Report) -> None:
+    settings = {(r.props.get("zoneId"), r.props.get("settingId")) for r in args.resources
+                if r.resource_type == CF_ZONE_SETTING}
+    for lb in args.resources:
+        if lb.resource_type != CF_LOAD_BALANCER:
+            continue
+        zone = lb.props.get("zoneId")
+        for setting, value in (("ssl", "strict"), ("min_tls_version", "1.2")):
+            if (zone, setting) not in settings:
+                report(f"Cloudflare load balancer {lb.name}'s zone {zone} has no {setting} setting in this stack "
+                       f"(the zone's default may be below it): add cloudflare.ZoneSetting(setting_id='{setting}', "
+                       f"value='{value}')", lb.urn)

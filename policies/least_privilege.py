@@ -1,1 +1,181 @@
-"""(being written)"""
+"""Least privilege: each identity holds exactly what its job needs, and only the estate's ECS tasks
+can become one (design.md §1, confused deputy).
+
+Checked: identity policies, whose holder is implicit (inline role, user and group policies,
+managed policies, a role's inline_policies), the managed policies attached to identities, and
+roles' trust policies. Resource policies are out of scope on purpose: AWS's default KMS key
+policy grants the account root `kms:*` on "*" (it delegates the key to IAM, where these rules
+apply), and a bucket policy's `Deny s3:*` only narrows access; who a bucket policy admits is
+checked by private_networking.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from pulumi_policy import ResourceValidationArgs, Severity
+
+from mcp_estate.iam_actions import requires_wildcard_resource
+
+from .control import Report, Risk, allows, as_list, grants_everyone, pinned_conditions, resource_policy
+
+ROLE = "aws:iam/role:Role"
+IDENTITY_POLICIES = {
+    "aws:iam/rolePolicy:RolePolicy": "role policy",
+    "aws:iam/userPolicy:UserPolicy": "user policy",
+    "aws:iam/groupPolicy:GroupPolicy": "group policy",
+    "aws:iam/policy:Policy": "managed policy",
+}
+
+
+def _documents(args: ResourceValidationArgs) -> list[tuple[str, Any]]:
+    """(what it is, document) of every identity policy the resource carries."""
+    if args.resource_type in IDENTITY_POLICIES:
+        return [(f"{IDENTITY_POLICIES[args.resource_type]} {args.name}", args.props.get("policy"))]
+    if args.resource_type == ROLE:
+        return [(f"role {args.name} inline policy {inline.get('name')}", inline.get("policy"))
+                for inline in as_list(args.props.get("inlinePolicies")) if isinstance(inline, Mapping)]
+    return []
+
+
+def allowed(args: ResourceValidationArgs) -> Iterator[tuple[str, Mapping]]:
+    """(what it is, statement) of every Allow statement of the resource's identity policies."""
+    for what, document in _documents(args):
+        for statement in allows(document):
+            sid = f" (statement {statement['Sid']})" if statement.get("Sid") else ""
+            yield what + sid, statement
+
+
+def _actions(statement: Mapping) -> list[str]:
+    return [str(action) for action in as_list(statement.get("Action"))]
+
+
+# `*`, `*:*` or `service:*` (also `s*:*`): every action of every service, or of a whole service.
+WILDCARD_ACTION = re.compile(r"(?:[\w*-]+:)?\*+")
+
+
+@resource_policy(
+    "no-wildcard-actions",
+    "Identity policies allow no `*`, `*:*` or `service:*` action: they list the actions the job needs. "
+    "Partial patterns such as `s3:Get*` are not flagged",
+    risks=[Risk.CONFUSED_DEPUTY], severity=Severity.HIGH,
+    remediation="List the actions the job needs (the spec's grants, e.g. dynamodb:GetItem).")
+def no_wildcard_actions(args: ResourceValidationArgs, report: Report) -> None:
+    for what, statement in allowed(args):
+        wildcards = [action for action in _actions(statement) if WILDCARD_ACTION.fullmatch(action)]
+        if wildcards:
+            report(f"{what} allows {', '.join(wildcards)}: list the actions the job needs instead")
+
+
+@resource_policy(
+    "no-not-action-or-not-resource-allows",
+    "Identity policies never Allow with NotAction or NotResource: both grant everything not listed, "
+    "including actions and resources AWS adds later",
+    risks=[Risk.CONFUSED_DEPUTY], severity=Severity.HIGH,
+    remediation="Allow the listed Action on the listed Resource; use a Deny statement to carve exceptions.")
+def no_not_action_or_not_resource_allows(args: ResourceValidationArgs, report: Report) -> None:
+    for what, statement in allowed(args):
+        for key in ("NotAction", "NotResource"):
+            if key in statement:
+                report(f"{what} allows with {key}, which grants everything it does not list: "
+                       f"use Action and Resource instead")
+
+
+@resource_policy(
+    "resource-wildcard-only-where-aws-requires-it",
+    "Identity policies allow Resource \"*\" only for actions AWS cannot scope to a resource (no "
+    "resource-level permission in AWS's service authorization reference, e.g. ecr:GetAuthorizationToken, "
+    "sts:GetCallerIdentity); a statement mixing them with scopable actions is flagged",
+    risks=[Risk.CONFUSED_DEPUTY], severity=Severity.HIGH,
+    remediation="Name the ARNs the actions need; keep \"*\" in a statement of its own for the actions "
+                "AWS cannot scope.")
+def resource_wildcard_only_where_aws_requires_it(args: ResourceValidationArgs, report: Report) -> None:
+    for what, statement in allowed(args):
+        if "*" not in as_list(statement.get("Resource")):
+            continue
+        scopable = [action for action in _actions(statement) if not requires_wildcard_resource(action)]
+        if scopable:
+            report(f"{what} allows {', '.join(scopable)} on every resource (\"*\"), but AWS lets these "
+                   "actions be scoped: name the ARNs they need")
+
+
+# -- attached managed policies -----------------------------------------------------------------------------
+
+ATTACHMENTS = {
+    "aws:iam/rolePolicyAttachment:RolePolicyAttachment": "policyArn",
+    "aws:iam/userPolicyAttachment:UserPolicyAttachment": "policyArn",
+    "aws:iam/groupPolicyAttachment:GroupPolicyAttachment": "policyArn",
+    "aws:iam/policyAttachment:PolicyAttachment": "policyArn",
+    "aws:iam/rolePolicyAttachmentsExclusive:RolePolicyAttachmentsExclusive": "policyArns",
+    "aws:iam/userPolicyAttachmentsExclusive:UserPolicyAttachmentsExclusive": "policyArns",
+    "aws:iam/groupPolicyAttachmentsExclusive:GroupPolicyAttachmentsExclusive": "policyArns",
+    ROLE: "managedPolicyArns",
+}
+AWS_MANAGED_POLICY = re.compile(r"arn:aws[a-z-]*:iam::aws:policy/(?:.+/)?(?P<name>[^/]+)")
+
+
+def is_admin_policy(arn: Any) -> bool:
+    """AWS-managed AdministratorAccess (and its -Amplify... variants), PowerUserAccess, and every
+    `...FullAccess` policy (IAMFullAccess, AmazonS3FullAccess...)."""
+    match = AWS_MANAGED_POLICY.fullmatch(str(arn))
+    name = match["name"] if match else ""
+    return name.startswith("AdministratorAccess") or name == "PowerUserAccess" or name.endswith("FullAccess")
+
+
+@resource_policy(
+    "no-aws-managed-admin-policies",
+    "No identity gets AWS's AdministratorAccess, PowerUserAccess or any AWS-managed ...FullAccess "
+    "policy (through an attachment or a role's managed_policy_arns)",
+    risks=[Risk.CONFUSED_DEPUTY], severity=Severity.CRITICAL,
+    remediation="Write an inline policy with the actions and resources the job needs.")
+def no_aws_managed_admin_policies(args: ResourceValidationArgs, report: Report) -> None:
+    if args.resource_type not in ATTACHMENTS:
+        return
+    for arn in as_list(args.props.get(ATTACHMENTS[args.resource_type])):
+        if is_admin_policy(arn):
+            report(f"{args.name} attaches {arn}, far more than one job needs: write an inline policy "
+                   "with the actions and resources the job needs")
+
+
+# -- trust policies -----------------------------------------------------------------------------------------
+
+def _trusts(args: ResourceValidationArgs) -> list[Mapping]:
+    return allows(args.props.get("assumeRolePolicy")) if args.resource_type == ROLE else []
+
+
+@resource_policy(
+    "no-trust-policy-open-to-everyone",
+    "No role trusts everyone (Principal \"*\", {\"AWS\": \"*\"} or a NotPrincipal), with or without "
+    "conditions: a trust policy names the services or roles that may assume it",
+    risks=[Risk.CONFUSED_DEPUTY], severity=Severity.CRITICAL,
+    remediation="Trust a named principal: a service (ecs-tasks.amazonaws.com) or a role ARN.")
+def no_trust_policy_open_to_everyone(args: ResourceValidationArgs, report: Report) -> None:
+    for statement in _trusts(args):
+        if grants_everyone(statement):
+            report(f"role {args.name} can be assumed by anyone: trust a named service or role ARN instead")
+
+
+ECS_TASKS = "ecs-tasks.amazonaws.com"
+SOURCE_KEYS = frozenset({"aws:sourceaccount", "aws:sourcearn"})
+
+
+def _trusts_ecs_tasks(statement: Mapping) -> bool:
+    principal = statement.get("Principal")
+    services = principal.get("Service") if isinstance(principal, Mapping) else None
+    return ECS_TASKS in as_list(services)
+
+
+@resource_policy(
+    "ecs-task-trust-has-source-conditions",
+    "A role trusted by ecs-tasks.amazonaws.com pins aws:SourceAccount or aws:SourceArn on that statement, "
+    "so ECS assumes it only for the estate's own tasks (confused-deputy protection)",
+    risks=[Risk.CONFUSED_DEPUTY], severity=Severity.HIGH,
+    remediation="Add Condition {\"StringEquals\": {\"aws:SourceAccount\": <account>}, "
+                "\"ArnLike\": {\"aws:SourceArn\": \"arn:aws:ecs:<region>:<account>:*\"}}.")
+def ecs_task_trust_has_source_conditions(args: ResourceValidationArgs, report: Report) -> None:
+    for statement in _trusts(args):
+        if _trusts_ecs_tasks(statement) and not SOURCE_KEYS & pinned_conditions(statement).keys():
+            report(f"role {args.name} trusts {ECS_TASKS} for any account's tasks: add a condition on "
+                   "aws:SourceAccount or aws:SourceArn (StringEquals / ArnLike)")

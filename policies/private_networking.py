@@ -1,1 +1,282 @@
-"""(being written)"""
+"""Private networking: the internet reaches the estate through Cloudflare, and nothing else.
+
+The MCP tasks run in private subnets with no public IP, the ALB admits only Cloudflare's
+ranges (through managed prefix lists) and the hostname is proxied, so Cloudflare's WAF and
+rate limits see every request (design.md §1, command execution / exfiltration). These controls
+hold that line for what the components create and for what a team is likely to add next to
+them: another security group, an instance, a database, a function URL, a bucket policy, a
+DNS record.
+
+Network ACLs are deliberately not checked: allowing 0.0.0.0/0 in a public subnet's ACL is
+normal (ACLs are stateless, so return traffic from anywhere must pass, and the ALB serves
+Cloudflare's changing addresses); the security groups checked here decide who may connect.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Any, Callable
+
+from pulumi_policy import ResourceValidationArgs, Severity
+
+from .control import (Report, Risk, allows, as_list, as_mapping, grants_everyone, lookup, pinned_conditions,
+                      resource_policy)
+
+
+def is_world(cidr: Any) -> bool:
+    """Whether `cidr` is the whole internet, however it is spelled ("0.0.0.0/0", "::/0",
+    "0:0:0:0:0:0:0:0/0", "10.0.0.0/0"...): any block whose prefix length is 0."""
+    try:
+        return ipaddress.ip_network(str(cidr).strip(), strict=False).prefixlen == 0
+    except ValueError:
+        return False
+
+
+def is_true(value: Any) -> bool:
+    """A boolean input, also when the SDK types it as a string (launch templates' "true")."""
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+def _mappings(value: Any) -> list[Mapping]:
+    return [item for item in as_list(value) if isinstance(item, Mapping)]
+
+
+# -- no ingress from the internet -------------------------------------------------------------------
+
+def _inline_ingress(props: Any) -> list:
+    return [cidr for rule in _mappings(props.get("ingress"))
+            for key in ("cidrBlocks", "ipv6CidrBlocks") for cidr in as_list(rule.get(key))]
+
+
+def _rule_ingress(props: Any) -> list:
+    if props.get("type") != "ingress":
+        return []
+    return [cidr for key in ("cidrBlocks", "ipv6CidrBlocks") for cidr in as_list(props.get(key))]
+
+
+# type -> (what it is, whether it admits or lists the CIDRs, the CIDRs)
+INGRESS_SOURCES: dict[str, tuple[str, str, Callable[[Any], list]]] = {
+    "aws:ec2/securityGroup:SecurityGroup": ("security group", "admits", _inline_ingress),
+    "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": ("default security group", "admits", _inline_ingress),
+    "aws:ec2/securityGroupRule:SecurityGroupRule": ("security group rule", "admits", _rule_ingress),
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": (
+        "security group ingress rule", "admits", lambda p: [p.get("cidrIpv4"), p.get("cidrIpv6")]),
+    # A prefix list is admitted whole by the rules that reference it (the ALB admits Cloudflare so).
+    "aws:ec2/managedPrefixList:ManagedPrefixList": (
+        "managed prefix list", "lists", lambda p: [e.get("cidr") for e in _mappings(p.get("entries"))]),
+    "aws:ec2/managedPrefixListEntry:ManagedPrefixListEntry": (
+        "managed prefix list entry", "lists", lambda p: [p.get("cidr")]),
+}
+
+
+@resource_policy(
+    "no-ingress-from-the-internet",
+    "No security group admits 0.0.0.0/0 or ::/0 (in any spelling), whether through an inline "
+    "ingress block, a security group rule, an ingress rule or a managed prefix list it references",
+    risks=[Risk.COMMAND_EXECUTION, Risk.PROMPT_INJECTION], severity=Severity.CRITICAL,
+    remediation="Admit a security group (the ALB's) or a managed prefix list of known ranges (Cloudflare's).")
+def no_ingress_from_the_internet(args: ResourceValidationArgs, report: Report) -> None:
+    if args.resource_type not in INGRESS_SOURCES:
+        return
+    kind, verb, sources = INGRESS_SOURCES[args.resource_type]
+    fix = "list only known ranges (Cloudflare's)" if verb == "lists" else \
+        "admit only a security group (the ALB's) or known ranges (Cloudflare's prefix lists)"
+    for cidr in sources(args.props):
+        if is_world(cidr):
+            report(f"{kind} {args.name} {verb} {cidr}, the whole internet, bypassing Cloudflare: {fix}")
+
+
+# -- ECS tasks ------------------------------------------------------------------------------------------
+
+ECS_NETWORKED = {"aws:ecs/service:Service": "service", "aws:ecs/taskSet:TaskSet": "task set"}
+
+
+@resource_policy(
+    "ecs-services-without-public-ips",
+    "ECS services and task sets never give their tasks a public IP (assignPublicIp false or absent)",
+    risks=[Risk.COMMAND_EXECUTION],
+    remediation="Set network_configuration.assign_public_ip=False and run the tasks in private subnets.")
+def ecs_services_without_public_ips(args: ResourceValidationArgs, report: Report) -> None:
+    if args.resource_type not in ECS_NETWORKED:
+        return
+    if is_true(as_mapping(args.props.get("networkConfiguration")).get("assignPublicIp")):
+        report(f"ECS {ECS_NETWORKED[args.resource_type]} {args.name} gives its tasks public IPs: set "
+               "network_configuration.assign_public_ip=False; tasks in private subnets reach AWS through "
+               "VPC endpoints")
+
+
+# -- databases ------------------------------------------------------------------------------------------
+
+DATABASES = {
+    "aws:rds/instance:Instance": "RDS instance",
+    "aws:rds/clusterInstance:ClusterInstance": "RDS cluster instance",
+    "aws:rds/cluster:Cluster": "RDS cluster",
+    "aws:neptune/clusterInstance:ClusterInstance": "Neptune instance",
+    "aws:redshift/cluster:Cluster": "Redshift cluster",
+    "aws:redshiftserverless/workgroup:Workgroup": "Redshift Serverless workgroup",
+    "aws:dms/replicationInstance:ReplicationInstance": "DMS replication instance",
+}
+
+
+def _public_by_default(resource_type: str, props: Any) -> bool:
+    """Where AWS itself may make the resource public when publiclyAccessible is left out: DMS
+    replication instances always, Multi-AZ DB clusters (those with a dbClusterInstanceClass) when
+    outside a DB subnet group. Every other type here defaults to private."""
+    if resource_type == "aws:dms/replicationInstance:ReplicationInstance":
+        return True
+    return resource_type == "aws:rds/cluster:Cluster" and bool(props.get("dbClusterInstanceClass"))
+
+
+@resource_policy(
+    "databases-not-publicly-accessible",
+    "RDS instances and clusters, Neptune, Redshift (and Serverless) and DMS replication instances are "
+    "not publicly accessible; where AWS's default is public (DMS, Multi-AZ DB clusters) it is set false",
+    risks=[Risk.DATA_LOSS, Risk.COMMAND_EXECUTION], severity=Severity.CRITICAL,
+    remediation="Set publicly_accessible=False and place the database in private subnets.")
+def databases_not_publicly_accessible(args: ResourceValidationArgs, report: Report) -> None:
+    if args.resource_type not in DATABASES:
+        return
+    value = args.props.get("publiclyAccessible")
+    what = f"{DATABASES[args.resource_type]} {args.name}"
+    if is_true(value):
+        report(f"{what} is publicly accessible: set publicly_accessible=False")
+    elif value is None and _public_by_default(args.resource_type, args.props):
+        report(f"{what} leaves publicly_accessible unset, and AWS then makes it public: "
+               "set publicly_accessible=False")
+
+
+# -- instances -------------------------------------------------------------------------------------------
+
+def _launch_template_public(props: Any) -> bool:
+    return any(is_true(nic.get("associatePublicIpAddress")) for nic in _mappings(props.get("networkInterfaces")))
+
+
+def _eip_attached(props: Any) -> bool:
+    # The estate's NAT gateways take their Elastic IPs by allocation id: an EIP naming an
+    # instance or a network interface is a public address on a machine.
+    return any(lookup(props, key) not in (None, "") for key in ("instance", "networkInterface"))
+
+
+# type -> (what it is, whether it gives a public IP, the fix)
+PUBLIC_IPS: dict[str, tuple[str, Callable[[Any], bool], str]] = {
+    "aws:ec2/instance:Instance": (
+        "EC2 instance", lambda p: is_true(p.get("associatePublicIpAddress")), "set associate_public_ip_address=False"),
+    "aws:ec2/spotInstanceRequest:SpotInstanceRequest": (
+        "spot instance request", lambda p: is_true(p.get("associatePublicIpAddress")),
+        "set associate_public_ip_address=False"),
+    "aws:ec2/launchTemplate:LaunchTemplate": (
+        "launch template", _launch_template_public,
+        'set network_interfaces[].associate_public_ip_address="false"'),
+    "aws:ec2/launchConfiguration:LaunchConfiguration": (
+        "launch configuration", lambda p: is_true(p.get("associatePublicIpAddress")),
+        "set associate_public_ip_address=False"),
+    # Not only the instance's own choice: a subnet that maps public IPs on launch gives one to every
+    # instance launched without an explicit choice. Nothing of the estate needs it: the ALB and the
+    # NAT gateways get their public addresses whatever the subnet says.
+    "aws:ec2/subnet:Subnet": (
+        "subnet", lambda p: is_true(p.get("mapPublicIpOnLaunch")), "set map_public_ip_on_launch=False"),
+    "aws:ec2/eip:Eip": (
+        "Elastic IP", _eip_attached, "attach it to nothing but a NAT gateway (by allocation id)"),
+    "aws:ec2/eipAssociation:EipAssociation": (
+        "Elastic IP association", lambda p: True, "remove it: reach the machine through the ALB or SSM"),
+}
+
+
+@resource_policy(
+    "instances-without-public-ips",
+    "No EC2 instance, launch template or configuration gets a public IP, no subnet maps public IPs on "
+    "launch, and no Elastic IP is attached to an instance or network interface",
+    risks=[Risk.COMMAND_EXECUTION],
+    remediation="Launch into private subnets without public IPs; reach instances through the ALB or SSM.")
+def instances_without_public_ips(args: ResourceValidationArgs, report: Report) -> None:
+    if args.resource_type not in PUBLIC_IPS:
+        return
+    kind, public, fix = PUBLIC_IPS[args.resource_type]
+    if public(args.props):
+        report(f"{kind} {args.name} gives a machine a public IP address: {fix}")
+
+
+# -- function URLs ----------------------------------------------------------------------------------------
+
+@resource_policy(
+    "function-urls-require-auth",
+    "Lambda function URLs require IAM authentication (authorizationType AWS_IAM, never NONE)",
+    risks=[Risk.PROMPT_INJECTION, Risk.CONFUSED_DEPUTY],
+    remediation="Set authorization_type=\"AWS_IAM\", or serve the function through the ALB behind Cloudflare.")
+def function_urls_require_auth(args: ResourceValidationArgs, report: Report) -> None:
+    if args.resource_type != "aws:lambda/functionUrl:FunctionUrl":
+        return
+    if args.props.get("authorizationType") != "AWS_IAM":
+        report(f"Lambda function URL {args.name} lets anyone on the internet invoke the function, bypassing "
+               "Cloudflare: set authorization_type=\"AWS_IAM\"")
+
+
+# -- bucket policies ---------------------------------------------------------------------------------------
+
+BUCKET_POLICIES = {"aws:s3/bucketPolicy:BucketPolicy": "bucket policy",
+                   "aws:s3/bucket:Bucket": "bucket", "aws:s3/bucketV2:BucketV2": "bucket"}
+
+# The condition keys that make an "everyone" statement private, as S3 judges a policy public.
+RESTRICTING_KEYS = frozenset(key.lower() for key in (
+    "aws:PrincipalAccount", "aws:PrincipalArn", "aws:PrincipalOrgID", "aws:SourceAccount", "aws:SourceArn",
+    "aws:SourceIp", "aws:SourceOwner", "aws:SourceVpc", "aws:SourceVpce", "aws:userid",
+    "s3:DataAccessPointAccount", "s3:DataAccessPointArn"))
+
+
+def restricts_who(statement: Mapping) -> bool:
+    """Whether a condition pins one of the restricting keys (a source range other than /0)."""
+    return any(key in RESTRICTING_KEYS and not any(is_world(v) for v in values)
+               for key, values in pinned_conditions(statement).items())
+
+
+@resource_policy(
+    "bucket-policies-not-open-to-everyone",
+    "No bucket policy allows everyone (Principal \"*\", {\"AWS\": \"*\"} or a NotPrincipal) unless a "
+    "condition pins who (aws:SourceArn, aws:PrincipalOrgID, aws:SourceVpce...); Deny statements are fine",
+    risks=[Risk.DATA_LOSS], severity=Severity.CRITICAL,
+    remediation="Name the principals, or add a condition on aws:SourceArn / aws:PrincipalOrgID / aws:SourceVpce.")
+def bucket_policies_not_open_to_everyone(args: ResourceValidationArgs, report: Report) -> None:
+    if args.resource_type not in BUCKET_POLICIES:
+        return
+    for statement in allows(args.props.get("policy")):
+        if grants_everyone(statement) and not restricts_who(statement):
+            sid = f" (statement {statement['Sid']})" if statement.get("Sid") else ""
+            report(f"{BUCKET_POLICIES[args.resource_type]} {args.name} allows everyone "
+                   f"{', '.join(map(str, as_list(statement.get('Action'))))}{sid}: name the principals, or "
+                   "add a condition on aws:SourceArn, aws:PrincipalOrgID or aws:SourceVpce")
+
+
+# -- Cloudflare DNS ------------------------------------------------------------------------------------------
+
+DNS_RECORDS = ("cloudflare:index/dnsRecord:DnsRecord", "cloudflare:index/record:Record")
+PROXIABLE = frozenset({"A", "AAAA", "CNAME"})
+
+
+def _private_address(content: Any) -> bool:
+    try:
+        return ipaddress.ip_address(str(content)).is_private
+    except ValueError:
+        return False
+
+
+@resource_policy(
+    "origin-dns-records-proxied",
+    "Cloudflare A, AAAA and CNAME records are proxied: a DNS-only record hands out the origin's address "
+    "and its traffic bypasses Cloudflare's WAF and rate limits. Exempt: ACM validation records (names "
+    "starting with \"_\", which must stay DNS-only) and records pointing at private addresses",
+    risks=[Risk.PROMPT_INJECTION, Risk.AVAILABILITY],
+    remediation="Set proxied=True on the record.")
+def origin_dns_records_proxied(args: ResourceValidationArgs, report: Report) -> None:
+    if args.resource_type not in DNS_RECORDS:
+        return
+    props = args.props
+    # Read in this order: the name and content are often outputs (an ALB's DNS name, an ACM
+    # record) that preview cannot know, and are only needed for a DNS-only record.
+    if props.get("type") not in PROXIABLE or props.get("proxied") is True:
+        return
+    name = str(props.get("name") or "")
+    if name.startswith("_") or _private_address(props.get("content")):
+        return
+    report(f"Cloudflare DNS record {args.name} ({props.get('type')} {name}) is DNS-only: it exposes the origin "
+           "and its traffic bypasses Cloudflare's WAF; set proxied=True")

@@ -1,1 +1,327 @@
-"""(being written)"""
+"""The estate's shape: every serving region is reachable, protected and holds its group's state;
+a strict residency group's visitors and state stay in its regions; and the loss of any one region
+leaves its group enough capacity for its declared peak.
+
+Stack policies see every resource's outputs and find the estate's parts by the contract tags
+(components/naming.py, components/estate.py):
+- a region serves when an ECS service is tagged `mcp-estate:region`; its residency group is the
+  service's `mcp-estate:residency-group`; a group's regions are the `mcp-estate:region` tags of the
+  resources tagged with the group;
+- a group is strict when its resources are tagged `mcp-estate:residency: strict`; the countries a
+  strict group keeps are its state table's `mcp-estate:countries` (ISO codes, space-separated);
+- a Cloudflare pool leads to the region whose ALB DNS name is an origin's address; a pool with no
+  such origin, to the region its name ends with; any other origin leads outside every group;
+- a scaling target's declared peak (tasks its group needs at its peak) is `mcp-estate:peak-tasks`.
+
+ALB DNS names and pool ids are outputs: on the first preview of a new region they are unknown and
+the routing and residency policies report that they cannot run; they run at `pulumi up` and on
+`estate check` over an export.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any, Iterable
+
+from pulumi_policy import PolicyResource, Severity, StackValidationArgs
+
+from .control import Report, Risk, as_list, stack_policy, tag
+
+SERVICE = "aws:ecs/service:Service"
+LOAD_BALANCERS = ("aws:lb/loadBalancer:LoadBalancer", "aws:alb/loadBalancer:LoadBalancer")
+WEB_ACL_ASSOCIATION = "aws:wafv2/webAclAssociation:WebAclAssociation"
+TABLE = "aws:dynamodb/table:Table"
+SCALING_TARGET = "aws:appautoscaling/target:Target"
+CF_POOL = "cloudflare:index/loadBalancerPool:LoadBalancerPool"
+CF_LOAD_BALANCER = "cloudflare:index/loadBalancer:LoadBalancer"
+POOL_MAPS = ("regionPools", "countryPools", "popPools")
+
+# The one condition shape whose countries a policy can read: `ip.src.country in {"DE" "FR"}`.
+_COUNTRY_CONDITION = re.compile(r'^\s*ip\.src\.country\s+in\s+\{((?:\s*"[A-Z]{2}")+)\s*\}\s*$')
+
+
+# -- the estate as its outputs show it ------------------------------------------------------------
+
+class Topology:
+    """The estate's regions, groups, ALBs and pools, read from the resources' tags and outputs."""
+
+    def __init__(self, resources: Iterable[PolicyResource]):
+        self.resources = list(resources)
+        self.group_regions: dict[str, set[str]] = defaultdict(set)
+        self.strict: set[str] = set()
+        self.albs: dict[str, list[PolicyResource]] = defaultdict(list)
+        for resource in self.resources:
+            group, region = tag(resource.props, "residency-group"), tag(resource.props, "region")
+            if group and region:
+                self.group_regions[group].add(region)
+            if group and tag(resource.props, "residency") == "strict":
+                self.strict.add(group)
+            if resource.resource_type in LOAD_BALANCERS and region:
+                self.albs[region].append(resource)
+        known = set().union(*self.group_regions.values(), self.albs)
+        dns = {alb.props.get("dnsName"): region for region, albs in self.albs.items() for alb in albs
+               if isinstance(alb.props.get("dnsName"), str)}
+        pools = self.of_type(CF_POOL)
+        self.pool_regions = {p.props.get("id"): _pool_regions(p.props, dns, known) for p in pools}
+        self.pool_names = {p.props.get("id"): p.props.get("name") or p.name for p in pools}
+
+    def of_type(self, *types: str) -> list[PolicyResource]:
+        return [r for r in self.resources if r.resource_type in types]
+
+    def tables(self, group: str) -> list[PolicyResource]:
+        return [t for t in self.of_type(TABLE) if tag(t.props, "residency-group") == group]
+
+    def pools_in(self, ids: Iterable[str], group: str) -> bool:
+        """Every pool leads only to the group's regions (an unknown pool leads outside)."""
+        return all(self.pool_regions.get(i) and self.pool_regions[i] <= self.group_regions[group] for i in ids)
+
+    def reaching(self, ids: Iterable[str], group: str) -> list[str]:
+        """The pools that lead into one of the group's regions."""
+        return [i for i in ids if self.pool_regions.get(i, set()) & self.group_regions[group]]
+
+    def describe(self, ids: Iterable[str]) -> str:
+        """`mcp-prod-eu-west-1 (eu-west-1), partner (outside the estate)`."""
+        def regions(i: str) -> str:
+            return ", ".join(sorted(r or "outside the estate" for r in self.pool_regions.get(i) or {None}))
+        return ", ".join(f"{self.pool_names.get(i, i)} ({regions(i)})" for i in dict.fromkeys(ids))
+
+
+def _pool_regions(pool: Mapping, dns: dict[str, str], known: set[str]) -> set[str | None]:
+    """The regions an (enabled) origin of the pool is the ALB of; by the pool's name if none is."""
+    addresses = [o.get("address") for o in as_list(pool.get("origins"))
+                 if isinstance(o, Mapping) and o.get("enabled") is not False]
+    regions = {dns.get(address) for address in addresses}
+    if regions - {None}:
+        return regions
+    name = pool.get("name") or ""
+    return {r for r in known if name.endswith(f"-{r}")} or {None}
+
+
+def table_regions(table: Mapping) -> set[str]:
+    """Where a table has a copy: its own region (from its ARN) and its replicas' regions."""
+    arn = table.get("arn")
+    own = arn.split(":")[3] if isinstance(arn, str) and arn.count(":") >= 5 else None
+    replicas = {r.get("regionName") for r in as_list(table.get("replicas")) if isinstance(r, Mapping)}
+    return {r for r in {own, *replicas} if r}
+
+
+def pools_of(routing: Any) -> list[str]:
+    """Every pool id a load balancer (or a rule's overrides) routes to, in any of its maps."""
+    if not isinstance(routing, Mapping):
+        return []
+    ids = [*as_list(routing.get("defaultPools")), *as_list(routing.get("fallbackPool"))]
+    for key in POOL_MAPS:
+        pools = routing.get(key)
+        ids += [i for entry in (pools.values() if isinstance(pools, Mapping) else []) for i in as_list(entry)]
+    return ids
+
+
+def enabled_rules(lb: Mapping) -> list[Mapping]:
+    return [r for r in as_list(lb.get("rules")) if isinstance(r, Mapping) and r.get("disabled") is not True]
+
+
+def rule_countries(rule: Mapping) -> set[str] | None:
+    match = _COUNTRY_CONDITION.match(rule.get("condition") or "")
+    return set(re.findall(r"[A-Z]{2}", match[1])) if match else None
+
+
+# -- every serving region is routed, protected and replicated -------------------------------------
+
+@stack_policy(
+    "every-serving-region-is-routed-protected-and-replicated",
+    "Every region running MCP servers has an internet-facing ALB with a WAF, a Cloudflare pool in use "
+    "whose origin is that ALB, and a copy of its residency group's state table",
+    risks=[Risk.AVAILABILITY, Risk.PROMPT_INJECTION, Risk.DATA_LOSS], severity=Severity.HIGH,
+    remediation="Give the region a RegionCompute front (ALB + WAF), a pool in the Edge whose origin is the ALB's "
+                "DNS name, and a replica of the group's table in the region (StateStore regions).")
+def every_serving_region_is_routed_protected_and_replicated(args: StackValidationArgs, report: Report) -> None:
+    estate = Topology(args.resources)
+    serving: dict[str, list[PolicyResource]] = defaultdict(list)
+    for service in estate.of_type(SERVICE):
+        if tag(service.props, "region"):
+            serving[tag(service.props, "region")].append(service)
+    for region, services in sorted(serving.items()):
+        servers = ", ".join(sorted({tag(s.props, "server") or s.name for s in services}))
+        where = f"Region {region} (running {servers})"
+        _front_problems(estate, region, where, services[0].urn, report)
+        for group in sorted({tag(s.props, "residency-group") or "" for s in services}):
+            _state_problem(estate, group, region, where, services[0].urn, report)
+
+
+def _front_problems(estate: Topology, region: str, where: str, urn: str, report: Report) -> None:
+    albs = [a for a in estate.albs.get(region, []) if a.props.get("internal") is not True
+            and a.props.get("loadBalancerType") in (None, "application")]
+    if not albs:
+        report(f"{where} has no internet-facing ALB tagged mcp-estate:region={region}: Cloudflare cannot "
+               "reach its servers", urn)
+        return
+    protected = {a.props.get("resourceArn") for a in estate.of_type(WEB_ACL_ASSOCIATION)}
+    for alb in albs:
+        if alb.props.get("arn") not in protected:
+            report(f"{where} is served by ALB {alb.name} without a WAF: associate a web ACL with it "
+                   "(aws.wafv2.WebAclAssociation, resource_arn=the ALB's arn)", alb.urn)
+    addresses = {a.props.get("dnsName") for a in albs if isinstance(a.props.get("dnsName"), str)}
+    pools = [p for p in estate.of_type(CF_POOL) if p.props.get("enabled") is not False and any(
+        isinstance(o, Mapping) and o.get("address") in addresses and o.get("enabled") is not False
+        for o in as_list(p.props.get("origins")))]
+    if not pools:
+        report(f"{where} has no enabled Cloudflare pool whose origin is its ALB ({', '.join(sorted(addresses))}): "
+               "add one to the Edge", urn)
+        return
+    routed = {i for lb in estate.of_type(CF_LOAD_BALANCER) for i in
+              pools_of(lb.props) + [i for rule in enabled_rules(lb.props) for i in pools_of(rule.get("overrides"))]}
+    if not any(p.props.get("id") in routed for p in pools):
+        report(f"{where}: no Cloudflare load balancer routes to its pool {', '.join(p.name for p in pools)}: "
+               "add it to the load balancer's pools", pools[0].urn)
+
+
+def _state_problem(estate: Topology, group: str, region: str, where: str, urn: str, report: Report) -> None:
+    if not group:
+        report(f"{where}: a service carries no mcp-estate:residency-group tag, so nothing shows its sessions "
+               "have a state table in the region", urn)
+        return
+    tables = estate.tables(group)
+    if not tables:
+        report(f"{where}: residency group {group} has no state table (aws.dynamodb.Table tagged "
+               f"mcp-estate:residency-group={group})", urn)
+        return
+    copies = set().union(*(table_regions(t.props) for t in tables))
+    if region not in copies:
+        report(f"{where}: state table {', '.join(t.name for t in tables)} of group {group} has no copy there "
+               f"(only in {', '.join(sorted(copies)) or 'no region'}): add a replica in {region}, or a failover "
+               "loses its sessions", tables[0].urn)
+
+
+# -- strict residency stays in its group ----------------------------------------------------------
+
+@stack_policy(
+    "strict-residency-stays-in-its-group",
+    "A strict residency group's state is copied only to its own regions, its countries are routed only to "
+    "its own pools (also when all of them are down), and no other route reaches its pools",
+    risks=[Risk.DATA_LOSS], severity=Severity.CRITICAL,
+    remediation="Keep the group's table replicas in its regions; route its countries (countryPools and a "
+                "terminating rule `ip.src.country in {...}` overriding default and fallback pools) only to its "
+                "pools; keep its pools out of every other route.")
+def strict_residency_stays_in_its_group(args: StackValidationArgs, report: Report) -> None:
+    estate = Topology(args.resources)
+    for group in sorted(estate.strict):
+        regions = ", ".join(sorted(estate.group_regions[group])) or "none known"
+        countries = _state_stays(estate, group, regions, report)
+        for lb in estate.of_type(CF_LOAD_BALANCER):
+            _routes_stay(estate, group, countries, lb, report)
+
+
+def _state_stays(estate: Topology, group: str, regions: str, report: Report) -> set[str]:
+    """Reports copies outside the group; returns the countries the group's tables record."""
+    countries: set[str] = set()
+    for table in estate.tables(group):
+        outside = sorted(table_regions(table.props) - estate.group_regions[group])
+        if outside:
+            report(f"State table {table.name} of strict group {group} has a copy in {', '.join(outside)}, "
+                   f"outside the group's regions ({regions}): remove the replica", table.urn)
+        recorded = (tag(table.props, "countries") or "").split()
+        if not recorded:
+            report(f"State table {table.name} of strict group {group} does not record the countries the group "
+                   "keeps (tag mcp-estate:countries), so their routing cannot be checked", table.urn)
+        countries.update(recorded)
+    return countries
+
+
+def _routes_stay(estate: Topology, group: str, countries: set[str], lb: PolicyResource, report: Report) -> None:
+    what = f"Cloudflare load balancer {lb.name}"
+    for key in ("defaultPools", "fallbackPool", "regionPools", "popPools"):
+        reaching = estate.reaching(pools_of({key: lb.props.get(key)}), group)
+        if reaching:
+            report(f"{what} sends visitors from elsewhere to strict group {group}'s pool "
+                   f"{estate.describe(reaching)} through its {key}: keep the group's pools out of it", lb.urn)
+    if countries:   # unknown, the routes of countries cannot be judged (the table is reported)
+        _countries_stay(estate, group, countries, lb, report)
+        _rules_stay(estate, group, countries, lb, report)
+
+
+def _countries_stay(estate: Topology, group: str, countries: set[str], lb: PolicyResource, report: Report) -> None:
+    what, country_pools = f"Cloudflare load balancer {lb.name}", lb.props.get("countryPools")
+    country_pools = country_pools if isinstance(country_pools, Mapping) else {}
+    for country in sorted(countries):
+        pools = as_list(country_pools.get(country))
+        if not pools:
+            report(f"{what} has no countryPools entry for {country} (strict group {group}): its visitors go to "
+                   f"the region or default pools, outside the group", lb.urn)
+        elif not estate.pools_in(pools, group):
+            report(f"{what} sends {country} visitors (strict group {group}) to {estate.describe(pools)}: route "
+                   "them only to the group's pools", lb.urn)
+    for country, pools in sorted(country_pools.items()):
+        reaching = estate.reaching(as_list(pools), group)
+        if country not in countries and reaching:
+            report(f"{what} sends {country} visitors into strict group {group}'s pool {estate.describe(reaching)}: "
+                   "only the group's countries reach it", lb.urn)
+
+
+def _rules_stay(estate: Topology, group: str, countries: set[str], lb: PolicyResource, report: Report) -> None:
+    """Geo steering sends a country to the fallback pool when all its pools are down: a terminating
+    rule for the group's countries must replace the default and fallback pools with the group's."""
+    what, guards = f"Cloudflare load balancer {lb.name}", []
+    for rule in enabled_rules(lb.props):
+        overrides, ruled, name = rule.get("overrides") or {}, rule_countries(rule), rule.get("name")
+        pools = pools_of(overrides)
+        reaching = estate.reaching(pools, group)
+        if reaching and (ruled is None or not ruled <= countries):
+            report(f"{what}'s rule {name!r} routes visitors beyond strict group {group}'s countries to its pool "
+                   f"{estate.describe(reaching)}: limit its condition to `ip.src.country in {{...}}` of the "
+                   "group's countries", lb.urn)
+        outside = [i for i in pools if not estate.pools_in([i], group)]
+        if (reaching or ruled and ruled & countries) and outside:
+            report(f"{what}'s rule {name!r} sends strict group {group}'s visitors to {estate.describe(outside)}, "
+                   "outside the group: override only with the group's pools", lb.urn)
+        if ruled and countries <= ruled and rule.get("terminates") is True:
+            guards.append(overrides)
+    if countries and not any(as_list(o.get("defaultPools")) and o.get("fallbackPool") for o in guards):
+        report(f"{what} has no terminating rule `ip.src.country in {{...}}` for strict group {group}'s countries "
+               "that overrides the default and fallback pools with the group's: when all its pools are down, "
+               "geo steering sends its visitors to the load balancer's fallback pool", lb.urn)
+
+
+# -- regions survive the loss of any one ----------------------------------------------------------
+
+@stack_policy(
+    "regions-survive-the-loss-of-any-one",
+    "For every server with a declared peak in a residency group, losing any one region of the group "
+    "leaves enough scaling capacity (max tasks) in its other regions for the peak",
+    risks=[Risk.AVAILABILITY], severity=Severity.HIGH,
+    remediation="Raise servers[<name>].scaling.max, run the server in another region of the group, or lower "
+                "the group's peak_tasks.")
+def regions_survive_the_loss_of_any_one(args: StackValidationArgs, report: Report) -> None:
+    capacity: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    peaks: dict[tuple[str, str], list[Any]] = defaultdict(list)
+    urns: dict[tuple[str, str, str], str] = {}
+    for target in args.resources:
+        props = target.props
+        group, server, region = (tag(props, k) for k in ("residency-group", "server", "region"))
+        if target.resource_type != SCALING_TARGET or not (group and server and region):
+            continue
+        capacity[group, server][region] += props.get("maxCapacity") or 0   # missing: no capacity
+        urns[group, server, region] = target.urn
+        if tag(props, "peak-tasks") is not None:
+            peaks[group, server].append(tag(props, "peak-tasks"))
+    for (group, server), declared in sorted(peaks.items()):
+        if not all(str(p).isdigit() for p in declared):
+            report(f"Scaling targets of {server} in group {group} carry an unreadable peak "
+                   f"({', '.join(sorted(set(declared)))}): mcp-estate:peak-tasks must be a number of tasks")
+            continue
+        peak, regions = max(int(p) for p in declared), capacity[group, server]
+        for lost in sorted(regions):
+            left = sum(tasks for region, tasks in regions.items() if region != lost)
+            if left < peak:
+                report(_shortfall(group, server, lost, regions, peak, left), urns[group, server, lost])
+
+
+def _shortfall(group: str, server: str, lost: str, regions: dict[str, float], peak: int, left: float) -> str:
+    if len(regions) == 1:
+        return (f"{server} runs only in {lost} of group {group}: losing it leaves no capacity for the declared "
+                f"peak of {peak} tasks; run {server} in a second region of the group")
+    others = ", ".join(f"{r} max {int(t)}" for r, t in sorted(regions.items()) if r != lost)
+    return (f"Losing {lost} leaves {server} in group {group} {int(left)} tasks of capacity ({others}), "
+            f"{int(peak - left)} short of the declared peak of {peak}: raise servers[{server}].scaling.max "
+            f"or run {server} in another region of the group")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import cache
 from pathlib import Path
 from typing import Callable
 
@@ -50,6 +51,13 @@ def policy(resource: Registered, key: str) -> dict:
 
 def stack_config(stack: str) -> dict:
     return yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())["config"]
+
+
+@cache
+def shipped_plan(stack: str) -> Plan:
+    """A shipped stack built once per test session, exactly as `estate plan` builds it."""
+    from mcp_estate.plan import plan_stack
+    return Plan(plan_stack(stack, ROOT / "stacks").resources)
 
 
 @pytest.fixture

@@ -94,3 +94,14 @@ def test_the_pulumi_entry_point_fails_without_a_traceback_on_a_bad_spec():
     config["mcp-estate:estate"] = {**config["mcp-estate:estate"], "environment": "qa"}
     with pytest.raises(pulumi.RunError, match="environment: Input should be 'dev', 'staging' or 'prod'"):
         run_program(lambda: runpy.run_path(str(ROOT / "__main__.py")), stack="dev", config=config)
+
+
+def test_the_export_is_reproducible_byte_for_byte(dev_export, tmp_path):
+    """Registrations race through the SDK's threads; the export must not (reviewable diffs)."""
+    out = tmp_path / "again.json"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["plan", "--stack", "dev", "--stacks-dir", str(ROOT / "stacks"), "--out", str(out)]) == 0
+    assert json.loads(out.read_text()) == dev_export[1]
+    resources = dev_export[1]["deployment"]["resources"]
+    position = {r["urn"]: i for i, r in enumerate(resources)}
+    assert all(position[r["parent"]] < position[r["urn"]] for r in resources if r["parent"])

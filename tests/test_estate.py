@@ -15,7 +15,7 @@ from components.estate import Estate
 from mcp_estate.fidelity import inspect_resource
 from mcp_estate.offline import run_offline
 from mcp_estate.validate import parse_spec
-from conftest import ACCOUNT, Plan, stack_config
+from conftest import ACCOUNT, Plan, shipped_plan
 
 DIGEST = "sha256:" + "cd" * 32
 REGISTRY = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"
@@ -57,10 +57,7 @@ def small() -> Plan:
 
 @pytest.fixture(scope="module")
 def prod() -> Plan:
-    config = stack_config("prod")
-    spec = parse_spec(config["mcp-estate:estate"])
-    return Plan(run_offline(lambda: Estate("mcp-estate", spec), stack="prod", account_id=ACCOUNT,
-                            config=config, inspect=inspect_resource))
+    return shipped_plan("prod")
 
 
 def region_of(resource) -> str | None:

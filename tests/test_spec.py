@@ -6,6 +6,7 @@ import copy
 
 import pytest
 
+from mcp_estate.geography import ISO_COUNTRIES
 from mcp_estate.validate import SpecError, parse_spec
 
 DIGEST = "sha256:" + "ab" * 32
@@ -255,3 +256,37 @@ def test_several_problems_are_reported_together():
 def test_plain_environment_cannot_hold_secrets_or_override_the_estate(name, fragment):
     assert_problem(lambda raw: server(raw).update(environment={name: "x"}), "servers[booking].environment",
                    fragment)
+
+
+def test_a_group_may_declare_its_peak_per_server():
+    raw = copy.deepcopy(VALID)
+    group(raw, "americas")["peak_tasks"] = {"booking": 12, "inventory": 0}
+    assert parse_spec(raw).residency_groups[0].peak_tasks == {"booking": 12, "inventory": 0}
+    assert parse_spec(VALID).residency_groups[0].peak_tasks == {}   # nothing declared by default
+
+
+def test_a_peak_for_a_server_the_estate_does_not_have_is_rejected():
+    assert_problem(lambda raw: group(raw, "eu").update(peak_tasks={"search": 4}),
+                   "residency_groups[eu].peak_tasks.search", "'search' is not a server of the estate "
+                                                            "(servers: booking, inventory)")
+
+
+def test_a_peak_for_a_server_that_runs_in_none_of_the_groups_regions_is_rejected():
+    assert_problem(lambda raw: group(raw, "eu").update(peak_tasks={"inventory": 4}),
+                   "residency_groups[eu].peak_tasks.inventory", "'inventory' runs in none of the group's regions "
+                                                               "(eu-west-1)")
+
+
+@pytest.mark.parametrize("peaks, path, fragment", [
+    ({"booking": -1}, "residency_groups[eu].peak_tasks.booking", "greater than or equal to 0"),
+    ({"booking": "many"}, "residency_groups[eu].peak_tasks.booking", "valid integer"),
+    ({"Booking": 3}, "residency_groups[eu].peak_tasks.Booking", "not a valid name"),
+])
+def test_a_peak_must_be_a_task_count_for_a_named_server(peaks, path, fragment):
+    assert_problem(lambda raw: group(raw, "eu").update(peak_tasks=peaks), path, fragment)
+
+
+def test_a_strict_group_lists_no_more_countries_than_its_table_tag_holds():
+    countries = sorted(c for c in ISO_COUNTRIES if c != "US")[:86]
+    assert_problem(lambda raw: group(raw, "eu").update(countries=countries), "residency_groups[eu].countries",
+                   "86 countries: a strict group keeps at most 85")

@@ -1,0 +1,235 @@
+"""Least-privilege controls: each identity holds what its job needs, and only the estate's tasks become one."""
+
+from __future__ import annotations
+
+import json
+
+import pulumi
+import pulumi_aws as aws
+import pytest
+
+from components.keys import EstateKeys, EstateKeysArgs
+from components.region_network import RegionNetwork, RegionNetworkArgs
+from components.server_identity import Grant, ServerIdentity, ServerIdentityArgs
+from mcp_estate.iam_actions import requires_wildcard_resource
+from tests.conftest import ACCOUNT, Plan, run_program, violations
+from tests.test_policies_private_networking import as_object
+
+TABLE = f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/mcp-estate-test-eu-state"
+POLICIES = ("no-wildcard-actions", "no-not-action-or-not-resource-allows",
+            "resource-wildcard-only-where-aws-requires-it", "no-aws-managed-admin-policies",
+            "no-trust-policy-open-to-everyone", "ecs-task-trust-has-source-conditions")
+ECS_TRUST = {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}
+
+
+def document(*statements: dict) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def allow(action, resource=TABLE, **extra) -> dict:
+    return {"Effect": "Allow", "Action": action, "Resource": resource, **extra}
+
+
+def messages(plan: Plan, policy: str) -> list[str]:
+    return sorted(v.message for v in violations(plan, policy=policy))
+
+
+def identity_policies(*statements: dict) -> Plan:
+    """The same statements in every kind of identity policy: role, user, group, managed, role inline."""
+    def program():
+        aws.iam.RolePolicy("role-grants", role="booking-task", policy=document(*statements))
+        aws.iam.UserPolicy("user-grants", user="ci", policy=document(*statements))
+        aws.iam.GroupPolicy("group-grants", group="operators", policy=document(*statements))
+        aws.iam.Policy("managed-grants", policy=document(*statements))
+        aws.iam.Role("legacy", assume_role_policy=document(ECS_TRUST | {"Condition": {
+            "StringEquals": {"aws:SourceAccount": ACCOUNT}}}),
+            inline_policies=[{"name": "grants", "policy": document(*statements)}])
+    return run_program(program)
+
+
+KINDS = ["group policy group-grants", "managed policy managed-grants", "role legacy inline policy grants",
+         "role policy role-grants", "user policy user-grants"]
+
+
+def in_every_kind(text: str) -> list[str]:
+    return sorted(f"{kind}{text}" for kind in KINDS)
+
+
+# -- no-wildcard-actions --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("action", ["*", "*:*", "dynamodb:*", ["dynamodb:GetItem", "s3:*"]])
+def test_wildcard_actions_are_refused_in_every_kind_of_identity_policy(action):
+    wildcard = action if isinstance(action, str) else "s3:*"
+    assert messages(identity_policies(allow(action)), "no-wildcard-actions") == in_every_kind(
+        f" allows {wildcard}: list the actions the job needs instead")
+
+
+def test_a_single_statement_object_given_as_an_object_is_read_too():
+    plan = as_object(run_program(lambda: aws.iam.Policy("managed-grants", policy=json.dumps(
+        {"Version": "2012-10-17", "Statement": allow("*", Sid="Everything")}))), "managed-grants", "policy")
+    assert messages(plan, "no-wildcard-actions") == [
+        "managed policy managed-grants (statement Everything) allows *: list the actions the job needs instead"]
+
+
+def test_listed_actions_partial_patterns_and_denies_pass():
+    plan = identity_policies(allow(["dynamodb:GetItem", "dynamodb:Query"]), allow("dynamodb:Get*"),
+                             {"Effect": "Deny", "Action": "*", "Resource": "*",
+                              "Condition": {"Bool": {"aws:SecureTransport": "false"}}})
+    assert messages(plan, "no-wildcard-actions") == []
+
+
+# -- no-not-action-or-not-resource-allows ---------------------------------------------------------------
+
+def test_allows_with_not_action_or_not_resource_are_refused():
+    plan = identity_policies({"Effect": "Allow", "NotAction": "iam:*", "Resource": TABLE},
+                             {"Effect": "Allow", "Action": "dynamodb:GetItem", "NotResource": TABLE})
+    assert messages(plan, "no-not-action-or-not-resource-allows") == sorted(
+        in_every_kind(" allows with NotAction, which grants everything it does not list: use Action and Resource "
+                      "instead")
+        + in_every_kind(" allows with NotResource, which grants everything it does not list: use Action and "
+                        "Resource instead"))
+
+
+def test_denies_with_not_action_pass():
+    plan = identity_policies(allow("dynamodb:GetItem"),
+                             {"Effect": "Deny", "NotAction": ["dynamodb:GetItem"], "Resource": "*"})
+    assert messages(plan, "no-not-action-or-not-resource-allows") == []
+
+
+# -- resource-wildcard-only-where-aws-requires-it ----------------------------------------------------------
+
+def test_scopable_actions_on_every_resource_are_refused_and_named():
+    plan = identity_policies(allow(["ecr:GetAuthorizationToken", "ecr:BatchGetImage", "logs:Describe*"], ["*"]))
+    assert messages(plan, "resource-wildcard-only-where-aws-requires-it") == in_every_kind(
+        ' allows ecr:BatchGetImage, logs:Describe* on every resource ("*"), but AWS lets these actions be scoped: '
+        "name the ARNs they need")
+
+
+def test_actions_without_resource_level_permissions_may_use_the_wildcard():
+    plan = identity_policies(
+        allow(["ecr:GetAuthorizationToken", "sts:GetCallerIdentity", "logs:DescribeLogGroups"], "*"),
+        allow("xray:PutTraceSegments", ["*"]), allow("dynamodb:GetItem"))
+    assert messages(plan, "resource-wildcard-only-where-aws-requires-it") == []
+
+
+@pytest.mark.parametrize("action, star_only", [
+    ("ecr:GetAuthorizationToken", True), ("ECR:getAuthorizationToken", True), ("sts:GetCallerIdentity", True),
+    ("ecr:BatchGetImage", False), ("kms:Decrypt", False), ("logs:Describe*", False), ("*", False),
+    ("ecr:NoSuchAction", False)])
+def test_the_catalogue_knows_which_actions_aws_cannot_scope(action, star_only):
+    assert requires_wildcard_resource(action) is star_only
+
+
+# -- no-aws-managed-admin-policies --------------------------------------------------------------------------
+
+def test_aws_managed_admin_and_full_access_policies_are_refused_however_attached():
+    def program():
+        aws.iam.RolePolicyAttachment("admin", role="booking-task",
+                                     policy_arn="arn:aws:iam::aws:policy/AdministratorAccess")
+        aws.iam.UserPolicyAttachment("power", user="ci", policy_arn="arn:aws:iam::aws:policy/PowerUserAccess")
+        aws.iam.GroupPolicyAttachment("iam", group="operators", policy_arn="arn:aws:iam::aws:policy/IAMFullAccess")
+        aws.iam.PolicyAttachment("s3", roles=["booking-task"],
+                                 policy_arn="arn:aws-us-gov:iam::aws:policy/AmazonS3FullAccess")
+        aws.iam.RolePolicyAttachmentsExclusive("exclusive", role_name="booking-task", policy_arns=[
+            "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy",
+            "arn:aws:iam::aws:policy/AmazonDynamoDBFullAccess"])
+        aws.iam.Role("amplify", assume_role_policy=document(ECS_TRUST | {"Condition": {
+            "StringEquals": {"aws:SourceAccount": ACCOUNT}}}),
+            managed_policy_arns=["arn:aws:iam::aws:policy/AdministratorAccess-Amplify"])
+    assert [m.split(",")[0] for m in messages(run_program(program), "no-aws-managed-admin-policies")] == [
+        "admin attaches arn:aws:iam::aws:policy/AdministratorAccess",
+        "amplify attaches arn:aws:iam::aws:policy/AdministratorAccess-Amplify",
+        "exclusive attaches arn:aws:iam::aws:policy/AmazonDynamoDBFullAccess",
+        "iam attaches arn:aws:iam::aws:policy/IAMFullAccess",
+        "power attaches arn:aws:iam::aws:policy/PowerUserAccess",
+        "s3 attaches arn:aws-us-gov:iam::aws:policy/AmazonS3FullAccess"]
+
+
+def test_scoped_managed_policies_and_the_accounts_own_pass():
+    def program():
+        aws.iam.RolePolicyAttachment("read", role="auditor", policy_arn="arn:aws:iam::aws:policy/SecurityAudit")
+        aws.iam.RolePolicyAttachment("own", role="booking-task",
+                                     policy_arn=f"arn:aws:iam::{ACCOUNT}:policy/BookingTableFullAccess")
+    assert messages(run_program(program), "no-aws-managed-admin-policies") == []
+
+
+# -- trust policies ------------------------------------------------------------------------------------------
+
+def role_trusting(*statements: dict) -> Plan:
+    return run_program(lambda: aws.iam.Role("trusted", assume_role_policy=document(*statements)))
+
+
+@pytest.mark.parametrize("statement", [
+    {"Principal": "*"}, {"Principal": {"AWS": "*"}},
+    {"Principal": {"AWS": ["*"]}, "Condition": {"StringEquals": {"aws:PrincipalOrgID": "o-a1b2c3d4e5"}}},
+    {"NotPrincipal": {"AWS": f"arn:aws:iam::{ACCOUNT}:role/intruder"}}], ids=["star", "aws", "with-condition", "not"])
+def test_roles_anyone_can_assume_are_refused(statement):
+    plan = role_trusting({"Effect": "Allow", "Action": "sts:AssumeRole", **statement})
+    assert messages(as_object(plan, "trusted", "assumeRolePolicy"), "no-trust-policy-open-to-everyone") == [
+        "role trusted can be assumed by anyone: trust a named service or role ARN instead"]
+
+
+def test_roles_trusting_named_principals_pass():
+    plan = role_trusting({"Effect": "Allow", "Action": "sts:AssumeRole",
+                          "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:role/deployer"}},
+                         {"Effect": "Deny", "Action": "sts:AssumeRole", "Principal": "*",
+                          "Condition": {"Bool": {"aws:MultiFactorAuthPresent": "false"}}})
+    assert messages(plan, "no-trust-policy-open-to-everyone") == []
+
+
+@pytest.mark.parametrize("principal, condition", [
+    ({"Service": "ecs-tasks.amazonaws.com"}, None),
+    ({"Service": ["ec2.amazonaws.com", "ecs-tasks.amazonaws.com"]}, None),
+    ({"Service": "ecs-tasks.amazonaws.com"}, {"StringEqualsIfExists": {"aws:SourceAccount": ACCOUNT}}),
+    ({"Service": "ecs-tasks.amazonaws.com"}, {"StringNotEquals": {"aws:SourceAccount": "444455556666"}}),
+    ({"Service": "ecs-tasks.amazonaws.com"}, {"ArnLike": {"aws:SourceArn": "*"}}),
+], ids=["none", "in-a-list", "if-exists", "negated", "any-arn"])
+def test_ecs_task_trust_without_a_source_condition_is_refused(principal, condition):
+    statement = {"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": principal}
+    plan = role_trusting(statement | {"Condition": condition} if condition else statement)
+    assert messages(plan, "ecs-task-trust-has-source-conditions") == [
+        "role trusted trusts ecs-tasks.amazonaws.com for any account's tasks: add a condition on aws:SourceAccount "
+        "or aws:SourceArn (StringEquals / ArnLike)"]
+
+
+@pytest.mark.parametrize("condition", [
+    {"StringEquals": {"aws:SourceAccount": ACCOUNT}},
+    {"ArnLike": {"aws:SourceArn": [f"arn:aws:ecs:eu-west-1:{ACCOUNT}:*"]}},
+    {"ArnEquals": {"aws:sourcearn": f"arn:aws:ecs:eu-west-1:{ACCOUNT}:task/mcp/0123"}},
+], ids=["account", "arn-like", "lower-case-key"])
+def test_ecs_task_trust_pinned_to_the_source_passes(condition):
+    plan = role_trusting(ECS_TRUST | {"Condition": condition},
+                         {"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": "ecr.amazonaws.com"}})
+    assert messages(plan, "ecs-task-trust-has-source-conditions") == []
+
+
+# -- what the estate's components build ---------------------------------------------------------------
+
+def test_the_estates_roles_and_key_policies_pass_every_least_privilege_control():
+    regions = ["eu-west-1", "us-east-1"]
+    key = f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/mrk-0123456789abcdef0123456789abcdef"
+    tags = {"mcp-estate:stack": "test", "mcp-estate:environment": "prod"}
+
+    def program():
+        providers = {r: aws.Provider(f"aws-{r}", region=r) for r in regions}
+        ServerIdentity("booking-identity", ServerIdentityArgs(
+            server="booking", account_id=ACCOUNT, regions=regions, tags=tags,
+            grants=[Grant(actions=["dynamodb:GetItem", "dynamodb:PutItem"], resources=[TABLE])],
+            repository_arns=[f"arn:aws:ecr:{r}:{ACCOUNT}:repository/mcp/booking" for r in regions],
+            log_group_arns=[f"arn:aws:logs:{r}:{ACCOUNT}:log-group:/mcp-estate-test/booking:*" for r in regions],
+            secret_arns=[f"arn:aws:secretsmanager:{r}:{ACCOUNT}:secret:mcp-estate-test/booking-??????"
+                         for r in regions], key_arns=[key]))
+        EstateKeys("eu", EstateKeysArgs(primary_region="eu-west-1", regions=regions, account_id=ACCOUNT,
+                                        alias="alias/mcp-estate-test-eu", providers=providers, protect=True,
+                                        tags=tags))
+        RegionNetwork("net-eu-west-1", RegionNetworkArgs(
+            region="eu-west-1", account_id=ACCOUNT, cidr="10.30.0.0/16", availability_zones=2, nat=False,
+            log_key_arn=key, log_retention_days=90, tags=tags),
+            opts=pulumi.ResourceOptions(provider=providers["eu-west-1"]))
+
+    plan = run_program(program)
+    execution = json.loads(plan.named("booking-identity-execution-policy").inputs["policy"])
+    assert {"Sid": "EcrLogin", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"} \
+        in execution["Statement"]
+    assert any('"kms:*"' in k.inputs["policy"] for k in plan.of_type("aws:kms/key:Key"))
+    assert [v for v in violations(plan) if v.policy in POLICIES] == []

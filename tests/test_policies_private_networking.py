@@ -1,0 +1,319 @@
+"""Private networking controls: the internet reaches the estate only through Cloudflare."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_cloudflare as cloudflare
+import pytest
+
+from components.naming import ContractTags
+from components.origin_certificates import OriginCertificates, OriginCertificatesArgs
+from components.region_compute import RegionCompute, RegionComputeArgs
+from components.region_network import RegionNetwork, RegionNetworkArgs
+from mcp_estate.mocks import CLOUDFLARE_IPV4, CLOUDFLARE_IPV6
+from policies.private_networking import is_world
+from tests.conftest import ACCOUNT, Plan, run_program, violations
+
+VPC = "vpc-0a1b2c3d4e5f60718"
+SG = "sg-0123456789abcdef0"
+SUBNETS = ["subnet-0aaa", "subnet-0bbb"]
+ZONE = "fedcba9876543210fedcba9876543210"
+BUCKET_ARN = "arn:aws:s3:::mcp-estate-test-exports"
+POLICIES = ("no-ingress-from-the-internet", "ecs-services-without-public-ips", "databases-not-publicly-accessible",
+            "instances-without-public-ips", "function-urls-require-auth", "bucket-policies-not-open-to-everyone",
+            "origin-dns-records-proxied")
+
+
+def messages(policy: str, program) -> list[str]:
+    return [v.message for v in violations(run_program(program), policy=policy)]
+
+
+# -- no-ingress-from-the-internet ------------------------------------------------------------------------
+
+OPEN_INGRESS = {
+    "inline-ipv4": lambda: aws.ec2.SecurityGroup("open", vpc_id=VPC, ingress=[
+        {"protocol": "tcp", "from_port": 443, "to_port": 443, "cidr_blocks": ["10.30.0.0/16", "0.0.0.0/0"]}]),
+    "inline-ipv6": lambda: aws.ec2.SecurityGroup("open", vpc_id=VPC, ingress=[
+        {"protocol": "tcp", "from_port": 443, "to_port": 443, "ipv6_cidr_blocks": ["::/0"]}]),
+    "default-group": lambda: aws.ec2.DefaultSecurityGroup("open", vpc_id=VPC, ingress=[
+        {"protocol": "-1", "from_port": 0, "to_port": 0, "cidr_blocks": ["0.0.0.0/0"]}]),
+    "rule-ipv4": lambda: aws.ec2.SecurityGroupRule(
+        "open", type="ingress", security_group_id=SG, protocol="tcp", from_port=22, to_port=22,
+        cidr_blocks=["0.0.0.0/0"]),
+    "rule-ipv6-long-form": lambda: aws.ec2.SecurityGroupRule(
+        "open", type="ingress", security_group_id=SG, protocol="tcp", from_port=22, to_port=22,
+        ipv6_cidr_blocks=["0:0:0:0:0:0:0:0/0"]),
+    "ingress-rule-ipv4": lambda: aws.vpc.SecurityGroupIngressRule(
+        "open", security_group_id=SG, ip_protocol="tcp", from_port=443, to_port=443, cidr_ipv4="0.0.0.0/0"),
+    "ingress-rule-ipv6": lambda: aws.vpc.SecurityGroupIngressRule(
+        "open", security_group_id=SG, ip_protocol="-1", cidr_ipv6="::/0"),
+    "prefix-list": lambda: aws.ec2.ManagedPrefixList(
+        "open", name="cloudflare-ipv4", address_family="IPv4", max_entries=2,
+        entries=[{"cidr": "173.245.48.0/20"}, {"cidr": "0.0.0.0/0", "description": "temporary"}]),
+    "prefix-list-entry": lambda: aws.ec2.ManagedPrefixListEntry("open", prefix_list_id="pl-0123456789abcdef0",
+                                                                cidr="::/0"),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(OPEN_INGRESS))
+def test_every_way_of_admitting_the_whole_internet_is_refused(shape):
+    found = messages("no-ingress-from-the-internet", OPEN_INGRESS[shape])
+    assert len(found) == 1
+    assert found[0].split(" open ")[1].split(",")[0] in {"admits 0.0.0.0/0", "admits ::/0", "lists 0.0.0.0/0",
+                                                        "lists ::/0", "admits 0:0:0:0:0:0:0:0/0"}
+    assert "Cloudflare" in found[0]
+
+
+def test_security_groups_admitting_known_sources_pass():
+    def program():
+        aws.ec2.SecurityGroup("alb", vpc_id=VPC, ingress=[
+            {"protocol": "tcp", "from_port": 443, "to_port": 443, "prefix_list_ids": ["pl-0123456789abcdef0"]},
+            {"protocol": "tcp", "from_port": 8080, "to_port": 8080, "security_groups": [SG]}],
+            egress=[{"protocol": "-1", "from_port": 0, "to_port": 0, "cidr_blocks": ["0.0.0.0/0"]}])
+        aws.ec2.SecurityGroupRule("egress", type="egress", security_group_id=SG, protocol="tcp", from_port=443,
+                                  to_port=443, cidr_blocks=["0.0.0.0/0"], ipv6_cidr_blocks=["::/0"])
+        aws.vpc.SecurityGroupIngressRule("from-vpc", security_group_id=SG, ip_protocol="tcp", from_port=443,
+                                         to_port=443, cidr_ipv4="10.30.0.0/16")
+        aws.ec2.ManagedPrefixList("cloudflare", name="cloudflare-ipv6", address_family="IPv6", max_entries=1,
+                                  entries=[{"cidr": "2400:cb00::/32"}])
+    assert messages("no-ingress-from-the-internet", program) == []
+
+
+@pytest.mark.parametrize("cidr, world", [
+    ("0.0.0.0/0", True), ("::/0", True), ("0:0:0:0:0:0:0:0/0", True), (" 0.0.0.0/0 ", True), ("10.0.0.0/0", True),
+    ("0.0.0.0/1", False), ("10.30.0.0/16", False), ("2400:cb00::/32", False), ("pl-0123", False), (None, False)])
+def test_the_world_is_any_block_of_prefix_length_zero(cidr, world):
+    assert is_world(cidr) is world
+
+
+# -- ecs-services-without-public-ips --------------------------------------------------------------------
+
+def ecs_service(name: str, **network):
+    return aws.ecs.Service(name, cluster="arn:aws:ecs:eu-west-1:111122223333:cluster/mcp", launch_type="FARGATE",
+                           task_definition="arn:aws:ecs:eu-west-1:111122223333:task-definition/booking:1",
+                           desired_count=2, network_configuration={"subnets": SUBNETS, **network})
+
+
+def test_ecs_services_and_task_sets_with_public_ips_are_refused():
+    def program():
+        ecs_service("public", assign_public_ip=True)
+        aws.ecs.TaskSet("public-set", cluster="mcp", service="booking", task_definition="booking:1",
+                        network_configuration={"subnets": SUBNETS, "assign_public_ip": True})
+    assert sorted(messages("ecs-services-without-public-ips", program)) == [
+        "ECS service public gives its tasks public IPs: set network_configuration.assign_public_ip=False; tasks "
+        "in private subnets reach AWS through VPC endpoints",
+        "ECS task set public-set gives its tasks public IPs: set network_configuration.assign_public_ip=False; "
+        "tasks in private subnets reach AWS through VPC endpoints"]
+
+
+def test_ecs_services_without_public_ips_pass():
+    def program():
+        ecs_service("private", assign_public_ip=False)
+        ecs_service("default")   # AWS's default for awsvpc tasks is no public IP
+    assert messages("ecs-services-without-public-ips", program) == []
+
+
+# -- databases-not-publicly-accessible ------------------------------------------------------------------
+
+def test_publicly_accessible_databases_are_refused():
+    def program():
+        aws.rds.Instance("orders", engine="postgres", instance_class="db.t4g.micro", allocated_storage=20,
+                         publicly_accessible=True)
+        aws.rds.ClusterInstance("aurora-1", cluster_identifier="aurora", instance_class="db.r6g.large",
+                                engine="aurora-postgresql", publicly_accessible=True)
+        aws.redshift.Cluster("warehouse", cluster_identifier="warehouse", node_type="ra3.xlplus",
+                             publicly_accessible=True)
+        aws.dms.ReplicationInstance("migration", replication_instance_class="dms.t3.micro",
+                                    replication_instance_id="migration")
+        aws.rds.Cluster("multi-az", engine="postgres", db_cluster_instance_class="db.r6gd.large",
+                        storage_type="io1", allocated_storage=100, iops=1000)
+    assert sorted(messages("databases-not-publicly-accessible", program)) == [
+        "DMS replication instance migration leaves publicly_accessible unset, and AWS then makes it public: "
+        "set publicly_accessible=False",
+        "RDS cluster instance aurora-1 is publicly accessible: set publicly_accessible=False",
+        "RDS cluster multi-az leaves publicly_accessible unset, and AWS then makes it public: "
+        "set publicly_accessible=False",
+        "RDS instance orders is publicly accessible: set publicly_accessible=False",
+        "Redshift cluster warehouse is publicly accessible: set publicly_accessible=False"]
+
+
+def test_private_databases_pass():
+    def program():
+        aws.rds.Instance("orders", engine="postgres", instance_class="db.t4g.micro", allocated_storage=20)
+        aws.rds.Cluster("aurora", engine="aurora-postgresql")   # Aurora: instances decide, private by default
+        aws.dms.ReplicationInstance("migration", replication_instance_class="dms.t3.micro",
+                                    replication_instance_id="migration", publicly_accessible=False)
+        aws.rds.Cluster("multi-az", engine="postgres", db_cluster_instance_class="db.r6gd.large",
+                        storage_type="io1", allocated_storage=100, iops=1000, publicly_accessible=False)
+    assert messages("databases-not-publicly-accessible", program) == []
+
+
+# -- instances-without-public-ips ----------------------------------------------------------------------
+
+def test_every_way_of_giving_a_machine_a_public_ip_is_refused():
+    def program():
+        aws.ec2.Instance("bastion", ami="ami-0123456789abcdef0", instance_type="t3.micro",
+                         subnet_id=SUBNETS[0], associate_public_ip_address=True)
+        aws.ec2.LaunchTemplate("workers", image_id="ami-0123456789abcdef0",
+                               network_interfaces=[{"associate_public_ip_address": "true"}])
+        aws.ec2.Subnet("public", vpc_id=VPC, cidr_block="10.30.192.0/20", map_public_ip_on_launch=True)
+        aws.ec2.Eip("bastion-ip", domain="vpc", instance="i-0123456789abcdef0")
+        aws.ec2.EipAssociation("bastion-ip-association", allocation_id="eipalloc-0123",
+                               network_interface_id="eni-0123")
+    found = sorted(messages("instances-without-public-ips", program))
+    assert found == [
+        "EC2 instance bastion gives a machine a public IP address: set associate_public_ip_address=False",
+        "Elastic IP association bastion-ip-association gives a machine a public IP address: remove it: reach the "
+        "machine through the ALB or SSM",
+        "Elastic IP bastion-ip gives a machine a public IP address: attach it to nothing but a NAT gateway "
+        "(by allocation id)",
+        'launch template workers gives a machine a public IP address: set '
+        'network_interfaces[].associate_public_ip_address="false"',
+        "subnet public gives a machine a public IP address: set map_public_ip_on_launch=False"]
+
+
+def test_machines_without_public_ips_pass():
+    def program():
+        aws.ec2.Instance("worker", ami="ami-0123456789abcdef0", instance_type="t3.micro", subnet_id=SUBNETS[0],
+                         associate_public_ip_address=False)
+        aws.ec2.LaunchTemplate("workers", image_id="ami-0123456789abcdef0",
+                               network_interfaces=[{"associate_public_ip_address": "false"}])
+        aws.ec2.Subnet("public", vpc_id=VPC, cidr_block="10.30.192.0/20", map_public_ip_on_launch=False)
+        aws.ec2.Eip("nat-ip", domain="vpc")
+    assert messages("instances-without-public-ips", program) == []
+
+
+# -- function-urls-require-auth ---------------------------------------------------------------------------
+
+def test_function_urls_without_auth_are_refused_and_iam_auth_passes():
+    def program():
+        aws.lambda_.FunctionUrl("open", function_name="booking-webhook", authorization_type="NONE")
+        aws.lambda_.FunctionUrl("signed", function_name="booking-webhook", authorization_type="AWS_IAM")
+    assert messages("function-urls-require-auth", program) == [
+        'Lambda function URL open lets anyone on the internet invoke the function, bypassing Cloudflare: set '
+        'authorization_type="AWS_IAM"']
+
+
+# -- bucket-policies-not-open-to-everyone --------------------------------------------------------------
+
+def statement(principal, condition=None, effect="Allow", key="Principal") -> dict:
+    found = {"Sid": "Read", "Effect": effect, key: principal, "Action": "s3:GetObject", "Resource": f"{BUCKET_ARN}/*"}
+    return {**found, "Condition": condition} if condition else found
+
+
+def bucket_policy_plan(*statements: dict) -> Plan:
+    return run_program(lambda: aws.s3.BucketPolicy("exports", bucket="mcp-estate-test-exports", policy=json.dumps(
+        {"Version": "2012-10-17", "Statement": list(statements)})))
+
+
+def as_object(plan: Plan, name: str, key: str) -> Plan:
+    """The plan with `key` of resource `name` given as an object, as the engine records `policy={...}`
+    (the mocks echo inputs as outputs, and the SDK refuses an object where a string output is due)."""
+    inputs = plan.named(name).inputs
+    inputs[key] = json.loads(inputs[key])
+    return plan
+
+
+OPEN_STATEMENTS = {
+    "star": statement("*"),
+    "aws-star": statement({"AWS": "*"}),
+    "aws-star-in-a-list": statement({"AWS": ["arn:aws:iam::111122223333:root", "*"]}),
+    "not-principal": statement({"AWS": "arn:aws:iam::111122223333:role/admin"}, key="NotPrincipal"),
+    "tls-only-is-not-who": statement("*", {"Bool": {"aws:SecureTransport": "true"}}),
+    "if-exists-passes-without-the-key": statement("*", {"StringEqualsIfExists": {"aws:SourceVpce": "vpce-0a1b"}}),
+    "source-ip-of-the-world": statement("*", {"IpAddress": {"aws:SourceIp": "0.0.0.0/0"}}),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(OPEN_STATEMENTS))
+@pytest.mark.parametrize("form", ["json", "object"])
+def test_bucket_policies_open_to_everyone_are_refused(shape, form):
+    plan = bucket_policy_plan(OPEN_STATEMENTS[shape])
+    if form == "object":
+        plan = as_object(plan, "exports", "policy")
+    assert [v.message for v in violations(plan, policy="bucket-policies-not-open-to-everyone")] == [
+        "bucket policy exports allows everyone s3:GetObject (statement Read): name the principals, or add a "
+        "condition on aws:SourceArn, aws:PrincipalOrgID or aws:SourceVpce"]
+
+
+def test_bucket_policies_naming_who_or_denying_pass():
+    plan = bucket_policy_plan(
+        statement({"AWS": "arn:aws:iam::111122223333:role/exporter"}),
+        statement("*", {"StringEquals": {"aws:SourceVpce": "vpce-0a1b2c3d"}}),
+        statement("*", {"StringEquals": {"aws:PrincipalOrgID": "o-a1b2c3d4e5"}}),
+        # the estate's own TLS-only statement: a Deny only narrows access
+        {"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": [BUCKET_ARN, f"{BUCKET_ARN}/*"],
+         "Condition": {"Bool": {"aws:SecureTransport": "false"}}})
+    assert violations(plan, policy="bucket-policies-not-open-to-everyone") == []
+
+
+# -- origin-dns-records-proxied ----------------------------------------------------------------------------
+
+def test_dns_only_records_exposing_an_origin_are_refused():
+    def program():
+        cloudflare.DnsRecord("origin-eu", zone_id=ZONE, name="eu.origin.example.travel", type="CNAME", ttl=1,
+                             content="mcp-eu-west-1-alb-1234.eu-west-1.elb.amazonaws.com", proxied=False)
+        cloudflare.DnsRecord("origin-us", zone_id=ZONE, name="us.origin.example.travel", type="A", ttl=1,
+                             content="54.77.10.10")   # proxied defaults to false
+        cloudflare.Record("legacy", zone_id=ZONE, name="legacy.example.travel", type="AAAA", ttl=1,
+                          content="2a05:d018::10", proxied=False)
+    assert sorted(messages("origin-dns-records-proxied", program)) == [
+        "Cloudflare DNS record legacy (AAAA legacy.example.travel) is DNS-only: it exposes the origin and its "
+        "traffic bypasses Cloudflare's WAF; set proxied=True",
+        "Cloudflare DNS record origin-eu (CNAME eu.origin.example.travel) is DNS-only: it exposes the origin and "
+        "its traffic bypasses Cloudflare's WAF; set proxied=True",
+        "Cloudflare DNS record origin-us (A us.origin.example.travel) is DNS-only: it exposes the origin and its "
+        "traffic bypasses Cloudflare's WAF; set proxied=True"]
+
+
+def test_proxied_records_validation_records_and_non_address_records_pass():
+    def program():
+        cloudflare.DnsRecord("origin", zone_id=ZONE, name="eu.origin.example.travel", type="CNAME", ttl=1,
+                             content="mcp-eu-west-1-alb-1234.eu-west-1.elb.amazonaws.com", proxied=True)
+        cloudflare.DnsRecord("acm", zone_id=ZONE, name="_3f2a.mcp.example.travel", type="CNAME", ttl=60,
+                             content="_9c1d.abcdefghij.acm-validations.aws", proxied=False)
+        cloudflare.DnsRecord("spf", zone_id=ZONE, name="example.travel", type="TXT", ttl=300,
+                             content="v=spf1 -all")
+        cloudflare.DnsRecord("internal", zone_id=ZONE, name="db.internal.example.travel", type="A", ttl=300,
+                             content="10.30.4.17")   # a private address exposes no origin
+    assert messages("origin-dns-records-proxied", program) == []
+
+
+# -- what the estate's components build ---------------------------------------------------------------
+
+@cache
+def components_plan() -> Plan:
+    region, key = "eu-west-1", "arn:aws:kms:eu-west-1:111122223333:key/mrk-0123456789abcdef0123456789abcdef"
+    tags = {"mcp-estate:stack": "test", "mcp-estate:environment": "prod", "mcp-estate:owner": "platform"}
+
+    def program():
+        provider = aws.Provider(f"aws-{region}", region=region)
+        opts = pulumi.ResourceOptions(provider=provider)
+        net = RegionNetwork(f"net-{region}", RegionNetworkArgs(
+            region=region, account_id=ACCOUNT, cidr="10.30.0.0/16", availability_zones=2, nat=True,
+            log_key_arn=key, log_retention_days=90, tags=tags), opts=opts)
+        RegionCompute(f"front-{region}", RegionComputeArgs(
+            region=region, account_id=ACCOUNT, name_prefix=f"estate-test-{region}", vpc_id=net.vpc_id,
+            public_subnet_ids=net.public_subnet_ids, certificate_arn="arn:aws:acm:eu-west-1:111122223333:"
+            "certificate/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0", cloudflare_ipv4_cidrs=CLOUDFLARE_IPV4,
+            cloudflare_ipv6_cidrs=CLOUDFLARE_IPV6, deletion_protection=True, origin_rate_limit=3000,
+            alert_key_arn=key, alert_emails=["sre.oncall@example.travel"], log_retention_days=90, tags=tags),
+            opts=opts)
+        OriginCertificates("origin-tls", OriginCertificatesArgs(
+            hostname="mcp.example.travel", zone_id=ZONE, regions=[region], providers={region: provider},
+            tags=ContractTags("test", "prod", "platform")))
+
+    return run_program(program)
+
+
+def test_the_estates_network_alb_and_validation_record_pass_every_private_networking_control():
+    plan = components_plan()
+    # the shapes these controls judge are really there
+    assert len(plan.of_type("aws:ec2/managedPrefixList:ManagedPrefixList")) == 2
+    assert plan.one("cloudflare:index/dnsRecord:DnsRecord").inputs["proxied"] is False
+    assert plan.of_type("aws:ec2/eip:Eip") and plan.of_type("aws:s3/bucketPolicy:BucketPolicy")
+    assert [v for v in violations(plan) if v.policy in POLICIES] == []
