@@ -6,13 +6,24 @@ Exit codes are part of the interface: 0 ok, 1 findings or violations, 2 bad inpu
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import signal
 import sys
 from pathlib import Path
 
 from .validate import SpecError
 
 EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
+
+# Modules of mcp_estate with `add_command(subparsers)`: one subcommand each, its work inside.
+OPERATIONS: tuple[str, ...] = ()
+
+
+def run() -> None:
+    """The console script."""
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)   # `estate controls | head` ends quietly
+    sys.exit(main())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,8 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--config", type=Path, help="pack config, as for `pulumi preview --policy-pack-config` "
                        "(default: policies/config/<environment>.json)")
     commands.add_parser("controls", help="print the risk-to-control matrix (Markdown)")
+    for name in OPERATIONS:   # each adds its subcommand and sets `handler`
+        importlib.import_module(f".{name}", __package__).add_command(commands)
     args = parser.parse_args(argv)
-    return {"plan": _plan, "check": _check, "controls": _controls}[args.command](args)
+    handler = getattr(args, "handler", None) or {"plan": _plan, "check": _check, "controls": _controls}[args.command]
+    return handler(args)
 
 
 def _planned(command: str, stack: str, stacks_dir: Path):
@@ -105,4 +119,4 @@ def _controls(_args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
