@@ -472,3 +472,8 @@ def test_the_matrix_names_a_risk_no_control_mitigates():
     text = controls_matrix(SYNTHETIC)
     assert "| confused deputy | **none** | 0 |" in text
     assert "| code integrity | `ecr-immutable` | 1 |" in text
+
+
+def test_the_readme_shows_the_current_risk_to_control_matrix():
+    matrix = controls_matrix(CONTROLS).split("\n\n")[0]
+    assert matrix in (ROOT / "README.md").read_text(), "README.md: paste `estate controls`' first table"
