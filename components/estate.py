@@ -3,7 +3,9 @@
 Reads like the architecture diagram (design.md §2): per residency group the keys and the
 state table; the registry and the secrets; per region the network, the TLS certificate,
 the compute front (cluster, ALB, WAF, alerts); per server its identity, then per region
-its service; finally the Cloudflare edge over every region's ALB.
+its service; then what watches them: per region the canary (which probes every server through the
+ALB and through the hostname) and change detection, per service its per-tool telemetry, and the
+dashboards; finally the Cloudflare edge over every region's ALB.
 
 Every value a policy must read (images, CIDRs, policy documents, names) is computed here
 from the spec as plain data; outputs only carry true cross-resource references.
@@ -24,9 +26,12 @@ import pulumi_cloudflare as cloudflare
 
 from mcp_estate.spec import SECRET_PREFIX, STATE, EstateSpec, ResidencyGroup, Server
 
+from .canary import Canary, CanaryArgs, probe_alarm_name
+from .change_detection import ChangeDetection, ChangeDetectionArgs
+from .dashboards import DashboardRegion, Dashboards, DashboardsArgs, DashboardService
 from .edge import Edge, EdgeArgs, EdgeRegion
 from .keys import EstateKeys, EstateKeysArgs
-from .mcp_service import McpService, McpServiceArgs
+from .mcp_service import McpService, McpServiceArgs, task_family
 from .naming import ContractTags
 from .origin_certificates import OriginCertificates, OriginCertificatesArgs
 from .region_compute import RegionCompute, RegionComputeArgs
@@ -35,6 +40,7 @@ from .registry import Registry, RegistryArgs
 from .secrets import EstateSecret, EstateSecretArgs
 from .server_identity import Grant, ServerIdentity, ServerIdentityArgs
 from .state_store import StateStore, StateStoreArgs
+from .telemetry import ToolTelemetry, ToolTelemetryArgs
 
 RESIDENCY_TAG = "mcp-estate:residency"   # "strict" | "open", on every resource of a group
 COUNTRIES_TAG = "mcp-estate:countries"   # "AT BE DE ...", on a strict group's state table
@@ -88,7 +94,9 @@ class Estate(pulumi.ComponentResource):
             self.networks[region] = RegionNetwork(f"net-{region}", RegionNetworkArgs(
                 region=region, account_id=spec.aws_account_id, cidr=region_spec.cidr,
                 availability_zones=region_spec.availability_zones,
-                nat=any(s.egress for s in spec.servers_in(region)), log_key_arn=self.key_arns[region],
+                # The canary reaches the hostname through Cloudflare, outside AWS: only NAT gets there.
+                # Tasks gain nothing from it: their security groups admit only their declared egress.
+                nat=True, log_key_arn=self.key_arns[region],
                 log_retention_days=spec.log_retention_days, tags=tags),
                 opts=self._opts(provider=self.providers[region]))
             self.fronts[region] = RegionCompute(f"front-{region}", RegionComputeArgs(
@@ -111,8 +119,10 @@ class Estate(pulumi.ComponentResource):
             log_group_arns=[self._arn("logs", r, f"log-group:{self._log_group(server)}:*")
                             for r in spec.server_regions(server)],
             secret_arns=[self._arn("secretsmanager", r, f"secret:{self._secret_name(s)}-??????")
-                         for s in server.secrets for r in spec.server_regions(server)],
+                         for s in sorted(server.secrets) for r in spec.server_regions(server)],
             key_arns=[self.key_arns[r] for r in spec.server_regions(server)],
+            state_key_arns={r: self.key_arns[r] for r in spec.server_regions(server)} if self._uses_state(server)
+            else {},
             tags=self.tags(server=server.name)), opts=self._opts(provider=home))
             for server in spec.servers}
 
@@ -120,6 +130,19 @@ class Estate(pulumi.ComponentResource):
         for server in spec.servers:
             for region in spec.server_regions(server):
                 self.services[server.name, region] = self._service(server, region)
+
+        # Created after the services they watch; the services name the canary's alarms, not the alarms.
+        self.canaries = {region: self._canary(region, cloudflare_ips.ipv4_cidrs) for region in sorted(spec.regions)}
+        self.telemetry = {key: self._telemetry(*key) for key in sorted(self.services)}
+        self.change_detection = {region: self._change_detection(region) for region in sorted(spec.regions)}
+        self.dashboards = Dashboards("dashboards", DashboardsArgs(
+            name_prefix=self.prefix, home_region=spec.primary_region, providers=self.providers,
+            regions=[DashboardRegion(
+                name=region, cluster_name=self.fronts[region].cluster_name,
+                alb_arn_suffix=self.fronts[region].alb_arn_suffix,
+                services=[self._dashboard_service(s.name, region) for s in spec.servers_in(region)])
+                for region in sorted(spec.regions)]),
+            opts=self._opts())
 
         self.edge = Edge("edge", EdgeArgs(
             hostname=spec.domain.hostname, zone_id=spec.domain.zone_id,
@@ -183,6 +206,10 @@ class Estate(pulumi.ComponentResource):
             return self.spec.primary_region
         return min((g for g in self.spec.residency_groups if not g.strict), key=lambda g: g.name).primary_region
 
+    @staticmethod
+    def _uses_state(server: Server) -> bool:
+        return any(STATE in p.resources for p in server.permissions)
+
     def _grants(self, server: Server) -> list[Grant]:
         """The server's declared permissions with symbolic resources resolved to ARNs."""
         return [Grant(actions=sorted(p.actions),
@@ -217,5 +244,47 @@ class Estate(pulumi.ComponentResource):
             secrets={s: self._secret_arn_in(s, region) for s in server.secrets},
             state_table=self._table_name(group.name),
             tags=self._group_tags(group, region=region, server=server.name),
-            peak_tasks=group.peak_tasks.get(server.name)),
+            peak_tasks=group.peak_tasks.get(server.name),
+            deployment_alarm_names=[probe_alarm_name(self.prefix, server.name, region)]),
+            opts=self._opts(provider=self.providers[region]))
+
+    def _canary(self, region: str, cloudflare_ipv4_cidrs: list[str]) -> Canary:
+        network, front = self.networks[region], self.fronts[region]
+        return Canary(f"canary-{region}", CanaryArgs(
+            region=region, account_id=self.spec.aws_account_id, name_prefix=self.prefix,
+            hostname=self.spec.domain.hostname,
+            servers={s.name: s.tools_sha256 for s in self.spec.servers_in(region)}, monitoring=self.spec.monitoring,
+            vpc_id=network.vpc_id, vpc_cidr=network.vpc_cidr, private_subnet_ids=network.private_subnet_ids,
+            endpoint_security_group_id=network.endpoint_security_group_id,
+            alb_security_group_id=front.alb_security_group_id, alb_arn_suffix=front.alb_arn_suffix,
+            cloudflare_ipv4_cidrs=sorted(cloudflare_ipv4_cidrs), alerts_topic_arn=front.alerts_topic_arn,
+            log_key_arn=self.key_arns[region], log_retention_days=self.spec.log_retention_days,
+            tags=self._group_tags(self.spec.group_of[region], region=region)),
+            opts=self._opts(provider=self.providers[region]))
+
+    def _telemetry(self, server: str, region: str) -> ToolTelemetry:
+        return ToolTelemetry(f"{server}-{region}-tools", ToolTelemetryArgs(
+            server=server, region=region, name_prefix=self.prefix,
+            log_group_name=self.services[server, region].log_group.name,
+            alerts_topic_arn=self.fronts[region].alerts_topic_arn,
+            tags=self._group_tags(self.spec.group_of[region], region=region, server=server)),
+            opts=self._opts(provider=self.providers[region]))
+
+    def _dashboard_service(self, server: str, region: str) -> DashboardService:
+        service = self.services[server, region]
+        return DashboardService(server=server, service_name=service.service_name,
+                                target_group_arn_suffix=service.target_group.arn_suffix)
+
+    def _change_detection(self, region: str) -> ChangeDetection:
+        front = self.fronts[region]
+        roles = [role.name for identity in self.identities.values()
+                 for role in (identity.task_role, identity.execution_role)]
+        return ChangeDetection(f"changes-{region}", ChangeDetectionArgs(
+            region=region, account_id=self.spec.aws_account_id, name_prefix=self.prefix,
+            cluster_name=front.cluster_name, cluster_arn=front.cluster_arn,
+            task_families=[task_family(self._log_group(s)) for s in self.spec.servers_in(region)],
+            repositories=sorted(s.repository for s in self.spec.servers),
+            role_names=[*roles, *(c.role_name for c in self.canaries.values())],
+            deployment_role_arn=self.spec.monitoring.deployment_role_arn, alerts_topic_arn=front.alerts_topic_arn,
+            tags=self._group_tags(self.spec.group_of[region], region=region)),
             opts=self._opts(provider=self.providers[region]))

@@ -4,7 +4,8 @@ Creates a multi-region `aws.kms.Key` in the group's primary region, an `aws.kms.
 each other region (the same key material and key id, so a global-table replica, a secret replica
 or a replicated image is encrypted under "the same" key everywhere), and the same alias in every
 region. Each region's key policy lets the account administer the key through IAM, CloudWatch
-Logs encrypt that region's log groups, and CloudWatch alarms publish to the encrypted SNS topic.
+Logs encrypt that region's log groups, and CloudWatch alarms and EventBridge rules publish to the
+encrypted SNS topic.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def key_policy(account_id: str, region: str) -> dict:
     """The key policy of the group's key in `region`."""
     return {"Version": "2012-10-17",
             "Statement": [_account_administers(account_id), _logs_encrypt(account_id, region),
-                          _alarms_publish(account_id)]}
+                          _alarms_publish(account_id), _events_publish(account_id)]}
 
 
 def _account_administers(account_id: str) -> dict:
@@ -90,5 +91,14 @@ def _alarms_publish(account_id: str) -> dict:
     # statement the alarm fires and the notification is dropped silently.
     return {"Sid": "CloudWatchAlarmsPublishToEncryptedTopic", "Effect": "Allow",
             "Principal": {"Service": "cloudwatch.amazonaws.com"},
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*",
+            "Condition": {"StringEquals": {"aws:SourceAccount": account_id}}}
+
+
+def _events_publish(account_id: str) -> dict:
+    # EventBridge rules (change detection) publish to the same encrypted alerts topic: as for alarms,
+    # only the key policy can let the service use the key, and only for this account's rules.
+    return {"Sid": "EventBridgeRulesPublishToEncryptedTopic", "Effect": "Allow",
+            "Principal": {"Service": "events.amazonaws.com"},
             "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*",
             "Condition": {"StringEquals": {"aws:SourceAccount": account_id}}}

@@ -9,10 +9,13 @@ Creates:
   server declares; and the matching egress rule on the ALB's security group;
 - a target group and a listener rule routing `/<server>/mcp` (and its health path) to it,
   with the `/<server>` prefix stripped so the container serves `/mcp` unchanged;
-- the ECS service: private subnets, no public IP, circuit breaker with rollback;
+- the ECS service: private subnets, no public IP, circuit breaker with rollback, and deployment
+  alarms with rollback: its own 5xx alarm and the alarms the caller names (the canary's probe of
+  the server through the ALB), so a deploy that breaks them rolls back by itself;
 - target-tracking autoscaling on CPU and on requests per task (the scaling target is tagged
   `mcp-estate:peak-tasks` with the group's declared peak for the server, when there is one);
-- alarms on 5xx, p99 latency and unhealthy targets, sent to the region's alerts topic.
+- alarms on 5xx, p99 latency and unhealthy targets, sent to the region's alerts topic, named
+  `<stack prefix>-<server>-<region>-<kind>` (`alarm_names`).
 
 Requires: the cluster, ALB, HTTPS listener and alerts topic of `RegionCompute`, the network of
 `RegionNetwork`, and the roles of the server's `ServerIdentity`.
@@ -21,8 +24,7 @@ Requires: the cluster, ALB, HTTPS listener and alerts topic of `RegionCompute`, 
 from __future__ import annotations
 
 import hashlib
-import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
@@ -62,6 +64,8 @@ class McpServiceArgs:
     state_table: str
     tags: dict[str, str]
     peak_tasks: int | None = None                    # the group's declared peak for the server, if any
+    # Other alarms that roll a deployment back: names, computed up front (they may not exist yet).
+    deployment_alarm_names: list[str] = field(default_factory=list)
 
 
 class McpService(pulumi.ComponentResource):
@@ -86,6 +90,7 @@ class McpService(pulumi.ComponentResource):
             transforms=[strip_prefix(server)],
             actions=[{"type": "forward", "target_group_arn": self.target_group.arn}],
             tags=args.tags, opts=child_opts(self))
+        self.alarm_names = {key: alarm_name(args, key) for key in ALARMS}
         self.service = self._service(name, args)
         self.scaling_target, self.scaling_policies = self._autoscaling(name, args)
         self.alarms = self._alarms(name, args)
@@ -138,10 +143,9 @@ class McpService(pulumi.ComponentResource):
         for service, prefix_list_id in sorted(args.endpoint_prefix_list_ids.items()):
             rule(egress, f"to-{service}", group.id, HTTPS, f"{service} via its gateway endpoint",
                  prefix_list_id=prefix_list_id)
-        for destination in server.egress:
-            family = "cidr_ipv6" if ipaddress.ip_network(destination.cidr).version == 6 else "cidr_ipv4"
+        for destination in server.egress:   # IPv4 only: the spec rejects IPv6 (the VPCs have none)
             rule(egress, f"to-{cidr_slug(destination.cidr)}-{destination.port}", group.id, destination.port,
-                 destination.description, **{family: destination.cidr})
+                 destination.description, cidr_ipv4=destination.cidr)
         return group
 
     # -- service -------------------------------------------------------------------------------
@@ -155,11 +159,17 @@ class McpService(pulumi.ComponentResource):
                                    "security_groups": [self.security_group.id], "assign_public_ip": False},
             # A deploy whose tasks never get healthy rolls back to the last good task definition.
             deployment_circuit_breaker={"enable": True, "rollback": True},
+            # ECS watches the alarms by name during a deployment: they need not exist before the service.
+            alarms={"alarm_names": [self.alarm_names["5xx"], *args.deployment_alarm_names],
+                    "enable": True, "rollback": True},
             deployment_minimum_healthy_percent=100, deployment_maximum_percent=200,
             load_balancers=[{"target_group_arn": self.target_group.arn, "container_name": server.name,
                              "container_port": server.port}],
             health_check_grace_period_seconds=60, propagate_tags="SERVICE", enable_ecs_managed_tags=True,
             enable_execute_command=False,   # no shell into a running server
+            # `pulumi up` fails, instead of reporting success, when a deploy never gets healthy
+            # (and the circuit breaker or a deployment alarm rolls it back).
+            wait_for_steady_state=True,
             tags=args.tags,
             # Autoscaling owns the count after creation; ECS needs the target group attached to
             # the ALB (through the rule) before the service can register into it.
@@ -213,13 +223,22 @@ class McpService(pulumi.ComponentResource):
         }
         dimensions = {"LoadBalancer": args.alb_arn_suffix, "TargetGroup": self.target_group.arn_suffix}
         return {key: aws.cloudwatch.MetricAlarm(
-            f"{name}-{key}-alarm", namespace="AWS/ApplicationELB", dimensions=dimensions, period=60,
-            treat_missing_data="notBreaching", alarm_actions=[args.alerts_topic_arn],
-            ok_actions=[args.alerts_topic_arn], tags=args.tags, opts=child_opts(self), **spec)
+            f"{name}-{key}-alarm", name=self.alarm_names[key], namespace="AWS/ApplicationELB",
+            dimensions=dimensions, period=60, treat_missing_data="notBreaching",
+            alarm_actions=[args.alerts_topic_arn], ok_actions=[args.alerts_topic_arn], tags=args.tags,
+            opts=child_opts(self), **spec)
             for key, spec in specs.items()}
 
 
 # -- plain data, known at plan time ----------------------------------------------------------------
+
+ALARMS = ("5xx", "latency", "unhealthy")
+
+
+def alarm_name(args: McpServiceArgs, key: str) -> str:
+    """`mcp-estate-prod-booking-eu-west-1-5xx`: unique per stack, server, region and kind."""
+    return f"{task_family(args.log_group_name)}-{args.region}-{key}"
+
 
 def task_family(log_group_name: str) -> str:
     """`/mcp-estate-prod/booking` -> `mcp-estate-prod-booking`: unique per stack and server."""

@@ -159,6 +159,7 @@ class RegionNetwork(pulumi.ComponentResource):
                                 service_name=f"com.amazonaws.{self._args.region}.{service}",
                                 vpc_endpoint_type="Interface", private_dns_enabled=True,
                                 subnet_ids=[s.id for s in subnets], security_group_ids=[group.id],
+                                policy=json.dumps(interface_endpoint_policy(self._args.account_id)),
                                 tags=self._args.tags, opts=child_opts(self))
         return group.id
 
@@ -167,7 +168,8 @@ class RegionNetwork(pulumi.ComponentResource):
         return {service: aws.ec2.VpcEndpoint(
             f"{self._prefix}-endpoint-{service}", vpc_id=self.vpc.id,
             service_name=f"com.amazonaws.{self._args.region}.{service}", vpc_endpoint_type="Gateway",
-            route_table_ids=[t.id for t in route_tables], tags=self._args.tags, opts=child_opts(self)).prefix_list_id
+            route_table_ids=[t.id for t in route_tables], tags=self._args.tags, opts=child_opts(self),
+            policy=json.dumps(gateway_endpoint_policy(service, self._args.region, self._args.account_id))).prefix_list_id
             for service in GATEWAY_ENDPOINTS}
 
     def _flow_logs(self) -> None:
@@ -182,3 +184,22 @@ class RegionNetwork(pulumi.ComponentResource):
         aws.ec2.FlowLog(f"{self._prefix}-flow-log", vpc_id=self.vpc.id, traffic_type="ALL",
                         log_destination_type="cloud-watch-logs", log_destination=log_group.arn,
                         iam_role_arn=role.arn, tags=args.tags, opts=child_opts(self, depends_on=[grant]))
+
+
+# Endpoint policies: by default an endpoint reaches the whole service, any account's resources
+# included, so a compromised task could copy data to a bucket or table of someone else's (with
+# its own credentials or a presigned URL). These keep every call on the estate's account, except
+# the one foreign bucket tasks need: ECR's image layers.
+def interface_endpoint_policy(account_id: str) -> dict:
+    return {"Version": "2012-10-17", "Statement": [{
+        "Sid": "EstateAccountCallersOnly", "Effect": "Allow", "Principal": "*", "Action": "*", "Resource": "*",
+        "Condition": {"StringEquals": {"aws:PrincipalAccount": account_id}}}]}
+
+
+def gateway_endpoint_policy(service: str, region: str, account_id: str) -> dict:
+    statements = [{"Sid": "EstateAccountResourcesOnly", "Effect": "Allow", "Principal": "*", "Action": "*",
+                   "Resource": "*", "Condition": {"StringEquals": {"aws:ResourceAccount": account_id}}}]
+    if service == "s3":   # ECR stores image layers in a bucket of AWS's own, per region
+        statements.append({"Sid": "EcrImageLayers", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+                           "Resource": f"arn:aws:s3:::prod-{region}-starport-layer-bucket/*"})
+    return {"Version": "2012-10-17", "Statement": statements}

@@ -15,7 +15,7 @@ the account, far more than one server needs.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
@@ -44,6 +44,9 @@ class ServerIdentityArgs:
     secret_arns: list[str]                      # its secrets per region (`...:secret:<name>-??????`)
     key_arns: list[pulumi.Input[str]]           # the KMS keys encrypting those secrets
     tags: dict[str, str]
+    # Keys of the state tables the grants reach, per region: a CMK-encrypted table answers a
+    # caller only if the caller may use its key (through DynamoDB).
+    state_key_arns: dict[str, pulumi.Input[str]] = field(default_factory=dict)
 
 
 class ServerIdentity(pulumi.ComponentResource):
@@ -58,7 +61,8 @@ class ServerIdentity(pulumi.ComponentResource):
         if args.grants:
             grants = aws.iam.RolePolicy(
                 f"{name}-task-grants", role=self.task_role.id,
-                policy=json.dumps(task_policy(args.grants)), opts=child_opts(self))
+                policy=pulumi.Output.json_dumps(task_policy(args.grants, args.state_key_arns)),
+                opts=child_opts(self))
             self.task_role_arn = _ready(self.task_role, grants)
 
         self.execution_role = aws.iam.Role(
@@ -93,13 +97,23 @@ def trust_policy(account_id: str, regions: list[str]) -> dict:
     }]}
 
 
-def task_policy(grants: list[Grant]) -> dict:
+def task_policy(grants: list[Grant], state_key_arns: dict[str, pulumi.Input[str]] | None = None) -> dict:
     """Exactly the declared grants. No Sid: a positional one would change when the list is
-    reordered; statements are sorted so that reordering the spec changes nothing."""
-    statements = [{"Effect": "Allow", "Action": list(g.actions), "Resource": list(g.resources)}
-                  for g in grants]
-    return {"Version": "2012-10-17",
-            "Statement": sorted(statements, key=lambda s: (s["Action"], s["Resource"]))}
+    reordered; statements are sorted so that reordering the spec changes nothing. With state
+    keys, the use of those keys that DynamoDB makes on the server's behalf, and no other."""
+    statements = sorted(({"Effect": "Allow", "Action": list(g.actions), "Resource": list(g.resources)}
+                         for g in grants), key=lambda s: (s["Action"], s["Resource"]))
+    if state_key_arns:
+        statements.append({
+            "Effect": "Allow", "Action": STATE_KEY_ACTIONS,
+            "Resource": [state_key_arns[region] for region in sorted(state_key_arns)],
+            "Condition": {"StringEquals": {
+                "kms:ViaService": [f"dynamodb.{region}.amazonaws.com" for region in sorted(state_key_arns)]}}})
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+# What a caller of a table encrypted with a customer-managed key needs on that key.
+STATE_KEY_ACTIONS = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"]
 
 
 def execution_policy(args: ServerIdentityArgs) -> dict:

@@ -6,6 +6,11 @@ get the resource's *inputs*, stack policies every resource's *outputs*, both des
 wrapped in `pulumi_policy`'s unknown-checking proxy, with the policy's config from the pack
 config (`--policy-pack-config` format, shared with `pulumi preview --policy-pack`).
 
+Also as in the analyzer: resource references reach policies as the referenced resource's id
+(its urn when it has none), and resources read with `get` (`external: true`) are not given to
+resource policies (the engine registers no new state for them) but are part of the stack policies'
+view. Encrypted secrets cannot be read offline: the export must be made with `--show-secrets`.
+
 As in the analyzer, a policy that reads a value unknown at preview time does not pass or fail:
 it yields an advisory "can't run" entry. A policy that raises fails the whole `pulumi preview`;
 here it becomes a mandatory violation naming the error, so one broken policy cannot hide the
@@ -25,9 +30,11 @@ from typing import Any, Iterable
 from pulumi_policy import (EnforcementLevel, PolicyCustomTimeouts, PolicyProviderResource, PolicyResource,
                            PolicyResourceOptions, ResourceValidationArgs, ResourceValidationPolicy,
                            StackValidationArgs)
-from pulumi_policy.deserialize import SPECIAL_SECRET_SIG, SPECIAL_SIG_KEY, deserialize_properties
+import jsonschema
+from pulumi_policy.deserialize import (SPECIAL_ARCHIVE_SIG, SPECIAL_ASSET_SIG, SPECIAL_SECRET_SIG, SPECIAL_SIG_KEY,
+                                       deserialize_properties)
 from pulumi_policy.policy import _NotApplicableError   # what `args.not_applicable()` raises
-from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
+from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 
 import policies
 from policies.catalogue import CONTROLS
@@ -37,6 +44,8 @@ MANDATORY, ADVISORY, DISABLED = "mandatory", "advisory", "disabled"
 LEVELS = (MANDATORY, ADVISORY, DISABLED, "remediate")
 ENVIRONMENT_TAG = "mcp-estate:environment"
 CONFIG_DIR = Path(policies.__file__).resolve().parent / "config"
+# The signature of a resource reference in exported state (pulumi/sdk/go/common/resource/properties.go).
+SPECIAL_RESOURCE_SIG = "5cf8f73096256a8f31e491e813e4eb8e"
 
 
 class CheckInputError(Exception):
@@ -108,7 +117,7 @@ def evaluate(resources: list[dict[str, Any]], pack_config: dict[str, Any] | None
             continue
         config = policy_config(control, pack_config)
         if isinstance(control.policy, ResourceValidationPolicy):
-            for resource in export.custom:
+            for resource in export.analyzed:
                 violations += _run(control, level, export.resource_args(resource, config), resource["urn"])
         else:
             violations += _run(control, level, export.stack_args(config), None)
@@ -162,13 +171,14 @@ class _Export:
 
     def __init__(self, resources: list[dict[str, Any]]):
         self.custom = evaluated_resources(resources)
+        self.analyzed = [r for r in self.custom if not r.get("external")]
         self.providers = {f"{r['urn']}::{r.get('id', '')}": r for r in resources
                           if r["type"].startswith("pulumi:providers:")}
         self.plain: dict[tuple[str, str], dict] = {}
 
     def props(self, resource: dict[str, Any], key: str) -> Any:
         if (resource["urn"], key) not in self.plain:
-            self.plain[resource["urn"], key] = deserialize_properties(_exported_secrets(resource.get(key) or {}))
+            self.plain[resource["urn"], key] = plain_properties(resource, key)
         return unknown_checking_proxy(self.plain[resource["urn"], key])
 
     def resource_args(self, resource: dict[str, Any], config: dict[str, Any]) -> ResourceValidationArgs:
@@ -195,18 +205,51 @@ class _Export:
                                       _name(provider["urn"]))
 
 
-def _exported_secrets(value: Any) -> Any:
-    """`pulumi stack export` writes secrets as {sig, plaintext: JSON} (with --show-secrets) or
-    {sig, ciphertext}; the analyzer sees the plain value. A ciphertext is unknown to us."""
+def plain_properties(resource: dict[str, Any], key: str) -> dict[str, Any]:
+    """A resource's exported `inputs` or `outputs` as the analyzer gives them to policies."""
+    urn = resource["urn"]
+    value = resource.get(key) or {}
+    if not isinstance(value, dict):
+        raise CheckInputError(f"{urn}: `{key}` must be an object")
+    try:
+        return deserialize_properties(_analyzed(value, urn))
+    except (AssertionError, KeyError, TypeError, ValueError) as error:
+        raise CheckInputError(f"{urn}: `{key}` holds a value Pulumi cannot decode ({error})") from None
+
+
+def _analyzed(value: Any, urn: str) -> Any:
+    """Exported encodings turned into what the analyzer sends: a secret {sig, plaintext: JSON}
+    (as `--show-secrets` writes it) into its value, a resource reference into its id (its urn
+    when it has none, as a component). Assets and archives are decoded by pulumi_policy."""
     if isinstance(value, list):
-        return [_exported_secrets(v) for v in value]
+        return [_analyzed(v, urn) for v in value]
     if not isinstance(value, dict):
         return value
-    if value.get(SPECIAL_SIG_KEY) == SPECIAL_SECRET_SIG and "value" not in value:
-        if "plaintext" in value:
-            return {SPECIAL_SIG_KEY: SPECIAL_SECRET_SIG, "value": _exported_secrets(json.loads(value["plaintext"]))}
-        return UNKNOWN_STRING_VALUE
-    return {k: _exported_secrets(v) for k, v in value.items()}
+    signature = value.get(SPECIAL_SIG_KEY)
+    if signature is None or signature in (SPECIAL_ASSET_SIG, SPECIAL_ARCHIVE_SIG):
+        return {k: _analyzed(v, urn) for k, v in value.items()}
+    if signature == SPECIAL_SECRET_SIG:
+        return {SPECIAL_SIG_KEY: SPECIAL_SECRET_SIG, "value": _analyzed(_secret_value(value, urn), urn)}
+    if signature == SPECIAL_RESOURCE_SIG:
+        if not isinstance(value.get("urn"), str):
+            raise CheckInputError(f"{urn}: a resource reference without a `urn` cannot be decoded")
+        return value["id"] if isinstance(value.get("id"), str) and value["id"] else value["urn"]
+    raise CheckInputError(f"{urn}: unknown value signature {signature!r}: pass an unmodified "
+                          "`pulumi stack export --show-secrets`")
+
+
+def _secret_value(secret: dict[str, Any], urn: str) -> Any:
+    if "value" in secret:
+        return secret["value"]
+    if "ciphertext" in secret:
+        raise CheckInputError(f"{urn}: the export holds encrypted secrets (`ciphertext`), but Pulumi's policy "
+                              "analyzer reads them in plaintext: export with `pulumi stack export --show-secrets`")
+    if not isinstance(secret.get("plaintext"), str):
+        raise CheckInputError(f"{urn}: a secret without `plaintext` or `ciphertext` cannot be decoded")
+    try:
+        return json.loads(secret["plaintext"])
+    except ValueError:
+        raise CheckInputError(f"{urn}: a secret's `plaintext` is not JSON") from None
 
 
 def _name(urn: str) -> str:
@@ -242,6 +285,12 @@ def read_export(path: Path) -> list[dict[str, Any]]:
         if not (isinstance(resource, dict) and isinstance(resource.get("urn"), str)
                 and isinstance(resource.get("type"), str)):
             raise CheckInputError(f"{path}: `deployment.resources[{index}]` needs a `urn` and a `type`")
+    for resource in resources:   # what cannot be decoded is refused now, not halfway through the check
+        for key in ("inputs", "outputs"):
+            try:
+                plain_properties(resource, key)
+            except CheckInputError as error:
+                raise CheckInputError(f"{path}: {error}") from None
     return resources
 
 
@@ -272,7 +321,22 @@ def read_pack_config(path: Path, controls: Iterable[Control] = CONTROLS) -> dict
         level = entry.get("enforcementLevel", MANDATORY) if isinstance(entry, dict) else entry
         if level not in LEVELS:
             raise CheckInputError(f"{path}: '{name}': the enforcement level must be one of {', '.join(LEVELS)}")
+    for control in controls:
+        _validate_config(path, control, policy_config(control, config))
     return config
+
+
+def _validate_config(path: Path, control: Control, config: dict[str, Any]) -> None:
+    """A policy's parameters against its config schema, as Pulumi validates them before a run."""
+    declared = control.policy.config_schema
+    schema = {"type": "object", "properties": dict(declared.properties) if declared else {}}
+    if declared and declared.required:
+        schema["required"] = list(declared.required)
+    try:
+        jsonschema.validate(config, schema)
+    except jsonschema.ValidationError as error:
+        where = "".join(f".{p}" if isinstance(p, str) else f"[{p}]" for p in error.absolute_path)
+        raise CheckInputError(f"{path}: '{control.name}'{where}: {error.message}") from None
 
 
 def pack_config_for(config_path: Path | None, environment: str | None,

@@ -17,7 +17,7 @@ from .validate import SpecError
 EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
 
 # Modules of mcp_estate with `add_command(subparsers)`: one subcommand each, its work inside.
-OPERATIONS: tuple[str, ...] = ()
+OPERATIONS: tuple[str, ...] = ("bootstrap", "lock", "verify", "probe")
 
 
 def run() -> None:

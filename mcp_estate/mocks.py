@@ -261,6 +261,18 @@ def _alarm(c: _Ctx):
     return c.physical, {"arn": c.arn("cloudwatch", f"alarm:{c.physical}")}
 
 
+def _function(c: _Ctx):
+    name = c.physical[:64]
+    arn = c.arn("lambda", f"function:{name}")
+    return name, {"arn": arn, "name": name, "qualifiedArn": f"{arn}:$LATEST", "version": "$LATEST",
+                  "invokeArn": f"arn:aws:apigateway:{c.region}:lambda:path/2015-03-31/functions/{arn}/invocations"}
+
+
+def _event_rule(c: _Ctx):
+    name = c.physical[:64]
+    return name, {"arn": c.arn("events", f"rule/{name}"), "name": name}
+
+
 _ANSWERS: dict[str, Callable[[_Ctx], tuple[str, dict]]] = {
     "aws:ec2/vpc:Vpc": _vpc,
     "aws:ec2/subnet:Subnet": _vpc_resource("subnet", "subnet"),
@@ -290,6 +302,8 @@ _ANSWERS: dict[str, Callable[[_Ctx], tuple[str, dict]]] = {
     "aws:ecr/repository:Repository": _repository,
     "aws:cloudwatch/logGroup:LogGroup": _log_group,
     "aws:cloudwatch/metricAlarm:MetricAlarm": _alarm,
+    "aws:lambda/function:Function": _function,
+    "aws:cloudwatch/eventRule:EventRule": _event_rule,
     "aws:sns/topic:Topic": _topic,
     "aws:ecs/cluster:Cluster": _cluster,
     "aws:ecs/service:Service": _service,

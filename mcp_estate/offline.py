@@ -9,8 +9,10 @@ and mock outputs, in the shape `pulumi stack export` uses.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import pulumi
@@ -83,7 +85,21 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
 
 def _plain(value: Any) -> Any:
     """Drop the SDK's wire sentinels so inputs/outputs are plain JSON data."""
-    return json.loads(json.dumps(value, default=str))
+    return json.loads(json.dumps(value, default=_asset))
+
+
+def _asset(value: Any) -> Any:
+    """An asset or archive (a Lambda's code) as the export records it: signature, source, and the
+    SHA-256 of the content, which changes with the code."""
+    if isinstance(value, pulumi.AssetArchive):
+        return {rpc._special_sig_key: rpc._special_archive_sig, "assets": dict(sorted(value.assets.items()))}
+    if isinstance(value, pulumi.FileAsset):
+        return {rpc._special_sig_key: rpc._special_asset_sig, "path": value.path,
+                "hash": hashlib.sha256(Path(value.path).read_bytes()).hexdigest()}
+    if isinstance(value, pulumi.StringAsset):
+        return {rpc._special_sig_key: rpc._special_asset_sig, "text": value.text,
+                "hash": hashlib.sha256(value.text.encode()).hexdigest()}
+    return str(value)
 
 
 def run_offline(program: Callable[[], None], *, stack: str, config: dict[str, Any], account_id: str,

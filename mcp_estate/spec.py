@@ -38,9 +38,12 @@ MAX_STRICT_COUNTRIES = 85
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,22}[a-z0-9]$|^[a-z]$")
 _DIGEST_IMAGE = re.compile(r"^(?P<repository>[^@\s]+?)(:[\w][\w.-]{0,127})?@sha256:[0-9a-f]{64}$")
 _ECR_HOST = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com$")
+_ALL_OF_A_TYPE = re.compile(r"^([\w.-]+[/:])?[*?]+$")   # `*`, `table/*`, `secret:*`
 _ACTION = re.compile(r"^[a-z0-9-]+:[A-Za-z0-9]+$")
 _SECRET_LIKE = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|PRIVATE_?KEY|CREDENTIAL", re.IGNORECASE)
 RESERVED_ENV = frozenset({"PORT", "MCP_STATE_TABLE"})   # set by the estate on every task
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_ROLE_ARN = re.compile(r"^arn:aws:iam::\d{12}:role/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
 
@@ -140,12 +143,17 @@ class Permission(Strict):
     @classmethod
     def _no_wildcard_resources(cls, resources: list[str]) -> list[str]:
         for resource in resources:
-            if resource == "*" or resource.startswith("arn:") and resource.split(":", 5)[-1] == "*":
-                raise ValueError(f"'{resource}' grants every resource: name `state`, "
-                                 f"`{SECRET_PREFIX}<name>` or a full ARN")
-            if not (resource == STATE or resource.startswith((SECRET_PREFIX, "arn:aws:"))):
+            if resource == STATE or resource.startswith(SECRET_PREFIX):
+                continue
+            fields = resource.split(":", 5)
+            if resource == "*":
+                raise ValueError(f"'*' grants every resource: name `state`, `{SECRET_PREFIX}<name>` or a full ARN")
+            if len(fields) < 6 or fields[:2] != ["arn", "aws"]:
                 raise ValueError(f"'{resource}' is neither an estate resource (`state`, "
                                  f"`{SECRET_PREFIX}<name>`) nor an ARN (arn:aws:...)")
+            if any(c in "".join(fields[2:5]) for c in "*?") or _ALL_OF_A_TYPE.match(fields[5]):
+                raise ValueError(f"'{resource}' grants every resource of its kind: name `state`, "
+                                 f"`{SECRET_PREFIX}<name>` or one resource's full ARN")
         return resources
 
 
@@ -169,8 +177,11 @@ class Egress(Strict):
             network = ipaddress.ip_network(value)
         except ValueError:
             raise ValueError(f"'{value}' is not a CIDR such as 203.0.113.0/24") from None
-        if network.prefixlen == 0:
-            raise ValueError(f"'{value}' is the whole internet: declare the destination's own range")
+        if network.version == 6:
+            raise ValueError(f"'{value}' is IPv6: the estate's VPCs are IPv4-only, the rule would do nothing")
+        if network.prefixlen < 8:
+            raise ValueError(f"'{value}' is a /{network.prefixlen}, a large part of the internet: declare the "
+                             "destination's own range (a /8 or narrower)")
         return value
 
 
@@ -187,7 +198,6 @@ class Server(Strict):
     cpu: int = 512
     memory: int = 1024
     architecture: Literal["X86_64", "ARM64"] = Field("X86_64", description="CPU architecture of the image")
-    regions: list[Region] | None = Field(None, description="Regions running this server (default: all)")
     health_check_path: str = Field("/healthz", pattern=r"^/[A-Za-z0-9._~/-]*$")
     permissions: list[Permission] = Field(default_factory=list)
     secrets: list[Name] = Field(default_factory=list, description="Secrets injected as env vars")
@@ -197,6 +207,8 @@ class Server(Strict):
     alarms: Alarms = Field(default_factory=Alarms)
     route_priority: int | None = Field(None, ge=1, le=50000,
                                        description="ALB rule priority (default: derived from the name)")
+    tools_sha256: str | None = Field(None, description="Approved SHA-256 of the server's tool manifest: the "
+                                                       "canary alarms when the served tools differ from it")
 
     @field_validator("image")
     @classmethod
@@ -205,6 +217,14 @@ class Server(Strict):
             raise ValueError(f"'{image}' is not pinned by digest: use <repository>@sha256:<64 hex> "
                              "(`estate lock` resolves a tag to its digest)")
         return image
+
+    @field_validator("tools_sha256")
+    @classmethod
+    def _tools_hash(cls, value: str | None) -> str | None:
+        if value is not None and not _SHA256.match(value):
+            raise ValueError(f"'{value}' is not a SHA-256 hex digest: use the 64 lowercase hex characters "
+                             "the canary reports as the server's tools manifest hash")
+        return value
 
     @field_validator("environment")
     @classmethod
@@ -267,6 +287,26 @@ class Alerts(Strict):
     emails: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]] = Field(default_factory=list)
 
 
+class Monitoring(Strict):
+    """The canary and change detection (design: components/canary.py, components/change_detection.py)."""
+    probe_every_minutes: int = Field(5, ge=1, le=60, description="How often the canary probes every server")
+    failed_probes_to_alarm: int = Field(2, ge=1, le=10,
+                                        description="Consecutive failed probes before the failure alarm fires "
+                                                    "(and an ECS deployment in progress rolls back)")
+    max_probe_latency_ms: int = Field(5000, ge=100, le=30000,
+                                      description="A whole probe (initialize, tools/list) slower than this alarms")
+    deployment_role_arn: str | None = Field(None, description="The role `pulumi up` runs as: its changes are "
+                                                              "expected, change detection reports everyone else's")
+
+    @field_validator("deployment_role_arn")
+    @classmethod
+    def _role_arn(cls, value: str | None) -> str | None:
+        if value is not None and not _ROLE_ARN.match(value):
+            raise ValueError(f"'{value}' is not an IAM role ARN such as arn:aws:iam::111122223333:role/deploy "
+                             "(the role itself, not an assumed-role session ARN)")
+        return value
+
+
 class EstateSpec(Strict):
     environment: Literal["dev", "staging", "prod"]
     owner: Name
@@ -279,6 +319,7 @@ class EstateSpec(Strict):
     registry: Registry = Field(default_factory=Registry)
     edge: Edge
     alerts: Alerts = Field(default_factory=Alerts)
+    monitoring: Monitoring = Field(default_factory=Monitoring)
     log_retention_days: Literal[7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
                                 2192, 2557, 2922, 3288, 3653] = 90
     deletion_protection: bool | None = Field(None, description="Default: on in prod only")
@@ -298,7 +339,9 @@ class EstateSpec(Strict):
         return {r.name: g for g in self.residency_groups for r in g.regions}
 
     def server_regions(self, server: Server) -> list[str]:
-        return sorted(server.regions if server.regions is not None else self.regions)
+        """Every region: one hostname routes every server's path to whichever region is nearest
+        and healthy, so a server missing from a region would answer 404 there."""
+        return sorted(self.regions)
 
     def servers_in(self, region: str) -> list[Server]:
         return sorted((s for s in self.servers if region in self.server_regions(s)), key=lambda s: s.name)

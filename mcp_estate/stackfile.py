@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from .spec import EstateSpec
-from .validate import Problem, SpecError, parse_spec
+from .validate import Problem, SpecError, parse_spec, stack_name_problems
 
 ESTATE_KEY = "mcp-estate:estate"
 
@@ -24,6 +24,8 @@ def stack_path(stack: str, stacks_dir: Path) -> Path:
 def load_config(stack: str, stacks_dir: Path) -> dict[str, Any]:
     """The stack file's `config` mapping (all namespaces: `aws:region`, `mcp-estate:estate`...)."""
     path = stack_path(stack, stacks_dir)
+    if stack_name_problems(stack):
+        raise SpecError(stack_name_problems(stack))
     if not path.is_file():
         known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in stacks_dir.glob("Pulumi.*.yaml"))
         raise SpecError([Problem(str(path), f"no such stack file (stacks in {stacks_dir}: "

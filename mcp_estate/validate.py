@@ -8,6 +8,7 @@ whole spec, run after the field checks pass.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections import Counter
 from typing import Any, NamedTuple
 
@@ -30,6 +31,17 @@ class SpecError(Exception):
     def __init__(self, problems: list[Problem]):
         self.problems = problems
         super().__init__("\n".join(str(p) for p in problems))
+
+
+_STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+
+
+def stack_name_problems(stack: str) -> list[Problem]:
+    """The stack name goes into physical names (WAF, SNS, KMS aliases, Lambda: no dots, 64 chars)."""
+    if _STACK_NAME.match(stack):
+        return []
+    return [Problem("stack", f"'{stack}' cannot name AWS resources: use 1-20 lowercase letters, digits and "
+                             "hyphens, starting with a letter (e.g. prod, staging-eu)")]
 
 
 def parse_spec(raw: Any) -> EstateSpec:
@@ -70,7 +82,7 @@ def _problem(raw: Any, error: dict) -> Problem:
 
 def cross_field_problems(spec: EstateSpec) -> list[Problem]:
     return [*_unique_names(spec), *_residency(spec), *_peaks(spec), *_networks(spec), *_servers(spec),
-            *_images(spec), *_secrets(spec), *_edge(spec)]
+            *_images(spec), *_secrets(spec), *_edge(spec), *_monitoring(spec)]
 
 
 def _duplicates(names) -> list[str]:
@@ -128,15 +140,11 @@ def _peaks(spec: EstateSpec) -> list[Problem]:
     servers = {s.name: s for s in spec.servers}
     problems = []
     for group in spec.residency_groups:
-        regions = sorted(r.name for r in group.regions)
         for name in sorted(group.peak_tasks):
             path = f"residency_groups[{group.name}].peak_tasks.{name}"
             if name not in servers:
                 problems.append(Problem(path, f"'{name}' is not a server of the estate "
                                               f"(servers: {', '.join(sorted(servers))})"))
-            elif not set(regions) & set(spec.server_regions(servers[name])):
-                problems.append(Problem(path, f"'{name}' runs in none of the group's regions "
-                                              f"({', '.join(regions)}): declare its peak where it runs"))
     return problems
 
 
@@ -168,16 +176,17 @@ def _servers(spec: EstateSpec) -> list[Problem]:
         elif server.memory not in allowed:
             problems.append(Problem(f"{path}.memory", f"Fargate does not offer {server.memory} MiB with "
                                     f"{server.cpu} CPU units; use one of {', '.join(map(str, allowed))}"))
-        for region in server.regions or []:
-            if region not in spec.regions:
-                problems.append(Problem(f"{path}.regions", f"'{region}' is not a region of the estate"))
-        problems += [Problem(f"{path}.regions", f"'{r}' is listed twice")
-                     for r in _duplicates(server.regions or [])]
         problems += [Problem(f"{path}.secrets", f"'{s}' is listed twice") for s in _duplicates(server.secrets)]
         if server.scaling.min > server.scaling.max:
             problems.append(Problem(f"{path}.scaling", f"min {server.scaling.min} is above max "
                                                        f"{server.scaling.max}"))
+        problems += [Problem(f"{path}.egress", f"{cidr} port {port} is declared twice")
+                     for cidr, port in _duplicates((e.cidr, e.port) for e in server.egress)]
         for i, permission in enumerate(server.permissions):
+            problems += [Problem(f"{path}.permissions[{i}].resources", f"'{arn}' belongs to account "
+                                 f"{arn.split(':')[4]}: a server's grants stay in the estate's account")
+                         for arn in permission.resources
+                         if arn.startswith("arn:") and arn.split(":")[4] not in ("", spec.aws_account_id)]
             for resource in permission.resources:
                 if resource.startswith(SECRET_PREFIX) and resource[len(SECRET_PREFIX):] not in secret_names:
                     problems.append(Problem(f"{path}.permissions[{i}].resources", f"'{resource}' names no "
@@ -222,12 +231,17 @@ def _secrets(spec: EstateSpec) -> list[Problem]:
 
 def _edge(spec: EstateSpec) -> list[Problem]:
     servers = {s.name: s for s in spec.servers}
-    health = servers.get(spec.edge.health_server)
-    if health is None:
+    if spec.edge.health_server not in servers:
         return [Problem("edge.health_server", f"'{spec.edge.health_server}' is not a server of the estate "
                                               f"(servers: {', '.join(sorted(servers))})")]
-    missing = sorted(set(spec.regions) - set(spec.server_regions(health)))
-    if missing:
-        return [Problem("edge.health_server", f"'{health.name}' does not run in {', '.join(missing)}: "
-                                              "the health server must run in every region")]
+    return []
+
+
+def _monitoring(spec: EstateSpec) -> list[Problem]:
+    role = spec.monitoring.deployment_role_arn
+    account = role.split(":")[4] if role else spec.aws_account_id
+    if account != spec.aws_account_id:
+        return [Problem("monitoring.deployment_role_arn", f"the role is in account {account}, not the estate's "
+                                                          f"{spec.aws_account_id}: name the role `pulumi up` "
+                                                          "runs as in the estate's account")]
     return []

@@ -7,6 +7,7 @@ every rule. The risks become the policy's `tags`, so they travel with it to Pulu
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -75,7 +76,8 @@ def stack_policy(name: str, description: str, *, risks: Iterable[Risk], severity
 
 
 def _schema(properties: dict[str, dict] | None) -> PolicyConfigSchema | None:
-    """The JSON schema of a policy's config: Pulumi refuses pack config a policy does not declare."""
+    """The JSON schema of a policy's config: Pulumi (and `estate check`) refuse pack config whose
+    declared parameters do not match it; parameters a policy does not declare are passed through."""
     return PolicyConfigSchema(properties=properties) if properties else None
 
 
@@ -130,20 +132,61 @@ def grants_everyone(statement: Mapping) -> bool:
     return "*" in as_list(principal)
 
 
+# Condition keys whose values are ARNs: one is pinned when its account is, whatever follows.
+ARN_KEYS = frozenset({"aws:sourcearn", "aws:principalarn", "aws:sourcevpcarn", "s3:dataaccesspointarn",
+                      "ec2:subnet", "ec2:vpc"})
+
+
 def pinned_conditions(statement: Mapping) -> dict[str, list]:
     """Condition key (lower case: IAM ignores case) -> the values a statement's condition pins it
-    to. Pins nothing: `Null`, `...IfExists` (they pass requests without the key), negated operators
-    (`StringNotEquals`...) and a "*" value."""
+    to. Pins nothing: `Null`, `...IfExists` and `ForAllValues:` (they pass requests without the
+    key), negated operators (`StringNotEquals`...), and a key with any value that is a pattern
+    (`*`, `?`) or a policy variable (`${aws:username}`); an ARN-valued key (aws:SourceArn...) is
+    pinned by an ARN whose account is literal (`arn:aws:ecs:eu-west-1:111122223333:*`), and
+    aws:SourceIp is not pinned by ranges that together cover the internet."""
     pinned: dict[str, list] = {}
     condition = statement.get("Condition")
     for operator, block in condition.items() if isinstance(condition, Mapping) else ():
         if not isinstance(block, Mapping) or operator == "Null" or operator.endswith("IfExists") \
-                or "Not" in operator:
+                or "Not" in operator or operator.lower().startswith("forallvalues:"):
             continue
         for key, value in block.items():
-            if "*" not in as_list(value):
-                pinned.setdefault(key.lower(), []).extend(as_list(value))
+            values = as_list(value)
+            if values and all(_pins(key.lower(), v) for v in values) \
+                    and not (key.lower() == "aws:sourceip" and is_the_internet(values)):
+                pinned.setdefault(key.lower(), []).extend(values)
     return pinned
+
+
+def _pins(key: str, value: Any) -> bool:
+    text = str(value)
+    if key in ARN_KEYS:
+        fields = text.split(":")
+        return len(fields) >= 6 and fields[0] == "arn" and _literal(fields[4]) and fields[4] != ""
+    return _literal(text)
+
+
+def _literal(text: str) -> bool:
+    return not any(mark in text for mark in ("*", "?", "${"))
+
+
+# Every public IPv6 address is in 2000::/3 (global unicast): a range holding it is the internet.
+GLOBAL_UNICAST = ipaddress.ip_network("2000::/3")
+
+
+def is_the_internet(cidrs: Iterable[Any]) -> bool:
+    """Whether the address ranges together cover the internet however they are split or spelled:
+    all of IPv4 (`0.0.0.0/0`, `0.0.0.0/1` + `128.0.0.0/1`, `10.0.0.0/0`) or all public IPv6
+    (`::/0`, `2000::/3`, `2000::/4` + `3000::/4`). Values that are not ranges are ignored."""
+    networks: dict[int, list] = {4: [], 6: []}
+    for cidr in cidrs:
+        try:
+            network = ipaddress.ip_network(str(cidr).strip(), strict=False)
+        except ValueError:
+            continue
+        networks[network.version].append(network)
+    return any(n.prefixlen == 0 for n in ipaddress.collapse_addresses(networks[4])) \
+        or any(GLOBAL_UNICAST.subnet_of(n) for n in ipaddress.collapse_addresses(networks[6]))
 
 
 TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
@@ -173,9 +216,15 @@ def tag(props: Any, key: str) -> str | None:
     return tags.get(f"mcp-estate:{key}") if hasattr(tags, "get") else None
 
 
-def environment(args: ResourceValidationArgs) -> str | None:
-    """The resource's environment: its `mcp-estate:environment` tag, else the policy's `environment` config."""
-    return tag(args.props, "environment") or args.get_config().get("environment")
+def environment(args: ResourceValidationArgs, report: Report) -> str | None:
+    """The resource's environment: the policy's `environment` config (each shipped pack config sets
+    it for its stack), else the resource's `mcp-estate:environment` tag. A tag that disagrees with
+    the config is reported: a prod resource must not pass as dev by its tag, nor the other way."""
+    configured, tagged = args.get_config().get("environment"), tag(args.props, "environment")
+    if configured and tagged and tagged != configured:
+        report(f"{args.name} is tagged mcp-estate:environment={tagged}, but the pack config checks a {configured} "
+               f"stack: correct the tag, or check it with the {tagged} pack config")
+    return configured or tagged
 
 
 UNKNOWN = object()   # truthy: a value preview cannot know is still a value

@@ -55,7 +55,7 @@ def dynamodb_tables_protected(args: ResourceValidationArgs, report: Report) -> N
 
 
 def _check_table(args: ResourceValidationArgs, report: Report) -> None:
-    props, what = args.props, f"DynamoDB table {args.name}"
+    props, what, prod = args.props, f"DynamoDB table {args.name}", environment(args, report) == "prod"
     if as_mapping(props.get("pointInTimeRecovery")).get("enabled") is not True:
         report(f"{what} has no point-in-time recovery: set point_in_time_recovery={{'enabled': True}}")
     encryption = as_mapping(props.get("serverSideEncryption"))
@@ -71,9 +71,10 @@ def _check_table(args: ResourceValidationArgs, report: Report) -> None:
             report(f"{where} has no point-in-time recovery: set the replica's point_in_time_recovery=True")
         if problem := customer_key_problem(replica, "kmsKeyArn"):
             report(f"{where} uses {problem}: set the replica's kms_key_arn to the estate's key in that region")
-        if _in_prod(args) and replica.get("deletionProtectionEnabled") is not True:
+        if prod and replica.get("deletionProtectionEnabled") is not True:
             report(f"{where} can be deleted in prod: set the replica's deletion_protection_enabled=True")
-    _check_prod_protection(args, what, report)
+    if prod:
+        _check_prod_protection(args, what, report)
 
 
 def _check_table_replica(args: ResourceValidationArgs, report: Report) -> None:
@@ -82,21 +83,16 @@ def _check_table_replica(args: ResourceValidationArgs, report: Report) -> None:
         report(f"{what} has no point-in-time recovery: set point_in_time_recovery=True")
     if problem := customer_key_problem(props, "kmsKeyArn"):
         report(f"{what} uses {problem}: set kms_key_arn to the estate's key in the replica's region")
-    _check_prod_protection(args, what, report)
+    if environment(args, report) == "prod":
+        _check_prod_protection(args, what, report)
 
 
 def _check_prod_protection(args: ResourceValidationArgs, what: str, report: Report) -> None:
-    if not _in_prod(args):
-        return
     if args.props.get("deletionProtectionEnabled") is not True:
         report(f"{what} can be deleted in prod: set deletion_protection_enabled=True")
     if not args.opts.protect:
         # Deletion protection stops the API call; `protect` stops Pulumi from planning it at all.
         report(f"{what} is not protected in prod: pass opts=ResourceOptions(protect=True)")
-
-
-def _in_prod(args: ResourceValidationArgs) -> bool:
-    return environment(args) == "prod"
 
 
 # -- KMS --------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pulumi_policy import ResourceValidationArgs, Severity
 
-from .control import ENVIRONMENT_CONFIG, Report, Risk, as_mapping, resource_policy, tag
+from .control import ENVIRONMENT_CONFIG, Report, Risk, as_mapping, environment, resource_policy
 
 SERVICE = "aws:ecs/service:Service"
 PROD = "prod"
@@ -40,13 +40,14 @@ def services_roll_back_failed_deployments(args: ResourceValidationArgs, report: 
     "Production ECS services do not enable ECS Exec. With it, anyone allowed ecs:ExecuteCommand gets an "
     "interactive shell in a running server: arbitrary commands, acting with the task role's permissions on "
     "the estate's state and secrets, outside the server's own authorisation and audit. A service is "
-    "production when its mcp-estate:environment tag is 'prod' or the policy's `environment` config is 'prod'.",
+    "production when the policy's `environment` config is 'prod' (each stack's pack config sets it), else "
+    "when its mcp-estate:environment tag is; a tag disagreeing with the config is reported.",
     risks=[Risk.COMMAND_EXECUTION, Risk.CONFUSED_DEPUTY], severity=Severity.HIGH,
     remediation="Set enable_execute_command=False on production services; debug in staging.",
     config=ENVIRONMENT_CONFIG)
 def ecs_exec_disabled_in_prod(args: ResourceValidationArgs, report: Report) -> None:
-    if args.resource_type != SERVICE or args.props.get("enableExecuteCommand") is not True:
+    if args.resource_type != SERVICE:
         return
-    if PROD in (tag(args.props, "environment"), args.get_config().get("environment")):
+    if environment(args, report) == PROD and args.props.get("enableExecuteCommand") is True:
         report(f"ECS service {args.props.get('name') or args.name} enables ECS Exec (a shell into running "
                "production tasks): set enable_execute_command=False")

@@ -52,6 +52,9 @@ TLS12_POLICIES = frozenset({
 })
 PROVIDER_DEFAULT_POLICY = "ELBSecurityPolicy-2016-08"   # what AWS applies when ssl_policy is absent: TLS 1.0+
 RECOMMENDED_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+# Network (TCP, UDP, TCP_UDP) and gateway (GENEVE) listeners pass traffic through unread: the load
+# balancer terminates no TLS there, so there is no TLS policy to judge.
+PASS_THROUGH = frozenset({"TCP", "UDP", "TCP_UDP", "GENEVE"})
 
 STRICT_SSL_MODES = frozenset({"strict", "origin_pull"})   # both validate the origin's certificate
 MIN_TLS_VERSIONS = frozenset({"1.2", "1.3"})
@@ -80,7 +83,7 @@ def albs_drop_invalid_headers(args: ResourceValidationArgs, report: Report) -> N
 @resource_policy(
     "listeners-use-tls-1-2-or-newer",
     "Load balancer listeners serve HTTPS/TLS with a TLS 1.2+ security policy; a plain HTTP listener "
-    "only redirects to HTTPS",
+    "only redirects to HTTPS (TCP, UDP, TCP_UDP and GENEVE listeners terminate no TLS and are not judged)",
     risks=[Risk.TOOL_INJECTION, Risk.DATA_LOSS], severity=Severity.HIGH,
     remediation=f"Set protocol='HTTPS' and ssl_policy='{RECOMMENDED_POLICY}', or make every default action of "
                 "an HTTP listener {'type': 'redirect', 'redirect': {'protocol': 'HTTPS', 'port': '443', "
@@ -89,7 +92,9 @@ def listeners_use_tls_1_2_or_newer(args: ResourceValidationArgs, report: Report)
     if args.resource_type not in LISTENERS:
         return
     props, what = args.props, f"Listener {args.name}"
-    protocol = props.get("protocol") or "HTTP"   # the provider's default for an ALB listener
+    # Unset, an ALB listener (it needs a port) is HTTP; a listener without a port is a gateway
+    # load balancer's, which has no protocol to set: GENEVE.
+    protocol = props.get("protocol") or ("HTTP" if props.get("port") is not None else "GENEVE")
     if protocol in ("HTTPS", "TLS"):
         policy = props.get("sslPolicy")
         if policy is None:
@@ -103,7 +108,7 @@ def listeners_use_tls_1_2_or_newer(args: ResourceValidationArgs, report: Report)
         if not actions or not all(_redirects_to_https(a) for a in actions):
             report(f"{what} serves plain HTTP: make every default action a redirect to HTTPS, "
                    f"or set protocol='HTTPS'")
-    else:
+    elif protocol not in PASS_THROUGH:
         report(f"{what} uses protocol {protocol}, which the load balancer does not encrypt: "
                f"use HTTPS (or TLS) with ssl_policy='{RECOMMENDED_POLICY}'")
 
@@ -269,11 +274,12 @@ def cloudflare_pools_monitored(args: ResourceValidationArgs, report: Report) -> 
 
 @resource_policy(
     "cloudflare-zone-tls-strict",
-    "Cloudflare validates the origin's certificate (SSL strict) and visitors need TLS 1.2 or newer; "
-    "no hostname, configuration rule or page rule lowers either",
+    "Cloudflare validates the origin's certificate (SSL strict), visitors need TLS 1.2 or newer and plain "
+    "HTTP is redirected to HTTPS (always_use_https); no hostname, configuration rule or page rule lowers them",
     risks=[Risk.TOOL_INJECTION, Risk.DATA_LOSS], severity=Severity.HIGH,
-    remediation="ZoneSetting(setting_id='ssl', value='strict') and ZoneSetting(setting_id='min_tls_version', "
-                "value='1.2'); remove ssl overrides below strict from rulesets and page rules.")
+    remediation="ZoneSetting(setting_id='ssl', value='strict'), ZoneSetting(setting_id='min_tls_version', "
+                "value='1.2') and ZoneSetting(setting_id='always_use_https', value='on'); remove ssl overrides "
+                "below strict from rulesets and page rules.")
 def cloudflare_zone_tls_strict(args: ResourceValidationArgs, report: Report) -> None:
     props = args.props
     if args.resource_type in (CF_ZONE_SETTING, CF_HOSTNAME_TLS):
@@ -285,6 +291,10 @@ def cloudflare_zone_tls_strict(args: ResourceValidationArgs, report: Report) -> 
         elif setting == "min_tls_version" and value not in MIN_TLS_VERSIONS:
             report(f"{'Zone' if args.resource_type == CF_ZONE_SETTING else 'Hostname TLS'} setting {args.name} "
                    f"sets min_tls_version={value!r}: set value='1.2'")
+        elif setting == "always_use_https" and value != "on":
+            # Off, Cloudflare answers plain-HTTP visitors itself: their requests and the tool results
+            # travel in clear text on the visitor's side of the edge.
+            report(f"Zone setting {args.name} sets always_use_https={value!r}: set value='on'")
     elif args.resource_type == CF_RULESET:
         for rule in as_list(props.get("rules")):
             ssl = as_mapping(as_mapping(rule).get("actionParameters")).get("ssl")
@@ -299,11 +309,12 @@ def cloudflare_zone_tls_strict(args: ResourceValidationArgs, report: Report) -> 
 
 @stack_policy(
     "cloudflare-load-balancer-zones-set-tls",
-    "A zone serving a Cloudflare load balancer sets its SSL mode and minimum TLS version in this stack "
-    "(whose values cloudflare-zone-tls-strict checks) rather than inheriting whatever the zone has",
+    "A zone serving a Cloudflare load balancer sets its SSL mode, minimum TLS version and always_use_https "
+    "in this stack (whose values cloudflare-zone-tls-strict checks) rather than inheriting whatever the zone has",
     risks=[Risk.TOOL_INJECTION, Risk.DATA_LOSS], severity=Severity.MEDIUM,
-    remediation="Add cloudflare.ZoneSetting(setting_id='ssl', value='strict') and "
-                "cloudflare.ZoneSetting(setting_id='min_tls_version', value='1.2') on the load balancer's zone.")
+    remediation="Add cloudflare.ZoneSetting(setting_id='ssl', value='strict'), "
+                "cloudflare.ZoneSetting(setting_id='min_tls_version', value='1.2') and "
+                "cloudflare.ZoneSetting(setting_id='always_use_https', value='on') on the load balancer's zone.")
 def cloudflare_load_balancer_zones_set_tls(args: StackValidationArgs, report: Report) -> None:
     settings = {(r.props.get("zoneId"), r.props.get("settingId")) for r in args.resources
                 if r.resource_type == CF_ZONE_SETTING}
@@ -311,7 +322,7 @@ def cloudflare_load_balancer_zones_set_tls(args: StackValidationArgs, report: Re
         if lb.resource_type != CF_LOAD_BALANCER:
             continue
         zone = lb.props.get("zoneId")
-        for setting, value in (("ssl", "strict"), ("min_tls_version", "1.2")):
+        for setting, value in (("ssl", "strict"), ("min_tls_version", "1.2"), ("always_use_https", "on")):
             if (zone, setting) not in settings:
                 report(f"Cloudflare load balancer {lb.name}'s zone {zone} has no {setting} setting in this stack "
                        f"(the zone's default may be below it): add cloudflare.ZoneSetting(setting_id='{setting}', "

@@ -52,8 +52,63 @@ def _actions(statement: Mapping) -> list[str]:
     return [str(action) for action in as_list(statement.get("Action"))]
 
 
-# `*`, `*:*` or `service:*` (also `s*:*`): every action of every service, or of a whole service.
-WILDCARD_ACTION = re.compile(r"(?:[\w*-]+:)?\*+")
+def is_service_wide(action: str) -> bool:
+    """Whether an action pattern grants a whole service or more: a wildcard (`*` or `?`) in the
+    service part (`*:*`, `s*:GetItem`, `s?:Get*`), an action part of wildcards only (`s3:*`,
+    `s3:*?`), or any `*` without a colon (`*`). `s3:Get*` is a partial pattern, not flagged."""
+    service, colon, name = action.partition(":")
+    if not colon:
+        return "*" in action
+    return bool(set(service) & WILDCARDS) or (bool(name) and set(name) <= WILDCARDS and "*" in name)
+
+
+WILDCARDS = frozenset("*?")
+# The ARN's resource part after an optional type prefix (`table/`, `secret:`, `key/`).
+_RESOURCE_PART = re.compile(r"(?:[\w.-]+[/:])?(?P<rest>.*)", re.S)
+
+
+def is_every_resource(resource: str) -> bool:
+    """Whether a Resource pattern matches every resource of a kind: `*`, an ARN with a wildcard in
+    its partition, service or account (`arn:aws:*:...`, `arn:aws:dynamodb:*:*:table/x`), or whose
+    resource part is only wildcards after an optional type prefix (`arn:...:table/*`,
+    `arn:...:secret:*`, `arn:...:key/*`). Scoped patterns such as `repository/mcp/*`,
+    `log-group:/x:*` or `secret:name-??????` are not."""
+    if resource == "*":
+        return True
+    fields = resource.split(":", 5)
+    if len(fields) < 6 or fields[0] != "arn":
+        return bool(resource) and set(resource) <= WILDCARDS
+    partition, service, _, account, rest = fields[1:]
+    if WILDCARDS & set(partition + service + account):
+        return True
+    # An object's ARN has no type prefix: `arn:aws:s3:::bucket/*` is one bucket's objects, `*/*` all.
+    remainder = rest.split("/")[0] if service == "s3" and not account else _RESOURCE_PART.fullmatch(rest)["rest"]
+    return bool(remainder) and set(remainder) <= WILDCARDS
+
+
+# Resource types whose ids AWS assigns when it creates one: the request to create one cannot
+# name its ARN, so AWS documents `<type>/*` for it (e.g. ec2:CreateNetworkInterface on
+# `network-interface/*`, with the subnet and security group named).
+ASSIGNED_IDS = frozenset({("ec2", "network-interface"), ("ec2", "instance"), ("ec2", "volume")})
+# Condition keys that narrow which existing resources of a type a statement reaches.
+NARROWING_KEYS = ("ec2:subnet", "ec2:vpc", "aws:resourcetag/", "ec2:resourcetag/")
+_TYPED = re.compile(r"arn:aws[a-z-]*:(?P<service>[a-z0-9-]+):[a-z0-9-]*:\d{12}:(?P<type>[a-z-]+)/\*")
+
+
+def _excused(action: str, resource: str, narrowed: bool) -> bool:
+    """Whether `<type>/*` of one account is what the action needs: it creates a resource whose id
+    AWS assigns, or a condition pins which resources of the type it reaches."""
+    typed = _TYPED.fullmatch(resource)
+    if not typed:
+        return False
+    service, _, name = action.lower().partition(":")
+    creates = service == typed["service"] and name.startswith(("create", "run")) \
+        and (typed["service"], typed["type"]) in ASSIGNED_IDS
+    return creates or narrowed
+
+
+def _narrowed(statement: Mapping) -> bool:
+    return any(key.startswith(NARROWING_KEYS) for key in pinned_conditions(statement))
 
 
 @resource_policy(
@@ -64,7 +119,7 @@ WILDCARD_ACTION = re.compile(r"(?:[\w*-]+:)?\*+")
     remediation="List the actions the job needs (the spec's grants, e.g. dynamodb:GetItem).")
 def no_wildcard_actions(args: ResourceValidationArgs, report: Report) -> None:
     for what, statement in allowed(args):
-        wildcards = [action for action in _actions(statement) if WILDCARD_ACTION.fullmatch(action)]
+        wildcards = [action for action in _actions(statement) if is_service_wide(action)]
         if wildcards:
             report(f"{what} allows {', '.join(wildcards)}: list the actions the job needs instead")
 
@@ -87,18 +142,24 @@ def no_not_action_or_not_resource_allows(args: ResourceValidationArgs, report: R
     "resource-wildcard-only-where-aws-requires-it",
     "Identity policies allow Resource \"*\" only for actions AWS cannot scope to a resource (no "
     "resource-level permission in AWS's service authorization reference, e.g. ecr:GetAuthorizationToken, "
-    "sts:GetCallerIdentity); a statement mixing them with scopable actions is flagged",
+    "sts:GetCallerIdentity); a statement mixing them with scopable actions is flagged. Every resource of a "
+    "kind (`table/*`, `key/*`, an ARN with a wildcard account) counts as \"*\", except `<type>/*` of one "
+    "account for creating a resource whose id AWS assigns (network-interface/*) or under a condition that "
+    "pins which ones (ec2:Subnet, ec2:Vpc, aws:ResourceTag/...)",
     risks=[Risk.CONFUSED_DEPUTY], severity=Severity.HIGH,
     remediation="Name the ARNs the actions need; keep \"*\" in a statement of its own for the actions "
                 "AWS cannot scope.")
 def resource_wildcard_only_where_aws_requires_it(args: ResourceValidationArgs, report: Report) -> None:
     for what, statement in allowed(args):
-        if "*" not in as_list(statement.get("Resource")):
+        everything = [str(r) for r in as_list(statement.get("Resource")) if is_every_resource(str(r))]
+        if not everything:
             continue
-        scopable = [action for action in _actions(statement) if not requires_wildcard_resource(action)]
+        narrowed = _narrowed(statement)
+        scopable = [action for action in _actions(statement) if not requires_wildcard_resource(action)
+                    and not all(_excused(action, resource, narrowed) for resource in everything)]
         if scopable:
-            report(f"{what} allows {', '.join(scopable)} on every resource (\"*\"), but AWS lets these "
-                   "actions be scoped: name the ARNs they need")
+            report(f"{what} allows {', '.join(scopable)} on every resource ({', '.join(everything)}), but AWS "
+                   "lets these actions be scoped: name the ARNs they need")
 
 
 # -- attached managed policies -----------------------------------------------------------------------------

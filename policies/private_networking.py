@@ -20,17 +20,23 @@ from typing import Any, Callable
 
 from pulumi_policy import ResourceValidationArgs, Severity
 
-from .control import (Report, Risk, allows, as_list, as_mapping, grants_everyone, lookup, pinned_conditions,
-                      resource_policy)
+from .control import (Report, Risk, allows, as_list, as_mapping, grants_everyone, is_the_internet, lookup,
+                      pinned_conditions, resource_policy)
 
 
 def is_world(cidr: Any) -> bool:
-    """Whether `cidr` is the whole internet, however it is spelled ("0.0.0.0/0", "::/0",
-    "0:0:0:0:0:0:0:0/0", "10.0.0.0/0"...): any block whose prefix length is 0."""
-    try:
-        return ipaddress.ip_network(str(cidr).strip(), strict=False).prefixlen == 0
-    except ValueError:
-        return False
+    """Whether `cidr` alone is the whole internet, however it is spelled ("0.0.0.0/0", "::/0",
+    "0:0:0:0:0:0:0:0/0", "10.0.0.0/0", "2000::/3"...)."""
+    return is_the_internet([cidr])
+
+
+def world_ranges(cidrs: list) -> list[str]:
+    """The ranges of `cidrs` that open a resource to the internet: each range that is the whole
+    internet alone, else all of them when together they are (`0.0.0.0/1` + `128.0.0.0/1`)."""
+    alone = [str(c) for c in cidrs if is_world(c)]
+    if alone:
+        return alone
+    return [str(c) for c in cidrs if c is not None and c != ""] if is_the_internet(cidrs) else []
 
 
 def is_true(value: Any) -> bool:
@@ -44,24 +50,29 @@ def _mappings(value: Any) -> list[Mapping]:
 
 # -- no ingress from the internet -------------------------------------------------------------------
 
-def _inline_ingress(props: Any) -> list:
-    return [cidr for rule in _mappings(props.get("ingress"))
-            for key in ("cidrBlocks", "ipv6CidrBlocks") for cidr in as_list(rule.get(key))]
+def _inline(direction: str) -> Callable[[Any], list]:
+    """The CIDRs of a security group's inline `ingress` or `egress` blocks."""
+    return lambda props: [cidr for rule in _mappings(props.get(direction))
+                          for key in ("cidrBlocks", "ipv6CidrBlocks") for cidr in as_list(rule.get(key))]
 
 
-def _rule_ingress(props: Any) -> list:
-    if props.get("type") != "ingress":
-        return []
-    return [cidr for key in ("cidrBlocks", "ipv6CidrBlocks") for cidr in as_list(props.get(key))]
+def _rule(direction: str) -> Callable[[Any], list]:
+    """The CIDRs of an aws.ec2.SecurityGroupRule of that type."""
+    return lambda props: [cidr for key in ("cidrBlocks", "ipv6CidrBlocks") for cidr in as_list(props.get(key))] \
+        if props.get("type") == direction else []
+
+
+def _single_cidrs(props: Any) -> list:
+    return [props.get("cidrIpv4"), props.get("cidrIpv6")]
 
 
 # type -> (what it is, whether it admits or lists the CIDRs, the CIDRs)
 INGRESS_SOURCES: dict[str, tuple[str, str, Callable[[Any], list]]] = {
-    "aws:ec2/securityGroup:SecurityGroup": ("security group", "admits", _inline_ingress),
-    "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": ("default security group", "admits", _inline_ingress),
-    "aws:ec2/securityGroupRule:SecurityGroupRule": ("security group rule", "admits", _rule_ingress),
+    "aws:ec2/securityGroup:SecurityGroup": ("security group", "admits", _inline("ingress")),
+    "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": ("default security group", "admits", _inline("ingress")),
+    "aws:ec2/securityGroupRule:SecurityGroupRule": ("security group rule", "admits", _rule("ingress")),
     "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": (
-        "security group ingress rule", "admits", lambda p: [p.get("cidrIpv4"), p.get("cidrIpv6")]),
+        "security group ingress rule", "admits", _single_cidrs),
     # A prefix list is admitted whole by the rules that reference it (the ALB admits Cloudflare so).
     "aws:ec2/managedPrefixList:ManagedPrefixList": (
         "managed prefix list", "lists", lambda p: [e.get("cidr") for e in _mappings(p.get("entries"))]),
@@ -72,8 +83,9 @@ INGRESS_SOURCES: dict[str, tuple[str, str, Callable[[Any], list]]] = {
 
 @resource_policy(
     "no-ingress-from-the-internet",
-    "No security group admits 0.0.0.0/0 or ::/0 (in any spelling), whether through an inline "
-    "ingress block, a security group rule, an ingress rule or a managed prefix list it references",
+    "No security group admits the internet (0.0.0.0/0, ::/0, 2000::/3 in any spelling, or ranges that "
+    "together cover it), whether through an inline ingress block, a security group rule, an ingress rule or "
+    "a managed prefix list it references",
     risks=[Risk.COMMAND_EXECUTION, Risk.PROMPT_INJECTION], severity=Severity.CRITICAL,
     remediation="Admit a security group (the ALB's) or a managed prefix list of known ranges (Cloudflare's).")
 def no_ingress_from_the_internet(args: ResourceValidationArgs, report: Report) -> None:
@@ -82,9 +94,42 @@ def no_ingress_from_the_internet(args: ResourceValidationArgs, report: Report) -
     kind, verb, sources = INGRESS_SOURCES[args.resource_type]
     fix = "list only known ranges (Cloudflare's)" if verb == "lists" else \
         "admit only a security group (the ALB's) or known ranges (Cloudflare's prefix lists)"
-    for cidr in sources(args.props):
-        if is_world(cidr):
+    world = world_ranges(sources(args.props))
+    if all(is_world(c) for c in world):
+        for cidr in world:
             report(f"{kind} {args.name} {verb} {cidr}, the whole internet, bypassing Cloudflare: {fix}")
+    elif world:
+        report(f"{kind} {args.name} {verb} {', '.join(world)}, together the whole internet, bypassing "
+               f"Cloudflare: {fix}")
+
+
+# -- no egress to the internet ------------------------------------------------------------------------
+
+EGRESS_SOURCES: dict[str, tuple[str, Callable[[Any], list]]] = {
+    "aws:ec2/securityGroup:SecurityGroup": ("security group", _inline("egress")),
+    "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": ("default security group", _inline("egress")),
+    "aws:ec2/securityGroupRule:SecurityGroupRule": ("security group rule", _rule("egress")),
+    "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": ("security group egress rule", _single_cidrs),
+}
+
+
+@resource_policy(
+    "no-egress-to-the-internet",
+    "No security group lets its members connect to the whole internet (0.0.0.0/0, ::/0, 2000::/3 in any "
+    "spelling, or ranges that together cover it), through an inline egress block, a security group rule or "
+    "an egress rule: a server reaches the AWS APIs through VPC endpoints and the partners it declares by "
+    "their ranges, so a compromised one cannot send data or fetch tools from anywhere else",
+    risks=[Risk.COMMAND_EXECUTION, Risk.DATA_LOSS], severity=Severity.HIGH,
+    remediation="Allow egress to a security group, a prefix list (VPC endpoints) or the partner ranges the "
+                "server declares (servers[].egress).")
+def no_egress_to_the_internet(args: ResourceValidationArgs, report: Report) -> None:
+    if args.resource_type not in EGRESS_SOURCES:
+        return
+    kind, sources = EGRESS_SOURCES[args.resource_type]
+    world = world_ranges(sources(args.props))
+    if world:
+        report(f"{kind} {args.name} allows egress to {', '.join(world)}, the whole internet: allow only a "
+               "security group, a prefix list or the partner ranges the server declares (servers[].egress)")
 
 
 # -- ECS tasks ------------------------------------------------------------------------------------------
@@ -212,37 +257,60 @@ def function_urls_require_auth(args: ResourceValidationArgs, report: Report) -> 
                "Cloudflare: set authorization_type=\"AWS_IAM\"")
 
 
-# -- bucket policies ---------------------------------------------------------------------------------------
+# -- resource policies -------------------------------------------------------------------------------------
 
-BUCKET_POLICIES = {"aws:s3/bucketPolicy:BucketPolicy": "bucket policy",
-                   "aws:s3/bucket:Bucket": "bucket", "aws:s3/bucketV2:BucketV2": "bucket"}
+# type -> what it is; each carries its resource policy in `policy` (a JSON document).
+RESOURCE_POLICIES = {
+    "aws:s3/bucketPolicy:BucketPolicy": "bucket policy",
+    "aws:s3/bucket:Bucket": "bucket", "aws:s3/bucketV2:BucketV2": "bucket",
+    "aws:secretsmanager/secretPolicy:SecretPolicy": "secret policy",
+    "aws:secretsmanager/secret:Secret": "secret",
+    "aws:ecr/repositoryPolicy:RepositoryPolicy": "ECR repository policy",
+    "aws:kms/key:Key": "KMS key", "aws:kms/replicaKey:ReplicaKey": "KMS replica key",
+    "aws:kms/keyPolicy:KeyPolicy": "KMS key policy",
+    "aws:dynamodb/resourcePolicy:ResourcePolicy": "DynamoDB resource policy",
+    "aws:sns/topicPolicy:TopicPolicy": "SNS topic policy", "aws:sns/topic:Topic": "SNS topic",
+    "aws:sqs/queuePolicy:QueuePolicy": "SQS queue policy", "aws:sqs/queue:Queue": "SQS queue",
+}
+LAMBDA_PERMISSION = "aws:lambda/permission:Permission"
 
-# The condition keys that make an "everyone" statement private, as S3 judges a policy public.
+# The condition keys that make an "everyone" statement private, as S3 judges a policy public
+# (kms:CallerAccount is KMS's own aws:PrincipalAccount).
 RESTRICTING_KEYS = frozenset(key.lower() for key in (
     "aws:PrincipalAccount", "aws:PrincipalArn", "aws:PrincipalOrgID", "aws:SourceAccount", "aws:SourceArn",
     "aws:SourceIp", "aws:SourceOwner", "aws:SourceVpc", "aws:SourceVpce", "aws:userid",
-    "s3:DataAccessPointAccount", "s3:DataAccessPointArn"))
+    "s3:DataAccessPointAccount", "s3:DataAccessPointArn", "kms:CallerAccount"))
 
 
 def restricts_who(statement: Mapping) -> bool:
-    """Whether a condition pins one of the restricting keys (a source range other than /0)."""
-    return any(key in RESTRICTING_KEYS and not any(is_world(v) for v in values)
-               for key, values in pinned_conditions(statement).items())
+    """Whether a condition pins one of the restricting keys (pinned_conditions leaves out
+    patterns, policy variables and source ranges that cover the internet)."""
+    return any(key in RESTRICTING_KEYS for key in pinned_conditions(statement))
 
 
 @resource_policy(
-    "bucket-policies-not-open-to-everyone",
-    "No bucket policy allows everyone (Principal \"*\", {\"AWS\": \"*\"} or a NotPrincipal) unless a "
-    "condition pins who (aws:SourceArn, aws:PrincipalOrgID, aws:SourceVpce...); Deny statements are fine",
-    risks=[Risk.DATA_LOSS], severity=Severity.CRITICAL,
-    remediation="Name the principals, or add a condition on aws:SourceArn / aws:PrincipalOrgID / aws:SourceVpce.")
-def bucket_policies_not_open_to_everyone(args: ResourceValidationArgs, report: Report) -> None:
-    if args.resource_type not in BUCKET_POLICIES:
+    "resource-policies-not-open-to-everyone",
+    "No resource policy (S3 bucket, Secrets Manager secret, ECR repository, KMS key, DynamoDB table, SNS "
+    "topic, SQS queue) allows everyone (Principal \"*\", {\"AWS\": \"*\"} or a NotPrincipal) unless a condition "
+    "pins who (aws:SourceArn, aws:PrincipalOrgID, aws:SourceVpce...), and no Lambda permission is granted "
+    "to principal \"*\" without a source ARN, account or organization; Deny statements are fine",
+    risks=[Risk.DATA_LOSS, Risk.CONFUSED_DEPUTY], severity=Severity.CRITICAL,
+    remediation="Name the principals, or add a condition on aws:SourceArn / aws:PrincipalOrgID / aws:SourceVpce; "
+                "give a Lambda permission a source_arn or source_account.")
+def resource_policies_not_open_to_everyone(args: ResourceValidationArgs, report: Report) -> None:
+    if args.resource_type == LAMBDA_PERMISSION:
+        props = args.props
+        if props.get("principal") == "*" and not any(
+                lookup(props, key) not in (None, "") for key in ("sourceArn", "sourceAccount", "principalOrgId")):
+            report(f"Lambda permission {args.name} lets anyone invoke {props.get('function')}: name the "
+                   "service or account as principal, and set source_arn or source_account")
+        return
+    if args.resource_type not in RESOURCE_POLICIES:
         return
     for statement in allows(args.props.get("policy")):
         if grants_everyone(statement) and not restricts_who(statement):
             sid = f" (statement {statement['Sid']})" if statement.get("Sid") else ""
-            report(f"{BUCKET_POLICIES[args.resource_type]} {args.name} allows everyone "
+            report(f"{RESOURCE_POLICIES[args.resource_type]} {args.name} allows everyone "
                    f"{', '.join(map(str, as_list(statement.get('Action'))))}{sid}: name the principals, or "
                    "add a condition on aws:SourceArn, aws:PrincipalOrgID or aws:SourceVpce")
 
@@ -260,11 +328,21 @@ def _private_address(content: Any) -> bool:
         return False
 
 
+def _must_stay_dns_only(record_type: Any, name: str, content: Any) -> bool:
+    """The records a proxy would break, none of which exposes an origin: ACM's validation CNAMEs
+    (`_<token>.<name>` -> `_<token>.<id>.acm-validations.aws`), DKIM keys (`<selector>._domainkey.`)
+    and records of private addresses."""
+    target = str(content or "").lower().rstrip(".")
+    acm = record_type == "CNAME" and name.startswith("_") and target.endswith(".acm-validations.aws")
+    return acm or "._domainkey." in f"{name.lower()}." or _private_address(content)
+
+
 @resource_policy(
     "origin-dns-records-proxied",
     "Cloudflare A, AAAA and CNAME records are proxied: a DNS-only record hands out the origin's address "
-    "and its traffic bypasses Cloudflare's WAF and rate limits. Exempt: ACM validation records (names "
-    "starting with \"_\", which must stay DNS-only) and records pointing at private addresses",
+    "and its traffic bypasses Cloudflare's WAF and rate limits. Exempt: ACM validation CNAMEs (a name "
+    "starting with \"_\" pointing into acm-validations.aws), DKIM records (`._domainkey.`) and records of "
+    "private addresses",
     risks=[Risk.PROMPT_INJECTION, Risk.AVAILABILITY],
     remediation="Set proxied=True on the record.")
 def origin_dns_records_proxied(args: ResourceValidationArgs, report: Report) -> None:
@@ -276,7 +354,7 @@ def origin_dns_records_proxied(args: ResourceValidationArgs, report: Report) -> 
     if props.get("type") not in PROXIABLE or props.get("proxied") is True:
         return
     name = str(props.get("name") or "")
-    if name.startswith("_") or _private_address(props.get("content")):
+    if _must_stay_dns_only(props.get("type"), name, props.get("content")):
         return
     report(f"Cloudflare DNS record {args.name} ({props.get('type')} {name}) is DNS-only: it exposes the origin "
            "and its traffic bypasses Cloudflare's WAF; set proxied=True")

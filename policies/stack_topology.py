@@ -9,8 +9,11 @@ Stack policies see every resource's outputs and find the estate's parts by the c
   resources tagged with the group;
 - a group is strict when its resources are tagged `mcp-estate:residency: strict`; the countries a
   strict group keeps are its state table's `mcp-estate:countries` (ISO codes, space-separated);
-- a Cloudflare pool leads to the region whose ALB DNS name is an origin's address; a pool with no
-  such origin, to the region its name ends with; any other origin leads outside every group;
+- a Cloudflare pool leads to the regions whose ALB DNS name is one of its origins' addresses; an
+  origin that is no ALB of the estate leads outside every group; only a pool without origins
+  leads to the region its name ends with;
+- a table's copies are its own region, its `replicas` and the `aws.dynamodb.TableReplica`s whose
+  global_table_arn is its arn;
 - a scaling target's declared peak (tasks its group needs at its peak) is `mcp-estate:peak-tasks`.
 
 ALB DNS names and pool ids are outputs: on the first preview of a new region they are unknown and
@@ -27,16 +30,19 @@ from typing import Any, Iterable
 
 from pulumi_policy import PolicyResource, Severity, StackValidationArgs
 
-from .control import Report, Risk, as_list, stack_policy, tag
+from .control import Report, Risk, as_list, as_mapping, stack_policy, tag
 
 SERVICE = "aws:ecs/service:Service"
 LOAD_BALANCERS = ("aws:lb/loadBalancer:LoadBalancer", "aws:alb/loadBalancer:LoadBalancer")
 WEB_ACL_ASSOCIATION = "aws:wafv2/webAclAssociation:WebAclAssociation"
 TABLE = "aws:dynamodb/table:Table"
+TABLE_REPLICA = "aws:dynamodb/tableReplica:TableReplica"
 SCALING_TARGET = "aws:appautoscaling/target:Target"
 CF_POOL = "cloudflare:index/loadBalancerPool:LoadBalancerPool"
 CF_LOAD_BALANCER = "cloudflare:index/loadBalancer:LoadBalancer"
 POOL_MAPS = ("regionPools", "countryPools", "popPools")
+# What a rule's overrides may change about where visitors go.
+ROUTING_OVERRIDES = ("defaultPools", "fallbackPool", *POOL_MAPS, "steeringPolicy")
 
 # The one condition shape whose countries a policy can read: `ip.src.country in {"DE" "FR"}`.
 _COUNTRY_CONDITION = re.compile(r'^\s*ip\.src\.country\s+in\s+\{((?:\s*"[A-Z]{2}")+)\s*\}\s*$')
@@ -66,12 +72,23 @@ class Topology:
         pools = self.of_type(CF_POOL)
         self.pool_regions = {p.props.get("id"): _pool_regions(p.props, dns, known) for p in pools}
         self.pool_names = {p.props.get("id"): p.props.get("name") or p.name for p in pools}
+        self.replica_regions: dict[str, set[str]] = defaultdict(set)
+        for replica in self.of_type(TABLE_REPLICA):
+            if region := arn_region(replica.props.get("arn")):
+                self.replica_regions[replica.props.get("globalTableArn")].add(region)
 
     def of_type(self, *types: str) -> list[PolicyResource]:
         return [r for r in self.resources if r.resource_type in types]
 
     def tables(self, group: str) -> list[PolicyResource]:
         return [t for t in self.of_type(TABLE) if tag(t.props, "residency-group") == group]
+
+    def table_regions(self, table: Mapping) -> set[str]:
+        """Where a table has a copy: its own region (from its ARN), its replicas' regions and the
+        regions of the TableReplica resources that copy it."""
+        replicas = {r.get("regionName") for r in as_list(table.get("replicas")) if isinstance(r, Mapping)}
+        copies = self.replica_regions.get(table.get("arn"), set()) if isinstance(table.get("arn"), str) else set()
+        return {r for r in {arn_region(table.get("arn")), *replicas, *copies} if r}
 
     def pools_in(self, ids: Iterable[str], group: str) -> bool:
         """Every pool leads only to the group's regions (an unknown pool leads outside)."""
@@ -89,22 +106,18 @@ class Topology:
 
 
 def _pool_regions(pool: Mapping, dns: dict[str, str], known: set[str]) -> set[str | None]:
-    """The regions an (enabled) origin of the pool is the ALB of; by the pool's name if none is."""
-    addresses = [o.get("address") for o in as_list(pool.get("origins"))
-                 if isinstance(o, Mapping) and o.get("enabled") is not False]
-    regions = {dns.get(address) for address in addresses}
-    if regions - {None}:
-        return regions
+    """The regions whose ALB is an origin of the pool (None for an origin that is no ALB of the
+    estate: it leads outside every group). Disabled origins count: enabling one is a click away.
+    Only a pool without origins is placed by its name."""
+    origins = [o for o in as_list(pool.get("origins")) if isinstance(o, Mapping)]
+    if origins:
+        return {dns.get(o.get("address")) for o in origins}
     name = pool.get("name") or ""
     return {r for r in known if name.endswith(f"-{r}")} or {None}
 
 
-def table_regions(table: Mapping) -> set[str]:
-    """Where a table has a copy: its own region (from its ARN) and its replicas' regions."""
-    arn = table.get("arn")
-    own = arn.split(":")[3] if isinstance(arn, str) and arn.count(":") >= 5 else None
-    replicas = {r.get("regionName") for r in as_list(table.get("replicas")) if isinstance(r, Mapping)}
-    return {r for r in {own, *replicas} if r}
+def arn_region(arn: Any) -> str | None:
+    return arn.split(":")[3] or None if isinstance(arn, str) and arn.count(":") >= 5 else None
 
 
 def pools_of(routing: Any) -> list[str]:
@@ -119,7 +132,9 @@ def pools_of(routing: Any) -> list[str]:
 
 
 def enabled_rules(lb: Mapping) -> list[Mapping]:
-    return [r for r in as_list(lb.get("rules")) if isinstance(r, Mapping) and r.get("disabled") is not True]
+    """The enabled rules in the order Cloudflare evaluates them: by priority, lowest first."""
+    rules = [r for r in as_list(lb.get("rules")) if isinstance(r, Mapping) and r.get("disabled") is not True]
+    return sorted(rules, key=lambda r: r.get("priority") if isinstance(r.get("priority"), (int, float)) else 0)
 
 
 def rule_countries(rule: Mapping) -> set[str] | None:
@@ -187,7 +202,7 @@ def _state_problem(estate: Topology, group: str, region: str, where: str, urn: s
         report(f"{where}: residency group {group} has no state table (aws.dynamodb.Table tagged "
                f"mcp-estate:residency-group={group})", urn)
         return
-    copies = set().union(*(table_regions(t.props) for t in tables))
+    copies = set().union(*(estate.table_regions(t.props) for t in tables))
     if region not in copies:
         report(f"{where}: state table {', '.join(t.name for t in tables)} of group {group} has no copy there "
                f"(only in {', '.join(sorted(copies)) or 'no region'}): add a replica in {region}, or a failover "
@@ -217,7 +232,7 @@ def _state_stays(estate: Topology, group: str, regions: str, report: Report) -> 
     """Reports copies outside the group; returns the countries the group's tables record."""
     countries: set[str] = set()
     for table in estate.tables(group):
-        outside = sorted(table_regions(table.props) - estate.group_regions[group])
+        outside = sorted(estate.table_regions(table.props) - estate.group_regions[group])
         if outside:
             report(f"State table {table.name} of strict group {group} has a copy in {', '.join(outside)}, "
                    f"outside the group's regions ({regions}): remove the replica", table.urn)
@@ -262,8 +277,8 @@ def _countries_stay(estate: Topology, group: str, countries: set[str], lb: Polic
 def _rules_stay(estate: Topology, group: str, countries: set[str], lb: PolicyResource, report: Report) -> None:
     """Geo steering sends a country to the fallback pool when all its pools are down: a terminating
     rule for the group's countries must replace the default and fallback pools with the group's."""
-    what, guards = f"Cloudflare load balancer {lb.name}", []
-    for rule in enabled_rules(lb.props):
+    what, guards, rules = f"Cloudflare load balancer {lb.name}", [], enabled_rules(lb.props)
+    for index, rule in enumerate(rules):
         overrides, ruled, name = rule.get("overrides") or {}, rule_countries(rule), rule.get("name")
         pools = pools_of(overrides)
         reaching = estate.reaching(pools, group)
@@ -275,12 +290,33 @@ def _rules_stay(estate: Topology, group: str, countries: set[str], lb: PolicyRes
         if (reaching or ruled and ruled & countries) and outside:
             report(f"{what}'s rule {name!r} sends strict group {group}'s visitors to {estate.describe(outside)}, "
                    "outside the group: override only with the group's pools", lb.urn)
-        if ruled and countries <= ruled and rule.get("terminates") is True:
-            guards.append(overrides)
-    if countries and not any(as_list(o.get("defaultPools")) and o.get("fallbackPool") for o in guards):
+        if ruled and countries <= ruled and rule.get("terminates") is True \
+                and as_list(as_mapping(overrides).get("defaultPools")) and as_mapping(overrides).get("fallbackPool"):
+            guards.append(index)
+    if not guards:
         report(f"{what} has no terminating rule `ip.src.country in {{...}}` for strict group {group}'s countries "
                "that overrides the default and fallback pools with the group's: when all its pools are down, "
                "geo steering sends its visitors to the load balancer's fallback pool", lb.urn)
+        return
+    for rule in rules[:guards[0]]:
+        _precedes_guard(group, countries, rule, rules[guards[0]], what, lb, report)
+
+
+def _precedes_guard(group: str, countries: set[str], rule: Mapping, guard: Mapping, what: str,
+                    lb: PolicyResource, report: Report) -> None:
+    """A rule Cloudflare evaluates before the guard may catch the group's visitors first: unless its
+    condition provably excludes the group's countries, it must neither terminate (the guard would
+    never run) nor change the pools or steering."""
+    ruled, overrides = rule_countries(rule), as_mapping(rule.get("overrides"))
+    if ruled is not None and not ruled & countries:
+        return
+    routes = [key for key in ROUTING_OVERRIDES if overrides.get(key) not in (None, [], {})]
+    fixed = rule.get("fixedResponse") is not None and not routes   # answers itself: routes nowhere
+    if (rule.get("terminates") is True and not fixed) or routes:
+        effect = "terminates" if rule.get("terminates") is True and not routes else f"overrides {', '.join(routes)}"
+        report(f"{what}'s rule {rule.get('name')!r} {effect} before the residency rule {guard.get('name')!r} "
+               f"and may match strict group {group}'s visitors ({rule.get('condition')!r}): give the residency "
+               "rule a lower priority, or limit this rule to `ip.src.country in {...}` of other countries", lb.urn)
 
 
 # -- regions survive the loss of any one ----------------------------------------------------------

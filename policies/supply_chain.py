@@ -84,7 +84,8 @@ def images_pinned_by_digest(args: ResourceValidationArgs, report: Report) -> Non
     "images-from-allowed-registries",
     "Every container image comes from an allowed registry: the hosts (or account prefixes, e.g. "
     "'111122223333.dkr.ecr.') listed in the policy's `allowedRegistries` config; else the private ECR of an "
-    "account the resource's AWS provider is restricted to (allowedAccountIds); else any private ECR registry. "
+    "account the resource's AWS provider is restricted to (allowedAccountIds); with neither, the estate's "
+    "account is unknown and even a private ECR image is reported, since it may be another account's. "
     "Public registries (Docker Hub, ghcr.io, quay.io, public.ecr.aws...) are open to typosquatting and "
     "hijacked publisher accounts, sit outside the estate's scanning and immutability, and are unreachable "
     "from private subnets without NAT or rate-limited, which fails scale-out when it matters most.",
@@ -105,8 +106,13 @@ def images_from_allowed_registries(args: ResourceValidationArgs, report: Report)
             match = PRIVATE_ECR.fullmatch(host)
             allowed, rule = bool(match and match["account"] in accounts), \
                 f"the private ECR of account {' or '.join(sorted(accounts))} (the provider's allowedAccountIds)"
+        elif match := PRIVATE_ECR.fullmatch(host):
+            report(f"{where}: image '{image}' comes from the private ECR of account {match['account']}, but this "
+                   "check cannot tell the estate's account (no allowedRegistries config, no allowedAccountIds on "
+                   f"the resource's AWS provider): set allowedRegistries, e.g. ['{match['account']}.dkr.ecr.']")
+            continue
         else:
-            allowed, rule = bool(PRIVATE_ECR.fullmatch(host)), "a private ECR registry"
+            allowed, rule = False, "the estate's private ECR (set allowedRegistries to name it)"
         if not allowed:
             source = f"the public registry {host}" if host in PUBLIC_REGISTRIES else f"the registry {host}"
             report(f"{where}: image '{image}' comes from {source}; allowed: {rule}. Copy the image into the "

@@ -218,12 +218,29 @@ def test_a_pack_config_with_a_typo_exits_2(synthetic, tmp_path, capsys, config, 
     assert fragment in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("config, fragment", [
+    ({"images-from-allowed-registries": {"allowedRegistries": "ghcr.io"}},
+     "'images-from-allowed-registries'.allowedRegistries: 'ghcr.io' is not of type 'array'"),
+    ({"images-from-allowed-registries": {"enforcementLevel": "advisory", "allowedRegistries": [443]}},
+     "'images-from-allowed-registries'.allowedRegistries[0]: 443 is not of type 'string'"),
+    ({"dynamodb-tables-protected": {"environment": "production"}},
+     "'dynamodb-tables-protected'.environment: 'production' is not one of ['dev', 'staging', 'prod']"),
+])
+def test_a_policy_parameter_that_does_not_match_its_schema_exits_2(tmp_path, capsys, config, fragment):
+    export = write_export(tmp_path, repositories("IMMUTABLE"))
+    assert main(["check", "--export", str(export), "--config", str(write_config(tmp_path, config))]) == 2
+    error = capsys.readouterr().err
+    assert fragment in error and "Traceback" not in error
+
+
 def test_an_export_gets_the_config_of_the_environment_its_resources_are_tagged_with(monkeypatch, tmp_path, capsys):
     """dev.json relaxes some policies; the same violation is mandatory under an explicit prod.json."""
     relaxed = [name for name, entry in json.loads((CONFIG_DIR / "dev.json").read_text()).items()
                if (entry.get("enforcementLevel") if isinstance(entry, dict) else entry) == "advisory"]
     assert relaxed, "dev.json relaxes nothing: this test needs one advisory entry"
-    monkeypatch.setattr(check, "CONTROLS", [resource_control(name, immutable_tags) for name in relaxed])
+    others = json.loads((CONFIG_DIR / "dev.json").read_text()).keys() - set(relaxed)   # parameters only
+    monkeypatch.setattr(check, "CONTROLS", [resource_control(name, immutable_tags) for name in relaxed]
+                        + [resource_control(name, lambda args, report: None) for name in sorted(others)])
     export = str(write_export(tmp_path, repositories("MUTABLE", environment="dev")))
     code, dev = check_json(capsys, "--export", export)
     assert code == 0 and {v["enforcement_level"] for v in dev["violations"]} == {"advisory"}
@@ -285,14 +302,65 @@ def test_async_policies_are_awaited():
     assert [v.policy for v in evaluate(repositories("MUTABLE"), None, [resource_control("async", later)])] == ["async"]
 
 
-def test_exported_secrets_are_read_as_plaintext_or_unknown_when_encrypted():
-    resources = repositories("IMMUTABLE", "IMMUTABLE")
-    first, second = [r for r in resources if r["type"] == ECR]
-    first["inputs"]["imageTagMutability"] = {**SECRET_SIG, "plaintext": '"MUTABLE"'}
-    second["inputs"]["imageTagMutability"] = {**SECRET_SIG, "ciphertext": "v1:abc"}
-    found = {v.urn: v for v in evaluate(resources, None, [resource_control("ecr-immutable", immutable_tags)])}
-    assert found[first["urn"]].enforcement_level == "mandatory"
-    assert found[second["urn"]].enforcement_level == "advisory" and "can't run" in found[second["urn"]].message
+def test_exported_secrets_are_read_in_plaintext():
+    resources = repositories("IMMUTABLE")
+    repo = next(r for r in resources if r["type"] == ECR)
+    repo["inputs"]["imageTagMutability"] = {**SECRET_SIG, "plaintext": '"MUTABLE"'}
+    found = evaluate(resources, None, [resource_control("ecr-immutable", immutable_tags)])
+    assert [(v.urn, v.enforcement_level) for v in found] == [(repo["urn"], "mandatory")]
+
+
+def test_an_export_with_encrypted_secrets_exits_2_asking_for_show_secrets(synthetic, tmp_path, capsys):
+    resources = repositories("IMMUTABLE")
+    repo = next(r for r in resources if r["type"] == ECR)
+    repo["inputs"]["imageTagMutability"] = {**SECRET_SIG, "ciphertext": "v1:abc"}
+    assert main(["check", "--export", str(write_export(tmp_path, resources))]) == 2
+    error = capsys.readouterr().err
+    assert f"{repo['urn']}: the export holds encrypted secrets (`ciphertext`)" in error
+    assert "`pulumi stack export --show-secrets`" in error and "Traceback" not in error
+
+
+RESOURCE_SIG = {"4dabf18193072939515e22adb298388d": "5cf8f73096256a8f31e491e813e4eb8e"}
+
+
+def test_resource_references_reach_policies_as_the_referenced_resources_id_or_urn():
+    resources = repositories("IMMUTABLE")
+    repo = next(r for r in resources if r["type"] == ECR)
+    key_urn = "urn:pulumi:test::mcp-estate::aws:kms/key:Key::estate"
+    component_urn = "urn:pulumi:test::mcp-estate::mcp-estate:keys:EstateKeys::keys"
+    repo["inputs"]["encryptionConfigurations"] = [{"kmsKey": {**RESOURCE_SIG, "urn": key_urn, "id": "k-1",
+                                                              "packageVersion": "7.51.1"}}]
+    repo["inputs"]["forceDelete"] = {**RESOURCE_SIG, "urn": component_urn}
+    seen = []
+    control = resource_control("peek", lambda args, report: seen.append(
+        (args.props["encryptionConfigurations"][0]["kmsKey"], args.props["forceDelete"]))
+        if args.resource_type == ECR else None)
+    assert evaluate(resources, None, [control]) == [] and seen == [("k-1", component_urn)]
+
+
+@pytest.mark.parametrize("value, fragment", [
+    ({**RESOURCE_SIG, "id": "k-1"}, "a resource reference without a `urn` cannot be decoded"),
+    ({"4dabf18193072939515e22adb298388d": "not-a-signature"}, "unknown value signature 'not-a-signature'"),
+    ({**SECRET_SIG}, "a secret without `plaintext` or `ciphertext` cannot be decoded"),
+    ({**SECRET_SIG, "plaintext": "{not json"}, "a secret's `plaintext` is not JSON"),
+])
+def test_a_malformed_encoding_exits_2_naming_the_resource(synthetic, tmp_path, capsys, value, fragment):
+    resources = repositories("IMMUTABLE")
+    repo = next(r for r in resources if r["type"] == ECR)
+    repo["outputs"]["imageTagMutability"] = value
+    assert main(["check", "--export", str(write_export(tmp_path, resources))]) == 2
+    error = capsys.readouterr().err
+    assert f"{repo['urn']}: {fragment}" in error and "Traceback" not in error
+
+
+def test_resources_read_with_get_are_seen_by_stack_policies_only():
+    resources = repositories("MUTABLE", "IMMUTABLE")
+    read = next(r for r in resources if r["type"] == ECR and r["inputs"]["imageTagMutability"] == "MUTABLE")
+    read["external"] = True
+    stack_view = []
+    found = evaluate(resources, None, [resource_control("ecr-immutable", immutable_tags), stack_control(
+        "count", lambda args, report: stack_view.extend(r.urn for r in args.resources if r.resource_type == ECR))])
+    assert found == [] and read["urn"] in stack_view and len(stack_view) == 2
 
 
 def test_stack_policies_see_outputs_with_parents_and_dependencies_linked():

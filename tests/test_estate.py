@@ -33,8 +33,7 @@ SMALL = {
     "servers": [
         {"name": "booking", "image": f"{REGISTRY}/mcp/booking@{DIGEST}", "secrets": ["booking-api-key"],
          "permissions": [{"actions": ["dynamodb:PutItem", "dynamodb:GetItem"], "resources": ["state"]}]},
-        {"name": "loyalty", "image": f"{REGISTRY}/mcp/loyalty@{DIGEST}",
-         "regions": ["us-east-1", "eu-west-1"]},
+        {"name": "loyalty", "image": f"{REGISTRY}/mcp/loyalty@{DIGEST}"},
     ],
     "edge": {"health_server": "booking"},
 }
@@ -64,11 +63,11 @@ def region_of(resource) -> str | None:
     return resource.inputs.get("tags", {}).get("mcp-estate:region")
 
 
-def test_every_server_runs_in_exactly_its_regions(small):
+def test_every_server_runs_in_every_region(small):
     services = {(r.inputs["tags"]["mcp-estate:server"], region_of(r))
                 for r in small.of_type("aws:ecs/service:Service")}
-    assert services == {("booking", "us-east-1"), ("booking", "eu-west-1"), ("booking", "eu-central-1"),
-                        ("loyalty", "us-east-1"), ("loyalty", "eu-west-1")}
+    assert services == {(server, region) for server in ("booking", "loyalty")
+                        for region in ("us-east-1", "eu-west-1", "eu-central-1")}
 
 
 def test_each_server_has_its_own_roles_and_security_groups(small):
@@ -77,7 +76,7 @@ def test_each_server_has_its_own_roles_and_security_groups(small):
         assert len([r for r in roles if r.inputs["tags"].get("mcp-estate:server") == server]) == 2
     task_sgs = {r.name for r in small.of_type("aws:ec2/securityGroup:SecurityGroup")
                 if r.inputs["tags"].get("mcp-estate:server")}
-    assert len(task_sgs) == 5
+    assert len(task_sgs) == 6
 
 
 def test_one_state_table_per_residency_group_replicated_only_inside_it(small):
@@ -166,6 +165,9 @@ AGGREGATES = {
     "aws:iam/rolePolicy:RolePolicy",                     # grants list per-region ARNs
     "cloudflare:index/loadBalancer:LoadBalancer",        # routes to the new pool
     "cloudflare:index/ruleset:Ruleset",                  # allows the new server's path
+    "aws:lambda/function:Function",                      # the canary probes the new server too
+    "aws:cloudwatch/eventRule:EventRule",                # change detection watches its family, repo, roles
+    "aws:cloudwatch/dashboard:Dashboard",                # graphs the new server and region
 }
 
 
@@ -187,3 +189,20 @@ def test_the_prod_stack_builds_every_region_server_and_the_edge(prod):
     assert len(prod.of_type("aws:wafv2/webAclAssociation:WebAclAssociation")) == 4
     assert all(t.protect for t in prod.of_type("aws:dynamodb/table:Table"))
     assert all(lb.inputs["enableDeletionProtection"] for lb in prod.of_type("aws:lb/loadBalancer:LoadBalancer"))
+
+
+def test_each_service_rolls_back_on_the_canary_alarm_of_its_own_server_and_region(small):
+    alarms = {(r.inputs["name"], region_of(r)) for r in small.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    for service in small.of_type("aws:ecs/service:Service"):
+        server, region = service.inputs["tags"]["mcp-estate:server"], region_of(service)
+        names = service.inputs["alarms"]["alarmNames"]
+        assert names == [f"mcp-estate-test-{server}-{region}-5xx", f"mcp-estate-test-{server}-{region}-probe-alb"]
+        assert all((name, region) in alarms for name in names)
+
+
+def test_every_region_has_a_canary_probing_exactly_its_servers_through_nat(small):
+    canaries = {region_of(f): json.loads(f.inputs["environment"]["variables"]["MCP_CANARY_SERVERS"])
+                for f in small.of_type("aws:lambda/function:Function")}
+    assert canaries == {region: {"booking": "", "loyalty": ""} for region in ("us-east-1", "eu-west-1", "eu-central-1")}
+    nat_regions = {region_of(n) for n in small.of_type("aws:ec2/natGateway:NatGateway")}
+    assert nat_regions == {"us-east-1", "eu-west-1", "eu-central-1"}

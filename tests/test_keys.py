@@ -104,7 +104,15 @@ def test_alarms_of_this_account_may_publish_to_the_encrypted_topic():
     assert statement["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
     assert statement["Action"] == ["kms:Decrypt", "kms:GenerateDataKey*"]
     assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
-    assert len(policy(plan.named("americas-us-west-2-key"), "policy")["Statement"]) == 3
+    assert len(policy(plan.named("americas-us-west-2-key"), "policy")["Statement"]) == 4
+
+
+def test_change_detection_rules_of_this_account_may_publish_to_the_encrypted_topic():
+    plan = plan_keys()
+    statement = policy(plan.named("americas-us-west-2-key"), "policy")["Statement"][3]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Action"] == ["kms:Decrypt", "kms:GenerateDataKey*"]
+    assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
 
 
 def test_named_key_policy_actions_exist_in_iam():

@@ -166,14 +166,14 @@ def test_tasks_accept_traffic_only_from_the_alb_on_the_server_port(plan):
 
 def test_tasks_reach_only_the_endpoints_and_their_declared_destinations():
     plan = plan_of(booking(egress=[{"cidr": "203.0.113.0/24", "port": 443, "description": "Partner API"},
-                                   {"cidr": "2001:db8:1::/48", "port": 8443, "description": "Partner v6"}]))
+                                   {"cidr": "198.51.100.0/24", "port": 8443, "description": "Partner v2"}]))
     egress = {(r.inputs.get("cidrIpv4") or r.inputs.get("cidrIpv6") or r.inputs["prefixListId"],
                r.inputs["ipProtocol"], r.inputs["fromPort"], r.inputs["toPort"])
               for r in rules(plan, "Egress", task_sg(plan))}
     assert egress == {("10.30.0.0/16", "tcp", 443, 443), ("pl-6fa54006", "tcp", 443, 443),
                       ("pl-6da54004", "tcp", 443, 443), ("203.0.113.0/24", "tcp", 443, 443),
-                      ("2001:db8:1::/48", "tcp", 8443, 8443)}
-    assert plan.named(f"{NAME}-to-2001_db8_1__-48-8443").inputs["cidrIpv6"] == "2001:db8:1::/48"
+                      ("198.51.100.0/24", "tcp", 8443, 8443)}
+    assert plan.named(f"{NAME}-to-198-51-100-0-24-8443").inputs["cidrIpv4"] == "198.51.100.0/24"
 
 
 def test_egress_rules_are_named_by_destination_so_reordering_changes_nothing():
@@ -305,3 +305,11 @@ def test_every_resource_is_a_child_of_the_service_in_its_region(plan):
     children = plan.children_of(component)
     assert len(children) == len([r for r in plan.resources if r.custom]) - 1   # all but the provider
     assert all(child.provider.startswith(provider.urn) for child in children)
+
+
+def test_a_deploy_that_trips_its_5xx_alarm_or_a_named_alarm_rolls_back_by_itself():
+    canary = f"mcp-estate-test-booking-{REGION}-probe-alb"
+    plan = plan_of(deployment_alarm_names=[canary])
+    assert plan.named(f"{NAME}-service").inputs["alarms"] == {
+        "alarmNames": [f"mcp-estate-test-booking-{REGION}-5xx", canary], "enable": True, "rollback": True}
+    assert plan.named(f"{NAME}-5xx-alarm").inputs["name"] == f"mcp-estate-test-booking-{REGION}-5xx"

@@ -86,6 +86,15 @@ def test_prod_comes_from_the_policy_config_when_the_table_is_untagged():
                         {"dynamodb-tables-protected": {"environment": "prod"}})) == 2
 
 
+def test_a_table_tagged_dev_in_a_prod_stack_is_held_to_prod_and_its_tag_reported():
+    plan = run_program(lambda: table(tags=DEV, deletion_protection_enabled=False, protect=False))
+    assert messages(plan, "dynamodb-tables-protected", {"dynamodb-tables-protected": {"environment": "prod"}}) == [
+        "DynamoDB table sessions can be deleted in prod: set deletion_protection_enabled=True",
+        "DynamoDB table sessions is not protected in prod: pass opts=ResourceOptions(protect=True)",
+        "sessions is tagged mcp-estate:environment=dev, but the pack config checks a prod stack: correct the tag, "
+        "or check it with the dev pack config"]
+
+
 def test_a_dev_table_may_be_deleted():
     plan = run_program(lambda: table(tags=DEV, deletion_protection_enabled=False, protect=False, replicas=[
         {"region_name": "us-west-2", "kms_key_arn": KEY_WEST, "point_in_time_recovery": True}]))

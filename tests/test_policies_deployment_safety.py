@@ -59,12 +59,23 @@ def test_ecs_exec_is_reported_when_the_pack_config_says_prod_even_without_tags()
     assert len(found("ecs-exec-disabled-in-prod", config, enable_execute_command=True)) == 1
 
 
-@pytest.mark.parametrize("service", [
-    dict(enable_execute_command=True, tags=tags("staging")),
-    dict(enable_execute_command=True),
-    dict(enable_execute_command=False, tags=tags("prod")),
-    dict(tags=tags("prod")),
+@pytest.mark.parametrize("config, service", [
+    ("staging", dict(enable_execute_command=True, tags=tags("staging"))),
+    ("staging", dict(enable_execute_command=True)),
+    ("prod", dict(enable_execute_command=False, tags=tags("prod"))),
+    ("prod", dict(tags=tags("prod"))),
+    (None, dict(enable_execute_command=True, tags=tags("dev"))),
 ])
-def test_ecs_exec_outside_prod_or_disabled_passes(service):
-    assert found("ecs-exec-disabled-in-prod", {"ecs-exec-disabled-in-prod": {"environment": "staging"}},
-                 **service) == []
+def test_ecs_exec_outside_prod_or_disabled_passes(config, service):
+    pack = {"ecs-exec-disabled-in-prod": {"environment": config}} if config else None
+    assert found("ecs-exec-disabled-in-prod", pack, **service) == []
+
+
+def test_the_configured_environment_wins_and_a_disagreeing_tag_is_reported():
+    # A prod service tagged dev must not dodge the control by its tag.
+    assert found("ecs-exec-disabled-in-prod", {"ecs-exec-disabled-in-prod": {"environment": "prod"}},
+                 enable_execute_command=True, tags=tags("dev")) == [
+        "booking-service is tagged mcp-estate:environment=dev, but the pack config checks a prod stack: correct "
+        "the tag, or check it with the dev pack config",
+        "ECS service booking enables ECS Exec (a shell into running production tasks): "
+        "set enable_execute_command=False"]

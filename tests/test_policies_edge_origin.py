@@ -6,6 +6,7 @@ import json
 
 import pulumi_aws as aws
 import pulumi_cloudflare as cloudflare
+import pytest
 
 from components.region_compute import managed_rule_group, rate_limit_rule, visibility, web_acl_rules
 from tests.conftest import run_program, violations
@@ -77,12 +78,22 @@ def test_plain_http_that_serves_anything_but_a_redirect_to_https_fails():
         listener("same-scheme", port=80, default_actions=[   # protocol defaults to HTTP; so does the redirect's
             {"type": "redirect", "redirect": {"port": "8080", "status_code": "HTTP_301"}}])
         listener("mixed", port=80, protocol="HTTP", default_actions=[REDIRECT, NOT_FOUND])
-        listener("tcp", port=443, protocol="TCP", default_actions=[NOT_FOUND])
     assert messages(run_program(program), "listeners-use-tls-1-2-or-newer") == sorted([
         *(f"Listener {name} serves plain HTTP: make every default action a redirect to HTTPS, "
-          f"or set protocol='HTTPS'" for name in ("forwarding", "same-scheme", "mixed")),
-        "Listener tcp uses protocol TCP, which the load balancer does not encrypt: "
-        "use HTTPS (or TLS) with ssl_policy='ELBSecurityPolicy-TLS13-1-2-2021-06'"])
+          f"or set protocol='HTTPS'" for name in ("forwarding", "same-scheme", "mixed"))])
+
+
+@pytest.mark.parametrize("protocol", ["TCP", "UDP", "TCP_UDP", "GENEVE"])
+def test_pass_through_listeners_terminate_no_tls_and_are_not_judged(protocol):
+    forward = {"type": "forward", "target_group_arn": "arn:aws:elasticloadbalancing:us-east-1:111122223333:"
+                                                      "targetgroup/dns/0123456789abcdef"}
+    def program():
+        kind = "gateway" if protocol == "GENEVE" else "network"
+        balancer = aws.lb.LoadBalancer(f"{kind}-lb", load_balancer_type=kind, subnets=SUBNETS)
+        aws.lb.Listener("pass-through", load_balancer_arn=balancer.arn, default_actions=[forward],
+                        **({} if protocol == "GENEVE" else {"port": 53, "protocol": protocol}))
+    plan = run_program(program)
+    assert messages(plan, "listeners-use-tls-1-2-or-newer") == []
 
 
 # -- http-listener-rules-only-redirect-to-https -----------------------------------------------------
@@ -252,6 +263,7 @@ def test_strict_ssl_and_tls_1_2_pass():
         cloudflare.ZoneSetting("ssl-only-origin-pull", zone_id=ZONE, setting_id="ssl", value="origin_pull")
         cloudflare.ZoneSetting("tls", zone_id=ZONE, setting_id="min_tls_version", value="1.2")
         cloudflare.ZoneSetting("tls13", zone_id=ZONE, setting_id="tls_1_3", value="on")
+        cloudflare.ZoneSetting("https", zone_id=ZONE, setting_id="always_use_https", value="on")
     assert messages(run_program(program), "cloudflare-zone-tls-strict") == []
 
 
@@ -265,7 +277,9 @@ def test_ssl_below_strict_or_tls_below_1_2_fails_wherever_it_is_set():
                            rules=[{"ref": "flexible_mcp", "action": "set_config", "expression": "true",
                                    "action_parameters": {"ssl": "flexible"}}])
         cloudflare.PageRule("page", zone_id=ZONE, target="mcp.example.travel/*", actions={"ssl": "off"})
+        cloudflare.ZoneSetting("https", zone_id=ZONE, setting_id="always_use_https", value="off")
     assert messages(run_program(program), "cloudflare-zone-tls-strict") == sorted([
+        "Zone setting https sets always_use_https='off': set value='on'",
         "Zone setting ssl sets ssl='full': set value='strict'",
         "Zone setting tls sets min_tls_version='1.0': set value='1.2'",
         "Hostname TLS setting legacy-host sets min_tls_version='1.1': set value='1.2'",
@@ -279,9 +293,12 @@ def test_a_load_balancers_zone_must_set_ssl_and_minimum_tls_in_the_stack():
     def program():
         cf_load_balancer("mcp")
         cloudflare.ZoneSetting("ssl", zone_id=ZONE, setting_id="ssl", value="strict")
+        cloudflare.ZoneSetting("https", zone_id=ZONE, setting_id="always_use_https", value="on")
         cf_load_balancer("elsewhere", zone_id="1" * 32)
         cloudflare.ZoneSetting("other-tls", zone_id="1" * 32, setting_id="min_tls_version", value="1.2")
         cloudflare.ZoneSetting("other-ssl", zone_id="1" * 32, setting_id="ssl", value="strict")
     assert messages(run_program(program), "cloudflare-load-balancer-zones-set-tls") == [
+        f"Cloudflare load balancer elsewhere's zone {'1' * 32} has no always_use_https setting in this stack (the "
+        f"zone's default may be below it): add cloudflare.ZoneSetting(setting_id='always_use_https', value='on')",
         f"Cloudflare load balancer mcp's zone {ZONE} has no min_tls_version setting in this stack (the zone's "
         f"default may be below it): add cloudflare.ZoneSetting(setting_id='min_tls_version', value='1.2')"]

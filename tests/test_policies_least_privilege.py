@@ -64,6 +64,17 @@ def test_wildcard_actions_are_refused_in_every_kind_of_identity_policy(action):
         f" allows {wildcard}: list the actions the job needs instead")
 
 
+@pytest.mark.parametrize("action", ["s?:GetObject", "*:GetItem", "s3:*?", "dynamodb:**", "s3*"])
+def test_service_wide_patterns_with_question_marks_or_partial_services_are_refused(action):
+    assert messages(identity_policies(allow(action)), "no-wildcard-actions") == in_every_kind(
+        f" allows {action}: list the actions the job needs instead")
+
+
+def test_partial_action_patterns_including_question_marks_pass():
+    plan = identity_policies(allow(["dynamodb:Get*", "s3:??tObject", "dynamodb:Query"]))
+    assert messages(plan, "no-wildcard-actions") == []
+
+
 def test_a_single_statement_object_given_as_an_object_is_read_too():
     plan = as_object(run_program(lambda: aws.iam.Policy("managed-grants", policy=json.dumps(
         {"Version": "2012-10-17", "Statement": allow("*", Sid="Everything")}))), "managed-grants", "policy")
@@ -101,8 +112,52 @@ def test_denies_with_not_action_pass():
 def test_scopable_actions_on_every_resource_are_refused_and_named():
     plan = identity_policies(allow(["ecr:GetAuthorizationToken", "ecr:BatchGetImage", "logs:Describe*"], ["*"]))
     assert messages(plan, "resource-wildcard-only-where-aws-requires-it") == in_every_kind(
-        ' allows ecr:BatchGetImage, logs:Describe* on every resource ("*"), but AWS lets these actions be scoped: '
+        ' allows ecr:BatchGetImage, logs:Describe* on every resource (*), but AWS lets these actions be scoped: '
         "name the ARNs they need")
+
+
+@pytest.mark.parametrize("resource", [
+    f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/*", "arn:aws:dynamodb:*:*:table/mcp-estate-test-eu-state",
+    f"arn:*:dynamodb:eu-west-1:{ACCOUNT}:table/mcp-estate-test-eu-state", f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/*",
+    f"arn:aws:secretsmanager:eu-west-1:{ACCOUNT}:secret:*", f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:*",
+    "arn:aws:s3:::*/*", "*?"])
+def test_every_resource_of_a_kind_counts_as_the_wildcard(resource):
+    plan = identity_policies(allow(["dynamodb:GetItem", "ecr:GetAuthorizationToken"], [TABLE, resource]))
+    assert messages(plan, "resource-wildcard-only-where-aws-requires-it") == in_every_kind(
+        f" allows dynamodb:GetItem on every resource ({resource}), but AWS lets these actions be scoped: "
+        "name the ARNs they need")
+
+
+def test_the_estates_scoped_wildcard_arns_pass():
+    plan = identity_policies(allow(["ecr:BatchGetImage", "logs:PutLogEvents", "secretsmanager:GetSecretValue",
+                                    "dynamodb:Query", "s3:GetObject"], [
+        f"arn:aws:ecr:eu-west-1:{ACCOUNT}:repository/mcp/*", f"arn:aws:logs:eu-west-1:{ACCOUNT}:log-group:/mcp/x:*",
+        f"arn:aws:secretsmanager:eu-west-1:{ACCOUNT}:secret:mcp/booking-??????", f"{TABLE}/index/*",
+        "arn:aws:s3:::mcp-estate-artifacts/*"]))
+    assert messages(plan, "resource-wildcard-only-where-aws-requires-it") == []
+
+
+EC2 = f"arn:aws:ec2:eu-west-1:{ACCOUNT}"
+SUBNET = f"{EC2}:subnet/subnet-0a1b2c3d4e5f60718"
+
+
+def test_a_vpc_function_creates_its_interfaces_and_manages_them_only_in_its_subnets():
+    plan = identity_policies(
+        allow("ec2:CreateNetworkInterface", [f"{EC2}:network-interface/*", SUBNET, f"{EC2}:security-group/sg-0a1b"]),
+        allow(["ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses"], f"{EC2}:network-interface/*",
+              Condition={"ArnEquals": {"ec2:Subnet": [SUBNET]}}))
+    assert messages(plan, "resource-wildcard-only-where-aws-requires-it") == []
+
+
+def test_managing_every_interface_of_the_account_is_refused():
+    plan = identity_policies(allow(["ec2:DeleteNetworkInterface", "ec2:CreateNetworkInterface"],
+                                   f"{EC2}:network-interface/*"),
+                             allow("dynamodb:CreateTable", f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/*"))
+    assert messages(plan, "resource-wildcard-only-where-aws-requires-it") == sorted(in_every_kind(
+        f" allows ec2:DeleteNetworkInterface on every resource ({EC2}:network-interface/*), but AWS lets these "
+        "actions be scoped: name the ARNs they need") + in_every_kind(
+        f" allows dynamodb:CreateTable on every resource (arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/*), but AWS "
+        "lets these actions be scoped: name the ARNs they need"))
 
 
 def test_actions_without_resource_level_permissions_may_use_the_wildcard():

@@ -24,8 +24,8 @@ SUBNETS = ["subnet-0aaa", "subnet-0bbb"]
 ZONE = "fedcba9876543210fedcba9876543210"
 BUCKET_ARN = "arn:aws:s3:::mcp-estate-test-exports"
 POLICIES = ("no-ingress-from-the-internet", "ecs-services-without-public-ips", "databases-not-publicly-accessible",
-            "instances-without-public-ips", "function-urls-require-auth", "bucket-policies-not-open-to-everyone",
-            "origin-dns-records-proxied")
+            "instances-without-public-ips", "function-urls-require-auth", "resource-policies-not-open-to-everyone",
+            "origin-dns-records-proxied", "no-egress-to-the-internet")
 
 
 def messages(policy: str, program) -> list[str]:
@@ -85,9 +85,73 @@ def test_security_groups_admitting_known_sources_pass():
 
 @pytest.mark.parametrize("cidr, world", [
     ("0.0.0.0/0", True), ("::/0", True), ("0:0:0:0:0:0:0:0/0", True), (" 0.0.0.0/0 ", True), ("10.0.0.0/0", True),
-    ("0.0.0.0/1", False), ("10.30.0.0/16", False), ("2400:cb00::/32", False), ("pl-0123", False), (None, False)])
-def test_the_world_is_any_block_of_prefix_length_zero(cidr, world):
+    ("2000::/3", True), ("::/1", True), ("0.0.0.0/1", False), ("10.30.0.0/16", False), ("2400:cb00::/32", False),
+    ("2000::/4", False), ("pl-0123", False), (None, False)])
+def test_the_world_is_all_of_ipv4_or_all_public_ipv6(cidr, world):
     assert is_world(cidr) is world
+
+
+SPLIT_WORLD = {
+    "inline-ipv4-halves": lambda: aws.ec2.SecurityGroup("open", vpc_id=VPC, ingress=[
+        {"protocol": "tcp", "from_port": 443, "to_port": 443, "cidr_blocks": ["0.0.0.0/1"]},
+        {"protocol": "tcp", "from_port": 443, "to_port": 443, "cidr_blocks": ["128.0.0.0/1"]}]),
+    "rule-ipv6-global-unicast-halves": lambda: aws.ec2.SecurityGroupRule(
+        "open", type="ingress", security_group_id=SG, protocol="tcp", from_port=443, to_port=443,
+        ipv6_cidr_blocks=["2000::/4", "3000::/4"]),
+    "prefix-list-quarters": lambda: aws.ec2.ManagedPrefixList(
+        "open", name="partners", address_family="IPv4", max_entries=4, entries=[
+            {"cidr": "0.0.0.0/2"}, {"cidr": "64.0.0.0/2"}, {"cidr": "128.0.0.0/2"}, {"cidr": "192.0.0.0/2"}]),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(SPLIT_WORLD))
+def test_ranges_that_together_cover_the_internet_are_refused(shape):
+    [found] = messages("no-ingress-from-the-internet", SPLIT_WORLD[shape])
+    assert ", together the whole internet, bypassing Cloudflare" in found, found
+
+
+# -- no-egress-to-the-internet ---------------------------------------------------------------------------
+
+OPEN_EGRESS = {
+    "inline-ipv4": lambda: aws.ec2.SecurityGroup("open", vpc_id=VPC, egress=[
+        {"protocol": "-1", "from_port": 0, "to_port": 0, "cidr_blocks": ["0.0.0.0/0"]}]),
+    "default-group-ipv6": lambda: aws.ec2.DefaultSecurityGroup("open", vpc_id=VPC, egress=[
+        {"protocol": "-1", "from_port": 0, "to_port": 0, "ipv6_cidr_blocks": ["::/0"]}]),
+    "rule": lambda: aws.ec2.SecurityGroupRule("open", type="egress", security_group_id=SG, protocol="tcp",
+                                             from_port=443, to_port=443, cidr_blocks=["0.0.0.0/0"]),
+    "rule-halves": lambda: aws.ec2.SecurityGroupRule("open", type="egress", security_group_id=SG, protocol="tcp",
+                                                   from_port=443, to_port=443,
+                                                   cidr_blocks=["0.0.0.0/1", "128.0.0.0/1"]),
+    "egress-rule-ipv4": lambda: aws.vpc.SecurityGroupEgressRule(
+        "open", security_group_id=SG, ip_protocol="tcp", from_port=443, to_port=443, cidr_ipv4="0.0.0.0/0"),
+    "egress-rule-ipv6-global-unicast": lambda: aws.vpc.SecurityGroupEgressRule(
+        "open", security_group_id=SG, ip_protocol="-1", cidr_ipv6="2000::/3"),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(OPEN_EGRESS))
+def test_every_way_of_allowing_egress_to_the_whole_internet_is_refused(shape):
+    [found] = messages("no-egress-to-the-internet", OPEN_EGRESS[shape])
+    assert found.split(" open allows egress to ")[1].startswith(
+        ("0.0.0.0/0, the whole", "::/0, the whole", "0.0.0.0/1, 128.0.0.0/1, the whole", "2000::/3, the whole"))
+    assert found.endswith("allow only a security group, a prefix list or the partner ranges the server declares "
+                          "(servers[].egress)")
+
+
+def test_egress_to_partners_endpoints_and_groups_passes():
+    def program():
+        aws.ec2.SecurityGroup("tasks", vpc_id=VPC, egress=[
+            {"protocol": "tcp", "from_port": 443, "to_port": 443, "prefix_list_ids": ["pl-0123456789abcdef0"]},
+            {"protocol": "tcp", "from_port": 443, "to_port": 443, "cidr_blocks": ["203.0.113.0/24"]}])
+        aws.vpc.SecurityGroupEgressRule("to-partner", security_group_id=SG, ip_protocol="tcp", from_port=443,
+                                        to_port=443, cidr_ipv4="198.51.100.0/24")
+        aws.vpc.SecurityGroupEgressRule("to-endpoints", security_group_id=SG, ip_protocol="tcp", from_port=443,
+                                        to_port=443, referenced_security_group_id="sg-0fedcba9876543210")
+        aws.ec2.SecurityGroupRule("ingress", type="ingress", security_group_id=SG, protocol="tcp", from_port=443,
+                                  to_port=443, cidr_blocks=["10.30.0.0/16"])
+        aws.ec2.Route("nat", route_table_id="rtb-0a1b", destination_cidr_block="0.0.0.0/0",
+                      nat_gateway_id="nat-0a1b2c3d")   # a route is not a permission
+    assert messages("no-egress-to-the-internet", program) == []
 
 
 # -- ecs-services-without-public-ips --------------------------------------------------------------------
@@ -198,7 +262,7 @@ def test_function_urls_without_auth_are_refused_and_iam_auth_passes():
         'authorization_type="AWS_IAM"']
 
 
-# -- bucket-policies-not-open-to-everyone --------------------------------------------------------------
+# -- resource-policies-not-open-to-everyone --------------------------------------------------------------
 
 def statement(principal, condition=None, effect="Allow", key="Principal") -> dict:
     found = {"Sid": "Read", "Effect": effect, key: principal, "Action": "s3:GetObject", "Resource": f"{BUCKET_ARN}/*"}
@@ -235,9 +299,61 @@ def test_bucket_policies_open_to_everyone_are_refused(shape, form):
     plan = bucket_policy_plan(OPEN_STATEMENTS[shape])
     if form == "object":
         plan = as_object(plan, "exports", "policy")
-    assert [v.message for v in violations(plan, policy="bucket-policies-not-open-to-everyone")] == [
+    assert [v.message for v in violations(plan, policy="resource-policies-not-open-to-everyone")] == [
         "bucket policy exports allows everyone s3:GetObject (statement Read): name the principals, or add a "
         "condition on aws:SourceArn, aws:PrincipalOrgID or aws:SourceVpce"]
+
+
+def everyone_reads(action: str, resource: str = "*", condition: dict | None = None) -> str:
+    found = {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": action, "Resource": resource}
+    return json.dumps({"Version": "2012-10-17", "Statement": [{**found, "Condition": condition} if condition
+                                                               else found]})
+
+
+def test_every_kind_of_resource_policy_open_to_everyone_is_refused():
+    secret = f"arn:aws:secretsmanager:eu-west-1:{ACCOUNT}:secret:mcp/booking-AbCdEf"
+
+    def program():
+        aws.secretsmanager.SecretPolicy("secret", secret_arn=secret, policy=everyone_reads(
+            "secretsmanager:GetSecretValue"))
+        aws.ecr.RepositoryPolicy("repo", repository="mcp/booking", policy=everyone_reads("ecr:BatchGetImage"))
+        aws.kms.Key("key", policy=everyone_reads("kms:Decrypt", condition={
+            "StringLike": {"kms:CallerAccount": "*"}}))
+        aws.kms.ReplicaKey("replica", primary_key_arn=f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/mrk-0a1b",
+                           policy=everyone_reads("kms:Decrypt"))
+        aws.dynamodb.ResourcePolicy("table", resource_arn=f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/state",
+                                    policy=everyone_reads("dynamodb:GetItem"))
+        aws.sns.TopicPolicy("topic", arn=f"arn:aws:sns:eu-west-1:{ACCOUNT}:alerts", policy=everyone_reads(
+            "sns:Publish", condition={"ArnLike": {"aws:SourceArn": "arn:aws:cloudwatch:eu-west-1:*:alarm:*"}}))
+        aws.sqs.QueuePolicy("queue", queue_url="https://sqs.eu-west-1.amazonaws.com/111122223333/q",
+                            policy=everyone_reads("sqs:SendMessage", condition={
+                                "IpAddress": {"aws:SourceIp": ["0.0.0.0/1", "128.0.0.0/1"]}}))
+        aws.lambda_.Permission("invoke", action="lambda:InvokeFunction", function="canary", principal="*")
+    assert sorted(messages("resource-policies-not-open-to-everyone", program)) == sorted([
+        f"{kind} allows everyone {action}: name the principals, or add a condition on aws:SourceArn, "
+        "aws:PrincipalOrgID or aws:SourceVpce" for kind, action in [
+            ("secret policy secret", "secretsmanager:GetSecretValue"),
+            ("ECR repository policy repo", "ecr:BatchGetImage"),
+            ("KMS key key", "kms:Decrypt"), ("KMS replica key replica", "kms:Decrypt"),
+            ("DynamoDB resource policy table", "dynamodb:GetItem"), ("SNS topic policy topic", "sns:Publish"),
+            ("SQS queue policy queue", "sqs:SendMessage")]] + [
+        "Lambda permission invoke lets anyone invoke canary: name the service or account as principal, and set "
+        "source_arn or source_account"])
+
+
+def test_resource_policies_pinned_to_the_account_or_a_source_pass():
+    def program():
+        aws.kms.Key("key", policy=everyone_reads("kms:Decrypt", condition={
+            "StringEquals": {"kms:CallerAccount": ACCOUNT,
+                             "kms:ViaService": "secretsmanager.eu-west-1.amazonaws.com"}}))
+        aws.sns.TopicPolicy("topic", arn=f"arn:aws:sns:eu-west-1:{ACCOUNT}:alerts", policy=everyone_reads(
+            "sns:Publish", condition={"ArnLike": {"aws:SourceArn": f"arn:aws:cloudwatch:eu-west-1:{ACCOUNT}:alarm:*"}}))
+        aws.lambda_.Permission("schedule", action="lambda:InvokeFunction", function="canary",
+                               principal="events.amazonaws.com",
+                               source_arn=f"arn:aws:events:eu-west-1:{ACCOUNT}:rule/canary")
+        aws.lambda_.Permission("anyone-from-the-org", action="lambda:InvokeFunction", function="canary",
+                               principal="*", principal_org_id="o-a1b2c3d4e5")
+    assert messages("resource-policies-not-open-to-everyone", program) == []
 
 
 def test_bucket_policies_naming_who_or_denying_pass():
@@ -248,7 +364,7 @@ def test_bucket_policies_naming_who_or_denying_pass():
         # the estate's own TLS-only statement: a Deny only narrows access
         {"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": [BUCKET_ARN, f"{BUCKET_ARN}/*"],
          "Condition": {"Bool": {"aws:SecureTransport": "false"}}})
-    assert violations(plan, policy="bucket-policies-not-open-to-everyone") == []
+    assert violations(plan, policy="resource-policies-not-open-to-everyone") == []
 
 
 # -- origin-dns-records-proxied ----------------------------------------------------------------------------
@@ -268,6 +384,28 @@ def test_dns_only_records_exposing_an_origin_are_refused():
         "its traffic bypasses Cloudflare's WAF; set proxied=True",
         "Cloudflare DNS record origin-us (A us.origin.example.travel) is DNS-only: it exposes the origin and its "
         "traffic bypasses Cloudflare's WAF; set proxied=True"]
+
+
+def test_a_dns_only_record_named_like_a_validation_record_but_pointing_at_an_origin_is_refused():
+    def program():
+        cloudflare.DnsRecord("hidden", zone_id=ZONE, name="_origin.example.travel", type="CNAME", ttl=1,
+                             content="mcp-eu-west-1-alb-1234.eu-west-1.elb.amazonaws.com", proxied=False)
+        cloudflare.DnsRecord("fake-acm", zone_id=ZONE, name="_x.example.travel", type="A", ttl=1,
+                             content="54.77.10.10", proxied=False)
+    assert sorted(messages("origin-dns-records-proxied", program)) == [
+        "Cloudflare DNS record fake-acm (A _x.example.travel) is DNS-only: it exposes the origin and its traffic "
+        "bypasses Cloudflare's WAF; set proxied=True",
+        "Cloudflare DNS record hidden (CNAME _origin.example.travel) is DNS-only: it exposes the origin and its "
+        "traffic bypasses Cloudflare's WAF; set proxied=True"]
+
+
+def test_validation_and_dkim_records_stay_dns_only():
+    def program():
+        cloudflare.DnsRecord("acm-dot", zone_id=ZONE, name="_3f2a.mcp.example.travel", type="CNAME", ttl=60,
+                             content="_9c1d.abcdefghij.acm-validations.aws.", proxied=False)
+        cloudflare.DnsRecord("dkim", zone_id=ZONE, name="abc123._domainkey.example.travel", type="CNAME", ttl=300,
+                             content="abc123.dkim.amazonses.com", proxied=False)
+    assert messages("origin-dns-records-proxied", program) == []
 
 
 def test_proxied_records_validation_records_and_non_address_records_pass():

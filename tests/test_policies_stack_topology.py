@@ -135,7 +135,7 @@ GROUPS = {"us-east-1": "americas", "eu-west-1": "eu", "eu-central-1": "eu"}
 
 
 def hand_built(*, waf=("us-east-1", "eu-west-1", "eu-central-1"), internal=(), origins=None, replicas=None,
-               countries=("DE", "FR"), load_balancer=None) -> Plan:
+               countries=("DE", "FR"), load_balancer=None, replica_resources=None) -> Plan:
     """Per region a service, an ALB (with WAF) and a pool; per group a table; one geo load balancer.
     Each keyword breaks one part: `origins` maps a region's pool to another region's ALB or to an
     address; `load_balancer(pools)` returns LoadBalancer arguments to override."""
@@ -155,19 +155,22 @@ def hand_built(*, waf=("us-east-1", "eu-west-1", "eu-central-1"), internal=(), o
                                             web_acl_arn=f"arn:aws:wafv2:{region}:{ACCOUNT}:regional/webacl/w/1")
         pools = {}
         for region in GROUPS:
-            origin = (origins or {}).get(region, region)   # a region (its ALB) or a literal address
+            origin = (origins or {}).get(region, region)   # a region (its ALB), a literal address or None
             address = albs[origin].dns_name if origin in albs else origin
             pools[region] = cloudflare.LoadBalancerPool(
                 f"pool-{region}", account_id="f" * 32, name=f"mcp-test-{region}",
-                origins=[{"name": region, "address": address, "enabled": True}]).id
+                origins=[{"name": region, "address": address, "enabled": True}] if address else []).id
         for group, home in (("americas", "us-east-1"), ("eu", "eu-west-1")):
             tags = {"mcp-estate:residency-group": group, "mcp-estate:residency": "strict" if group == "eu" else "open"}
             if group == "eu" and countries:
                 tags["mcp-estate:countries"] = " ".join(countries)
-            aws.dynamodb.Table(f"{group}-state", hash_key="pk", attributes=[{"name": "pk", "type": "S"}],
-                               replicas=[{"region_name": r} for r in (replicas or {}).get(
-                                   group, [r for r, g in GROUPS.items() if g == group and r != home])],
-                               tags=tags, opts=pulumi.ResourceOptions(provider=providers[home]))
+            table = aws.dynamodb.Table(f"{group}-state", hash_key="pk", attributes=[{"name": "pk", "type": "S"}],
+                                       replicas=[{"region_name": r} for r in (replicas or {}).get(
+                                           group, [r for r, g in GROUPS.items() if g == group and r != home])],
+                                       tags=tags, opts=pulumi.ResourceOptions(provider=providers[home]))
+            for region in (replica_resources or {}).get(group, []):
+                aws.dynamodb.TableReplica(f"{group}-state-{region}", global_table_arn=table.arn,
+                                          opts=pulumi.ResourceOptions(provider=providers[region]))
         eu = [pools["eu-west-1"], pools["eu-central-1"]]
         arguments = dict(
             default_pools=[pools["us-east-1"]], fallback_pool=pools["us-east-1"],
@@ -266,11 +269,73 @@ def test_a_pool_leads_where_its_origin_is_whatever_its_name_says():
     assert all("mcp-test-eu-central-1 (us-east-1)" in m for m in messages), messages
 
 
-def test_a_pool_whose_origin_is_no_alb_of_the_estate_leads_where_its_name_says():
+def test_a_pool_whose_origin_is_no_alb_of_the_estate_leads_outside_whatever_its_name_says():
+    # mcp-test-eu-central-1 is named for the region, but its origin could be anywhere in the world.
     plan = hand_built(origins={"eu-central-1": "eu-central-1.origin.example.travel"})
-    assert found(plan, RESIDENCY) == []
-    [unrouted] = found(plan, ROUTED)   # but the ALB of eu-central-1 is no pool's origin
+    messages = found(plan, RESIDENCY)
+    assert [m.split(" to ")[0] for m in messages] == [
+        "Cloudflare load balancer lb sends DE visitors (strict group eu)",
+        "Cloudflare load balancer lb sends FR visitors (strict group eu)",
+        "Cloudflare load balancer lb's rule 'residency-eu' sends strict group eu's visitors"]
+    assert all("mcp-test-eu-central-1 (outside the estate)" in m for m in messages), messages
+    [unrouted] = found(plan, ROUTED)   # and the ALB of eu-central-1 is no pool's origin
     assert unrouted.startswith("Region eu-central-1 (running booking) has no enabled Cloudflare pool")
+
+
+def test_a_pool_without_origins_leads_where_its_name_says():
+    assert found(hand_built(origins={"eu-central-1": None}), RESIDENCY) == []
+
+
+def test_a_rule_before_the_residency_rule_that_may_catch_its_visitors_is_reported():
+    def maintenance_first(pools):
+        eu = [pools["eu-west-1"], pools["eu-central-1"]]
+        return {"rules": [
+            {"name": "residency-eu", "priority": 10, "terminates": True, "condition": 'ip.src.country in {"DE" "FR"}',
+             "overrides": {"default_pools": eu, "fallback_pool": eu[0]}},
+            {"name": "beta", "priority": 1, "condition": 'http.request.uri.path contains "/beta"',
+             "overrides": {"steering_policy": "random"}},
+            {"name": "fr-canary", "priority": 2, "terminates": True, "condition": 'ip.src.country in {"FR"}'},
+            {"name": "us-only", "priority": 3, "terminates": True, "condition": 'ip.src.country in {"US"}',
+             "overrides": {"default_pools": [pools["us-east-1"]]}},
+            {"name": "after", "priority": 20, "terminates": True, "condition": "true"}]}
+    assert found(hand_built(load_balancer=maintenance_first), RESIDENCY) == [
+        "Cloudflare load balancer lb's rule 'beta' overrides steeringPolicy before the residency rule "
+        "'residency-eu' and may match strict group eu's visitors ('http.request.uri.path contains \"/beta\"'): "
+        "give the residency rule a lower priority, or limit this rule to `ip.src.country in {...}` of other "
+        "countries",
+        "Cloudflare load balancer lb's rule 'fr-canary' terminates before the residency rule 'residency-eu' and "
+        "may match strict group eu's visitors ('ip.src.country in {\"FR\"}'): give the residency rule a lower "
+        "priority, or limit this rule to `ip.src.country in {...}` of other countries"]
+
+
+def test_a_terminating_fixed_response_before_the_residency_rule_passes():
+    def fixed_first(pools):
+        eu = [pools["eu-west-1"], pools["eu-central-1"]]
+        return {"rules": [
+            {"name": "blocked", "priority": 1, "terminates": True, "condition": 'http.request.uri.path eq "/admin"',
+             "fixed_response": {"status_code": 403, "message_body": "no"}},
+            {"name": "residency-eu", "priority": 2, "terminates": True, "condition": 'ip.src.country in {"DE" "FR"}',
+             "overrides": {"default_pools": eu, "fallback_pool": eu[0]}}]}
+    assert found(hand_built(load_balancer=fixed_first), RESIDENCY) == []
+
+
+def test_a_table_replica_resource_outside_a_strict_group_is_a_copy_there():
+    def program(extra_region="us-east-1"):
+        home = aws.Provider("aws-eu-west-1", region="eu-west-1")
+        table = aws.dynamodb.Table("eu-state", hash_key="pk", attributes=[{"name": "pk", "type": "S"}],
+                                   tags={"mcp-estate:residency-group": "eu", "mcp-estate:residency": "strict",
+                                         "mcp-estate:region": "eu-west-1", "mcp-estate:countries": "DE FR"},
+                                   opts=pulumi.ResourceOptions(provider=home))
+        aws.dynamodb.TableReplica("eu-state-us-east-1", global_table_arn=table.arn,
+                                  opts=pulumi.ResourceOptions(provider=aws.Provider(f"aws-{extra_region}",
+                                                                                    region=extra_region)))
+    assert found(run_program(program), RESIDENCY) == [
+        "State table eu-state of strict group eu has a copy in us-east-1, outside the group's regions (eu-west-1): "
+        "remove the replica"]
+
+
+def test_a_table_replica_resource_is_the_copy_a_serving_region_needs():
+    assert found(hand_built(replicas={"eu": []}, replica_resources={"eu": ["eu-central-1"]}), ROUTED) == []
 
 
 @pytest.mark.parametrize("route, into_eu", [

@@ -72,8 +72,13 @@ def test_unreadable_container_definitions_are_reported_not_passed():
 
 # -- images-from-allowed-registries ------------------------------------------------------------------
 
-def test_by_default_any_private_ecr_registry_is_allowed():
-    assert found(lambda: task(PINNED, OTHER_ACCOUNT_IMAGE), "images-from-allowed-registries") == []
+def test_without_config_or_provider_accounts_a_private_ecr_image_cannot_be_judged():
+    # Another account's ECR is as foreign as Docker Hub: with nothing naming the estate's account,
+    # allowing any private ECR would let it through.
+    assert found(lambda: task(OTHER_ACCOUNT_IMAGE), "images-from-allowed-registries") == [
+        f"Task definition booking-task, container c0: image '{OTHER_ACCOUNT_IMAGE}' comes from the private ECR of "
+        "account 444455556666, but this check cannot tell the estate's account (no allowedRegistries config, no "
+        "allowedAccountIds on the resource's AWS provider): set allowedRegistries, e.g. ['444455556666.dkr.ecr.']"]
 
 
 @pytest.mark.parametrize("image, host", [
@@ -85,9 +90,9 @@ def test_by_default_any_private_ecr_registry_is_allowed():
     (f"quay.io/acme/mcp-booking@{DIGEST}", "quay.io"),
 ])
 def test_images_from_public_registries_are_reported(image, host):
-    [message] = found(lambda: task(PINNED, image), "images-from-allowed-registries")
-    assert f"container c1: image '{image}' comes from the public registry {host}" in message
-    assert "allowed: a private ECR registry" in message
+    [message] = found(lambda: task(image), "images-from-allowed-registries")
+    assert f"container c0: image '{image}' comes from the public registry {host}" in message
+    assert "allowed: the estate's private ECR (set allowedRegistries to name it)" in message
 
 
 def test_a_host_that_only_looks_like_ecr_is_not_allowed():

@@ -169,3 +169,16 @@ def test_flow_log_role_can_only_write_to_its_own_log_group():
     assert statement == {"Effect": "Allow",
                          "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
                          "Resource": [group_arn, f"{group_arn}:*"]}
+
+
+def test_endpoints_only_serve_the_estates_account_and_ecrs_layer_bucket():
+    plan, _ = network(nat=False)
+    endpoints = {e.inputs["serviceName"].rsplit(".", 1)[-1]: policy(e, "policy")["Statement"]
+                 for e in plan.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")}
+    assert endpoints["sts"] == [{"Sid": "EstateAccountCallersOnly", "Effect": "Allow", "Principal": "*",
+                                 "Action": "*", "Resource": "*",
+                                 "Condition": {"StringEquals": {"aws:PrincipalAccount": ACCOUNT}}}]
+    assert [s["Condition"] for s in endpoints["dynamodb"]] == [{"StringEquals": {"aws:ResourceAccount": ACCOUNT}}]
+    layers = [s for s in endpoints["s3"] if s["Sid"] == "EcrImageLayers"]
+    assert layers == [{"Sid": "EcrImageLayers", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+                       "Resource": f"arn:aws:s3:::prod-{REGION}-starport-layer-bucket/*"}]

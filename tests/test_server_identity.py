@@ -6,7 +6,7 @@ import pulumi_aws as aws
 import pytest
 
 from components.server_identity import Grant, ServerIdentity, ServerIdentityArgs
-from tests.conftest import ACCOUNT, policy, run_program
+from conftest import ACCOUNT, policy, run_program
 
 REGIONS = ["eu-west-1", "us-east-1"]
 TAGS = {"mcp-estate:stack": "test", "mcp-estate:environment": "prod", "mcp-estate:owner": "travel-platform",
@@ -132,3 +132,20 @@ def test_roles_are_children_of_the_identity_component(plan):
     assert {r.name for r in plan.children_of(component)} == {
         "booking-identity-task", "booking-identity-task-grants",
         "booking-identity-execution", "booking-identity-execution-policy"}
+
+
+def test_a_server_granted_state_may_use_the_tables_keys_only_through_dynamodb():
+    keys = dict(zip(REGIONS, KEYS))
+    [*grants, key_use] = statements(plan_of(state_key_arns=keys), "booking-identity-task-grants")
+    assert key_use == {"Effect": "Allow",
+                       "Action": ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*",
+                                  "kms:ReEncrypt*"],
+                       "Resource": KEYS,
+                       "Condition": {"StringEquals": {"kms:ViaService": ["dynamodb.eu-west-1.amazonaws.com",
+                                                                         "dynamodb.us-east-1.amazonaws.com"]}}}
+    assert len(grants) == 2
+
+
+def test_a_server_without_state_keys_gets_no_key_permission(plan):
+    assert not any(a.startswith("kms:") for s in statements(plan, "booking-identity-task-grants")
+                   for a in s["Action"])

@@ -1,0 +1,142 @@
+"""CloudWatch dashboards: one per region (what runs there), one global (every region side by side).
+
+A region's dashboard graphs, per server: the ALB's 5xx, p99 latency and healthy targets, the ECS
+service's CPU and memory, the canary's success and probe latency through the ALB and through the
+edge, and the per-tool calls and errors of `components/telemetry.py` (a SEARCH expression, so a
+tool appears without a redeploy). The global dashboard puts the regions side by side: canary
+success, ALB 5xx and p99, and tool calls and errors per region.
+
+Dashboards are global in an account (one name space for every region); each widget names the
+region its metrics live in. The bodies are plain data with outputs only where AWS assigns the
+value (ALB and target-group ARN suffixes, service names).
+
+Requires: the providers of every region (each region's dashboard is managed through its own).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from mcp_estate.canary_handler import NAMESPACE as CANARY
+from mcp_estate.canary_handler import PATHS
+
+from .naming import child_opts
+from .telemetry import NAMESPACE as TOOLS
+
+WIDTH, HEIGHT = 12, 6
+PERIOD = 60
+
+
+@dataclass
+class DashboardService:
+    server: str
+    service_name: pulumi.Input[str]
+    target_group_arn_suffix: pulumi.Input[str]
+
+
+@dataclass
+class DashboardRegion:
+    name: str
+    cluster_name: pulumi.Input[str]
+    alb_arn_suffix: pulumi.Input[str]
+    services: list[DashboardService]
+
+
+@dataclass
+class DashboardsArgs:
+    name_prefix: str                      # the estate's physical-name prefix, e.g. mcp-estate-prod
+    home_region: str                      # where the global dashboard is managed
+    regions: list[DashboardRegion]
+    providers: dict[str, aws.Provider]
+
+
+def metric_widget(title: str, region: str, metrics: list[list], stat: str, period: int = PERIOD) -> dict:
+    return {"type": "metric", "width": WIDTH, "height": HEIGHT, "properties": {
+        "title": title, "region": region, "view": "timeSeries", "stat": stat, "period": period,
+        "metrics": metrics}}
+
+
+def search(metric: str) -> list:
+    """Every Server/Tool series of a tool metric, found when the dashboard is viewed."""
+    return [{"expression": f"SEARCH('{{{TOOLS},Server,Tool}} MetricName=\"{metric}\"', 'Sum', 300)",
+             "id": metric.lower(), "label": metric.lower()}]
+
+
+def alb_metric(region: DashboardRegion, metric: str, service: DashboardService, *, everywhere: bool = False) -> list:
+    """A target group's ALB metric; `everywhere`: on a widget of every region's metrics."""
+    options = {"label": f"{service.server} {region.name}", "region": region.name} if everywhere else \
+        {"label": service.server}
+    return ["AWS/ApplicationELB", metric, "LoadBalancer", region.alb_arn_suffix,
+            "TargetGroup", service.target_group_arn_suffix, options]
+
+
+def ecs_metric(region: DashboardRegion, metric: str, service: DashboardService) -> list:
+    return ["AWS/ECS", metric, "ClusterName", region.cluster_name, "ServiceName", service.service_name,
+            {"label": service.server}]
+
+
+def canary_metric(region: str, server: str, path: str, metric: str, **dimensions: str) -> list:
+    extra = [part for key, value in dimensions.items() for part in (key, value)]
+    return [CANARY, metric, "Server", server, "Region", region, "Path", path, *extra,
+            {"label": f"{server} via {path}", "region": region}]
+
+
+def region_widgets(region: DashboardRegion) -> list[dict]:
+    name, services = region.name, region.services
+    return [
+        metric_widget("ALB 5xx per minute", name,
+                      [alb_metric(region, "HTTPCode_Target_5XX_Count", s) for s in services], "Sum"),
+        metric_widget("Latency p99 (s)", name, [alb_metric(region, "TargetResponseTime", s) for s in services], "p99"),
+        metric_widget("Healthy tasks", name,
+                      [alb_metric(region, "HealthyHostCount", s) for s in services], "Minimum"),
+        metric_widget("ECS CPU %", name, [ecs_metric(region, "CPUUtilization", s) for s in services], "Average"),
+        metric_widget("ECS memory %", name, [ecs_metric(region, "MemoryUtilization", s) for s in services],
+                      "Average"),
+        metric_widget("Canary success (1 = ok)", name,
+                      [canary_metric(name, s.server, p, "Success") for s in services for p in PATHS], "Minimum"),
+        metric_widget("Canary probe latency (ms)", name,
+                      [canary_metric(name, s.server, p, "Latency", Step="total") for s in services for p in PATHS],
+                      "Maximum"),
+        metric_widget("Tool calls per 5 minutes", name, [search("Calls")], "Sum", 300),
+        metric_widget("Tool errors per 5 minutes", name, [search("Errors")], "Sum", 300),
+    ]
+
+
+def global_widgets(regions: list[DashboardRegion], home: str) -> list[dict]:
+    """Every metric names its own region; `home` is only the widgets' default."""
+    return [
+        metric_widget("Canary success through the ALB, every region", home,
+                      [canary_metric(r.name, s.server, "alb", "Success") for r in regions for s in r.services],
+                      "Minimum"),
+        metric_widget("Canary success through the edge, every region", home,
+                      [canary_metric(r.name, s.server, "edge", "Success") for r in regions for s in r.services],
+                      "Minimum"),
+        metric_widget("ALB 5xx per minute, every region", home,
+                      [alb_metric(r, "HTTPCode_Target_5XX_Count", s, everywhere=True)
+                       for r in regions for s in r.services], "Sum"),
+        metric_widget("Latency p99 (s), every region", home,
+                      [alb_metric(r, "TargetResponseTime", s, everywhere=True) for r in regions for s in r.services],
+                      "p99"),
+        *[metric_widget(f"Tool calls and errors per 5 minutes, {r.name}", r.name,
+                        [search("Calls"), search("Errors")], "Sum", 300)
+          for r in regions],
+    ]
+
+
+class Dashboards(pulumi.ComponentResource):
+    def __init__(self, name: str, args: DashboardsArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mcp-estate:dashboards:Dashboards", name, None, opts)
+        for region in args.regions:
+            self._dashboard(f"{name}-{region.name}", f"{args.name_prefix}-{region.name}", region_widgets(region),
+                            args.providers[region.name])
+        self._dashboard(f"{name}-global", f"{args.name_prefix}-global", global_widgets(args.regions, args.home_region),
+                        args.providers[args.home_region])
+        self.register_outputs({})
+
+    def _dashboard(self, resource_name: str, dashboard_name: str, widgets: list[dict],
+                   provider: aws.Provider) -> None:
+        aws.cloudwatch.Dashboard(resource_name, dashboard_name=dashboard_name, opts=child_opts(self, provider=provider),
+                                 dashboard_body=pulumi.Output.json_dumps({"widgets": widgets}))

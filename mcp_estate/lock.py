@@ -1,0 +1,283 @@
+"""`estate lock`: pin a server's image to the digest a tag points at, in the stack file.
+
+The tag is resolved in the estate's registry (the `primary_region` ECR of `aws_account_id`,
+the repository of the server's current image). The image must have passed its scan (no
+CRITICAL or HIGH finding, scan complete) and be present, by digest, in every region running the
+server, since each region's tasks pull from their regional replica. Only then is the one
+`image:` value rewritten, as a text splice at the exact place the YAML parser found it: the
+rest of the file (comments, order, quoting) stays byte for byte. The new text is re-parsed and
+validated before it replaces the file atomically. Any refusal writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import yaml
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .spec import EstateSpec, Server
+from .stackfile import ESTATE_KEY, load_spec, stack_path
+from .validate import SpecError, parse_spec
+
+EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
+BLOCKING = ("CRITICAL", "HIGH")
+# Basic scanning reports COMPLETE; enhanced (Inspector) scanning ACTIVE while it monitors the image.
+SCANNED = ("COMPLETE", "ACTIVE")
+
+
+class LockError(Exception):
+    """A refusal: one line per problem, and the exit code (1 findings, 2 bad input)."""
+
+    def __init__(self, problems: list[str], code: int = EXIT_BAD_INPUT):
+        super().__init__("; ".join(problems))
+        self.problems, self.code = problems, code
+
+
+@dataclass(frozen=True)
+class Scan:
+    status: str                      # COMPLETE, ACTIVE, IN_PROGRESS..., or MISSING
+    counts: dict[str, int]
+
+    @property
+    def blocking(self) -> dict[str, int]:
+        return {s: self.counts[s] for s in BLOCKING if self.counts.get(s)}
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{s} {n}" for s, n in sorted(self.counts.items())) or "no findings"
+        return f"scan {self.status}: {counts}"
+
+
+@dataclass
+class Locked:
+    path: Path
+    server: str
+    tag: str
+    image: str
+    previous: str
+    scan: Scan
+    regions: list[str]
+    changed: bool
+    warnings: list[str]
+
+
+def lock(session: boto3.Session, stack: str, server_name: str, tag: str, stacks_dir: Path,
+         allow_findings: bool = False) -> Locked:
+    """Pin `server_name`'s image to `tag`'s digest; raises LockError, writing nothing, on any refusal."""
+    try:
+        _, spec = load_spec(stack, stacks_dir)
+    except SpecError as error:
+        raise LockError([f"{p.path}: {p.message}" for p in error.problems]) from None
+    server = _server(spec, server_name)
+    registry = server.registry_host.split(".", 1)[0]
+    try:
+        home = session.client("ecr", region_name=spec.primary_region)
+        digest = _digest(home, registry, server.repository, tag)
+        scan = _scan(home, registry, server.repository, digest)
+        warnings = _scan_gate(server, tag, scan, allow_findings)
+        regions = spec.server_regions(server)
+        _present_everywhere(session, registry, server.repository, digest, regions, spec.primary_region)
+    except ClientError as error:
+        detail = error.response.get("Error", {})
+        raise LockError([f"{error.operation_name}: {detail.get('Code')}: {detail.get('Message')}"]) from None
+    except BotoCoreError as error:
+        raise LockError([str(error)]) from None
+    image = f"{server.registry_host}/{server.repository}@{digest}"
+    locked = Locked(stack_path(stack, stacks_dir), server.name, tag, image, server.image, scan, regions,
+                    changed=server.digest != digest, warnings=warnings)
+    if locked.changed:
+        path = locked.path
+        new_text = pin_image(path.read_bytes().decode("utf-8"), server.name, image)
+        try:
+            _write_atomically(path, new_text)
+        except OSError as error:
+            raise LockError([f"cannot write {path}: {error.strerror}"]) from None
+    return locked
+
+
+def _server(spec: EstateSpec, name: str) -> Server:
+    for server in spec.servers:
+        if server.name == name:
+            return server
+    raise LockError([f"no server '{name}' in the stack (servers: {', '.join(s.name for s in spec.servers)})"])
+
+
+def _digest(ecr: Any, registry: str, repository: str, tag: str) -> str:
+    try:
+        images = ecr.describe_images(registryId=registry, repositoryName=repository,
+                                     imageIds=[{"imageTag": tag}])["imageDetails"]
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code")
+        if code == "RepositoryNotFoundException":
+            raise LockError([f"no repository '{repository}' in registry {registry} "
+                             f"({ecr.meta.region_name}): push the image first"]) from None
+        if code == "ImageNotFoundException":
+            raise LockError([f"no tag '{tag}' in {repository} ({ecr.meta.region_name})"]) from None
+        raise
+    return images[0]["imageDigest"]
+
+
+def _scan(ecr: Any, registry: str, repository: str, digest: str) -> Scan:
+    """The scan of the digest (not the tag, which may move while we look)."""
+    try:
+        result = ecr.describe_image_scan_findings(registryId=registry, repositoryName=repository,
+                                                  imageId={"imageDigest": digest}, maxResults=1)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "ScanNotFoundException":
+            return Scan("MISSING", {})
+        raise
+    status = result.get("imageScanStatus", {}).get("status", "MISSING")
+    counts = result.get("imageScanFindings", {}).get("findingSeverityCounts", {}) if status in SCANNED else {}
+    return Scan(status, dict(counts))
+
+
+def _scan_gate(server: Server, tag: str, scan: Scan, allow_findings: bool) -> list[str]:
+    """Refuse an image with blocking findings or no finished scan; with the flag, warnings instead."""
+    subject = f"{server.repository}:{tag}"
+    if scan.status not in SCANNED:
+        reason = "has no scan" if scan.status == "MISSING" else f"has no usable scan (status {scan.status})"
+        if not allow_findings:
+            raise LockError([f"{subject} {reason}: wait for the scan (scan on push) and rerun, or pass "
+                             "--allow-findings to pin it unscanned"])
+        return [f"{subject} {reason}: pinned UNSCANNED because of --allow-findings"]
+    if scan.blocking:
+        counts = ", ".join(f"{n} {s}" for s, n in scan.blocking.items())
+        if not allow_findings:
+            raise LockError([f"{subject} has {counts} finding(s): fix and push a new image, or pass "
+                             "--allow-findings with a recorded exception"], EXIT_FINDINGS)
+        return [f"{subject} has {counts} finding(s): pinned anyway because of --allow-findings"]
+    return []
+
+
+def _present_everywhere(session: boto3.Session, registry: str, repository: str, digest: str,
+                        regions: list[str], home: str) -> None:
+    missing = []
+    for region in (r for r in regions if r != home):
+        try:
+            session.client("ecr", region_name=region).describe_images(
+                registryId=registry, repositoryName=repository, imageIds=[{"imageDigest": digest}])
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code")
+            if code not in ("RepositoryNotFoundException", "ImageNotFoundException"):
+                raise
+            missing.append(f"{region}: {'no repository' if code.startswith('Repository') else 'no image'} "
+                           f"{repository}@{digest[:19]}...")
+    if missing:
+        raise LockError(["not yet replicated to every region running the server (replication may lag: "
+                         "rerun in a few minutes)", *missing])
+
+
+# -- the text edit -------------------------------------------------------------------------
+
+def pin_image(text: str, server: str, image: str) -> str:
+    """`text` with only `server`'s `image:` value replaced by `image`, checked by re-parsing."""
+    node = _image_node(text, server)
+    quote = {"'": "'", '"': '"'}.get(node.style, "")
+    new_text = f"{text[:node.start_mark.index]}{quote}{image}{quote}{text[node.end_mark.index:]}"
+    _check_only_image_changed(text, new_text, server, image)
+    return new_text
+
+
+def _image_node(text: str, server: str) -> yaml.ScalarNode:
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    servers = _child(_child(_child(root, "config"), ESTATE_KEY), "servers")
+    if not isinstance(servers, yaml.SequenceNode):
+        raise LockError([f"`{ESTATE_KEY}.servers` is not a list"])
+    items = [n for n in servers.value if isinstance(n, yaml.MappingNode)
+             and getattr(_child(n, "name", required=False), "value", None) == server]
+    if not items:
+        raise LockError([f"no `- name: {server}` item under `{ESTATE_KEY}.servers`"])
+    node = _child(items[-1], "image")
+    if not isinstance(node, yaml.ScalarNode) or node.style not in (None, "'", '"') \
+            or node.start_mark.line != node.end_mark.line:
+        raise LockError([f"servers[{server}].image is not a one-line scalar: write it on one line and rerun"])
+    return node
+
+
+def _child(node: Any, key: str, required: bool = True) -> Any:
+    """The value of `key` in a mapping node; the last one wins, as when the file is loaded."""
+    found = None
+    if isinstance(node, yaml.MappingNode):
+        found = next((v for k, v in reversed(node.value) if isinstance(k, yaml.ScalarNode) and k.value == key),
+                     None)
+    if found is None and required:
+        raise LockError([f"no `{key}:` found where the stack file should have one (config.{ESTATE_KEY}.servers)"])
+    return found
+
+
+def _check_only_image_changed(old: str, new: str, server: str, image: str) -> None:
+    """The new file must load as the old one with that single value replaced, and be a valid estate."""
+    expected = yaml.safe_load(old)
+    for item in expected["config"][ESTATE_KEY]["servers"]:
+        if isinstance(item, dict) and item.get("name") == server:
+            item["image"] = image
+    try:
+        after = yaml.safe_load(new)
+    except yaml.YAMLError:
+        after = None
+    if after != expected:
+        raise LockError([f"servers[{server}].image uses YAML this edit cannot change safely (an anchor, alias "
+                         f"or tag): set it by hand to {image}"])
+    try:
+        parse_spec(after["config"][ESTATE_KEY])
+    except SpecError as error:
+        raise LockError([f"the pinned stack would be invalid: {p.path}: {p.message}" for p in error.problems]) \
+            from None
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Replace the file in one step, keeping its mode: readers see the old or the new file, never half."""
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(text.encode("utf-8"))
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temp, path.stat().st_mode & 0o7777)
+        os.replace(temp, path)
+    except BaseException:
+        os.unlink(temp)
+        raise
+
+
+# -- the command -----------------------------------------------------------------------------
+
+def add_command(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "lock", help="pin a server's image to the digest of a scanned tag, in the stack file",
+        description="Exit 0 when pinned (or already pinned), 1 when the scan has CRITICAL/HIGH findings, "
+                    "2 when the stack, server, repository, tag or a region's replica is missing.")
+    parser.add_argument("--stack", required=True, help="stack name: edits stacks/Pulumi.<stack>.yaml")
+    parser.add_argument("--server", required=True, help="server name, as in `servers`")
+    parser.add_argument("--tag", required=True, help="image tag to resolve in the server's repository")
+    parser.add_argument("--allow-findings", action="store_true",
+                        help="pin even with CRITICAL/HIGH findings or no finished scan (warns)")
+    parser.add_argument("--stacks-dir", type=Path, default=Path("stacks"), help="default: ./stacks")
+    parser.set_defaults(handler=_handle)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    try:
+        locked = lock(boto3.Session(), args.stack, args.server, args.tag, args.stacks_dir, args.allow_findings)
+    except LockError as error:
+        print(f"estate lock: {args.server}:{args.tag} not pinned, nothing written:", file=sys.stderr)
+        for problem in error.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return error.code
+    for warning in locked.warnings:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    print(f"{locked.server}: {locked.tag} -> {locked.image.rsplit('@', 1)[1]}")
+    print(f"  {locked.scan.summary()}")
+    print(f"  present in: {', '.join(locked.regions)}")
+    if locked.changed:
+        print(f"{locked.path}: servers[{locked.server}].image pinned (was ...@{locked.previous.rsplit('@', 1)[1]})")
+    else:
+        print(f"{locked.path}: servers[{locked.server}].image already pinned to this digest: nothing changed")
+    return EXIT_OK

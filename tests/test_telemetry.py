@@ -1,0 +1,200 @@
+"""What the SREs watch: per-tool metrics and anomaly alarms, change detection, and the dashboards."""
+
+from __future__ import annotations
+
+import json
+
+import pulumi
+import pulumi_aws as aws
+import pytest
+
+from components.change_detection import ChangeDetection, ChangeDetectionArgs, autoscaling_role_arn
+from components.dashboards import DashboardRegion, Dashboards, DashboardsArgs, DashboardService
+from components.telemetry import ToolTelemetry, ToolTelemetryArgs, filter_pattern
+from mcp_estate.fidelity import inspect_resource
+from mcp_estate.offline import run_offline
+from tests.conftest import ACCOUNT, Plan, policy, violations
+
+REGION = "eu-west-1"
+PREFIX = "mcp-estate-test"
+TOPIC = f"arn:aws:sns:{REGION}:{ACCOUNT}:mcp-estate-test-{REGION}-alerts"
+TAGS = {"mcp-estate:stack": "test", "mcp-estate:region": REGION}
+DEPLOYER = f"arn:aws:iam::{ACCOUNT}:role/mcp-estate-deploy"
+CLUSTER = f"{PREFIX}-{REGION}"
+CLUSTER_ARN = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{CLUSTER}"
+
+
+def run(program) -> Plan:
+    return Plan(run_offline(program, stack="test", config={}, account_id=ACCOUNT, inspect=inspect_resource))
+
+
+def provider(region: str = REGION) -> aws.Provider:
+    return aws.Provider(f"aws-{region}", region=region)
+
+
+# -- per-tool telemetry ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tools() -> Plan:
+    def program():
+        ToolTelemetry(f"booking-{REGION}-tools", ToolTelemetryArgs(
+            server="booking", region=REGION, name_prefix=PREFIX, log_group_name="/mcp-estate-test/booking",
+            alerts_topic_arn=TOPIC, tags=TAGS), opts=pulumi.ResourceOptions(provider=provider()))
+    return run(program)
+
+
+def test_tool_call_lines_of_the_server_become_calls_errors_and_latency_per_tool(tools):
+    filters = {r.name.removeprefix(f"booking-{REGION}-tools-"): r.inputs
+               for r in tools.of_type("aws:cloudwatch/logMetricFilter:LogMetricFilter")}
+    assert sorted(filters) == ["calls", "errors", "tool-calls", "tool-errors", "tool-latency"]
+    assert all(f["logGroupName"] == "/mcp-estate-test/booking" for f in filters.values())
+    assert filters["tool-latency"]["pattern"] == \
+        '{ ($.event = "mcp.tool_call") && ($.server = "booking") && ($.latency_ms >= 0) }'
+    assert filters["tool-latency"]["metricTransformation"] == {
+        "name": "Latency", "namespace": "MCPEstate/Tools", "value": "$.latency_ms", "unit": "Milliseconds",
+        "dimensions": {"Server": "$.server", "Tool": "$.tool"}}
+    assert filters["tool-errors"]["pattern"] == \
+        '{ ($.event = "mcp.tool_call") && ($.server = "booking") && ($.outcome = "error") }'
+    assert filters["calls"]["metricTransformation"] == {
+        "name": "Calls", "namespace": "MCPEstate/Tools", "value": "1", "unit": "Count",
+        "dimensions": {"Server": "$.server"}}
+
+
+def test_a_server_cannot_write_into_another_servers_metrics():
+    assert '($.server = "loyalty")' in filter_pattern("loyalty")
+    assert '($.server = "booking")' not in filter_pattern("loyalty")
+
+
+def test_call_rate_alarms_outside_its_band_either_way_and_errors_above_it(tools):
+    calls = tools.named(f"booking-{REGION}-tools-calls-anomaly").inputs
+    assert calls["name"] == f"{PREFIX}-booking-{REGION}-tool-calls-anomaly"
+    assert (calls["comparisonOperator"], calls["thresholdMetricId"], calls["evaluationPeriods"]) == (
+        "LessThanLowerOrGreaterThanUpperThreshold", "band", 3)
+    assert calls["metricQueries"] == [
+        {"id": "m", "returnData": True, "metric": {"namespace": "MCPEstate/Tools", "metricName": "Calls",
+                                                  "period": 300, "stat": "Sum", "dimensions": {"Server": "booking"}}},
+        {"id": "band", "expression": "ANOMALY_DETECTION_BAND(m, 2)", "label": "Calls (expected)", "returnData": True}]
+    assert (calls["alarmActions"], calls["okActions"]) == ([TOPIC], [TOPIC])
+    errors = tools.named(f"booking-{REGION}-tools-errors-anomaly").inputs
+    assert errors["comparisonOperator"] == "GreaterThanUpperThreshold"
+    assert errors["metricQueries"][0]["metric"]["metricName"] == "Errors"
+
+
+# -- change detection ---------------------------------------------------------------------------------
+
+def changes_of(region: str = REGION, deployer: str | None = DEPLOYER) -> Plan:
+    def program():
+        ChangeDetection(f"changes-{region}", ChangeDetectionArgs(
+            region=region, account_id=ACCOUNT, name_prefix=PREFIX, cluster_name=CLUSTER, cluster_arn=CLUSTER_ARN,
+            task_families=[f"{PREFIX}-loyalty", f"{PREFIX}-booking"], repositories=["mcp/loyalty", "mcp/booking"],
+            role_names=["booking-identity-task-1a2b3c4"], deployment_role_arn=deployer, alerts_topic_arn=TOPIC,
+            tags=TAGS), opts=pulumi.ResourceOptions(provider=provider(region)))
+    return run(program)
+
+
+@pytest.fixture(scope="module")
+def changes() -> Plan:
+    return changes_of()
+
+
+def pattern(plan: Plan, name: str) -> dict:
+    return json.loads(plan.named(name).inputs["eventPattern"])
+
+
+def test_new_task_definitions_of_the_estate_are_reported_unless_the_deployment_role_made_them(changes):
+    assert pattern(changes, f"changes-{REGION}-task-definitions") == {
+        "source": ["aws.ecs"], "detail-type": ["AWS API Call via CloudTrail"], "detail": {
+            "eventSource": ["ecs.amazonaws.com"], "eventName": ["RegisterTaskDefinition"],
+            "requestParameters": {"family": [f"{PREFIX}-booking", f"{PREFIX}-loyalty"]},
+            "userIdentity": {"$or": [
+                {"type": [{"anything-but": "AssumedRole"}]},
+                {"sessionContext": {"sessionIssuer": {"arn": [{"anything-but": [DEPLOYER]}]}}}]}}}
+
+
+def test_service_changes_in_the_cluster_ignore_autoscaling_and_the_deployment_role(changes):
+    detail = pattern(changes, f"changes-{REGION}-services")["detail"]
+    assert detail["eventName"] == ["CreateService", "DeleteService", "UpdateService"]
+    assert detail["requestParameters"] == {"cluster": [CLUSTER, CLUSTER_ARN]}
+    assert detail["userIdentity"]["$or"][1]["sessionContext"]["sessionIssuer"]["arn"] == [
+        {"anything-but": sorted([DEPLOYER, autoscaling_role_arn(ACCOUNT)])}]
+
+
+def test_without_a_deployment_role_every_caller_is_reported():
+    detail = pattern(changes_of(deployer=None), f"changes-{REGION}-task-definitions")["detail"]
+    assert "userIdentity" not in detail
+
+
+def test_pushes_to_the_estates_repositories_are_reported_with_repository_and_digest(changes):
+    assert pattern(changes, f"changes-{REGION}-image-pushes") == {
+        "source": ["aws.ecr"], "detail-type": ["ECR Image Action"], "detail": {
+            "action-type": ["PUSH"], "result": ["SUCCESS"], "repository-name": ["mcp/booking", "mcp/loyalty"]}}
+    transformer = changes.named(f"changes-{REGION}-image-pushes-to-alerts").inputs["inputTransformer"]
+    assert transformer["inputPaths"]["digest"] == "$.detail.image-digest"
+    assert json.loads(transformer["inputTemplate"]).startswith("image <repository>@<digest>")
+
+
+def test_role_changes_are_watched_from_us_east_1_only_where_iam_events_arrive(changes):
+    assert not any(r.name.endswith("iam-changes") for r in changes.resources)
+    east = changes_of("us-east-1")
+    detail = pattern(east, "changes-us-east-1-iam-changes")["detail"]
+    assert (detail["eventSource"], detail["requestParameters"]) == (
+        ["iam.amazonaws.com"], {"roleName": ["booking-identity-task-1a2b3c4"]})
+    assert {"PutRolePolicy", "AttachRolePolicy", "UpdateAssumeRolePolicy"} <= set(detail["eventName"])
+
+
+def test_only_the_accounts_alarms_and_these_rules_may_publish_to_the_alerts_topic(changes):
+    statements = {s["Sid"]: s for s in policy(changes.named(f"changes-{REGION}-alerts-policy"), "policy")["Statement"]}
+    rules = sorted(r.outputs["arn"] for r in changes.of_type("aws:cloudwatch/eventRule:EventRule"))
+    assert statements["ChangeDetectionRulesPublish"]["Principal"] == {"Service": "events.amazonaws.com"}
+    assert sorted(statements["ChangeDetectionRulesPublish"]["Condition"]["ArnEquals"]["aws:SourceArn"]) == rules
+    assert statements["AlarmsOfThisAccountPublish"]["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": ACCOUNT},
+        "ArnLike": {"aws:SourceArn": f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:*"}}
+    assert statements["AccountManagesTopic"]["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}
+    assert all(t.inputs["arn"] == TOPIC for t in changes.of_type("aws:cloudwatch/eventTarget:EventTarget"))
+    assert violations(changes) == []
+
+
+# -- dashboards ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def dashboards() -> Plan:
+    def program():
+        providers = {r: provider(r) for r in ("eu-west-1", "us-east-1")}
+        regions = [DashboardRegion(name=r, cluster_name=f"{PREFIX}-{r}", alb_arn_suffix=f"app/alb-{r}/1", services=[
+            DashboardService("booking", f"booking-{r}-svc", f"targetgroup/booking-{r}/2")]) for r in sorted(providers)]
+        Dashboards("dashboards", DashboardsArgs(name_prefix=PREFIX, home_region="us-east-1", providers=providers,
+                                                regions=regions))
+    return run(program)
+
+
+def widgets(plan: Plan, name: str) -> dict[str, dict]:
+    body = json.loads(plan.named(name).inputs["dashboardBody"])
+    return {w["properties"]["title"]: w["properties"] for w in body["widgets"]}
+
+
+def test_a_region_dashboard_shows_the_alb_ecs_canary_and_tools_of_its_region(dashboards):
+    assert dashboards.named("dashboards-eu-west-1").inputs["dashboardName"] == f"{PREFIX}-eu-west-1"
+    shown = widgets(dashboards, "dashboards-eu-west-1")
+    assert sorted(shown) == sorted([
+        "ALB 5xx per minute", "Latency p99 (s)", "Healthy tasks", "ECS CPU %", "ECS memory %",
+        "Canary success (1 = ok)", "Canary probe latency (ms)", "Tool calls per 5 minutes",
+        "Tool errors per 5 minutes"])
+    assert all(w["region"] == "eu-west-1" for w in shown.values())
+    assert shown["ALB 5xx per minute"]["metrics"] == [
+        ["AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", "LoadBalancer", "app/alb-eu-west-1/1",
+         "TargetGroup", "targetgroup/booking-eu-west-1/2", {"label": "booking"}]]
+    assert shown["ECS CPU %"]["metrics"] == [["AWS/ECS", "CPUUtilization", "ClusterName", f"{PREFIX}-eu-west-1",
+                                             "ServiceName", "booking-eu-west-1-svc", {"label": "booking"}]]
+    assert [m[7] for m in shown["Canary success (1 = ok)"]["metrics"]] == ["alb", "edge"]
+    [[search]] = shown["Tool calls per 5 minutes"]["metrics"]
+    assert search["expression"] == "SEARCH('{MCPEstate/Tools,Server,Tool} MetricName=\"Calls\"', 'Sum', 300)"
+
+
+def test_the_global_dashboard_puts_every_region_side_by_side(dashboards):
+    assert dashboards.named("dashboards-global").inputs["dashboardName"] == f"{PREFIX}-global"
+    shown = widgets(dashboards, "dashboards-global")
+    regions = [m[-1]["region"] for m in shown["Canary success through the ALB, every region"]["metrics"]]
+    assert regions == ["eu-west-1", "us-east-1"]
+    assert {"Tool calls and errors per 5 minutes, eu-west-1",
+            "Tool calls and errors per 5 minutes, us-east-1"} <= set(shown)
