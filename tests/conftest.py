@@ -70,3 +70,11 @@ def violations(plan: Plan, config: dict | None = None, policy: str | None = None
     from mcp_estate.check import evaluate
     found = evaluate([r.export() for r in plan.resources], config)
     return [v for v in found if policy is None or v.policy == policy]
+
+
+def as_object(plan: Plan, name: str, key: str) -> Plan:
+    """The plan with `key` of resource `name` given as an object, as the engine records `policy={...}`
+    (the mocks echo inputs as outputs, and the SDK refuses an object where a string output is due)."""
+    inputs = plan.named(name).inputs
+    inputs[key] = json.loads(inputs[key])
+    return plan

@@ -13,7 +13,7 @@ from mcp_estate.canary_handler import Config
 from mcp_estate.fidelity import inspect_resource
 from mcp_estate.offline import run_offline
 from mcp_estate.spec import Monitoring
-from tests.conftest import ACCOUNT, ROOT, Plan, policy, violations
+from conftest import ACCOUNT, ROOT, Plan, policy, violations
 
 REGION = "eu-west-1"
 NAME = f"canary-{REGION}"

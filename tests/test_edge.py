@@ -6,7 +6,7 @@ import pytest
 
 from components.edge import Edge, EdgeArgs, EdgeRegion
 from mcp_estate.spec import ResidencyGroup
-from tests.conftest import Plan, run_program
+from conftest import Plan, run_program
 
 HOST = "mcp.example.travel"
 ZONE = "0" * 32

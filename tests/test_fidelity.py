@@ -15,7 +15,7 @@ from pulumi.runtime import rpc
 from mcp_estate.fidelity import inspect_resource
 from mcp_estate.iam_actions import matches_no_action
 from mcp_estate.offline import FidelityError, run_offline
-from tests.conftest import ACCOUNT
+from conftest import ACCOUNT
 
 SERVICE = "aws:ecs/service:Service"
 TASK = "aws:ecs/taskDefinition:TaskDefinition"

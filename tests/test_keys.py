@@ -6,7 +6,7 @@ import pulumi_aws as aws
 
 from components.keys import EstateKeys, EstateKeysArgs
 from mcp_estate.iam_actions import unknown_actions
-from tests.conftest import ACCOUNT, Plan, policy, run_program
+from conftest import ACCOUNT, Plan, policy, run_program
 
 TAGS = {"mcp-estate:stack": "test", "mcp-estate:residency-group": "americas"}
 REGIONS = ["us-east-1", "us-west-2", "ca-central-1"]

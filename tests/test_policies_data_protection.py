@@ -7,7 +7,7 @@ import pulumi_aws as aws
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
 
 from mcp_estate.check import evaluate
-from tests.conftest import run_program, violations
+from conftest import run_program, violations
 
 KEY = "arn:aws:kms:us-east-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab"
 KEY_WEST = "arn:aws:kms:us-west-2:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab"

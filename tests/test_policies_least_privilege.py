@@ -12,8 +12,7 @@ from components.keys import EstateKeys, EstateKeysArgs
 from components.region_network import RegionNetwork, RegionNetworkArgs
 from components.server_identity import Grant, ServerIdentity, ServerIdentityArgs
 from mcp_estate.iam_actions import requires_wildcard_resource
-from tests.conftest import ACCOUNT, Plan, run_program, violations
-from tests.test_policies_private_networking import as_object
+from conftest import ACCOUNT, Plan, as_object, run_program, violations
 
 TABLE = f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/mcp-estate-test-eu-state"
 POLICIES = ("no-wildcard-actions", "no-not-action-or-not-resource-allows",

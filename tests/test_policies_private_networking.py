@@ -16,7 +16,7 @@ from components.region_compute import RegionCompute, RegionComputeArgs
 from components.region_network import RegionNetwork, RegionNetworkArgs
 from mcp_estate.mocks import CLOUDFLARE_IPV4, CLOUDFLARE_IPV6
 from policies.private_networking import is_world
-from tests.conftest import ACCOUNT, Plan, run_program, violations
+from conftest import ACCOUNT, Plan, as_object, run_program, violations
 
 VPC = "vpc-0a1b2c3d4e5f60718"
 SG = "sg-0123456789abcdef0"
@@ -272,14 +272,6 @@ def statement(principal, condition=None, effect="Allow", key="Principal") -> dic
 def bucket_policy_plan(*statements: dict) -> Plan:
     return run_program(lambda: aws.s3.BucketPolicy("exports", bucket="mcp-estate-test-exports", policy=json.dumps(
         {"Version": "2012-10-17", "Statement": list(statements)})))
-
-
-def as_object(plan: Plan, name: str, key: str) -> Plan:
-    """The plan with `key` of resource `name` given as an object, as the engine records `policy={...}`
-    (the mocks echo inputs as outputs, and the SDK refuses an object where a string output is due)."""
-    inputs = plan.named(name).inputs
-    inputs[key] = json.loads(inputs[key])
-    return plan
 
 
 OPEN_STATEMENTS = {

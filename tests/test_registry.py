@@ -9,7 +9,7 @@ import pulumi_aws as aws
 from components.naming import ContractTags
 from components.registry import Registry, RegistryArgs
 from mcp_estate.iam_actions import unknown_actions
-from tests.conftest import ACCOUNT, Plan, policy, run_program
+from conftest import ACCOUNT, Plan, policy, run_program
 
 TAGS = ContractTags("test", "staging", "travel-platform")
 REGIONS = ["eu-west-1", "us-east-1", "us-west-2"]

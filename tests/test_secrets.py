@@ -6,7 +6,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.secrets import EstateSecret, EstateSecretArgs
-from tests.conftest import ACCOUNT, Plan, run_program
+from conftest import ACCOUNT, Plan, run_program
 
 TAGS = {"mcp-estate:stack": "test"}
 KEYS = {r: f"arn:aws:kms:{r}:{ACCOUNT}:key/mrk-{r}" for r in ("us-east-1", "us-west-2", "eu-west-1")}

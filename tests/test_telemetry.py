@@ -13,7 +13,7 @@ from components.dashboards import DashboardRegion, Dashboards, DashboardsArgs, D
 from components.telemetry import ToolTelemetry, ToolTelemetryArgs, filter_pattern
 from mcp_estate.fidelity import inspect_resource
 from mcp_estate.offline import run_offline
-from tests.conftest import ACCOUNT, Plan, policy, violations
+from conftest import ACCOUNT, Plan, policy, violations
 
 REGION = "eu-west-1"
 PREFIX = "mcp-estate-test"
