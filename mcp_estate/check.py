@@ -175,6 +175,7 @@ class _Export:
         self.providers = {f"{r['urn']}::{r.get('id', '')}": r for r in resources
                           if r["type"].startswith("pulumi:providers:")}
         self.plain: dict[tuple[str, str], dict] = {}
+        self.opts: dict[str, PolicyResourceOptions] = {}
 
     def props(self, resource: dict[str, Any], key: str) -> Any:
         if (resource["urn"], key) not in self.plain:
@@ -182,13 +183,11 @@ class _Export:
         return unknown_checking_proxy(self.plain[resource["urn"], key])
 
     def resource_args(self, resource: dict[str, Any], config: dict[str, Any]) -> ResourceValidationArgs:
-        return ResourceValidationArgs(resource["type"], self.props(resource, "inputs"), resource["urn"],
-                                      _name(resource["urn"]), _options(resource), self.provider(resource), config)
+        return _LazyResourceArgs(self, resource, config)
 
     def stack_args(self, config: dict[str, Any]) -> StackValidationArgs:
         """Every resource with its outputs, parent and dependencies linked, as the analyzer builds them."""
-        view = {r["urn"]: PolicyResource(r["type"], self.props(r, "outputs"), r["urn"], _name(r["urn"]),
-                                         _options(r), self.provider(r), None, [], {}) for r in self.custom}
+        view = {r["urn"]: _LazyPolicyResource(self, r) for r in self.custom}
         for r in self.custom:
             resource = view[r["urn"]]
             resource.parent = view.get(r.get("parent") or "")
@@ -197,12 +196,78 @@ class _Export:
                                               for k, urns in (r.get("propertyDependencies") or {}).items()}
         return StackValidationArgs(list(view.values()), config)
 
+    def options(self, resource: dict[str, Any]) -> PolicyResourceOptions:
+        """Shared by every policy: the options are plain values no policy can change."""
+        if resource["urn"] not in self.opts:
+            self.opts[resource["urn"]] = _options(resource)
+        return self.opts[resource["urn"]]
+
     def provider(self, resource: dict[str, Any]) -> PolicyProviderResource | None:
         provider = self.providers.get(resource.get("provider", ""))
         if provider is None:
             return None
         return PolicyProviderResource(provider["type"], self.props(provider, "inputs"), provider["urn"],
                                       _name(provider["urn"]))
+
+
+class _LazyResourceArgs(ResourceValidationArgs):
+    """The analyzer's arguments, whose props and provider are built when a policy first reads
+    them: most policies look at the resource type and stop, and a 15,000-resource export times
+    40-odd policies is too many proxies to build for nothing."""
+
+    def __init__(self, export: _Export, resource: dict[str, Any], config: dict[str, Any]):
+        self._export, self._resource = export, resource
+        super().__init__(resource["type"], None, resource["urn"], _name(resource["urn"]), export.options(resource),
+                         None, config)
+
+    @property
+    def props(self) -> Any:
+        if self._props is None:
+            self._props = self._export.props(self._resource, "inputs")
+        return self._props
+
+    @props.setter
+    def props(self, value: Any) -> None:
+        self._props = value
+
+    @property
+    def provider(self) -> PolicyProviderResource | None:
+        if self._provider is None:
+            self._provider = self._export.provider(self._resource)
+        return self._provider
+
+    @provider.setter
+    def provider(self, value: PolicyProviderResource | None) -> None:
+        self._provider = value
+
+
+class _LazyPolicyResource(PolicyResource):
+    """A resource of the stack view, its outputs' proxy built when a stack policy first reads them."""
+
+    def __init__(self, export: _Export, resource: dict[str, Any]):
+        self._export, self._resource = export, resource
+        super().__init__(resource["type"], None, resource["urn"], _name(resource["urn"]), export.options(resource),
+                         None, None, [], {})
+
+    @property
+    def props(self) -> Any:
+        if self._props is None:
+            self._props = self._export.props(self._resource, "outputs")
+        return self._props
+
+    @props.setter
+    def props(self, value: Any) -> None:
+        self._props = value
+
+    @property
+    def provider(self) -> PolicyProviderResource | None:
+        if self._provider is None:
+            self._provider = self._export.provider(self._resource)
+        return self._provider
+
+    @provider.setter
+    def provider(self, value: PolicyProviderResource | None) -> None:
+        self._provider = value
 
 
 def plain_properties(resource: dict[str, Any], key: str) -> dict[str, Any]:
