@@ -6,8 +6,8 @@ from components.estate import Estate
 from mcp_estate.validate import SpecError, parse_spec, stack_name_problems
 
 try:
-    if stack_name_problems(pulumi.get_stack()):
-        raise SpecError(stack_name_problems(pulumi.get_stack()))
+    if problems := stack_name_problems(pulumi.get_stack()):
+        raise SpecError(problems)
     spec = parse_spec(pulumi.Config().require_object("estate"))
 except SpecError as error:   # a RunError is shown without a traceback
     raise pulumi.RunError(f"invalid mcp-estate:estate config:\n{error}") from None

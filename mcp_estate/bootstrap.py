@@ -26,6 +26,8 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .aws_errors import client_error_text
+
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
 DEFAULT_ALIAS = "alias/pulumi-state"
 CREATED, IN_PLACE, UPDATED = "created", "in place", "updated"
@@ -102,7 +104,7 @@ def bootstrap(session: boto3.Session, bucket: str, region: str | None, alias: st
         _ensure_versioning(s3, bucket, owner, done)
         _ensure_tls_only(s3, bucket, partition, owner, done)
     except ClientError as error:
-        raise BootstrapError(_client_error(error), done) from None
+        raise BootstrapError(client_error_text(error), done) from None
     except BotoCoreError as error:
         raise BootstrapError(str(error), done) from None
     return Backend(account, region, bucket, alias, key_arn, done)
@@ -115,11 +117,6 @@ def _check_names(bucket: str, alias: str) -> None:
     if not _ALIAS.match(alias) or alias.startswith("alias/aws/"):
         raise BootstrapError(f"'{alias}' is not a KMS alias of yours: use alias/<name> "
                              f"(e.g. {DEFAULT_ALIAS}); alias/aws/ is reserved for AWS", [])
-
-
-def _client_error(error: ClientError) -> str:
-    detail = error.response.get("Error", {})
-    return f"{error.operation_name}: {detail.get('Code', '?')}: {detail.get('Message', '').strip()}"
 
 
 # -- the bucket must be ours (or free) and in the region, before anything is created -----------

@@ -210,64 +210,55 @@ class _Export:
                                       _name(provider["urn"]))
 
 
-class _LazyResourceArgs(ResourceValidationArgs):
-    """The analyzer's arguments, whose props and provider are built when a policy first reads
-    them: most policies look at the resource type and stop, and a 15,000-resource export times
-    40-odd policies is too many proxies to build for nothing."""
+class _LazyProps:
+    """Props and provider built when a policy first reads them: most policies look at the
+    resource type and stop, and a 15,000-resource export times 40-odd policies is too many
+    proxies to build for nothing. `_key` says which of the export's properties the analyzer
+    gives this kind of policy."""
+
+    _key: str
+
+    @property
+    def props(self) -> Any:
+        if self._props is None:
+            self._props = self._export.props(self._resource, self._key)
+        return self._props
+
+    @props.setter
+    def props(self, value: Any) -> None:
+        self._props = value
+
+    @property
+    def provider(self) -> PolicyProviderResource | None:
+        if self._provider is None:
+            self._provider = self._export.provider(self._resource)
+        return self._provider
+
+    @provider.setter
+    def provider(self, value: PolicyProviderResource | None) -> None:
+        self._provider = value
+
+
+class _LazyResourceArgs(_LazyProps, ResourceValidationArgs):
+    """A resource policy's arguments: the resource's inputs."""
+
+    _key = "inputs"
 
     def __init__(self, export: _Export, resource: dict[str, Any], config: dict[str, Any]):
         self._export, self._resource = export, resource
         super().__init__(resource["type"], None, resource["urn"], _name(resource["urn"]), export.options(resource),
                          None, config)
 
-    @property
-    def props(self) -> Any:
-        if self._props is None:
-            self._props = self._export.props(self._resource, "inputs")
-        return self._props
 
-    @props.setter
-    def props(self, value: Any) -> None:
-        self._props = value
+class _LazyPolicyResource(_LazyProps, PolicyResource):
+    """A resource of a stack policy's view: its outputs."""
 
-    @property
-    def provider(self) -> PolicyProviderResource | None:
-        if self._provider is None:
-            self._provider = self._export.provider(self._resource)
-        return self._provider
-
-    @provider.setter
-    def provider(self, value: PolicyProviderResource | None) -> None:
-        self._provider = value
-
-
-class _LazyPolicyResource(PolicyResource):
-    """A resource of the stack view, its outputs' proxy built when a stack policy first reads them."""
+    _key = "outputs"
 
     def __init__(self, export: _Export, resource: dict[str, Any]):
         self._export, self._resource = export, resource
         super().__init__(resource["type"], None, resource["urn"], _name(resource["urn"]), export.options(resource),
                          None, None, [], {})
-
-    @property
-    def props(self) -> Any:
-        if self._props is None:
-            self._props = self._export.props(self._resource, "outputs")
-        return self._props
-
-    @props.setter
-    def props(self, value: Any) -> None:
-        self._props = value
-
-    @property
-    def provider(self) -> PolicyProviderResource | None:
-        if self._provider is None:
-            self._provider = self._export.provider(self._resource)
-        return self._provider
-
-    @provider.setter
-    def provider(self, value: PolicyProviderResource | None) -> None:
-        self._provider = value
 
 
 def plain_properties(resource: dict[str, Any], key: str) -> dict[str, Any]:

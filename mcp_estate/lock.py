@@ -23,6 +23,8 @@ import boto3
 import yaml
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .aws_errors import client_error_text
+
 from .spec import EstateSpec, Server
 from .stackfile import ESTATE_KEY, load_spec, stack_path
 from .validate import SpecError, parse_spec
@@ -85,8 +87,7 @@ def lock(session: boto3.Session, stack: str, server_name: str, tag: str, stacks_
         regions = spec.server_regions(server)
         _present_everywhere(session, registry, server.repository, digest, regions, spec.primary_region)
     except ClientError as error:
-        detail = error.response.get("Error", {})
-        raise LockError([f"{error.operation_name}: {detail.get('Code')}: {detail.get('Message')}"]) from None
+        raise LockError([client_error_text(error)]) from None
     except BotoCoreError as error:
         raise LockError([str(error)]) from None
     image = f"{server.registry_host}/{server.repository}@{digest}"

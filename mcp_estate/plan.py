@@ -38,9 +38,9 @@ class Plan:
 
 def plan_stack(stack: str, stacks_dir: Path) -> Plan:
     """Validate the stack's spec and build its estate offline. Raises SpecError, FidelityError."""
+    config, spec = load_spec(stack, stacks_dir)
     from components.estate import Estate   # imports the SDKs: only once the spec is known good
 
-    config, spec = load_spec(stack, stacks_dir)
     started = time.perf_counter()
     resources = run_offline(lambda: Estate("mcp-estate", spec), stack=stack, config=config,
                             account_id=spec.aws_account_id, inspect=inspect_resource)

@@ -24,8 +24,9 @@ def stack_path(stack: str, stacks_dir: Path) -> Path:
 def load_config(stack: str, stacks_dir: Path) -> dict[str, Any]:
     """The stack file's `config` mapping (all namespaces: `aws:region`, `mcp-estate:estate`...)."""
     path = stack_path(stack, stacks_dir)
-    if stack_name_problems(stack):
-        raise SpecError(stack_name_problems(stack))
+    problems = stack_name_problems(stack)
+    if problems:
+        raise SpecError(problems)
     if not path.is_file():
         known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in stacks_dir.glob("Pulumi.*.yaml"))
         raise SpecError([Problem(str(path), f"no such stack file (stacks in {stacks_dir}: "

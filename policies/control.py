@@ -15,7 +15,7 @@ from enum import Enum
 from typing import Any, Callable, Iterable, Union
 
 from pulumi_policy import (EnforcementLevel, PolicyConfigSchema, ResourceValidationArgs, ResourceValidationPolicy,
-                           Severity, StackValidationArgs, StackValidationPolicy)
+                           Severity, StackValidationPolicy)
 from pulumi_policy.proxy import UnknownValueError
 
 
@@ -47,32 +47,29 @@ class Control:
 CONTROLS: list[Control] = []
 
 
-def resource_policy(name: str, description: str, *, risks: Iterable[Risk], severity: Severity = Severity.HIGH,
-                    remediation: str = "", config: dict[str, dict] | None = None) -> Callable:
-    """Declare `fn(args, report)` as a mandatory resource policy mitigating `risks`."""
-    def register(fn: Callable[[ResourceValidationArgs, Report], None]) -> Callable:
+def _declare(kind: type, name: str, description: str, risks: Iterable[Risk], severity: Severity,
+             remediation: str, config: dict[str, dict] | None) -> Callable:
+    """A decorator registering `fn(args, report)` as a mandatory policy of `kind` mitigating `risks`."""
+    def register(fn: Callable) -> Callable:
         risk_tuple = tuple(risks)
-        CONTROLS.append(Control(ResourceValidationPolicy(
+        CONTROLS.append(Control(kind(
             name=name, description=description, validate=fn, enforcement_level=EnforcementLevel.MANDATORY,
             severity=severity, tags=[r.value for r in risk_tuple], remediation_steps=remediation or None,
-            config_schema=_schema(config)),
-            risk_tuple))
+            config_schema=_schema(config)), risk_tuple))
         return fn
     return register
+
+
+def resource_policy(name: str, description: str, *, risks: Iterable[Risk], severity: Severity = Severity.HIGH,
+                    remediation: str = "", config: dict[str, dict] | None = None) -> Callable:
+    """Declare `fn(args: ResourceValidationArgs, report)` as a mandatory resource policy."""
+    return _declare(ResourceValidationPolicy, name, description, risks, severity, remediation, config)
 
 
 def stack_policy(name: str, description: str, *, risks: Iterable[Risk], severity: Severity = Severity.HIGH,
                  remediation: str = "", config: dict[str, dict] | None = None) -> Callable:
-    """Declare `fn(args, report)` as a mandatory stack policy mitigating `risks`."""
-    def register(fn: Callable[[StackValidationArgs, Report], None]) -> Callable:
-        risk_tuple = tuple(risks)
-        CONTROLS.append(Control(StackValidationPolicy(
-            name=name, description=description, validate=fn, enforcement_level=EnforcementLevel.MANDATORY,
-            severity=severity, tags=[r.value for r in risk_tuple], remediation_steps=remediation or None,
-            config_schema=_schema(config)),
-            risk_tuple))
-        return fn
-    return register
+    """Declare `fn(args: StackValidationArgs, report)` as a mandatory stack policy."""
+    return _declare(StackValidationPolicy, name, description, risks, severity, remediation, config)
 
 
 def _schema(properties: dict[str, dict] | None) -> PolicyConfigSchema | None:
