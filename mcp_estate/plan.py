@@ -61,7 +61,7 @@ def summary(plan: Plan) -> str:
     for server in sorted(spec.servers, key=lambda s: s.name):
         lines.append(f"  {server.name:<12} https://{spec.domain.hostname}{server.mcp_path}  "
                      f"{server.cpu} CPU / {server.memory} MiB, {server.scaling.min}-{server.scaling.max} "
-                     f"tasks per region in {', '.join(spec.server_regions(server))}")
+                     "tasks in every region")
         lines.append(f"  {'':<12} {server.registry_host}/{server.repository}@{server.digest[:19]}...")
     origins = {r.inputs["tags"]["mcp-estate:region"]: r.outputs.get("dnsName") for r in custom
                if r.type == "aws:lb/loadBalancer:LoadBalancer"}
