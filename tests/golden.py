@@ -1,0 +1,56 @@
+"""A plan export as reviewable text: one line per leaf value, each naming its resource and path.
+
+A golden snapshot of this text fails on any change to any input, option or computed output of
+any resource, and its diff reads like `pulumi preview --diff`: every changed line says which
+resource and which property changed (`booking-eu-west-1-service inputs.desiredCount = 2`).
+JSON held in strings (policy documents, container definitions, dashboards) is expanded, so a
+changed IAM action is one line, not one opaque string.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+OPTIONS = ("custom", "protect", "retainOnDelete")
+
+
+def plan_text(resources: list[dict[str, Any]], root: Path) -> str:
+    """The export's `deployment.resources` as sorted lines; paths under `root` made relative to
+    it (the Lambda's source files), so the text is the same in any checkout."""
+    names = {r["urn"]: _label(r["urn"]) for r in resources}
+    assert len(set(names.values())) == len(names), "two resources share a name: labels would be ambiguous"
+    lines = []
+    for resource in resources:
+        name = names[resource["urn"]]
+        lines.append(f"== {resource['type']} {name}")
+        lines += [f"{name} {option} = {json.dumps(resource[option])}" for option in OPTIONS]
+        related = {"parent": resource.get("parent"), "provider": resource.get("provider", "").rsplit("::", 1)[0]}
+        lines += [f"{name} {key} = {names.get(urn, urn)}" for key, urn in related.items() if urn]
+        lines += sorted(f"{name} dependsOn {names.get(urn, urn)}" for urn in resource["dependencies"])
+        inputs = resource.get("inputs", {})
+        computed = {k: v for k, v in resource.get("outputs", {}).items() if inputs.get(k) != v}
+        lines += sorted(f"{name} {path} = {value}" for path, value in _leaves(inputs, "inputs"))
+        lines += sorted(f"{name} {path} = {value}" for path, value in _leaves(computed, "outputs"))
+    return "\n".join(lines).replace(str(root) + "/", "") + "\n"
+
+
+def _label(urn: str) -> str:
+    return urn.rsplit("::", 1)[1]
+
+
+def _leaves(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            value, path = json.loads(value), f"{path}<json>"
+        except json.JSONDecodeError:
+            pass
+    if isinstance(value, dict) and value:
+        for key, item in value.items():
+            yield from _leaves(item, f"{path}.{key}")
+    elif isinstance(value, list) and value:
+        for index, item in enumerate(value):
+            yield from _leaves(item, f"{path}[{index}]")
+    else:
+        yield path, json.dumps(value, sort_keys=True)
