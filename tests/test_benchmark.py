@@ -1,6 +1,6 @@
 """Benchmark: plan a 10-region, 50-server estate offline (skipped in the normal test run).
 
-Run: python -m pytest tests/test_benchmark.py --benchmark-only
+Run: python -m pytest tests/test_benchmark.py --benchmark-only -n 0 --dist no
 """
 
 from __future__ import annotations

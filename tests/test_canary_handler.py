@@ -1,8 +1,10 @@
 """The canary's handler: what it probes, by which route, and the metrics SREs alarm on.
 
 The end-to-end tests run the handler against a real MCP server from the `mcp` package, served over
-TLS on 127.0.0.1:443 with a certificate for `mcp.canary.test` (trusted through SSL_CERT_FILE) and
-accepting no other Host header: standing in for an ALB node's private address. EC2 and CloudWatch
+TLS on 127.0.0.1 with a certificate for `mcp.canary.test` (trusted through SSL_CERT_FILE) and
+accepting no other Host header: standing in for an ALB node's private address. The server listens
+on a port the OS picks (no root, no race for a free port); the test's resolver sends 127.0.0.1:443
+there and refuses every other name, so nothing reaches a real resolver. EC2 and CloudWatch
 are small fakes; the metric data is checked against botocore's PutMetricData model.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import hashlib
+import socket
 import threading
 import time
 
@@ -99,33 +102,51 @@ def _booking_app():
 
 @contextlib.contextmanager
 def _served_over_tls(cert_file: str, key_file: str):
-    server = uvicorn.Server(uvicorn.Config(_booking_app(), host="127.0.0.1", port=443, log_level="critical",
+    """Serve on 127.0.0.1, on a socket bound to a port the OS chose; yield that port."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(_booking_app(), log_level="critical",
                                            ssl_certfile=cert_file, ssl_keyfile=key_file))
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 10
     while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.skip("cannot serve on 127.0.0.1:443 here (needs the port free and the right to bind it)")
+        assert thread.is_alive() and time.monotonic() < deadline, "the TLS MCP server did not start"
         time.sleep(0.01)
     try:
-        yield
+        yield listener.getsockname()[1]
     finally:
         server.should_exit = True
         thread.join(5)
+        listener.close()
 
 
 @pytest.fixture(scope="module")
 def alb(tmp_path_factory):
-    """The certificate file of a TLS MCP server on 127.0.0.1:443 serving `mcp.canary.test`."""
+    """(certificate file, port) of a TLS MCP server on 127.0.0.1 serving `mcp.canary.test`."""
     cert_file, key_file = _certificate(tmp_path_factory.mktemp("tls"), HOSTNAME)
-    with _served_over_tls(cert_file, key_file):
-        yield cert_file
+    with _served_over_tls(cert_file, key_file) as port:
+        yield cert_file, port
+
+
+def loopback_resolver(https_port: int):
+    """getaddrinfo that knows only 127.0.0.1, where HTTPS (443) is served on `https_port`."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        name = host.decode() if isinstance(host, bytes) else host
+        if name != "127.0.0.1":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(name, https_port if port in (443, "443", "https") else port, *args, **kwargs)
+    return getaddrinfo
 
 
 @pytest.fixture
 def trusted(alb, monkeypatch):
-    monkeypatch.setenv("SSL_CERT_FILE", alb)   # what the probe's default TLS context trusts
+    cert_file, port = alb
+    monkeypatch.setenv("SSL_CERT_FILE", cert_file)   # what the probe's default TLS context trusts
+    monkeypatch.setattr(socket, "getaddrinfo", loopback_resolver(port))
 
 
 def test_the_alb_probe_reaches_the_servers_private_address_as_the_hostname(trusted):
