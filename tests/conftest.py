@@ -11,6 +11,12 @@ from typing import Callable
 
 import pytest
 import yaml
+from hypothesis import settings
+
+# CI explores the same examples on every run (a failure there reproduces); developers explore new ones.
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI") == "true":
+    settings.load_profile("ci")
 
 from mcp_estate.offline import Registered, run_offline
 

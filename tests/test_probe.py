@@ -35,6 +35,12 @@ TOOLS = [
     {"name": "list_airports", "description": "Airports served.", "inputSchema": {"type": "object"}},
     {"name": "get_fare_rules", "description": "Fare rules of a fare basis.", "inputSchema": {"type": "object"}},
     {"name": "convert_currency", "description": "Today's rate.", "inputSchema": {"type": "object"}},
+    {"name": "search_flights", "description": "Flights on a route.",
+     "inputSchema": {"type": "object", "properties": {
+         "adults": {"type": "integer", "x-mcp-header": "Adults"},
+         "flexible": {"type": "boolean", "x-mcp-header": "Flexible"},
+         "max_price": {"type": "number", "x-mcp-header": "Max-Price"},
+         "route": {"type": "object", "properties": {"from": {"type": "string", "x-mcp-header": "From"}}}}}},
 ]
 NAMES = sorted(tool["name"] for tool in TOOLS)
 
@@ -233,6 +239,61 @@ def test_tool_call_returns_the_tools_answer_read_past_its_notifications(stateles
     if protocol == MODERN:   # the server rejects a call whose headers do not mirror its body
         assert call["headers"]["mcp-name"] == "search_hotels"
         assert call["headers"]["mcp-param-city"] == "=?base64?WsO8cmljaA==?="
+
+
+def test_typed_arguments_travel_in_headers_as_the_2026_revision_spells_them(stateless):
+    stateless.requests.clear()
+    arguments = {"adults": 2, "flexible": False, "max_price": 99.5, "route": {"from": "ZRH"}}
+    result = probe(stateless.url, tool="search_flights", arguments=arguments)
+    assert result.ok, result.failure   # the server checks each header against the body
+    headers = _sent(stateless, "tools/call")[0]["headers"]
+    assert {k: v for k, v in headers.items() if k.startswith("mcp-param-")} == {
+        "mcp-param-adults": "2", "mcp-param-flexible": "false", "mcp-param-max-price": "99.5",
+        "mcp-param-from": "ZRH"}
+
+
+def test_an_argument_left_out_sends_no_header(stateless):
+    stateless.requests.clear()
+    result = probe(stateless.url, tool="search_flights", arguments={"flexible": True})
+    assert result.ok, result.failure
+    headers = _sent(stateless, "tools/call")[0]["headers"]
+    assert {k: v for k, v in headers.items() if k.startswith("mcp-param-")} == {"mcp-param-flexible": "true"}
+
+
+def _asking_for(version: str, app):
+    """The session server, with the client's initialize rewritten to ask for `version`: the server then
+    answers with that revision, as a server that only speaks it would."""
+    async def asgi(scope, receive, send):
+        async def rewritten():
+            message = await receive()
+            body = message.get("body", b"")
+            if b'"initialize"' in body:
+                request = json.loads(body)
+                request["params"]["protocolVersion"] = version
+                message = {**message, "body": json.dumps(request).encode()}
+            return message
+        await app(scope, rewritten if scope["type"] == "http" else receive, send)
+    return asgi
+
+
+def test_a_server_that_negotiates_an_older_streamable_revision_is_probed_in_it():
+    with _uvicorn(_asking_for("2025-06-18", _without_2026(_mcp_server().streamable_http_app())),
+                  Running("")) as older:
+        result = probe(older.url)
+        assert result.ok, result.failure
+        assert result.protocol_version == "2025-06-18"
+        later = [r for r in older.requests if r["body"] and json.loads(r["body"]).get("method") != "initialize"
+                 and "mcp-session-id" in r["headers"]]
+        assert later and {r["headers"]["mcp-protocol-version"] for r in later} == {"2025-06-18"}
+
+
+def test_a_server_that_negotiates_a_pre_streamable_revision_fails_at_initialize():
+    with _uvicorn(_asking_for("2024-11-05", _without_2026(_mcp_server().streamable_http_app())),
+                  Running("")) as ancient:
+        result = probe(ancient.url)
+    assert (result.failure.kind, result.failure.step) == ("protocol", "initialize")
+    assert "'2024-11-05'" in result.failure.reason
+    assert _steps(result)[-1] == "initialize"   # nothing is listed in a revision the probe does not speak
 
 
 def test_a_tool_answering_is_error_fails_the_probe(stateless):
