@@ -46,8 +46,8 @@ def _uuid(seed: str) -> str:
 class EstateMocks(pulumi.runtime.Mocks):
     """Answers for one AWS account; the region of a resource is its provider's region."""
 
-    def __init__(self, account_id: str, default_region: str = "us-east-1"):
-        self.account_id = account_id
+    def __init__(self, account_id: str, stack: str, default_region: str = "us-east-1"):
+        self.account_id, self.stack = account_id, stack
         self.default_region = default_region
         self.provider_regions: dict[str, str] = {}   # provider id -> region
 
@@ -62,7 +62,9 @@ class EstateMocks(pulumi.runtime.Mocks):
         if args.typ.startswith("pulumi:providers:"):
             return _uuid(f"provider/{args.name}"), inputs
         region = inputs.get("region") or self._region_of(args.provider)
-        physical = inputs.get("name") if isinstance(inputs.get("name"), str) else f"{args.name}-{_hex(args.name, 7)}"
+        # Autonames differ per stack, as Pulumi's random suffixes do: two stacks in one account never collide.
+        physical = inputs.get("name") if isinstance(inputs.get("name"), str) else \
+            f"{args.name}-{_hex(f'{self.stack}/{args.name}', 7)}"
         answer = _ANSWERS.get(args.typ)
         if answer is not None:
             resource_id, outputs = answer(_Ctx(self.account_id, region, args.name, physical, inputs))
@@ -100,6 +102,12 @@ class _Ctx:
     def arn(self, service: str, resource: str, region: str | None = None, account: str | None = None) -> str:
         return f"arn:aws:{service}:{self.region if region is None else region}:" \
                f"{self.account if account is None else account}:{resource}"
+
+
+def _security_group(c: _Ctx) -> tuple[str, dict]:
+    """A security group also has the name it was given or autonamed (the provider's `name` output)."""
+    rid, outputs = _vpc_resource("sg", "security-group")(c)
+    return rid, {**outputs, "name": c.physical}
 
 
 def _vpc_resource(prefix: str, kind: str) -> Callable[[_Ctx], tuple[str, dict]]:
@@ -276,7 +284,7 @@ def _event_rule(c: _Ctx):
 _ANSWERS: dict[str, Callable[[_Ctx], tuple[str, dict]]] = {
     "aws:ec2/vpc:Vpc": _vpc,
     "aws:ec2/subnet:Subnet": _vpc_resource("subnet", "subnet"),
-    "aws:ec2/securityGroup:SecurityGroup": _vpc_resource("sg", "security-group"),
+    "aws:ec2/securityGroup:SecurityGroup": _security_group,
     "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": _vpc_resource("sgr", "security-group-rule"),
     "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": _vpc_resource("sgr", "security-group-rule"),
     "aws:ec2/routeTable:RouteTable": _vpc_resource("rtb", "route-table"),

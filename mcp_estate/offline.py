@@ -105,7 +105,7 @@ def _asset(value: Any) -> Any:
 def run_offline(program: Callable[[], None], *, stack: str, config: dict[str, Any], account_id: str,
                 inspect: Inspector | None = None) -> list[Registered]:
     """Run `program` as stack `stack` of this project with `config` (key -> value) under mocks."""
-    mocks = EstateMocks(account_id)
+    mocks = EstateMocks(account_id, stack)
     monitor = _RecordingMonitor(mocks, inspect)
     settings.ROOT.set(None)   # a fresh root stack resource per run
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)

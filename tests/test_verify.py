@@ -1,8 +1,9 @@
 """`estate verify`: the live estate, found by its contract tags, compared with the stack's spec.
 
-Each test builds, with moto, exactly what the components create (names, tags, settings) for a
-small two-region spec, changes one thing the way an out-of-band edit would, and expects the one
-finding it causes. Every test has a stack of its own in one moto backend per class (moto builds
+Each test plans a small two-region spec with the real components (under the mocks and the strict
+inspector), deploys that plan's resources into moto (tests/moto_estate.py: names, tags, settings
+and references all come from the plan), changes one thing the way an out-of-band edit would, and
+expects the one finding it causes. Every test has a stack of its own in one moto backend per class (moto builds
 a region's tagging backends once, which takes a second). Where moto does not emulate an answer
 (DynamoDB global-table replicas, the digest a running container pulled), botocore's Stubber
 plays AWS, checking our calls and its answers against the service models.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -26,10 +28,14 @@ from botocore.stub import Stubber
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
+from conftest import Plan
 from mcp_estate.cli import main
+from mcp_estate.fidelity import inspect_resource
+from mcp_estate.offline import run_offline
 from mcp_estate.validate import parse_spec
 from mcp_estate.verify import (Clients, Finding, Live, ReadOnlyViolation, VerifyError, as_json, as_text,
                                state_table_findings, task_digest_findings, verify)
+from moto_estate import Deployed, deploy
 
 ACCOUNT = "123456789012"   # moto's account
 EU, US, FRANKFURT = "eu-west-1", "us-east-1", "eu-central-1"
@@ -92,6 +98,7 @@ class Region:
     vpc: str
     subnets: list[str]
     alb_arn: str
+    alb_name: str
     alb_sg: str
     cluster: str
     services: dict[str, str] = field(default_factory=dict)     # server -> service name
@@ -125,63 +132,37 @@ class Estate:
 
 
 def build_estate(stack: str) -> Estate:
-    """What the components create, with their names, tags and settings, through plain boto3."""
+    """The plan of the stack's spec, built by the components and deployed into moto."""
+    from components.estate import Estate as EstateComponent
     estate = Estate(stack)
     spec = estate.spec
+    plan = Plan(run_offline(lambda: EstateComponent("mcp-estate", spec), stack=stack, config={}, account_id=ACCOUNT,
+                            inspect=inspect_resource))
+    deployed = deploy(plan.resources, client)
     for region in sorted(spec.regions):
-        estate.regions[region] = build_region(estate, region)
-    for server in spec.servers:   # the registry: the source region's repositories, and their replicas
-        for region in sorted(spec.regions):
-            client("ecr", region).create_repository(
-                repositoryName=server.repository, imageTagMutability="IMMUTABLE",
-                tags=key_values(estate.tags(server=server.name) if region == EU else estate.tags()))
-    for group in spec.residency_groups:
-        dynamodb = client("dynamodb", group.primary_region)
-        table = f"mcp-estate-{stack}-{group.name}-state"
-        dynamodb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
-                              KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
-                                         {"AttributeName": "sk", "KeyType": "RANGE"}],
-                              AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                                    {"AttributeName": "sk", "AttributeType": "S"}],
-                              Tags=key_values(estate.tags(residency_group=group.name)))
-        dynamodb.update_continuous_backups(TableName=table,
-                                           PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
-    for secret in spec.secret_names():
-        home = spec.secret_home(secret)
-        client("secretsmanager", home).create_secret(
-            Name=f"mcp-estate-{stack}/{secret}", Tags=key_values(estate.tags()),
-            AddReplicaRegions=[{"Region": r} for r in spec.secret_regions(secret) if r != home])
+        estate.regions[region] = deployed_region(plan, deployed, region)
     return estate
 
 
-def build_region(estate: Estate, region: str) -> Region:
-    spec, stack = estate.spec, estate.stack
-    region_tags = estate.tags(residency_group=spec.group_of[region].name, region=region)
-    ec2, cidr = client("ec2", region), spec.regions[region].cidr
-    vpc = ec2.create_vpc(CidrBlock=cidr)["Vpc"]["VpcId"]
-    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})   # interface endpoints need it
-    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=cidr.replace(".0.0/16", f".{i}.0/24"),
-                                 AvailabilityZone=f"{region}{zone}")["Subnet"]["SubnetId"]
-               for i, zone in enumerate("ab")]
-    alb_sg = security_group(ec2, vpc, "alb-sg-1a2b3c4", region_tags)
-    cloudflare = ec2.create_managed_prefix_list(
-        PrefixListName=f"mcp-estate-{stack}-{region}-cloudflare-ipv4", AddressFamily="IPv4", MaxEntries=1,
-        Entries=[{"Cidr": "173.245.48.0/20"}])["PrefixList"]["PrefixListId"]
-    ec2.authorize_security_group_ingress(GroupId=alb_sg, IpPermissions=[{
-        "IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "PrefixListIds": [{"PrefixListId": cloudflare}]}])
-    alb = client("elbv2", region).create_load_balancer(
-        Name=f"front-{region}-alb-{stack}", Subnets=subnets, SecurityGroups=[alb_sg], Scheme="internet-facing",
-        Type="application", Tags=key_values(region_tags))["LoadBalancers"][0]["LoadBalancerArn"]
-    waf = client("wafv2", region)
-    acl = waf.create_web_acl(Name=f"mcp-estate-{stack}-{region}-origin", Scope="REGIONAL", DefaultAction={"Allow": {}},
-                             VisibilityConfig={"SampledRequestsEnabled": True, "CloudWatchMetricsEnabled": True,
-                                               "MetricName": "origin"}, Tags=key_values(region_tags))
-    waf.associate_web_acl(WebACLArn=acl["Summary"]["ARN"], ResourceArn=alb)
-    cluster = f"mcp-estate-{stack}-{region}"
-    client("ecs", region).create_cluster(clusterName=cluster, tags=ecs_tags(region_tags))
-    built = Region(vpc=vpc, subnets=subnets, alb_arn=alb, alb_sg=alb_sg, cluster=cluster)
-    for server in spec.servers_in(region):
-        add_service(estate, built, region, server.name)
+def deployed_region(plan: Plan, deployed: Deployed, region: str) -> Region:
+    """The region's live ids, found in the plan by type and contract tags (as verify finds them live)."""
+    def tagged(token: str, **scope: str) -> list:
+        wanted = {"region": region, **scope}
+        return [r for r in plan.of_type(token)
+                if all(r.inputs.get("tags", {}).get(f"mcp-estate:{k}") == v for k, v in wanted.items())]
+    [vpc], [alb], [cluster] = (tagged("aws:ec2/vpc:Vpc"), tagged("aws:lb/loadBalancer:LoadBalancer"),
+                               tagged("aws:ecs/cluster:Cluster"))
+    alb_inputs = deployed.inputs[alb.name]
+    built = Region(vpc=deployed.ids[vpc.name], subnets=[], alb_arn=deployed.ids[alb.name],
+                   alb_name=deployed.ids[alb.name].split("/")[2], alb_sg=alb_inputs["securityGroups"][0],
+                   cluster=deployed.inputs[cluster.name]["name"])
+    for service in tagged("aws:ecs/service:Service"):
+        server, network = service.inputs["tags"]["mcp-estate:server"], deployed.inputs[service.name]["networkConfiguration"]
+        built.services[server] = service.outputs["name"]
+        built.task_sgs[server] = network["securityGroups"][0]
+        built.networks[server] = {"subnets": network["subnets"], "securityGroups": network["securityGroups"],
+                                  "assignPublicIp": "DISABLED"}
+        built.subnets = network["subnets"]
     return built
 
 
@@ -338,8 +319,8 @@ class TestLiveEstate:
         client("ec2", US).authorize_security_group_ingress(
             GroupId=group, IpPermissions=[{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, **ranges}])
         [finding] = estate.verify()
-        assert (finding.kind, finding.region, finding.resource) == (
-            "open-security-group", US, f"{group} (booking-{US}-task-sg-2)")
+        assert (finding.kind, finding.region) == ("open-security-group", US)
+        assert re.fullmatch(rf"{group} \(booking-{US}-task-sg-[0-9a-f]{{7}}\)", finding.resource), finding.resource
         assert finding.message == f"ingress tcp 22 from {source}"
 
     def test_an_open_security_group_without_the_stacks_tag_is_not_the_stacks(self, estate):
@@ -352,7 +333,7 @@ class TestLiveEstate:
 
     def test_an_alb_whose_web_acl_was_removed_is_reported(self, estate):
         client("wafv2", EU).disassociate_web_acl(ResourceArn=estate.regions[EU].alb_arn)
-        assert estate.findings() == [("alb-without-waf", EU, f"front-{EU}-alb-{estate.stack}")]
+        assert estate.findings() == [("alb-without-waf", EU, estate.regions[EU].alb_name)]
 
     # -- data -----------------------------------------------------------------------------------------
 
@@ -620,6 +601,6 @@ def test_the_console_script_verifies_a_live_estate_end_to_end(moto_server, tmp_p
     run = subprocess.run([str(ESTATE_SCRIPT), "verify", "--stack", "e2e", "--stacks-dir", str(stacks),
                           "--format", "json"], capture_output=True, text=True, timeout=60)
     assert (run.returncode, run.stderr) == (1, "")
-    assert json.loads(run.stdout) == {"findings": [
-        {"kind": "open-security-group", "region": EU, "resource": f"{alb_sg} (alb-sg-1a2b3c4)",
-         "message": "ingress tcp 443 from 0.0.0.0/0"}]}
+    [finding] = json.loads(run.stdout)["findings"]
+    assert re.fullmatch(rf"{alb_sg} \(front-{EU}-alb-sg-[0-9a-f]{{7}}\)", finding.pop("resource"))
+    assert finding == {"kind": "open-security-group", "region": EU, "message": "ingress tcp 443 from 0.0.0.0/0"}
