@@ -102,3 +102,12 @@ def test_estate_plan_plans_the_foundation_when_the_stack_file_says_so(foundation
 
 def test_the_foundation_passes_the_policy_pack(foundation_stacks):
     assert main(["check", "--stack", "dev", "--stacks-dir", str(foundation_stacks)]) == 0
+
+
+def test_foundation_on_a_live_protected_stack_would_have_to_delete_its_protected_tables():
+    """The guard against setting the switch on a running prod stack: the tables are built only by the
+    full stage and are protected, so the engine refuses the deletes instead of tearing the estate down."""
+    raw = stack_config("prod")["mcp-estate:estate"]
+    foundation = comparable(plan_of(foundation_of(raw), stack="prod"))
+    dropped = [r for r in shipped_plan("prod").resources if r.urn not in foundation]
+    assert sorted(r.name for r in dropped if r.protect) == ["americas-state-table", "eu-state-table"]
