@@ -46,8 +46,8 @@ AWS_REGIONS: dict[str, AwsRegion] = {
 # containers) limits us-west-1 to usw1-az1 & usw1-az3 and ap-northeast-1 to apne1-az1, apne1-az2
 # & apne1-az4, and lists the other regions here without a zone limit; their AZ IDs are those of
 # AWS "AWS Availability Zones" (global-infrastructure guide). use1-az3, which Windows tasks on
-# Fargate may not use and which is the zone AWS most often leaves out of an account, comes last.
-# (An earlier Fargate table also limited ca-central-1 to cac1-az1 & cac1-az2: they come first.)
+# Fargate may not use, comes last. (The archived Fargate table also limited ca-central-1 to
+# cac1-az1 & cac1-az2: they come first, so a two-zone stack there is safe under either table.)
 FARGATE_ZONE_IDS: dict[str, tuple[str, ...]] = {
     "us-east-1": ("use1-az1", "use1-az2", "use1-az4", "use1-az5", "use1-az6", "use1-az3"),
     "us-east-2": ("use2-az1", "use2-az2", "use2-az3"),
