@@ -133,8 +133,8 @@ class RegionNetwork(pulumi.ComponentResource):
 
     def _subnet(self, role: str, zone_id: str, cidr: str) -> aws.ec2.Subnet:
         return aws.ec2.Subnet(f"{self._prefix}-{role}-{zone_id}", vpc_id=self.vpc.id,
-                              availability_zone_id=zone_id, cidr_block=cidr, map_public_ip_on_launch=False, tags=self._args.tags,
-                              opts=child_opts(self))
+                              availability_zone_id=zone_id, cidr_block=cidr, map_public_ip_on_launch=False,
+                              tags=self._args.tags, opts=child_opts(self))
 
     def _public_routes(self, public: dict[str, aws.ec2.Subnet]) -> aws.ec2.InternetGateway:
         igw = aws.ec2.InternetGateway(f"{self._prefix}-igw", vpc_id=self.vpc.id, tags=self._args.tags,

@@ -206,8 +206,9 @@ def test_a_canary_that_stops_running_alerts_when_its_silence_alarm_enters_insuff
     assert {k: v for k, v in silent.items() if k not in ("alarmDescription", "tags")} == {
         "name": f"{FUNCTION}-silent", "namespace": "AWS/Lambda", "metricName": "Invocations",
         "dimensions": {"FunctionName": FUNCTION}, "statistic": "Sum", "period": 300,
-        "evaluationPeriods": 2, "datapointsToAlarm": 2, "threshold": 1, "comparisonOperator": "LessThanThreshold",
-        # Two periods without a run: every point missing, the alarm leaves OK for INSUFFICIENT_DATA and alerts.
+        "evaluationPeriods": 2, "datapointsToAlarm": 2, "threshold": 1,
+        "comparisonOperator": "LessThanThreshold",
+        # Two periods without a run: every point missing, the alarm goes to INSUFFICIENT_DATA and alerts.
         "treatMissingData": "missing", "insufficientDataActions": [TOPIC],
         "alarmActions": [TOPIC], "okActions": [TOPIC]}
 
@@ -217,7 +218,8 @@ def test_a_fresh_deploy_does_not_alert_that_the_canary_is_silent(plan):
     # transition, no action) and goes to OK after it. `breaching` would go to ALARM, and alert, first.
     silent = plan.named(f"{NAME}-canary-silent").inputs
     assert silent["treatMissingData"] == "missing"
-    others = [a.inputs for a in plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") if a.inputs is not silent]
+    others = [a.inputs for a in plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+              if a.inputs is not silent]
     assert all(a["treatMissingData"] == "notBreaching" and "insufficientDataActions" not in a for a in others)
     errors = plan.named(f"{NAME}-canary-errors").inputs
     assert (errors["metricName"], errors["threshold"]) == ("Errors", 1)

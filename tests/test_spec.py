@@ -367,8 +367,8 @@ def test_three_zones_where_fargate_runs_in_three(count):
 def test_more_zones_than_fargate_runs_in_is_rejected_naming_the_zones():
     problems = problems_of(lambda raw: group(raw, "eu")["regions"].append(
         {"name": "us-west-1", "cidr": "10.40.0.0/16", "availability_zones": 3}))
-    assert "residency_groups[eu].regions[us-west-1].availability_zones: 3 zones: Fargate runs in only 2 zones " \
-           "of us-west-1 (usw1-az1, usw1-az3); use availability_zones: 2" in problems
+    assert "residency_groups[eu].regions[us-west-1].availability_zones: 3 zones: Fargate runs in only " \
+           "2 zones of us-west-1 (usw1-az1, usw1-az3); use availability_zones: 2" in problems
 
 
 def test_an_unknown_region_with_zones_reports_the_region_only():
