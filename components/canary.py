@@ -10,8 +10,8 @@ Creates, per region:
   this account only, writing its own log group, `cloudwatch:PutMetricData` only into
   `MCPEstate/Canary`, and the network-interface permissions of a VPC function (the two Describe
   actions, which AWS cannot scope, also let it find the ALB's nodes);
-- the function: python3.12 on arm64 in the private subnets, reserved concurrency 1, 60 s, no
-  function URL, no retry of a failed run (the next scheduled run is the retry); its code is
+- the function: python3.12 on arm64 in the private subnets, 60 s, no reserved concurrency (see
+  `_function`), no function URL, no retry of a failed run (the next scheduled run is the retry); its code is
   `mcp_estate/canary_handler.py` and `mcp_estate/probe.py`, packaged from the source at plan time
   (`mcp_estate.lambda_package`);
 - an EventBridge schedule (`monitoring.probe_every_minutes`) and the permission for that rule,
@@ -35,7 +35,9 @@ How the canary reaches the servers from private subnets (see `mcp_estate/canary_
 
 Alarms only alert on (and roll back for) what the canary measured: a canary that does not run
 leaves them without data, which they treat as not breaching; the region's `canary-silent`
-alarm reports it instead, so a broken canary never rolls a healthy deployment back.
+alarm reports it instead, so a broken canary never rolls a healthy deployment back. That alarm
+alerts when it *enters* INSUFFICIENT_DATA (see `_silent`): a new alarm starts there, so a first
+deploy, before the canary's first run, alerts no one.
 
 Requires: the region's `aws.Provider` in `opts`, the network's VPC, private subnets and endpoint
 security group, the compute front's ALB and alerts topic (whose key lets CloudWatch publish).
@@ -198,7 +200,13 @@ class Canary(pulumi.ComponentResource):
         function = aws.lambda_.Function(
             f"{self._prefix}-function", name=self.function_name, role=role.arn, runtime="python3.12",
             architectures=["arm64"], handler=HANDLER, code=lambda_archive([HANDLER.rsplit(".", 1)[0]]),
-            timeout=TIMEOUT_SECONDS, memory_size=256, reserved_concurrent_executions=1,
+            # No reserved concurrency: Lambda keeps a minimum of the account's concurrency unreserved
+            # (100 at the default quota of 1,000; new accounts may have a quota of 10), so reserving
+            # even 1 fails the deploy on such accounts. Runs cannot pile up without it: only the
+            # schedule may invoke the function, a run lasts at most TIMEOUT_SECONDS (no longer than
+            # the shortest schedule period, one minute), a failed run is not retried and an event
+            # Lambda had to delay is dropped after one period; two read-only probes overlapping is harmless.
+            timeout=TIMEOUT_SECONDS, memory_size=256,
             vpc_config={"subnet_ids": args.private_subnet_ids, "security_group_ids": [self.security_group_id]},
             logging_config={"log_format": "JSON", "log_group": f"/aws/lambda/{self.function_name}",
                             "application_log_level": "INFO", "system_log_level": "WARN"},
@@ -257,13 +265,25 @@ class Canary(pulumi.ComponentResource):
             namespace="AWS/Lambda", metric_name="Errors", dimensions={"FunctionName": self.function_name},
             statistic="Sum", period=period, evaluation_periods=1, threshold=1,
             comparison_operator="GreaterThanOrEqualToThreshold", treat_missing_data="notBreaching")
-        names["canary-silent"] = self._alarm(
+        names["canary-silent"] = self._silent(period)
+        return names
+
+    def _silent(self, period: int) -> str:
+        """The canary stopped running. Lambda publishes `Invocations` only for periods with a run, so
+        silence is missing data. With `missing`, CloudWatch moves the alarm to INSUFFICIENT_DATA once
+        every point of its evaluation range (two schedule periods) is missing, and
+        `insufficient_data_actions` alert on entering that state from OK or ALARM. A new alarm starts
+        in INSUFFICIENT_DATA: before the first run there is no transition, so no alert (`breaching`
+        alerted on every first deploy, and on every new region, before the canary ever ran)."""
+        args = self._args
+        return self._alarm(
             "canary-silent", f"{args.name_prefix}-{args.region}-canary-silent",
-            f"The MCP canary in {args.region} has not run: no probe results, so no probe alarm can fire",
+            f"The MCP canary in {args.region} has not run for two schedule periods: no probe results, so no "
+            "probe alarm can fire (the alarm reports this as INSUFFICIENT_DATA)",
             namespace="AWS/Lambda", metric_name="Invocations", dimensions={"FunctionName": self.function_name},
             statistic="Sum", period=period, evaluation_periods=2, datapoints_to_alarm=2, threshold=1,
-            comparison_operator="LessThanThreshold", treat_missing_data="breaching")
-        return names
+            comparison_operator="LessThanThreshold", treat_missing_data="missing",
+            insufficient_data_actions=[args.alerts_topic_arn])
 
     def _tools_changed(self, server: str, period: int, periods: int) -> str:
         """Either path serving another manifest than the approved one: the tools an agent sees changed."""

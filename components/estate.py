@@ -1,11 +1,14 @@
 """The whole estate, composed from a validated `EstateSpec`: the only thing `__main__` builds.
 
-Reads like the architecture diagram (design.md §2): per residency group the keys and the
-state table; the registry and the secrets; per region the network, the TLS certificate,
+Reads like the architecture diagram (design.md §2): per residency group the keys; the registry
+and the secrets; per group the state table; per region the network, the TLS certificate,
 the compute front (cluster, ALB, WAF, alerts); per server its identity, then per region
 its service; then what watches them: per region the canary (which probes every server through the
 ALB and through the hostname) and change detection, per service its per-tool telemetry, and the
 dashboards; finally the Cloudflare edge over every region's ALB.
+
+With `deploy_stage: foundation` it stops after the secrets: keys, registry and secrets (with
+their providers) are all a first deploy needs before images and secret values can be pushed.
 
 Every value a policy must read (images, CIDRs, policy documents, names) is computed here
 from the spec as plain data; outputs only carry true cross-resource references.
@@ -63,12 +66,6 @@ class Estate(pulumi.ComponentResource):
         self.key_arns = {region: self.keys[spec.group_of[region].name].arns[region]
                          for region in spec.regions}
 
-        self.state = {g.name: StateStore(f"{g.name}-state", StateStoreArgs(
-            table_name=self._table_name(g.name), primary_region=g.primary_region,
-            regions=sorted(r.name for r in g.regions), key_arns=self.key_arns,
-            protect=spec.protect_data, tags=self._state_tags(g)),
-            opts=self._opts(provider=self.providers[g.primary_region])) for g in spec.residency_groups}
-
         self.registry = Registry("registry", RegistryArgs(
             account_id=spec.aws_account_id, namespace=spec.registry.namespace,
             source_region=spec.primary_region, repositories={s.name: s.repository for s in spec.servers},
@@ -81,6 +78,18 @@ class Estate(pulumi.ComponentResource):
             key_arns=self.key_arns, protect=spec.protect_data, tags=self.tags()),
             opts=self._opts(provider=self.providers[spec.secret_home(secret)]))
             for secret in spec.secret_names()}
+        if spec.deploy_stage == "foundation":
+            # What must exist before images and secret values can be pushed: a later `full` stage
+            # builds the rest around these, with the same names and inputs (nothing is replaced).
+            self.register_outputs({"repository_urls": self.registry.repository_urls,
+                                   "secret_arns": {name: s.arn for name, s in self.secrets.items()}})
+            return
+
+        self.state = {g.name: StateStore(f"{g.name}-state", StateStoreArgs(
+            table_name=self._table_name(g.name), primary_region=g.primary_region,
+            regions=sorted(r.name for r in g.regions), key_arns=self.key_arns,
+            protect=spec.protect_data, tags=self._state_tags(g)),
+            opts=self._opts(provider=self.providers[g.primary_region])) for g in spec.residency_groups}
 
         self.certificates = OriginCertificates("origin-tls", OriginCertificatesArgs(
             hostname=spec.domain.hostname, zone_id=spec.domain.zone_id, regions=sorted(spec.regions),

@@ -4,7 +4,7 @@ Creates, per region:
 - a VPC (DNS support and hostnames, needed by the endpoints' private DNS) whose default
   security group is emptied (CIS: nothing may fall back on an allow-all group);
 - per availability zone a private subnet (tasks) and a public subnet (the ALB only, no
-  public IP on launch), keyed by AZ name; CIDRs carved from the VPC: the first three
+  public IP on launch), placed and named by AZ ID; CIDRs carved from the VPC: the first three
   quarters are the private subnets, the fourth is cut in four and three pieces are public;
 - an internet gateway and one public route table; one private route table per AZ whose
   default route exists only when `nat` is on, then through a NAT gateway in the same AZ
@@ -14,6 +14,11 @@ Creates, per region:
   DynamoDB: session state) on the private route tables, so tasks need no internet route;
 - VPC flow logs (all traffic) to a KMS-encrypted log group, written by a role that only the
   flow-logs service of this account and region can assume.
+
+Zones are chosen by AZ ID from the region's Fargate allowlist (`geography.FARGATE_ZONE_IDS`,
+in its order), among those the account offers: a zone *name* such as `us-west-1b` means a
+different place in each older account, and some zones run no Fargate tasks. Resource names use
+the AZ ID, so they are the same in every account and known before the account is asked.
 
 Requires: the region's `aws.Provider` in `opts`; `log_key_arn` a key whose policy lets
 `logs.<region>.amazonaws.com` use it.
@@ -27,6 +32,8 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
+
+from mcp_estate.geography import FARGATE_ZONE_IDS
 
 from .naming import child_opts
 
@@ -44,6 +51,19 @@ class RegionNetworkArgs:
     log_key_arn: pulumi.Input[str]
     log_retention_days: int
     tags: dict[str, str]
+
+
+def choose_zones(region: str, offered_zone_ids: list[str], count: int) -> list[str]:
+    """The first `count` zones of the region's Fargate allowlist that the account offers (AZ IDs)."""
+    allowed = FARGATE_ZONE_IDS[region]
+    chosen = [zone for zone in allowed if zone in offered_zone_ids][:count]
+    if len(chosen) < count:
+        offered = [zone for zone in allowed if zone in offered_zone_ids]
+        fix = f"lower availability_zones to {len(offered)}" if len(offered) >= 2 else "use another region"
+        raise pulumi.RunError(
+            f"{region}: availability_zones is {count}, but this account offers only {len(offered)} of the "
+            f"region's Fargate zones ({', '.join(offered) or 'none'} of {', '.join(allowed)}): {fix}")
+    return chosen
 
 
 def carve(cidr: str, count: int) -> tuple[list[str], list[str]]:
@@ -105,17 +125,16 @@ class RegionNetwork(pulumi.ComponentResource):
                                "gateway_prefix_list_ids": self.gateway_prefix_list_ids})
 
     def _zones(self) -> list[str]:
-        # Standard zones only: opted-in Local Zones sort first ("us-east-1-bos-1a" < "us-east-1a")
-        # and have no NAT gateway or interface endpoints.
-        zones = aws.get_availability_zones(
-            state="available", filters=[{"name": "opt-in-status", "values": ["opt-in-not-required"]}],
-            opts=pulumi.InvokeOptions(parent=self))
-        return sorted(zones.names)[:self._args.availability_zones]
+        # Every zone the account offers, whatever its state today: a zone that is impaired during
+        # one `pulumi up` must not move the subnets to another zone (a replacement of the network).
+        # The allowlist holds standard zones only, never Local Zones (no NAT, no interface endpoints).
+        offered = aws.get_availability_zones(opts=pulumi.InvokeOptions(parent=self))
+        return choose_zones(self._args.region, list(offered.zone_ids), self._args.availability_zones)
 
-    def _subnet(self, role: str, az: str, cidr: str) -> aws.ec2.Subnet:
-        return aws.ec2.Subnet(f"{self._prefix}-{role}-{az}", vpc_id=self.vpc.id, availability_zone=az,
-                              cidr_block=cidr, map_public_ip_on_launch=False, tags=self._args.tags,
-                              opts=child_opts(self))
+    def _subnet(self, role: str, zone_id: str, cidr: str) -> aws.ec2.Subnet:
+        return aws.ec2.Subnet(f"{self._prefix}-{role}-{zone_id}", vpc_id=self.vpc.id,
+                              availability_zone_id=zone_id, cidr_block=cidr, map_public_ip_on_launch=False,
+                              tags=self._args.tags, opts=child_opts(self))
 
     def _public_routes(self, public: dict[str, aws.ec2.Subnet]) -> aws.ec2.InternetGateway:
         igw = aws.ec2.InternetGateway(f"{self._prefix}-igw", vpc_id=self.vpc.id, tags=self._args.tags,

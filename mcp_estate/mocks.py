@@ -336,12 +336,39 @@ def _region(account: str, region: str, args: dict) -> dict:
             "description": region, "endpoint": f"ec2.{region}.amazonaws.com"}
 
 
+# The standard zones an account sees per region, (name, AZ ID), as DescribeAvailabilityZones lists
+# them (by name). In the regions older than 2012 AWS maps names to zones per account: these are one
+# account's mapping, deliberately not "a" = "az1", and without the zones AWS no longer offers to new
+# accounts (usw1-az2, apne1-az3), as in a new account.
+AVAILABILITY_ZONES: dict[str, list[tuple[str, str]]] = {
+    "us-east-1": [("a", "use1-az4"), ("b", "use1-az6"), ("c", "use1-az1"), ("d", "use1-az2"),
+                  ("e", "use1-az3"), ("f", "use1-az5")],
+    "us-east-2": [("a", "use2-az1"), ("b", "use2-az2"), ("c", "use2-az3")],
+    "us-west-1": [("a", "usw1-az3"), ("c", "usw1-az1")],
+    "us-west-2": [("a", "usw2-az2"), ("b", "usw2-az1"), ("c", "usw2-az3"), ("d", "usw2-az4")],
+    "ca-central-1": [("a", "cac1-az1"), ("b", "cac1-az2"), ("d", "cac1-az4")],
+    "sa-east-1": [("a", "sae1-az1"), ("b", "sae1-az2"), ("c", "sae1-az3")],
+    "eu-west-1": [("a", "euw1-az3"), ("b", "euw1-az1"), ("c", "euw1-az2")],
+    "eu-west-2": [("a", "euw2-az2"), ("b", "euw2-az3"), ("c", "euw2-az1")],
+    "eu-west-3": [("a", "euw3-az1"), ("b", "euw3-az2"), ("c", "euw3-az3")],
+    "eu-central-1": [("a", "euc1-az2"), ("b", "euc1-az3"), ("c", "euc1-az1")],
+    "eu-north-1": [("a", "eun1-az1"), ("b", "eun1-az2"), ("c", "eun1-az3")],
+    "ap-northeast-1": [("a", "apne1-az4"), ("c", "apne1-az1"), ("d", "apne1-az2")],
+    "ap-northeast-2": [("a", "apne2-az1"), ("b", "apne2-az2"), ("c", "apne2-az3"), ("d", "apne2-az4")],
+    "ap-northeast-3": [("a", "apne3-az3"), ("b", "apne3-az1"), ("c", "apne3-az2")],
+    "ap-southeast-1": [("a", "apse1-az2"), ("b", "apse1-az1"), ("c", "apse1-az3")],
+    "ap-southeast-2": [("a", "apse2-az3"), ("b", "apse2-az1"), ("c", "apse2-az2")],
+    "ap-south-1": [("a", "aps1-az1"), ("b", "aps1-az3"), ("c", "aps1-az2")],
+}
+
+
 def _availability_zones(account: str, region: str, args: dict) -> dict:
-    letters = "abcdef" if region == "us-east-1" else "abc"
-    prefix = {"us-east-1": "use1", "eu-west-1": "euw1"}.get(region, region.replace("-", "")[:5])
-    return {"id": region, "names": [f"{region}{x}" for x in letters],
-            "zoneIds": [f"{prefix}-az{i}" for i in range(1, len(letters) + 1)],
-            "groupNames": [region] * len(letters)}
+    if args.get("filters") or args.get("excludeNames") or args.get("excludeZoneIds") or args.get("state"):
+        raise NotImplementedError("the offline mocks answer getAvailabilityZones without filters, "
+                                  f"exclusions or state only; got {sorted(args)}: extend mcp_estate/mocks.py")
+    zones = AVAILABILITY_ZONES[region]
+    return {"id": region, "names": [f"{region}{letter}" for letter, _ in zones],
+            "zoneIds": [zone_id for _, zone_id in zones], "groupNames": [region] * len(zones)}
 
 
 def _elb_service_account(account: str, region: str, args: dict) -> dict:
@@ -363,3 +390,4 @@ _CALLS: dict[str, Callable[[str, str, dict], dict[str, Any]]] = {
 }
 
 assert set(ELB_ACCOUNTS) == set(AWS_REGIONS), "every supported region needs its ELB log account"
+assert set(AVAILABILITY_ZONES) == set(AWS_REGIONS), "every supported region needs its zones"

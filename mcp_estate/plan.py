@@ -66,6 +66,9 @@ def summary(plan: Plan) -> str:
     origins = {r.inputs["tags"]["mcp-estate:region"]: r.outputs.get("dnsName") for r in custom
                if r.type == "aws:lb/loadBalancer:LoadBalancer"}
     lines += ["", "origins (mock DNS names):"] + [f"  {n}: {d}" for n, d in sorted(origins.items())]
+    if spec.deploy_stage == "foundation":
+        lines += ["  none yet: deploy_stage is foundation (keys, registry, secrets only); "
+                  "remove it for the rest"]
     by_type = Counter(r.type for r in custom)
     by_cloud = Counter(r.type.split(":", 1)[0] for r in custom)
     lines += ["", f"resources: {len(custom)} ({', '.join(f'{n} {c}' for c, n in sorted(by_cloud.items()))}), "

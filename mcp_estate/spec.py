@@ -14,9 +14,9 @@ import re
 from functools import cached_property
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from .geography import AWS_REGIONS, ISO_COUNTRIES
+from .geography import AWS_REGIONS, FARGATE_ZONE_IDS, ISO_COUNTRIES
 from .iam_actions import unknown_actions
 
 # Fargate's CPU units and the memory (MiB) each one accepts.
@@ -109,6 +109,16 @@ class RegionSpec(Strict):
     name: Region
     cidr: Cidr
     availability_zones: int = Field(2, ge=2, le=3, description="AZs for tasks and the ALB")
+
+    @field_validator("availability_zones")
+    @classmethod
+    def _fargate_zones(cls, count: int, info: ValidationInfo) -> int:
+        region = info.data.get("name", "")   # absent when the name itself was invalid
+        zones = FARGATE_ZONE_IDS.get(region, ())
+        if zones and count > len(zones):
+            raise ValueError(f"{count} zones: Fargate runs in only {len(zones)} zones of {region} "
+                             f"({', '.join(zones)}); use availability_zones: {len(zones)}")
+        return count
 
 
 class ResidencyGroup(Strict):
@@ -323,6 +333,9 @@ class EstateSpec(Strict):
     log_retention_days: Literal[7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
                                 2192, 2557, 2922, 3288, 3653] = 90
     deletion_protection: bool | None = Field(None, description="Default: on in prod only")
+    deploy_stage: Literal["foundation", "full"] = Field(
+        "full", description="`foundation` builds only what must exist before images and secret values can "
+                            "be pushed (keys, registry, secrets, their providers); `full` builds the estate")
 
     # -- derived views, keyed by stable names ------------------------------------------------
 

@@ -58,8 +58,22 @@ def test_the_function_runs_python_on_arm64_in_the_private_subnets_one_run_at_a_t
     assert (inputs["name"], inputs["runtime"], inputs["architectures"], inputs["handler"]) == (
         FUNCTION, "python3.12", ["arm64"], "mcp_estate.canary_handler.handler")
     assert inputs["vpcConfig"] == {"subnetIds": SUBNETS, "securityGroupIds": [plan.named(f"{NAME}-sg").id]}
-    assert (inputs["reservedConcurrentExecutions"], inputs["timeout"]) == (1, 60)
+    assert inputs["timeout"] == 60
     assert plan.of_type("aws:lambda/functionUrl:FunctionUrl") == []
+
+
+def test_the_function_reserves_no_concurrency_so_accounts_with_a_low_quota_can_deploy_it(plan):
+    # Lambda refuses a reservation that leaves less than its minimum unreserved (new accounts: all of it).
+    assert "reservedConcurrentExecutions" not in function(plan)
+
+
+def test_runs_cannot_overlap_by_schedule_a_run_ends_before_the_next_one_starts(plan):
+    shortest_schedule = Monitoring(probe_every_minutes=1)
+    with pytest.raises(ValueError):
+        Monitoring(probe_every_minutes=0)
+    assert function(plan)["timeout"] <= 60 * shortest_schedule.probe_every_minutes
+    retries = plan.named(f"{NAME}-no-retries").inputs
+    assert (retries["maximumRetryAttempts"], retries["maximumEventAgeInSeconds"]) == (0, 300)
 
 
 def test_the_code_is_the_handler_and_the_probe_packaged_from_source(plan):
@@ -187,10 +201,25 @@ def test_slow_probes_through_the_alb_alarm_at_the_spec_latency():
         "GreaterThanThreshold")
 
 
-def test_a_canary_that_stops_running_alarms_on_its_own(plan):
+def test_a_canary_that_stops_running_alerts_when_its_silence_alarm_enters_insufficient_data(plan):
     silent = plan.named(f"{NAME}-canary-silent").inputs
-    assert (silent["namespace"], silent["metricName"], silent["dimensions"], silent["comparisonOperator"],
-            silent["treatMissingData"]) == ("AWS/Lambda", "Invocations", {"FunctionName": FUNCTION},
-                                            "LessThanThreshold", "breaching")
+    assert {k: v for k, v in silent.items() if k not in ("alarmDescription", "tags")} == {
+        "name": f"{FUNCTION}-silent", "namespace": "AWS/Lambda", "metricName": "Invocations",
+        "dimensions": {"FunctionName": FUNCTION}, "statistic": "Sum", "period": 300,
+        "evaluationPeriods": 2, "datapointsToAlarm": 2, "threshold": 1,
+        "comparisonOperator": "LessThanThreshold",
+        # Two periods without a run: every point missing, the alarm goes to INSUFFICIENT_DATA and alerts.
+        "treatMissingData": "missing", "insufficientDataActions": [TOPIC],
+        "alarmActions": [TOPIC], "okActions": [TOPIC]}
+
+
+def test_a_fresh_deploy_does_not_alert_that_the_canary_is_silent(plan):
+    # A new alarm starts in INSUFFICIENT_DATA: with `missing` it stays there until the first run (no
+    # transition, no action) and goes to OK after it. `breaching` would go to ALARM, and alert, first.
+    silent = plan.named(f"{NAME}-canary-silent").inputs
+    assert silent["treatMissingData"] == "missing"
+    others = [a.inputs for a in plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+              if a.inputs is not silent]
+    assert all(a["treatMissingData"] == "notBreaching" and "insufficientDataActions" not in a for a in others)
     errors = plan.named(f"{NAME}-canary-errors").inputs
     assert (errors["metricName"], errors["threshold"]) == ("Errors", 1)

@@ -4,29 +4,31 @@ from __future__ import annotations
 
 from functools import cache
 
+import pytest
+
 import pulumi
 import pulumi_aws as aws
 
-from components.region_network import RegionNetwork, RegionNetworkArgs, carve
+from components.region_network import RegionNetwork, RegionNetworkArgs, carve, choose_zones
 from conftest import ACCOUNT, Plan, policy, run_program
 
 REGION = "eu-west-1"
 KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/mrk-0123456789abcdef0123456789abcdef"
 TAGS = {"mcp-estate:stack": "test", "mcp-estate:environment": "dev", "mcp-estate:owner": "platform",
         "mcp-estate:region": REGION}
-ZONES = [f"{REGION}a", f"{REGION}b", f"{REGION}c"]
+ZONES = ["euw1-az1", "euw1-az2", "euw1-az3"]   # by AZ ID; the mocks' account names them b, c, a
 NET = f"net-{REGION}"
 
 
 @cache
-def network(nat: bool, zones: int = 3) -> tuple[Plan, dict]:
+def network(nat: bool, zones: int = 3, region: str = REGION) -> tuple[Plan, dict]:
     """The plan of one region's network, and its component's resolved attributes."""
     seen: dict = {}
 
     def program():
-        provider = aws.Provider(f"aws-{REGION}", region=REGION)
-        net = RegionNetwork(NET, RegionNetworkArgs(
-            region=REGION, account_id=ACCOUNT, cidr="10.30.0.0/16", availability_zones=zones, nat=nat,
+        provider = aws.Provider(f"aws-{region}", region=region)
+        net = RegionNetwork(f"net-{region}", RegionNetworkArgs(
+            region=region, account_id=ACCOUNT, cidr="10.30.0.0/16", availability_zones=zones, nat=nat,
             log_key_arn=KEY, log_retention_days=90, tags=TAGS), opts=pulumi.ResourceOptions(provider=provider))
         pulumi.Output.all(private=net.private_subnet_ids, public=net.public_subnet_ids,
                           prefix_lists=net.gateway_prefix_list_ids, endpoint_sg=net.endpoint_security_group_id,
@@ -44,12 +46,52 @@ def test_each_zone_gets_a_private_and_a_public_subnet_carved_from_the_vpc():
     plan, _ = network(nat=False)
     private = {z: plan.named(f"{NET}-private-{z}").inputs for z in ZONES}
     public = {z: plan.named(f"{NET}-public-{z}").inputs for z in ZONES}
-    assert {z: (i["cidrBlock"], i["availabilityZone"]) for z, i in private.items()} == {
-        f"{REGION}a": ("10.30.0.0/18", f"{REGION}a"), f"{REGION}b": ("10.30.64.0/18", f"{REGION}b"),
-        f"{REGION}c": ("10.30.128.0/18", f"{REGION}c")}
-    assert {z: i["cidrBlock"] for z, i in public.items()} == {
-        f"{REGION}a": "10.30.192.0/20", f"{REGION}b": "10.30.208.0/20", f"{REGION}c": "10.30.224.0/20"}
+    assert {z: (i["cidrBlock"], i["availabilityZoneId"]) for z, i in private.items()} == {
+        "euw1-az1": ("10.30.0.0/18", "euw1-az1"), "euw1-az2": ("10.30.64.0/18", "euw1-az2"),
+        "euw1-az3": ("10.30.128.0/18", "euw1-az3")}
+    assert {z: (i["cidrBlock"], i["availabilityZoneId"]) for z, i in public.items()} == {
+        "euw1-az1": ("10.30.192.0/20", "euw1-az1"), "euw1-az2": ("10.30.208.0/20", "euw1-az2"),
+        "euw1-az3": ("10.30.224.0/20", "euw1-az3")}
+    assert all("availabilityZone" not in i for i in [*private.values(), *public.values()])
     assert all(i["mapPublicIpOnLaunch"] is False for i in [*private.values(), *public.values()])
+
+
+def test_zones_follow_the_fargate_allowlist_by_az_id_not_the_accounts_zone_names():
+    # The mocks' account names use1-az4 "us-east-1a" and use1-az6 "us-east-1b"; sorting names would pick them.
+    plan, _ = network(nat=True, zones=3, region="us-east-1")
+    subnets = plan.of_type("aws:ec2/subnet:Subnet")
+    assert sorted(s.inputs["availabilityZoneId"] for s in subnets) == \
+        sorted(["use1-az1", "use1-az2", "use1-az4"] * 2)
+    assert sorted(n.name for n in plan.of_type("aws:ec2/natGateway:NatGateway")) == [
+        "net-us-east-1-nat-use1-az1", "net-us-east-1-nat-use1-az2", "net-us-east-1-nat-use1-az4"]
+
+
+def test_tokyo_and_northern_california_get_only_their_fargate_zones():
+    tokyo, _ = network(nat=False, zones=3, region="ap-northeast-1")
+    assert sorted({s.inputs["availabilityZoneId"] for s in tokyo.of_type("aws:ec2/subnet:Subnet")}) == [
+        "apne1-az1", "apne1-az2", "apne1-az4"]
+    california, _ = network(nat=False, zones=2, region="us-west-1")
+    assert sorted(s.name for s in california.of_type("aws:ec2/subnet:Subnet")) == [
+        "net-us-west-1-private-usw1-az1", "net-us-west-1-private-usw1-az3",
+        "net-us-west-1-public-usw1-az1", "net-us-west-1-public-usw1-az3"]
+
+
+def test_zones_are_taken_in_allowlist_order_among_those_the_account_offers():
+    assert choose_zones("us-east-1", ["use1-az3", "use1-az6", "use1-az5", "use1-az4", "use1-az2"], 3) == [
+        "use1-az2", "use1-az4", "use1-az5"]
+    assert choose_zones("ap-northeast-1", ["apne1-az4", "apne1-az1", "apne1-az2", "apne1-az3"], 3) == [
+        "apne1-az1", "apne1-az2", "apne1-az4"]
+
+
+def test_an_account_offering_too_few_fargate_zones_fails_the_preview_naming_the_zones():
+    with pytest.raises(pulumi.RunError) as error:
+        choose_zones("us-west-1", ["usw1-az1", "usw1-az2"], 2)
+    assert str(error.value) == (
+        "us-west-1: availability_zones is 2, but this account offers only 1 of the region's Fargate zones "
+        "(usw1-az1 of usw1-az1, usw1-az3): use another region")
+    with pytest.raises(pulumi.RunError, match=r"offers only 2 .*\(cac1-az1, cac1-az2 of cac1-az1, cac1-az2, "
+                                              r"cac1-az4\): lower availability_zones to 2$"):
+        choose_zones("ca-central-1", ["cac1-az1", "cac1-az2"], 3)
 
 
 def test_a_slash_20_vpc_still_holds_three_private_and_three_public_subnets():

@@ -354,3 +354,30 @@ def test_the_same_egress_declared_twice_is_rejected():
 def test_stack_names_that_cannot_name_aws_resources_are_rejected(stack):
     from mcp_estate.validate import stack_name_problems
     assert "cannot name AWS resources" in str(stack_name_problems(stack)[0])
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_three_zones_where_fargate_runs_in_three(count):
+    raw = copy.deepcopy(VALID)
+    group(raw, "americas")["regions"].append({"name": "ap-northeast-1", "cidr": "10.22.0.0/16",
+                                              "availability_zones": count})
+    assert parse_spec(raw).regions["ap-northeast-1"].availability_zones == count
+
+
+def test_more_zones_than_fargate_runs_in_is_rejected_naming_the_zones():
+    problems = problems_of(lambda raw: group(raw, "eu")["regions"].append(
+        {"name": "us-west-1", "cidr": "10.40.0.0/16", "availability_zones": 3}))
+    assert "residency_groups[eu].regions[us-west-1].availability_zones: 3 zones: Fargate runs in only " \
+           "2 zones of us-west-1 (usw1-az1, usw1-az3); use availability_zones: 2" in problems
+
+
+def test_an_unknown_region_with_zones_reports_the_region_only():
+    problems = problems_of(lambda raw: group(raw, "eu")["regions"].append(
+        {"name": "eu-south-9", "cidr": "10.40.0.0/16", "availability_zones": 3}))
+    assert [p.split(":")[0] for p in problems] == ["residency_groups[eu].regions[eu-south-9].name"]
+
+
+def test_the_deploy_stage_is_full_unless_the_stack_asks_for_the_foundation():
+    assert parse_spec(VALID).deploy_stage == "full"
+    assert parse_spec({**VALID, "deploy_stage": "foundation"}).deploy_stage == "foundation"
+    assert_problem(lambda raw: raw.update(deploy_stage="images"), "deploy_stage", "'foundation' or 'full'")
