@@ -91,8 +91,8 @@ def push(regions=REGIONS, repository=REPOSITORY, tag=TAG, layer="a", endpoint: s
     for region in regions:
         if not ecr(region, endpoint).describe_repositories()["repositories"]:
             ecr(region, endpoint).create_repository(repositoryName=repository)
-        image = ecr(region, endpoint).put_image(repositoryName=repository, imageManifest=manifest(layer, config),
-                                                imageTag=tag)["image"]
+        image = ecr(region, endpoint).put_image(repositoryName=repository, imageTag=tag,
+                                                imageManifest=manifest(layer, config))["image"]
         digests.add(image["imageId"]["imageDigest"])
     (digest,) = digests
     return digest
@@ -164,12 +164,13 @@ def test_an_unfinished_or_missing_scan_is_refused(stacks, capsys, status, reason
 @pytest.mark.parametrize("status", ["FAILED", "UNSUPPORTED_IMAGE"])
 def test_a_scan_that_cannot_finish_is_refused_with_how_to_rescan(stacks, capsys, status):
     before, digest = stack_text(stacks), push()
-    scanned(digest, {}, status=status, description="UnsupportedImageError: The operating system is not supported")
+    why = "UnsupportedImageError: The operating system is not supported"
+    scanned(digest, {}, status=status, description=why)
     assert lock(stacks) == 2
     assert stack_text(stacks) == before
     err = capsys.readouterr().err
     assert (f"{REPOSITORY}:{TAG} has no usable scan (status {status}): the scan will not finish by itself "
-            "(UnsupportedImageError: The operating system is not supported): start a new one "
+            f"({why}): start a new one "
             f"(`aws ecr start-image-scan --repository-name {REPOSITORY} --image-id imageTag={TAG}`)") in err
     assert "wait for the scan" not in err
 
@@ -228,14 +229,14 @@ def test_an_already_pinned_digest_changes_nothing(stacks, capsys):
     (config_blob(volumes=()), ["it declares no `VOLUME /tmp` (volumes: none)"]),
     (config_blob(user="0", volumes=("/var/tmp",)), ["its user is '0', not 10001",
                                                     "it declares no `VOLUME /tmp` (volumes: /var/tmp)"])])
-def test_an_image_breaking_the_contract_is_refused_with_exit_1_naming_the_dockerfile_fix(stacks, capsys, config,
-                                                                                        problems):
+def test_an_image_breaking_the_contract_is_refused_with_exit_1_naming_the_fix(stacks, capsys, config, problems):
     before, digest = stack_text(stacks), push(config=config, layer="e")
     scanned(digest, {})
     assert lock(stacks) == 1
     assert stack_text(stacks) == before
     lines = [line.strip() for line in capsys.readouterr().err.splitlines()]
-    assert lines[1] == f"servers[inventory]: {REPOSITORY}:{TAG} (linux/amd64) does not meet the image contract:"
+    assert lines[1] == f"servers[inventory]: {REPOSITORY}:{TAG} (linux/amd64) does not meet the image " \
+                       "contract:"
     assert [line.split(":")[0] for line in lines[2:-1]] == [p.split(":")[0] for p in problems]
     assert all(line.startswith(problem) for line, problem in zip(lines[2:-1], problems))
     assert lines[-1] == ("fix: in the Dockerfile, after installing the server: `RUN mkdir -p /tmp && chown "
@@ -248,8 +249,8 @@ def test_an_image_for_another_architecture_is_refused_with_exit_1(stacks, capsys
     scanned(digest, {})
     assert lock(stacks) == 1
     assert stack_text(stacks) == before
-    assert (f"servers[inventory]: {REPOSITORY}@{digest[:19]}... is built for linux/arm64, but the server runs on "
-            "linux/amd64 (`architecture: X86_64`)") in capsys.readouterr().err
+    assert (f"servers[inventory]: {REPOSITORY}@{digest[:19]}... is built for linux/arm64, but the server runs "
+            "on linux/amd64 (`architecture: X86_64`)") in capsys.readouterr().err
 
 
 def test_the_contract_is_checked_and_reported_before_pinning(stacks, capsys):
@@ -272,7 +273,8 @@ def test_a_connection_failure_exits_2_and_writes_nothing(stacks, monkeypatch):
     with pytest.raises(LockError) as refused:
         lock_image(session, "prod", "inventory", TAG, stacks)
     assert refused.value.code == 2
-    assert refused.value.problems == [f'Could not connect to the endpoint URL: "https://api.ecr.{HOME}.amazonaws.com/"']
+    assert refused.value.problems == [
+        f'Could not connect to the endpoint URL: "https://api.ecr.{HOME}.amazonaws.com/"']
     assert stack_text(stacks) == before
 
 
