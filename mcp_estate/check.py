@@ -351,12 +351,14 @@ def read_export(path: Path) -> list[dict[str, Any]]:
 
 
 def export_environment(resources: list[dict[str, Any]]) -> str | None:
-    """The environment the resources are tagged with (`mcp-estate:environment`), None if untagged."""
-    found = {tags.get(ENVIRONMENT_TAG) for r in evaluated_resources(resources)
-             if isinstance(tags := (r.get("inputs") or {}).get("tags"), dict)} - {None}
+    """The environment the resources are tagged with (`mcp-estate:environment`), None if untagged.
+    Asked only when no `--config` is given: with one, the config decides whatever the tags say."""
+    found = {str(tags.get(ENVIRONMENT_TAG)) for r in evaluated_resources(resources)
+             if isinstance(tags := (r.get("inputs") or {}).get("tags"), dict) and tags.get(ENVIRONMENT_TAG)}
     if len(found) > 1:
-        raise CheckInputError(f"the resources are tagged with several environments ({', '.join(sorted(found))}): "
-                              "pass the pack config to apply with --config")
+        raise CheckInputError(f"the resources are tagged with several environments ({', '.join(sorted(found))}), "
+                              "so no one pack config applies: pass the one to enforce with "
+                              "--config policies/config/<environment>.json")
     return found.pop() if found else None
 
 

@@ -94,8 +94,9 @@ def _check(args: argparse.Namespace) -> int:
             resources, environment = plan.export()["deployment"]["resources"], plan.spec.environment
             artifact = stack_path(args.stack, args.stacks_dir)
         else:
-            resources = read_export(args.export)
-            environment, artifact = export_environment(resources), args.export
+            resources, artifact = read_export(args.export), args.export
+            # An explicit pack config decides (an export may span environments); else the tags do.
+            environment = None if args.config else export_environment(resources)
         config = pack_config_for(args.config, environment, CONTROLS)
     except CheckInputError as error:
         print(f"estate check: {error}", file=sys.stderr)

@@ -1,11 +1,12 @@
 """`estate lock`: pin a server's image to the digest a tag points at, in the stack file.
 
 The tag is resolved in the estate's registry (the `primary_region` ECR of `aws_account_id`,
-the repository of the server's current image). The image must have passed its scan (no
-CRITICAL or HIGH finding, scan complete) and be present, by digest, in every region running the
-server, since each region's tasks pull from their regional replica. Only then is the one
-`image:` value rewritten, as a text splice at the exact place the YAML parser found it: the
-rest of the file (comments, order, quoting) stays byte for byte. The new text is re-parsed and
+the repository of the server's current image). The image must meet the image contract as far as
+its configuration shows (user 10001, `VOLUME /tmp`, the server's platform: image_contract.py),
+have passed its scan (no CRITICAL or HIGH finding, scan complete) and be present, by digest, in
+every region running the server, since each region's tasks pull from their regional replica.
+Only then is the one `image:` value rewritten, as a text splice at the exact place the YAML parser
+found it: the rest of the file (comments, order, quoting) stays byte for byte. The new text is re-parsed and
 validated before it replaces the file atomically. Any refusal writes nothing.
 """
 
@@ -24,7 +25,8 @@ import yaml
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .aws_errors import client_error_text
-
+from .image_contract import (CONTAINER_USER, DOCKERFILE_FIX, SCRATCH_PATH, ImageConfigError, WrongPlatform,
+                             contract_problems, read_image_config)
 from .spec import EstateSpec, Server
 from .stackfile import ESTATE_KEY, load_spec, stack_path
 from .validate import SpecError, parse_spec
@@ -33,6 +35,8 @@ EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
 BLOCKING = ("CRITICAL", "HIGH")
 # Basic scanning reports COMPLETE; enhanced (Inspector) scanning ACTIVE while it monitors the image.
 SCANNED = ("COMPLETE", "ACTIVE")
+# States a scan leaves by itself; any other (FAILED, UNSUPPORTED_IMAGE, ...) needs someone to act.
+SCANNING = ("IN_PROGRESS", "PENDING")
 
 
 class LockError(Exception):
@@ -47,6 +51,7 @@ class LockError(Exception):
 class Scan:
     status: str                      # COMPLETE, ACTIVE, IN_PROGRESS..., or MISSING
     counts: dict[str, int]
+    description: str = ""            # imageScanStatus.description: why a scan FAILED, say
 
     @property
     def blocking(self) -> dict[str, int]:
@@ -64,6 +69,7 @@ class Locked:
     tag: str
     image: str
     previous: str
+    platform: str
     scan: Scan
     regions: list[str]
     changed: bool
@@ -82,6 +88,7 @@ def lock(session: boto3.Session, stack: str, server_name: str, tag: str, stacks_
     try:
         home = session.client("ecr", region_name=spec.primary_region)
         digest = _digest(home, registry, server.repository, tag)
+        platform = _contract_gate(home, registry, server, tag, digest)
         scan = _scan(home, registry, server.repository, digest)
         warnings = _scan_gate(server, tag, scan, allow_findings)
         regions = spec.server_regions(server)
@@ -91,8 +98,8 @@ def lock(session: boto3.Session, stack: str, server_name: str, tag: str, stacks_
     except BotoCoreError as error:
         raise LockError([str(error)]) from None
     image = f"{server.registry_host}/{server.repository}@{digest}"
-    locked = Locked(stack_path(stack, stacks_dir), server.name, tag, image, server.image, scan, regions,
-                    changed=server.digest != digest, warnings=warnings)
+    locked = Locked(stack_path(stack, stacks_dir), server.name, tag, image, server.image, platform, scan,
+                    regions, changed=server.digest != digest, warnings=warnings)
     if locked.changed:
         path = locked.path
         new_text = pin_image(path.read_bytes().decode("utf-8"), server.name, image)
@@ -125,6 +132,23 @@ def _digest(ecr: Any, registry: str, repository: str, tag: str) -> str:
     return images[0]["imageDigest"]
 
 
+def _contract_gate(ecr: Any, registry: str, server: Server, tag: str, digest: str) -> str:
+    """Refuse an image whose configuration breaks the image contract; its platform otherwise.
+    No flag overrides this: such an image cannot write its /tmp, and the fix is in its Dockerfile."""
+    try:
+        config = read_image_config(ecr, registry, server.repository, digest, server.architecture)
+    except WrongPlatform as error:
+        raise LockError([f"servers[{server.name}]: {error}"], EXIT_FINDINGS) from None
+    except ImageConfigError as error:
+        raise LockError([f"servers[{server.name}]: cannot read the configuration of "
+                         f"{server.repository}:{tag}: {error}"]) from None
+    problems = contract_problems(config)
+    if problems:
+        raise LockError([f"servers[{server.name}]: {server.repository}:{tag} ({config.platform}) does not "
+                         "meet the image contract:", *problems, f"fix: {DOCKERFILE_FIX}"], EXIT_FINDINGS)
+    return config.platform
+
+
 def _scan(ecr: Any, registry: str, repository: str, digest: str) -> Scan:
     """The scan of the digest (not the tag, which may move while we look)."""
     try:
@@ -136,7 +160,7 @@ def _scan(ecr: Any, registry: str, repository: str, digest: str) -> Scan:
         raise
     status = result.get("imageScanStatus", {}).get("status", "MISSING")
     counts = result.get("imageScanFindings", {}).get("findingSeverityCounts", {}) if status in SCANNED else {}
-    return Scan(status, dict(counts))
+    return Scan(status, dict(counts), result.get("imageScanStatus", {}).get("description", ""))
 
 
 def _scan_gate(server: Server, tag: str, scan: Scan, allow_findings: bool) -> list[str]:
@@ -145,7 +169,7 @@ def _scan_gate(server: Server, tag: str, scan: Scan, allow_findings: bool) -> li
     if scan.status not in SCANNED:
         reason = "has no scan" if scan.status == "MISSING" else f"has no usable scan (status {scan.status})"
         if not allow_findings:
-            raise LockError([f"{subject} {reason}: wait for the scan (scan on push) and rerun, or pass "
+            raise LockError([f"{subject} {reason}: {_scan_remedy(server.repository, tag, scan)}, or pass "
                              "--allow-findings to pin it unscanned"])
         return [f"{subject} {reason}: pinned UNSCANNED because of --allow-findings"]
     if scan.blocking:
@@ -155,6 +179,14 @@ def _scan_gate(server: Server, tag: str, scan: Scan, allow_findings: bool) -> li
                              "--allow-findings with a recorded exception"], EXIT_FINDINGS)
         return [f"{subject} has {counts} finding(s): pinned anyway because of --allow-findings"]
     return []
+
+
+def _scan_remedy(repository: str, tag: str, scan: Scan) -> str:
+    if scan.status in ("MISSING", *SCANNING):
+        return "wait for the scan (scan on push) and rerun"
+    why = f" ({scan.description.strip()})" if scan.description.strip() else ""
+    return (f"the scan will not finish by itself{why}: start a new one (`aws ecr start-image-scan "
+            f"--repository-name {repository} --image-id imageTag={tag}`) or push a supported image, then rerun")
 
 
 def _present_everywhere(session: boto3.Session, registry: str, repository: str, digest: str,
@@ -253,8 +285,9 @@ def _write_atomically(path: Path, text: str) -> None:
 def add_command(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "lock", help="pin a server's image to the digest of a scanned tag, in the stack file",
-        description="Exit 0 when pinned (or already pinned), 1 when the scan has CRITICAL/HIGH findings, "
-                    "2 when the stack, server, repository, tag or a region's replica is missing.")
+        description="Exit 0 when pinned (or already pinned), 1 when the image breaks the image contract "
+                    "(user 10001, VOLUME /tmp, the server's platform) or its scan has CRITICAL/HIGH findings, "
+                    "2 when the stack, server, repository, tag, scan or a region's replica is missing.")
     parser.add_argument("--stack", required=True, help="stack name: edits stacks/Pulumi.<stack>.yaml")
     parser.add_argument("--server", required=True, help="server name, as in `servers`")
     parser.add_argument("--tag", required=True, help="image tag to resolve in the server's repository")
@@ -275,6 +308,7 @@ def _handle(args: argparse.Namespace) -> int:
     for warning in locked.warnings:
         print(f"WARNING: {warning}", file=sys.stderr)
     print(f"{locked.server}: {locked.tag} -> {locked.image.rsplit('@', 1)[1]}")
+    print(f"  image contract met ({locked.platform}): user {CONTAINER_USER}, VOLUME {SCRATCH_PATH}")
     print(f"  {locked.scan.summary()}")
     print(f"  present in: {', '.join(locked.regions)}")
     if locked.changed:

@@ -17,9 +17,8 @@ from typing import Any
 
 from pulumi_policy import ResourceValidationArgs, Severity
 
-from mcp_estate.iam_actions import requires_wildcard_resource
-
 from .control import Report, Risk, allows, as_list, grants_everyone, pinned_conditions, resource_policy
+from .iam_actions import requires_wildcard_resource
 
 ROLE = "aws:iam/role:Role"
 IDENTITY_POLICIES = {

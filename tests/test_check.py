@@ -248,6 +248,29 @@ def test_an_export_gets_the_config_of_the_environment_its_resources_are_tagged_w
     assert code == 1 and {v["enforcement_level"] for v in prod["violations"]} == {"mandatory"}
 
 
+def two_environments(tmp_path):
+    """One export holding a dev and a prod repository (say, two stacks' exports concatenated)."""
+    return write_export(tmp_path, repositories("MUTABLE", environment="dev")
+                        + repositories("IMMUTABLE", environment="prod"))
+
+
+@pytest.mark.parametrize("level, code", [("advisory", 0), ("mandatory", 1)])
+def test_an_export_tagged_with_several_environments_is_checked_with_the_config_given(synthetic, tmp_path, capsys,
+                                                                                      level, code):
+    config = write_config(tmp_path, {"ecr-immutable": level, "one-repository": "disabled"})
+    found, report = check_json(capsys, "--export", str(two_environments(tmp_path)), "--config", str(config))
+    assert found == code
+    assert [(v["policy"], v["enforcement_level"]) for v in report["violations"]] == [("ecr-immutable", level)]
+
+
+def test_an_export_tagged_with_several_environments_and_no_config_exits_2_asking_for_one(synthetic, tmp_path,
+                                                                                          capsys):
+    assert main(["check", "--export", str(two_environments(tmp_path))]) == 2
+    assert capsys.readouterr().err == (
+        "estate check: the resources are tagged with several environments (dev, prod), so no one pack config "
+        "applies: pass the one to enforce with --config policies/config/<environment>.json\n")
+
+
 @pytest.mark.parametrize("environment", ["dev", "staging", "prod"])
 def test_every_shipped_pack_config_names_only_policies_of_the_pack(environment):
     config = read_pack_config(CONFIG_DIR / f"{environment}.json", CONTROLS)

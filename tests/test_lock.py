@@ -3,20 +3,29 @@
 moto's ECR has no replication: the tests create the repository and push the same manifest in
 each region themselves. Scan results are set through moto's own API (its documented
 `/moto-api/static/ecr/scan-finding-results`), which `describe_image_scan_findings` then returns.
+moto implements no GetDownloadUrlForLayer: here it answers with a URL on a local blob server
+holding the image configurations (the call's shapes are checked with Stubber in
+test_image_contract.py).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
+import stat
 
 import boto3
 import pytest
 import requests
+from botocore.exceptions import EndpointConnectionError
+from moto.core.responses import ActionResult
+from moto.ecr.responses import ECRResponse
 
+from blob_server import blob_server, config_blob, digest_of
 from conftest import ROOT
 from mcp_estate.cli import main
-from mcp_estate.lock import LockError, pin_image
+from mcp_estate.lock import LockError, lock as lock_image, pin_image
 from offline_aws import mocked, moto_server, run_estate
 
 MOTO_ACCOUNT, HOME = "123456789012", "us-east-1"
@@ -26,8 +35,24 @@ HOST = f"{MOTO_ACCOUNT}.dkr.ecr.{HOME}.amazonaws.com"
 MOTO_API = "http://motoapi.amazonaws.com"
 
 
+COMPLIANT = config_blob()                # USER 10001:10001, VOLUME /tmp, linux/amd64
+BLOBS: dict[str, bytes] = {}             # the registry's blob store: every pushed image's configuration
+
+
+@pytest.fixture(scope="module")
+def blob_url():
+    with blob_server(BLOBS) as url:
+        yield url
+
+
 @pytest.fixture(autouse=True)
-def aws(monkeypatch):
+def aws(monkeypatch, blob_url):
+    def download_url(response: ECRResponse) -> ActionResult:
+        digest = response._get_param("layerDigest")
+        return ActionResult({"downloadUrl": f"{blob_url}/{digest}", "layerDigest": digest})
+
+    monkeypatch.setattr(ECRResponse, "get_download_url_for_layer", download_url)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     with mocked(monkeypatch, HOME):
         yield
 
@@ -50,33 +75,37 @@ def ecr(region: str, endpoint: str | None = None):
     return boto3.client("ecr", region_name=region, endpoint_url=endpoint)
 
 
-def manifest(layer: str) -> str:
+def manifest(layer: str, config: bytes) -> str:
+    BLOBS[digest_of(config)] = config
     return json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-                       "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 7023,
-                                  "digest": "sha256:" + "c" * 64},
+                       "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                                  "size": len(config), "digest": digest_of(config)},
                        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 32654,
                                    "digest": f"sha256:{layer * 64}"}]})
 
 
-def push(regions=REGIONS, repository=REPOSITORY, tag=TAG, layer="a", endpoint: str | None = None) -> str:
+def push(regions=REGIONS, repository=REPOSITORY, tag=TAG, layer="a", endpoint: str | None = None,
+         config: bytes = COMPLIANT) -> str:
     """Push one image to `regions` (the home region's push plus emulated replicas); its digest."""
     digests = set()
     for region in regions:
         if not ecr(region, endpoint).describe_repositories()["repositories"]:
             ecr(region, endpoint).create_repository(repositoryName=repository)
-        image = ecr(region, endpoint).put_image(repositoryName=repository, imageManifest=manifest(layer),
-                                                imageTag=tag)["image"]
+        image = ecr(region, endpoint).put_image(repositoryName=repository, imageTag=tag,
+                                                imageManifest=manifest(layer, config))["image"]
         digests.add(image["imageId"]["imageDigest"])
     (digest,) = digests
     return digest
 
 
-def scanned(digest: str, counts: dict[str, int], status: str = "COMPLETE", api: str = MOTO_API) -> None:
+def scanned(digest: str, counts: dict[str, int], status: str = "COMPLETE", api: str = MOTO_API,
+            description: str = "The scan was completed successfully.") -> None:
     """Record the home region's scan result for the digest."""
     ecr(HOME, None if api == MOTO_API else api).start_image_scan(
         repositoryName=REPOSITORY, imageId={"imageDigest": digest})
     result = {"registryId": MOTO_ACCOUNT, "repositoryName": REPOSITORY, "imageId": {"imageDigest": digest},
-              "imageScanStatus": {"status": status}, "imageScanFindings": {"findingSeverityCounts": counts}}
+              "imageScanStatus": {"status": status, "description": description},
+              "imageScanFindings": {"findingSeverityCounts": counts}}
     requests.post(f"{api}/moto-api/static/ecr/scan-finding-results",
                   json={"region": HOME, "results": [result]}, timeout=10).raise_for_status()
 
@@ -132,6 +161,20 @@ def test_an_unfinished_or_missing_scan_is_refused(stacks, capsys, status, reason
     assert f"{REPOSITORY}:{TAG} {reason}: wait for the scan" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("status", ["FAILED", "UNSUPPORTED_IMAGE"])
+def test_a_scan_that_cannot_finish_is_refused_with_how_to_rescan(stacks, capsys, status):
+    before, digest = stack_text(stacks), push()
+    why = "UnsupportedImageError: The operating system is not supported"
+    scanned(digest, {}, status=status, description=why)
+    assert lock(stacks) == 2
+    assert stack_text(stacks) == before
+    err = capsys.readouterr().err
+    assert (f"{REPOSITORY}:{TAG} has no usable scan (status {status}): the scan will not finish by itself "
+            f"({why}): start a new one "
+            f"(`aws ecr start-image-scan --repository-name {REPOSITORY} --image-id imageTag={TAG}`)") in err
+    assert "wait for the scan" not in err
+
+
 def test_an_unscanned_image_pins_only_with_allow_findings_and_a_warning(stacks, capsys):
     push()
     assert lock(stacks, "--allow-findings") == 0
@@ -176,6 +219,85 @@ def test_an_already_pinned_digest_changes_nothing(stacks, capsys):
     assert lock(stacks) == 0
     assert "already pinned to this digest: nothing changed" in capsys.readouterr().out
     assert pinned.read_text() == text and pinned.stat().st_mtime_ns == mtime
+
+
+# -- the image contract ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("config, problems", [
+    (config_blob(user=""), ["its user is root (no USER), not 10001"]),
+    (config_blob(user="node"), ["its user is 'node', not 10001"]),
+    (config_blob(volumes=()), ["it declares no `VOLUME /tmp` (volumes: none)"]),
+    (config_blob(user="0", volumes=("/var/tmp",)), ["its user is '0', not 10001",
+                                                    "it declares no `VOLUME /tmp` (volumes: /var/tmp)"])])
+def test_an_image_breaking_the_contract_is_refused_with_exit_1_naming_the_fix(stacks, capsys, config, problems):
+    before, digest = stack_text(stacks), push(config=config, layer="e")
+    scanned(digest, {})
+    assert lock(stacks) == 1
+    assert stack_text(stacks) == before
+    lines = [line.strip() for line in capsys.readouterr().err.splitlines()]
+    assert lines[1] == f"servers[inventory]: {REPOSITORY}:{TAG} (linux/amd64) does not meet the image " \
+                       "contract:"
+    assert [line.split(":")[0] for line in lines[2:-1]] == [p.split(":")[0] for p in problems]
+    assert all(line.startswith(problem) for line, problem in zip(lines[2:-1], problems))
+    assert lines[-1] == ("fix: in the Dockerfile, after installing the server: `RUN mkdir -p /tmp && chown "
+                         "10001:10001 /tmp`, then `USER 10001:10001`, then `VOLUME /tmp` (declared last: later "
+                         "changes to a volume are discarded)")
+
+
+def test_an_image_for_another_architecture_is_refused_with_exit_1(stacks, capsys):
+    before, digest = stack_text(stacks), push(config=config_blob(architecture="arm64"), layer="f")
+    scanned(digest, {})
+    assert lock(stacks) == 1
+    assert stack_text(stacks) == before
+    assert (f"servers[inventory]: {REPOSITORY}@{digest[:19]}... is built for linux/arm64, but the server runs "
+            "on linux/amd64 (`architecture: X86_64`)") in capsys.readouterr().err
+
+
+def test_the_contract_is_checked_and_reported_before_pinning(stacks, capsys):
+    scanned(push(), {})
+    assert lock(stacks) == 0
+    assert "  image contract met (linux/amd64): user 10001:10001, VOLUME /tmp\n" in capsys.readouterr().out
+
+
+# -- what can go wrong on the way -------------------------------------------------------------
+
+def test_a_connection_failure_exits_2_and_writes_nothing(stacks, monkeypatch):
+    scanned(push(), {})
+    before = stack_text(stacks)
+    session = boto3.Session()
+
+    def unreachable(**_):
+        raise EndpointConnectionError(endpoint_url=f"https://api.ecr.{HOME}.amazonaws.com/")
+
+    session.events.register("before-call.ecr.BatchGetImage", unreachable)
+    with pytest.raises(LockError) as refused:
+        lock_image(session, "prod", "inventory", TAG, stacks)
+    assert refused.value.code == 2
+    assert refused.value.problems == [
+        f'Could not connect to the endpoint URL: "https://api.ecr.{HOME}.amazonaws.com/"']
+    assert stack_text(stacks) == before
+
+
+def test_every_ecr_call_names_one_image_within_the_apis_limit_of_100(stacks):
+    """DescribeImages and BatchGetImage take at most 100 image ids (ImageIdentifierList, max 100)."""
+    scanned(push(), {})
+    session, calls = boto3.Session(), []
+    session.events.register("provide-client-params.ecr.*",
+                            lambda params, model, **_: calls.append((model.name, params.get("imageIds"))))
+    lock_image(session, "prod", "inventory", TAG, stacks)
+    with_ids = [(name, ids) for name, ids in calls if ids is not None]
+    assert [name for name, _ in with_ids] == ["DescribeImages", "BatchGetImage", "DescribeImages",
+                                              "DescribeImages", "DescribeImages"]
+    assert all(len(ids) == 1 for _, ids in with_ids)
+
+
+def test_the_pinned_stack_file_keeps_its_mode(stacks):
+    path = stacks / "Pulumi.prod.yaml"
+    os.chmod(path, 0o640)
+    scanned(push(), {})
+    assert lock(stacks) == 0
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert [p.name for p in stacks.iterdir()] == ["Pulumi.prod.yaml"]   # no temporary file left behind
 
 
 def test_an_unknown_stack_or_server_exits_2(stacks, capsys):
