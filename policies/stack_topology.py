@@ -112,9 +112,12 @@ class Topology:
         """A pool Cloudflare always counts usable: no monitor (its health is then ignored when
         steering), enabled, with an enabled origin. An unknown monitor counts as a monitor."""
         pool = self.pools.get(pool_id)
-        return pool is not None and not lookup(pool, "monitor") and not lookup(pool, "monitorGroup") \
-            and pool.get("enabled") is not False and any(
-                isinstance(o, Mapping) and o.get("enabled") is not False for o in as_list(pool.get("origins")))
+        if pool is None or pool.get("enabled") is False:
+            return False
+        if lookup(pool, "monitor") or lookup(pool, "monitorGroup"):
+            return False
+        origins = [o for o in as_list(pool.get("origins")) if isinstance(o, Mapping)]
+        return any(o.get("enabled") is not False for o in origins)
 
     def describe(self, ids: Iterable[str]) -> str:
         """`mcp-prod-eu-west-1 (eu-west-1), partner (outside the estate)`."""
@@ -237,8 +240,9 @@ def _state_problem(estate: Topology, group: str, region: str, where: str, urn: s
     "mapping or load-balancing rule can move its visitors",
     risks=[Risk.DATA_LOSS], severity=Severity.CRITICAL,
     remediation="Keep the group's table replicas in its regions; use steering_policy='geo'; map each of its "
-                "countries in countryPools to the group's pools only, ending with an enabled group pool without a "
-                "monitor; keep its pools out of every other route; remove popPools and load-balancing rules.")
+                "countries in countryPools to the group's pools only, ending with an enabled group pool "
+                "without a monitor; keep its pools out of every other route; remove popPools and "
+                "load-balancing rules.")
 def strict_residency_stays_in_its_group(args: StackValidationArgs, report: Report) -> None:
     estate = Topology(args.resources)
     kept = {group: _state_stays(estate, group, report) for group in sorted(estate.strict)}
@@ -273,9 +277,9 @@ def _steering_stays(groups: list[str], lb: PolicyResource, report: Report) -> No
                f"steering_policy='geo' so {strict}'s countries stay on its pools", lb.urn)
     pops = lb.props.get("popPools")
     if isinstance(pops, Mapping) and any(as_list(p) for p in pops.values()):
-        report(f"{what} maps data centers in popPools ({', '.join(sorted(pops))}): a data center serves visitors "
-               f"of any country and its mapping takes precedence over countryPools, so {strict}'s visitors "
-               "may leave the group: remove popPools", lb.urn)
+        report(f"{what} maps data centers in popPools ({', '.join(sorted(pops))}): a data center serves "
+               f"visitors of any country and its mapping takes precedence over countryPools, so {strict}'s "
+               "visitors may leave the group: remove popPools", lb.urn)
     for rule in enabled_rules(lb.props):
         _rule_stays(strict, rule, what, lb, report)
 
@@ -284,8 +288,8 @@ def _rule_stays(strict: str, rule: Mapping, what: str, lb: PolicyResource, repor
     name, overrides = rule.get("name"), as_mapping(rule.get("overrides"))
     undocumented = sorted(condition_fields(rule.get("condition")) - LB_RULE_FIELDS)
     if undocumented:
-        report(f"{what}'s rule {name!r} reads {', '.join(undocumented)}, which Cloudflare does not document for "
-               "load-balancing rules: remove the rule", lb.urn)
+        report(f"{what}'s rule {name!r} reads {', '.join(undocumented)}, which Cloudflare does not document "
+               "for load-balancing rules: remove the rule", lb.urn)
     routes = [key for key in ROUTING_OVERRIDES if overrides.get(key) not in (None, [], {})]
     fixed = rule.get("fixedResponse") is not None and not routes   # answers itself: routes nowhere
     if routes or (rule.get("terminates") is True and not fixed):
@@ -317,9 +321,9 @@ def _countries_stay(estate: Topology, group: str, countries: set[str], lb: Polic
                    "them only to the group's pools", lb.urn)
         elif not estate.last_resort(pools[-1]):
             report(f"{what}'s countryPools for {country} (strict group {group}) end with "
-                   f"{estate.describe(pools[-1:])}, which can be unhealthy: when all its pools are, geo steering "
-                   "sends the visitors to the fallback pool, outside the group; end the list with an enabled "
-                   "pool of the group without a monitor", lb.urn)
+                   f"{estate.describe(pools[-1:])}, which can be unhealthy: when all its pools are, geo "
+                   "steering sends the visitors to the fallback pool, outside the group; end the list with "
+                   "an enabled pool of the group without a monitor", lb.urn)
     for country, pools in sorted(country_pools.items()):
         reaching = estate.reaching(as_list(pools), group)
         if country not in countries and reaching:
