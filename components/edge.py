@@ -4,13 +4,15 @@ Creates (Cloudflare, the default provider; nothing in AWS):
 - one `LoadBalancerMonitor` that probes the health path of each region's ALB over HTTPS;
 - one `LoadBalancerPool` per region whose single origin is the region's ALB, reached with the
   public hostname as Host header (and so SNI), which matches the ALB's certificate under SSL strict;
+- per strict residency group, one last-resort `LoadBalancerPool` without a monitor whose origins
+  are the group's ALBs;
 - one proxied `LoadBalancer` on the hostname: geo steering, session affinity on the
   `Mcp-Session-Id` header, and residency routing (design.md §2): a strict group's countries
   are routed only to its own pools and no route of any other visitor reaches a strict pool;
   non-strict groups are the default route for every other country;
 - the zone's entrypoint `Ruleset`s: custom WAF (only the MCP, health and `/.well-known/` paths,
-  only the MCP methods), per-client-IP rate limit on the MCP paths, Cloudflare's managed and
-  OWASP core rulesets;
+  only the MCP methods), per-client-IP rate limit on the MCP paths, and the managed rulesets
+  the zone's plan includes (Cloudflare Managed and OWASP Core from Pro, else the Free Managed);
 - the zone's TLS `ZoneSetting`s (SSL strict, TLS 1.2 minimum, TLS 1.3, always HTTPS).
 
 A zone hosts ONE estate: rulesets are zone phase entrypoints (Cloudflare allows one per zone and
@@ -18,18 +20,17 @@ phase; a second estate on the zone would replace this one's rules) and zone sett
 zone-wide. If the zone already has an entrypoint for one of these phases (made in the
 dashboard, say), import it before the first `pulumi up`.
 
-The residency rule of each strict group guards the one case geo steering cannot: when every pool
-of the group is down, geo steering sends the group's visitors to the load balancer's single
-fallback pool, which is outside the group. The rule replaces, for the group's countries, the
-pools, the fallback pool and the steering (failover order, because Cloudflare documents custom
-rules as incompatible with geo steering). Non-Enterprise plans allow one rule per load balancer,
-so one strict group. The condition uses the Rules-language field `ip.src.country`, which
-Cloudflare's list of load-balancing-rule fields does not name: check the first apply accepts it.
+Strict residency without load-balancing rules: geo steering uses a country's pools in failover
+order and sends the country to the load balancer's single fallback pool (outside every strict
+group) only when all of them are unhealthy. Each strict country's list ends with its group's
+last-resort pool, which has no monitor: Cloudflare ignores the health of such a pool when
+steering, so the list never runs out and the fallback is never reached for the group's visitors.
+Custom load-balancing rules are documented as not working with geo steering, so none are made.
+What is built follows the zone's plan (`cloudflare_plan`, mcp_estate/cloudflare_plan.py).
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from typing import Iterable
@@ -37,6 +38,7 @@ from typing import Iterable
 import pulumi
 import pulumi_cloudflare as cloudflare
 
+from mcp_estate.cloudflare_plan import ALLOWANCES, MANAGED_RULESETS, PlanAllowance
 from mcp_estate.geography import AWS_REGIONS
 from mcp_estate.spec import ResidencyGroup
 
@@ -44,10 +46,6 @@ from .naming import child_opts
 
 SESSION_HEADER = "Mcp-Session-Id"   # MCP Streamable HTTP's session header
 ALLOWED_METHODS = ("GET", "POST", "DELETE", "OPTIONS")   # Streamable HTTP + CORS preflight
-MANAGED_RULESETS = {   # Cloudflare-published ruleset ids
-    "cloudflare_managed": "efb7b8c949ac4650a09736fc376e9aee",
-    "owasp_core": "4814384a9e5d4991b9815dcfc25d2f1f",
-}
 ZONE_SETTINGS = {"ssl": "strict", "min_tls_version": "1.2", "always_use_https": "on", "tls_1_3": "on"}
 EARTH_RADIUS_KM = 6371.0
 
@@ -64,6 +62,7 @@ class EdgeArgs:
     hostname: str
     zone_id: str
     account_id: str                    # Cloudflare account owning the monitor and pools
+    cloudflare_plan: str               # the zone's plan: what the rulesets may use
     name_prefix: str                   # physical names of pools, unique per stack
     health_path: str                   # e.g. /booking/healthz
     fallback_region: str               # in a non-strict group (the caller guarantees it)
@@ -83,6 +82,7 @@ class Routing:
     regions: dict[str, list[str]]      # Cloudflare geo region -> AWS regions
     countries: dict[str, list[str]]    # ISO country -> AWS regions
     strict: dict[str, list[str]]       # strict group -> its own regions, primary first
+    last_resort: dict[str, str]        # strict country -> its group (whose last-resort pool ends its list)
 
 
 def plan_routing(members: dict[str, list[str]], groups: Iterable[ResidencyGroup], fallback: str) -> Routing:
@@ -103,7 +103,8 @@ def plan_routing(members: dict[str, list[str]], groups: Iterable[ResidencyGroup]
         regions={code: _local_then_nearest(code, open_regions)
                  for code in sorted({AWS_REGIONS[r].cloudflare_region for r in open_regions})},
         countries=dict(sorted(countries.items())),
-        strict={g.name: own[g.name] for g in groups if g.strict})
+        strict={g.name: own[g.name] for g in groups if g.strict},
+        last_resort={country: g.name for g in groups if g.strict for country in sorted(g.countries)})
 
 
 def _primary_first(primary: str, regions: Iterable[str]) -> list[str]:
@@ -127,11 +128,6 @@ def _distance_km(a: str, b: str) -> float:
     return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(h))
 
 
-def _rule_priority(group: str) -> int:
-    """Stable per group name; groups' countries are disjoint, so a tie changes nothing."""
-    return 1 + int(hashlib.sha256(group.encode()).hexdigest()[:8], 16) % 10000
-
-
 # -- expressions (Cloudflare Rules language) ---------------------------------------------------
 
 def _set(values: Iterable[str]) -> str:
@@ -152,6 +148,12 @@ def _host(args: EdgeArgs) -> str:
     return f'http.host eq "{args.hostname}"'
 
 
+def _origin(args: EdgeArgs, region: EdgeRegion) -> dict:
+    # The public hostname as Host (and SNI) so the ALB's certificate matches under SSL strict.
+    return {"name": region.name, "address": region.alb_dns_name, "enabled": True, "weight": 1,
+            "header": {"hosts": [args.hostname]}}
+
+
 def _firewall_rules(args: EdgeArgs) -> list[dict]:
     allowed = _path_in(sorted([*args.mcp_paths, args.health_path]),
                        [*(f"{p}/" for p in sorted(args.mcp_paths)), "/.well-known/"])
@@ -164,21 +166,27 @@ def _firewall_rules(args: EdgeArgs) -> list[dict]:
          "expression": f"({_host(args)} and not http.request.method in {_set(ALLOWED_METHODS)})"}]
 
 
-def _ratelimit_rules(args: EdgeArgs) -> list[dict]:
+def _ratelimit_rules(args: EdgeArgs, plan: PlanAllowance) -> list[dict]:
+    # Free counts over 10 s only and allows only the path in the expression: the rule then covers
+    # the MCP paths on every hostname of the zone, which only this estate serves.
+    where = f"({_host(args)} and {_mcp_paths(args.mcp_paths)})" if plan.ratelimit_host_field \
+        else _mcp_paths(args.mcp_paths)
+    period = plan.ratelimit_period
+    requests = args.rate_limit_per_minute * period // 60   # whole: the spec checks it
     return [{"ref": "mcp_per_client_ip", "action": "block", "enabled": True,
-             "description": f"At most {args.rate_limit_per_minute} MCP requests a minute per client IP",
-             "expression": f"({_host(args)} and {_mcp_paths(args.mcp_paths)})",
+             "description": f"At most {requests} MCP requests per {period} s per client IP",
+             "expression": where,
              # cf.colo.id is required by the API: counters are kept per Cloudflare data center.
-             "ratelimit": {"characteristics": ["cf.colo.id", "ip.src"], "period": 60,
-                           "requests_per_period": args.rate_limit_per_minute, "mitigation_timeout": 600}}]
+             "ratelimit": {"characteristics": ["cf.colo.id", "ip.src"], "period": period,
+                           "requests_per_period": requests, "mitigation_timeout": plan.mitigation_timeout}}]
 
 
-def _managed_rules() -> list[dict]:
+def _managed_rules(plan: PlanAllowance) -> list[dict]:
     # Zone-wide ("true"): this entrypoint replaces the zone's whole managed phase, so scoping
     # it to the MCP host would strip the managed WAF from the zone's other hostnames.
     return [{"ref": ref, "action": "execute", "enabled": True, "expression": "true",
              "description": f"Execute Cloudflare's {ref.replace('_', ' ')} ruleset",
-             "action_parameters": {"id": ruleset_id}} for ref, ruleset_id in MANAGED_RULESETS.items()]
+             "action_parameters": {"id": MANAGED_RULESETS[ref]}} for ref in plan.managed_rulesets]
 
 
 class Edge(pulumi.ComponentResource):
@@ -186,18 +194,20 @@ class Edge(pulumi.ComponentResource):
         super().__init__("mcp-estate:edge:Edge", name, None, opts)
         members = {g.name: sorted(r.name for r in args.regions if r.group == g.name) for g in args.groups}
         routing = plan_routing(members, args.groups, args.fallback_region)
+        plan = ALLOWANCES[args.cloudflare_plan]
 
         self.monitor = self._monitor(name, args)
         self.pools = {r.name: self._pool(name, args, r) for r in sorted(args.regions, key=lambda r: r.name)}
         self.pool_ids: dict[str, pulumi.Output[str]] = {region: p.id for region, p in self.pools.items()}
+        self.last_resort_pools = {group: self._last_resort_pool(name, args, group, regions)
+                                  for group, regions in routing.strict.items()}
         self.load_balancer = self._load_balancer(name, args, routing)
         self.load_balancer_id: pulumi.Output[str] = self.load_balancer.id
 
-        self.rulesets = {
-            "firewall": self._ruleset(name, "firewall", args, "http_request_firewall_custom", _firewall_rules(args)),
-            "ratelimit": self._ruleset(name, "ratelimit", args, "http_ratelimit", _ratelimit_rules(args)),
-            "managed": self._ruleset(name, "managed", args, "http_request_firewall_managed", _managed_rules()),
-        }
+        self.rulesets = {role: self._ruleset(name, role, args, phase, rules) for role, phase, rules in (
+            ("firewall", "http_request_firewall_custom", _firewall_rules(args)),
+            ("ratelimit", "http_ratelimit", _ratelimit_rules(args, plan)),
+            ("managed", "http_request_firewall_managed", _managed_rules(plan)))}
         self.zone_settings = {
             setting: cloudflare.ZoneSetting(f"{name}-{setting}", zone_id=args.zone_id, setting_id=setting,
                                             value=value, opts=child_opts(self))
@@ -220,24 +230,33 @@ class Edge(pulumi.ComponentResource):
         return cloudflare.LoadBalancerPool(
             f"{name}-pool-{region.name}", account_id=args.account_id, name=f"{args.name_prefix}-{region.name}",
             description=f"{region.name} ALB ({region.group} residency group)",
-            # The public hostname as Host (and SNI) so the ALB's certificate matches under SSL strict.
-            origins=[{"name": region.name, "address": region.alb_dns_name, "enabled": True, "weight": 1,
-                      "header": {"hosts": [args.hostname]}}],
-            monitor=self.monitor.id, check_regions=[geo.cloudflare_region], minimum_origins=1,
-            latitude=geo.latitude, longitude=geo.longitude, opts=child_opts(self))
+            origins=[_origin(args, region)], monitor=self.monitor.id, check_regions=[geo.cloudflare_region],
+            minimum_origins=1, latitude=geo.latitude, longitude=geo.longitude, opts=child_opts(self))
+
+    def _last_resort_pool(self, name: str, args: EdgeArgs, group: str,
+                          regions: list[str]) -> cloudflare.LoadBalancerPool:
+        """No monitor, on purpose: Cloudflare ignores the health of such a pool when steering, so a
+        strict country whose list ends with it never falls through to the (foreign) fallback pool."""
+        by_name = {r.name: r for r in args.regions}
+        return cloudflare.LoadBalancerPool(
+            f"{name}-last-resort-{group}", account_id=args.account_id,
+            name=f"{args.name_prefix}-{group}-last-resort",
+            description=f"Last resort of strict group {group}: unmonitored, so its visitors never leave it",
+            origins=[_origin(args, by_name[region]) for region in regions], minimum_origins=1,
+            opts=child_opts(self))
 
     def _load_balancer(self, name: str, args: EdgeArgs, routing: Routing) -> cloudflare.LoadBalancer:
         def ids(regions: list[str]) -> list[pulumi.Output[str]]:
             return [self.pool_ids[r] for r in regions]
 
-        strict_groups = sorted((g for g in args.groups if g.strict), key=lambda g: g.name)
         return cloudflare.LoadBalancer(
             f"{name}-lb", zone_id=args.zone_id, name=args.hostname, proxied=True,
             description=f"{args.name_prefix}: MCP servers by residency group and geography",
             steering_policy="geo",
             default_pools=ids(routing.default), fallback_pool=self.pool_ids[routing.fallback],
             region_pools={code: ids(regions) for code, regions in routing.regions.items()},
-            country_pools={country: ids(regions) for country, regions in routing.countries.items()},
+            country_pools={country: [*ids(regions), *self._last_resort_of(country, routing)]
+                           for country, regions in routing.countries.items()},
             session_affinity="header", session_affinity_ttl=args.session_affinity_ttl,
             session_affinity_attributes={
                 "headers": [SESSION_HEADER], "require_all_headers": True, "drain_duration": 60,
@@ -245,12 +264,11 @@ class Edge(pulumi.ComponentResource):
                 # another healthy pool and returns to the pinned one when it recovers.
                 "zero_downtime_failover": "temporary"},
             adaptive_routing={"failover_across_pools": True},
-            rules=[{"name": f"residency-{g.name}", "priority": _rule_priority(g.name),
-                    "condition": f"ip.src.country in {_set(sorted(g.countries))}",
-                    "overrides": {"steering_policy": "off", "default_pools": ids(routing.strict[g.name]),
-                                  "fallback_pool": self.pool_ids[g.primary_region]},
-                    "terminates": True} for g in strict_groups],
             opts=child_opts(self))
+
+    def _last_resort_of(self, country: str, routing: Routing) -> list[pulumi.Output[str]]:
+        group = routing.last_resort.get(country)
+        return [self.last_resort_pools[group].id] if group else []
 
     def _ruleset(self, name: str, role: str, args: EdgeArgs, phase: str, rules: list[dict]) -> cloudflare.Ruleset:
         return cloudflare.Ruleset(

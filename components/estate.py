@@ -155,7 +155,8 @@ class Estate(pulumi.ComponentResource):
 
         self.edge = Edge("edge", EdgeArgs(
             hostname=spec.domain.hostname, zone_id=spec.domain.zone_id,
-            account_id=spec.domain.cloudflare_account_id, name_prefix=self.prefix,
+            account_id=spec.domain.cloudflare_account_id, cloudflare_plan=spec.domain.cloudflare_plan,
+            name_prefix=self.prefix,
             health_path=self._health_path(), fallback_region=self._fallback_region(),
             session_affinity_ttl=spec.edge.session_affinity_ttl,
             rate_limit_per_minute=spec.edge.rate_limit_per_minute,

@@ -11,8 +11,9 @@ Creates, per region:
   mitigation, a one-hour idle timeout for long-lived Streamable HTTP / SSE streams);
 - an HTTPS listener (TLS 1.3/1.2 policy, default 404: services add their own rules) and an
   HTTP listener that only redirects to HTTPS;
-- a WAFv2 web ACL on the ALB: AWS IP reputation, a per-client rate limit keyed on the
-  visitor's address as Cloudflare forwards it, and the common and known-bad-inputs rule sets;
+- a WAFv2 web ACL on the ALB: a per-client rate limit keyed on the visitor's address as
+  Cloudflare forwards it, and the common and known-bad-inputs rule sets (which read the request,
+  not its source address);
 - the alert topic (KMS-encrypted) with one email subscription per address.
 
 Requires: the region's `aws.Provider` in `opts`; `alert_key_arn` a key whose policy lets
@@ -85,9 +86,14 @@ def rate_limit_rule(limit: int, priority: int) -> dict:
 
 
 def web_acl_rules(rate_limit: int) -> list[dict]:
-    """Cheap verdicts first (known-bad sources, floods), then request inspection."""
+    """Cheap verdicts first (floods), then request inspection.
+
+    No rule judges the source address: behind Cloudflare it is always a Cloudflare edge, and AWS's
+    IP-reputation and anonymous-IP rule groups read only that address (they take no forwarded-IP
+    setting), so at the origin they would judge Cloudflare. Cloudflare judges the visitor's address
+    at the edge (components/edge.py); only the rate rule here reads the forwarded one.
+    """
     return [
-        managed_rule_group("AWSManagedRulesAmazonIpReputationList", 10),
         rate_limit_rule(rate_limit, 20),
         # MCP JSON-RPC bodies (tool results, batched calls) routinely exceed the 8 KB this rule
         # blocks at: count instead, the rest of the rule set still inspects the first 8 KB.

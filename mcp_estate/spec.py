@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from .cloudflare_plan import CloudflarePlan
 from .geography import AWS_REGIONS, FARGATE_ZONE_IDS, ISO_COUNTRIES
 from .iam_actions import unknown_actions
 
@@ -96,6 +97,9 @@ class Domain(Strict):
     zone_id: str = Field(pattern=r"^[0-9a-f]{32}$", description="Cloudflare zone id of the hostname")
     cloudflare_account_id: str = Field(pattern=r"^[0-9a-f]{32}$",
                                        description="Cloudflare account owning the load-balancer pools")
+    cloudflare_plan: CloudflarePlan = Field(
+        "pro", description="The zone's Cloudflare plan: the edge builds only what it includes "
+                           "(README: Cloudflare prerequisites)")
 
     @field_validator("hostname")
     @classmethod

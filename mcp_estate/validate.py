@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
+from .cloudflare_plan import ALLOWANCES, load_balancer_origins
 from .spec import FARGATE_SIZES, MAX_STRICT_COUNTRIES, SECRET_PREFIX, EstateSpec
 
 
@@ -234,7 +235,27 @@ def _edge(spec: EstateSpec) -> list[Problem]:
     if spec.edge.health_server not in servers:
         return [Problem("edge.health_server", f"'{spec.edge.health_server}' is not a server of the estate "
                                               f"(servers: {', '.join(sorted(servers))})")]
-    return []
+    return _cloudflare_plan(spec)
+
+
+def _cloudflare_plan(spec: EstateSpec) -> list[Problem]:
+    """What the spec asks of Cloudflare beyond the zone's plan (README: Cloudflare prerequisites)."""
+    plan = spec.domain.cloudflare_plan
+    allowance, problems = ALLOWANCES[plan], []
+    period, rate = allowance.ratelimit_period, spec.edge.rate_limit_per_minute
+    if rate * period % 60:
+        step = 60 // period
+        problems.append(Problem("edge.rate_limit_per_minute", (
+            f"{rate} a minute is no whole number of requests per {period} s, the only counting period "
+            f"of the {plan} plan (domain.cloudflare_plan): use a multiple of {step} "
+            f"(e.g. {rate + -rate % step}) or a paid plan")))
+    origins, most = load_balancer_origins(spec.residency_groups), allowance.load_balancer_origins
+    if most is not None and origins > most:
+        problems.append(Problem("residency_groups", (
+            f"the edge needs {origins} load-balancer origins (one per region, and each strict group's "
+            f"regions again in its last-resort pool): the Load Balancing add-on offers at most {most} "
+            "below Enterprise (domain.cloudflare_plan); use fewer regions or Enterprise")))
+    return problems
 
 
 def _monitoring(spec: EstateSpec) -> list[Problem]:

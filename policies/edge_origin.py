@@ -261,15 +261,45 @@ def _affinity_problem(affinity: Any, attributes: Any) -> str | None:
     return None
 
 
-@resource_policy(
+@stack_policy(
     "cloudflare-pools-monitored",
-    "Cloudflare load balancer pools have a health monitor, so traffic fails over from an unhealthy region",
+    "Cloudflare load balancer pools have a health monitor, so traffic fails over from an unhealthy region; "
+    "a pool without one serves only as the last pool of countryPools lists (a last resort, which "
+    "Cloudflare always counts usable, used once every monitored pool before it is down)",
     risks=[Risk.AVAILABILITY], severity=Severity.MEDIUM,
-    remediation="Set monitor=<cloudflare.LoadBalancerMonitor id> (or monitor_group) on the pool.")
-def cloudflare_pools_monitored(args: ResourceValidationArgs, report: Report) -> None:
-    if args.resource_type == CF_POOL and not (lookup(args.props, "monitor") or lookup(args.props, "monitorGroup")):
-        report(f"Cloudflare pool {args.name} has no health monitor, so traffic keeps flowing to a failed "
-               f"region: set monitor=<a LoadBalancerMonitor id>")
+    remediation="Set monitor=<cloudflare.LoadBalancerMonitor id> (or monitor_group) on the pool, or use the "
+                "unmonitored pool only as the last pool of a load balancer's countryPools lists.")
+def cloudflare_pools_monitored(args: StackValidationArgs, report: Report) -> None:
+    balancers = [r for r in args.resources if r.resource_type == CF_LOAD_BALANCER]
+    for pool in args.resources:
+        monitored = lookup(pool.props, "monitor") or lookup(pool.props, "monitorGroup")
+        if pool.resource_type != CF_POOL or monitored:
+            continue
+        pool_id = pool.props.get("id")
+        uses = [(lb, where, last) for lb in balancers for where, last in _pool_uses(pool_id, lb.props)]
+        misused = [f"{lb.name}'s {where}" for lb, where, last in uses if not last]
+        if misused or not uses:
+            places = f" (through {', '.join(dict.fromkeys(misused))})" if misused else ""
+            report(f"Cloudflare pool {pool.name} has no health monitor, so traffic keeps flowing to a failed "
+                   f"region{places}: set monitor=<a LoadBalancerMonitor id>, or use it only as the last pool "
+                   "of countryPools lists", pool.urn)
+
+
+def _pool_uses(pool_id: Any, lb: Any) -> Iterable[tuple[str, bool]]:
+    """Where a load balancer routes to the pool, and whether that is the last pool of a country's list."""
+    lists = [(key, as_list(lb.get(key))) for key in ("defaultPools", "fallbackPool")]
+    for key in ("regionPools", "popPools", "countryPools"):
+        lists += [(f"{key}.{area}", as_list(ids)) for area, ids in as_mapping(lb.get(key)).items()]
+    for rule in as_list(lb.get("rules")):
+        overrides = as_mapping(as_mapping(rule).get("overrides"))
+        lists += [(f"rule {as_mapping(rule).get('name')!r}", ids) for ids in (
+            as_list(overrides.get("defaultPools")), as_list(overrides.get("fallbackPool")),
+            *(as_list(i) for key in ("regionPools", "popPools", "countryPools")
+              for i in as_mapping(overrides.get(key)).values()))]
+    for where, ids in lists:
+        for index, used in enumerate(ids):
+            if used == pool_id:
+                yield where, where.startswith("countryPools.") and index == len(ids) - 1
 
 
 @resource_policy(

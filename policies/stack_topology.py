@@ -11,7 +11,8 @@ Stack policies see every resource's outputs and find the estate's parts by the c
   strict group keeps are its state table's `mcp-estate:countries` (ISO codes, space-separated);
 - a Cloudflare pool leads to the regions whose ALB DNS name is one of its origins' addresses; an
   origin that is no ALB of the estate leads outside every group; only a pool without origins
-  leads to the region its name ends with;
+  leads to the region its name ends with; a pool is a last resort when it has no monitor (so
+  Cloudflare ignores its health and always uses it), is enabled and has an enabled origin;
 - a table's copies are its own region, its `replicas` and the `aws.dynamodb.TableReplica`s whose
   global_table_arn is its arn;
 - a scaling target's declared peak (tasks its group needs at its peak) is `mcp-estate:peak-tasks`.
@@ -30,7 +31,7 @@ from typing import Any, Iterable
 
 from pulumi_policy import PolicyResource, Severity, StackValidationArgs
 
-from .control import Report, Risk, as_list, as_mapping, stack_policy, tag
+from .control import Report, Risk, as_list, as_mapping, lookup, stack_policy, tag
 
 SERVICE = "aws:ecs/service:Service"
 LOAD_BALANCERS = ("aws:lb/loadBalancer:LoadBalancer", "aws:alb/loadBalancer:LoadBalancer")
@@ -44,8 +45,16 @@ POOL_MAPS = ("regionPools", "countryPools", "popPools")
 # What a rule's overrides may change about where visitors go.
 ROUTING_OVERRIDES = ("defaultPools", "fallbackPool", *POOL_MAPS, "steeringPolicy")
 
-# The one condition shape whose countries a policy can read: `ip.src.country in {"DE" "FR"}`.
-_COUNTRY_CONDITION = re.compile(r'^\s*ip\.src\.country\s+in\s+\{((?:\s*"[A-Z]{2}")+)\s*\}\s*$')
+# The fields Cloudflare documents for load-balancing rule conditions (load-balancing-rules/reference).
+LB_RULE_FIELDS = frozenset({
+    "cf.load_balancer.name", "cf.load_balancer.region", "ip.src",
+    "http.cookie", "http.host", "http.referer", "http.request.headers", "http.request.method",
+    "http.request.timestamp.sec", "http.request.uri", "http.request.uri.args", "http.request.uri.args.names",
+    "http.request.uri.args.values", "http.request.uri.path", "http.request.uri.query", "http.request.version",
+    "dns.qry.name", "dns.qry.name.len", "dns.qry.qu", "dns.qry.type", "dns.rr.opt.client",
+    "dns.rr.opt.client.addr"})
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|r#*"[^"]*"#*')
+_FIELD = re.compile(r"(?<![\w$.])[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+")
 
 
 # -- the estate as its outputs show it ------------------------------------------------------------
@@ -71,6 +80,7 @@ class Topology:
                if isinstance(alb.props.get("dnsName"), str)}
         pools = self.of_type(CF_POOL)
         self.pool_regions = {p.props.get("id"): _pool_regions(p.props, dns, known) for p in pools}
+        self.pools = {p.props.get("id"): p.props for p in pools}
         self.pool_names = {p.props.get("id"): p.props.get("name") or p.name for p in pools}
         self.replica_regions: dict[str, set[str]] = defaultdict(set)
         for replica in self.of_type(TABLE_REPLICA):
@@ -97,6 +107,17 @@ class Topology:
     def reaching(self, ids: Iterable[str], group: str) -> list[str]:
         """The pools that lead into one of the group's regions."""
         return [i for i in ids if self.pool_regions.get(i, set()) & self.group_regions[group]]
+
+    def last_resort(self, pool_id: str) -> bool:
+        """A pool Cloudflare always counts usable: no monitor (its health is then ignored when
+        steering), enabled, with an enabled origin. An unknown monitor counts as a monitor."""
+        pool = self.pools.get(pool_id)
+        if pool is None or pool.get("enabled") is False:
+            return False
+        if lookup(pool, "monitor") or lookup(pool, "monitorGroup"):
+            return False
+        origins = [o for o in as_list(pool.get("origins")) if isinstance(o, Mapping)]
+        return any(o.get("enabled") is not False for o in origins)
 
     def describe(self, ids: Iterable[str]) -> str:
         """`mcp-prod-eu-west-1 (eu-west-1), partner (outside the estate)`."""
@@ -137,9 +158,9 @@ def enabled_rules(lb: Mapping) -> list[Mapping]:
     return sorted(rules, key=lambda r: r.get("priority") if isinstance(r.get("priority"), (int, float)) else 0)
 
 
-def rule_countries(rule: Mapping) -> set[str] | None:
-    match = _COUNTRY_CONDITION.match(rule.get("condition") or "")
-    return set(re.findall(r"[A-Z]{2}", match[1])) if match else None
+def condition_fields(condition: Any) -> set[str]:
+    """The Rules-language fields a condition reads (string literals and `$lists` left out)."""
+    return set(_FIELD.findall(_STRING.sub('""', condition))) if isinstance(condition, str) else set()
 
 
 # -- every serving region is routed, protected and replicated -------------------------------------
@@ -213,24 +234,27 @@ def _state_problem(estate: Topology, group: str, region: str, where: str, urn: s
 
 @stack_policy(
     "strict-residency-stays-in-its-group",
-    "A strict residency group's state is copied only to its own regions, its countries are routed only to "
-    "its own pools (also when all of them are down), and no other route reaches its pools",
+    "A strict residency group's state is copied only to its own regions; geo steering routes its countries "
+    "only to its own pools, each list ending with a pool of the group without a monitor (so the load "
+    "balancer's fallback is never reached for them); no other route reaches its pools; and no data-center "
+    "mapping or load-balancing rule can move its visitors",
     risks=[Risk.DATA_LOSS], severity=Severity.CRITICAL,
-    remediation="Keep the group's table replicas in its regions; route its countries (countryPools and a "
-                "terminating rule `ip.src.country in {...}` overriding default and fallback pools) only to its "
-                "pools; keep its pools out of every other route.")
+    remediation="Keep the group's table replicas in its regions; use steering_policy='geo'; map each of its "
+                "countries in countryPools to the group's pools only, ending with an enabled group pool "
+                "without a monitor; keep its pools out of every other route; remove popPools and "
+                "load-balancing rules.")
 def strict_residency_stays_in_its_group(args: StackValidationArgs, report: Report) -> None:
     estate = Topology(args.resources)
-    for group in sorted(estate.strict):
-        regions = ", ".join(sorted(estate.group_regions[group])) or "none known"
-        countries = _state_stays(estate, group, regions, report)
-        for lb in estate.of_type(CF_LOAD_BALANCER):
+    kept = {group: _state_stays(estate, group, report) for group in sorted(estate.strict)}
+    for lb in estate.of_type(CF_LOAD_BALANCER) if kept else []:
+        _steering_stays(sorted(kept), lb, report)
+        for group, countries in kept.items():
             _routes_stay(estate, group, countries, lb, report)
 
 
-def _state_stays(estate: Topology, group: str, regions: str, report: Report) -> set[str]:
+def _state_stays(estate: Topology, group: str, report: Report) -> set[str]:
     """Reports copies outside the group; returns the countries the group's tables record."""
-    countries: set[str] = set()
+    regions, countries = ", ".join(sorted(estate.group_regions[group])) or "none known", set()
     for table in estate.tables(group):
         outside = sorted(estate.table_regions(table.props) - estate.group_regions[group])
         if outside:
@@ -244,6 +268,36 @@ def _state_stays(estate: Topology, group: str, regions: str, report: Report) -> 
     return countries
 
 
+def _steering_stays(groups: list[str], lb: PolicyResource, report: Report) -> None:
+    """Only geo steering reads countryPools, and only the country pools can keep a strict country in
+    its group: a data-center mapping or a rule can take its visitors elsewhere."""
+    what, strict = f"Cloudflare load balancer {lb.name}", f"strict group {', '.join(groups)}"
+    if lb.props.get("steeringPolicy") != "geo":
+        report(f"{what} steers by {lb.props.get('steeringPolicy')!r}, which ignores countryPools: set "
+               f"steering_policy='geo' so {strict}'s countries stay on its pools", lb.urn)
+    pops = lb.props.get("popPools")
+    if isinstance(pops, Mapping) and any(as_list(p) for p in pops.values()):
+        report(f"{what} maps data centers in popPools ({', '.join(sorted(pops))}): a data center serves "
+               f"visitors of any country and its mapping takes precedence over countryPools, so {strict}'s "
+               "visitors may leave the group: remove popPools", lb.urn)
+    for rule in enabled_rules(lb.props):
+        _rule_stays(strict, rule, what, lb, report)
+
+
+def _rule_stays(strict: str, rule: Mapping, what: str, lb: PolicyResource, report: Report) -> None:
+    name, overrides = rule.get("name"), as_mapping(rule.get("overrides"))
+    undocumented = sorted(condition_fields(rule.get("condition")) - LB_RULE_FIELDS)
+    if undocumented:
+        report(f"{what}'s rule {name!r} reads {', '.join(undocumented)}, which Cloudflare does not document "
+               "for load-balancing rules: remove the rule", lb.urn)
+    routes = [key for key in ROUTING_OVERRIDES if overrides.get(key) not in (None, [], {})]
+    fixed = rule.get("fixedResponse") is not None and not routes   # answers itself: routes nowhere
+    if routes or (rule.get("terminates") is True and not fixed):
+        effect = f"overrides {', '.join(routes)}" if routes else "terminates"
+        report(f"{what}'s rule {name!r} {effect}: Cloudflare documents custom rules as not working with geo "
+               f"steering, so nothing shows {strict}'s visitors stay in the group: remove the rule", lb.urn)
+
+
 def _routes_stay(estate: Topology, group: str, countries: set[str], lb: PolicyResource, report: Report) -> None:
     what = f"Cloudflare load balancer {lb.name}"
     for key in ("defaultPools", "fallbackPool", "regionPools", "popPools"):
@@ -253,12 +307,10 @@ def _routes_stay(estate: Topology, group: str, countries: set[str], lb: PolicyRe
                    f"{estate.describe(reaching)} through its {key}: keep the group's pools out of it", lb.urn)
     if countries:   # unknown, the routes of countries cannot be judged (the table is reported)
         _countries_stay(estate, group, countries, lb, report)
-        _rules_stay(estate, group, countries, lb, report)
 
 
 def _countries_stay(estate: Topology, group: str, countries: set[str], lb: PolicyResource, report: Report) -> None:
-    what, country_pools = f"Cloudflare load balancer {lb.name}", lb.props.get("countryPools")
-    country_pools = country_pools if isinstance(country_pools, Mapping) else {}
+    what, country_pools = f"Cloudflare load balancer {lb.name}", as_mapping(lb.props.get("countryPools"))
     for country in sorted(countries):
         pools = as_list(country_pools.get(country))
         if not pools:
@@ -267,56 +319,16 @@ def _countries_stay(estate: Topology, group: str, countries: set[str], lb: Polic
         elif not estate.pools_in(pools, group):
             report(f"{what} sends {country} visitors (strict group {group}) to {estate.describe(pools)}: route "
                    "them only to the group's pools", lb.urn)
+        elif not estate.last_resort(pools[-1]):
+            report(f"{what}'s countryPools for {country} (strict group {group}) end with "
+                   f"{estate.describe(pools[-1:])}, which can be unhealthy: when all its pools are, geo "
+                   "steering sends the visitors to the fallback pool, outside the group; end the list with "
+                   "an enabled pool of the group without a monitor", lb.urn)
     for country, pools in sorted(country_pools.items()):
         reaching = estate.reaching(as_list(pools), group)
         if country not in countries and reaching:
             report(f"{what} sends {country} visitors into strict group {group}'s pool {estate.describe(reaching)}: "
                    "only the group's countries reach it", lb.urn)
-
-
-def _rules_stay(estate: Topology, group: str, countries: set[str], lb: PolicyResource, report: Report) -> None:
-    """Geo steering sends a country to the fallback pool when all its pools are down: a terminating
-    rule for the group's countries must replace the default and fallback pools with the group's."""
-    what, guards, rules = f"Cloudflare load balancer {lb.name}", [], enabled_rules(lb.props)
-    for index, rule in enumerate(rules):
-        overrides, ruled, name = rule.get("overrides") or {}, rule_countries(rule), rule.get("name")
-        pools = pools_of(overrides)
-        reaching = estate.reaching(pools, group)
-        if reaching and (ruled is None or not ruled <= countries):
-            report(f"{what}'s rule {name!r} routes visitors beyond strict group {group}'s countries to its pool "
-                   f"{estate.describe(reaching)}: limit its condition to `ip.src.country in {{...}}` of the "
-                   "group's countries", lb.urn)
-        outside = [i for i in pools if not estate.pools_in([i], group)]
-        if (reaching or ruled and ruled & countries) and outside:
-            report(f"{what}'s rule {name!r} sends strict group {group}'s visitors to {estate.describe(outside)}, "
-                   "outside the group: override only with the group's pools", lb.urn)
-        if ruled and countries <= ruled and rule.get("terminates") is True \
-                and as_list(as_mapping(overrides).get("defaultPools")) and as_mapping(overrides).get("fallbackPool"):
-            guards.append(index)
-    if not guards:
-        report(f"{what} has no terminating rule `ip.src.country in {{...}}` for strict group {group}'s countries "
-               "that overrides the default and fallback pools with the group's: when all its pools are down, "
-               "geo steering sends its visitors to the load balancer's fallback pool", lb.urn)
-        return
-    for rule in rules[:guards[0]]:
-        _precedes_guard(group, countries, rule, rules[guards[0]], what, lb, report)
-
-
-def _precedes_guard(group: str, countries: set[str], rule: Mapping, guard: Mapping, what: str,
-                    lb: PolicyResource, report: Report) -> None:
-    """A rule Cloudflare evaluates before the guard may catch the group's visitors first: unless its
-    condition provably excludes the group's countries, it must neither terminate (the guard would
-    never run) nor change the pools or steering."""
-    ruled, overrides = rule_countries(rule), as_mapping(rule.get("overrides"))
-    if ruled is not None and not ruled & countries:
-        return
-    routes = [key for key in ROUTING_OVERRIDES if overrides.get(key) not in (None, [], {})]
-    fixed = rule.get("fixedResponse") is not None and not routes   # answers itself: routes nowhere
-    if (rule.get("terminates") is True and not fixed) or routes:
-        effect = "terminates" if rule.get("terminates") is True and not routes else f"overrides {', '.join(routes)}"
-        report(f"{what}'s rule {rule.get('name')!r} {effect} before the residency rule {guard.get('name')!r} "
-               f"and may match strict group {group}'s visitors ({rule.get('condition')!r}): give the residency "
-               "rule a lower priority, or limit this rule to `ip.src.country in {...}` of other countries", lb.urn)
 
 
 # -- regions survive the loss of any one ----------------------------------------------------------

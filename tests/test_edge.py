@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from components.edge import Edge, EdgeArgs, EdgeRegion
+from mcp_estate.cloudflare_plan import ALLOWANCES, MANAGED_RULESETS, load_balancer_origins
 from mcp_estate.spec import ResidencyGroup
 from conftest import Plan, run_program
 
@@ -25,7 +26,7 @@ APAC = {"name": "apac", "primary_region": "ap-southeast-1", "countries": ["SG"],
 EU_REGIONS = {"eu-west-1", "eu-central-1"}
 
 
-def edge_plan(*groups: dict, reverse: bool = False) -> Plan:
+def edge_plan(*groups: dict, reverse: bool = False, cloudflare_plan: str = "pro") -> Plan:
     specs = [ResidencyGroup(**g) for g in (groups or (AMERICAS, EU))]
     regions = [EdgeRegion(name=r.name, group=g.name, alb_dns_name=ALB[r.name]) for g in specs for r in g.regions]
     if reverse:   # the stack file's list order must not matter
@@ -33,7 +34,8 @@ def edge_plan(*groups: dict, reverse: bool = False) -> Plan:
 
     def program():
         Edge("edge", EdgeArgs(
-            hostname=HOST, zone_id=ZONE, account_id=CF_ACCOUNT, name_prefix="mcp-prod",
+            hostname=HOST, zone_id=ZONE, account_id=CF_ACCOUNT, cloudflare_plan=cloudflare_plan,
+            name_prefix="mcp-prod",
             health_path="/booking/healthz", fallback_region="us-east-1", session_affinity_ttl=1800,
             rate_limit_per_minute=600, mcp_paths=["/loyalty/mcp", "/booking/mcp"],
             regions=regions, groups=specs))
@@ -46,9 +48,12 @@ def plan() -> Plan:
 
 
 def pool_regions(plan: Plan, ids: list[str]) -> list[str]:
-    """Pool ids (mock ids are hashes of resource names) back to their regions."""
+    """Pool ids (mock ids are hashes of resource names) back to their regions (`eu-last-resort`
+    for the last-resort pool of group eu)."""
     pools = plan.of_type("cloudflare:index/loadBalancerPool:LoadBalancerPool")
     by_id = {p.id: p.name.removeprefix("edge-pool-") for p in pools}
+    by_id.update({p.id: f"{p.name.removeprefix('edge-last-resort-')}-last-resort" for p in pools
+                  if p.name.startswith("edge-last-resort-")})
     return [by_id[i] for i in ids]
 
 
@@ -58,7 +63,8 @@ def lb(plan: Plan) -> dict:
 
 def test_each_region_gets_one_pool_on_its_alb_with_the_public_host_header(plan):
     pools = plan.of_type("cloudflare:index/loadBalancerPool:LoadBalancerPool")
-    assert sorted(p.name for p in pools) == [f"edge-pool-{r}" for r in sorted(["us-east-1", "us-west-2", *EU_REGIONS])]
+    assert sorted(p.name for p in pools) == ["edge-last-resort-eu", *(
+        f"edge-pool-{r}" for r in sorted(["us-east-1", "us-west-2", *EU_REGIONS]))]
     pool = plan.named("edge-pool-eu-central-1").inputs
     assert pool["name"] == "mcp-prod-eu-central-1"
     assert pool["origins"] == [{"name": "eu-central-1", "address": ALB["eu-central-1"], "enabled": True,
@@ -88,7 +94,8 @@ def test_load_balancer_is_proxied_and_pins_mcp_sessions_by_their_header(plan):
 
 def test_strict_countries_are_routed_only_to_their_own_pools(plan):
     countries = {c: pool_regions(plan, ids) for c, ids in lb(plan)["countryPools"].items()}
-    assert countries["DE"] == countries["FR"] == ["eu-west-1", "eu-central-1"]   # primary first
+    # primary first, the group's unmonitored last resort last
+    assert countries["DE"] == countries["FR"] == ["eu-west-1", "eu-central-1", "eu-last-resort"]
     assert countries["US"] == countries["CA"] == ["us-east-1", "us-west-2"]
 
 
@@ -103,13 +110,34 @@ def test_no_route_for_other_visitors_reaches_a_strict_pool(plan):
 
 
 def test_eu_visitors_stay_in_eu_even_when_every_eu_pool_is_down(plan):
-    [rule] = lb(plan)["rules"]
-    assert rule["name"] == "residency-eu" and rule["terminates"] is True
-    assert rule["condition"] == 'ip.src.country in {"DE" "FR"}'
-    overrides = rule["overrides"]
-    assert overrides["steeringPolicy"] == "off"
-    assert pool_regions(plan, overrides["defaultPools"]) == ["eu-west-1", "eu-central-1"]
-    assert pool_regions(plan, [overrides["fallbackPool"]]) == ["eu-west-1"]
+    # Cloudflare ignores the health of a pool without a monitor: the last resort never "fails", so
+    # geo steering never reaches the load balancer's fallback pool (us-east-1) for DE and FR.
+    last_resort = plan.named("edge-last-resort-eu").inputs
+    assert "monitor" not in last_resort and "monitorGroup" not in last_resort
+    assert last_resort["name"] == "mcp-prod-eu-last-resort" and last_resort["minimumOrigins"] == 1
+    assert last_resort["origins"] == [
+        {"name": region, "address": ALB[region], "enabled": True, "weight": 1, "header": {"hosts": [HOST]}}
+        for region in ("eu-west-1", "eu-central-1")]
+
+
+def test_the_spec_counts_the_origins_the_edge_builds(plan):
+    # The spec checks the count against the Load Balancing add-on's limit (validate.py).
+    pools = plan.of_type("cloudflare:index/loadBalancerPool:LoadBalancerPool")
+    assert sum(len(p.inputs["origins"]) for p in pools) == 6
+    assert load_balancer_origins([ResidencyGroup(**g) for g in (AMERICAS, EU)]) == 6
+
+
+def test_no_load_balancing_rule_is_made(plan):
+    # Custom rules are documented as not working with geo steering, and `ip.src.country` is no
+    # documented load-balancing-rule field: residency rests on the country pools alone.
+    assert not lb(plan).get("rules")
+
+
+def test_open_groups_need_no_last_resort_pool():
+    plan = edge_plan(AMERICAS, APAC)
+    assert [p.name for p in plan.of_type("cloudflare:index/loadBalancerPool:LoadBalancerPool")
+            if "last-resort" in p.name] == []
+    assert pool_regions(plan, lb(plan)["countryPools"]["US"]) == ["us-east-1", "us-west-2", "ap-southeast-1"]
 
 
 def test_open_routes_fail_over_to_the_nearest_open_region_first():
@@ -139,16 +167,32 @@ def test_firewall_only_lets_mcp_paths_and_methods_reach_the_mcp_host(plan):
         f'(http.host eq "{HOST}" and not http.request.method in {{"GET" "POST" "DELETE" "OPTIONS"}})')
 
 
+MCP_PATHS = ('(http.request.uri.path in {"/booking/mcp" "/loyalty/mcp"} or '
+             'starts_with(http.request.uri.path, "/booking/mcp/") or '
+             'starts_with(http.request.uri.path, "/loyalty/mcp/"))')
+
+
 def test_each_client_ip_is_rate_limited_on_the_mcp_paths(plan):
     ruleset = plan.named("edge-ratelimit").inputs
     assert ruleset["phase"] == "http_ratelimit"
     [rule] = ruleset["rules"]
     assert rule["action"] == "block"
-    assert rule["expression"] == (
-        f'(http.host eq "{HOST}" and (http.request.uri.path in {{"/booking/mcp" "/loyalty/mcp"}} or '
-        'starts_with(http.request.uri.path, "/booking/mcp/") or starts_with(http.request.uri.path, "/loyalty/mcp/")))')
+    assert rule["expression"] == f'(http.host eq "{HOST}" and {MCP_PATHS})'
     assert rule["ratelimit"] == {"characteristics": ["cf.colo.id", "ip.src"], "period": 60,
                                  "requestsPerPeriod": 600, "mitigationTimeout": 600}
+
+
+@pytest.fixture(scope="module")
+def free() -> Plan:
+    return edge_plan(cloudflare_plan="free")
+
+
+def test_on_free_the_rate_limit_counts_ten_seconds_on_the_path_alone(free):
+    [rule] = free.named("edge-ratelimit").inputs["rules"]
+    assert rule["expression"] == MCP_PATHS   # Free allows only the path (and verified bots) in the rule
+    assert rule["ratelimit"] == {"characteristics": ["cf.colo.id", "ip.src"], "period": 10,
+                                 "requestsPerPeriod": 100, "mitigationTimeout": 10}
+    assert rule["description"] == "At most 100 MCP requests per 10 s per client IP"
 
 
 def test_cloudflare_managed_and_owasp_rulesets_run_on_the_zone(plan):
@@ -157,6 +201,26 @@ def test_cloudflare_managed_and_owasp_rulesets_run_on_the_zone(plan):
     assert [(r["action"], r["expression"], r["actionParameters"]["id"]) for r in ruleset["rules"]] == [
         ("execute", "true", "efb7b8c949ac4650a09736fc376e9aee"),
         ("execute", "true", "4814384a9e5d4991b9815dcfc25d2f1f")]
+
+
+def test_on_free_the_zone_runs_the_free_managed_ruleset_it_includes(free):
+    # This entrypoint replaces the zone's managed phase: without it, Free would lose its managed rules.
+    assert [(r["ref"], r["actionParameters"]["id"]) for r in free.named("edge-managed").inputs["rules"]] == [
+        ("cloudflare_free_managed", "77454fe2d30c4220b5701f6fdfb893ba")]
+
+
+@pytest.mark.parametrize("cloudflare_plan", sorted(ALLOWANCES))
+def test_the_edge_builds_only_what_the_zones_plan_includes(cloudflare_plan):
+    allowed, built = ALLOWANCES[cloudflare_plan], edge_plan(cloudflare_plan=cloudflare_plan)
+    assert len(built.named("edge-firewall").inputs["rules"]) <= allowed.custom_rules
+    ratelimits = built.named("edge-ratelimit").inputs["rules"]
+    assert len(ratelimits) <= allowed.ratelimit_rules
+    for rule in ratelimits:
+        assert rule["ratelimit"]["period"] <= allowed.max_ratelimit_period
+        assert rule["ratelimit"]["mitigationTimeout"] <= allowed.max_mitigation_timeout
+        assert allowed.ratelimit_host_field or "http.host" not in rule["expression"]
+    executed = {r["actionParameters"]["id"] for r in built.named("edge-managed").inputs["rules"]}
+    assert executed == {MANAGED_RULESETS[ref] for ref in allowed.managed_rulesets}
 
 
 def test_zone_serves_only_verified_modern_tls(plan):

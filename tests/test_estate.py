@@ -185,7 +185,10 @@ def test_the_prod_stack_builds_every_region_server_and_the_edge(prod):
     services = {(r.inputs["tags"]["mcp-estate:server"], region_of(r)) for r in prod.of_type("aws:ecs/service:Service")}
     regions = {"us-east-1", "us-west-2", "eu-west-1", "eu-central-1"}
     assert services == {(s, r) for s in ("booking", "inventory", "loyalty") for r in regions}
-    assert len(prod.of_type("cloudflare:index/loadBalancerPool:LoadBalancerPool")) == 4
+    # One pool per region, and the strict eu group's last resort.
+    pools = sorted(p.inputs["name"] for p in prod.of_type("cloudflare:index/loadBalancerPool:LoadBalancerPool"))
+    assert pools == ["mcp-estate-prod-eu-central-1", "mcp-estate-prod-eu-last-resort", "mcp-estate-prod-eu-west-1",
+                     "mcp-estate-prod-us-east-1", "mcp-estate-prod-us-west-2"]
     assert len(prod.of_type("aws:wafv2/webAclAssociation:WebAclAssociation")) == 4
     assert all(t.protect for t in prod.of_type("aws:dynamodb/table:Table"))
     assert all(lb.inputs["enableDeletionProtection"] for lb in prod.of_type("aws:lb/loadBalancer:LoadBalancer"))

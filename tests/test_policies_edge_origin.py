@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Callable
 
 import pulumi_aws as aws
 import pulumi_cloudflare as cloudflare
@@ -243,16 +244,43 @@ def test_an_unproxied_or_unpinned_load_balancer_fails():
 
 # -- cloudflare-pools-monitored ---------------------------------------------------------------------
 
-def test_pools_need_a_health_monitor():
+def pools_program(*, country_lists: dict[str, list[str]], **routes) -> Callable[[], None]:
+    """A monitored pool `watched` and an unmonitored `blind`; a load balancer routing to them by name."""
     def program():
         origins = [{"name": "us-east-1", "address": "front-123.us-east-1.elb.amazonaws.com", "enabled": True}]
         monitor = cloudflare.LoadBalancerMonitor("monitor", account_id=CF_ACCOUNT, type="https", path="/healthz")
-        cloudflare.LoadBalancerPool("watched", account_id=CF_ACCOUNT, name="watched", origins=origins,
-                                    monitor=monitor.id)
-        cloudflare.LoadBalancerPool("blind", account_id=CF_ACCOUNT, name="blind", origins=origins)
-    assert messages(run_program(program), "cloudflare-pools-monitored") == [
-        "Cloudflare pool blind has no health monitor, so traffic keeps flowing to a failed region: "
-        "set monitor=<a LoadBalancerMonitor id>"]
+        pools = {"watched": cloudflare.LoadBalancerPool("watched", account_id=CF_ACCOUNT, name="watched",
+                                                        origins=origins, monitor=monitor.id).id,
+                 "blind": cloudflare.LoadBalancerPool("blind", account_id=CF_ACCOUNT, name="blind",
+                                                      origins=origins).id}
+
+        def ids(names: list[str]) -> list:
+            return [pools[n] for n in names]
+        cf_load_balancer("mcp", steering_policy="geo", default_pools=ids(routes.get("default", ["watched"])),
+                         fallback_pool=pools[routes.get("fallback", "watched")],
+                         region_pools={r: ids(n) for r, n in routes.get("regions", {}).items()},
+                         country_pools={c: ids(n) for c, n in country_lists.items()})
+    return program
+
+
+BLIND = ("Cloudflare pool blind has no health monitor, so traffic keeps flowing to a failed region{}: set "
+         "monitor=<a LoadBalancerMonitor id>, or use it only as the last pool of countryPools lists")
+
+
+def test_an_unmonitored_pool_may_only_be_the_last_resort_of_country_lists():
+    program = pools_program(country_lists={"DE": ["watched", "blind"], "FR": ["blind"]})
+    assert messages(run_program(program), "cloudflare-pools-monitored") == []
+
+
+@pytest.mark.parametrize("routes, where", [
+    ({"country_lists": {}}, ""),   # used nowhere: nothing shows it is a last resort
+    ({"country_lists": {"DE": ["blind", "watched"]}}, " (through mcp's countryPools.DE)"),
+    ({"country_lists": {"DE": ["watched", "blind"]}, "default": ["watched", "blind"]}, " (through mcp's defaultPools)"),
+    ({"country_lists": {"DE": ["watched", "blind"]}, "fallback": "blind"}, " (through mcp's fallbackPool)"),
+    ({"country_lists": {}, "regions": {"WEU": ["watched", "blind"]}}, " (through mcp's regionPools.WEU)"),
+])
+def test_an_unmonitored_pool_anywhere_else_is_reported(routes, where):
+    assert messages(run_program(pools_program(**routes)), "cloudflare-pools-monitored") == [BLIND.format(where)]
 
 
 # -- cloudflare-zone-tls-strict ---------------------------------------------------------------------

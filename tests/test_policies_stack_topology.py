@@ -3,6 +3,7 @@ group's state and visitors stay in it; losing any one region leaves each group i
 
 from __future__ import annotations
 
+import copy
 from typing import NamedTuple
 
 import pulumi
@@ -132,13 +133,16 @@ def test_a_group_of_one_region_survives_its_loss_only_with_a_peak_of_zero(built)
 # -- hand-built estates: what the spec cannot produce ---------------------------------------------
 
 GROUPS = {"us-east-1": "americas", "eu-west-1": "eu", "eu-central-1": "eu"}
+EU_ALBS = ("eu-west-1", "eu-central-1")
 
 
 def hand_built(*, waf=("us-east-1", "eu-west-1", "eu-central-1"), internal=(), origins=None, replicas=None,
-               countries=("DE", "FR"), load_balancer=None, replica_resources=None) -> Plan:
-    """Per region a service, an ALB (with WAF) and a pool; per group a table; one geo load balancer.
-    Each keyword breaks one part: `origins` maps a region's pool to another region's ALB or to an
-    address; `load_balancer(pools)` returns LoadBalancer arguments to override."""
+               countries=("DE", "FR"), load_balancer=None, replica_resources=None, last_resort=None) -> Plan:
+    """Per region a service, an ALB (with WAF) and a monitored pool; per group a table; the eu group's
+    unmonitored last-resort pool on both EU ALBs; one geo load balancer. Each keyword breaks one part:
+    `origins` maps a region's pool to another region's ALB or to an address; `last_resort` overrides
+    the last-resort pool's arguments (`origins`: regions or addresses, `(region, enabled)` pairs);
+    `load_balancer(pools)` returns LoadBalancer arguments to override (pools by region, and `eu-last`)."""
     def program():
         providers = {r: aws.Provider(f"aws-{r}", region=r) for r in GROUPS}
         albs = {}
@@ -153,13 +157,23 @@ def hand_built(*, waf=("us-east-1", "eu-west-1", "eu-central-1"), internal=(), o
             if region in waf:
                 aws.wafv2.WebAclAssociation(f"waf-{region}", resource_arn=albs[region].arn, opts=opts,
                                             web_acl_arn=f"arn:aws:wafv2:{region}:{ACCOUNT}:regional/webacl/w/1")
+
+        def origin(where: str, enabled: bool = True) -> dict:   # a region (its ALB) or a literal address
+            return {"name": where, "address": albs[where].dns_name if where in albs else where, "enabled": enabled}
+
+        monitor = cloudflare.LoadBalancerMonitor("monitor", account_id="f" * 32, type="https", path="/healthz")
         pools = {}
         for region in GROUPS:
-            origin = (origins or {}).get(region, region)   # a region (its ALB), a literal address or None
-            address = albs[origin].dns_name if origin in albs else origin
+            where = (origins or {}).get(region, region)
             pools[region] = cloudflare.LoadBalancerPool(
-                f"pool-{region}", account_id="f" * 32, name=f"mcp-test-{region}",
-                origins=[{"name": region, "address": address, "enabled": True}] if address else []).id
+                f"pool-{region}", account_id="f" * 32, name=f"mcp-test-{region}", monitor=monitor.id,
+                origins=[origin(where)] if where else []).id
+        resort = {"origins": list(EU_ALBS), **(last_resort or {})}
+        resort["origins"] = [origin(*o) if isinstance(o, tuple) else origin(o) for o in resort["origins"]]
+        if resort.pop("monitored", False):
+            resort["monitor"] = monitor.id
+        pools["eu-last"] = cloudflare.LoadBalancerPool("pool-eu-last-resort", account_id="f" * 32,
+                                                       name="mcp-test-eu-last-resort", **resort).id
         for group, home in (("americas", "us-east-1"), ("eu", "eu-west-1")):
             tags = {"mcp-estate:residency-group": group, "mcp-estate:residency": "strict" if group == "eu" else "open"}
             if group == "eu" and countries:
@@ -171,17 +185,12 @@ def hand_built(*, waf=("us-east-1", "eu-west-1", "eu-central-1"), internal=(), o
             for region in (replica_resources or {}).get(group, []):
                 aws.dynamodb.TableReplica(f"{group}-state-{region}", global_table_arn=table.arn,
                                           opts=pulumi.ResourceOptions(provider=providers[region]))
-        eu = [pools["eu-west-1"], pools["eu-central-1"]]
-        arguments = dict(
-            default_pools=[pools["us-east-1"]], fallback_pool=pools["us-east-1"],
-            region_pools={"ENAM": [pools["us-east-1"]]},
-            country_pools={"US": [pools["us-east-1"]], "DE": eu, "FR": eu},
-            rules=[{"name": "residency-eu", "priority": 1, "terminates": True,
-                    "condition": 'ip.src.country in {"DE" "FR"}',
-                    "overrides": {"steering_policy": "off", "default_pools": eu, "fallback_pool": eu[0]}}])
+        eu = [pools["eu-west-1"], pools["eu-central-1"], pools["eu-last"]]
+        arguments = dict(steering_policy="geo", default_pools=[pools["us-east-1"]], fallback_pool=pools["us-east-1"],
+                         region_pools={"ENAM": [pools["us-east-1"]]},
+                         country_pools={"US": [pools["us-east-1"]], "DE": eu, "FR": eu})
         arguments.update(load_balancer(pools) if load_balancer else {})
-        cloudflare.LoadBalancer("lb", zone_id="0" * 32, name="mcp.example.travel", proxied=True,
-                                steering_policy="geo", **arguments)
+        cloudflare.LoadBalancer("lb", zone_id="0" * 32, name="mcp.example.travel", proxied=True, **arguments)
     return run_program(program)
 
 
@@ -208,18 +217,17 @@ def test_a_serving_region_with_only_an_internal_alb_is_unreachable():
 
 
 def test_a_serving_region_whose_alb_no_pool_points_at_is_not_routed():
-    [message] = found(hand_built(origins={"eu-central-1": "partner.example.com"}), ROUTED)
+    [message] = found(hand_built(origins={"eu-central-1": "partner.example.com"},
+                                 last_resort={"origins": ["eu-west-1"]}), ROUTED)
     assert message.startswith("Region eu-central-1 (running booking) has no enabled Cloudflare pool whose origin "
                               "is its ALB (alb-eu-central-1")
 
 
 def test_a_pool_no_load_balancer_routes_to_leaves_its_region_unrouted():
     def without_central(pools):   # the eu-central-1 pool exists but nothing routes to it
-        eu = [pools["eu-west-1"]]
-        return {"country_pools": {"US": [pools["us-east-1"]], "DE": eu, "FR": eu},
-                "rules": [{"name": "residency-eu", "condition": 'ip.src.country in {"DE" "FR"}', "terminates": True,
-                           "overrides": {"default_pools": eu, "fallback_pool": eu[0]}}]}
-    assert found(hand_built(load_balancer=without_central), ROUTED) == [
+        eu = [pools["eu-west-1"], pools["eu-last"]]
+        return {"country_pools": {"US": [pools["us-east-1"]], "DE": eu, "FR": eu}}
+    assert found(hand_built(load_balancer=without_central, last_resort={"origins": ["eu-west-1"]}), ROUTED) == [
         "Region eu-central-1 (running booking): no Cloudflare load balancer routes to its pool pool-eu-central-1: "
         "add it to the load balancer's pools"]
 
@@ -242,83 +250,6 @@ def test_a_strict_table_that_does_not_record_its_countries_is_reported():
         "mcp-estate:countries), so their routing cannot be checked"]
 
 
-def test_a_strict_country_routed_to_a_pool_outside_the_group_is_reported():
-    def de_fails_over_to_us(pools):
-        eu = [pools["eu-west-1"], pools["eu-central-1"]]
-        return {"country_pools": {"US": [pools["us-east-1"]], "FR": eu, "DE": [*eu, pools["us-east-1"]]}}
-    [message] = found(hand_built(load_balancer=de_fails_over_to_us), RESIDENCY)
-    assert message.startswith("Cloudflare load balancer lb sends DE visitors (strict group eu) to ")
-    assert message.endswith("mcp-test-us-east-1 (us-east-1): route them only to the group's pools")
-
-
-def test_a_strict_country_without_its_own_route_is_reported():
-    def no_entry_for_fr(pools):
-        return {"country_pools": {"US": [pools["us-east-1"]], "DE": [pools["eu-west-1"]]}}
-    assert found(hand_built(load_balancer=no_entry_for_fr), RESIDENCY) == [
-        "Cloudflare load balancer lb has no countryPools entry for FR (strict group eu): its visitors go to the "
-        "region or default pools, outside the group"]
-
-
-def test_a_pool_leads_where_its_origin_is_whatever_its_name_says():
-    # mcp-test-eu-central-1 has the us-east-1 ALB as its origin: DE and FR visitors would leave the group.
-    messages = found(hand_built(origins={"eu-central-1": "us-east-1"}), RESIDENCY)
-    assert [m.split(" to ")[0] for m in messages] == [
-        "Cloudflare load balancer lb sends DE visitors (strict group eu)",
-        "Cloudflare load balancer lb sends FR visitors (strict group eu)",
-        "Cloudflare load balancer lb's rule 'residency-eu' sends strict group eu's visitors"]
-    assert all("mcp-test-eu-central-1 (us-east-1)" in m for m in messages), messages
-
-
-def test_a_pool_whose_origin_is_no_alb_of_the_estate_leads_outside_whatever_its_name_says():
-    # mcp-test-eu-central-1 is named for the region, but its origin could be anywhere in the world.
-    plan = hand_built(origins={"eu-central-1": "eu-central-1.origin.example.travel"})
-    messages = found(plan, RESIDENCY)
-    assert [m.split(" to ")[0] for m in messages] == [
-        "Cloudflare load balancer lb sends DE visitors (strict group eu)",
-        "Cloudflare load balancer lb sends FR visitors (strict group eu)",
-        "Cloudflare load balancer lb's rule 'residency-eu' sends strict group eu's visitors"]
-    assert all("mcp-test-eu-central-1 (outside the estate)" in m for m in messages), messages
-    [unrouted] = found(plan, ROUTED)   # and the ALB of eu-central-1 is no pool's origin
-    assert unrouted.startswith("Region eu-central-1 (running booking) has no enabled Cloudflare pool")
-
-
-def test_a_pool_without_origins_leads_where_its_name_says():
-    assert found(hand_built(origins={"eu-central-1": None}), RESIDENCY) == []
-
-
-def test_a_rule_before_the_residency_rule_that_may_catch_its_visitors_is_reported():
-    def maintenance_first(pools):
-        eu = [pools["eu-west-1"], pools["eu-central-1"]]
-        return {"rules": [
-            {"name": "residency-eu", "priority": 10, "terminates": True, "condition": 'ip.src.country in {"DE" "FR"}',
-             "overrides": {"default_pools": eu, "fallback_pool": eu[0]}},
-            {"name": "beta", "priority": 1, "condition": 'http.request.uri.path contains "/beta"',
-             "overrides": {"steering_policy": "random"}},
-            {"name": "fr-canary", "priority": 2, "terminates": True, "condition": 'ip.src.country in {"FR"}'},
-            {"name": "us-only", "priority": 3, "terminates": True, "condition": 'ip.src.country in {"US"}',
-             "overrides": {"default_pools": [pools["us-east-1"]]}},
-            {"name": "after", "priority": 20, "terminates": True, "condition": "true"}]}
-    assert found(hand_built(load_balancer=maintenance_first), RESIDENCY) == [
-        "Cloudflare load balancer lb's rule 'beta' overrides steeringPolicy before the residency rule "
-        "'residency-eu' and may match strict group eu's visitors ('http.request.uri.path contains \"/beta\"'): "
-        "give the residency rule a lower priority, or limit this rule to `ip.src.country in {...}` of other "
-        "countries",
-        "Cloudflare load balancer lb's rule 'fr-canary' terminates before the residency rule 'residency-eu' and "
-        "may match strict group eu's visitors ('ip.src.country in {\"FR\"}'): give the residency rule a lower "
-        "priority, or limit this rule to `ip.src.country in {...}` of other countries"]
-
-
-def test_a_terminating_fixed_response_before_the_residency_rule_passes():
-    def fixed_first(pools):
-        eu = [pools["eu-west-1"], pools["eu-central-1"]]
-        return {"rules": [
-            {"name": "blocked", "priority": 1, "terminates": True, "condition": 'http.request.uri.path eq "/admin"',
-             "fixed_response": {"status_code": 403, "message_body": "no"}},
-            {"name": "residency-eu", "priority": 2, "terminates": True, "condition": 'ip.src.country in {"DE" "FR"}',
-             "overrides": {"default_pools": eu, "fallback_pool": eu[0]}}]}
-    assert found(hand_built(load_balancer=fixed_first), RESIDENCY) == []
-
-
 def test_a_table_replica_resource_outside_a_strict_group_is_a_copy_there():
     def program(extra_region="us-east-1"):
         home = aws.Provider("aws-eu-west-1", region="eu-west-1")
@@ -338,6 +269,104 @@ def test_a_table_replica_resource_is_the_copy_a_serving_region_needs():
     assert found(hand_built(replicas={"eu": []}, replica_resources={"eu": ["eu-central-1"]}), ROUTED) == []
 
 
+# -- strict countries: attacks that leak them must fail ---------------------------------------------
+
+def test_a_strict_country_routed_to_a_pool_outside_the_group_is_reported():
+    def de_fails_over_to_us(pools):
+        eu = [pools["eu-west-1"], pools["eu-central-1"], pools["eu-last"]]
+        return {"country_pools": {"US": [pools["us-east-1"]], "FR": eu, "DE": [*eu[:2], pools["us-east-1"]]}}
+    [message] = found(hand_built(load_balancer=de_fails_over_to_us), RESIDENCY)
+    assert message.startswith("Cloudflare load balancer lb sends DE visitors (strict group eu) to ")
+    assert message.endswith("mcp-test-us-east-1 (us-east-1): route them only to the group's pools")
+
+
+def test_a_strict_country_without_its_own_route_is_reported():
+    def no_entry_for_fr(pools):   # FR falls to the region pools, then to the default pools
+        return {"country_pools": {"US": [pools["us-east-1"]], "DE": [pools["eu-west-1"], pools["eu-last"]]}}
+    assert found(hand_built(load_balancer=no_entry_for_fr), RESIDENCY) == [
+        "Cloudflare load balancer lb has no countryPools entry for FR (strict group eu): its visitors go to the "
+        "region or default pools, outside the group"]
+
+
+def test_a_country_code_in_another_spelling_is_no_route_for_the_strict_country():
+    def lowercase_fr(pools):   # Cloudflare's country codes are upper case: "fr" maps no visitor of FR
+        eu = [pools["eu-west-1"], pools["eu-central-1"], pools["eu-last"]]
+        return {"country_pools": {"US": [pools["us-east-1"]], "DE": eu, "fr": eu}}
+    assert [m.split(":")[0] for m in found(hand_built(load_balancer=lowercase_fr), RESIDENCY)] == [
+        "Cloudflare load balancer lb has no countryPools entry for FR (strict group eu)",
+        "Cloudflare load balancer lb sends fr visitors into strict group eu's pool mcp-test-eu-west-1 (eu-west-1), "
+        "mcp-test-eu-central-1 (eu-central-1), mcp-test-eu-last-resort (eu-central-1, eu-west-1)"]
+
+
+def ends_with(*last):
+    """DE and FR routed to the two EU pools, then to `last` (pool keys)."""
+    def routing(pools):
+        eu = [pools["eu-west-1"], pools["eu-central-1"], *(pools[k] for k in last)]
+        return {"country_pools": {"US": [pools["us-east-1"]], "DE": eu, "FR": eu}}
+    return routing
+
+
+RUNS_OUT = ("which can be unhealthy: when all its pools are, geo steering sends the visitors to the fallback pool, "
+            "outside the group; end the list with an enabled pool of the group without a monitor")
+
+
+@pytest.mark.parametrize("attack, last_resort, last", [
+    ("no last resort: the list ends with a monitored pool", None, ()),
+    ("the last resort has a monitor", {"monitored": True}, ("eu-last",)),
+    ("the last resort has a monitor group", {"monitor_group": "f" * 32}, ("eu-last",)),
+    ("the last resort is disabled", {"enabled": False}, ("eu-last",)),
+    ("every origin of the last resort is disabled",
+     {"origins": [("eu-west-1", False), ("eu-central-1", False)]}, ("eu-last",)),
+    ("an unmonitored pool of the group before a monitored last one", None, ("eu-last", "eu-west-1")),
+])
+def test_a_strict_countrys_list_that_can_run_out_of_pools_is_reported(attack, last_resort, last):
+    messages = found(hand_built(last_resort=last_resort, load_balancer=ends_with(*last)), RESIDENCY)
+    assert len(messages) == 2 and [m.split("'s countryPools for ")[1][:2] for m in messages] == ["DE", "FR"], attack
+    assert all(m.endswith(RUNS_OUT) for m in messages), (attack, messages)
+
+
+def test_a_last_resort_outside_the_group_is_reported():
+    # An unmonitored pool is always used: one in us-east-1 would take DE and FR there, not keep them home.
+    plan = hand_built(last_resort={"origins": ["us-east-1"]})
+    assert [m.split(" to ")[0] for m in found(plan, RESIDENCY)] == [
+        "Cloudflare load balancer lb sends DE visitors (strict group eu)",
+        "Cloudflare load balancer lb sends FR visitors (strict group eu)"]
+
+
+def test_a_pool_whose_origins_span_residency_groups_leads_outside_the_strict_group():
+    plan = hand_built(last_resort={"origins": ["eu-west-1", "us-east-1"]})
+    messages = found(plan, RESIDENCY)
+    assert len(messages) == 2
+    assert all("mcp-test-eu-last-resort (eu-west-1, us-east-1): route them only to the group's pools" in m
+               for m in messages), messages
+
+
+def test_a_pool_leads_where_its_origin_is_whatever_its_name_says():
+    # mcp-test-eu-central-1 has the us-east-1 ALB as its origin: DE and FR visitors would leave the group.
+    messages = found(hand_built(origins={"eu-central-1": "us-east-1"}), RESIDENCY)
+    assert [m.split(" to ")[0] for m in messages] == [
+        "Cloudflare load balancer lb sends DE visitors (strict group eu)",
+        "Cloudflare load balancer lb sends FR visitors (strict group eu)"]
+    assert all("mcp-test-eu-central-1 (us-east-1)" in m for m in messages), messages
+
+
+def test_a_pool_whose_origin_is_no_alb_of_the_estate_leads_outside_whatever_its_name_says():
+    # mcp-test-eu-central-1 is named for the region, but its origin could be anywhere in the world.
+    plan = hand_built(origins={"eu-central-1": "eu-central-1.origin.example.travel"},
+                      last_resort={"origins": ["eu-west-1"]})
+    messages = found(plan, RESIDENCY)
+    assert [m.split(" to ")[0] for m in messages] == [
+        "Cloudflare load balancer lb sends DE visitors (strict group eu)",
+        "Cloudflare load balancer lb sends FR visitors (strict group eu)"]
+    assert all("mcp-test-eu-central-1 (outside the estate)" in m for m in messages), messages
+    [unrouted] = found(plan, ROUTED)   # and the ALB of eu-central-1 is no pool's origin
+    assert unrouted.startswith("Region eu-central-1 (running booking) has no enabled Cloudflare pool")
+
+
+def test_a_pool_without_origins_leads_where_its_name_says():
+    assert found(hand_built(origins={"eu-central-1": None}), RESIDENCY) == []
+
+
 @pytest.mark.parametrize("route, into_eu", [
     ("through its defaultPools", lambda us, eu: {"default_pools": [us, eu]}),
     ("through its fallbackPool", lambda us, eu: {"fallback_pool": eu}),
@@ -345,36 +374,90 @@ def test_a_table_replica_resource_is_the_copy_a_serving_region_needs():
     ("sends US visitors into", lambda us, eu: {"country_pools": {"US": [us, eu], "DE": [eu], "FR": [eu]}}),
 ])
 def test_no_route_for_other_visitors_reaches_a_strict_pool(route, into_eu):
-    [message] = found(hand_built(load_balancer=lambda pools: into_eu(pools["us-east-1"], pools["eu-west-1"])),
-                      RESIDENCY)
-    assert route in message and "strict group eu's pool mcp-test-eu-west-1 (eu-west-1)" in message, message
+    messages = found(hand_built(load_balancer=lambda pools: into_eu(pools["us-east-1"], pools["eu-last"])),
+                     RESIDENCY)
+    assert any(route in m and "strict group eu's pool mcp-test-eu-last-resort" in m for m in messages), messages
 
 
-def test_a_strict_group_without_a_rule_for_when_its_pools_are_down_is_reported():
-    assert found(hand_built(load_balancer=lambda pools: {"rules": []}), RESIDENCY) == [
-        "Cloudflare load balancer lb has no terminating rule `ip.src.country in {...}` for strict group eu's "
-        "countries that overrides the default and fallback pools with the group's: when all its pools are down, "
-        "geo steering sends its visitors to the load balancer's fallback pool"]
+@pytest.mark.parametrize("pops", [{"FRA": ["us-east-1"]}, {"FRA": ["eu-west-1", "eu-last"]}])
+def test_a_data_center_mapping_is_reported_whatever_it_maps_to(pops):
+    # PoP steering takes precedence over countryPools, and a data center serves visitors of any country.
+    def with_pops(pools):
+        return {"pop_pools": {pop: [pools[k] for k in keys] for pop, keys in pops.items()}}
+    messages = found(hand_built(load_balancer=with_pops), RESIDENCY)
+    assert ("Cloudflare load balancer lb maps data centers in popPools (FRA): a data center serves visitors of "
+            "any country and its mapping takes precedence over countryPools, so strict group eu's visitors may "
+            "leave the group: remove popPools") in messages, messages
 
 
-def test_a_residency_rule_that_falls_back_outside_the_group_is_reported():
-    def falls_back_to_us(pools):
+@pytest.mark.parametrize("steering", ["off", "dynamic_latency", "proximity", "random"])
+def test_a_steering_policy_that_ignores_country_pools_is_reported(steering):
+    assert found(hand_built(load_balancer=lambda pools: {"steering_policy": steering}), RESIDENCY) == [
+        f"Cloudflare load balancer lb steers by '{steering}', which ignores countryPools: set "
+        "steering_policy='geo' so strict group eu's countries stay on its pools"]
+
+
+def test_the_former_residency_rule_is_reported_twice_over():
+    # `ip.src.country` is no documented load-balancing-rule field, and rules do not work with geo steering.
+    def old_rule(pools):
         eu = [pools["eu-west-1"], pools["eu-central-1"]]
-        return {"rules": [{"name": "residency-eu", "condition": 'ip.src.country in {"DE" "FR"}', "terminates": True,
-                           "overrides": {"default_pools": eu, "fallback_pool": pools["us-east-1"]}}]}
-    assert found(hand_built(load_balancer=falls_back_to_us), RESIDENCY) == [
-        "Cloudflare load balancer lb's rule 'residency-eu' sends strict group eu's visitors to mcp-test-us-east-1 "
-        "(us-east-1), outside the group: override only with the group's pools"]
+        return {"rules": [{"name": "residency-eu", "priority": 1, "terminates": True,
+                           "condition": 'ip.src.country in {"DE" "FR"}',
+                           "overrides": {"steering_policy": "off", "default_pools": eu, "fallback_pool": eu[0]}}]}
+    assert found(hand_built(load_balancer=old_rule), RESIDENCY) == [
+        "Cloudflare load balancer lb's rule 'residency-eu' reads ip.src.country, which Cloudflare does not "
+        "document for load-balancing rules: remove the rule",
+        "Cloudflare load balancer lb's rule 'residency-eu' overrides defaultPools, fallbackPool, steeringPolicy: "
+        "Cloudflare documents custom rules as not working with geo steering, so nothing shows strict group eu's "
+        "visitors stay in the group: remove the rule"]
 
 
-def test_a_residency_rule_that_also_admits_other_countries_is_reported():
-    def admits_us(pools):
-        eu = [pools["eu-west-1"], pools["eu-central-1"]]
-        return {"rules": [{"name": "residency-eu", "condition": 'ip.src.country in {"DE" "FR" "US"}',
-                           "terminates": True, "overrides": {"default_pools": eu, "fallback_pool": eu[0]}}]}
-    [message] = found(hand_built(load_balancer=admits_us), RESIDENCY)
-    assert message.startswith("Cloudflare load balancer lb's rule 'residency-eu' routes visitors beyond strict "
-                              "group eu's countries to its pool mcp-test-eu-west-1 (eu-west-1), mcp-test-eu-central-1")
+def test_a_rule_on_documented_fields_that_moves_visitors_is_reported():
+    def beta(pools):
+        return {"rules": [
+            {"name": "beta", "condition": 'starts_with(http.request.uri.path, "/beta")',
+             "overrides": {"region_pools": {"WEU": [pools["us-east-1"]]}}},
+            {"name": "stop", "terminates": True, "condition": 'http.host eq "mcp.example.travel"'},
+            {"name": "off", "disabled": True, "condition": "true", "overrides": {"default_pools": [pools["us-east-1"]]}}]}
+    assert [m.split(":")[0] for m in found(hand_built(load_balancer=beta), RESIDENCY)] == [
+        "Cloudflare load balancer lb's rule 'beta' overrides regionPools",
+        "Cloudflare load balancer lb's rule 'stop' terminates"]
+
+
+def test_a_rule_that_only_answers_itself_or_keeps_affinity_passes():
+    def harmless(pools):
+        return {"rules": [
+            {"name": "blocked", "terminates": True, "condition": 'http.request.uri.path eq "/admin"',
+             "fixed_response": {"status_code": 403, "message_body": "no"}},
+            {"name": "ttl", "condition": 'any(http.request.headers["mcp-session-id"][*] ne "")',
+             "overrides": {"session_affinity_ttl": 600}}]}
+    assert found(hand_built(load_balancer=harmless), RESIDENCY) == []
+
+
+# -- strict countries: legitimate changes must pass ---------------------------------------------------
+
+@pytest.mark.parametrize("change, last_resort, routing", [
+    ("reorder the group's pools", None, lambda p: [p["eu-central-1"], p["eu-west-1"], p["eu-last"]]),
+    ("one group pool then the last resort", None, lambda p: [p["eu-west-1"], p["eu-last"]]),
+    ("only the unmonitored last resort", None, lambda p: [p["eu-last"]]),
+    ("a last resort on the primary's ALB alone", {"origins": ["eu-west-1"]},
+     lambda p: [p["eu-west-1"], p["eu-central-1"], p["eu-last"]]),
+])
+def test_legitimate_routes_of_a_strict_country_pass(change, last_resort, routing):
+    def route(pools):
+        return {"country_pools": {"US": [pools["us-east-1"]], "DE": routing(pools), "FR": routing(pools)}}
+    assert found(hand_built(last_resort=last_resort, load_balancer=route), RESIDENCY) == [], change
+
+
+def test_adding_a_region_to_the_strict_group_keeps_it_resident():
+    spec = copy.deepcopy(SPEC)
+    eu = spec["residency_groups"][1]
+    eu["regions"] = [{"name": "eu-west-3", "cidr": "10.32.0.0/16"}, *eu["regions"]]   # listed first, on purpose
+    plan = estate_of(parse_spec(spec))
+    assert found(plan, RESIDENCY) == [] and found(plan, ROUTED) == []
+    [last_resort] = [p for p in plan.of_type("cloudflare:index/loadBalancerPool:LoadBalancerPool")
+                     if p.name.endswith("last-resort-eu")]
+    assert [o["name"] for o in last_resort.inputs["origins"]] == ["eu-west-1", "eu-central-1", "eu-west-3"]
 
 
 def test_an_unreadable_peak_is_reported():

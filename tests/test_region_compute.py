@@ -144,9 +144,9 @@ def test_waf_screens_the_alb_with_managed_rules_and_a_per_visitor_rate_limit():
     assert acl.inputs["scope"] == "REGIONAL" and acl.inputs["defaultAction"] == {"allow": {}}
     assert acl.outputs["arn"] == seen["acl"]
     rules = {r["name"]: r for r in acl.inputs["rules"]}
-    assert sorted(rules) == ["AWSManagedRulesAmazonIpReputationList", "AWSManagedRulesCommonRuleSet",
-                             "AWSManagedRulesKnownBadInputsRuleSet", "rate-per-client-ip"]
-    assert len({r["priority"] for r in rules.values()}) == 4
+    assert sorted(rules) == ["AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet",
+                             "rate-per-client-ip"]
+    assert len({r["priority"] for r in rules.values()}) == 3
     assert all(r["visibilityConfig"] == {"cloudwatchMetricsEnabled": True, "metricName": name,
                                          "sampledRequestsEnabled": True} for name, r in rules.items())
     common = rules["AWSManagedRulesCommonRuleSet"]
@@ -159,6 +159,23 @@ def test_waf_screens_the_alb_with_managed_rules_and_a_per_visitor_rate_limit():
         "forwardedIpConfig": {"headerName": "CF-Connecting-IP", "fallbackBehavior": "MATCH"}}}
     association = plan.one("aws:wafv2/webAclAssociation:WebAclAssociation")
     assert association.inputs == {"resourceArn": seen["alb_arn"], "webAclArn": seen["acl"]}
+
+
+# Statements that judge the request's source address, and AWS's rule groups that do (IP reputation).
+ADDRESS_STATEMENTS = ("rateBasedStatement", "ipSetReferenceStatement", "geoMatchStatement", "asnMatchStatement")
+ADDRESS_GROUPS = ("AWSManagedRulesAmazonIpReputationList", "AWSManagedRulesAnonymousIpList")
+
+
+def test_no_origin_waf_rule_judges_cloudflares_address_instead_of_the_visitors():
+    # Behind Cloudflare the source address is a Cloudflare edge: a rule reading it judges Cloudflare.
+    plan, _ = front()
+    for rule in plan.one("aws:wafv2/webAcl:WebAcl").inputs["rules"]:
+        statement = rule["statement"]
+        group = statement.get("managedRuleGroupStatement", {}).get("name")
+        assert group not in ADDRESS_GROUPS, f"{group} reads only the source address (no forwarded-IP setting)"
+        for kind in ADDRESS_STATEMENTS:
+            if kind in statement:
+                assert statement[kind]["forwardedIpConfig"]["headerName"] == "CF-Connecting-IP", rule["name"]
 
 
 def test_cluster_has_enhanced_container_insights():

@@ -214,6 +214,64 @@ def test_the_health_server_must_exist():
                    "not a server of the estate")
 
 
+# -- the zone's Cloudflare plan --------------------------------------------------------------------
+
+def test_the_zone_is_on_pro_unless_the_spec_says_otherwise():
+    assert parse_spec(VALID).domain.cloudflare_plan == "pro"
+
+
+def test_an_unknown_cloudflare_plan_is_named_with_the_choices():
+    assert_problem(lambda raw: raw["domain"].update(cloudflare_plan="premium"), "domain.cloudflare_plan",
+                   "'free', 'pro', 'business' or 'enterprise'")
+
+
+def free(raw, rate=None):
+    raw["domain"]["cloudflare_plan"] = "free"
+    if rate is not None:
+        raw["edge"]["rate_limit_per_minute"] = rate
+
+
+@pytest.mark.parametrize("rate", [600, 60, 12])
+def test_on_free_a_rate_per_minute_that_ten_seconds_can_count_passes(rate):
+    raw = copy.deepcopy(VALID)
+    free(raw, rate)
+    assert parse_spec(raw).edge.rate_limit_per_minute == rate
+
+
+def test_on_free_a_rate_per_minute_that_ten_seconds_cannot_count_is_rejected():
+    assert problems_of(lambda raw: free(raw, 100)) == [
+        "edge.rate_limit_per_minute: 100 a minute is no whole number of requests per 10 s, the only counting "
+        "period of the free plan (domain.cloudflare_plan): use a multiple of 6 (e.g. 102) or a paid plan"]
+
+
+def test_any_rate_per_minute_passes_where_the_plan_counts_a_minute():
+    for plan in ("pro", "business", "enterprise"):
+        raw = copy.deepcopy(VALID)
+        raw["domain"]["cloudflare_plan"], raw["edge"]["rate_limit_per_minute"] = plan, 101
+        assert parse_spec(raw).domain.cloudflare_plan == plan
+
+
+def eleven_strict_regions(raw):
+    """11 regions in the strict group: 11 pools + 11 last-resort origins + 2 open = 24 origins."""
+    regions = ["eu-west-1", "eu-west-2", "eu-west-3", "eu-central-1", "eu-north-1", "ap-northeast-1",
+               "ap-northeast-2", "ap-northeast-3", "ap-southeast-1", "ap-southeast-2", "ap-south-1"]
+    group(raw, "eu")["regions"] = [{"name": r, "cidr": f"10.{30 + i}.0.0/16"} for i, r in enumerate(regions)]
+
+
+def test_more_load_balancer_origins_than_the_add_on_offers_are_rejected_below_enterprise():
+    assert problems_of(eleven_strict_regions) == [
+        "residency_groups: the edge needs 24 load-balancer origins (one per region, and each strict group's "
+        "regions again in its last-resort pool): the Load Balancing add-on offers at most 20 below Enterprise "
+        "(domain.cloudflare_plan); use fewer regions or Enterprise"]
+
+
+def test_on_enterprise_the_origins_are_the_contracts_business():
+    raw = copy.deepcopy(VALID)
+    eleven_strict_regions(raw)
+    raw["domain"]["cloudflare_plan"] = "enterprise"
+    assert len(parse_spec(raw).regions) == 13
+
+
 def test_scaling_min_above_max_is_rejected():
     assert_problem(lambda raw: server(raw).update(scaling={"min": 5, "max": 2}), "servers[booking].scaling",
                    "min 5 is above max 2")
