@@ -59,6 +59,8 @@ HTTPS = 443
 HANDLER = "mcp_estate.canary_handler.handler"
 TIMEOUT_SECONDS = 60
 ENDPOINTS = ("monitoring", "ec2")
+# What Lambda does to a VPC function's interfaces after creating them (configuration-vpc, "Required IAM permissions").
+INTERFACE_UPKEEP = ("ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses")
 
 
 @dataclass
@@ -118,11 +120,11 @@ def canary_policy(account_id: str, region: str, log_group_name: str, subnet_ids:
         {"Sid": "CreateOwnInterfaces", "Effect": "Allow", "Action": "ec2:CreateNetworkInterface",
          "Resource": [f"{ec2}:network-interface/*", *(pulumi.Output.concat(f"{ec2}:subnet/", s) for s in subnet_ids),
                       pulumi.Output.concat(f"{ec2}:security-group/", security_group_id)]},
-        # ... and removes or re-addresses them, ids Lambda picks: only interfaces in its own subnets.
-        {"Sid": "ManageOwnInterfaces", "Effect": "Allow",
-         "Action": ["ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"],
-         "Resource": f"{ec2}:network-interface/*",
-         "Condition": {"ArnEquals": {"ec2:Subnet": [pulumi.Output.concat(f"{ec2}:subnet/", s) for s in subnet_ids]}}},
+        # ... and removes or re-addresses them. Lambda checks these at CreateFunction with ids of its own,
+        # which a scoped or conditioned grant fails ("The provided execution role does not have permissions
+        # to call DeleteNetworkInterface on EC2"): AWS documents every resource id of the account in the
+        # region (`arn:aws:ec2:<region>:<account>:*/*`) as the form that works, and no narrower one.
+        {"Sid": "ManageInterfaces", "Effect": "Allow", "Action": list(INTERFACE_UPKEEP), "Resource": f"{ec2}:*/*"},
     ]}
 
 

@@ -119,7 +119,8 @@ def test_scopable_actions_on_every_resource_are_refused_and_named():
     f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/*", "arn:aws:dynamodb:*:*:table/mcp-estate-test-eu-state",
     f"arn:*:dynamodb:eu-west-1:{ACCOUNT}:table/mcp-estate-test-eu-state", f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/*",
     f"arn:aws:secretsmanager:eu-west-1:{ACCOUNT}:secret:*", f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:*",
-    "arn:aws:s3:::*/*", "*?"])
+    f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:*/*", f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:*:*",
+    f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/*/index/*", "arn:aws:s3:::*/*", "*?"])
 def test_every_resource_of_a_kind_counts_as_the_wildcard(resource):
     plan = identity_policies(allow(["dynamodb:GetItem", "ecr:GetAuthorizationToken"], [TABLE, resource]))
     assert messages(plan, "resource-wildcard-only-where-aws-requires-it") == in_every_kind(
@@ -140,12 +141,36 @@ EC2 = f"arn:aws:ec2:eu-west-1:{ACCOUNT}"
 SUBNET = f"{EC2}:subnet/subnet-0a1b2c3d4e5f60718"
 
 
-def test_a_vpc_function_creates_its_interfaces_and_manages_them_only_in_its_subnets():
+def test_a_vpc_function_creates_interfaces_in_its_subnets_and_manages_them_in_the_documented_form():
+    # AWS documents `arn:aws:ec2:<region>:<account>:*/*` for Lambda's upkeep of a VPC function's interfaces:
+    # a narrower grant fails CreateFunction (Lambda developer guide, configuration-vpc).
     plan = identity_policies(
         allow("ec2:CreateNetworkInterface", [f"{EC2}:network-interface/*", SUBNET, f"{EC2}:security-group/sg-0a1b"]),
-        allow(["ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses"], f"{EC2}:network-interface/*",
+        allow(["ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"],
+              f"{EC2}:*/*"),
+        allow("ec2:DeleteNetworkInterface", f"{EC2}:network-interface/*",
               Condition={"ArnEquals": {"ec2:Subnet": [SUBNET]}}))
     assert messages(plan, "resource-wildcard-only-where-aws-requires-it") == []
+
+
+@pytest.mark.parametrize("resource", [
+    "*", f"arn:aws:ec2:*:{ACCOUNT}:*/*", "arn:aws:ec2:eu-west-1:*:*/*", f"arn:aws:*:eu-west-1:{ACCOUNT}:*/*",
+    f"{EC2}:*", f"{EC2}:*:*", f"{EC2}:*/*/*", f"arn:aws:ec2:eu-*:{ACCOUNT}:*/*", f"{EC2}:network-interface/*"])
+def test_interface_upkeep_on_more_than_the_documented_form_is_refused(resource):
+    plan = identity_policies(allow("ec2:DeleteNetworkInterface", resource))
+    assert messages(plan, "resource-wildcard-only-where-aws-requires-it") == in_every_kind(
+        f" allows ec2:DeleteNetworkInterface on every resource ({resource}), but AWS lets these actions be "
+        "scoped: name the ARNs they need")
+
+
+@pytest.mark.parametrize("action", ["ec2:TerminateInstances", "ec2:CreateNetworkInterface", "ec2:DeleteSubnet",
+                                    "dynamodb:DeleteTable"])
+def test_the_documented_form_excuses_only_lambdas_interface_upkeep(action):
+    resource = f"arn:aws:{action.split(':')[0]}:eu-west-1:{ACCOUNT}:*/*"
+    plan = identity_policies(allow(action, resource))
+    assert messages(plan, "resource-wildcard-only-where-aws-requires-it") == in_every_kind(
+        f" allows {action} on every resource ({resource}), but AWS lets these actions be scoped: "
+        "name the ARNs they need")
 
 
 def test_managing_every_interface_of_the_account_is_refused():
