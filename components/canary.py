@@ -53,7 +53,7 @@ from mcp_estate.canary_handler import NAMESPACE
 from mcp_estate.lambda_package import lambda_archive
 from mcp_estate.spec import Monitoring
 
-from .naming import child_opts, cidr_slug
+from .naming import child_opts, cidr_slug, iam_name
 
 HTTPS = 443
 HANDLER = "mcp_estate.canary_handler.handler"
@@ -138,6 +138,7 @@ class Canary(pulumi.ComponentResource):
         super().__init__("mcp-estate:canary:Canary", name, None, opts)
         self._prefix, self._args = name, args
         self.function_name = function_name(args.name_prefix, args.region)
+        self.role_name = iam_name(self.function_name)   # known at plan time: change detection watches it
 
         self.security_group_id = self._network()
         log_group = aws.cloudwatch.LogGroup(
@@ -148,7 +149,7 @@ class Canary(pulumi.ComponentResource):
         self._schedule(function)
         self.alarm_names = self._alarms()
 
-        self.function_arn, self.role_name = function.arn, role.name
+        self.function_arn = function.arn
         self.register_outputs({"function_arn": self.function_arn, "security_group_id": self.security_group_id,
                                "alarm_names": self.alarm_names})
 
@@ -184,7 +185,8 @@ class Canary(pulumi.ComponentResource):
 
     def _role(self, log_group: aws.cloudwatch.LogGroup) -> tuple[aws.iam.Role, aws.iam.RolePolicy]:
         args = self._args
-        role = aws.iam.Role(f"{self._prefix}-role", assume_role_policy=json.dumps(trust_policy(args.account_id)),
+        role = aws.iam.Role(f"{self._prefix}-role", name=self.role_name,
+                            assume_role_policy=json.dumps(trust_policy(args.account_id)),
                             description=f"MCP canary in {args.region}: probe, publish its metrics, write its logs",
                             tags=args.tags, opts=child_opts(self))
         grant = aws.iam.RolePolicy(

@@ -15,11 +15,12 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from pulumi_policy import ResourceValidationArgs, Severity
+from pulumi_policy import PolicyResource, ResourceValidationArgs, Severity, StackValidationArgs
 
 from mcp_estate.iam_actions import requires_wildcard_resource
 
-from .control import Report, Risk, allows, as_list, grants_everyone, pinned_conditions, resource_policy
+from .control import (TASK_DEFINITION, Report, Risk, allows, as_list, grants_everyone, pinned_conditions,
+                      resource_policy, stack_policy)
 
 ROLE = "aws:iam/role:Role"
 IDENTITY_POLICIES = {
@@ -223,7 +224,7 @@ def no_aws_managed_admin_policies(args: ResourceValidationArgs, report: Report) 
 
 # -- trust policies -----------------------------------------------------------------------------------------
 
-def _trusts(args: ResourceValidationArgs) -> list[Mapping]:
+def _trusts(args: ResourceValidationArgs | PolicyResource) -> list[Mapping]:
     return allows(args.props.get("assumeRolePolicy")) if args.resource_type == ROLE else []
 
 
@@ -249,15 +250,47 @@ def _trusts_ecs_tasks(statement: Mapping) -> bool:
     return ECS_TASKS in as_list(services)
 
 
-@resource_policy(
+def _role_name(reference: Any) -> str:
+    """The role a task definition names: ECS takes a role's ARN (any path) or its name alone."""
+    text = str(reference)
+    return text.rsplit("/", 1)[-1] if text.startswith("arn:") and ":role/" in text else text
+
+
+def _unguarded(role: PolicyResource) -> bool:
+    """Whether a role trusts ecs-tasks.amazonaws.com in a statement pinning neither source key."""
+    return any(_trusts_ecs_tasks(s) and not SOURCE_KEYS & pinned_conditions(s).keys() for s in _trusts(role))
+
+
+def _references(resources: list[PolicyResource]) -> tuple[set[str], set[str]]:
+    """The roles task definitions run tasks as (taskRoleArn) and start them with (executionRoleArn)."""
+    uses: dict[str, set[str]] = {"taskRoleArn": set(), "executionRoleArn": set()}
+    for definition in (r for r in resources if r.resource_type == TASK_DEFINITION):
+        for key, names in uses.items():
+            if definition.props.get(key):
+                names.add(_role_name(definition.props.get(key)))
+    return uses["taskRoleArn"], uses["executionRoleArn"]
+
+
+@stack_policy(
     "ecs-task-trust-has-source-conditions",
     "A role trusted by ecs-tasks.amazonaws.com pins aws:SourceAccount or aws:SourceArn on that statement, "
-    "so ECS assumes it only for the estate's own tasks (confused-deputy protection)",
+    "so ECS assumes it only for the estate's own tasks (confused-deputy protection, as AWS documents for "
+    "task roles). Exempt only a role the stack's task definitions use as executionRoleArn and never as "
+    "taskRoleArn: AWS documents no such condition for a task execution role, which the ECS agent assumes. "
+    "What a role is comes from the task definitions, never from its name, tags or description",
     risks=[Risk.CONFUSED_DEPUTY], severity=Severity.HIGH,
     remediation="Add Condition {\"StringEquals\": {\"aws:SourceAccount\": <account>}, "
-                "\"ArnLike\": {\"aws:SourceArn\": \"arn:aws:ecs:<region>:<account>:*\"}}.")
-def ecs_task_trust_has_source_conditions(args: ResourceValidationArgs, report: Report) -> None:
-    for statement in _trusts(args):
-        if _trusts_ecs_tasks(statement) and not SOURCE_KEYS & pinned_conditions(statement).keys():
-            report(f"role {args.name} trusts {ECS_TASKS} for any account's tasks: add a condition on "
-                   "aws:SourceAccount or aws:SourceArn (StringEquals / ArnLike)")
+                "\"ArnLike\": {\"aws:SourceArn\": \"arn:aws:ecs:<region>:<account>:*\"}} to a task role's trust.")
+def ecs_task_trust_has_source_conditions(args: StackValidationArgs, report: Report) -> None:
+    unguarded = [r for r in args.resources if r.resource_type == ROLE and _unguarded(r)]
+    if not unguarded:
+        return   # nothing to exempt: no need to read task definitions (unknown at a first preview)
+    task_roles, execution_roles = _references(args.resources)
+    for role in unguarded:
+        name = str(role.props.get("name"))
+        if name in execution_roles and name not in task_roles:
+            continue
+        why = "task definitions run tasks as it (taskRoleArn)" if name in task_roles \
+            else "no task definition uses it only as its execution role"
+        report(f"role {role.name} trusts {ECS_TASKS} for any account's tasks and {why}: add a condition on "
+               "aws:SourceAccount or aws:SourceArn (StringEquals / ArnLike)", role.urn)

@@ -11,6 +11,9 @@ import pytest
 from components.keys import EstateKeys, EstateKeysArgs
 from components.region_network import RegionNetwork, RegionNetworkArgs
 from components.server_identity import Grant, ServerIdentity, ServerIdentityArgs
+from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
+
+from mcp_estate.check import evaluate
 from mcp_estate.iam_actions import requires_wildcard_resource
 from conftest import ACCOUNT, Plan, as_object, run_program, violations
 
@@ -267,8 +270,8 @@ def test_ecs_task_trust_without_a_source_condition_is_refused(principal, conditi
     statement = {"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": principal}
     plan = role_trusting(statement | {"Condition": condition} if condition else statement)
     assert messages(plan, "ecs-task-trust-has-source-conditions") == [
-        "role trusted trusts ecs-tasks.amazonaws.com for any account's tasks: add a condition on aws:SourceAccount "
-        "or aws:SourceArn (StringEquals / ArnLike)"]
+        "role trusted trusts ecs-tasks.amazonaws.com for any account's tasks and no task definition uses it only "
+        "as its execution role: add a condition on aws:SourceAccount or aws:SourceArn (StringEquals / ArnLike)"]
 
 
 @pytest.mark.parametrize("condition", [
@@ -282,6 +285,77 @@ def test_ecs_task_trust_pinned_to_the_source_passes(condition):
     assert messages(plan, "ecs-task-trust-has-source-conditions") == []
 
 
+def ecs_roles(*uses: tuple[str, str, str], **role_options) -> Plan:
+    """Roles `task-role` and `exec-role` trusting ECS without conditions, and task definitions naming them:
+    each use is (task definition, taskRoleArn or executionRoleArn, `arn` or `name`, role)."""
+    def program():
+        roles = {key: aws.iam.Role(key, name=f"booking-{key}", assume_role_policy=document(ECS_TRUST),
+                                   **role_options) for key in ("task-role", "exec-role")}
+        definitions: dict[str, dict] = {}
+        for definition, field, spelling, role in uses:
+            definitions.setdefault(definition, {})[field] = roles[role].arn if spelling == "arn" else roles[role].name
+        for definition, fields in sorted(definitions.items()):
+            aws.ecs.TaskDefinition(definition, family=definition, container_definitions="[]", **fields)
+    return run_program(program)
+
+
+def refused_roles(plan: Plan) -> list[str]:
+    return sorted(m.split()[1] for m in messages(plan, "ecs-task-trust-has-source-conditions"))
+
+
+def test_a_role_used_only_as_an_execution_role_needs_no_source_condition():
+    plan = ecs_roles(("booking", "execution_role_arn", "arn", "exec-role"),
+                     ("booking", "task_role_arn", "arn", "task-role"),
+                     ("loyalty", "execution_role_arn", "name", "exec-role"))
+    assert messages(plan, "ecs-task-trust-has-source-conditions") == [
+        "role task-role trusts ecs-tasks.amazonaws.com for any account's tasks and task definitions run tasks as it "
+        "(taskRoleArn): add a condition on aws:SourceAccount or aws:SourceArn (StringEquals / ArnLike)"]
+
+
+@pytest.mark.parametrize("uses", [
+    [("booking", "execution_role_arn", "arn", "exec-role"), ("loyalty", "task_role_arn", "arn", "exec-role")],
+    [("booking", "execution_role_arn", "arn", "exec-role"), ("loyalty", "task_role_arn", "name", "exec-role")],
+    [("booking", "execution_role_arn", "arn", "exec-role"), ("booking", "task_role_arn", "arn", "exec-role")],
+    [],
+], ids=["task-role-elsewhere", "task-role-by-name", "both-in-one", "unused"])
+def test_a_task_role_cannot_pass_as_an_execution_role(uses):
+    # Used as a task role anywhere (by ARN or by name, as ECS accepts), or by nothing at all: conditions needed.
+    assert "exec-role" in refused_roles(ecs_roles(*uses))
+
+
+def test_a_task_role_dressed_as_an_execution_role_is_still_refused():
+    plan = ecs_roles(("booking", "task_role_arn", "arn", "exec-role"), description="ECS task execution role",
+                     tags={"mcp-estate:role": "execution", "Name": "ecsTaskExecutionRole"})
+    assert refused_roles(plan) == ["exec-role", "task-role"]
+
+
+def preview_of(plan: Plan) -> list[dict]:
+    """The plan's export as a first preview sees it: the task definitions' role ARNs are not known yet."""
+    resources = [r.export() for r in plan.resources]
+    for resource in resources:
+        if resource["type"] == "aws:ecs/taskDefinition:TaskDefinition":
+            for props in (resource["inputs"], resource["outputs"]):
+                props.update({key: UNKNOWN_STRING_VALUE for key in ("taskRoleArn", "executionRoleArn") if key in props})
+    return resources
+
+
+def test_at_a_first_preview_an_unguarded_role_cannot_be_judged_yet_and_says_so():
+    plan = ecs_roles(("booking", "execution_role_arn", "arn", "exec-role"))
+    found = [v for v in evaluate(preview_of(plan)) if v.policy == "ecs-task-trust-has-source-conditions"]
+    assert [(v.enforcement_level, v.message.split(":")[0]) for v in found] == [
+        ("advisory", "can't run policy 'ecs-task-trust-has-source-conditions' during preview")]
+
+
+def test_task_definitions_are_not_read_when_every_ecs_role_pins_its_source():
+    # So a first preview still checks a stack whose every ECS role is guarded.
+    def program():
+        role = aws.iam.Role("task-role", assume_role_policy=document(ECS_TRUST | {"Condition": {
+            "StringEquals": {"aws:SourceAccount": ACCOUNT}}}))
+        aws.ecs.TaskDefinition("booking", family="booking", container_definitions="[]", task_role_arn=role.arn)
+    found = evaluate(preview_of(run_program(program)))
+    assert [v for v in found if v.policy == "ecs-task-trust-has-source-conditions"] == []
+
+
 # -- what the estate's components build ---------------------------------------------------------------
 
 def test_the_estates_roles_and_key_policies_pass_every_least_privilege_control():
@@ -291,13 +365,16 @@ def test_the_estates_roles_and_key_policies_pass_every_least_privilege_control()
 
     def program():
         providers = {r: aws.Provider(f"aws-{r}", region=r) for r in regions}
-        ServerIdentity("booking-identity", ServerIdentityArgs(
-            server="booking", account_id=ACCOUNT, regions=regions, tags=tags,
+        identity = ServerIdentity("booking-identity", ServerIdentityArgs(
+            server="booking", group="eu", name_prefix="mcp-estate-test", account_id=ACCOUNT, regions=regions,
+            tags=tags,
             grants=[Grant(actions=["dynamodb:GetItem", "dynamodb:PutItem"], resources=[TABLE])],
             repository_arns=[f"arn:aws:ecr:{r}:{ACCOUNT}:repository/mcp/booking" for r in regions],
             log_group_arns=[f"arn:aws:logs:{r}:{ACCOUNT}:log-group:/mcp-estate-test/booking:*" for r in regions],
             secret_arns=[f"arn:aws:secretsmanager:{r}:{ACCOUNT}:secret:mcp-estate-test/booking-??????"
                          for r in regions], key_arns=[key]))
+        aws.ecs.TaskDefinition("booking-task", family="booking", container_definitions="[]",
+                               task_role_arn=identity.task_role_arn, execution_role_arn=identity.execution_role_arn)
         EstateKeys("eu", EstateKeysArgs(primary_region="eu-west-1", regions=regions, account_id=ACCOUNT,
                                         alias="alias/mcp-estate-test-eu", providers=providers, protect=True,
                                         tags=tags))
