@@ -59,8 +59,9 @@ HTTPS = 443
 HANDLER = "mcp_estate.canary_handler.handler"
 TIMEOUT_SECONDS = 60
 ENDPOINTS = ("monitoring", "ec2")
-# What Lambda does to a VPC function's interfaces after creating them (configuration-vpc, "Required IAM permissions").
-INTERFACE_UPKEEP = ("ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses")
+# What Lambda does to a VPC function's interfaces once created (configuration-vpc, "Required IAM permissions").
+INTERFACE_UPKEEP = ("ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses",
+                    "ec2:UnassignPrivateIpAddresses")
 
 
 @dataclass
@@ -124,7 +125,8 @@ def canary_policy(account_id: str, region: str, log_group_name: str, subnet_ids:
         # which a scoped or conditioned grant fails ("The provided execution role does not have permissions
         # to call DeleteNetworkInterface on EC2"): AWS documents every resource id of the account in the
         # region (`arn:aws:ec2:<region>:<account>:*/*`) as the form that works, and no narrower one.
-        {"Sid": "ManageInterfaces", "Effect": "Allow", "Action": list(INTERFACE_UPKEEP), "Resource": f"{ec2}:*/*"},
+        {"Sid": "ManageInterfaces", "Effect": "Allow", "Action": list(INTERFACE_UPKEEP),
+         "Resource": f"{ec2}:*/*"},
     ]}
 
 

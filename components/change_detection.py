@@ -132,7 +132,8 @@ class ChangeDetection(pulumi.ComponentResource):
         if args.iam:
             iam_pattern = api_calls("aws.iam", "iam.amazonaws.com", list(ROLE_CHANGES),
                                     {"roleName": sorted(args.iam.role_names)}, deployer)
-            rules["iam-changes"] = (iam_pattern, message("<who> changed an MCP estate role (<action>) at <at>", CALLER))
+            rules["iam-changes"] = (
+                iam_pattern, message("<who> changed an MCP estate role (<action>) at <at>", CALLER))
             if args.region != IAM_EVENTS_REGION:
                 self._forward_iam_events(iam_pattern)
         self.rule_arns = {key: self._rule(key, pattern, transformer) for key, (pattern, transformer) in rules.items()}
@@ -168,7 +169,8 @@ class ChangeDetection(pulumi.ComponentResource):
         grant = aws.iam.RolePolicy(
             f"{self._prefix}-iam-forward-policy", role=role.id, opts=opts,
             policy=json.dumps({"Version": "2012-10-17", "Statement": [{
-                "Sid": "PutOnHomeBus", "Effect": "Allow", "Action": "events:PutEvents", "Resource": home_bus}]}))
+                "Sid": "PutOnHomeBus", "Effect": "Allow", "Action": "events:PutEvents",
+                "Resource": home_bus}]}))
         rule = aws.cloudwatch.EventRule(
             f"{self._prefix}-iam-forward", name=rule_name, state="ENABLED", tags=iam.tags,
             description=f"MCP estate change detection: IAM changes, to {args.region}",
@@ -182,7 +184,8 @@ def forwarder_trust_policy(account_id: str, rule_arn: str) -> dict:
     """EventBridge may assume the forwarding role only for the forwarding rule of this account."""
     return {"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"}, "Action": "sts:AssumeRole",
-        "Condition": {"StringEquals": {"aws:SourceAccount": account_id}, "ArnEquals": {"aws:SourceArn": rule_arn}}}]}
+        "Condition": {"StringEquals": {"aws:SourceAccount": account_id},
+                      "ArnEquals": {"aws:SourceArn": rule_arn}}}]}
 
 
 def topic_policy(topic_arn: pulumi.Input[str], account_id: str, region: str,

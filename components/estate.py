@@ -200,7 +200,8 @@ class Estate(pulumi.ComponentResource):
         """The server's roles in `group`: every resource they name is in the group's regions."""
         regions = sorted(r.name for r in group.regions)
         return ServerIdentity(f"{server.name}-{group.name}-identity", ServerIdentityArgs(
-            server=server.name, group=group.name, name_prefix=self.prefix, account_id=self.spec.aws_account_id,
+            server=server.name, group=group.name, name_prefix=self.prefix,
+            account_id=self.spec.aws_account_id,
             regions=regions, grants=self._grants(server, regions),
             repository_arns=[self._arn("ecr", r, f"repository/{server.repository}") for r in regions],
             log_group_arns=[self._arn("logs", r, f"log-group:{self._log_group(server)}:*") for r in regions],
@@ -208,7 +209,8 @@ class Estate(pulumi.ComponentResource):
                          for s in sorted(server.secrets) for r in regions],
             key_arns=[self.key_arns[r] for r in regions],
             state_key_arns={r: self.key_arns[r] for r in regions} if self._uses_state(server) else {},
-            tags=self._group_tags(group, server=server.name)), opts=self._opts(provider=self.providers[self.spec.primary_region]))
+            tags=self._group_tags(group, server=server.name)),
+            opts=self._opts(provider=self.providers[self.spec.primary_region]))
 
     @staticmethod
     def _uses_state(server: Server) -> bool:

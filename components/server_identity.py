@@ -69,8 +69,9 @@ class ServerIdentity(pulumi.ComponentResource):
     def __init__(self, name: str, args: ServerIdentityArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mcp-estate:server_identity:ServerIdentity", name, None, opts)
         where = f"MCP server {args.server}, residency group {args.group}"
-        self.role_names = [role_name(args.name_prefix, args.server, args.group, kind) for kind in ("exec", "task")]
-        execution_name, task_name = self.role_names
+        execution_name, task_name = (role_name(args.name_prefix, args.server, args.group, kind)
+                                     for kind in ("exec", "task"))
+        self.role_names = [execution_name, task_name]
 
         self.task_role = aws.iam.Role(
             f"{name}-task", name=task_name, tags=args.tags,
@@ -112,7 +113,8 @@ def task_trust_policy(account_id: str, regions: list[str]) -> dict:
         "Action": "sts:AssumeRole",
         "Condition": {
             "StringEquals": {"aws:SourceAccount": [account_id]},
-            "ArnLike": {"aws:SourceArn": [f"arn:aws:ecs:{region}:{account_id}:*" for region in sorted(regions)]},
+            "ArnLike": {"aws:SourceArn": [f"arn:aws:ecs:{region}:{account_id}:*"
+                                          for region in sorted(regions)]},
         },
     }]}
 
@@ -161,6 +163,7 @@ def execution_policy(args: ServerIdentityArgs) -> dict:
             {"Sid": "DecryptOwnSecrets", "Effect": "Allow", "Action": "kms:Decrypt",
              "Resource": list(args.key_arns),
              "Condition": {"StringEquals": {
-                 "kms:ViaService": [f"secretsmanager.{region}.amazonaws.com" for region in sorted(args.regions)]}}},
+                 "kms:ViaService": [f"secretsmanager.{region}.amazonaws.com"
+                                    for region in sorted(args.regions)]}}},
         ]
     return {"Version": "2012-10-17", "Statement": statements}

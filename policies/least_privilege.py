@@ -280,7 +280,8 @@ def _references(resources: list[PolicyResource]) -> tuple[set[str], set[str]]:
     "What a role is comes from the task definitions, never from its name, tags or description",
     risks=[Risk.CONFUSED_DEPUTY], severity=Severity.HIGH,
     remediation="Add Condition {\"StringEquals\": {\"aws:SourceAccount\": <account>}, "
-                "\"ArnLike\": {\"aws:SourceArn\": \"arn:aws:ecs:<region>:<account>:*\"}} to a task role's trust.")
+                "\"ArnLike\": {\"aws:SourceArn\": \"arn:aws:ecs:<region>:<account>:*\"}} "
+                "to a task role's trust.")
 def ecs_task_trust_has_source_conditions(args: StackValidationArgs, report: Report) -> None:
     unguarded = [r for r in args.resources if r.resource_type == ROLE and _unguarded(r)]
     if not unguarded:
