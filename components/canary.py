@@ -55,12 +55,15 @@ from mcp_estate.canary_handler import NAMESPACE
 from mcp_estate.lambda_package import lambda_archive
 from mcp_estate.spec import Monitoring
 
-from .naming import child_opts, cidr_slug
+from .naming import child_opts, cidr_slug, iam_name
 
 HTTPS = 443
 HANDLER = "mcp_estate.canary_handler.handler"
 TIMEOUT_SECONDS = 60
 ENDPOINTS = ("monitoring", "ec2")
+# What Lambda does to a VPC function's interfaces once created (configuration-vpc, "Required IAM permissions").
+INTERFACE_UPKEEP = ("ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses",
+                    "ec2:UnassignPrivateIpAddresses")
 
 
 @dataclass
@@ -120,11 +123,12 @@ def canary_policy(account_id: str, region: str, log_group_name: str, subnet_ids:
         {"Sid": "CreateOwnInterfaces", "Effect": "Allow", "Action": "ec2:CreateNetworkInterface",
          "Resource": [f"{ec2}:network-interface/*", *(pulumi.Output.concat(f"{ec2}:subnet/", s) for s in subnet_ids),
                       pulumi.Output.concat(f"{ec2}:security-group/", security_group_id)]},
-        # ... and removes or re-addresses them, ids Lambda picks: only interfaces in its own subnets.
-        {"Sid": "ManageOwnInterfaces", "Effect": "Allow",
-         "Action": ["ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"],
-         "Resource": f"{ec2}:network-interface/*",
-         "Condition": {"ArnEquals": {"ec2:Subnet": [pulumi.Output.concat(f"{ec2}:subnet/", s) for s in subnet_ids]}}},
+        # ... and removes or re-addresses them. Lambda checks these at CreateFunction with ids of its own,
+        # which a scoped or conditioned grant fails ("The provided execution role does not have permissions
+        # to call DeleteNetworkInterface on EC2"): AWS documents every resource id of the account in the
+        # region (`arn:aws:ec2:<region>:<account>:*/*`) as the form that works, and no narrower one.
+        {"Sid": "ManageInterfaces", "Effect": "Allow", "Action": list(INTERFACE_UPKEEP),
+         "Resource": f"{ec2}:*/*"},
     ]}
 
 
@@ -138,6 +142,7 @@ class Canary(pulumi.ComponentResource):
         super().__init__("mcp-estate:canary:Canary", name, None, opts)
         self._prefix, self._args = name, args
         self.function_name = function_name(args.name_prefix, args.region)
+        self.role_name = iam_name(self.function_name)   # known at plan time: change detection watches it
 
         self.security_group_id = self._network()
         log_group = aws.cloudwatch.LogGroup(
@@ -148,7 +153,7 @@ class Canary(pulumi.ComponentResource):
         self._schedule(function)
         self.alarm_names = self._alarms()
 
-        self.function_arn, self.role_name = function.arn, role.name
+        self.function_arn = function.arn
         self.register_outputs({"function_arn": self.function_arn, "security_group_id": self.security_group_id,
                                "alarm_names": self.alarm_names})
 
@@ -184,7 +189,8 @@ class Canary(pulumi.ComponentResource):
 
     def _role(self, log_group: aws.cloudwatch.LogGroup) -> tuple[aws.iam.Role, aws.iam.RolePolicy]:
         args = self._args
-        role = aws.iam.Role(f"{self._prefix}-role", assume_role_policy=json.dumps(trust_policy(args.account_id)),
+        role = aws.iam.Role(f"{self._prefix}-role", name=self.role_name,
+                            assume_role_policy=json.dumps(trust_policy(args.account_id)),
                             description=f"MCP canary in {args.region}: probe, publish its metrics, write its logs",
                             tags=args.tags, opts=child_opts(self))
         grant = aws.iam.RolePolicy(

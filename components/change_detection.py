@@ -9,10 +9,14 @@ Creates, on the region's default event bus, EventBridge rules sending to the reg
 - `image-pushes`: an image pushed to one of the estate's repositories in this region (ECR's own
   "ECR Image Action" event, which names no caller: every push is reported, the estate still
   runs only the digests its spec pins);
-- `iam-changes`, in us-east-1 only: a policy, trust policy, permissions boundary or the existence
-  of one of the estate's roles changed. IAM is a global service whose CloudTrail events reach
-  EventBridge in us-east-1 alone, so an estate without us-east-1 has no such rule (see
-  docs/telemetry.md).
+- `iam-changes`, in the home (primary) region only: a policy, trust policy, permissions boundary or
+  the existence of one of the estate's roles changed. IAM is a global service whose CloudTrail events
+  reach EventBridge in us-east-1 alone (see docs/telemetry.md), so every stack also gets, through its
+  own us-east-1 provider (whether or not the estate runs there), a `forward` rule with the same pattern
+  whose target is the home region's default event bus, and the role EventBridge sends with (trusted
+  for that rule only, `events:PutEvents` on that bus only). The us-east-1 side holds no data: the rule
+  filters at the source, so only the estate's role changes cross regions. A home region of us-east-1
+  needs no forwarding.
 
 CloudTrail events made by the deployment role (`monitoring.deployment_role_arn`: the role
 `pulumi up` runs as) are excluded: `userIdentity.sessionContext.sessionIssuer.arn` is matched with
@@ -24,7 +28,8 @@ Also sets the alerts topic's policy (it replaces SNS's default one): the account
 topic, this account's CloudWatch alarms publish to it, and these rules, by ARN, publish to it.
 The topic's key must let events.amazonaws.com use it (components/keys.py).
 
-Requires: the region's `aws.Provider` in `opts`; the compute front's cluster and alerts topic.
+Requires: the region's `aws.Provider` in `opts`; the compute front's cluster and alerts topic; in the
+home region, an `IamWatch` with the roles and a us-east-1 provider.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from .naming import child_opts
+from .naming import child_opts, iam_name
 
 IAM_EVENTS_REGION = "us-east-1"
 CLOUDTRAIL = "AWS API Call via CloudTrail"
@@ -47,6 +52,14 @@ CALLER = {"who": "$.detail.userIdentity.arn", "action": "$.detail.eventName", "a
 
 
 @dataclass
+class IamWatch:
+    """What the home region's change detection watches in IAM, and how it reaches us-east-1."""
+    role_names: list[str]                      # the estate's IAM roles, by physical name
+    provider: pulumi.ProviderResource          # a provider for us-east-1, where IAM's events arrive
+    tags: dict[str, str]                       # for the us-east-1 side: contract tags, no region or group
+
+
+@dataclass
 class ChangeDetectionArgs:
     region: str
     account_id: str
@@ -55,10 +68,15 @@ class ChangeDetectionArgs:
     cluster_arn: pulumi.Input[str]
     task_families: list[str]
     repositories: list[str]                    # ECR repository names, e.g. mcp/booking
-    role_names: list[pulumi.Input[str]]        # the estate's IAM roles (watched from us-east-1)
     deployment_role_arn: str | None
     alerts_topic_arn: pulumi.Input[str]
     tags: dict[str, str]
+    iam: IamWatch | None = None                # the home region only
+
+
+def forwarder_role_name(name_prefix: str) -> str:
+    """The role EventBridge forwards IAM events from us-east-1 with (a role the estate watches too)."""
+    return iam_name(f"{name_prefix}-iam-changes-forward")
 
 
 def autoscaling_role_arn(account_id: str) -> str:
@@ -111,11 +129,13 @@ class ChangeDetection(pulumi.ComponentResource):
                     "repository": "$.detail.repository-name", "digest": "$.detail.image-digest",
                     "tag": "$.detail.image-tag", "region": "$.region", "at": "$.time"})),
         }
-        if args.region == IAM_EVENTS_REGION:
+        if args.iam:
+            iam_pattern = api_calls("aws.iam", "iam.amazonaws.com", list(ROLE_CHANGES),
+                                    {"roleName": sorted(args.iam.role_names)}, deployer)
             rules["iam-changes"] = (
-                api_calls("aws.iam", "iam.amazonaws.com", list(ROLE_CHANGES), {"roleName": args.role_names},
-                          deployer),
-                message("<who> changed an MCP estate role (<action>) at <at>", CALLER))
+                iam_pattern, message("<who> changed an MCP estate role (<action>) at <at>", CALLER))
+            if args.region != IAM_EVENTS_REGION:
+                self._forward_iam_events(iam_pattern)
         self.rule_arns = {key: self._rule(key, pattern, transformer) for key, (pattern, transformer) in rules.items()}
         aws.sns.TopicPolicy(f"{name}-alerts-policy", arn=args.alerts_topic_arn, opts=child_opts(self),
                             policy=pulumi.Output.json_dumps(topic_policy(
@@ -132,6 +152,40 @@ class ChangeDetection(pulumi.ComponentResource):
         aws.cloudwatch.EventTarget(f"{self._prefix}-{key}-to-alerts", rule=rule.name, arn=args.alerts_topic_arn,
                                    input_transformer=transformer, opts=child_opts(self))
         return rule.arn
+
+
+    def _forward_iam_events(self, pattern: dict) -> None:
+        """In us-east-1, a rule sending the estate's IAM events to the home region's default bus."""
+        args, iam = self._args, self._args.iam
+        opts = child_opts(self, provider=iam.provider)
+        rule_name = f"{args.name_prefix}-{IAM_EVENTS_REGION}-iam-changes-forward"
+        rule_arn = f"arn:aws:events:{IAM_EVENTS_REGION}:{args.account_id}:rule/{rule_name}"
+        home_bus = f"arn:aws:events:{args.region}:{args.account_id}:event-bus/default"
+        role = aws.iam.Role(
+            f"{self._prefix}-iam-forward-role", name=forwarder_role_name(args.name_prefix), tags=iam.tags,
+            assume_role_policy=json.dumps(forwarder_trust_policy(args.account_id, rule_arn)),
+            description=f"EventBridge: forward the MCP estate's IAM changes from {IAM_EVENTS_REGION} "
+                        f"to {args.region}", opts=opts)
+        grant = aws.iam.RolePolicy(
+            f"{self._prefix}-iam-forward-policy", role=role.id, opts=opts,
+            policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+                "Sid": "PutOnHomeBus", "Effect": "Allow", "Action": "events:PutEvents",
+                "Resource": home_bus}]}))
+        rule = aws.cloudwatch.EventRule(
+            f"{self._prefix}-iam-forward", name=rule_name, state="ENABLED", tags=iam.tags,
+            description=f"MCP estate change detection: IAM changes, to {args.region}",
+            event_pattern=json.dumps(pattern), opts=opts)
+        aws.cloudwatch.EventTarget(f"{self._prefix}-iam-forward-to-home", rule=rule.name, arn=home_bus,
+                                   role_arn=role.arn, opts=child_opts(self, provider=iam.provider,
+                                                                      depends_on=[grant]))
+
+
+def forwarder_trust_policy(account_id: str, rule_arn: str) -> dict:
+    """EventBridge may assume the forwarding role only for the forwarding rule of this account."""
+    return {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"}, "Action": "sts:AssumeRole",
+        "Condition": {"StringEquals": {"aws:SourceAccount": account_id},
+                      "ArnEquals": {"aws:SourceArn": rule_arn}}}]}
 
 
 def topic_policy(topic_arn: pulumi.Input[str], account_id: str, region: str,

@@ -30,7 +30,8 @@ import pulumi_cloudflare as cloudflare
 from mcp_estate.spec import SECRET_PREFIX, STATE, EstateSpec, ResidencyGroup, Server
 
 from .canary import Canary, CanaryArgs, probe_alarm_name
-from .change_detection import ChangeDetection, ChangeDetectionArgs
+from .change_detection import (IAM_EVENTS_REGION, ChangeDetection, ChangeDetectionArgs, IamWatch,
+                               forwarder_role_name)
 from .dashboards import DashboardRegion, Dashboards, DashboardsArgs, DashboardService
 from .edge import Edge, EdgeArgs, EdgeRegion
 from .keys import EstateKeys, EstateKeysArgs
@@ -120,20 +121,9 @@ class Estate(pulumi.ComponentResource):
                 log_retention_days=spec.log_retention_days, tags=tags),
                 opts=self._opts(provider=self.providers[region]))
 
-        self.identities = {server.name: ServerIdentity(f"{server.name}-identity", ServerIdentityArgs(
-            server=server.name, account_id=spec.aws_account_id, regions=spec.server_regions(server),
-            grants=self._grants(server),
-            repository_arns=[self._arn("ecr", r, f"repository/{server.repository}")
-                             for r in spec.server_regions(server)],
-            log_group_arns=[self._arn("logs", r, f"log-group:{self._log_group(server)}:*")
-                            for r in spec.server_regions(server)],
-            secret_arns=[self._arn("secretsmanager", r, f"secret:{self._secret_name(s)}-??????")
-                         for s in sorted(server.secrets) for r in spec.server_regions(server)],
-            key_arns=[self.key_arns[r] for r in spec.server_regions(server)],
-            state_key_arns={r: self.key_arns[r] for r in spec.server_regions(server)} if self._uses_state(server)
-            else {},
-            tags=self.tags(server=server.name)), opts=self._opts(provider=home))
-            for server in spec.servers}
+        # One pair of roles per server and residency group: a group's data is reachable only from its regions.
+        self.identities = {(server.name, group.name): self._identity(server, group)
+                           for server in spec.servers for group in spec.residency_groups}
 
         self.services: dict[tuple[str, str], McpService] = {}
         for server in spec.servers:
@@ -216,19 +206,34 @@ class Estate(pulumi.ComponentResource):
             return self.spec.primary_region
         return min((g for g in self.spec.residency_groups if not g.strict), key=lambda g: g.name).primary_region
 
+    def _identity(self, server: Server, group: ResidencyGroup) -> ServerIdentity:
+        """The server's roles in `group`: every resource they name is in the group's regions."""
+        regions = sorted(r.name for r in group.regions)
+        return ServerIdentity(f"{server.name}-{group.name}-identity", ServerIdentityArgs(
+            server=server.name, group=group.name, name_prefix=self.prefix,
+            account_id=self.spec.aws_account_id,
+            regions=regions, grants=self._grants(server, regions),
+            repository_arns=[self._arn("ecr", r, f"repository/{server.repository}") for r in regions],
+            log_group_arns=[self._arn("logs", r, f"log-group:{self._log_group(server)}:*") for r in regions],
+            secret_arns=[self._arn("secretsmanager", r, f"secret:{self._secret_name(s)}-??????")
+                         for s in sorted(server.secrets) for r in regions],
+            key_arns=[self.key_arns[r] for r in regions],
+            state_key_arns={r: self.key_arns[r] for r in regions} if self._uses_state(server) else {},
+            tags=self._group_tags(group, server=server.name)),
+            opts=self._opts(provider=self.providers[self.spec.primary_region]))
+
     @staticmethod
     def _uses_state(server: Server) -> bool:
         return any(STATE in p.resources for p in server.permissions)
 
-    def _grants(self, server: Server) -> list[Grant]:
-        """The server's declared permissions with symbolic resources resolved to ARNs."""
+    def _grants(self, server: Server, regions: list[str]) -> list[Grant]:
+        """The server's declared permissions with symbolic resources resolved to ARNs in `regions`."""
         return [Grant(actions=sorted(p.actions),
-                      resources=sorted({arn for r in p.resources for arn in self._resolve(server, r)}))
+                      resources=sorted({arn for r in p.resources for arn in self._resolve(r, regions)}))
                 for p in server.permissions]
 
-    def _resolve(self, server: Server, resource: str) -> list[str]:
-        regions = self.spec.server_regions(server)
-        if resource == STATE:   # the table of the group of each region the server runs in
+    def _resolve(self, resource: str, regions: list[str]) -> list[str]:
+        if resource == STATE:   # the table of the group of each region
             tables = [self._arn("dynamodb", r, f"table/{self._table_name(self.spec.group_of[r].name)}")
                       for r in regions]
             return tables + [f"{t}/index/*" for t in tables]
@@ -247,8 +252,8 @@ class Estate(pulumi.ComponentResource):
             endpoint_prefix_list_ids=network.gateway_prefix_list_ids,
             alb_security_group_id=front.alb_security_group_id, listener_arn=front.https_listener_arn,
             alb_arn_suffix=front.alb_arn_suffix, alerts_topic_arn=front.alerts_topic_arn,
-            task_role_arn=self.identities[server.name].task_role_arn,
-            execution_role_arn=self.identities[server.name].execution_role_arn,
+            task_role_arn=self.identities[server.name, group.name].task_role_arn,
+            execution_role_arn=self.identities[server.name, group.name].execution_role_arn,
             log_group_name=self._log_group(server), log_key_arn=self.key_arns[region],
             log_retention_days=self.spec.log_retention_days,
             secrets={s: self._secret_arn_in(s, region) for s in server.secrets},
@@ -287,14 +292,21 @@ class Estate(pulumi.ComponentResource):
 
     def _change_detection(self, region: str) -> ChangeDetection:
         front = self.fronts[region]
-        roles = [role.name for identity in self.identities.values()
-                 for role in (identity.task_role, identity.execution_role)]
         return ChangeDetection(f"changes-{region}", ChangeDetectionArgs(
             region=region, account_id=self.spec.aws_account_id, name_prefix=self.prefix,
             cluster_name=front.cluster_name, cluster_arn=front.cluster_arn,
             task_families=[task_family(self._log_group(s)) for s in self.spec.servers_in(region)],
             repositories=sorted(s.repository for s in self.spec.servers),
-            role_names=[*roles, *(c.role_name for c in self.canaries.values())],
             deployment_role_arn=self.spec.monitoring.deployment_role_arn, alerts_topic_arn=front.alerts_topic_arn,
-            tags=self._group_tags(self.spec.group_of[region], region=region)),
+            tags=self._group_tags(self.spec.group_of[region], region=region),
+            iam=self._iam_watch() if region == self.spec.primary_region else None),
             opts=self._opts(provider=self.providers[region]))
+
+    def _iam_watch(self) -> IamWatch:
+        """Every role of the estate, watched from the home region; IAM's events arrive in us-east-1,
+        through the estate's provider there or, for an estate without us-east-1, one of its own."""
+        roles = [name for identity in self.identities.values() for name in identity.role_names]
+        roles += [canary.role_name for canary in self.canaries.values()]
+        roles.append(forwarder_role_name(self.prefix))
+        provider = self.providers.get(IAM_EVENTS_REGION) or self._regional_provider(IAM_EVENTS_REGION)
+        return IamWatch(role_names=sorted(roles), provider=provider, tags=self.tags())

@@ -7,6 +7,7 @@ names (server, region, group), never from a list position.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import pulumi
@@ -38,3 +39,15 @@ class ContractTags:
             if value is not None:
                 tags[f"mcp-estate:{key}"] = value
         return tags
+
+
+IAM_NAME_LIMIT = 64   # IAM role and policy names
+
+
+def iam_name(name: str) -> str:
+    """`name` if IAM accepts its length, else its start and a hash of the whole: still unique, still
+    stable (a long stack or estate name must not make `pulumi up` fail on a role's name)."""
+    if len(name) <= IAM_NAME_LIMIT:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[:IAM_NAME_LIMIT - len(digest) - 1].rstrip('-')}-{digest}"

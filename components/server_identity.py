@@ -1,15 +1,24 @@
-"""The two IAM roles of one MCP server, shared by its services in every region.
+"""The two IAM roles of one MCP server in one residency group, used by its services in the group's regions.
 
-Creates:
-- a task role: what the server's code may call, exactly the grants declared in the spec
-  (one inline policy statement per grant; no grants, no policy);
-- an execution role: what ECS needs to start the server's tasks, scoped to the server's own
-  repository, log group, secrets and the keys of those secrets.
+Creates, per server and residency group:
+- a task role: what the server's code may call, exactly the grants declared in the spec, resolved to
+  the group's own state table (and its indexes), key and secret replicas (one inline policy statement
+  per grant; no grants, no policy);
+- an execution role: what ECS needs to start the server's tasks, scoped to the server's repository,
+  log group and secrets in the group's regions, and the group's key for those secrets.
 
-Both roles trust only ECS tasks of the estate's account in the server's regions (the
-`aws:SourceAccount` / `aws:SourceArn` guard against the confused deputy), and neither gets a
-managed policy: `AmazonECSTaskExecutionRolePolicy` grants every repository and log group of
-the account, far more than one server needs.
+A strict group's data is reachable only by roles of that group: a task in another group's region
+runs with that group's roles, which name none of its table, key or secrets.
+
+The task role trusts only ECS tasks of the estate's account in the group's regions (`aws:SourceAccount`
+and `aws:SourceArn`, AWS's confused-deputy guard for task roles, ECS developer guide "Amazon ECS task
+IAM role"). The execution role trusts ecs-tasks.amazonaws.com without conditions: AWS documents none
+for it ("Amazon ECS task execution IAM role"), the ECS agent assumes it, and an undocumented condition
+would risk every task failing to start. Neither gets a managed policy: `AmazonECSTaskExecutionRolePolicy`
+grants every repository and log group of the account, far more than one server needs.
+
+Both roles are named from stable keys (`<prefix>-<server>-<group>-task` / `-exec`, shortened with a
+hash past IAM's 64 characters), so change detection knows them at plan time.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from .naming import child_opts
+from .naming import child_opts, iam_name
 
 ECS_TASKS = "ecs-tasks.amazonaws.com"
 
@@ -36,27 +45,38 @@ class Grant:
 @dataclass
 class ServerIdentityArgs:
     server: str
+    group: str                                  # the residency group whose regions the roles serve
+    name_prefix: str                            # the estate's physical-name prefix, e.g. mcp-estate-prod
     account_id: str
-    regions: list[str]                          # where the server runs: its roles work only there
+    regions: list[str]                          # the group's regions: the roles work only there
     grants: list[Grant]
-    repository_arns: list[str]                  # the server's ECR repository, one ARN per region
+    repository_arns: list[str]                  # the server's ECR repository in each of the regions
     log_group_arns: list[str]                   # its log group per region (`...:log-group:<name>:*`)
     secret_arns: list[str]                      # its secrets per region (`...:secret:<name>-??????`)
-    key_arns: list[pulumi.Input[str]]           # the KMS keys encrypting those secrets
+    key_arns: list[pulumi.Input[str]]           # the group's key in each region (it encrypts the secrets)
     tags: dict[str, str]
     # Keys of the state tables the grants reach, per region: a CMK-encrypted table answers a
     # caller only if the caller may use its key (through DynamoDB).
     state_key_arns: dict[str, pulumi.Input[str]] = field(default_factory=dict)
 
 
+def role_name(name_prefix: str, server: str, group: str, kind: str) -> str:
+    """The physical name of a server's `task` or `exec` role in a group."""
+    return iam_name(f"{name_prefix}-{server}-{group}-{kind}")
+
+
 class ServerIdentity(pulumi.ComponentResource):
     def __init__(self, name: str, args: ServerIdentityArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mcp-estate:server_identity:ServerIdentity", name, None, opts)
-        trust = json.dumps(trust_policy(args.account_id, args.regions))
+        where = f"MCP server {args.server}, residency group {args.group}"
+        execution_name, task_name = (role_name(args.name_prefix, args.server, args.group, kind)
+                                     for kind in ("exec", "task"))
+        self.role_names = [execution_name, task_name]
 
         self.task_role = aws.iam.Role(
-            f"{name}-task", assume_role_policy=trust, tags=args.tags,
-            description=f"MCP server {args.server}: what its code may call", opts=child_opts(self))
+            f"{name}-task", name=task_name, tags=args.tags,
+            assume_role_policy=json.dumps(task_trust_policy(args.account_id, args.regions)),
+            description=f"{where}: what its code may call", opts=child_opts(self))
         self.task_role_arn: pulumi.Output[str] = self.task_role.arn
         if args.grants:
             grants = aws.iam.RolePolicy(
@@ -66,8 +86,9 @@ class ServerIdentity(pulumi.ComponentResource):
             self.task_role_arn = _ready(self.task_role, grants)
 
         self.execution_role = aws.iam.Role(
-            f"{name}-execution", assume_role_policy=trust, tags=args.tags,
-            description=f"ECS, starting MCP server {args.server}: pull its image, write its logs, read its secrets",
+            f"{name}-execution", name=execution_name, tags=args.tags,
+            assume_role_policy=json.dumps(execution_trust_policy()),
+            description=f"ECS, starting {where}: pull its image, write its logs, read its secrets",
             opts=child_opts(self))
         execution = aws.iam.RolePolicy(
             f"{name}-execution-policy", role=self.execution_role.id,
@@ -84,17 +105,24 @@ def _ready(role: aws.iam.Role, policy: aws.iam.RolePolicy) -> pulumi.Output[str]
     return pulumi.Output.all(role.arn, policy.id).apply(lambda values: values[0])
 
 
-def trust_policy(account_id: str, regions: list[str]) -> dict:
-    """ECS tasks may assume the role only for tasks of this account in these regions."""
+def task_trust_policy(account_id: str, regions: list[str]) -> dict:
+    """ECS tasks may assume the task role only for tasks of this account in these regions."""
     return {"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow",
         "Principal": {"Service": ECS_TASKS},
         "Action": "sts:AssumeRole",
         "Condition": {
             "StringEquals": {"aws:SourceAccount": [account_id]},
-            "ArnLike": {"aws:SourceArn": [f"arn:aws:ecs:{region}:{account_id}:*" for region in regions]},
+            "ArnLike": {"aws:SourceArn": [f"arn:aws:ecs:{region}:{account_id}:*"
+                                          for region in sorted(regions)]},
         },
     }]}
+
+
+def execution_trust_policy() -> dict:
+    """The trust AWS documents for a task execution role: the ECS tasks service, no condition."""
+    return {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": ECS_TASKS}, "Action": "sts:AssumeRole"}]}
 
 
 def task_policy(grants: list[Grant], state_key_arns: dict[str, pulumi.Input[str]] | None = None) -> dict:
@@ -135,6 +163,7 @@ def execution_policy(args: ServerIdentityArgs) -> dict:
             {"Sid": "DecryptOwnSecrets", "Effect": "Allow", "Action": "kms:Decrypt",
              "Resource": list(args.key_arns),
              "Condition": {"StringEquals": {
-                 "kms:ViaService": [f"secretsmanager.{region}.amazonaws.com" for region in args.regions]}}},
+                 "kms:ViaService": [f"secretsmanager.{region}.amazonaws.com"
+                                    for region in sorted(args.regions)]}}},
         ]
     return {"Version": "2012-10-17", "Statement": statements}

@@ -15,9 +15,10 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from pulumi_policy import ResourceValidationArgs, Severity
+from pulumi_policy import PolicyResource, ResourceValidationArgs, Severity, StackValidationArgs
 
-from .control import Report, Risk, allows, as_list, grants_everyone, pinned_conditions, resource_policy
+from .control import (TASK_DEFINITION, Report, Risk, allows, as_list, grants_everyone, pinned_conditions,
+                      resource_policy, stack_policy)
 from .iam_actions import requires_wildcard_resource
 
 ROLE = "aws:iam/role:Role"
@@ -62,6 +63,7 @@ def is_service_wide(action: str) -> bool:
 
 
 WILDCARDS = frozenset("*?")
+SEPARATORS = frozenset("/:")
 # The ARN's resource part after an optional type prefix (`table/`, `secret:`, `key/`).
 _RESOURCE_PART = re.compile(r"(?:[\w.-]+[/:])?(?P<rest>.*)", re.S)
 
@@ -70,7 +72,8 @@ def is_every_resource(resource: str) -> bool:
     """Whether a Resource pattern matches every resource of a kind: `*`, an ARN with a wildcard in
     its partition, service or account (`arn:aws:*:...`, `arn:aws:dynamodb:*:*:table/x`), or whose
     resource part is only wildcards after an optional type prefix (`arn:...:table/*`,
-    `arn:...:secret:*`, `arn:...:key/*`). Scoped patterns such as `repository/mcp/*`,
+    `arn:...:secret:*`, `arn:...:key/*`, `arn:...:*/*`) or whose id under its type is only wildcards
+    (`table/*/index/*`). Scoped patterns such as `repository/mcp/*`,
     `log-group:/x:*` or `secret:name-??????` are not."""
     if resource == "*":
         return True
@@ -80,9 +83,14 @@ def is_every_resource(resource: str) -> bool:
     partition, service, _, account, rest = fields[1:]
     if WILDCARDS & set(partition + service + account):
         return True
-    # An object's ARN has no type prefix: `arn:aws:s3:::bucket/*` is one bucket's objects, `*/*` all.
-    remainder = rest.split("/")[0] if service == "s3" and not account else _RESOURCE_PART.fullmatch(rest)["rest"]
-    return bool(remainder) and set(remainder) <= WILDCARDS
+    if service == "s3" and not account:
+        # An object's ARN has no type prefix: `arn:aws:s3:::bucket/*` is one bucket's objects, `*/*` all.
+        return set(rest.split("/")[0]) <= WILDCARDS
+    # `*/*` or `*:*` (any type, any id) is every resource too: separators between wildcards narrow nothing;
+    # and so is a wildcard id under its type, whatever follows (`table/*/index/*`: every table's indexes).
+    remainder, segments = _RESOURCE_PART.fullmatch(rest)["rest"], re.split(r"[/:]", rest)
+    return (bool(set(remainder) & WILDCARDS) and set(remainder) <= WILDCARDS | SEPARATORS) \
+        or (len(segments) > 2 and bool(segments[1]) and set(segments[1]) <= WILDCARDS)
 
 
 # Resource types whose ids AWS assigns when it creates one: the request to create one cannot
@@ -94,9 +102,21 @@ NARROWING_KEYS = ("ec2:subnet", "ec2:vpc", "aws:resourcetag/", "ec2:resourcetag/
 _TYPED = re.compile(r"arn:aws[a-z-]*:(?P<service>[a-z0-9-]+):[a-z0-9-]*:\d{12}:(?P<type>[a-z-]+)/\*")
 
 
+# What Lambda does to a VPC function's interfaces once created. It checks these permissions when it
+# creates the function, on ids of its own: AWS documents a grant on every resource id of the account in
+# the region (`arn:aws:ec2:<region>:<account>:*/*`) as the form that works (Lambda developer guide,
+# configuration-vpc, "Required IAM permissions"); that form exactly, no broader, is excused for them.
+LAMBDA_INTERFACE_UPKEEP = frozenset({"ec2:deletenetworkinterface", "ec2:assignprivateipaddresses",
+                                     "ec2:unassignprivateipaddresses"})
+_EVERY_EC2_ID_OF_A_REGION = re.compile(r"arn:aws[a-z-]*:ec2:[a-z]{2}(?:-[a-z]+)+-\d:\d{12}:\*/\*")
+
+
 def _excused(action: str, resource: str, narrowed: bool) -> bool:
-    """Whether `<type>/*` of one account is what the action needs: it creates a resource whose id
-    AWS assigns, or a condition pins which resources of the type it reaches."""
+    """Whether a resource pattern matching every resource of a kind is what the action needs: it
+    creates a resource whose id AWS assigns (`<type>/*` of one account), a condition pins which
+    resources of the type it reaches, or it is Lambda's upkeep of a VPC function's interfaces."""
+    if action.lower() in LAMBDA_INTERFACE_UPKEEP and _EVERY_EC2_ID_OF_A_REGION.fullmatch(resource):
+        return True
     typed = _TYPED.fullmatch(resource)
     if not typed:
         return False
@@ -144,7 +164,9 @@ def no_not_action_or_not_resource_allows(args: ResourceValidationArgs, report: R
     "sts:GetCallerIdentity); a statement mixing them with scopable actions is flagged. Every resource of a "
     "kind (`table/*`, `key/*`, an ARN with a wildcard account) counts as \"*\", except `<type>/*` of one "
     "account for creating a resource whose id AWS assigns (network-interface/*) or under a condition that "
-    "pins which ones (ec2:Subnet, ec2:Vpc, aws:ResourceTag/...)",
+    "pins which ones (ec2:Subnet, ec2:Vpc, aws:ResourceTag/...), and `arn:aws:ec2:<region>:<account>:*/*` "
+    "for ec2:DeleteNetworkInterface, ec2:AssignPrivateIpAddresses and ec2:UnassignPrivateIpAddresses, the "
+    "form AWS documents for a VPC Lambda function's role",
     risks=[Risk.CONFUSED_DEPUTY], severity=Severity.HIGH,
     remediation="Name the ARNs the actions need; keep \"*\" in a statement of its own for the actions "
                 "AWS cannot scope.")
@@ -201,7 +223,7 @@ def no_aws_managed_admin_policies(args: ResourceValidationArgs, report: Report) 
 
 # -- trust policies -----------------------------------------------------------------------------------------
 
-def _trusts(args: ResourceValidationArgs) -> list[Mapping]:
+def _trusts(args: ResourceValidationArgs | PolicyResource) -> list[Mapping]:
     return allows(args.props.get("assumeRolePolicy")) if args.resource_type == ROLE else []
 
 
@@ -227,15 +249,48 @@ def _trusts_ecs_tasks(statement: Mapping) -> bool:
     return ECS_TASKS in as_list(services)
 
 
-@resource_policy(
+def _role_name(reference: Any) -> str:
+    """The role a task definition names: ECS takes a role's ARN (any path) or its name alone."""
+    text = str(reference)
+    return text.rsplit("/", 1)[-1] if text.startswith("arn:") and ":role/" in text else text
+
+
+def _unguarded(role: PolicyResource) -> bool:
+    """Whether a role trusts ecs-tasks.amazonaws.com in a statement pinning neither source key."""
+    return any(_trusts_ecs_tasks(s) and not SOURCE_KEYS & pinned_conditions(s).keys() for s in _trusts(role))
+
+
+def _references(resources: list[PolicyResource]) -> tuple[set[str], set[str]]:
+    """The roles task definitions run tasks as (taskRoleArn) and start them with (executionRoleArn)."""
+    uses: dict[str, set[str]] = {"taskRoleArn": set(), "executionRoleArn": set()}
+    for definition in (r for r in resources if r.resource_type == TASK_DEFINITION):
+        for key, names in uses.items():
+            if definition.props.get(key):
+                names.add(_role_name(definition.props.get(key)))
+    return uses["taskRoleArn"], uses["executionRoleArn"]
+
+
+@stack_policy(
     "ecs-task-trust-has-source-conditions",
     "A role trusted by ecs-tasks.amazonaws.com pins aws:SourceAccount or aws:SourceArn on that statement, "
-    "so ECS assumes it only for the estate's own tasks (confused-deputy protection)",
+    "so ECS assumes it only for the estate's own tasks (confused-deputy protection, as AWS documents for "
+    "task roles). Exempt only a role the stack's task definitions use as executionRoleArn and never as "
+    "taskRoleArn: AWS documents no such condition for a task execution role, which the ECS agent assumes. "
+    "What a role is comes from the task definitions, never from its name, tags or description",
     risks=[Risk.CONFUSED_DEPUTY], severity=Severity.HIGH,
     remediation="Add Condition {\"StringEquals\": {\"aws:SourceAccount\": <account>}, "
-                "\"ArnLike\": {\"aws:SourceArn\": \"arn:aws:ecs:<region>:<account>:*\"}}.")
-def ecs_task_trust_has_source_conditions(args: ResourceValidationArgs, report: Report) -> None:
-    for statement in _trusts(args):
-        if _trusts_ecs_tasks(statement) and not SOURCE_KEYS & pinned_conditions(statement).keys():
-            report(f"role {args.name} trusts {ECS_TASKS} for any account's tasks: add a condition on "
-                   "aws:SourceAccount or aws:SourceArn (StringEquals / ArnLike)")
+                "\"ArnLike\": {\"aws:SourceArn\": \"arn:aws:ecs:<region>:<account>:*\"}} "
+                "to a task role's trust.")
+def ecs_task_trust_has_source_conditions(args: StackValidationArgs, report: Report) -> None:
+    unguarded = [r for r in args.resources if r.resource_type == ROLE and _unguarded(r)]
+    if not unguarded:
+        return   # nothing to exempt: no need to read task definitions (unknown at a first preview)
+    task_roles, execution_roles = _references(args.resources)
+    for role in unguarded:
+        name = str(role.props.get("name"))
+        if name in execution_roles and name not in task_roles:
+            continue
+        why = "task definitions run tasks as it (taskRoleArn)" if name in task_roles \
+            else "no task definition uses it only as its execution role"
+        report(f"role {role.name} trusts {ECS_TASKS} for any account's tasks and {why}: add a condition on "
+               "aws:SourceAccount or aws:SourceArn (StringEquals / ArnLike)", role.urn)

@@ -70,13 +70,35 @@ def test_every_server_runs_in_every_region(small):
                         for region in ("us-east-1", "eu-west-1", "eu-central-1")}
 
 
-def test_each_server_has_its_own_roles_and_security_groups(small):
-    roles = small.of_type("aws:iam/role:Role")
+def test_each_server_has_a_task_and_an_execution_role_per_residency_group_and_its_own_security_groups(small):
+    names: dict[tuple, list[str]] = {}
+    for role in small.of_type("aws:iam/role:Role"):
+        tags = role.inputs["tags"]
+        names.setdefault((tags.get("mcp-estate:server"), tags.get("mcp-estate:residency-group")), []) \
+            .append(role.outputs["name"])
     for server in ("booking", "loyalty"):
-        assert len([r for r in roles if r.inputs["tags"].get("mcp-estate:server") == server]) == 2
+        for group in ("americas", "eu"):
+            assert sorted(names[server, group]) == [f"mcp-estate-test-{server}-{group}-exec",
+                                                    f"mcp-estate-test-{server}-{group}-task"]
     task_sgs = {r.name for r in small.of_type("aws:ec2/securityGroup:SecurityGroup")
                 if r.inputs["tags"].get("mcp-estate:server")}
     assert len(task_sgs) == 6
+
+
+def test_services_in_a_region_run_with_the_roles_of_the_regions_group(small):
+    group = {"us-east-1": "americas", "eu-west-1": "eu", "eu-central-1": "eu"}
+    for definition in small.of_type("aws:ecs/taskDefinition:TaskDefinition"):
+        server, region = definition.inputs["tags"]["mcp-estate:server"], region_of(definition)
+        assert definition.inputs["taskRoleArn"] == \
+            f"arn:aws:iam::{ACCOUNT}:role/mcp-estate-test-{server}-{group[region]}-task"
+        assert definition.inputs["executionRoleArn"] == \
+            f"arn:aws:iam::{ACCOUNT}:role/mcp-estate-test-{server}-{group[region]}-exec"
+
+
+def test_a_task_role_is_assumable_only_from_its_groups_regions(small):
+    trust = json.loads(small.named("booking-eu-identity-task").inputs["assumeRolePolicy"])["Statement"][0]
+    assert trust["Condition"]["ArnLike"]["aws:SourceArn"] == [f"arn:aws:ecs:eu-central-1:{ACCOUNT}:*",
+                                                              f"arn:aws:ecs:eu-west-1:{ACCOUNT}:*"]
 
 
 def test_one_state_table_per_residency_group_replicated_only_inside_it(small):
@@ -86,13 +108,58 @@ def test_one_state_table_per_residency_group_replicated_only_inside_it(small):
     assert tables["americas"].inputs.get("replicas", []) == []
 
 
-def test_the_state_grant_resolves_to_the_tables_of_the_servers_regions(small):
-    policy = next(json.loads(r.inputs["policy"]) for r in small.of_type("aws:iam/rolePolicy:RolePolicy")
-                  if "dynamodb:GetItem" in json.dumps(r.inputs["policy"]))
-    resources = {res for s in policy["Statement"] for res in s["Resource"]}
-    assert f"arn:aws:dynamodb:eu-central-1:{ACCOUNT}:table/mcp-estate-test-eu-state" in resources
-    assert f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/mcp-estate-test-americas-state" in resources
-    assert not any(r == "*" for r in resources)
+def test_the_state_grant_resolves_to_the_groups_own_table_in_each_of_its_regions(small):
+    policy = json.loads(small.named("booking-eu-identity-task-grants").inputs["policy"])
+    tables = [f"arn:aws:dynamodb:{r}:{ACCOUNT}:table/mcp-estate-test-eu-state" for r in ("eu-central-1", "eu-west-1")]
+    assert policy["Statement"][0]["Resource"] == sorted(tables + [f"{t}/index/*" for t in tables])
+    americas = json.loads(small.named("booking-americas-identity-task-grants").inputs["policy"])
+    assert americas["Statement"][0]["Resource"] == [
+        f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/mcp-estate-test-americas-state",
+        f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/mcp-estate-test-americas-state/index/*"]
+
+
+def strict_data(plan: Plan, group: str, regions: set[str]) -> set[str]:
+    """The ARNs of a group's table, key and secret copies (the data a strict group keeps)."""
+    keys = {r.outputs["arn"] for r in plan.resources if r.type in ("aws:kms/key:Key", "aws:kms/replicaKey:ReplicaKey")
+            and r.inputs.get("tags", {}).get("mcp-estate:residency-group") == group}
+    tables = {f"table/mcp-estate-{plan_stack(plan)}-{group}-state"}
+    secrets = {f"arn:aws:secretsmanager:{r}:" for r in regions}
+    return keys | tables | secrets
+
+
+def plan_stack(plan: Plan) -> str:
+    return plan.resources[0].urn.split("::")[0].removeprefix("urn:pulumi:")
+
+
+def roles_policies(plan: Plan) -> dict[str, tuple[str, str]]:
+    """Role name -> (its residency group, the text of its trust and inline policies)."""
+    roles = {r.outputs["name"]: r for r in plan.of_type("aws:iam/role:Role")}
+    texts = {name: [r.inputs["assumeRolePolicy"]] for name, r in roles.items()}
+    for grant in plan.of_type("aws:iam/rolePolicy:RolePolicy"):
+        texts[grant.inputs["role"]].append(grant.inputs["policy"])
+    return {name: (r.inputs["tags"].get("mcp-estate:residency-group"), "\n".join(texts[name]))
+            for name, r in roles.items()}
+
+
+@pytest.mark.parametrize("which", ["small", "prod"])
+def test_a_strict_groups_table_key_and_secrets_appear_in_no_policy_of_another_groups_roles(which, small, prod):
+    plan = {"small": small, "prod": prod}[which]
+    data = strict_data(plan, "eu", {"eu-west-1", "eu-central-1"})
+    assert len(data) >= 4
+    policies = roles_policies(plan)
+    # Roles of the other groups (the registry's replication role belongs to no group: it encrypts image
+    # replicas with each region's key, no data of the group).
+    outsiders = {name: text for name, (group, text) in policies.items() if group not in ("eu", None)}
+    assert outsiders and all(not any(d in text for d in data) for text in outsiders.values())
+    insiders = [text for group, text in policies.values() if group == "eu"]
+    assert insiders and any("table/mcp-estate" in text and "-eu-state" in text for text in insiders)
+
+
+def test_role_names_fit_iam_with_a_long_stack_name():
+    plan = plan_of(SMALL, stack="feature-residency-groups-for-the-travel-platform-estate")
+    names = [r.inputs["name"] for r in plan.of_type("aws:iam/role:Role") if "name" in r.inputs]
+    assert len(names) == len(set(names)) == 11 and all(len(n) <= 64 for n in names)
+    assert "mcp-estate-feature-residency-groups-for-the-travel-platform-estate-booking-eu-task" not in names
 
 
 def test_tasks_pull_their_image_by_digest_from_their_own_region(small):
@@ -145,6 +212,57 @@ def test_reordering_every_list_in_the_spec_changes_nothing(small):
         collection.reverse()
         rng.shuffle(collection)
     assert inputs_by_urn(plan_of(shuffled)) == inputs_by_urn(small)
+
+
+REORDERINGS = {
+    "servers": lambda raw: [raw["servers"]],
+    "groups": lambda raw: [raw["residency_groups"]],
+    "regions": lambda raw: [g["regions"] for g in raw["residency_groups"] if len(g["regions"]) > 1],
+    "secrets and grants": lambda raw: [raw["servers"][0]["secrets"], raw["servers"][0]["permissions"][0]["actions"]],
+}
+
+
+@pytest.mark.parametrize("what", sorted(REORDERINGS))
+def test_reversing_servers_groups_or_regions_changes_no_resources_inputs(small, what):
+    # Reversal always changes the order of a list of two or more (a shuffle may give it back unchanged).
+    reordered = copy.deepcopy(SMALL)
+    reordered["servers"][0]["secrets"] = ["booking-api-key", "partner-token"]
+    base = copy.deepcopy(reordered)
+    for collection in REORDERINGS[what](reordered):
+        assert len(collection) >= 2
+        collection.reverse()
+    assert reordered != base
+    assert inputs_by_urn(plan_of(reordered)) == inputs_by_urn(plan_of(base))
+
+
+def test_the_iam_change_rule_watches_every_role_of_the_estate_by_name(small):
+    rule = json.loads(small.named("changes-us-east-1-iam-changes").inputs["eventPattern"])
+    watched = rule["detail"]["requestParameters"]["roleName"]
+    named = sorted(r.inputs["name"] for r in small.of_type("aws:iam/role:Role") if "name" in r.inputs)
+    assert watched == sorted(named + ["mcp-estate-test-iam-changes-forward"]) and len(named) == 11
+
+
+def test_an_estate_without_us_east_1_forwards_iam_changes_from_there_to_its_home_region():
+    dev = shipped_plan("dev")
+    forward = dev.named("changes-eu-west-1-iam-forward")
+    provider = forward.provider.rsplit("::", 2)[1]
+    assert provider == "aws-us-east-1"
+    assert dev.named(provider).inputs["region"] == "us-east-1"
+    assert json.loads(dev.named(provider).inputs["allowedAccountIds"]) == ["111122223333"]
+    assert dev.named("changes-eu-west-1-iam-forward-to-home").inputs["arn"] == \
+        "arn:aws:events:eu-west-1:111122223333:event-bus/default"
+    assert json.loads(forward.inputs["eventPattern"]) == \
+        json.loads(dev.named("changes-eu-west-1-iam-changes").inputs["eventPattern"])
+    # Only the forwarding rule, its target and its role live in us-east-1: nothing else of the estate.
+    east = [r.name for r in dev.resources if r.provider and r.provider.rsplit("::", 2)[1] == "aws-us-east-1"]
+    assert sorted(east) == ["changes-eu-west-1-iam-forward", "changes-eu-west-1-iam-forward-policy",
+                            "changes-eu-west-1-iam-forward-role", "changes-eu-west-1-iam-forward-to-home"]
+
+
+def test_an_estate_at_home_in_us_east_1_needs_no_forwarding(prod):
+    assert prod.named("changes-us-east-1-iam-changes")
+    assert not any("iam-forward" in r.name for r in prod.resources)
+    assert not any("iam-changes" in r.name for r in prod.resources if "us-east-1" not in r.name)
 
 
 def added(raw: dict) -> dict:

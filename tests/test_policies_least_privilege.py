@@ -11,6 +11,9 @@ import pytest
 from components.keys import EstateKeys, EstateKeysArgs
 from components.region_network import RegionNetwork, RegionNetworkArgs
 from components.server_identity import Grant, ServerIdentity, ServerIdentityArgs
+from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
+
+from mcp_estate.check import evaluate
 from mcp_estate.iam_actions import requires_wildcard_resource
 from conftest import ACCOUNT, Plan, as_object, run_program, violations
 
@@ -119,7 +122,8 @@ def test_scopable_actions_on_every_resource_are_refused_and_named():
     f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/*", "arn:aws:dynamodb:*:*:table/mcp-estate-test-eu-state",
     f"arn:*:dynamodb:eu-west-1:{ACCOUNT}:table/mcp-estate-test-eu-state", f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/*",
     f"arn:aws:secretsmanager:eu-west-1:{ACCOUNT}:secret:*", f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:*",
-    "arn:aws:s3:::*/*", "*?"])
+    f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:*/*", f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:*:*",
+    f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/*/index/*", "arn:aws:s3:::*/*", "*?"])
 def test_every_resource_of_a_kind_counts_as_the_wildcard(resource):
     plan = identity_policies(allow(["dynamodb:GetItem", "ecr:GetAuthorizationToken"], [TABLE, resource]))
     assert messages(plan, "resource-wildcard-only-where-aws-requires-it") == in_every_kind(
@@ -140,12 +144,36 @@ EC2 = f"arn:aws:ec2:eu-west-1:{ACCOUNT}"
 SUBNET = f"{EC2}:subnet/subnet-0a1b2c3d4e5f60718"
 
 
-def test_a_vpc_function_creates_its_interfaces_and_manages_them_only_in_its_subnets():
+def test_a_vpc_function_creates_interfaces_in_its_subnets_and_manages_them_in_the_documented_form():
+    # AWS documents `arn:aws:ec2:<region>:<account>:*/*` for Lambda's upkeep of a VPC function's interfaces:
+    # a narrower grant fails CreateFunction (Lambda developer guide, configuration-vpc).
     plan = identity_policies(
         allow("ec2:CreateNetworkInterface", [f"{EC2}:network-interface/*", SUBNET, f"{EC2}:security-group/sg-0a1b"]),
-        allow(["ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses"], f"{EC2}:network-interface/*",
+        allow(["ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"],
+              f"{EC2}:*/*"),
+        allow("ec2:DeleteNetworkInterface", f"{EC2}:network-interface/*",
               Condition={"ArnEquals": {"ec2:Subnet": [SUBNET]}}))
     assert messages(plan, "resource-wildcard-only-where-aws-requires-it") == []
+
+
+@pytest.mark.parametrize("resource", [
+    "*", f"arn:aws:ec2:*:{ACCOUNT}:*/*", "arn:aws:ec2:eu-west-1:*:*/*", f"arn:aws:*:eu-west-1:{ACCOUNT}:*/*",
+    f"{EC2}:*", f"{EC2}:*:*", f"{EC2}:*/*/*", f"arn:aws:ec2:eu-*:{ACCOUNT}:*/*", f"{EC2}:network-interface/*"])
+def test_interface_upkeep_on_more_than_the_documented_form_is_refused(resource):
+    plan = identity_policies(allow("ec2:DeleteNetworkInterface", resource))
+    assert messages(plan, "resource-wildcard-only-where-aws-requires-it") == in_every_kind(
+        f" allows ec2:DeleteNetworkInterface on every resource ({resource}), but AWS lets these actions be "
+        "scoped: name the ARNs they need")
+
+
+@pytest.mark.parametrize("action", ["ec2:TerminateInstances", "ec2:CreateNetworkInterface", "ec2:DeleteSubnet",
+                                    "dynamodb:DeleteTable"])
+def test_the_documented_form_excuses_only_lambdas_interface_upkeep(action):
+    resource = f"arn:aws:{action.split(':')[0]}:eu-west-1:{ACCOUNT}:*/*"
+    plan = identity_policies(allow(action, resource))
+    assert messages(plan, "resource-wildcard-only-where-aws-requires-it") == in_every_kind(
+        f" allows {action} on every resource ({resource}), but AWS lets these actions be scoped: "
+        "name the ARNs they need")
 
 
 def test_managing_every_interface_of_the_account_is_refused():
@@ -242,8 +270,8 @@ def test_ecs_task_trust_without_a_source_condition_is_refused(principal, conditi
     statement = {"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": principal}
     plan = role_trusting(statement | {"Condition": condition} if condition else statement)
     assert messages(plan, "ecs-task-trust-has-source-conditions") == [
-        "role trusted trusts ecs-tasks.amazonaws.com for any account's tasks: add a condition on aws:SourceAccount "
-        "or aws:SourceArn (StringEquals / ArnLike)"]
+        "role trusted trusts ecs-tasks.amazonaws.com for any account's tasks and no task definition uses it only "
+        "as its execution role: add a condition on aws:SourceAccount or aws:SourceArn (StringEquals / ArnLike)"]
 
 
 @pytest.mark.parametrize("condition", [
@@ -257,6 +285,77 @@ def test_ecs_task_trust_pinned_to_the_source_passes(condition):
     assert messages(plan, "ecs-task-trust-has-source-conditions") == []
 
 
+def ecs_roles(*uses: tuple[str, str, str], **role_options) -> Plan:
+    """Roles `task-role` and `exec-role` trusting ECS without conditions, and task definitions naming them:
+    each use is (task definition, taskRoleArn or executionRoleArn, `arn` or `name`, role)."""
+    def program():
+        roles = {key: aws.iam.Role(key, name=f"booking-{key}", assume_role_policy=document(ECS_TRUST),
+                                   **role_options) for key in ("task-role", "exec-role")}
+        definitions: dict[str, dict] = {}
+        for definition, field, spelling, role in uses:
+            definitions.setdefault(definition, {})[field] = roles[role].arn if spelling == "arn" else roles[role].name
+        for definition, fields in sorted(definitions.items()):
+            aws.ecs.TaskDefinition(definition, family=definition, container_definitions="[]", **fields)
+    return run_program(program)
+
+
+def refused_roles(plan: Plan) -> list[str]:
+    return sorted(m.split()[1] for m in messages(plan, "ecs-task-trust-has-source-conditions"))
+
+
+def test_a_role_used_only_as_an_execution_role_needs_no_source_condition():
+    plan = ecs_roles(("booking", "execution_role_arn", "arn", "exec-role"),
+                     ("booking", "task_role_arn", "arn", "task-role"),
+                     ("loyalty", "execution_role_arn", "name", "exec-role"))
+    assert messages(plan, "ecs-task-trust-has-source-conditions") == [
+        "role task-role trusts ecs-tasks.amazonaws.com for any account's tasks and task definitions run tasks as it "
+        "(taskRoleArn): add a condition on aws:SourceAccount or aws:SourceArn (StringEquals / ArnLike)"]
+
+
+@pytest.mark.parametrize("uses", [
+    [("booking", "execution_role_arn", "arn", "exec-role"), ("loyalty", "task_role_arn", "arn", "exec-role")],
+    [("booking", "execution_role_arn", "arn", "exec-role"), ("loyalty", "task_role_arn", "name", "exec-role")],
+    [("booking", "execution_role_arn", "arn", "exec-role"), ("booking", "task_role_arn", "arn", "exec-role")],
+    [],
+], ids=["task-role-elsewhere", "task-role-by-name", "both-in-one", "unused"])
+def test_a_task_role_cannot_pass_as_an_execution_role(uses):
+    # Used as a task role anywhere (by ARN or by name, as ECS accepts), or by nothing at all: conditions needed.
+    assert "exec-role" in refused_roles(ecs_roles(*uses))
+
+
+def test_a_task_role_dressed_as_an_execution_role_is_still_refused():
+    plan = ecs_roles(("booking", "task_role_arn", "arn", "exec-role"), description="ECS task execution role",
+                     tags={"mcp-estate:role": "execution", "Name": "ecsTaskExecutionRole"})
+    assert refused_roles(plan) == ["exec-role", "task-role"]
+
+
+def preview_of(plan: Plan) -> list[dict]:
+    """The plan's export as a first preview sees it: the task definitions' role ARNs are not known yet."""
+    resources = [r.export() for r in plan.resources]
+    for resource in resources:
+        if resource["type"] == "aws:ecs/taskDefinition:TaskDefinition":
+            for props in (resource["inputs"], resource["outputs"]):
+                props.update({key: UNKNOWN_STRING_VALUE for key in ("taskRoleArn", "executionRoleArn") if key in props})
+    return resources
+
+
+def test_at_a_first_preview_an_unguarded_role_cannot_be_judged_yet_and_says_so():
+    plan = ecs_roles(("booking", "execution_role_arn", "arn", "exec-role"))
+    found = [v for v in evaluate(preview_of(plan)) if v.policy == "ecs-task-trust-has-source-conditions"]
+    assert [(v.enforcement_level, v.message.split(":")[0]) for v in found] == [
+        ("advisory", "can't run policy 'ecs-task-trust-has-source-conditions' during preview")]
+
+
+def test_task_definitions_are_not_read_when_every_ecs_role_pins_its_source():
+    # So a first preview still checks a stack whose every ECS role is guarded.
+    def program():
+        role = aws.iam.Role("task-role", assume_role_policy=document(ECS_TRUST | {"Condition": {
+            "StringEquals": {"aws:SourceAccount": ACCOUNT}}}))
+        aws.ecs.TaskDefinition("booking", family="booking", container_definitions="[]", task_role_arn=role.arn)
+    found = evaluate(preview_of(run_program(program)))
+    assert [v for v in found if v.policy == "ecs-task-trust-has-source-conditions"] == []
+
+
 # -- what the estate's components build ---------------------------------------------------------------
 
 def test_the_estates_roles_and_key_policies_pass_every_least_privilege_control():
@@ -266,13 +365,16 @@ def test_the_estates_roles_and_key_policies_pass_every_least_privilege_control()
 
     def program():
         providers = {r: aws.Provider(f"aws-{r}", region=r) for r in regions}
-        ServerIdentity("booking-identity", ServerIdentityArgs(
-            server="booking", account_id=ACCOUNT, regions=regions, tags=tags,
+        identity = ServerIdentity("booking-identity", ServerIdentityArgs(
+            server="booking", group="eu", name_prefix="mcp-estate-test", account_id=ACCOUNT, regions=regions,
+            tags=tags,
             grants=[Grant(actions=["dynamodb:GetItem", "dynamodb:PutItem"], resources=[TABLE])],
             repository_arns=[f"arn:aws:ecr:{r}:{ACCOUNT}:repository/mcp/booking" for r in regions],
             log_group_arns=[f"arn:aws:logs:{r}:{ACCOUNT}:log-group:/mcp-estate-test/booking:*" for r in regions],
             secret_arns=[f"arn:aws:secretsmanager:{r}:{ACCOUNT}:secret:mcp-estate-test/booking-??????"
                          for r in regions], key_arns=[key]))
+        aws.ecs.TaskDefinition("booking-task", family="booking", container_definitions="[]",
+                               task_role_arn=identity.task_role_arn, execution_role_arn=identity.execution_role_arn)
         EstateKeys("eu", EstateKeysArgs(primary_region="eu-west-1", regions=regions, account_id=ACCOUNT,
                                         alias="alias/mcp-estate-test-eu", providers=providers, protect=True,
                                         tags=tags))

@@ -8,7 +8,7 @@ import pulumi
 import pulumi_aws as aws
 import pytest
 
-from components.change_detection import ChangeDetection, ChangeDetectionArgs, autoscaling_role_arn
+from components.change_detection import ChangeDetection, ChangeDetectionArgs, IamWatch, autoscaling_role_arn
 from components.dashboards import DashboardRegion, Dashboards, DashboardsArgs, DashboardService
 from components.telemetry import ToolTelemetry, ToolTelemetryArgs, filter_pattern
 from mcp_estate.fidelity import inspect_resource
@@ -82,13 +82,18 @@ def test_call_rate_alarms_outside_its_band_either_way_and_errors_above_it(tools)
 
 # -- change detection ---------------------------------------------------------------------------------
 
-def changes_of(region: str = REGION, deployer: str | None = DEPLOYER) -> Plan:
+ROLES = ["mcp-estate-test-loyalty-eu-task", "mcp-estate-test-booking-eu-task"]
+
+
+def changes_of(region: str = REGION, deployer: str | None = DEPLOYER, home: bool = True) -> Plan:
     def program():
+        iam = IamWatch(role_names=ROLES, provider=provider("us-east-1"), tags={"mcp-estate:stack": "test"}) \
+            if home else None
         ChangeDetection(f"changes-{region}", ChangeDetectionArgs(
             region=region, account_id=ACCOUNT, name_prefix=PREFIX, cluster_name=CLUSTER, cluster_arn=CLUSTER_ARN,
             task_families=[f"{PREFIX}-loyalty", f"{PREFIX}-booking"], repositories=["mcp/loyalty", "mcp/booking"],
-            role_names=["booking-identity-task-1a2b3c4"], deployment_role_arn=deployer, alerts_topic_arn=TOPIC,
-            tags=TAGS), opts=pulumi.ResourceOptions(provider=provider(region)))
+            deployment_role_arn=deployer, alerts_topic_arn=TOPIC, tags=TAGS, iam=iam),
+            opts=pulumi.ResourceOptions(provider=provider(region)))
     return run(program)
 
 
@@ -133,25 +138,57 @@ def test_pushes_to_the_estates_repositories_are_reported_with_repository_and_dig
     assert json.loads(transformer["inputTemplate"]).startswith("image <repository>@<digest>")
 
 
-def test_role_changes_are_watched_from_us_east_1_only_where_iam_events_arrive(changes):
-    assert not any(r.name.endswith("iam-changes") for r in changes.resources)
-    east = changes_of("us-east-1")
-    detail = pattern(east, "changes-us-east-1-iam-changes")["detail"]
+def test_role_changes_are_reported_in_the_home_region_from_a_rule_forwarding_them_from_us_east_1(changes):
+    detail = pattern(changes, f"changes-{REGION}-iam-changes")["detail"]
     assert (detail["eventSource"], detail["requestParameters"]) == (
-        ["iam.amazonaws.com"], {"roleName": ["booking-identity-task-1a2b3c4"]})
+        ["iam.amazonaws.com"], {"roleName": sorted(ROLES)})
     assert {"PutRolePolicy", "AttachRolePolicy", "UpdateAssumeRolePolicy"} <= set(detail["eventName"])
+    # IAM's events reach EventBridge only in us-east-1: the same pattern there, to the home region's bus.
+    forward = changes.named(f"changes-{REGION}-iam-forward")
+    assert forward.provider.rsplit("::", 2)[1] == "aws-us-east-1"
+    assert json.loads(forward.inputs["eventPattern"]) == pattern(changes, f"changes-{REGION}-iam-changes")
+    assert forward.inputs["name"] == f"{PREFIX}-us-east-1-iam-changes-forward"
+    target = changes.named(f"changes-{REGION}-iam-forward-to-home").inputs
+    assert target["arn"] == f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/default"
+    role = changes.named(f"changes-{REGION}-iam-forward-role")
+    assert target["roleArn"] == role.outputs["arn"]
+    assert policy(role, "assumeRolePolicy")["Statement"] == [{
+        "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"}, "Action": "sts:AssumeRole",
+        "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}, "ArnEquals": {
+            "aws:SourceArn": f"arn:aws:events:us-east-1:{ACCOUNT}:rule/{PREFIX}-us-east-1-iam-changes-forward"}}}]
+    assert policy(changes.named(f"changes-{REGION}-iam-forward-policy"), "policy")["Statement"] == [{
+        "Sid": "PutOnHomeBus", "Effect": "Allow", "Action": "events:PutEvents",
+        "Resource": f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/default"}]
+    # The us-east-1 side holds no data and names no group or region of the estate.
+    us_east_1 = [r for r in changes.resources if "iam-forward" in r.name]
+    assert sorted(r.type for r in us_east_1) == ["aws:cloudwatch/eventRule:EventRule",
+                                                 "aws:cloudwatch/eventTarget:EventTarget", "aws:iam/role:Role",
+                                                 "aws:iam/rolePolicy:RolePolicy"]
+    assert all(r.inputs.get("tags", {}) in ({}, {"mcp-estate:stack": "test"}) for r in us_east_1)
+
+
+def test_a_home_region_of_us_east_1_needs_no_forwarding():
+    east = changes_of("us-east-1")
+    assert pattern(east, "changes-us-east-1-iam-changes")["detail"]["eventSource"] == ["iam.amazonaws.com"]
+    assert not any("iam-forward" in r.name for r in east.resources)
+
+
+def test_other_regions_watch_no_roles():
+    assert not any("iam" in r.name for r in changes_of(home=False).resources)
 
 
 def test_only_the_accounts_alarms_and_these_rules_may_publish_to_the_alerts_topic(changes):
     statements = {s["Sid"]: s for s in policy(changes.named(f"changes-{REGION}-alerts-policy"), "policy")["Statement"]}
-    rules = sorted(r.outputs["arn"] for r in changes.of_type("aws:cloudwatch/eventRule:EventRule"))
+    rules = sorted(r.outputs["arn"] for r in changes.of_type("aws:cloudwatch/eventRule:EventRule")
+                   if not r.name.endswith("iam-forward"))
     assert statements["ChangeDetectionRulesPublish"]["Principal"] == {"Service": "events.amazonaws.com"}
     assert sorted(statements["ChangeDetectionRulesPublish"]["Condition"]["ArnEquals"]["aws:SourceArn"]) == rules
     assert statements["AlarmsOfThisAccountPublish"]["Condition"] == {
         "StringEquals": {"aws:SourceAccount": ACCOUNT},
         "ArnLike": {"aws:SourceArn": f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:*"}}
     assert statements["AccountManagesTopic"]["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}
-    assert all(t.inputs["arn"] == TOPIC for t in changes.of_type("aws:cloudwatch/eventTarget:EventTarget"))
+    assert all(t.inputs["arn"] == TOPIC for t in changes.of_type("aws:cloudwatch/eventTarget:EventTarget")
+               if not t.name.endswith("iam-forward-to-home"))
     assert violations(changes) == []
 
 
