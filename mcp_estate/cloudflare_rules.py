@@ -42,7 +42,8 @@ REQUEST_FIELDS = frozenset([
     "http.request.cookies", "http.request.timestamp.sec", "http.request.timestamp.msec", "http.request.uri",
     "http.request.uri.path", "http.request.uri.path.extension", "http.request.uri.query", "http.user_agent",
     "http.request.version", "http.x_forwarded_for", "ip.src", "ssl",
-    *(f"ip.src.{f}" for f in _GEO), *(f"ip.geoip.{f}" for f in _GEO[7:]),   # ip.geoip.*: deprecated aliases
+    # ip.geoip.*: the deprecated aliases of the ip.src.* geolocation fields, still accepted.
+    *(f"ip.src.{f}" for f in _GEO), *(f"ip.geoip.{f}" for f in _GEO[7:]),
     "raw.http.request.full_uri", "raw.http.request.uri", "raw.http.request.uri.path",
     "raw.http.request.uri.path.extension", "raw.http.request.uri.query", "raw.http.request.uri.args",
     "raw.http.request.uri.args.names", "raw.http.request.uri.args.values",
@@ -73,7 +74,8 @@ REQUEST_FIELDS = frozenset([
 ])
 # Category "Response": only once there is a response.
 RESPONSE_FIELDS = frozenset([
-    "http.response.code", "http.response.headers", "http.response.headers.names", "http.response.headers.values",
+    "http.response.code", "http.response.headers", "http.response.headers.names",
+    "http.response.headers.values",
     "http.response.content_type.media_type", "raw.http.response.headers", "raw.http.response.headers.names",
     "raw.http.response.headers.values"])
 # "only available in Transform Rules" / "only in Response Header Transform Rules and Custom Errors".
@@ -110,11 +112,13 @@ LB_FIELDS = frozenset(["cf.load_balancer.name", "cf.load_balancer.region", "ip.s
 LB_PROXIED_FIELDS = frozenset([
     "http.cookie", "http.host", "http.referer", "http.request.headers", "http.request.method",
     "http.request.timestamp.sec", "http.request.uri", "http.request.uri.args", "http.request.uri.args.names",
-    "http.request.uri.args.values", "http.request.uri.path", "http.request.uri.query", "http.request.version"])
+    "http.request.uri.args.values", "http.request.uri.path", "http.request.uri.query",
+    "http.request.version"])
 LB_DNS_ONLY_FIELDS = frozenset(["dns.qry.name", "dns.qry.name.len", "dns.qry.qu", "dns.qry.type",
                                 "dns.rr.opt.client", "dns.rr.opt.client.addr"])
 
-KEYWORDS = frozenset("and or not xor eq ne lt le gt ge contains matches in wildcard strict true false".split())
+KEYWORDS = frozenset("and or not xor eq ne lt le gt ge contains matches in wildcard strict true false"
+                     .split())
 
 _TOKEN = re.compile(r"""
     (?P<space>\s+)

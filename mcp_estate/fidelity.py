@@ -126,7 +126,8 @@ class Scalar:
 # back from RPC serialization as floats: 3.0 is a fine int, "3" is not.
 _KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}
 _FITS = {str: lambda v: isinstance(v, str), bool: lambda v: isinstance(v, bool),
-         int: lambda v: not isinstance(v, bool) and (isinstance(v, int) or (isinstance(v, float) and v.is_integer())),
+         int: lambda v: not isinstance(v, bool) and (isinstance(v, int) or
+                                                     (isinstance(v, float) and v.is_integer())),
          float: lambda v: not isinstance(v, bool) and isinstance(v, (int, float))}
 
 
@@ -177,9 +178,9 @@ def _with_values(shape: Shape, allowed: frozenset[str] | None) -> Shape:
 # "Valid values are `EC2`, `FARGATE`, and `EXTERNAL`." (AWS), "Available values: "geo", "random"."
 # (Cloudflare). Docstrings are prose, so only what is surely a closed list is checked: every such
 # phrase of the docstring must end its sentence with quoted values, none of them a pattern
-# (`2XX`, `["arm64"]`, `ALLOW-FROM https://...`). Not checked: "valid values are `host` (or ...), or any attribute",
-# "Valid values include ...", "For ALBs, valid values are `HTTP` and `HTTPS`, with a default...",
-# or a list followed by "`email` and `http` are also valid".
+# (`2XX`, `["arm64"]`, `ALLOW-FROM https://...`). Not checked: "valid values are `host` (or ...),
+# or any attribute", "Valid values include ...", "For ALBs, valid values are `HTTP` and `HTTPS`,
+# with a default...", or a list followed by "`email` and `http` are also valid".
 _VALUES_INTRO = re.compile(r"\b(?:valid|available|allowed|possible|supported) values\b(?: at this time)?"
                            r"(?: for this (?:parameter|argument))?(?P<lead> are:?|:)?\s*", re.IGNORECASE)
 _QUOTED = re.compile(r"`([^`]+)`|\"([^\"]+)\"")
@@ -265,7 +266,8 @@ def _scalar_problems(value: Any, shape: Scalar, path: str) -> list[str]:
     if not _FITS[shape.kind](value):
         return [f"{path} must be {_KIND_NAMES[shape.kind]}, got {json.dumps(value)}"]
     if shape.allowed and value not in shape.allowed:
-        return [f"{path} is {value!r}, not one of {', '.join(sorted(shape.allowed))} (the SDK's documented values)"]
+        listed = ", ".join(sorted(shape.allowed))
+        return [f"{path} is {value!r}, not one of {listed} (the SDK's documented values)"]
     return []
 
 

