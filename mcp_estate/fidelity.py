@@ -1,12 +1,16 @@
 """Check each resource's inputs the way the real providers would, before `pulumi up` does.
 
-Nothing offline runs the providers, and three kinds of mistakes pass every SDK check:
+Nothing offline runs the providers, and these mistakes pass every SDK check:
 - a misspelled nested dict key: the SDK sends it untranslated and the provider drops or rejects
   it at deploy time. Every key is checked against the SDK's own `*Args` input types;
+- a value of the wrong type (a cooldown given as `"60"`, a flag as `"true"`) or outside the
+  values the SDK documents for it ("Valid values are `EC2`, `FARGATE`..."): every scalar is
+  checked against the SDK's type hints and documented enums;
 - ECS `containerDefinitions`, an opaque JSON string: checked against botocore's ECS model
   (the API AWS itself validates against), so `readOnlyRootFilesystem` or a string port is caught;
-- IAM policy documents: IAM accepts any action string, so an action AWS does not define (or a
-  wildcard matching none) is a grant that silently grants nothing.
+- policy documents (`iam_policy`): IAM accepts any action or condition key string, so a
+  misspelling is a grant that silently grants nothing, or a condition that never matches;
+- Cloudflare rule expressions (`cloudflare_rules`): a field the rule's phase does not have.
 
 `inspect_resource` is the `Inspector` that `run_offline` calls on every custom resource.
 """
@@ -17,8 +21,10 @@ import difflib
 import importlib
 import json
 import sys
+import re
 import typing
 from collections import abc
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -27,22 +33,37 @@ import botocore.session
 from pulumi import _types
 from pulumi.runtime import rpc
 
-from .iam_actions import matches_no_action, unknown_actions
+from .cloudflare_rules import EXPRESSION_INPUTS
+from .iam_policy import IDENTITY, RESOURCE, TRUST, policy_problems
 
-# Every input that holds an IAM-grammar policy document (JSON string), by resource type.
+# Every input that holds an IAM-grammar policy document (JSON string), by resource type: the
+# input and the kind of policy (identity policies name no principal, the others must).
 POLICY_INPUTS = {
-    "aws:iam/role:Role": "assumeRolePolicy",
-    "aws:iam/rolePolicy:RolePolicy": "policy",
-    "aws:iam/policy:Policy": "policy",
-    "aws:kms/key:Key": "policy",
-    "aws:kms/replicaKey:ReplicaKey": "policy",
-    "aws:s3/bucketPolicy:BucketPolicy": "policy",
-    "aws:sns/topicPolicy:TopicPolicy": "policy",
-    "aws:ecr/repositoryPolicy:RepositoryPolicy": "policy",
+    "aws:iam/role:Role": ("assumeRolePolicy", TRUST),
+    "aws:iam/rolePolicy:RolePolicy": ("policy", IDENTITY),
+    "aws:iam/policy:Policy": ("policy", IDENTITY),
+    "aws:iam/userPolicy:UserPolicy": ("policy", IDENTITY),
+    "aws:iam/groupPolicy:GroupPolicy": ("policy", IDENTITY),
+    "aws:kms/key:Key": ("policy", RESOURCE),
+    "aws:kms/replicaKey:ReplicaKey": ("policy", RESOURCE),
+    "aws:s3/bucketPolicy:BucketPolicy": ("policy", RESOURCE),
+    "aws:sns/topic:Topic": ("policy", RESOURCE),
+    "aws:sns/topicPolicy:TopicPolicy": ("policy", RESOURCE),
+    "aws:sqs/queue:Queue": ("policy", RESOURCE),
+    "aws:sqs/queuePolicy:QueuePolicy": ("policy", RESOURCE),
+    "aws:ecr/repositoryPolicy:RepositoryPolicy": ("policy", RESOURCE),
+    "aws:ecr/registryPolicy:RegistryPolicy": ("policy", RESOURCE),
+    "aws:ecr/repositoryCreationTemplate:RepositoryCreationTemplate": ("repositoryPolicy", RESOURCE),
+    "aws:ec2/vpcEndpoint:VpcEndpoint": ("policy", RESOURCE),
+    "aws:secretsmanager/secret:Secret": ("policy", RESOURCE),
+    "aws:secretsmanager/secretPolicy:SecretPolicy": ("policy", RESOURCE),
+    "aws:cloudwatch/logResourcePolicy:LogResourcePolicy": ("policyDocument", RESOURCE),
+    "aws:cloudwatch/eventBusPolicy:EventBusPolicy": ("policy", RESOURCE),
+    "aws:dynamodb/resourcePolicy:ResourcePolicy": ("policy", RESOURCE),
+    "aws:efs/fileSystemPolicy:FileSystemPolicy": ("policy", RESOURCE),
 }
+ROLE = "aws:iam/role:Role"
 TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
-STATEMENT_KEYS = frozenset({"Sid", "Effect", "Principal", "NotPrincipal", "Action", "NotAction",
-                            "Resource", "NotResource", "Condition"})
 
 
 def inspect_resource(type_token: str, name: str, inputs: dict) -> list[str]:
@@ -53,9 +74,20 @@ def inspect_resource(type_token: str, name: str, inputs: dict) -> list[str]:
     if type_token == TASK_DEFINITION:
         problems += container_definition_problems(rpc.unwrap_rpc_secret(inputs.get("containerDefinitions")))
     if type_token in POLICY_INPUTS:
-        key = POLICY_INPUTS[type_token]
-        problems += policy_problems(rpc.unwrap_rpc_secret(inputs.get(key)), key)
+        key, kind = POLICY_INPUTS[type_token]
+        problems += _policy_problems(inputs.get(key), key, kind)
+    if type_token == ROLE:   # a role's inline policies are identity policies too
+        for i, inline in enumerate(inputs.get("inlinePolicies") or []):
+            if isinstance(inline, dict):
+                problems += _policy_problems(inline.get("policy"), f"inlinePolicies[{i}].policy", IDENTITY)
+    if type_token in EXPRESSION_INPUTS:
+        problems += EXPRESSION_INPUTS[type_token](inputs)
     return problems
+
+
+def _policy_problems(text: Any, key: str, kind: str) -> list[str]:
+    text = rpc.unwrap_rpc_secret(text)
+    return [] if text == rpc.UNKNOWN else policy_problems(text, key, kind)
 
 
 # -- SDK shape -------------------------------------------------------------------------------
@@ -78,24 +110,45 @@ def _args_class(type_token: str) -> type:
     return getattr(module, f"{cls_name}InitArgs", None) or getattr(module, f"{cls_name}Args")
 
 
-# What an input accepts, compiled once from the SDK's type hints: None (a scalar or `Any`: not
-# checked), an `*Args` class (an object), or ("list" | "map" | "union", member shape(s)), e.g.
-# `str | Sequence[str]` or `str | PolicyDocumentArgs` for the IAM inputs.
+# What an input accepts, compiled once from the SDK's type hints: a `Scalar`, None (`Any`, an
+# asset: not checked), an `*Args` class (an object), or ("list" | "map" | "union", member
+# shape(s)), e.g. `str | Sequence[str]` or `str | PolicyDocumentArgs` for the IAM inputs.
 Shape = Any
+
+
+@dataclass(frozen=True)
+class Scalar:
+    kind: type                                 # str, int, float or bool
+    allowed: frozenset[str] | None = None      # the values the SDK documents, if it lists them
+
+
+# How a problem names each scalar kind, and what plain JSON value fits it. Numbers may come
+# back from RPC serialization as floats: 3.0 is a fine int, "3" is not.
+_KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}
+_FITS = {str: lambda v: isinstance(v, str), bool: lambda v: isinstance(v, bool),
+         int: lambda v: not isinstance(v, bool) and (isinstance(v, int) or
+                                                     (isinstance(v, float) and v.is_integer())),
+         float: lambda v: not isinstance(v, bool) and isinstance(v, (int, float))}
 
 
 @cache
 def _fields(args_cls: type) -> tuple[dict[str, Shape], frozenset[str], dict[str, str]]:
     """(wire name -> shape, required wire names, Python name -> wire name) of an `*Args` type."""
-    shapes = {name: _shape(hint) for name, hint in _types.input_type_types(args_cls).items()}
-    return (shapes, _types._required_property_names(args_cls),
-            _types.input_type_py_to_pulumi_names(args_cls))
+    py_to_wire = _types.input_type_py_to_pulumi_names(args_cls)
+    documented = {py_to_wire.get(py, py): _documented_values(getattr(args_cls, py, None).__doc__)
+                  for py in py_to_wire if isinstance(getattr(args_cls, py, None), property)}
+    shapes = {name: _with_values(_shape(hint), documented.get(name))
+              for name, hint in _types.input_type_types(args_cls).items()}
+    return shapes, _types._required_property_names(args_cls), py_to_wire
 
 
 @cache
 def _shape(hint: Any) -> Shape:
     if _types.is_input_type(hint):
         return hint
+    if isinstance(hint, type) and issubclass(hint, (str, int, float)):
+        # An SDK enum (`str | InstanceType`) is a convenience list: the SDK takes any string.
+        return Scalar(next(kind for kind in (bool, str, int, float) if issubclass(hint, kind)))
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (list, abc.Sequence):
         return ("list", _shape(args[0]))
@@ -104,54 +157,141 @@ def _shape(hint: Any) -> Shape:
     if not _types._is_union_type(hint):
         return None
     # Drop the `Input` plumbing: Awaitable[T], Output[T], None, TypedDict alternatives.
-    members = tuple(_shape(m) for m in args if m is not type(None) and not _types._is_plumbing_arg(m))
+    members = tuple(dict.fromkeys(_shape(m) for m in args
+                                  if m is not type(None) and not _types._is_plumbing_arg(m)))
     if len(members) == 1:
         return members[0]
-    return ("union", members) if any(members) else None   # `str | SomeEnum` is a scalar
+    return None if None in members else ("union", members)
+
+
+def _with_values(shape: Shape, allowed: frozenset[str] | None) -> Shape:
+    """`shape` restricted to the documented `allowed` values: a string, or a list of strings."""
+    if not allowed:
+        return shape
+    if shape == Scalar(str):
+        return Scalar(str, allowed)
+    if isinstance(shape, tuple) and shape[0] == "list" and shape[1] == Scalar(str):
+        return ("list", Scalar(str, allowed))
+    return shape
+
+
+# "Valid values are `EC2`, `FARGATE`, and `EXTERNAL`." (AWS), "Available values: "geo", "random"."
+# (Cloudflare). Docstrings are prose, so only what is surely a closed list is checked: every such
+# phrase of the docstring must end its sentence with quoted values, none of them a pattern
+# (`2XX`, `["arm64"]`, `ALLOW-FROM https://...`). Not checked: "valid values are `host` (or ...),
+# or any attribute", "Valid values include ...", "For ALBs, valid values are `HTTP` and `HTTPS`,
+# with a default...", or a list followed by "`email` and `http` are also valid".
+_VALUES_INTRO = re.compile(r"\b(?:valid|available|allowed|possible|supported) values\b(?: at this time)?"
+                           r"(?: for this (?:parameter|argument))?(?P<lead> are:?|:)?\s*", re.IGNORECASE)
+_QUOTED = re.compile(r"`([^`]+)`|\"([^\"]+)\"")
+_SEPARATOR = re.compile(r"\s*(?:,\s*(?:and|or)?|and|or)\s*")
+_SENTENCE_END = re.compile(r"\.(\s|$)|\s*$")
+_PATTERN_LIKE = re.compile(r"XX|[\[\]{}<>*\s]|\.\.\.")
+_OPEN_ENDED = re.compile(r"\b(?:also|are all|other) (?:valid|supported|accepted)\b|comma[- ]separated",
+                         re.IGNORECASE)
+
+
+@cache
+def _documented_values(doc: str | None) -> frozenset[str] | None:
+    """The values a property's docstring lists as its only valid ones, or None."""
+    intros = list(_VALUES_INTRO.finditer(doc or ""))
+    if not intros or _OPEN_ENDED.search(doc):
+        return None
+    values: set[str] = set()
+    for intro in intros:
+        found = _quoted_list(doc, intro.end()) if intro.group("lead") else None
+        if not found or any(_PATTERN_LIKE.search(v) for v in found):
+            return None
+        values.update(found)
+    return frozenset(values)
+
+
+def _quoted_list(doc: str, at: int) -> list[str] | None:
+    """The quoted values listed from `at` to the end of the sentence, or None if the sentence
+    goes on after them."""
+    found = []
+    while quoted := _QUOTED.match(doc, at):
+        found.append(quoted.group(1).strip('"') if quoted.group(1) else _underscores(quoted.group(2)))
+        at = quoted.end()
+        separator = _SEPARATOR.match(doc, at)
+        if not separator or not _QUOTED.match(doc, separator.end()):
+            break
+        at = separator.end()
+    return found if found and _SENTENCE_END.match(doc, at) else None
+
+
+def _underscores(value: str) -> str:
+    """Cloudflare's docstrings render `_` inside words as `*` ("ddos*l4"): undo it."""
+    return re.sub(r"(?<=\w)\*(?=\w)", "_", value)
 
 
 def _check(value: Any, shape: Shape, path: str, problems: list[str], provider: bool) -> None:
     value = rpc.unwrap_rpc_secret(value)   # a secret is checked like any value
     if shape is None or value is None or value == rpc.UNKNOWN:
         return
-    if provider and isinstance(value, str) and value.startswith(("[", "{")):
+    if provider and isinstance(value, str) and (value.startswith(("[", "{")) or
+                                                 (isinstance(shape, Scalar) and shape.kind is not str)):
         # Provider config reaches the engine as JSON text (the SDK applies `to_json`).
-        value = json.loads(value)
-    if isinstance(shape, type):
+        value = _json_or_text(value)
+    if isinstance(shape, Scalar):
+        problems += _scalar_problems(value, shape, path)
+    elif isinstance(shape, type):
         if not isinstance(value, dict):
             problems.append(f"expected an object at {path}, got {type(value).__name__}")
         else:
             _check_object(value, shape, path, problems, provider)
-        return
-    kind, member = shape
-    if kind == "union":
-        _check_union(value, member, path, problems, provider)
-    elif kind == "list":
+    elif shape[0] == "union":
+        _check_union(value, shape[1], path, problems, provider)
+    elif shape[0] == "list":
         if not isinstance(value, list):
             problems.append(f"expected a list at {path}, got {type(value).__name__}")
         else:
             for i, item in enumerate(value):
-                _check(item, member, f"{path}[{i}]", problems, provider)
+                _check(item, shape[1], f"{path}[{i}]", problems, provider)
     elif not isinstance(value, dict):
         problems.append(f"expected a map at {path}, got {type(value).__name__}")
     else:
         for key, item in value.items():
-            _check(item, member, f"{path}[{key}]", problems, provider)
+            _check(item, shape[1], f"{path}[{key}]", problems, provider)
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _scalar_problems(value: Any, shape: Scalar, path: str) -> list[str]:
+    if not _FITS[shape.kind](value):
+        return [f"{path} must be {_KIND_NAMES[shape.kind]}, got {json.dumps(value)}"]
+    if shape.allowed and value not in shape.allowed:
+        listed = ", ".join(sorted(shape.allowed))
+        return [f"{path} is {value!r}, not one of {listed} (the SDK's documented values)"]
+    return []
 
 
 def _check_union(value: Any, members: tuple[Shape, ...], path: str, problems: list[str],
                  provider: bool) -> None:
-    """Fine if `value` fits a member (a scalar one takes any scalar); else the closest miss."""
-    if None in members and not isinstance(value, (dict, list)):
-        return
+    """Fine if `value` fits a member; else the closest miss among the members of its own kind
+    (an object's misspelled key, rather than "must be a string")."""
     attempts = []
-    for member in filter(None, members):
+    for member in members:
         found: list[str] = []
         _check(value, member, path, found, provider)
         if not found:
             return
-        attempts.append(found)
-    problems += min(attempts, key=len)
+        attempts.append((_kind(member) != _kind(value), len(found), found))
+    problems += min(attempts, key=lambda attempt: attempt[:2])[2]
+
+
+def _kind(shape_or_value: Any) -> str:
+    """"object", "list" or "scalar", for a shape or a plain JSON value."""
+    if isinstance(shape_or_value, (dict, type)) and not isinstance(shape_or_value, Scalar):
+        return "object"
+    if isinstance(shape_or_value, tuple):
+        return "object" if shape_or_value[0] == "map" else shape_or_value[0]
+    return "list" if isinstance(shape_or_value, list) else "scalar"
 
 
 def _check_object(value: dict, args_cls: type, path: str, problems: list[str], provider: bool) -> None:
@@ -232,50 +372,3 @@ def _check_shape(value: Any, shape: botocore.model.Shape, path: str, problems: l
                 _check_shape(item, shape.members[key], f"{path}.{key}", problems)
         problems += [f"missing required key '{key}' at {path}"
                      for key in shape.required_members if key not in value]
-
-
-# -- IAM policy documents --------------------------------------------------------------------
-
-def policy_problems(text: Any, key: str) -> list[str]:
-    """Problems of an IAM-grammar policy document (JSON string) held in input `key`."""
-    if not isinstance(text, str) or text == rpc.UNKNOWN:
-        return []
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as error:
-        return [f"{key} is not JSON: {error}"]
-    if not isinstance(document, dict):
-        return [f"{key} must be a JSON object, got {type(document).__name__}"]
-    problems = []
-    if document.get("Version") != "2012-10-17":
-        # Without it IAM assumes 2008-10-17, where `${aws:...}` policy variables are plain text.
-        problems.append(f"{key}.Version is {document.get('Version')!r}, not '2012-10-17'")
-    statements = document.get("Statement")
-    if isinstance(statements, dict):   # IAM accepts a single statement object
-        statements = [statements]
-    if not isinstance(statements, list) or not statements:
-        return problems + [f"{key}.Statement must be a statement or a non-empty list of them"]
-    for i, statement in enumerate(statements):
-        label = statement.get("Sid", i) if isinstance(statement, dict) else i
-        problems += _statement_problems(statement, f"{key}.Statement[{label}]")
-    return problems
-
-
-def _statement_problems(statement: Any, path: str) -> list[str]:
-    if not isinstance(statement, dict):
-        return [f"{path} must be an object"]
-    problems = [_unknown_key(k, path, STATEMENT_KEYS) for k in statement if k not in STATEMENT_KEYS]
-    if statement.get("Effect") not in ("Allow", "Deny"):
-        problems.append(f"{path}.Effect is {statement.get('Effect')!r}, not 'Allow' or 'Deny'")
-    kinds = [k for k in ("Action", "NotAction") if k in statement]
-    if len(kinds) != 1:
-        return problems + [f"{path} needs exactly one of Action, NotAction"]
-    actions = statement[kinds[0]]
-    actions = [actions] if isinstance(actions, str) else actions
-    if not isinstance(actions, list) or not all(isinstance(a, str) for a in actions):
-        return problems + [f"{path}.{kinds[0]} must be a string or a list of strings"]
-    exact = [a for a in actions if "*" not in a and "?" not in a]
-    problems += [f"{path}.{kinds[0]}: '{a}' is not an AWS IAM action" for a in unknown_actions(exact)]
-    problems += [f"{path}.{kinds[0]}: '{a}' matches no AWS IAM action"
-                 for a in actions if a not in exact and matches_no_action(a)]
-    return problems

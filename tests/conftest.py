@@ -18,7 +18,8 @@ settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI") == "true":
     settings.load_profile("ci")
 
-from mcp_estate.offline import Registered, run_offline
+from mcp_estate.fidelity import inspect_resource
+from mcp_estate.offline import FidelityError, Registered, run_offline
 
 ACCOUNT = "111122223333"
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,6 +73,18 @@ class Plan:
 
 
 def run_program(program: Callable[[], None], stack: str = "test", config: dict | None = None) -> Plan:
+    """`program` under the mocks and the same strict fidelity inspector as `estate plan`."""
+    return Plan(run_offline(program, stack=stack, config=config or {}, account_id=ACCOUNT,
+                            inspect=inspect_resource))
+
+
+def run_with_planted_fault(program: Callable[[], None], fault: str, stack: str = "test",
+                           config: dict | None = None) -> Plan:
+    """For a test that plants a fault on purpose (to show that a policy catches it as well):
+    asserts that the inspector reports `fault`, then returns the plan built without it."""
+    with pytest.raises(FidelityError) as error:
+        run_program(program, stack, config)
+    assert fault in str(error.value)
     return Plan(run_offline(program, stack=stack, config=config or {}, account_id=ACCOUNT))
 
 

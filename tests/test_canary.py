@@ -31,7 +31,8 @@ TAGS = {"mcp-estate:stack": "test", "mcp-estate:environment": "prod", "mcp-estat
 FUNCTION = f"{PREFIX}-{REGION}-canary"
 
 
-def plan_of(monitoring: Monitoring | None = None, inspect=None) -> Plan:
+def plan_of(monitoring: Monitoring | None = None) -> Plan:
+    """The canary under the mocks and the plan's strict fidelity inspector."""
     def program():
         provider = aws.Provider(f"aws-{REGION}", region=REGION)
         Canary(NAME, CanaryArgs(
@@ -41,12 +42,12 @@ def plan_of(monitoring: Monitoring | None = None, inspect=None) -> Plan:
             endpoint_security_group_id=ENDPOINT_SG, alb_security_group_id=ALB_SG, alb_arn_suffix=ALB_SUFFIX,
             cloudflare_ipv4_cidrs=CLOUDFLARE, alerts_topic_arn=TOPIC, log_key_arn=KEY, log_retention_days=90,
             tags=TAGS), opts=pulumi.ResourceOptions(provider=provider))
-    return Plan(run_offline(program, stack="test", config={}, account_id=ACCOUNT, inspect=inspect))
+    return Plan(run_offline(program, stack="test", config={}, account_id=ACCOUNT, inspect=inspect_resource))
 
 
 @pytest.fixture(scope="module")
 def plan() -> Plan:
-    return plan_of(inspect=inspect_resource)   # also: every input survives the fidelity inspection
+    return plan_of()
 
 
 def function(plan: Plan) -> dict:

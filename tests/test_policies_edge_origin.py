@@ -230,7 +230,7 @@ def test_an_unproxied_or_unpinned_load_balancer_fails():
         cf_load_balancer("dns-only", proxied=False)
         cf_load_balancer("cookie", session_affinity="cookie", session_affinity_attributes=None)
         cf_load_balancer("other-header", session_affinity_attributes={"headers": ["X-Session"]})
-        cf_load_balancer("rule-off", rules=[{"name": "eu", "condition": 'ip.src.country in {"FR"}',
+        cf_load_balancer("rule-off", rules=[{"name": "eu", "condition": 'http.host eq "eu.example.com"',
                                              "overrides": {"session_affinity": "none"}}])
     assert messages(run_program(program), "cloudflare-load-balancer-proxied-with-session-affinity") == sorted([
         "Cloudflare load balancer dns-only is not proxied: set proxied=True",

@@ -13,6 +13,7 @@ import pytest
 
 from components.estate import Estate
 from mcp_estate.check import evaluate
+from mcp_estate.fidelity import inspect_resource
 from mcp_estate.offline import run_offline
 from mcp_estate.spec import EstateSpec
 from mcp_estate.validate import parse_spec
@@ -33,7 +34,8 @@ def found(plan: Plan, policy: str) -> list[str]:
 
 
 def estate_of(spec: EstateSpec, stack: str = "test", config: dict | None = None) -> Plan:
-    return Plan(run_offline(lambda: Estate("mcp-estate", spec), stack=stack, account_id=ACCOUNT, config=config or {}))
+    return Plan(run_offline(lambda: Estate("mcp-estate", spec), stack=stack, account_id=ACCOUNT, config=config or {},
+                            inspect=inspect_resource))
 
 
 # -- the shipped stacks ---------------------------------------------------------------------------

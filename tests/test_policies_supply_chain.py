@@ -8,7 +8,7 @@ import pulumi
 import pulumi_aws as aws
 import pytest
 
-from conftest import ACCOUNT, run_program, violations
+from conftest import ACCOUNT, run_program, run_with_planted_fault, violations
 
 DIGEST = "sha256:" + "ab" * 32
 ECR = f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com"
@@ -65,7 +65,8 @@ def test_a_container_image_lambda_function_is_pinned_by_digest_too():
 def test_unreadable_container_definitions_are_reported_not_passed():
     def program():
         aws.ecs.TaskDefinition("broken-task", family="broken", container_definitions="not json")
-    assert found(program, "images-pinned-by-digest") == [
+    plan = run_with_planted_fault(program, "'broken-task': containerDefinitions is not JSON")
+    assert [v.message for v in violations(plan, policy="images-pinned-by-digest")] == [
         "Task definition broken-task: containerDefinitions is not a JSON list of containers, "
         "so it cannot be checked"]
 
