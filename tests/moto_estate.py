@@ -91,8 +91,10 @@ def _vpc(client, region, resource, inputs, deployed):
 
 
 def _subnet(client, region, resource, inputs, deployed):
+    zone = {"AvailabilityZoneId": inputs["availabilityZoneId"]} if "availabilityZoneId" in inputs else \
+        {"AvailabilityZone": inputs["availabilityZone"]}
     return client("ec2", region).create_subnet(
-        VpcId=inputs["vpcId"], CidrBlock=inputs["cidrBlock"], AvailabilityZone=inputs["availabilityZone"],
+        VpcId=inputs["vpcId"], CidrBlock=inputs["cidrBlock"], **zone,
         TagSpecifications=[{"ResourceType": "subnet", "Tags": _key_values(_tags(inputs))}])["Subnet"]["SubnetId"]
 
 

@@ -18,7 +18,7 @@ from mcp_estate.offline import run_offline
 from mcp_estate.spec import EstateSpec
 from mcp_estate.validate import parse_spec
 from policies.catalogue import CONTROLS
-from conftest import ACCOUNT, Plan, run_program, shipped_plan, stack_config
+from conftest import ACCOUNT, Plan, run_program, run_with_planted_fault, shipped_plan, stack_config
 
 ROUTED = "every-serving-region-is-routed-protected-and-replicated"
 RESIDENCY = "strict-residency-stays-in-its-group"
@@ -139,12 +139,14 @@ EU_ALBS = ("eu-west-1", "eu-central-1")
 
 
 def hand_built(*, waf=("us-east-1", "eu-west-1", "eu-central-1"), internal=(), origins=None, replicas=None,
-               countries=("DE", "FR"), load_balancer=None, replica_resources=None, last_resort=None) -> Plan:
+               countries=("DE", "FR"), load_balancer=None, replica_resources=None, last_resort=None,
+               fault: str | None = None) -> Plan:
     """Per region a service, an ALB (with WAF) and a monitored pool; per group a table; the eu group's
     unmonitored last-resort pool on both EU ALBs; one geo load balancer. Each keyword breaks one part:
     `origins` maps a region's pool to another region's ALB or to an address; `last_resort` overrides
     the last-resort pool's arguments (`origins`: regions or addresses, `(region, enabled)` pairs);
-    `load_balancer(pools)` returns LoadBalancer arguments to override (pools by region, and `eu-last`)."""
+    `load_balancer(pools)` returns LoadBalancer arguments to override (pools by region, and `eu-last`).
+    `fault`: what the plan's inspector must refuse first, for a fault the pack must catch as well."""
     def program():
         providers = {r: aws.Provider(f"aws-{r}", region=r) for r in GROUPS}
         albs = {}
@@ -193,7 +195,7 @@ def hand_built(*, waf=("us-east-1", "eu-west-1", "eu-central-1"), internal=(), o
                          country_pools={"US": [pools["us-east-1"]], "DE": eu, "FR": eu})
         arguments.update(load_balancer(pools) if load_balancer else {})
         cloudflare.LoadBalancer("lb", zone_id="0" * 32, name="mcp.example.travel", proxied=True, **arguments)
-    return run_program(program)
+    return run_with_planted_fault(program, fault) if fault else run_program(program)
 
 
 @pytest.fixture(scope="module")
@@ -406,7 +408,8 @@ def test_the_former_residency_rule_is_reported_twice_over():
         return {"rules": [{"name": "residency-eu", "priority": 1, "terminates": True,
                            "condition": 'ip.src.country in {"DE" "FR"}',
                            "overrides": {"steering_policy": "off", "default_pools": eu, "fallback_pool": eu[0]}}]}
-    assert found(hand_built(load_balancer=old_rule), RESIDENCY) == [
+    plan = hand_built(load_balancer=old_rule, fault="field 'ip.src.country' is not available")
+    assert found(plan, RESIDENCY) == [
         "Cloudflare load balancer lb's rule 'residency-eu' reads ip.src.country, which Cloudflare does not "
         "document for load-balancing rules: remove the rule",
         "Cloudflare load balancer lb's rule 'residency-eu' overrides defaultPools, fallbackPool, steeringPolicy: "
@@ -421,7 +424,8 @@ def test_a_rule_on_documented_fields_that_moves_visitors_is_reported():
              "overrides": {"region_pools": {"WEU": [pools["us-east-1"]]}}},
             {"name": "stop", "terminates": True, "condition": 'http.host eq "mcp.example.travel"'},
             {"name": "off", "disabled": True, "condition": "true", "overrides": {"default_pools": [pools["us-east-1"]]}}]}
-    assert [m.split(":")[0] for m in found(hand_built(load_balancer=beta), RESIDENCY)] == [
+    plan = hand_built(load_balancer=beta, fault="function 'starts_with()' is not available")
+    assert [m.split(":")[0] for m in found(plan, RESIDENCY)] == [
         "Cloudflare load balancer lb's rule 'beta' overrides regionPools",
         "Cloudflare load balancer lb's rule 'stop' terminates"]
 
@@ -431,7 +435,7 @@ def test_a_rule_that_only_answers_itself_or_keeps_affinity_passes():
         return {"rules": [
             {"name": "blocked", "terminates": True, "condition": 'http.request.uri.path eq "/admin"',
              "fixed_response": {"status_code": 403, "message_body": "no"}},
-            {"name": "ttl", "condition": 'any(http.request.headers["mcp-session-id"][*] ne "")',
+            {"name": "ttl", "condition": 'http.request.uri.path contains "/mcp"',
              "overrides": {"session_affinity_ttl": 600}}]}
     assert found(hand_built(load_balancer=harmless), RESIDENCY) == []
 

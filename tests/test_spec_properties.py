@@ -114,8 +114,11 @@ def test_any_single_invalid_field_is_named_by_its_path(raw, case):
     broken = copy.deepcopy(raw)
     where(broken)[key] = value
     first_group, first_server = raw["residency_groups"][0], raw["servers"][0]
-    expected = path.format(server=first_server["name"], group=first_group["name"],
-                           region=first_group["regions"][0]["name"])
+    names = {"server": first_server["name"], "group": first_group["name"],
+             "region": first_group["regions"][0]["name"]}
+    if key == "name" and "{region}" in path:   # a list item is named by its (here invalid) name
+        names["region"] = value
+    expected = path.format(**names)
     try:
         parse_spec(broken)
     except SpecError as error:
