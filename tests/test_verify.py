@@ -24,6 +24,7 @@ from pathlib import Path
 import boto3
 import pytest
 import yaml
+from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 from botocore.stub import Stubber
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
@@ -426,6 +427,28 @@ class TestLiveEstate:
                 "GetWebACLForResource", "DescribeTable", "DescribeContinuousBackups", "DescribeSecret",
                 "DescribeRepositories"} == set(operations)
 
+    def test_describe_calls_stay_within_the_api_batch_limits_moto_does_not_enforce(self, estate):
+        # ECS API reference: DescribeServices takes up to 10 services, DescribeTasks up to 100 tasks.
+        limits = {"DescribeServices": ("services", 10), "DescribeTasks": ("tasks", 100)}
+        built, ecs = estate.regions[US], client("ecs", US)
+        extra = [add_service(estate, built, US, "search") for _ in range(11)]   # 13 services in the cluster
+        definition = ecs.describe_services(cluster=built.cluster, services=extra[:1])["services"][0]["taskDefinition"]
+        for _ in range(10):   # and 100 more tasks
+            ecs.run_task(cluster=built.cluster, taskDefinition=definition, launchType="FARGATE", count=10,
+                         group=f"service:{extra[0]}", networkConfiguration={"awsvpcConfiguration": built.networks["search"]})
+        sizes: dict[str, list[int]] = {}
+
+        def record(params, model, **_):
+            if model.name in limits:
+                sizes.setdefault(model.name, []).append(len(params[limits[model.name][0]]))
+        VERIFY_SESSION.events.register("before-parameter-build", record, unique_id="batches")
+        try:
+            estate.verify(Clients(VERIFY_SESSION))
+        finally:
+            VERIFY_SESSION.events.unregister("before-parameter-build", unique_id="batches")
+        assert all(max(sizes[name]) <= limit for name, (_, limit) in limits.items()), sizes
+        assert max(sizes["DescribeServices"]) == 10 and max(sizes["DescribeTasks"]) == 100   # several batches
+
     def test_credentials_of_another_account_exit_2_instead_of_a_clean_report(self, moto_backend, tmp_path, capsys):
         stacks = write_stack(tmp_path / "stacks", "prod", estate_config("prod", account="999999999999"))
         assert main(["verify", "--stack", "prod", "--stacks-dir", str(stacks)]) == 2
@@ -538,6 +561,20 @@ def test_throttling_and_denied_access_stop_the_run(code, hint):
         with pytest.raises(VerifyError) as raised:
             verify(GROUP_SPEC, "staging", lambda service, region: sts)
     assert str(raised.value) == f"{EU}: GetCallerIdentity failed ({code}: Rate exceeded): {hint}"
+
+
+@pytest.mark.parametrize("error", [
+    EndpointConnectionError(endpoint_url="https://sts.eu-west-1.amazonaws.com/"),
+    ReadTimeoutError(endpoint_url="https://sts.eu-west-1.amazonaws.com/")])
+def test_an_sdk_error_that_is_not_a_client_error_stops_the_run_naming_the_region(error):
+    sts = stub_client("sts", EU)
+
+    def network_fails(**_):   # the signed request reaches the HTTP layer, which fails as a network would
+        raise error
+    sts.meta.events.register_first("before-send", network_fails)
+    with pytest.raises(VerifyError) as raised:
+        verify(GROUP_SPEC, "staging", lambda service, region: sts)
+    assert str(raised.value) == f"{EU}: {error}"
 
 
 def test_clients_use_boto3s_standard_retries():
