@@ -263,7 +263,10 @@ class Edge(pulumi.ComponentResource):
                 # "sticky" is documented as unsupported with header affinity; "temporary" retries
                 # another healthy pool and returns to the pinned one when it recovers.
                 "zero_downtime_failover": "temporary"},
-            adaptive_routing={"failover_across_pools": True},
+            # Zero-downtime failover across pools follows "the failover order of traffic steering";
+            # whether that order can end at the fallback pool is undocumented: with a strict group,
+            # retry within a pool only, so a strict country's request never leaves its list.
+            adaptive_routing={"failover_across_pools": not routing.last_resort},
             opts=child_opts(self))
 
     def _last_resort_of(self, country: str, routing: Routing) -> list[pulumi.Output[str]]:

@@ -36,7 +36,7 @@ from .dashboards import DashboardRegion, Dashboards, DashboardsArgs, DashboardSe
 from .edge import Edge, EdgeArgs, EdgeRegion
 from .keys import EstateKeys, EstateKeysArgs
 from .mcp_service import McpService, McpServiceArgs, task_family
-from .naming import ContractTags
+from .naming import ContractTags, iam_name
 from .origin_certificates import OriginCertificates, OriginCertificatesArgs
 from .region_compute import RegionCompute, RegionComputeArgs
 from .region_network import RegionNetwork, RegionNetworkArgs
@@ -71,7 +71,8 @@ class Estate(pulumi.ComponentResource):
             account_id=spec.aws_account_id, namespace=spec.registry.namespace,
             source_region=spec.primary_region, repositories={s.name: s.repository for s in spec.servers},
             regions=sorted(spec.regions), key_arns=self.key_arns, providers=self.providers,
-            protect=spec.protect_data, tags=self.tags), opts=self._opts(provider=home))
+            protect=spec.protect_data, tags=self.tags,
+            replica_role_name=iam_name(f"{self.prefix}-ecr-replica-creation")), opts=self._opts(provider=home))
 
         self.secrets = {secret: EstateSecret(f"secret-{secret}", EstateSecretArgs(
             secret_name=self._secret_name(secret), home_region=spec.secret_home(secret),
@@ -107,7 +108,8 @@ class Estate(pulumi.ComponentResource):
                 # The canary reaches the hostname through Cloudflare, outside AWS: only NAT gets there.
                 # Tasks gain nothing from it: their security groups admit only their declared egress.
                 nat=True, log_key_arn=self.key_arns[region],
-                log_retention_days=spec.log_retention_days, tags=tags),
+                log_retention_days=spec.log_retention_days,
+                flow_logs_role_name=iam_name(f"{self.prefix}-{region}-flow-logs"), tags=tags),
                 opts=self._opts(provider=self.providers[region]))
             self.fronts[region] = RegionCompute(f"front-{region}", RegionComputeArgs(
                 region=region, account_id=spec.aws_account_id, name_prefix=f"{self.prefix}-{region}",
@@ -307,6 +309,9 @@ class Estate(pulumi.ComponentResource):
         through the estate's provider there or, for an estate without us-east-1, one of its own."""
         roles = [name for identity in self.identities.values() for name in identity.role_names]
         roles += [canary.role_name for canary in self.canaries.values()]
-        roles.append(forwarder_role_name(self.prefix))
+        roles += [network.flow_logs_role_name for network in self.networks.values()]
+        roles += self.registry.role_names
+        if self.spec.primary_region != IAM_EVENTS_REGION:   # only then are IAM's events forwarded
+            roles.append(forwarder_role_name(self.prefix))
         provider = self.providers.get(IAM_EVENTS_REGION) or self._regional_provider(IAM_EVENTS_REGION)
         return IamWatch(role_names=sorted(roles), provider=provider, tags=self.tags())

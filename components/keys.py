@@ -65,7 +65,7 @@ def key_policy(account_id: str, region: str) -> dict:
     """The key policy of the group's key in `region`."""
     return {"Version": "2012-10-17",
             "Statement": [_account_administers(account_id), _logs_encrypt(account_id, region),
-                          _alarms_publish(account_id), _events_publish(account_id)]}
+                          _alarms_publish(account_id), _events_publish()]}
 
 
 def _account_administers(account_id: str) -> dict:
@@ -95,10 +95,12 @@ def _alarms_publish(account_id: str) -> dict:
             "Condition": {"StringEquals": {"aws:SourceAccount": account_id}}}
 
 
-def _events_publish(account_id: str) -> dict:
-    # EventBridge rules (change detection) publish to the same encrypted alerts topic: as for alarms,
-    # only the key policy can let the service use the key, and only for this account's rules.
+def _events_publish() -> dict:
+    # EventBridge rules (change detection) publish to the same encrypted alerts topic: only the key
+    # policy can let the service use the key. Unlike alarms, with no aws:Source* condition: the SNS
+    # guide ("Key management", compatibility with event sources) says such conditions are not
+    # supported for EventBridge-to-encrypted topics, and every delivery would be dropped. The alerts
+    # topic's own policy still admits only the estate's rules (aws:SourceArn).
     return {"Sid": "EventBridgeRulesPublishToEncryptedTopic", "Effect": "Allow",
             "Principal": {"Service": "events.amazonaws.com"},
-            "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*",
-            "Condition": {"StringEquals": {"aws:SourceAccount": account_id}}}
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*"}

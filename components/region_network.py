@@ -50,6 +50,7 @@ class RegionNetworkArgs:
     nat: bool                      # a default route through NAT, only when a server declares egress
     log_key_arn: pulumi.Input[str]
     log_retention_days: int
+    flow_logs_role_name: str       # a physical name, known at plan time, that change detection watches
     tags: dict[str, str]
 
 
@@ -82,12 +83,14 @@ def flow_logs_trust(account_id: str, region: str) -> dict:
                       "ArnLike": {"aws:SourceArn": f"arn:aws:ec2:{region}:{account_id}:vpc-flow-log/*"}}}]}
 
 
-def write_to_log_group(log_group_arn: pulumi.Input[str]) -> dict:
-    """Write streams of one log group, nothing else."""
-    return {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow",
-        "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-        "Resource": [log_group_arn, pulumi.Output.concat(log_group_arn, ":*")]}]}
+def write_to_log_group(log_group_arn: pulumi.Input[str], region: str, account_id: str) -> dict:
+    """Write streams of one log group; list the account's groups in the region, which the VPC guide's
+    flow-logs role lists too (DescribeLogGroups is evaluated against every group, not one)."""
+    return {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+         "Resource": [log_group_arn, pulumi.Output.concat(log_group_arn, ":*")]},
+        {"Effect": "Allow", "Action": "logs:DescribeLogGroups",
+         "Resource": f"arn:aws:logs:{region}:{account_id}:log-group:*"}]}
 
 
 class RegionNetwork(pulumi.ComponentResource):
@@ -95,6 +98,7 @@ class RegionNetwork(pulumi.ComponentResource):
         super().__init__("mcp-estate:region_network:RegionNetwork", name, None, opts)
         self._prefix, self._args = name, args
         self.vpc_cidr = args.cidr
+        self.flow_logs_role_name = args.flow_logs_role_name
         azs = self._zones()
 
         self.vpc = aws.ec2.Vpc(f"{name}-vpc", cidr_block=args.cidr, enable_dns_support=True,
@@ -195,10 +199,12 @@ class RegionNetwork(pulumi.ComponentResource):
         args = self._args
         log_group = aws.cloudwatch.LogGroup(f"{self._prefix}-flow-logs", retention_in_days=args.log_retention_days,
                                             kms_key_id=args.log_key_arn, tags=args.tags, opts=child_opts(self))
-        role = aws.iam.Role(f"{self._prefix}-flow-logs-role", tags=args.tags, opts=child_opts(self),
-                            assume_role_policy=json.dumps(flow_logs_trust(args.account_id, args.region)))
+        role = aws.iam.Role(f"{self._prefix}-flow-logs-role", name=args.flow_logs_role_name, tags=args.tags,
+                            assume_role_policy=json.dumps(flow_logs_trust(args.account_id, args.region)),
+                            opts=child_opts(self))
         grant = aws.iam.RolePolicy(f"{self._prefix}-flow-logs-write", role=role.id, opts=child_opts(self),
-                                   policy=pulumi.Output.json_dumps(write_to_log_group(log_group.arn)))
+                                   policy=pulumi.Output.json_dumps(
+                                       write_to_log_group(log_group.arn, args.region, args.account_id)))
         # The flow log checks the role can write when it is created: grant first.
         aws.ec2.FlowLog(f"{self._prefix}-flow-log", vpc_id=self.vpc.id, traffic_type="ALL",
                         log_destination_type="cloud-watch-logs", log_destination=log_group.arn,

@@ -37,11 +37,13 @@ class RegistryArgs:
     providers: dict[str, aws.Provider]
     protect: bool
     tags: ContractTags
+    replica_role_name: str          # physical name of the role ECR creates replicas with (watched)
 
 
 class Registry(pulumi.ComponentResource):
     def __init__(self, name: str, args: RegistryArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mcp-estate:registry:Registry", name, None, opts)
+        self.role_names: list[str] = []   # the roles it creates, for change detection
         repositories = {server: self._repository(f"{name}-{server}", server, repository, args)
                         for server, repository in sorted(args.repositories.items())}
         destinations = sorted(set(args.regions) - {args.source_region})
@@ -73,7 +75,9 @@ class Registry(pulumi.ComponentResource):
     def _creation_templates(self, name: str, destinations: list[str],
                             args: RegistryArgs) -> list[aws.ecr.RepositoryCreationTemplate]:
         # ECR needs a role of its own to create repositories with KMS encryption or tags.
-        role = aws.iam.Role(f"{name}-replica-creation-role", assume_role_policy=json.dumps(ECR_TRUST_POLICY),
+        self.role_names.append(args.replica_role_name)
+        role = aws.iam.Role(f"{name}-replica-creation-role", name=args.replica_role_name,
+                            assume_role_policy=json.dumps(ECR_TRUST_POLICY),
                             description="Assumed by ECR to create replica repositories encrypted and tagged",
                             tags=args.tags(), opts=child_opts(self, provider=args.providers[args.source_region]))
         grant = aws.iam.RolePolicy(

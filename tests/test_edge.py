@@ -89,7 +89,13 @@ def test_load_balancer_is_proxied_and_pins_mcp_sessions_by_their_header(plan):
     assert inputs["sessionAffinity"] == "header" and inputs["sessionAffinityTtl"] == 1800
     assert inputs["sessionAffinityAttributes"] == {"headers": ["Mcp-Session-Id"], "requireAllHeaders": True,
                                                    "drainDuration": 60, "zeroDowntimeFailover": "temporary"}
-    assert inputs["adaptiveRouting"] == {"failoverAcrossPools": True}
+    # A strict group: retries stay within a pool, so no failover can carry a strict country off its list.
+    assert inputs["adaptiveRouting"] == {"failoverAcrossPools": False}
+
+
+def test_without_a_strict_group_failover_may_cross_pools():
+    [lb] = edge_plan(AMERICAS, APAC).of_type("cloudflare:index/loadBalancer:LoadBalancer")
+    assert lb.inputs["adaptiveRouting"] == {"failoverAcrossPools": True}
 
 
 def test_strict_countries_are_routed_only_to_their_own_pools(plan):

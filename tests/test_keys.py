@@ -107,12 +107,14 @@ def test_alarms_of_this_account_may_publish_to_the_encrypted_topic():
     assert len(policy(plan.named("americas-us-west-2-key"), "policy")["Statement"]) == 4
 
 
-def test_change_detection_rules_of_this_account_may_publish_to_the_encrypted_topic():
+def test_change_detection_rules_may_publish_to_the_encrypted_topic_without_source_conditions():
+    # The SNS guide: aws:Source* conditions in a key policy are not supported for EventBridge-to-encrypted
+    # topics (deliveries would be dropped); the topic policy is what admits only the estate's rules.
     plan = plan_keys()
     statement = policy(plan.named("americas-us-west-2-key"), "policy")["Statement"][3]
-    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
-    assert statement["Action"] == ["kms:Decrypt", "kms:GenerateDataKey*"]
-    assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
+    assert statement == {"Sid": "EventBridgeRulesPublishToEncryptedTopic", "Effect": "Allow",
+                         "Principal": {"Service": "events.amazonaws.com"},
+                         "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*"}
 
 
 def test_named_key_policy_actions_exist_in_iam():

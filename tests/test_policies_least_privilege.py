@@ -383,7 +383,7 @@ def test_the_estates_roles_and_key_policies_pass_every_least_privilege_control()
                                         tags=tags))
         RegionNetwork("net-eu-west-1", RegionNetworkArgs(
             region="eu-west-1", account_id=ACCOUNT, cidr="10.30.0.0/16", availability_zones=2, nat=False,
-            log_key_arn=key, log_retention_days=90, tags=tags),
+            log_key_arn=key, log_retention_days=90, flow_logs_role_name="net-eu-west-1-flow-logs", tags=tags),
             opts=pulumi.ResourceOptions(provider=providers["eu-west-1"]))
 
     plan = run_program(program)

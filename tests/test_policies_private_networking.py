@@ -425,7 +425,7 @@ def components_plan() -> Plan:
         opts = pulumi.ResourceOptions(provider=provider)
         net = RegionNetwork(f"net-{region}", RegionNetworkArgs(
             region=region, account_id=ACCOUNT, cidr="10.30.0.0/16", availability_zones=2, nat=True,
-            log_key_arn=key, log_retention_days=90, tags=tags), opts=opts)
+            log_key_arn=key, log_retention_days=90, flow_logs_role_name=f"net-{region}-flow-logs", tags=tags), opts=opts)
         RegionCompute(f"front-{region}", RegionComputeArgs(
             region=region, account_id=ACCOUNT, name_prefix=f"estate-test-{region}", vpc_id=net.vpc_id,
             public_subnet_ids=net.public_subnet_ids, certificate_arn="arn:aws:acm:eu-west-1:111122223333:"

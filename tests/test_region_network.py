@@ -29,7 +29,7 @@ def network(nat: bool, zones: int = 3, region: str = REGION) -> tuple[Plan, dict
         provider = aws.Provider(f"aws-{region}", region=region)
         net = RegionNetwork(f"net-{region}", RegionNetworkArgs(
             region=region, account_id=ACCOUNT, cidr="10.30.0.0/16", availability_zones=zones, nat=nat,
-            log_key_arn=KEY, log_retention_days=90, tags=TAGS), opts=pulumi.ResourceOptions(provider=provider))
+            log_key_arn=KEY, log_retention_days=90, flow_logs_role_name=f"net-{region}-flow-logs", tags=TAGS), opts=pulumi.ResourceOptions(provider=provider))
         pulumi.Output.all(private=net.private_subnet_ids, public=net.public_subnet_ids,
                           prefix_lists=net.gateway_prefix_list_ids, endpoint_sg=net.endpoint_security_group_id,
                           vpc=net.vpc_id).apply(seen.update)
@@ -207,10 +207,14 @@ def test_flow_log_role_can_only_write_to_its_own_log_group():
     grant = plan.named(f"{NET}-flow-logs-write")
     group_arn = plan.named(f"{NET}-flow-logs").outputs["arn"]
     assert grant.inputs["role"] == plan.named(f"{NET}-flow-logs-role").id
-    [statement] = policy(grant, "policy")["Statement"]
-    assert statement == {"Effect": "Allow",
-                         "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-                         "Resource": [group_arn, f"{group_arn}:*"]}
+    write, describe = policy(grant, "policy")["Statement"]
+    assert write == {"Effect": "Allow",
+                     "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                     "Resource": [group_arn, f"{group_arn}:*"]}
+    # The VPC guide's flow-logs role also lists log groups; that call is judged against every group.
+    assert describe == {"Effect": "Allow", "Action": "logs:DescribeLogGroups",
+                        "Resource": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:*"}
+    assert plan.named(f"{NET}-flow-logs-role").inputs["name"] == f"{NET}-flow-logs"
 
 
 def test_endpoints_only_serve_the_estates_account_and_ecrs_layer_bucket():

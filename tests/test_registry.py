@@ -23,7 +23,8 @@ def plan_registry(regions: list[str] = REGIONS, protect: bool = True, seen: dict
         providers = {r: aws.Provider(f"aws-{r}", region=r) for r in REGIONS}
         registry = Registry("registry", RegistryArgs(
             account_id=ACCOUNT, namespace="mcp", source_region="us-east-1", repositories=REPOSITORIES,
-            regions=regions, key_arns=KEYS, providers=providers, protect=protect, tags=TAGS))
+            regions=regions, key_arns=KEYS, providers=providers, protect=protect, tags=TAGS,
+            replica_role_name="mcp-estate-test-ecr-replica-creation"))
         if seen is not None:
             for server in REPOSITORIES:
                 registry.repository_urls[server].apply(lambda url, s=server: seen.__setitem__(("url", s), url))
