@@ -27,7 +27,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_cloudflare as cloudflare
 
-from mcp_estate.spec import SECRET_PREFIX, STATE, EstateSpec, ResidencyGroup, Server
+from mcp_estate.contract.spec import SECRET_PREFIX, STATE, EstateSpec, ResidencyGroup, Server
 
 from .canary import Canary, CanaryArgs, probe_alarm_name
 from .change_detection import (IAM_EVENTS_REGION, ChangeDetection, ChangeDetectionArgs, IamWatch,

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from mcp_estate.geography import FARGATE_ZONE_IDS
+from mcp_estate.contract.geography import FARGATE_ZONE_IDS
 
 from .naming import child_opts
 

@@ -12,7 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
-from .validate import SpecError
+from mcp_estate.contract.validate import SpecError
 
 EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _planned(command: str, stack: str, stacks_dir: Path):
     """The stack's offline plan, or the exit code once the reason there is none is printed."""
-    from .offline import FidelityError
-    from .plan import plan_stack
+    from mcp_estate.offline.runner import FidelityError
+    from mcp_estate.offline.plan import plan_stack
 
     try:
         return plan_stack(stack, stacks_dir)
@@ -69,7 +69,7 @@ def _planned(command: str, stack: str, stacks_dir: Path):
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from .plan import summary
+    from mcp_estate.offline.plan import summary
 
     plan = _planned("plan", args.stack, args.stacks_dir)
     if isinstance(plan, int):
@@ -82,9 +82,9 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from . import reports
-    from .check import CONTROLS, CheckInputError, export_environment, pack_config_for, read_export, run_check
-    from .stackfile import stack_path
+    from mcp_estate.checking import reports
+    from mcp_estate.checking.check import CONTROLS, CheckInputError, export_environment, pack_config_for, read_export, run_check
+    from mcp_estate.contract.stackfile import stack_path
 
     try:
         if args.stack:
@@ -112,8 +112,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _controls(_args: argparse.Namespace) -> int:
-    from .check import CONTROLS
-    from .reports import controls_matrix
+    from mcp_estate.checking.check import CONTROLS
+    from mcp_estate.checking.reports import controls_matrix
 
     print(controls_matrix(CONTROLS))
     return EXIT_OK

@@ -17,12 +17,12 @@ from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, Severity, 
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
 
 from conftest import ROOT, run_program
-from mcp_estate import check
-from mcp_estate import plan as plan_module
-from mcp_estate.check import (CONFIG_DIR, CheckResult, Violation, evaluate, read_pack_config, run_check)
+from mcp_estate.checking import check
+from mcp_estate.offline import plan as plan_module
+from mcp_estate.checking.check import (CONFIG_DIR, CheckResult, Violation, evaluate, read_pack_config, run_check)
 from mcp_estate.cli import main
-from mcp_estate.reports import artifact_uri, controls_matrix, sarif, table
-from policies.catalogue import CONTROLS, Control, Risk
+from mcp_estate.checking.reports import artifact_uri, controls_matrix, sarif, table
+from mcp_estate.policies.catalogue import CONTROLS, Control, Risk
 
 ECR = "aws:ecr/repository:Repository"
 SECRET_SIG = {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270"}

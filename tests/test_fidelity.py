@@ -13,10 +13,10 @@ import pulumi_cloudflare as cf
 import pytest
 from pulumi.runtime import rpc
 
-from mcp_estate.cloudflare_rules import tokens
-from mcp_estate.fidelity import _documented_values, inspect_resource
-from mcp_estate.iam_actions import matches_no_action
-from mcp_estate.offline import FidelityError, run_offline
+from mcp_estate.offline.cloudflare_rules import tokens
+from mcp_estate.offline.fidelity import _documented_values, inspect_resource
+from mcp_estate.policies.iam_actions import matches_no_action
+from mcp_estate.offline.runner import FidelityError, run_offline
 from conftest import ACCOUNT
 
 SERVICE = "aws:ecs/service:Service"

@@ -15,7 +15,7 @@ from botocore.stub import Stubber
 
 from blob_server import blob_server, config_blob, digest_of
 from conftest import shipped_plan
-from mcp_estate.image_contract import (ACCEPTED_MEDIA_TYPES, CONTAINER_USER, DOCKER_LIST, OCI_INDEX,
+from mcp_estate.operations.image_contract import (ACCEPTED_MEDIA_TYPES, CONTAINER_USER, DOCKER_LIST, OCI_INDEX,
                                        OCI_MANIFEST, SCRATCH_PATH, ImageConfig, ImageConfigError, WrongPlatform,
                                        contract_problems, read_image_config)
 

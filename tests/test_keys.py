@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pulumi_aws as aws
 
-from components.keys import EstateKeys, EstateKeysArgs
-from mcp_estate.iam_actions import unknown_actions
+from mcp_estate.components.keys import EstateKeys, EstateKeysArgs
+from mcp_estate.policies.iam_actions import unknown_actions
 from conftest import ACCOUNT, Plan, policy, run_program
 
 TAGS = {"mcp-estate:stack": "test", "mcp-estate:residency-group": "americas"}

@@ -25,7 +25,7 @@ from moto.ecr.responses import ECRResponse
 from blob_server import blob_server, config_blob, digest_of
 from conftest import ROOT
 from mcp_estate.cli import main
-from mcp_estate.lock import LockError, lock as lock_image, pin_image
+from mcp_estate.operations.lock import LockError, lock as lock_image, pin_image
 from offline_aws import mocked, moto_server, run_estate
 
 MOTO_ACCOUNT, HOME = "123456789012", "us-east-1"

@@ -10,8 +10,8 @@ import pulumi_aws as aws
 import pytest
 from botocore.validate import ParamValidator
 
-from components.mcp_service import McpService, McpServiceArgs
-from mcp_estate.spec import Server
+from mcp_estate.components.mcp_service import McpService, McpServiceArgs
+from mcp_estate.contract.spec import Server
 from conftest import ACCOUNT, run_program
 
 REGION = "eu-west-1"

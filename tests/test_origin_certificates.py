@@ -7,8 +7,8 @@ from functools import cache
 import pulumi
 import pulumi_aws as aws
 
-from components.naming import ContractTags
-from components.origin_certificates import OriginCertificates, OriginCertificatesArgs
+from mcp_estate.components.naming import ContractTags
+from mcp_estate.components.origin_certificates import OriginCertificates, OriginCertificatesArgs
 from conftest import Plan, run_program
 
 HOSTNAME = "mcp.example.travel"

@@ -9,7 +9,7 @@ import pytest
 import pulumi
 import pulumi_aws as aws
 
-from components.region_network import RegionNetwork, RegionNetworkArgs, carve, choose_zones
+from mcp_estate.components.region_network import RegionNetwork, RegionNetworkArgs, carve, choose_zones
 from conftest import ACCOUNT, Plan, policy, run_program
 
 REGION = "eu-west-1"

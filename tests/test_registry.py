@@ -6,9 +6,9 @@ import json
 
 import pulumi_aws as aws
 
-from components.naming import ContractTags
-from components.registry import Registry, RegistryArgs
-from mcp_estate.iam_actions import unknown_actions
+from mcp_estate.components.naming import ContractTags
+from mcp_estate.components.registry import Registry, RegistryArgs
+from mcp_estate.policies.iam_actions import unknown_actions
 from conftest import ACCOUNT, Plan, policy, run_program
 
 TAGS = ContractTags("test", "staging", "travel-platform")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
-from components.secrets import EstateSecret, EstateSecretArgs
+from mcp_estate.components.secrets import EstateSecret, EstateSecretArgs
 from conftest import ACCOUNT, Plan, run_program
 
 TAGS = {"mcp-estate:stack": "test"}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pulumi_aws as aws
 import pytest
 
-from components.server_identity import Grant, ServerIdentity, ServerIdentityArgs, role_name
+from mcp_estate.components.server_identity import Grant, ServerIdentity, ServerIdentityArgs, role_name
 from conftest import ACCOUNT, policy, run_program
 
 REGIONS = ["eu-central-1", "eu-west-1"]

@@ -6,8 +6,8 @@ import copy
 
 import pytest
 
-from mcp_estate.geography import ISO_COUNTRIES
-from mcp_estate.validate import SpecError, parse_spec
+from mcp_estate.contract.geography import ISO_COUNTRIES
+from mcp_estate.contract.validate import SpecError, parse_spec
 
 DIGEST = "sha256:" + "ab" * 32
 REGISTRY = "111122223333.dkr.ecr.us-east-1.amazonaws.com"
@@ -410,7 +410,7 @@ def test_the_same_egress_declared_twice_is_rejected():
 
 @pytest.mark.parametrize("stack", ["Prod", "prod.eu", "a-stack-name-that-is-way-too-long"])
 def test_stack_names_that_cannot_name_aws_resources_are_rejected(stack):
-    from mcp_estate.validate import stack_name_problems
+    from mcp_estate.contract.validate import stack_name_problems
     assert "cannot name AWS resources" in str(stack_name_problems(stack)[0])
 
 

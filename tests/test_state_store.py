@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
-from components.state_store import StateStore, StateStoreArgs
+from mcp_estate.components.state_store import StateStore, StateStoreArgs
 from conftest import ACCOUNT, Plan, run_program
 
 TAGS = {"mcp-estate:stack": "test", "mcp-estate:residency-group": "eu"}

@@ -30,10 +30,10 @@ from moto.server import ThreadedMotoServer
 
 from conftest import Plan
 from mcp_estate.cli import main
-from mcp_estate.fidelity import inspect_resource
-from mcp_estate.offline import run_offline
-from mcp_estate.validate import parse_spec
-from mcp_estate.verify import (Clients, Finding, Live, ReadOnlyViolation, VerifyError, as_json, as_text,
+from mcp_estate.offline.fidelity import inspect_resource
+from mcp_estate.offline.runner import run_offline
+from mcp_estate.contract.validate import parse_spec
+from mcp_estate.operations.verify import (Clients, Finding, Live, ReadOnlyViolation, VerifyError, as_json, as_text,
                                state_table_findings, task_digest_findings, verify)
 from moto_estate import Deployed, deploy
 
@@ -133,7 +133,7 @@ class Estate:
 
 def build_estate(stack: str) -> Estate:
     """The plan of the stack's spec, built by the components and deployed into moto."""
-    from components.estate import Estate as EstateComponent
+    from mcp_estate.components.estate import Estate as EstateComponent
     estate = Estate(stack)
     spec = estate.spec
     plan = Plan(run_offline(lambda: EstateComponent("mcp-estate", spec), stack=stack, config={}, account_id=ACCOUNT,

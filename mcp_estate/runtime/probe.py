@@ -610,7 +610,7 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _handle(args: argparse.Namespace) -> int:
-    from .cli import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK
+    from mcp_estate.cli import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK
 
     try:
         arguments = None if args.args is None else json.loads(args.args)

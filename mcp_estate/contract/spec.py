@@ -18,7 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 
 from .cloudflare_plan import CloudflarePlan
 from .geography import AWS_REGIONS, FARGATE_ZONE_IDS, ISO_COUNTRIES
-from .iam_actions import unknown_actions
+from mcp_estate.policies.iam_actions import unknown_actions
 
 # Fargate's CPU units and the memory (MiB) each one accepts.
 FARGATE_SIZES: dict[int, tuple[int, ...]] = {

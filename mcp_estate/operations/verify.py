@@ -28,9 +28,9 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from .spec import EstateSpec, ResidencyGroup, Server
-from .stackfile import load_spec
-from .validate import SpecError
+from mcp_estate.contract.spec import EstateSpec, ResidencyGroup, Server
+from mcp_estate.contract.stackfile import load_spec
+from mcp_estate.contract.validate import SpecError
 
 EXIT_OK, EXIT_FINDINGS, EXIT_FAILED = 0, 1, 2
 

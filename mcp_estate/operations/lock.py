@@ -27,9 +27,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .aws_errors import client_error_text
 from .image_contract import (CONTAINER_USER, DOCKERFILE_FIX, SCRATCH_PATH, ImageConfigError, WrongPlatform,
                              contract_problems, read_image_config)
-from .spec import EstateSpec, Server
-from .stackfile import ESTATE_KEY, load_spec, stack_path
-from .validate import SpecError, parse_spec
+from mcp_estate.contract.spec import EstateSpec, Server
+from mcp_estate.contract.stackfile import ESTATE_KEY, load_spec, stack_path
+from mcp_estate.contract.validate import SpecError, parse_spec
 
 EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
 BLOCKING = ("CRITICAL", "HIGH")

@@ -36,9 +36,9 @@ from pulumi_policy.deserialize import (SPECIAL_ARCHIVE_SIG, SPECIAL_ASSET_SIG, S
 from pulumi_policy.policy import _NotApplicableError   # what `args.not_applicable()` raises
 from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 
-import policies
-from policies.catalogue import CONTROLS
-from policies.control import Control
+from mcp_estate import policies
+from mcp_estate.policies.catalogue import CONTROLS
+from mcp_estate.policies.control import Control
 
 MANDATORY, ADVISORY, DISABLED = "mandatory", "advisory", "disabled"
 LEVELS = (MANDATORY, ADVISORY, DISABLED, "remediate")
