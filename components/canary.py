@@ -51,10 +51,10 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from mcp_estate.runtime.canary_handler import NAMESPACE
-from .lambda_package import lambda_archive
 from mcp_estate.contract.spec import Monitoring
+from mcp_estate.runtime.canary_handler import NAMESPACE
 
+from .lambda_package import lambda_archive
 from .naming import child_opts, cidr_slug, iam_name
 
 HTTPS = 443

@@ -30,8 +30,7 @@ import pulumi_cloudflare as cloudflare
 from mcp_estate.contract.spec import SECRET_PREFIX, STATE, EstateSpec, ResidencyGroup, Server
 
 from .canary import Canary, CanaryArgs, probe_alarm_name
-from .change_detection import (IAM_EVENTS_REGION, ChangeDetection, ChangeDetectionArgs, IamWatch,
-                               forwarder_role_name)
+from .change_detection import IAM_EVENTS_REGION, ChangeDetection, ChangeDetectionArgs, IamWatch, forwarder_role_name
 from .dashboards import DashboardRegion, Dashboards, DashboardsArgs, DashboardService
 from .edge import Edge, EdgeArgs, EdgeRegion
 from .keys import EstateKeys, EstateKeysArgs

@@ -13,13 +13,14 @@ import pytest
 import yaml
 from hypothesis import settings
 
+from mcp_estate.offline.fidelity import inspect_resource
+from mcp_estate.offline.runner import FidelityError, Registered, run_offline
+
 # CI explores the same examples on every run (a failure there reproduces); developers explore new ones.
 settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI") == "true":
     settings.load_profile("ci")
 
-from mcp_estate.offline.fidelity import inspect_resource
-from mcp_estate.offline.runner import FidelityError, Registered, run_offline
 
 ACCOUNT = "111122223333"
 ROOT = Path(__file__).resolve().parent.parent

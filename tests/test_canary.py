@@ -7,13 +7,13 @@ import hashlib
 import pulumi
 import pulumi_aws as aws
 import pytest
+from conftest import ACCOUNT, ROOT, Plan, policy, violations
 
 from mcp_estate.components.canary import Canary, CanaryArgs, probe_alarm_name, rate
-from mcp_estate.runtime.canary_handler import Config
+from mcp_estate.contract.spec import Monitoring
 from mcp_estate.offline.fidelity import inspect_resource
 from mcp_estate.offline.runner import run_offline
-from mcp_estate.contract.spec import Monitoring
-from conftest import ACCOUNT, ROOT, Plan, policy, violations
+from mcp_estate.runtime.canary_handler import Config
 
 REGION = "eu-west-1"
 NAME = f"canary-{REGION}"

@@ -10,8 +10,8 @@ import shutil
 
 import pulumi
 import pytest
-
 from conftest import ACCOUNT, ROOT, run_program, stack_config
+
 from mcp_estate.cli import main
 
 

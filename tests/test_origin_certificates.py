@@ -6,10 +6,10 @@ from functools import cache
 
 import pulumi
 import pulumi_aws as aws
+from conftest import Plan, run_program
 
 from mcp_estate.components.naming import ContractTags
 from mcp_estate.components.origin_certificates import OriginCertificates, OriginCertificatesArgs
-from conftest import Plan, run_program
 
 HOSTNAME = "mcp.example.travel"
 ZONE = "fedcba9876543210fedcba9876543210"

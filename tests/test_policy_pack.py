@@ -19,10 +19,10 @@ from importlib.metadata import distribution
 
 import pytest
 import yaml
+from conftest import ROOT
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from conftest import ROOT
 from mcp_estate.checking.check import CONTROLS
 
 PACK = ROOT / "policies"

@@ -6,9 +6,9 @@ from functools import cache
 
 import pulumi
 import pulumi_aws as aws
+from conftest import ACCOUNT, Plan, policy, run_program
 
 from mcp_estate.components.region_compute import RegionCompute, RegionComputeArgs
-from conftest import ACCOUNT, Plan, policy, run_program
 from mcp_estate.offline.mocks import ELB_ACCOUNTS
 
 REGION = "eu-west-1"

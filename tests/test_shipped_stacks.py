@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import ROOT, shipped_plan, violations
+
 from mcp_estate.checking.check import read_pack_config
 
 

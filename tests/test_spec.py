@@ -375,7 +375,8 @@ def test_a_server_runs_in_every_region_so_regions_is_not_a_server_key():
                    "unknown key")
 
 
-@pytest.mark.parametrize("resource", ["arn:aws:dynamodb:*:111122223333:table/x", "arn:aws:secretsmanager:us-east-1:*:secret:x",
+@pytest.mark.parametrize("resource", ["arn:aws:dynamodb:*:111122223333:table/x",
+                                      "arn:aws:secretsmanager:us-east-1:*:secret:x",
                                       "arn:aws:dynamodb:us-east-1:111122223333:table/*",
                                       "arn:aws:secretsmanager:us-east-1:111122223333:secret:*"])
 def test_arns_with_wildcards_for_region_account_or_the_whole_type_are_rejected(resource):

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import copy
 
+from conftest import ACCOUNT, Plan, violations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ACCOUNT, Plan, violations
+from mcp_estate.contract.validate import SpecError, parse_spec
 from mcp_estate.offline.fidelity import inspect_resource
 from mcp_estate.offline.runner import run_offline
-from mcp_estate.contract.validate import SpecError, parse_spec
 
 # Regions where Fargate serves at least two zones; placeholders everywhere else.
 REGIONS = ["us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-2", "eu-north-1"]

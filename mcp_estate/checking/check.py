@@ -27,13 +27,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from pulumi_policy import (EnforcementLevel, PolicyCustomTimeouts, PolicyProviderResource, PolicyResource,
-                           PolicyResourceOptions, ResourceValidationArgs, ResourceValidationPolicy,
-                           StackValidationArgs)
 import jsonschema
-from pulumi_policy.deserialize import (SPECIAL_ARCHIVE_SIG, SPECIAL_ASSET_SIG, SPECIAL_SECRET_SIG, SPECIAL_SIG_KEY,
-                                       deserialize_properties)
-from pulumi_policy.policy import _NotApplicableError   # what `args.not_applicable()` raises
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyCustomTimeouts,
+    PolicyProviderResource,
+    PolicyResource,
+    PolicyResourceOptions,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+)
+from pulumi_policy.deserialize import (
+    SPECIAL_ARCHIVE_SIG,
+    SPECIAL_ASSET_SIG,
+    SPECIAL_SECRET_SIG,
+    SPECIAL_SIG_KEY,
+    deserialize_properties,
+)
+from pulumi_policy.policy import _NotApplicableError  # what `args.not_applicable()` raises
 from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 
 from mcp_estate import policies

@@ -16,9 +16,10 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from mcp_estate.policies.iam_actions import unknown_actions
+
 from .cloudflare_plan import CloudflarePlan
 from .geography import AWS_REGIONS, FARGATE_ZONE_IDS, ISO_COUNTRIES
-from mcp_estate.policies.iam_actions import unknown_actions
 
 # Fargate's CPU units and the memory (MiB) each one accepts.
 FARGATE_SIZES: dict[int, tuple[int, ...]] = {

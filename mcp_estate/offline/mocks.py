@@ -129,7 +129,8 @@ def _vpc_endpoint(c: _Ctx):
     if c.inputs.get("vpcEndpointType") == "Gateway":
         outputs["prefixListId"] = f"pl-{_hex(c.name, 8)}"
     else:
-        outputs["dnsEntries"] = [{"dnsName": f"{rid}.{c.inputs.get('serviceName', '')}", "hostedZoneId": "Z7HUB22UULQXV"}]
+        outputs["dnsEntries"] = [{"dnsName": f"{rid}.{c.inputs.get('serviceName', '')}",
+                                  "hostedZoneId": "Z7HUB22UULQXV"}]
     return rid, outputs
 
 

@@ -14,14 +14,11 @@ after boto3's standard retries) raises `VerifyError`: a partial read never passe
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from itertools import groupby
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -29,10 +26,6 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from mcp_estate.contract.spec import EstateSpec, ResidencyGroup, Server
-from mcp_estate.contract.stackfile import load_spec
-from mcp_estate.contract.validate import SpecError
-
-EXIT_OK, EXIT_FINDINGS, EXIT_FAILED = 0, 1, 2
 
 KINDS: dict[str, str] = {
     "image-drift": "runs an image other than the spec's pinned digest",
@@ -401,7 +394,7 @@ def task_name(task: dict) -> str:
     return f"{task['clusterArn'].rsplit('/', 1)[-1]}/task/{task['taskArn'].rsplit('/', 1)[-1]}"
 
 
-# -- reports and the command ------------------------------------------------------------------------
+# -- reports ------------------------------------------------------------------------
 
 def as_json(findings: list[Finding]) -> str:
     return json.dumps({"findings": [asdict(f) for f in findings]}, indent=1)
@@ -418,31 +411,3 @@ def as_text(findings: list[Finding], stack: str, spec: EstateSpec) -> str:
         lines += ["", f"{kind} ({len(rows)}): {KINDS[kind]}"]
         lines += [f"  {f.region:<15} {f.resource:<{width}}  {f.message}" for f in rows]
     return "\n".join(lines)
-
-
-def add_command(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "verify", help="compare the live estate with its stack's spec (read-only)",
-        description="Exit 0 when the live estate matches the spec, 1 on findings, 2 when it could not be "
-                    "read (credentials, account, access, throttling) or the stack file is invalid.")
-    parser.add_argument("--stack", required=True, help="stack name: reads stacks/Pulumi.<stack>.yaml")
-    parser.add_argument("--format", choices=("text", "json"), default="text", help="default: text")
-    parser.add_argument("--stacks-dir", type=Path, default=Path("stacks"), help="default: ./stacks")
-    parser.set_defaults(handler=run_verify)
-
-
-def run_verify(args: argparse.Namespace) -> int:
-    try:
-        _, spec = load_spec(args.stack, args.stacks_dir)
-    except SpecError as error:
-        print(f"estate verify: invalid stack '{args.stack}':", file=sys.stderr)
-        for problem in error.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return EXIT_FAILED
-    try:
-        findings = verify(spec, args.stack, Clients.from_environment())
-    except VerifyError as error:
-        print(f"estate verify: {error}", file=sys.stderr)
-        return EXIT_FAILED
-    print(as_json(findings) if args.format == "json" else as_text(findings, args.stack, spec))
-    return EXIT_FINDINGS if findings else EXIT_OK
