@@ -51,11 +51,12 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from mcp_estate.contract.names import CANARY_NAMESPACE as NAMESPACE
+from mcp_estate.contract.names import iam_name
 from mcp_estate.contract.spec import Monitoring
-from mcp_estate.runtime.canary_handler import NAMESPACE
 
 from .lambda_package import lambda_archive
-from .naming import child_opts, cidr_slug, iam_name
+from .naming import child_opts, cidr_slug
 
 HTTPS = 443
 HANDLER = "mcp_estate.runtime.canary_handler.handler"

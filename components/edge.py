@@ -7,7 +7,7 @@ Creates (Cloudflare, the default provider; nothing in AWS):
 - per strict residency group, one last-resort `LoadBalancerPool` without a monitor whose origins
   are the group's ALBs;
 - one proxied `LoadBalancer` on the hostname: geo steering, session affinity on the
-  `Mcp-Session-Id` header, and residency routing (design.md §2): a strict group's countries
+  `Mcp-Session-Id` header, and residency routing (README, first section): a strict group's countries
   are routed only to its own pools and no route of any other visitor reaches a strict pool;
   non-strict groups are the default route for every other country;
 - the zone's entrypoint `Ruleset`s: custom WAF (only the MCP, health and `/.well-known/` paths,

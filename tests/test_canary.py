@@ -79,7 +79,9 @@ def test_runs_cannot_overlap_by_schedule_a_run_ends_before_the_next_one_starts(p
 
 def test_the_code_is_the_handler_and_the_probe_packaged_from_source(plan):
     assets = function(plan)["code"]["assets"]
-    assert sorted(assets) == ["mcp_estate/__init__.py", "mcp_estate/runtime/__init__.py",
+    assert sorted(assets) == [
+        "mcp_estate/__init__.py", "mcp_estate/contract/__init__.py", "mcp_estate/contract/names.py",
+        "mcp_estate/runtime/__init__.py",
         "mcp_estate/runtime/canary_handler.py", "mcp_estate/runtime/probe.py"]
     for path, asset in assets.items():
         assert asset["hash"] == hashlib.sha256((ROOT / path).read_bytes()).hexdigest()

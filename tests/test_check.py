@@ -1,4 +1,4 @@
-"""`estate check` and `estate controls`: the runner's contract (design.md §4).
+"""`estate check` and `estate controls`: the runner's contract (README: Policy as code).
 
 Synthetic controls (real `pulumi_policy` objects, as the decorators build them) make the runner's
 behaviour deterministic; the real pack is used where the promise is about the pack itself.

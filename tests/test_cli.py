@@ -1,4 +1,4 @@
-"""`estate plan`: the first command a newcomer runs, and its contract (design.md §4)."""
+"""`estate plan`: the first command a newcomer runs, and its contract (README: Quick start)."""
 
 from __future__ import annotations
 

@@ -27,7 +27,8 @@ def project(tmp_path, monkeypatch):
 
 def test_the_canary_is_its_handler_and_the_probe_without_the_probes_lazy_cli_import():
     assert sorted(package_files(["mcp_estate.runtime.canary_handler"])) == [
-        "mcp_estate/__init__.py", "mcp_estate/runtime/__init__.py",
+        "mcp_estate/__init__.py", "mcp_estate/contract/__init__.py", "mcp_estate/contract/names.py",
+        "mcp_estate/runtime/__init__.py",
         "mcp_estate/runtime/canary_handler.py", "mcp_estate/runtime/probe.py"]
 
 

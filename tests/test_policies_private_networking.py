@@ -10,7 +10,7 @@ import pulumi_aws as aws
 import pulumi_cloudflare as cloudflare
 import pytest
 
-from mcp_estate.components.naming import ContractTags
+from mcp_estate.contract.names import ContractTags
 from mcp_estate.components.origin_certificates import OriginCertificates, OriginCertificatesArgs
 from mcp_estate.components.region_compute import RegionCompute, RegionComputeArgs
 from mcp_estate.components.region_network import RegionNetwork, RegionNetworkArgs

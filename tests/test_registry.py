@@ -7,8 +7,8 @@ import json
 import pulumi_aws as aws
 from conftest import ACCOUNT, Plan, policy, run_program
 
-from mcp_estate.components.naming import ContractTags
 from mcp_estate.components.registry import Registry, RegistryArgs
+from mcp_estate.contract.names import ContractTags
 from mcp_estate.policies.iam_actions import unknown_actions
 
 TAGS = ContractTags("test", "staging", "travel-platform")

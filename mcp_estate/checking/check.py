@@ -49,12 +49,12 @@ from pulumi_policy.policy import _NotApplicableError  # what `args.not_applicabl
 from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 
 from mcp_estate import policies
+from mcp_estate.contract.names import ENVIRONMENT_TAG
 from mcp_estate.policies.catalogue import CONTROLS
 from mcp_estate.policies.control import Control
 
 MANDATORY, ADVISORY, DISABLED = "mandatory", "advisory", "disabled"
 LEVELS = (MANDATORY, ADVISORY, DISABLED, "remediate")
-ENVIRONMENT_TAG = "mcp-estate:environment"
 CONFIG_DIR = Path(policies.__file__).resolve().parent / "config"
 # The signature of a resource reference in exported state (pulumi/sdk/go/common/resource/properties.go).
 SPECIAL_RESOURCE_SIG = "5cf8f73096256a8f31e491e813e4eb8e"

@@ -303,7 +303,7 @@ class Alerts(Strict):
 
 
 class Monitoring(Strict):
-    """The canary and change detection (design: components/canary.py, components/change_detection.py)."""
+    """The canary and change detection (components/canary.py, components/change_detection.py)."""
     probe_every_minutes: int = Field(5, ge=1, le=60, description="How often the canary probes every server")
     failed_probes_to_alarm: int = Field(2, ge=1, le=10,
                                         description="Consecutive failed probes before the failure alarm fires "

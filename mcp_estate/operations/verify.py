@@ -1,8 +1,8 @@
 """`estate verify`: does the live estate still match its stack's spec?
 
-Reads every region of the spec, finding the live resources by the contract tags (design.md §5)
-and the estate's naming contract (`mcp-estate-<stack>-<group>-state`, `mcp-estate-<stack>/<secret>`,
-the servers' ECR repositories), and reports each difference as a finding of a stable kind
+Reads every region of the spec, finding the live resources by the contract tags
+and the physical names the components gave them (both from mcp_estate/contract/names.py) and the
+servers' ECR repositories, and reports each difference as a finding of a stable kind
 (`KINDS`). Typical causes: an out-of-band deploy or a tampered task definition, a console edit
 opening a security group, a replica removed by hand.
 
@@ -25,6 +25,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from mcp_estate.contract.names import SERVER_TAG, STACK_TAG, PhysicalNames
 from mcp_estate.contract.spec import EstateSpec, ResidencyGroup, Server
 
 KINDS: dict[str, str] = {
@@ -40,7 +41,6 @@ KINDS: dict[str, str] = {
     "resource-missing": "a resource the estate needs to be checked does not exist",
 }
 
-STACK_TAG, SERVER_TAG = "mcp-estate:stack", "mcp-estate:server"
 READ_PREFIXES = ("Describe", "List", "Get", "BatchGet")
 SECRET_READS = frozenset({"GetSecretValue", "BatchGetSecretValue"})   # reads, but of secret values
 RETRIES = Config(retries={"mode": "standard"})   # throttling is retried with backoff before we give up
@@ -107,8 +107,9 @@ class Live:
     clients: Callable[[str, str], Any]
 
     @property
-    def prefix(self) -> str:
-        return f"mcp-estate-{self.stack}"
+    def names(self) -> PhysicalNames:
+        """The physical names the components gave the stack's resources (the same functions)."""
+        return PhysicalNames.of_stack(self.stack)
 
     def expected_image(self, server: Server, region: str) -> str:
         """The regional replica of the pinned image, as the estate's task definitions name it."""
@@ -297,7 +298,7 @@ def alb_findings(live: Live, region: str) -> Iterator[Finding]:
 def state_table_findings(live: Live, region: str) -> Iterator[Finding]:
     """In the group's primary region its replicas; in every region the copy's PITR."""
     group = live.spec.group_of[region]
-    table = f"{live.prefix}-{group.name}-state"
+    table = live.names.state_table(group.name)
     dynamodb = live.clients("dynamodb", region)
     if region == group.primary_region:
         try:
@@ -331,7 +332,7 @@ def secret_findings(live: Live, region: str) -> Iterator[Finding]:
     """Each secret whose home is this region has a healthy replica where a server reads it."""
     manager = live.clients("secretsmanager", region)
     for secret in (s for s in live.spec.secret_names() if live.spec.secret_home(s) == region):
-        name = f"{live.prefix}/{secret}"
+        name = live.names.secret(secret)
         try:
             described = manager.describe_secret(SecretId=name)
         except manager.exceptions.ResourceNotFoundException:

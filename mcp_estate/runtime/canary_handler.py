@@ -39,10 +39,10 @@ from typing import Any, Callable, Iterator
 
 import boto3
 
+from mcp_estate.contract.names import CANARY_NAMESPACE as NAMESPACE
+
 from .probe import Failure, ProbeResult, probe
 
-NAMESPACE = "MCPEstate/Canary"
-PATHS = ("alb", "edge")
 PROBE_TIMEOUT_SECONDS = 10.0   # per probe; the two paths run one after the other, servers in parallel
 MAX_PARALLEL_PROBES = 8
 METRICS_PER_CALL = 20          # PutMetricData's historical limit, accepted everywhere
