@@ -2,8 +2,8 @@
 
 import pulumi
 
-from components.estate import Estate
-from mcp_estate.validate import SpecError, parse_spec, stack_name_problems
+from mcp_estate.components.estate import Estate
+from mcp_estate.contract.validate import SpecError, parse_spec, stack_name_problems
 
 try:
     if problems := stack_name_problems(pulumi.get_stack()):

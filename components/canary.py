@@ -12,8 +12,8 @@ Creates, per region:
   actions, which AWS cannot scope, also let it find the ALB's nodes);
 - the function: python3.12 on arm64 in the private subnets, 60 s, no reserved concurrency (see
   `_function`), no function URL, no retry of a failed run (the next scheduled run is the retry); its code is
-  `mcp_estate/canary_handler.py` and `mcp_estate/probe.py`, packaged from the source at plan time
-  (`mcp_estate.lambda_package`);
+  `mcp_estate/runtime/canary_handler.py` and `mcp_estate/runtime/probe.py`, packaged from the source at plan time
+  (`components/lambda_package.py`);
 - an EventBridge schedule (`monitoring.probe_every_minutes`) and the permission for that rule,
   and no other, to invoke the function;
 - per server, alarms to the region's alerts topic: the probe through the ALB fails (also a
@@ -22,7 +22,7 @@ Creates, per region:
   approved `tools_sha256` (a rug pull or tool injection), the probe is slow; and for the region,
   the canary itself errors or stops running.
 
-How the canary reaches the servers from private subnets (see `mcp_estate/canary_handler.py`):
+How the canary reaches the servers from private subnets (see `mcp_estate/runtime/canary_handler.py`):
 - through the ALB: the ALB is internet-facing and admits only Cloudflare; its DNS name resolves
   to public addresses, reachable from a private subnet only through NAT, from the NAT's address,
   which the ALB rejects. Its nodes also have private addresses in the VPC's public subnets: the
@@ -51,14 +51,15 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from mcp_estate.canary_handler import NAMESPACE
-from mcp_estate.lambda_package import lambda_archive
-from mcp_estate.spec import Monitoring
+from mcp_estate.contract.names import CANARY_NAMESPACE as NAMESPACE
+from mcp_estate.contract.names import iam_name
+from mcp_estate.contract.spec import Monitoring
 
-from .naming import child_opts, cidr_slug, iam_name
+from .lambda_package import lambda_archive
+from .naming import child_opts, cidr_slug
 
 HTTPS = 443
-HANDLER = "mcp_estate.canary_handler.handler"
+HANDLER = "mcp_estate.runtime.canary_handler.handler"
 TIMEOUT_SECONDS = 60
 ENDPOINTS = ("monitoring", "ec2")
 # What Lambda does to a VPC function's interfaces once created (configuration-vpc, "Required IAM permissions").

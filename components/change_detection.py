@@ -40,7 +40,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from .naming import child_opts, iam_name
+from mcp_estate.contract.names import iam_name
+
+from .naming import child_opts
 
 IAM_EVENTS_REGION = "us-east-1"
 CLOUDTRAIL = "AWS API Call via CloudTrail"

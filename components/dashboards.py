@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from mcp_estate.canary_handler import NAMESPACE as CANARY
-from mcp_estate.canary_handler import PATHS
+from mcp_estate.contract.names import CANARY_NAMESPACE as CANARY
+from mcp_estate.contract.names import CANARY_PATHS as PATHS
 
 from .naming import child_opts
 from .telemetry import NAMESPACE as TOOLS

@@ -7,7 +7,7 @@ Creates (Cloudflare, the default provider; nothing in AWS):
 - per strict residency group, one last-resort `LoadBalancerPool` without a monitor whose origins
   are the group's ALBs;
 - one proxied `LoadBalancer` on the hostname: geo steering, session affinity on the
-  `Mcp-Session-Id` header, and residency routing (design.md §2): a strict group's countries
+  `Mcp-Session-Id` header, and residency routing (README, first section): a strict group's countries
   are routed only to its own pools and no route of any other visitor reaches a strict pool;
   non-strict groups are the default route for every other country;
 - the zone's entrypoint `Ruleset`s: custom WAF (only the MCP, health and `/.well-known/` paths,
@@ -26,7 +26,7 @@ group) only when all of them are unhealthy. Each strict country's list ends with
 last-resort pool, which has no monitor: Cloudflare ignores the health of such a pool when
 steering, so the list never runs out and the fallback is never reached for the group's visitors.
 Custom load-balancing rules are documented as not working with geo steering, so none are made.
-What is built follows the zone's plan (`cloudflare_plan`, mcp_estate/cloudflare_plan.py).
+What is built follows the zone's plan (`cloudflare_plan`, mcp_estate/contract/cloudflare_plan.py).
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ from typing import Iterable
 import pulumi
 import pulumi_cloudflare as cloudflare
 
-from mcp_estate.cloudflare_plan import ALLOWANCES, MANAGED_RULESETS, PlanAllowance
-from mcp_estate.geography import AWS_REGIONS
-from mcp_estate.spec import ResidencyGroup
+from mcp_estate.contract.cloudflare_plan import ALLOWANCES, MANAGED_RULESETS, PlanAllowance
+from mcp_estate.contract.geography import AWS_REGIONS
+from mcp_estate.contract.spec import ResidencyGroup
 
 from .naming import child_opts
 

@@ -1,6 +1,6 @@
 """The whole estate, composed from a validated `EstateSpec`: the only thing `__main__` builds.
 
-Reads like the architecture diagram (design.md §2): per residency group the keys; the registry
+Reads like the architecture (README): per residency group the keys; the registry
 and the secrets; per group the state table; per region the network, the TLS certificate,
 the compute front (cluster, ALB, WAF, alerts); per server its identity, then per region
 its service; then what watches them: per region the canary (which probes every server through the
@@ -27,16 +27,15 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_cloudflare as cloudflare
 
-from mcp_estate.spec import SECRET_PREFIX, STATE, EstateSpec, ResidencyGroup, Server
+from mcp_estate.contract.names import COUNTRIES_TAG, RESIDENCY_TAG, ContractTags, PhysicalNames
+from mcp_estate.contract.spec import SECRET_PREFIX, STATE, EstateSpec, ResidencyGroup, Server
 
 from .canary import Canary, CanaryArgs, probe_alarm_name
-from .change_detection import (IAM_EVENTS_REGION, ChangeDetection, ChangeDetectionArgs, IamWatch,
-                               forwarder_role_name)
+from .change_detection import IAM_EVENTS_REGION, ChangeDetection, ChangeDetectionArgs, IamWatch, forwarder_role_name
 from .dashboards import DashboardRegion, Dashboards, DashboardsArgs, DashboardService
 from .edge import Edge, EdgeArgs, EdgeRegion
 from .keys import EstateKeys, EstateKeysArgs
 from .mcp_service import McpService, McpServiceArgs, task_family
-from .naming import ContractTags, iam_name
 from .origin_certificates import OriginCertificates, OriginCertificatesArgs
 from .region_compute import RegionCompute, RegionComputeArgs
 from .region_network import RegionNetwork, RegionNetworkArgs
@@ -46,15 +45,13 @@ from .server_identity import Grant, ServerIdentity, ServerIdentityArgs
 from .state_store import StateStore, StateStoreArgs
 from .telemetry import ToolTelemetry, ToolTelemetryArgs
 
-RESIDENCY_TAG = "mcp-estate:residency"   # "strict" | "open", on every resource of a group
-COUNTRIES_TAG = "mcp-estate:countries"   # "AT BE DE ...", on a strict group's state table
-
 
 class Estate(pulumi.ComponentResource):
     def __init__(self, name: str, spec: EstateSpec, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mcp-estate:index:Estate", name, None, opts)
         self.spec = spec
         self.prefix = f"{name}-{pulumi.get_stack()}"   # physical names: unique per stack
+        self.names = PhysicalNames(self.prefix)
         self.tags = ContractTags(pulumi.get_stack(), spec.environment, spec.owner)
         self.providers = {region: self._regional_provider(region) for region in sorted(spec.regions)}
         home = self.providers[spec.primary_region]
@@ -72,7 +69,7 @@ class Estate(pulumi.ComponentResource):
             source_region=spec.primary_region, repositories={s.name: s.repository for s in spec.servers},
             regions=sorted(spec.regions), key_arns=self.key_arns, providers=self.providers,
             protect=spec.protect_data, tags=self.tags,
-            replica_role_name=iam_name(f"{self.prefix}-ecr-replica-creation")), opts=self._opts(provider=home))
+            replica_role_name=self.names.ecr_replica_role()), opts=self._opts(provider=home))
 
         self.secrets = {secret: EstateSecret(f"secret-{secret}", EstateSecretArgs(
             secret_name=self._secret_name(secret), home_region=spec.secret_home(secret),
@@ -109,7 +106,7 @@ class Estate(pulumi.ComponentResource):
                 # Tasks gain nothing from it: their security groups admit only their declared egress.
                 nat=True, log_key_arn=self.key_arns[region],
                 log_retention_days=spec.log_retention_days,
-                flow_logs_role_name=iam_name(f"{self.prefix}-{region}-flow-logs"), tags=tags),
+                flow_logs_role_name=self.names.flow_logs_role(region), tags=tags),
                 opts=self._opts(provider=self.providers[region]))
             self.fronts[region] = RegionCompute(f"front-{region}", RegionComputeArgs(
                 region=region, account_id=spec.aws_account_id, name_prefix=f"{self.prefix}-{region}",
@@ -185,13 +182,13 @@ class Estate(pulumi.ComponentResource):
         return {**self._group_tags(group), **countries}
 
     def _table_name(self, group: str) -> str:
-        return f"{self.prefix}-{group}-state"
+        return self.names.state_table(group)
 
     def _secret_name(self, secret: str) -> str:
-        return f"{self.prefix}/{secret}"
+        return self.names.secret(secret)
 
     def _log_group(self, server: Server) -> str:
-        return f"/{self.prefix}/{server.name}"
+        return self.names.log_group(server.name)
 
     def _health_path(self) -> str:
         server = next(s for s in self.spec.servers if s.name == self.spec.edge.health_server)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from mcp_estate.spec import Server
+from mcp_estate.contract.spec import Server
 
 from .naming import child_opts, cidr_slug
 

@@ -21,7 +21,9 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_cloudflare as cloudflare
 
-from .naming import ContractTags, child_opts
+from mcp_estate.contract.names import ContractTags
+
+from .naming import child_opts
 
 KEY_ALGORITHM = "EC_prime256v1"
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from mcp_estate.geography import FARGATE_ZONE_IDS
+from mcp_estate.contract.geography import FARGATE_ZONE_IDS
 
 from .naming import child_opts
 
@@ -192,7 +192,8 @@ class RegionNetwork(pulumi.ComponentResource):
             f"{self._prefix}-endpoint-{service}", vpc_id=self.vpc.id,
             service_name=f"com.amazonaws.{self._args.region}.{service}", vpc_endpoint_type="Gateway",
             route_table_ids=[t.id for t in route_tables], tags=self._args.tags, opts=child_opts(self),
-            policy=json.dumps(gateway_endpoint_policy(service, self._args.region, self._args.account_id))).prefix_list_id
+            policy=json.dumps(gateway_endpoint_policy(service, self._args.region, self._args.account_id)),
+        ).prefix_list_id
             for service in GATEWAY_ENDPOINTS}
 
     def _flow_logs(self) -> None:

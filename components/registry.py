@@ -21,7 +21,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from .naming import ContractTags, child_opts
+from mcp_estate.contract.names import ContractTags
+
+from .naming import child_opts
 
 UNTAGGED_IMAGE_DAYS = 14
 

@@ -29,7 +29,9 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from .naming import child_opts, iam_name
+from mcp_estate.contract.names import iam_name
+
+from .naming import child_opts
 
 ECS_TASKS = "ecs-tasks.amazonaws.com"
 

@@ -1,23 +1,40 @@
-"""The `estate` command: argument parsing and printing only; the work lives in importable modules.
+"""The `estate` command: argument parsing, printing and one error boundary; the work lives in the layers below.
 
-Exit codes are part of the interface: 0 ok, 1 findings or violations, 2 bad input.
+Each handler calls importable functions that raise typed errors; `main` is the boundary that turns
+them into the message on stderr and the exit code (contract/exit_codes.py: 0 ok, 1 findings or
+violations, 2 bad input).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import signal
 import sys
 from pathlib import Path
 
-from .validate import SpecError
+import boto3
 
-EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
+from mcp_estate.checking import check, reports
+from mcp_estate.checking.check import CheckInputError
+from mcp_estate.contract import exit_codes
+from mcp_estate.contract.stackfile import load_spec, stack_path
+from mcp_estate.contract.validate import SpecError
+from mcp_estate.offline import plan
+from mcp_estate.offline.runner import FidelityError
+from mcp_estate.operations import bootstrap, lock, verify
+from mcp_estate.operations.bootstrap import BootstrapError
+from mcp_estate.operations.image_contract import CONTAINER_USER, SCRATCH_PATH
+from mcp_estate.operations.lock import LockError
+from mcp_estate.operations.verify import VerifyError
+from mcp_estate.runtime import probe
+from mcp_estate.runtime.probe import ProbeInputError
 
-# Modules of mcp_estate with `add_command(subparsers)`: one subcommand each, its work inside.
-OPERATIONS: tuple[str, ...] = ("bootstrap", "lock", "verify", "probe")
+STACKS_DIR = Path("stacks")
+
+
+class ArgumentsError(Exception):
+    """A command-line value that cannot be used as given (e.g. `--args` that is not JSON)."""
 
 
 def run() -> None:
@@ -27,96 +44,216 @@ def run() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="estate", description="Run MCP servers as a multi-region estate.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    plan = commands.add_parser("plan", help="build a stack's estate offline (no cloud credentials)")
-    plan.add_argument("--stack", required=True, help="stack name: reads stacks/Pulumi.<stack>.yaml")
-    plan.add_argument("--stacks-dir", type=Path, default=Path("stacks"), help="default: ./stacks")
-    plan.add_argument("--out", type=Path, help="write the resources in `pulumi stack export` shape")
-    check = commands.add_parser("check", help="evaluate the policy pack offline, over a stack or an export",
-                                description="Exit 0 when no mandatory violation, 1 when any, 2 on bad input.")
-    source = check.add_mutually_exclusive_group(required=True)
-    source.add_argument("--stack", help="plan stacks/Pulumi.<stack>.yaml offline and check it")
-    source.add_argument("--export", type=Path, help="check a `pulumi stack export` or `estate plan --out` file")
-    check.add_argument("--stacks-dir", type=Path, default=Path("stacks"), help="default: ./stacks")
-    check.add_argument("--format", choices=("table", "json", "sarif"), default="table", help="default: table")
-    check.add_argument("--config", type=Path, help="pack config, as for `pulumi preview --policy-pack-config` "
-                       "(default: policies/config/<environment>.json)")
-    commands.add_parser("controls", help="print the risk-to-control matrix (Markdown)")
-    for name in OPERATIONS:   # each adds its subcommand and sets `handler`
-        importlib.import_module(f".{name}", __package__).add_command(commands)
-    args = parser.parse_args(argv)
-    handler = getattr(args, "handler", None) or {"plan": _plan, "check": _check, "controls": _controls}[args.command]
-    return handler(args)
-
-
-def _planned(command: str, stack: str, stacks_dir: Path):
-    """The stack's offline plan, or the exit code once the reason there is none is printed."""
-    from .offline import FidelityError
-    from .plan import plan_stack
-
+    """Parse, run the command's handler, and map its typed errors to a message and an exit code."""
+    args = parser().parse_args(argv)
     try:
-        return plan_stack(stack, stacks_dir)
+        return args.handler(args)
     except SpecError as error:
-        print(f"estate {command}: invalid stack '{stack}':", file=sys.stderr)
-        for problem in error.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _refused(args, f"invalid stack '{args.stack}':", [str(p) for p in error.problems],
+                        exit_codes.BAD_INPUT)
     except FidelityError as error:
-        print(f"estate {command}: the program builds inputs the real providers would reject:", file=sys.stderr)
-        print(f"  {str(error).replace(chr(10), chr(10) + '  ')}", file=sys.stderr)
-        return EXIT_FINDINGS
+        return _refused(args, "the program builds inputs the real providers would reject:",
+                        [str(error).replace("\n", "\n  ")], exit_codes.FINDINGS)
+    except (CheckInputError, VerifyError) as error:
+        return _refused(args, str(error), [], exit_codes.BAD_INPUT)
+    except BootstrapError as error:
+        done = (["stopped after: " + "; ".join(f"{i.name} {i.status}" for i in error.done),
+                 "fix the cause and rerun: every step checks before it changes anything"]
+                if error.done else ["nothing was created or changed"])
+        return _refused(args, str(error), done, exit_codes.BAD_INPUT)
+    except LockError as error:
+        return _refused(args, f"{args.server}:{args.tag} not pinned, nothing written:", error.problems, error.code)
+    except ArgumentsError as error:
+        return _refused(args, str(error), [], exit_codes.BAD_INPUT)
+    except ProbeInputError as error:
+        return _refused(args, f"bad input: {error}", [], exit_codes.BAD_INPUT)
 
+
+def _refused(args: argparse.Namespace, headline: str, details: list[str], code: int) -> int:
+    print(f"estate {args.command}: {headline}", file=sys.stderr)
+    for line in details:
+        print(f"  {line}", file=sys.stderr)
+    return code
+
+
+# -- the commands ------------------------------------------------------------------------------
 
 def _plan(args: argparse.Namespace) -> int:
-    from .plan import summary
-
-    plan = _planned("plan", args.stack, args.stacks_dir)
-    if isinstance(plan, int):
-        return plan
-    print(summary(plan))
+    planned = plan.plan_stack(args.stack, args.stacks_dir)
+    print(plan.summary(planned))
     if args.out:
-        args.out.write_text(json.dumps(plan.export(), indent=1, sort_keys=True) + "\n")
+        args.out.write_text(json.dumps(planned.export(), indent=1, sort_keys=True) + "\n")
         print(f"\nexport written to {args.out}")
-    return EXIT_OK
+    return exit_codes.OK
 
 
 def _check(args: argparse.Namespace) -> int:
-    from . import reports
-    from .check import CONTROLS, CheckInputError, export_environment, pack_config_for, read_export, run_check
-    from .stackfile import stack_path
-
-    try:
-        if args.stack:
-            plan = _planned("check", args.stack, args.stacks_dir)
-            if isinstance(plan, int):
-                return plan
-            resources, environment = plan.export()["deployment"]["resources"], plan.spec.environment
-            artifact = stack_path(args.stack, args.stacks_dir)
-        else:
-            resources, artifact = read_export(args.export), args.export
-            # An explicit pack config decides (an export may span environments); else the tags do.
-            environment = None if args.config else export_environment(resources)
-        config = pack_config_for(args.config, environment, CONTROLS)
-    except CheckInputError as error:
-        print(f"estate check: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    result = run_check(resources, config, CONTROLS)
+    if args.stack:
+        planned = plan.plan_stack(args.stack, args.stacks_dir)
+        resources, environment = planned.export()["deployment"]["resources"], planned.spec.environment
+        artifact = stack_path(args.stack, args.stacks_dir)
+    else:
+        resources, artifact = check.read_export(args.export), args.export
+        # An explicit pack config decides (an export may span environments); else the tags do.
+        environment = None if args.config else check.export_environment(resources)
+    config = check.pack_config_for(args.config, environment, check.CONTROLS)
+    result = check.run_check(resources, config, check.CONTROLS)
     if args.format == "json":
         print(reports.as_json(result))
     elif args.format == "sarif":
-        print(reports.sarif(result, CONTROLS, config, reports.artifact_uri(artifact)))
+        print(reports.sarif(result, check.CONTROLS, config, reports.artifact_uri(artifact)))
     else:
-        print(reports.table(result, CONTROLS))
-    return EXIT_OK if result.passed else EXIT_FINDINGS
+        print(reports.table(result, check.CONTROLS))
+    return exit_codes.OK if result.passed else exit_codes.FINDINGS
 
 
 def _controls(_args: argparse.Namespace) -> int:
-    from .check import CONTROLS
-    from .reports import controls_matrix
+    print(reports.controls_matrix(check.CONTROLS))
+    return exit_codes.OK
 
-    print(controls_matrix(CONTROLS))
-    return EXIT_OK
+
+def _bootstrap(args: argparse.Namespace) -> int:
+    backend = bootstrap.bootstrap(boto3.Session(), args.bucket, args.region, args.key_alias)
+    print(bootstrap.as_json(backend) if args.format == "json" else bootstrap.as_text(backend))
+    return exit_codes.OK
+
+
+def _lock(args: argparse.Namespace) -> int:
+    locked = lock.lock(boto3.Session(), args.stack, args.server, args.tag, args.stacks_dir, args.allow_findings)
+    for warning in locked.warnings:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    print(f"{locked.server}: {locked.tag} -> {locked.image.rsplit('@', 1)[1]}")
+    print(f"  image contract met ({locked.platform}): user {CONTAINER_USER}, VOLUME {SCRATCH_PATH}")
+    print(f"  {locked.scan.summary()}")
+    print(f"  present in: {', '.join(locked.regions)}")
+    if locked.changed:
+        print(f"{locked.path}: servers[{locked.server}].image pinned (was ...@{locked.previous.rsplit('@', 1)[1]})")
+    else:
+        print(f"{locked.path}: servers[{locked.server}].image already pinned to this digest: nothing changed")
+    return exit_codes.OK
+
+
+def _verify(args: argparse.Namespace) -> int:
+    _, spec = load_spec(args.stack, args.stacks_dir)
+    findings = verify.verify(spec, args.stack, verify.Clients.from_environment())
+    print(verify.as_json(findings) if args.format == "json" else verify.as_text(findings, args.stack, spec))
+    return exit_codes.FINDINGS if findings else exit_codes.OK
+
+
+def _probe(args: argparse.Namespace) -> int:
+    try:
+        arguments = None if args.args is None else json.loads(args.args)
+    except ValueError as error:
+        raise ArgumentsError(f"--args is not JSON: {error}") from None
+    result = probe.probe(args.url, protocol=args.protocol, tool=args.tool, arguments=arguments,
+                         expect_tools_sha256=args.expect_tools_sha256, timeout=args.timeout)
+    print(json.dumps(result.as_dict(), indent=2, ensure_ascii=False) if args.format == "json" else result.as_text())
+    if result.failure is not None:
+        failure = result.failure
+        print(f"estate probe: {args.url}: {failure.step} failed ({failure.kind}): {failure.reason}", file=sys.stderr)
+        return exit_codes.FINDINGS
+    return exit_codes.OK
+
+
+# -- the parser --------------------------------------------------------------------------------
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="estate", description="Run MCP servers as a multi-region estate.")
+    commands = root.add_subparsers(dest="command", required=True)
+    for add in (_plan_parser, _check_parser, _controls_parser, _bootstrap_parser, _lock_parser, _verify_parser,
+                _probe_parser):
+        add(commands)
+    return root
+
+
+def _stacks_dir(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--stacks-dir", type=Path, default=STACKS_DIR, help="default: ./stacks")
+
+
+def _plan_parser(commands: argparse._SubParsersAction) -> None:
+    command = commands.add_parser("plan", help="build a stack's estate offline (no cloud credentials)")
+    command.add_argument("--stack", required=True, help="stack name: reads stacks/Pulumi.<stack>.yaml")
+    _stacks_dir(command)
+    command.add_argument("--out", type=Path, help="write the resources in `pulumi stack export` shape")
+    command.set_defaults(handler=_plan)
+
+
+def _check_parser(commands: argparse._SubParsersAction) -> None:
+    command = commands.add_parser("check", help="evaluate the policy pack offline, over a stack or an export",
+                                  description="Exit 0 when no mandatory violation, 1 when any, 2 on bad input.")
+    source = command.add_mutually_exclusive_group(required=True)
+    source.add_argument("--stack", help="plan stacks/Pulumi.<stack>.yaml offline and check it")
+    source.add_argument("--export", type=Path, help="check a `pulumi stack export` or `estate plan --out` file")
+    _stacks_dir(command)
+    command.add_argument("--format", choices=("table", "json", "sarif"), default="table", help="default: table")
+    command.add_argument("--config", type=Path, help="pack config, as for `pulumi preview --policy-pack-config` "
+                         "(default: policies/config/<environment>.json)")
+    command.set_defaults(handler=_check)
+
+
+def _controls_parser(commands: argparse._SubParsersAction) -> None:
+    commands.add_parser("controls", help="print the risk-to-control matrix (Markdown)").set_defaults(
+        handler=_controls)
+
+
+def _bootstrap_parser(commands: argparse._SubParsersAction) -> None:
+    command = commands.add_parser(
+        "bootstrap", help="create or confirm the S3 + KMS backend for Pulumi state and secrets",
+        description="Idempotent: reports each part as created, in place or updated. Exit 0 when the backend "
+                    "is ready, 2 when it cannot be (naming what exists).")
+    command.add_argument("--bucket", required=True, help="state bucket name (globally unique)")
+    command.add_argument("--region", help="default: the AWS session's region (AWS_REGION, profile)")
+    command.add_argument("--key-alias", default=bootstrap.DEFAULT_ALIAS, help=f"default: {bootstrap.DEFAULT_ALIAS}")
+    command.add_argument("--format", choices=("text", "json"), default="text", help="default: text")
+    command.set_defaults(handler=_bootstrap)
+
+
+def _lock_parser(commands: argparse._SubParsersAction) -> None:
+    command = commands.add_parser(
+        "lock", help="pin a server's image to the digest of a scanned tag, in the stack file",
+        description="Exit 0 when pinned (or already pinned), 1 when the image breaks the image contract "
+                    "(user 10001, VOLUME /tmp, the server's platform) or its scan has CRITICAL/HIGH findings, "
+                    "2 when the stack, server, repository, tag, scan or a region's replica is missing.")
+    command.add_argument("--stack", required=True, help="stack name: edits stacks/Pulumi.<stack>.yaml")
+    command.add_argument("--server", required=True, help="server name, as in `servers`")
+    command.add_argument("--tag", required=True, help="image tag to resolve in the server's repository")
+    command.add_argument("--allow-findings", action="store_true",
+                         help="pin even with CRITICAL/HIGH findings or no finished scan (warns)")
+    _stacks_dir(command)
+    command.set_defaults(handler=_lock)
+
+
+def _verify_parser(commands: argparse._SubParsersAction) -> None:
+    command = commands.add_parser(
+        "verify", help="compare the live estate with its stack's spec (read-only)",
+        description="Exit 0 when the live estate matches the spec, 1 on findings, 2 when it could not be "
+                    "read (credentials, account, access, throttling) or the stack file is invalid.")
+    command.add_argument("--stack", required=True, help="stack name: reads stacks/Pulumi.<stack>.yaml")
+    command.add_argument("--format", choices=("text", "json"), default="text", help="default: text")
+    _stacks_dir(command)
+    command.set_defaults(handler=_verify)
+
+
+def _probe_parser(commands: argparse._SubParsersAction) -> None:
+    command = commands.add_parser(
+        "probe", help="check one MCP server end to end, as a client would",
+        description="Discover or initialize, list every tool (following pagination), optionally call one "
+                    "tool, and report the protocol, each step's latency, the server and a SHA-256 of its tool "
+                    "manifest. Exit 0 when every step succeeded, 1 when one failed (the reason on stderr), "
+                    "2 on bad input.")
+    command.add_argument("url", help="the server's Streamable HTTP endpoint, e.g. https://mcp.example.com/booking/mcp")
+    command.add_argument("--format", choices=("text", "json"), default="text", help="default: text")
+    command.add_argument("--protocol", choices=probe.PROTOCOLS, default="auto",
+                         help=f"{probe.MODERN}: stateless; {probe.HANDSHAKE}: initialize and a session; auto "
+                              f"(default): {probe.MODERN} when the server offers it")
+    command.add_argument("--tool", metavar="NAME", help="also call this tool, on every probe: choose a READ-ONLY "
+                         "tool, the probe cannot tell whether a call changes anything")
+    command.add_argument("--args", metavar="JSON", help="the tool's arguments, a JSON object (default: {})")
+    command.add_argument("--expect-tools-sha256", metavar="HEX",
+                         help="fail (before any tool call) unless the tool manifest has this SHA-256")
+    command.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                         help="deadline for the whole probe (default: 10)")
+    command.set_defaults(handler=_probe)
 
 
 if __name__ == "__main__":

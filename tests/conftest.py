@@ -13,13 +13,14 @@ import pytest
 import yaml
 from hypothesis import settings
 
+from mcp_estate.offline.fidelity import inspect_resource
+from mcp_estate.offline.runner import FidelityError, Registered, run_offline
+
 # CI explores the same examples on every run (a failure there reproduces); developers explore new ones.
 settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI") == "true":
     settings.load_profile("ci")
 
-from mcp_estate.fidelity import inspect_resource
-from mcp_estate.offline import FidelityError, Registered, run_offline
 
 ACCOUNT = "111122223333"
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,7 +101,7 @@ def stack_config(stack: str) -> dict:
 @cache
 def shipped_plan(stack: str) -> Plan:
     """A shipped stack built once per test session, exactly as `estate plan` builds it."""
-    from mcp_estate.plan import plan_stack
+    from mcp_estate.offline.plan import plan_stack
     return Plan(plan_stack(stack, ROOT / "stacks").resources)
 
 
@@ -111,7 +112,7 @@ def run() -> Callable[..., Plan]:
 
 def violations(plan: Plan, config: dict | None = None, policy: str | None = None):
     """The pack's violations over a plan's resources (as `estate check` evaluates an export)."""
-    from mcp_estate.check import evaluate
+    from mcp_estate.checking.check import evaluate
     found = evaluate([r.export() for r in plan.resources], config)
     return [v for v in found if policy is None or v.policy == policy]
 

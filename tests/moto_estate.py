@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from mcp_estate.offline import Registered
+from mcp_estate.offline.runner import Registered
 
 Client = Callable[[str, str], Any]   # (service, region) -> boto3 client
 

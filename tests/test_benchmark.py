@@ -8,12 +8,12 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-
-from components.estate import Estate
-from mcp_estate.fidelity import inspect_resource
-from mcp_estate.offline import run_offline
-from mcp_estate.validate import parse_spec
 from conftest import ACCOUNT
+
+from mcp_estate.components.estate import Estate
+from mcp_estate.contract.validate import parse_spec
+from mcp_estate.offline.fidelity import inspect_resource
+from mcp_estate.offline.runner import run_offline
 
 REGIONS = {"americas": ["us-east-1", "us-east-2", "us-west-2", "ca-central-1", "sa-east-1"],
            "eu": ["eu-west-1", "eu-central-1", "eu-west-3", "eu-north-1"],

@@ -8,11 +8,11 @@ import json
 import boto3
 import pytest
 from botocore.stub import Stubber
-
-from mcp_estate import bootstrap as module
-from mcp_estate.bootstrap import CREATED, IN_PLACE, UPDATED, BootstrapError, bootstrap, tls_only_statement
-from mcp_estate.cli import main
 from offline_aws import mocked, moto_server, run_estate
+
+from mcp_estate.cli import main
+from mcp_estate.operations import bootstrap as module
+from mcp_estate.operations.bootstrap import CREATED, IN_PLACE, UPDATED, BootstrapError, bootstrap, tls_only_statement
 
 REGION, BUCKET, ALIAS, MOTO_ACCOUNT = "eu-west-1", "acme-pulumi-state", "alias/pulumi-state", "123456789012"
 

@@ -7,13 +7,13 @@ import hashlib
 import pulumi
 import pulumi_aws as aws
 import pytest
-
-from components.canary import Canary, CanaryArgs, probe_alarm_name, rate
-from mcp_estate.canary_handler import Config
-from mcp_estate.fidelity import inspect_resource
-from mcp_estate.offline import run_offline
-from mcp_estate.spec import Monitoring
 from conftest import ACCOUNT, ROOT, Plan, policy, violations
+
+from mcp_estate.components.canary import Canary, CanaryArgs, probe_alarm_name, rate
+from mcp_estate.contract.spec import Monitoring
+from mcp_estate.offline.fidelity import inspect_resource
+from mcp_estate.offline.runner import run_offline
+from mcp_estate.runtime.canary_handler import Config
 
 REGION = "eu-west-1"
 NAME = f"canary-{REGION}"
@@ -57,7 +57,7 @@ def function(plan: Plan) -> dict:
 def test_the_function_runs_python_on_arm64_in_the_private_subnets_one_run_at_a_time(plan):
     inputs = function(plan)
     assert (inputs["name"], inputs["runtime"], inputs["architectures"], inputs["handler"]) == (
-        FUNCTION, "python3.12", ["arm64"], "mcp_estate.canary_handler.handler")
+        FUNCTION, "python3.12", ["arm64"], "mcp_estate.runtime.canary_handler.handler")
     assert inputs["vpcConfig"] == {"subnetIds": SUBNETS, "securityGroupIds": [plan.named(f"{NAME}-sg").id]}
     assert inputs["timeout"] == 60
     assert plan.of_type("aws:lambda/functionUrl:FunctionUrl") == []
@@ -79,7 +79,10 @@ def test_runs_cannot_overlap_by_schedule_a_run_ends_before_the_next_one_starts(p
 
 def test_the_code_is_the_handler_and_the_probe_packaged_from_source(plan):
     assets = function(plan)["code"]["assets"]
-    assert sorted(assets) == ["mcp_estate/__init__.py", "mcp_estate/canary_handler.py", "mcp_estate/probe.py"]
+    assert sorted(assets) == [
+        "mcp_estate/__init__.py", "mcp_estate/contract/__init__.py", "mcp_estate/contract/names.py",
+        "mcp_estate/runtime/__init__.py",
+        "mcp_estate/runtime/canary_handler.py", "mcp_estate/runtime/probe.py"]
     for path, asset in assets.items():
         assert asset["hash"] == hashlib.sha256((ROOT / path).read_bytes()).hexdigest()
 

@@ -29,8 +29,8 @@ from cryptography.x509.oid import NameOID
 from mcp.server.lowlevel import Server
 from mcp.server.transport_security import TransportSecuritySettings
 
-from mcp_estate.canary_handler import NAMESPACE, Config, metric_data, run
-from mcp_estate.probe import Failure, ProbeResult, Step, manifest_sha256, probe
+from mcp_estate.runtime.canary_handler import NAMESPACE, Config, metric_data, run
+from mcp_estate.runtime.probe import Failure, ProbeResult, Step, manifest_sha256, probe
 
 HOSTNAME = "mcp.canary.test"
 INTERFACES = "ELB app/mcp-estate-test-eu-west-1/50dc6c495c0c9188"

@@ -1,4 +1,4 @@
-"""`estate check` and `estate controls`: the runner's contract (design.md §4).
+"""`estate check` and `estate controls`: the runner's contract (README: Policy as code).
 
 Synthetic controls (real `pulumi_policy` objects, as the decorators build them) make the runner's
 behaviour deterministic; the real pack is used where the promise is about the pack itself.
@@ -13,16 +13,16 @@ from pathlib import Path
 import jsonschema
 import pulumi_aws as aws
 import pytest
+from conftest import ROOT, run_program
 from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, Severity, StackValidationPolicy
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
 
-from conftest import ROOT, run_program
-from mcp_estate import check
-from mcp_estate import plan as plan_module
-from mcp_estate.check import (CONFIG_DIR, CheckResult, Violation, evaluate, read_pack_config, run_check)
+from mcp_estate.checking import check
+from mcp_estate.checking.check import CONFIG_DIR, CheckResult, Violation, evaluate, read_pack_config, run_check
+from mcp_estate.checking.reports import artifact_uri, controls_matrix, sarif, table
 from mcp_estate.cli import main
-from mcp_estate.reports import artifact_uri, controls_matrix, sarif, table
-from policies.catalogue import CONTROLS, Control, Risk
+from mcp_estate.offline import plan as plan_module
+from mcp_estate.policies.catalogue import CONTROLS, Control, Risk
 
 ECR = "aws:ecr/repository:Repository"
 SECRET_SIG = {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270"}
@@ -140,7 +140,8 @@ def test_a_real_stack_exports_extra_fields_are_tolerated(synthetic, tmp_path, ca
     repo = next(r for r in resources if r["type"] == ECR)
     repo.update(created="2026-01-01T00:00:00Z", modified="2026-01-01T00:00:00Z", sourcePosition="project:///x.py",
                 propertyDependencies={"tags": []})
-    old = {**repo, "urn": repo["urn"] + "-old", "delete": True, "inputs": {**repo["inputs"], "imageTagMutability": "MUTABLE"}}
+    old = {**repo, "urn": repo["urn"] + "-old", "delete": True,
+           "inputs": {**repo["inputs"], "imageTagMutability": "MUTABLE"}}
     document = {"version": 3, "checkpoint": {}, "deployment": {
         "manifest": {"time": "2026-01-01T00:00:00Z", "magic": "m", "version": "v3.272.0"},
         "secrets_providers": {"type": "passphrase"}, "pending_operations": [], "resources": resources + [old]}}

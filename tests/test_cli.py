@@ -1,4 +1,4 @@
-"""`estate plan`: the first command a newcomer runs, and its contract (design.md §4)."""
+"""`estate plan`: the first command a newcomer runs, and its contract (README: Quick start)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import shutil
 
 import pulumi
 import pytest
-
 from conftest import ACCOUNT, ROOT, run_program, stack_config
+
 from mcp_estate.cli import main
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-
-from components.edge import Edge, EdgeArgs, EdgeRegion
-from mcp_estate.cloudflare_plan import ALLOWANCES, MANAGED_RULESETS, load_balancer_origins
-from mcp_estate.spec import ResidencyGroup
 from conftest import Plan, run_program
+
+from mcp_estate.components.edge import Edge, EdgeArgs, EdgeRegion
+from mcp_estate.contract.cloudflare_plan import ALLOWANCES, MANAGED_RULESETS, load_balancer_origins
+from mcp_estate.contract.spec import ResidencyGroup
 
 HOST = "mcp.example.travel"
 ZONE = "0" * 32

@@ -10,12 +10,12 @@ from functools import cache
 
 import pulumi_aws
 import pytest
-
-from components.estate import Estate
-from mcp_estate.fidelity import inspect_resource
-from mcp_estate.offline import run_offline
-from mcp_estate.validate import parse_spec
 from conftest import ACCOUNT, Plan, shipped_plan
+
+from mcp_estate.components.estate import Estate
+from mcp_estate.contract.validate import parse_spec
+from mcp_estate.offline.fidelity import inspect_resource
+from mcp_estate.offline.runner import run_offline
 
 DIGEST = "sha256:" + "cd" * 32
 REGISTRY = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"

@@ -11,13 +11,13 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_cloudflare as cf
 import pytest
+from conftest import ACCOUNT
 from pulumi.runtime import rpc
 
-from mcp_estate.cloudflare_rules import tokens
-from mcp_estate.fidelity import _documented_values, inspect_resource
-from mcp_estate.iam_actions import matches_no_action
-from mcp_estate.offline import FidelityError, run_offline
-from conftest import ACCOUNT
+from mcp_estate.offline.cloudflare_rules import tokens
+from mcp_estate.offline.fidelity import _documented_values, inspect_resource
+from mcp_estate.offline.runner import FidelityError, run_offline
+from mcp_estate.policies.iam_actions import matches_no_action
 
 SERVICE = "aws:ecs/service:Service"
 TASK = "aws:ecs/taskDefinition:TaskDefinition"
@@ -259,8 +259,9 @@ def test_policy_document_shape_is_checked():
 
 
 def test_a_single_statement_object_is_checked_like_a_list():
-    document = {"Version": "2012-10-17", "Statement": {"Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
-                                                       "Action": "sns:Publishes", "Resource": "*"}}
+    document = {"Version": "2012-10-17",
+                "Statement": {"Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
+                              "Action": "sns:Publishes", "Resource": "*"}}
 
     assert inspect_resource("aws:sns/topicPolicy:TopicPolicy", "tp", {"arn": "t", "policy": json.dumps(document)}) == [
         "policy.Statement[0].Action: 'sns:Publishes' is not an AWS IAM action"]
@@ -411,8 +412,8 @@ def test_provider_config_scalars_are_checked_through_their_json_text():
 @pytest.mark.parametrize("doc, values", [
     ("Launch type. The valid values are `EC2`, `FARGATE`, and `EXTERNAL`. Defaults to `EC2`.",
      {"EC2", "FARGATE", "EXTERNAL"}),
-    ('Session affinity.\n        Available values: "none", "cookie", "ip*cookie", "header".\n', {"none", "cookie", "ip_cookie",
-                                                                                          "header"}),
+    ('Session affinity.\n        Available values: "none", "cookie", "ip*cookie", "header".\n',
+     {"none", "cookie", "ip_cookie", "header"}),
     ("Valid values: `ENABLED`, `DISABLED`", {"ENABLED", "DISABLED"}),
     ("Tracing mode. Valid values: `\"Active\"` or `\"PassThrough\"`.", {"Active", "PassThrough"}),
 ])
@@ -440,7 +441,8 @@ def test_open_ended_or_ambiguous_value_lists_are_not_enforced(doc):
 
 def test_non_exhaustive_docstrings_let_real_values_through():
     assert inspect_resource("aws:sns/topicSubscription:TopicSubscription", "s", {
-        "topic": "arn:aws:sns:eu-west-1:111122223333:alerts", "protocol": "email", "endpoint": "oncall@example.com"}) == []
+        "topic": "arn:aws:sns:eu-west-1:111122223333:alerts", "protocol": "email",
+        "endpoint": "oncall@example.com"}) == []
     assert inspect_resource("aws:lb/listener:Listener", "l", {
         "loadBalancerArn": "arn", "protocol": "HTTPS", "port": 443,
         "defaultActions": [{"type": "fixed-response", "fixedResponse": {"contentType": "text/plain",
@@ -492,8 +494,9 @@ def test_documented_operators_global_and_service_keys_pass_in_any_case():
 def test_a_condition_key_of_another_service_than_the_actions_is_reported():
     problems = inspect_resource("aws:iam/rolePolicy:RolePolicy", "p", identity(
         statement(Condition={"StringLike": {"s3:prefix": "booking/*"}}),
-        statement(Action="kms:Decrypt", Condition={"StringEquals": {"kms:ViaService": "dynamodb.eu-west-1.amazonaws.com",
-                                                                    "kms:EncryptionContext:aws:dynamodb:tableName": "b"}}),
+        statement(Action="kms:Decrypt", Condition={"StringEquals": {
+            "kms:ViaService": "dynamodb.eu-west-1.amazonaws.com",
+            "kms:EncryptionContext:aws:dynamodb:tableName": "b"}}),
         statement(Action=["s3:GetObject", "dynamodb:Query"], Condition={"StringLike": {"s3:prefix": "b/*"}})))
 
     assert problems == ["policy.Statement[0].Condition.StringLike: 's3:prefix' is neither a global condition key nor "
@@ -567,7 +570,8 @@ def test_vpc_endpoint_policies_are_checked_like_every_other_policy():
     ("aws:iam/userPolicy:UserPolicy", "policy", "identity"),
 ])
 def test_other_policy_bearing_inputs_are_checked(token, key, kind):
-    document = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "logs:PutLogEvent", "Resource": "*"}]}
+    document = {"Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "logs:PutLogEvent", "Resource": "*"}]}
 
     problems = inspect_resource(token, "p", {key: json.dumps(document)})
 
@@ -580,7 +584,8 @@ def test_a_roles_inline_policies_are_identity_policies():
     inline = {"name": "grants", "policy": json.dumps({"Version": "2012-10-17", "Statement": [
         statement(Principal="*", Action="dynamodb:GetItems")]})}
 
-    assert inspect_resource(ROLE, "role", role_inputs(TASK_ROLE_TRUST["Statement"][0]) | {"inlinePolicies": [inline]}) == [
+    inputs = role_inputs(TASK_ROLE_TRUST["Statement"][0]) | {"inlinePolicies": [inline]}
+    assert inspect_resource(ROLE, "role", inputs) == [
         "inlinePolicies[0].policy.Statement[0].Principal: an identity policy applies to its holder and must not name "
         "a principal",
         "inlinePolicies[0].policy.Statement[0].Action: 'dynamodb:GetItems' is not an AWS IAM action"]
@@ -604,8 +609,8 @@ def ruleset(phase: str, *expressions: str) -> dict:
 
 def test_a_load_balancing_rule_on_the_undocumented_country_field_fails_the_plan():
     def program():
-        cf.LoadBalancer("edge-lb", zone_id="z", name="mcp.example.com", default_pools=["pool-us"], fallback_pool="pool-us",
-                        proxied=True, steering_policy="geo",
+        cf.LoadBalancer("edge-lb", zone_id="z", name="mcp.example.com", default_pools=["pool-us"],
+                        fallback_pool="pool-us", proxied=True, steering_policy="geo",
                         rules=[{"name": "residency-eu", "priority": 1, "condition": 'ip.src.country in {"DE" "FR"}',
                                 "overrides": {"default_pools": ["pool-eu"]}, "terminates": True}])
 

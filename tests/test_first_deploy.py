@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from components.estate import Estate
-from mcp_estate.cli import main
-from mcp_estate.fidelity import inspect_resource
-from mcp_estate.offline import run_offline
-from mcp_estate.plan import plan_stack, summary
-from mcp_estate.validate import parse_spec
 from conftest import ROOT, Plan, shipped_plan, stack_config
 from test_estate import SMALL
+
+from mcp_estate.cli import main
+from mcp_estate.components.estate import Estate
+from mcp_estate.contract.validate import parse_spec
+from mcp_estate.offline.fidelity import inspect_resource
+from mcp_estate.offline.plan import plan_stack, summary
+from mcp_estate.offline.runner import run_offline
 
 FOUNDATION_TYPES = {
     "aws:kms/key:Key", "aws:kms/replicaKey:ReplicaKey", "aws:kms/alias:Alias",

@@ -10,10 +10,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
-
 from conftest import ROOT, shipped_plan
 from golden import plan_text
+from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
 
 class PlanTextSnapshot(SingleFileSnapshotExtension):

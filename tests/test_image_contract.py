@@ -11,13 +11,23 @@ import json
 
 import boto3
 import pytest
-from botocore.stub import Stubber
-
 from blob_server import blob_server, config_blob, digest_of
+from botocore.stub import Stubber
 from conftest import shipped_plan
-from mcp_estate.image_contract import (ACCEPTED_MEDIA_TYPES, CONTAINER_USER, DOCKER_LIST, OCI_INDEX,
-                                       OCI_MANIFEST, SCRATCH_PATH, ImageConfig, ImageConfigError, WrongPlatform,
-                                       contract_problems, read_image_config)
+
+from mcp_estate.operations.image_contract import (
+    ACCEPTED_MEDIA_TYPES,
+    CONTAINER_USER,
+    DOCKER_LIST,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    SCRATCH_PATH,
+    ImageConfig,
+    ImageConfigError,
+    WrongPlatform,
+    contract_problems,
+    read_image_config,
+)
 
 REGISTRY, REPOSITORY = "123456789012", "mcp/booking"
 INDEX_DIGEST, AMD64, ARM64 = (f"sha256:{c * 64}" for c in "123")

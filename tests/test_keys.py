@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pulumi_aws as aws
-
-from components.keys import EstateKeys, EstateKeysArgs
-from mcp_estate.iam_actions import unknown_actions
 from conftest import ACCOUNT, Plan, policy, run_program
+
+from mcp_estate.components.keys import EstateKeys, EstateKeysArgs
+from mcp_estate.policies.iam_actions import unknown_actions
 
 TAGS = {"mcp-estate:stack": "test", "mcp-estate:residency-group": "americas"}
 REGIONS = ["us-east-1", "us-west-2", "ca-central-1"]

@@ -18,15 +18,16 @@ import stat
 import boto3
 import pytest
 import requests
+from blob_server import blob_server, config_blob, digest_of
 from botocore.exceptions import EndpointConnectionError
+from conftest import ROOT
 from moto.core.responses import ActionResult
 from moto.ecr.responses import ECRResponse
-
-from blob_server import blob_server, config_blob, digest_of
-from conftest import ROOT
-from mcp_estate.cli import main
-from mcp_estate.lock import LockError, lock as lock_image, pin_image
 from offline_aws import mocked, moto_server, run_estate
+
+from mcp_estate.cli import main
+from mcp_estate.operations.lock import LockError, pin_image
+from mcp_estate.operations.lock import lock as lock_image
 
 MOTO_ACCOUNT, HOME = "123456789012", "us-east-1"
 REGIONS = ("us-east-1", "us-west-2", "eu-west-1", "eu-central-1")   # the prod stack's, all running inventory
@@ -326,7 +327,8 @@ def small_stack(image_value: str, newline: str = "\n") -> str:
 def test_the_edit_keeps_the_values_quoting_and_its_comment(written, expected):
     before = small_stack(written)
     line = "        image: {}   # pinned by estate lock\n"
-    assert changed_lines(before, pin_image(before, "booking", PINNED)) == [(line.format(written), line.format(expected))]
+    assert changed_lines(before, pin_image(before, "booking", PINNED)) == [
+        (line.format(written), line.format(expected))]
 
 
 def test_the_edit_keeps_windows_line_endings():

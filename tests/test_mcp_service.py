@@ -9,10 +9,10 @@ import pulumi
 import pulumi_aws as aws
 import pytest
 from botocore.validate import ParamValidator
-
-from components.mcp_service import McpService, McpServiceArgs
-from mcp_estate.spec import Server
 from conftest import ACCOUNT, run_program
+
+from mcp_estate.components.mcp_service import McpService, McpServiceArgs
+from mcp_estate.contract.spec import Server
 
 REGION = "eu-west-1"
 DIGEST = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"

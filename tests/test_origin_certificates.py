@@ -6,10 +6,10 @@ from functools import cache
 
 import pulumi
 import pulumi_aws as aws
-
-from components.naming import ContractTags
-from components.origin_certificates import OriginCertificates, OriginCertificatesArgs
 from conftest import Plan, run_program
+
+from mcp_estate.components.origin_certificates import OriginCertificates, OriginCertificatesArgs
+from mcp_estate.contract.names import ContractTags
 
 HOSTNAME = "mcp.example.travel"
 ZONE = "fedcba9876543210fedcba9876543210"

@@ -6,7 +6,7 @@ import pulumi
 import pulumi_aws as aws
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
 
-from mcp_estate.check import evaluate
+from mcp_estate.checking.check import evaluate
 from conftest import run_program, violations
 
 KEY = "arn:aws:kms:us-east-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab"

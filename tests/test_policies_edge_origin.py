@@ -9,7 +9,7 @@ import pulumi_aws as aws
 import pulumi_cloudflare as cloudflare
 import pytest
 
-from components.region_compute import managed_rule_group, rate_limit_rule, visibility, web_acl_rules
+from mcp_estate.components.region_compute import managed_rule_group, rate_limit_rule, visibility, web_acl_rules
 from conftest import run_program, violations
 
 CERT = "arn:aws:acm:us-east-1:111122223333:certificate/0f1e2d3c-4b5a-6978-8695-a4b3c2d1e0f9"

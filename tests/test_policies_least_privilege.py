@@ -8,13 +8,13 @@ import pulumi
 import pulumi_aws as aws
 import pytest
 
-from components.keys import EstateKeys, EstateKeysArgs
-from components.region_network import RegionNetwork, RegionNetworkArgs
-from components.server_identity import Grant, ServerIdentity, ServerIdentityArgs
+from mcp_estate.components.keys import EstateKeys, EstateKeysArgs
+from mcp_estate.components.region_network import RegionNetwork, RegionNetworkArgs
+from mcp_estate.components.server_identity import Grant, ServerIdentity, ServerIdentityArgs
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
 
-from mcp_estate.check import evaluate
-from mcp_estate.iam_actions import requires_wildcard_resource
+from mcp_estate.checking.check import evaluate
+from mcp_estate.policies.iam_actions import requires_wildcard_resource
 from conftest import ACCOUNT, Plan, as_object, run_program, run_with_planted_fault, violations
 
 TABLE = f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/mcp-estate-test-eu-state"

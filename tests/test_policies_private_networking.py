@@ -10,12 +10,12 @@ import pulumi_aws as aws
 import pulumi_cloudflare as cloudflare
 import pytest
 
-from components.naming import ContractTags
-from components.origin_certificates import OriginCertificates, OriginCertificatesArgs
-from components.region_compute import RegionCompute, RegionComputeArgs
-from components.region_network import RegionNetwork, RegionNetworkArgs
-from mcp_estate.mocks import CLOUDFLARE_IPV4, CLOUDFLARE_IPV6
-from policies.private_networking import is_world
+from mcp_estate.contract.names import ContractTags
+from mcp_estate.components.origin_certificates import OriginCertificates, OriginCertificatesArgs
+from mcp_estate.components.region_compute import RegionCompute, RegionComputeArgs
+from mcp_estate.components.region_network import RegionNetwork, RegionNetworkArgs
+from mcp_estate.offline.mocks import CLOUDFLARE_IPV4, CLOUDFLARE_IPV6
+from mcp_estate.policies.private_networking import is_world
 from conftest import ACCOUNT, Plan, as_object, run_program, violations
 
 VPC = "vpc-0a1b2c3d4e5f60718"

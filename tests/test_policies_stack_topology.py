@@ -11,13 +11,13 @@ import pulumi_aws as aws
 import pulumi_cloudflare as cloudflare
 import pytest
 
-from components.estate import Estate
-from mcp_estate.check import evaluate
-from mcp_estate.fidelity import inspect_resource
-from mcp_estate.offline import run_offline
-from mcp_estate.spec import EstateSpec
-from mcp_estate.validate import parse_spec
-from policies.catalogue import CONTROLS
+from mcp_estate.components.estate import Estate
+from mcp_estate.checking.check import evaluate
+from mcp_estate.offline.fidelity import inspect_resource
+from mcp_estate.offline.runner import run_offline
+from mcp_estate.contract.spec import EstateSpec
+from mcp_estate.contract.validate import parse_spec
+from mcp_estate.policies.catalogue import CONTROLS
 from conftest import ACCOUNT, Plan, run_program, run_with_planted_fault, shipped_plan, stack_config
 
 ROUTED = "every-serving-region-is-routed-protected-and-replicated"

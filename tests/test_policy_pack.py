@@ -19,11 +19,11 @@ from importlib.metadata import distribution
 
 import pytest
 import yaml
+from conftest import ROOT
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from conftest import ROOT
-from mcp_estate.check import CONTROLS
+from mcp_estate.checking.check import CONTROLS
 
 PACK = ROOT / "policies"
 # Runs the pack as `python -m pulumi.policy` does, with PolicyPack recorded instead of served (the

@@ -22,7 +22,7 @@ import uvicorn
 from mcp.server.lowlevel import Server
 
 from mcp_estate.cli import main
-from mcp_estate.probe import HANDSHAKE, MODERN, _events, manifest_sha256, probe
+from mcp_estate.runtime.probe import HANDSHAKE, MODERN, _events, manifest_sha256, probe
 
 PAGE = 2
 TOOLS = [

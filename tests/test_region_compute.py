@@ -6,10 +6,10 @@ from functools import cache
 
 import pulumi
 import pulumi_aws as aws
-
-from components.region_compute import RegionCompute, RegionComputeArgs
 from conftest import ACCOUNT, Plan, policy, run_program
-from mcp_estate.mocks import ELB_ACCOUNTS
+
+from mcp_estate.components.region_compute import RegionCompute, RegionComputeArgs
+from mcp_estate.offline.mocks import ELB_ACCOUNTS
 
 REGION = "eu-west-1"
 FRONT = f"front-{REGION}"

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from functools import cache
 
-import pytest
-
 import pulumi
 import pulumi_aws as aws
-
-from components.region_network import RegionNetwork, RegionNetworkArgs, carve, choose_zones
+import pytest
 from conftest import ACCOUNT, Plan, policy, run_program
+
+from mcp_estate.components.region_network import RegionNetwork, RegionNetworkArgs, carve, choose_zones
 
 REGION = "eu-west-1"
 KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/mrk-0123456789abcdef0123456789abcdef"

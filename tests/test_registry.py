@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pulumi_aws as aws
-
-from components.naming import ContractTags
-from components.registry import Registry, RegistryArgs
-from mcp_estate.iam_actions import unknown_actions
 from conftest import ACCOUNT, Plan, policy, run_program
+
+from mcp_estate.components.registry import Registry, RegistryArgs
+from mcp_estate.contract.names import ContractTags
+from mcp_estate.policies.iam_actions import unknown_actions
 
 TAGS = ContractTags("test", "staging", "travel-platform")
 REGIONS = ["eu-west-1", "us-east-1", "us-west-2"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pulumi
 import pulumi_aws as aws
-
-from components.secrets import EstateSecret, EstateSecretArgs
 from conftest import ACCOUNT, Plan, run_program
+
+from mcp_estate.components.secrets import EstateSecret, EstateSecretArgs
 
 TAGS = {"mcp-estate:stack": "test"}
 KEYS = {r: f"arn:aws:kms:{r}:{ACCOUNT}:key/mrk-{r}" for r in ("us-east-1", "us-west-2", "eu-west-1")}

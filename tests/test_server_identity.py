@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pulumi_aws as aws
 import pytest
-
-from components.server_identity import Grant, ServerIdentity, ServerIdentityArgs, role_name
 from conftest import ACCOUNT, policy, run_program
+
+from mcp_estate.components.server_identity import Grant, ServerIdentity, ServerIdentityArgs, role_name
 
 REGIONS = ["eu-central-1", "eu-west-1"]
 PREFIX = "mcp-estate-test"
@@ -26,7 +26,8 @@ KEYS = [f"arn:aws:kms:{r}:{ACCOUNT}:key/mrk-0123456789abcdef0123456789abcdef" fo
 
 
 def identity_args(**overrides) -> ServerIdentityArgs:
-    values = dict(server="booking", group="eu", name_prefix=PREFIX, account_id=ACCOUNT, regions=REGIONS, grants=[SESSIONS, PARTNER],
+    values = dict(server="booking", group="eu", name_prefix=PREFIX, account_id=ACCOUNT, regions=REGIONS,
+                  grants=[SESSIONS, PARTNER],
                   repository_arns=REPOSITORIES, log_group_arns=LOG_GROUPS, secret_arns=SECRETS, key_arns=KEYS,
                   tags=TAGS)
     return ServerIdentityArgs(**{**values, **overrides})
@@ -67,7 +68,8 @@ def test_the_roles_are_named_for_the_estate_server_and_group(plan):
 
 def test_role_names_fit_iams_64_characters_and_stay_distinct_for_long_names():
     prefix = "mcp-estate-" + "a-very-long-stack-name-for-a-feature-branch"
-    names = {role_name(prefix, server, group, kind) for server in ("booking-and-reservations", "booking-and-reservationz")
+    names = {role_name(prefix, server, group, kind)
+             for server in ("booking-and-reservations", "booking-and-reservationz")
              for group in ("americas-and-caribbean-1", "americas-and-caribbean-2") for kind in ("task", "exec")}
     assert len(names) == 8 and all(len(n) <= 64 for n in names)
     assert role_name(prefix, "booking", "eu", "task") == role_name(prefix, "booking", "eu", "task")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import ROOT, shipped_plan, violations
-from mcp_estate.check import read_pack_config
+
+from mcp_estate.checking.check import read_pack_config
 
 
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])

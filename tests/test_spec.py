@@ -6,8 +6,8 @@ import copy
 
 import pytest
 
-from mcp_estate.geography import ISO_COUNTRIES
-from mcp_estate.validate import SpecError, parse_spec
+from mcp_estate.contract.geography import ISO_COUNTRIES
+from mcp_estate.contract.validate import SpecError, parse_spec
 
 DIGEST = "sha256:" + "ab" * 32
 REGISTRY = "111122223333.dkr.ecr.us-east-1.amazonaws.com"
@@ -375,7 +375,8 @@ def test_a_server_runs_in_every_region_so_regions_is_not_a_server_key():
                    "unknown key")
 
 
-@pytest.mark.parametrize("resource", ["arn:aws:dynamodb:*:111122223333:table/x", "arn:aws:secretsmanager:us-east-1:*:secret:x",
+@pytest.mark.parametrize("resource", ["arn:aws:dynamodb:*:111122223333:table/x",
+                                      "arn:aws:secretsmanager:us-east-1:*:secret:x",
                                       "arn:aws:dynamodb:us-east-1:111122223333:table/*",
                                       "arn:aws:secretsmanager:us-east-1:111122223333:secret:*"])
 def test_arns_with_wildcards_for_region_account_or_the_whole_type_are_rejected(resource):
@@ -410,7 +411,7 @@ def test_the_same_egress_declared_twice_is_rejected():
 
 @pytest.mark.parametrize("stack", ["Prod", "prod.eu", "a-stack-name-that-is-way-too-long"])
 def test_stack_names_that_cannot_name_aws_resources_are_rejected(stack):
-    from mcp_estate.validate import stack_name_problems
+    from mcp_estate.contract.validate import stack_name_problems
     assert "cannot name AWS resources" in str(stack_name_problems(stack)[0])
 
 

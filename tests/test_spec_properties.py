@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import copy
 
+from conftest import ACCOUNT, Plan, violations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ACCOUNT, Plan, violations
-from mcp_estate.fidelity import inspect_resource
-from mcp_estate.offline import run_offline
-from mcp_estate.validate import SpecError, parse_spec
+from mcp_estate.contract.validate import SpecError, parse_spec
+from mcp_estate.offline.fidelity import inspect_resource
+from mcp_estate.offline.runner import run_offline
 
 # Regions where Fargate serves at least two zones; placeholders everywhere else.
 REGIONS = ["us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-2", "eu-north-1"]
@@ -67,7 +67,7 @@ def test_every_generated_spec_is_valid(raw):
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(raw_specs())
 def test_every_valid_spec_plans_strictly_and_passes_the_pack(raw):
-    from components.estate import Estate
+    from mcp_estate.components.estate import Estate
     spec = parse_spec(raw)
     plan = Plan(run_offline(lambda: Estate("mcp-estate", spec), stack="prop", config={},
                             account_id=ACCOUNT, inspect=inspect_resource))   # FidelityError on any bad input

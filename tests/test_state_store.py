@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pulumi
 import pulumi_aws as aws
-
-from components.state_store import StateStore, StateStoreArgs
 from conftest import ACCOUNT, Plan, run_program
+
+from mcp_estate.components.state_store import StateStore, StateStoreArgs
 
 TAGS = {"mcp-estate:stack": "test", "mcp-estate:residency-group": "eu"}
 KEYS = {r: f"arn:aws:kms:{r}:{ACCOUNT}:key/mrk-{r}" for r in ("eu-west-1", "eu-central-1", "eu-north-1", "us-east-1")}

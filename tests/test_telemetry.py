@@ -7,13 +7,13 @@ import json
 import pulumi
 import pulumi_aws as aws
 import pytest
-
-from components.change_detection import ChangeDetection, ChangeDetectionArgs, IamWatch, autoscaling_role_arn
-from components.dashboards import DashboardRegion, Dashboards, DashboardsArgs, DashboardService
-from components.telemetry import ToolTelemetry, ToolTelemetryArgs, filter_pattern
-from mcp_estate.fidelity import inspect_resource
-from mcp_estate.offline import run_offline
 from conftest import ACCOUNT, Plan, policy, violations
+
+from mcp_estate.components.change_detection import ChangeDetection, ChangeDetectionArgs, IamWatch, autoscaling_role_arn
+from mcp_estate.components.dashboards import DashboardRegion, Dashboards, DashboardsArgs, DashboardService
+from mcp_estate.components.telemetry import ToolTelemetry, ToolTelemetryArgs, filter_pattern
+from mcp_estate.offline.fidelity import inspect_resource
+from mcp_estate.offline.runner import run_offline
 
 REGION = "eu-west-1"
 PREFIX = "mcp-estate-test"

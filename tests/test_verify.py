@@ -26,17 +26,27 @@ import pytest
 import yaml
 from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 from botocore.stub import Stubber
+from conftest import Plan
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
-
-from conftest import Plan
-from mcp_estate.cli import main
-from mcp_estate.fidelity import inspect_resource
-from mcp_estate.offline import run_offline
-from mcp_estate.validate import parse_spec
-from mcp_estate.verify import (Clients, Finding, Live, ReadOnlyViolation, VerifyError, as_json, as_text,
-                               state_table_findings, task_digest_findings, verify)
 from moto_estate import Deployed, deploy
+
+from mcp_estate.cli import main
+from mcp_estate.contract.validate import parse_spec
+from mcp_estate.offline.fidelity import inspect_resource
+from mcp_estate.offline.runner import run_offline
+from mcp_estate.operations.verify import (
+    Clients,
+    Finding,
+    Live,
+    ReadOnlyViolation,
+    VerifyError,
+    as_json,
+    as_text,
+    state_table_findings,
+    task_digest_findings,
+    verify,
+)
 
 ACCOUNT = "123456789012"   # moto's account
 EU, US, FRANKFURT = "eu-west-1", "us-east-1", "eu-central-1"
@@ -134,7 +144,7 @@ class Estate:
 
 def build_estate(stack: str) -> Estate:
     """The plan of the stack's spec, built by the components and deployed into moto."""
-    from components.estate import Estate as EstateComponent
+    from mcp_estate.components.estate import Estate as EstateComponent
     estate = Estate(stack)
     spec = estate.spec
     plan = Plan(run_offline(lambda: EstateComponent("mcp-estate", spec), stack=stack, config={}, account_id=ACCOUNT,
@@ -158,7 +168,8 @@ def deployed_region(plan: Plan, deployed: Deployed, region: str) -> Region:
                    alb_name=deployed.ids[alb.name].split("/")[2], alb_sg=alb_inputs["securityGroups"][0],
                    cluster=deployed.inputs[cluster.name]["name"])
     for service in tagged("aws:ecs/service:Service"):
-        server, network = service.inputs["tags"]["mcp-estate:server"], deployed.inputs[service.name]["networkConfiguration"]
+        server = service.inputs["tags"]["mcp-estate:server"]
+        network = deployed.inputs[service.name]["networkConfiguration"]
         built.services[server] = service.outputs["name"]
         built.task_sgs[server] = network["securityGroups"][0]
         built.networks[server] = {"subnets": network["subnets"], "securityGroups": network["securityGroups"],

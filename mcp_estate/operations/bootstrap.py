@@ -15,11 +15,9 @@ a failure reports what exists, so a rerun continues where it stopped.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
-import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -28,7 +26,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .aws_errors import client_error_text
 
-EXIT_OK, EXIT_BAD_INPUT = 0, 2
 DEFAULT_ALIAS = "alias/pulumi-state"
 CREATED, IN_PLACE, UPDATED = "created", "in place", "updated"
 TLS_SID = "DenyInsecureTransport"
@@ -289,36 +286,9 @@ def _same_statement(actual: dict, wanted: dict) -> bool:
             and actual.get("Condition") == wanted["Condition"])
 
 
-# -- the command -----------------------------------------------------------------------------
+# -- reports ---------------------------------------------------------------------------------
 
-def add_command(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "bootstrap", help="create or confirm the S3 + KMS backend for Pulumi state and secrets",
-        description="Idempotent: reports each part as created, in place or updated. Exit 0 when the backend "
-                    "is ready, 2 when it cannot be (naming what exists).")
-    parser.add_argument("--bucket", required=True, help="state bucket name (globally unique)")
-    parser.add_argument("--region", help="default: the AWS session's region (AWS_REGION, profile)")
-    parser.add_argument("--key-alias", default=DEFAULT_ALIAS, help=f"default: {DEFAULT_ALIAS}")
-    parser.add_argument("--format", choices=("text", "json"), default="text", help="default: text")
-    parser.set_defaults(handler=_handle)
-
-
-def _handle(args: argparse.Namespace) -> int:
-    try:
-        backend = bootstrap(boto3.Session(), args.bucket, args.region, args.key_alias)
-    except BootstrapError as error:
-        print(f"estate bootstrap: {error}", file=sys.stderr)
-        if error.done:
-            print("  stopped after: " + "; ".join(f"{i.name} {i.status}" for i in error.done), file=sys.stderr)
-            print("  fix the cause and rerun: every step checks before it changes anything", file=sys.stderr)
-        else:
-            print("  nothing was created or changed", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    print(_json(backend) if args.format == "json" else _text(backend))
-    return EXIT_OK
-
-
-def _text(backend: Backend) -> str:
+def as_text(backend: Backend) -> str:
     lines = [f"Pulumi backend, account {backend.account}, {backend.region}:"]
     lines += [f"  {i.name:<16} {i.status:<9} {i.detail}" for i in backend.items]
     changes = sum(i.status != IN_PLACE for i in backend.items)
@@ -327,7 +297,7 @@ def _text(backend: Backend) -> str:
     return "\n".join(lines)
 
 
-def _json(backend: Backend) -> str:
+def as_json(backend: Backend) -> str:
     return json.dumps({
         "account": backend.account, "region": backend.region, "bucket": backend.bucket,
         "key_alias": backend.alias, "key_arn": backend.key_arn, "changed": backend.changed,

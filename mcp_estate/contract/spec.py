@@ -16,9 +16,10 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from mcp_estate.policies.iam_actions import unknown_actions
+
 from .cloudflare_plan import CloudflarePlan
 from .geography import AWS_REGIONS, FARGATE_ZONE_IDS, ISO_COUNTRIES
-from .iam_actions import unknown_actions
 
 # Fargate's CPU units and the memory (MiB) each one accepts.
 FARGATE_SIZES: dict[int, tuple[int, ...]] = {
@@ -302,7 +303,7 @@ class Alerts(Strict):
 
 
 class Monitoring(Strict):
-    """The canary and change detection (design: components/canary.py, components/change_detection.py)."""
+    """The canary and change detection (components/canary.py, components/change_detection.py)."""
     probe_every_minutes: int = Field(5, ge=1, le=60, description="How often the canary probes every server")
     failed_probes_to_alarm: int = Field(2, ge=1, le=10,
                                         description="Consecutive failed probes before the failure alarm fires "

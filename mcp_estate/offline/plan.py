@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mcp_estate.contract.spec import EstateSpec
+from mcp_estate.contract.stackfile import load_spec
+
 from .fidelity import inspect_resource
-from .offline import Registered, run_offline
-from .spec import EstateSpec
-from .stackfile import load_spec
+from .runner import Registered, run_offline
 
 
 @dataclass
@@ -39,7 +40,7 @@ class Plan:
 def plan_stack(stack: str, stacks_dir: Path) -> Plan:
     """Validate the stack's spec and build its estate offline. Raises SpecError, FidelityError."""
     config, spec = load_spec(stack, stacks_dir)
-    from components.estate import Estate   # imports the SDKs: only once the spec is known good
+    from mcp_estate.components.estate import Estate  # imports the SDKs: only once the spec is known good
 
     started = time.perf_counter()
     resources = run_offline(lambda: Estate("mcp-estate", spec), stack=stack, config=config,

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import pulumi
 
-from .geography import AWS_REGIONS
+from mcp_estate.contract.geography import AWS_REGIONS
 
 # Cloudflare's published ranges (https://www.cloudflare.com/ips/), as `get_ip_ranges` returns them.
 CLOUDFLARE_IPV4 = ["173.245.48.0/20", "103.21.244.0/22", "103.22.200.0/22", "103.31.4.0/22",
@@ -91,7 +91,7 @@ class EstateMocks(pulumi.runtime.Mocks):
         answer = _CALLS.get(args.token)
         if answer is None:
             raise NotImplementedError(f"the offline mocks have no answer for invoke {args.token}: "
-                                      "add one to mcp_estate/mocks.py")
+                                      "add one to mcp_estate/offline/mocks.py")
         return answer(self.account_id, region, args.args)
 
 
@@ -129,7 +129,8 @@ def _vpc_endpoint(c: _Ctx):
     if c.inputs.get("vpcEndpointType") == "Gateway":
         outputs["prefixListId"] = f"pl-{_hex(c.name, 8)}"
     else:
-        outputs["dnsEntries"] = [{"dnsName": f"{rid}.{c.inputs.get('serviceName', '')}", "hostedZoneId": "Z7HUB22UULQXV"}]
+        outputs["dnsEntries"] = [{"dnsName": f"{rid}.{c.inputs.get('serviceName', '')}",
+                                  "hostedZoneId": "Z7HUB22UULQXV"}]
     return rid, outputs
 
 
@@ -365,7 +366,7 @@ AVAILABILITY_ZONES: dict[str, list[tuple[str, str]]] = {
 def _availability_zones(account: str, region: str, args: dict) -> dict:
     if args.get("filters") or args.get("excludeNames") or args.get("excludeZoneIds") or args.get("state"):
         raise NotImplementedError("the offline mocks answer getAvailabilityZones without filters, "
-                                  f"exclusions or state only; got {sorted(args)}: extend mcp_estate/mocks.py")
+                                  f"exclusions or state only; got {sorted(args)}: extend mcp_estate/offline/mocks.py")
     zones = AVAILABILITY_ZONES[region]
     return {"id": region, "names": [f"{region}{letter}" for letter, _ in zones],
             "zoneIds": [zone_id for _, zone_id in zones], "groupNames": [region] * len(zones)}

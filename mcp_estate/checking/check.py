@@ -27,22 +27,34 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from pulumi_policy import (EnforcementLevel, PolicyCustomTimeouts, PolicyProviderResource, PolicyResource,
-                           PolicyResourceOptions, ResourceValidationArgs, ResourceValidationPolicy,
-                           StackValidationArgs)
 import jsonschema
-from pulumi_policy.deserialize import (SPECIAL_ARCHIVE_SIG, SPECIAL_ASSET_SIG, SPECIAL_SECRET_SIG, SPECIAL_SIG_KEY,
-                                       deserialize_properties)
-from pulumi_policy.policy import _NotApplicableError   # what `args.not_applicable()` raises
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyCustomTimeouts,
+    PolicyProviderResource,
+    PolicyResource,
+    PolicyResourceOptions,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+)
+from pulumi_policy.deserialize import (
+    SPECIAL_ARCHIVE_SIG,
+    SPECIAL_ASSET_SIG,
+    SPECIAL_SECRET_SIG,
+    SPECIAL_SIG_KEY,
+    deserialize_properties,
+)
+from pulumi_policy.policy import _NotApplicableError  # what `args.not_applicable()` raises
 from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 
-import policies
-from policies.catalogue import CONTROLS
-from policies.control import Control
+from mcp_estate import policies
+from mcp_estate.contract.names import ENVIRONMENT_TAG
+from mcp_estate.policies.catalogue import CONTROLS
+from mcp_estate.policies.control import Control
 
 MANDATORY, ADVISORY, DISABLED = "mandatory", "advisory", "disabled"
 LEVELS = (MANDATORY, ADVISORY, DISABLED, "remediate")
-ENVIRONMENT_TAG = "mcp-estate:environment"
 CONFIG_DIR = Path(policies.__file__).resolve().parent / "config"
 # The signature of a resource reference in exported state (pulumi/sdk/go/common/resource/properties.go).
 SPECIAL_RESOURCE_SIG = "5cf8f73096256a8f31e491e813e4eb8e"

@@ -1,6 +1,6 @@
 """A Lambda function's code, packaged at plan time from what is installed: no download, no build step.
 
-`lambda_archive(["mcp_estate.canary_handler"])` holds the entry modules, every module of their own
+`lambda_archive(["mcp_estate.runtime.canary_handler"])` holds the entry modules, every module of their own
 packages they import (with the packages' `__init__.py`), and the installed distributions of the
 third-party modules they import, with those distributions' requirements for the Lambda runtime
 (Python 3.12 on Linux arm64), file by file from each distribution's RECORD. The archive's paths

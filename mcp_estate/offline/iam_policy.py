@@ -22,7 +22,7 @@ import json
 import re
 from typing import Any
 
-from .iam_actions import condition_key_defined, matches_no_action, services_of, unknown_actions
+from mcp_estate.policies.iam_actions import condition_key_defined, matches_no_action, services_of, unknown_actions
 
 IDENTITY, RESOURCE, TRUST = "identity", "resource", "trust"
 STATEMENT_KEYS = ("Sid", "Effect", "Principal", "NotPrincipal", "Action", "NotAction",

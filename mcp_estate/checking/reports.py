@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
 
-from policies.control import Control, Risk
+from mcp_estate.policies.control import Control, Risk
 
 from .check import ADVISORY, DISABLED, MANDATORY, CheckResult, Violation, enforcement_level
 

@@ -12,9 +12,7 @@ validated before it replaces the file atomically. Any refusal writes nothing.
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,14 +22,20 @@ import boto3
 import yaml
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .aws_errors import client_error_text
-from .image_contract import (CONTAINER_USER, DOCKERFILE_FIX, SCRATCH_PATH, ImageConfigError, WrongPlatform,
-                             contract_problems, read_image_config)
-from .spec import EstateSpec, Server
-from .stackfile import ESTATE_KEY, load_spec, stack_path
-from .validate import SpecError, parse_spec
+from mcp_estate.contract import exit_codes
+from mcp_estate.contract.spec import EstateSpec, Server
+from mcp_estate.contract.stackfile import ESTATE_KEY, load_spec, stack_path
+from mcp_estate.contract.validate import SpecError, parse_spec
 
-EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
+from .aws_errors import client_error_text
+from .image_contract import (
+    DOCKERFILE_FIX,
+    ImageConfigError,
+    WrongPlatform,
+    contract_problems,
+    read_image_config,
+)
+
 BLOCKING = ("CRITICAL", "HIGH")
 # Basic scanning reports COMPLETE; enhanced (Inspector) scanning ACTIVE while it monitors the image.
 SCANNED = ("COMPLETE", "ACTIVE")
@@ -42,7 +46,7 @@ SCANNING = ("IN_PROGRESS", "PENDING")
 class LockError(Exception):
     """A refusal: one line per problem, and the exit code (1 findings, 2 bad input)."""
 
-    def __init__(self, problems: list[str], code: int = EXIT_BAD_INPUT):
+    def __init__(self, problems: list[str], code: int = exit_codes.BAD_INPUT):
         super().__init__("; ".join(problems))
         self.problems, self.code = problems, code
 
@@ -138,14 +142,14 @@ def _contract_gate(ecr: Any, registry: str, server: Server, tag: str, digest: st
     try:
         config = read_image_config(ecr, registry, server.repository, digest, server.architecture)
     except WrongPlatform as error:
-        raise LockError([f"servers[{server.name}]: {error}"], EXIT_FINDINGS) from None
+        raise LockError([f"servers[{server.name}]: {error}"], exit_codes.FINDINGS) from None
     except ImageConfigError as error:
         raise LockError([f"servers[{server.name}]: cannot read the configuration of "
                          f"{server.repository}:{tag}: {error}"]) from None
     problems = contract_problems(config)
     if problems:
         raise LockError([f"servers[{server.name}]: {server.repository}:{tag} ({config.platform}) does not "
-                         "meet the image contract:", *problems, f"fix: {DOCKERFILE_FIX}"], EXIT_FINDINGS)
+                         "meet the image contract:", *problems, f"fix: {DOCKERFILE_FIX}"], exit_codes.FINDINGS)
     return config.platform
 
 
@@ -176,7 +180,7 @@ def _scan_gate(server: Server, tag: str, scan: Scan, allow_findings: bool) -> li
         counts = ", ".join(f"{n} {s}" for s, n in scan.blocking.items())
         if not allow_findings:
             raise LockError([f"{subject} has {counts} finding(s): fix and push a new image, or pass "
-                             "--allow-findings with a recorded exception"], EXIT_FINDINGS)
+                             "--allow-findings with a recorded exception"], exit_codes.FINDINGS)
         return [f"{subject} has {counts} finding(s): pinned anyway because of --allow-findings"]
     return []
 
@@ -278,41 +282,3 @@ def _write_atomically(path: Path, text: str) -> None:
     except BaseException:
         os.unlink(temp)
         raise
-
-
-# -- the command -----------------------------------------------------------------------------
-
-def add_command(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "lock", help="pin a server's image to the digest of a scanned tag, in the stack file",
-        description="Exit 0 when pinned (or already pinned), 1 when the image breaks the image contract "
-                    "(user 10001, VOLUME /tmp, the server's platform) or its scan has CRITICAL/HIGH findings, "
-                    "2 when the stack, server, repository, tag, scan or a region's replica is missing.")
-    parser.add_argument("--stack", required=True, help="stack name: edits stacks/Pulumi.<stack>.yaml")
-    parser.add_argument("--server", required=True, help="server name, as in `servers`")
-    parser.add_argument("--tag", required=True, help="image tag to resolve in the server's repository")
-    parser.add_argument("--allow-findings", action="store_true",
-                        help="pin even with CRITICAL/HIGH findings or no finished scan (warns)")
-    parser.add_argument("--stacks-dir", type=Path, default=Path("stacks"), help="default: ./stacks")
-    parser.set_defaults(handler=_handle)
-
-
-def _handle(args: argparse.Namespace) -> int:
-    try:
-        locked = lock(boto3.Session(), args.stack, args.server, args.tag, args.stacks_dir, args.allow_findings)
-    except LockError as error:
-        print(f"estate lock: {args.server}:{args.tag} not pinned, nothing written:", file=sys.stderr)
-        for problem in error.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return error.code
-    for warning in locked.warnings:
-        print(f"WARNING: {warning}", file=sys.stderr)
-    print(f"{locked.server}: {locked.tag} -> {locked.image.rsplit('@', 1)[1]}")
-    print(f"  image contract met ({locked.platform}): user {CONTAINER_USER}, VOLUME {SCRATCH_PATH}")
-    print(f"  {locked.scan.summary()}")
-    print(f"  present in: {', '.join(locked.regions)}")
-    if locked.changed:
-        print(f"{locked.path}: servers[{locked.server}].image pinned (was ...@{locked.previous.rsplit('@', 1)[1]})")
-    else:
-        print(f"{locked.path}: servers[{locked.server}].image already pinned to this digest: nothing changed")
-    return EXIT_OK

@@ -190,8 +190,9 @@ def _servers(spec: EstateSpec) -> list[Problem]:
                          if arn.startswith("arn:") and arn.split(":")[4] not in ("", spec.aws_account_id)]
             for resource in permission.resources:
                 if resource.startswith(SECRET_PREFIX) and resource[len(SECRET_PREFIX):] not in secret_names:
+                    known = ", ".join(sorted(secret_names)) or "none"
                     problems.append(Problem(f"{path}.permissions[{i}].resources", f"'{resource}' names no "
-                                            f"secret of the estate (known: {', '.join(sorted(secret_names)) or 'none'})"))
+                                            f"secret of the estate (known: {known})"))
         if server.priority in priorities:
             problems.append(Problem(f"{path}.route_priority", f"priority {server.priority} is also used by "
                                     f"'{priorities[server.priority]}': set a distinct route_priority"))

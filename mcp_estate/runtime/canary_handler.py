@@ -1,7 +1,7 @@
 """The canary's Lambda handler: probe every MCP server of a region by two paths, publish what it saw.
 
 Runs on a schedule in the region's private subnets (components/canary.py). Each server is probed
-twice with `mcp_estate.probe`, at the same URL, `https://<hostname>/<server>/mcp`:
+twice with `mcp_estate.runtime.probe`, at the same URL, `https://<hostname>/<server>/mcp`:
 
 - `alb`: straight to the region's ALB, bypassing Cloudflare. The ALB is internet-facing, yet its
   nodes also have private addresses in the VPC, which the function reaches without NAT; it finds
@@ -39,10 +39,10 @@ from typing import Any, Callable, Iterator
 
 import boto3
 
-from mcp_estate.probe import Failure, ProbeResult, probe
+from mcp_estate.contract.names import CANARY_NAMESPACE as NAMESPACE
 
-NAMESPACE = "MCPEstate/Canary"
-PATHS = ("alb", "edge")
+from .probe import Failure, ProbeResult, probe
+
 PROBE_TIMEOUT_SECONDS = 10.0   # per probe; the two paths run one after the other, servers in parallel
 MAX_PARALLEL_PROBES = 8
 METRICS_PER_CALL = 20          # PutMetricData's historical limit, accepted everywhere

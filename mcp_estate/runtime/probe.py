@@ -50,7 +50,6 @@ outputSchema, icons, `_meta`). Numbers are rendered as Python's `json` renders t
 
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
 import http.client
@@ -60,11 +59,15 @@ import math
 import re
 import socket
 import ssl
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
+
+
+class ProbeInputError(ValueError):
+    """The probe was asked something it cannot do (a bad URL, protocol, arguments or timeout)."""
+
 
 MODERN, HANDSHAKE = "2026-07-28", "2025-11-25"
 PROTOCOLS = ("auto", MODERN, HANDSHAKE)
@@ -165,7 +168,7 @@ def probe(url: str, *, protocol: str = "auto", tool: str | None = None, argument
           expect_tools_sha256: str | None = None, timeout: float = 10.0) -> ProbeResult:
     """Probe the MCP server at `url`: discover or initialize, list every tool, optionally call `tool`.
 
-    Returns the result, failed or not (`result.ok`, `result.failure`); raises ValueError only for
+    Returns the result, failed or not (`result.ok`, `result.failure`); raises ProbeInputError (a ValueError) only for
     invalid arguments. `tool` is called on every probe: choose a read-only one. A manifest that does
     not match `expect_tools_sha256` fails the probe before `tool` is called.
     """
@@ -188,19 +191,19 @@ def _check_arguments(url: str, protocol: str, tool: str | None, arguments: dict[
                      expected: str | None, timeout: float) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"url '{url}' is not an http(s) URL: use e.g. https://mcp.example.com/booking/mcp")
+        raise ProbeInputError(f"url '{url}' is not an http(s) URL: use e.g. https://mcp.example.com/booking/mcp")
     if parts.username is not None:
-        raise ValueError("url carries credentials: the probe sends none, remove them from the URL")
+        raise ProbeInputError("url carries credentials: the probe sends none, remove them from the URL")
     if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol '{protocol}' is not one of {', '.join(PROTOCOLS)}")
+        raise ProbeInputError(f"protocol '{protocol}' is not one of {', '.join(PROTOCOLS)}")
     if arguments is not None and tool is None:
-        raise ValueError("arguments without a tool: name the tool to call with --tool")
+        raise ProbeInputError("arguments without a tool: name the tool to call with --tool")
     if arguments is not None and not isinstance(arguments, dict):
-        raise ValueError(f"the tool's arguments must be a JSON object, not {type(arguments).__name__}")
+        raise ProbeInputError(f"the tool's arguments must be a JSON object, not {type(arguments).__name__}")
     if expected is not None and not re.fullmatch(r"[0-9a-f]{64}", expected):
-        raise ValueError(f"expected tools sha256 '{expected}' is not 64 hex digits")
+        raise ProbeInputError(f"expected tools sha256 '{expected}' is not 64 hex digits")
     if not (math.isfinite(timeout) and timeout > 0):
-        raise ValueError(f"timeout {timeout} is not a positive number of seconds")
+        raise ProbeInputError(f"timeout {timeout} is not a positive number of seconds")
 
 
 def _discover(client: _Client, *, fallback: bool) -> dict[str, Any] | None:
@@ -585,48 +588,3 @@ def _snippet(body: bytes | str, limit: int = 200) -> str:
     text = "".join(c if c.isprintable() else " " for c in text)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit] + "..."
-
-
-def add_command(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "probe", help="check one MCP server end to end, as a client would",
-        description="Discover or initialize, list every tool (following pagination), optionally call one "
-                    "tool, and report the protocol, each step's latency, the server and a SHA-256 of its tool "
-                    "manifest. Exit 0 when every step succeeded, 1 when one failed (the reason on stderr), "
-                    "2 on bad input.")
-    parser.add_argument("url", help="the server's Streamable HTTP endpoint, e.g. https://mcp.example.com/booking/mcp")
-    parser.add_argument("--format", choices=("text", "json"), default="text", help="default: text")
-    parser.add_argument("--protocol", choices=PROTOCOLS, default="auto",
-                        help=f"{MODERN}: stateless; {HANDSHAKE}: initialize and a session; auto (default): "
-                             f"{MODERN} when the server offers it")
-    parser.add_argument("--tool", metavar="NAME", help="also call this tool, on every probe: choose a READ-ONLY "
-                        "tool, the probe cannot tell whether a call changes anything")
-    parser.add_argument("--args", metavar="JSON", help="the tool's arguments, a JSON object (default: {})")
-    parser.add_argument("--expect-tools-sha256", metavar="HEX",
-                        help="fail (before any tool call) unless the tool manifest has this SHA-256")
-    parser.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
-                        help="deadline for the whole probe (default: 10)")
-    parser.set_defaults(handler=_handle)
-
-
-def _handle(args: argparse.Namespace) -> int:
-    from .cli import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK
-
-    try:
-        arguments = None if args.args is None else json.loads(args.args)
-    except ValueError as error:
-        print(f"estate probe: --args is not JSON: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    try:
-        result = probe(args.url, protocol=args.protocol, tool=args.tool, arguments=arguments,
-                       expect_tools_sha256=args.expect_tools_sha256, timeout=args.timeout)
-    except ValueError as error:
-        print(f"estate probe: bad input: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    print(json.dumps(result.as_dict(), indent=2, ensure_ascii=False) if args.format == "json" else result.as_text())
-    if result.failure is not None:
-        failure = result.failure
-        print(f"estate probe: {args.url}: {failure.step} failed ({failure.kind}): {failure.reason}", file=sys.stderr)
-        return EXIT_FINDINGS
-    return EXIT_OK
-

@@ -1,8 +1,8 @@
 """`estate verify`: does the live estate still match its stack's spec?
 
-Reads every region of the spec, finding the live resources by the contract tags (design.md §5)
-and the estate's naming contract (`mcp-estate-<stack>-<group>-state`, `mcp-estate-<stack>/<secret>`,
-the servers' ECR repositories), and reports each difference as a finding of a stable kind
+Reads every region of the spec, finding the live resources by the contract tags
+and the physical names the components gave them (both from mcp_estate/contract/names.py) and the
+servers' ECR repositories, and reports each difference as a finding of a stable kind
 (`KINDS`). Typical causes: an out-of-band deploy or a tampered task definition, a console edit
 opening a security group, a replica removed by hand.
 
@@ -14,25 +14,19 @@ after boto3's standard retries) raises `VerifyError`: a partial read never passe
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from itertools import groupby
-from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from .spec import EstateSpec, ResidencyGroup, Server
-from .stackfile import load_spec
-from .validate import SpecError
-
-EXIT_OK, EXIT_FINDINGS, EXIT_FAILED = 0, 1, 2
+from mcp_estate.contract.names import SERVER_TAG, STACK_TAG, PhysicalNames
+from mcp_estate.contract.spec import EstateSpec, ResidencyGroup, Server
 
 KINDS: dict[str, str] = {
     "image-drift": "runs an image other than the spec's pinned digest",
@@ -47,7 +41,6 @@ KINDS: dict[str, str] = {
     "resource-missing": "a resource the estate needs to be checked does not exist",
 }
 
-STACK_TAG, SERVER_TAG = "mcp-estate:stack", "mcp-estate:server"
 READ_PREFIXES = ("Describe", "List", "Get", "BatchGet")
 SECRET_READS = frozenset({"GetSecretValue", "BatchGetSecretValue"})   # reads, but of secret values
 RETRIES = Config(retries={"mode": "standard"})   # throttling is retried with backoff before we give up
@@ -114,8 +107,9 @@ class Live:
     clients: Callable[[str, str], Any]
 
     @property
-    def prefix(self) -> str:
-        return f"mcp-estate-{self.stack}"
+    def names(self) -> PhysicalNames:
+        """The physical names the components gave the stack's resources (the same functions)."""
+        return PhysicalNames.of_stack(self.stack)
 
     def expected_image(self, server: Server, region: str) -> str:
         """The regional replica of the pinned image, as the estate's task definitions name it."""
@@ -304,7 +298,7 @@ def alb_findings(live: Live, region: str) -> Iterator[Finding]:
 def state_table_findings(live: Live, region: str) -> Iterator[Finding]:
     """In the group's primary region its replicas; in every region the copy's PITR."""
     group = live.spec.group_of[region]
-    table = f"{live.prefix}-{group.name}-state"
+    table = live.names.state_table(group.name)
     dynamodb = live.clients("dynamodb", region)
     if region == group.primary_region:
         try:
@@ -338,7 +332,7 @@ def secret_findings(live: Live, region: str) -> Iterator[Finding]:
     """Each secret whose home is this region has a healthy replica where a server reads it."""
     manager = live.clients("secretsmanager", region)
     for secret in (s for s in live.spec.secret_names() if live.spec.secret_home(s) == region):
-        name = f"{live.prefix}/{secret}"
+        name = live.names.secret(secret)
         try:
             described = manager.describe_secret(SecretId=name)
         except manager.exceptions.ResourceNotFoundException:
@@ -401,7 +395,7 @@ def task_name(task: dict) -> str:
     return f"{task['clusterArn'].rsplit('/', 1)[-1]}/task/{task['taskArn'].rsplit('/', 1)[-1]}"
 
 
-# -- reports and the command ------------------------------------------------------------------------
+# -- reports ------------------------------------------------------------------------
 
 def as_json(findings: list[Finding]) -> str:
     return json.dumps({"findings": [asdict(f) for f in findings]}, indent=1)
@@ -418,31 +412,3 @@ def as_text(findings: list[Finding], stack: str, spec: EstateSpec) -> str:
         lines += ["", f"{kind} ({len(rows)}): {KINDS[kind]}"]
         lines += [f"  {f.region:<15} {f.resource:<{width}}  {f.message}" for f in rows]
     return "\n".join(lines)
-
-
-def add_command(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "verify", help="compare the live estate with its stack's spec (read-only)",
-        description="Exit 0 when the live estate matches the spec, 1 on findings, 2 when it could not be "
-                    "read (credentials, account, access, throttling) or the stack file is invalid.")
-    parser.add_argument("--stack", required=True, help="stack name: reads stacks/Pulumi.<stack>.yaml")
-    parser.add_argument("--format", choices=("text", "json"), default="text", help="default: text")
-    parser.add_argument("--stacks-dir", type=Path, default=Path("stacks"), help="default: ./stacks")
-    parser.set_defaults(handler=run_verify)
-
-
-def run_verify(args: argparse.Namespace) -> int:
-    try:
-        _, spec = load_spec(args.stack, args.stacks_dir)
-    except SpecError as error:
-        print(f"estate verify: invalid stack '{args.stack}':", file=sys.stderr)
-        for problem in error.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return EXIT_FAILED
-    try:
-        findings = verify(spec, args.stack, Clients.from_environment())
-    except VerifyError as error:
-        print(f"estate verify: {error}", file=sys.stderr)
-        return EXIT_FAILED
-    print(as_json(findings) if args.format == "json" else as_text(findings, args.stack, spec))
-    return EXIT_FINDINGS if findings else EXIT_OK

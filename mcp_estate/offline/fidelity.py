@@ -20,8 +20,8 @@ from __future__ import annotations
 import difflib
 import importlib
 import json
-import sys
 import re
+import sys
 import typing
 from collections import abc
 from dataclasses import dataclass

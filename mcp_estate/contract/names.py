@@ -1,0 +1,80 @@
+"""Physical names and the contract tags, computed in one place: the components name and tag what they
+create with these, and `estate verify` and the canary find it by the same functions. Standard library
+only: the canary's Lambda imports this module.
+
+A child's URN holds only its parent's *type*, not its name, so every child name starts with its
+component's name, which itself comes from stable spec names (server, region, group), never from a
+list position.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+ESTATE = "mcp-estate"   # the Estate component's name (__main__.py): every physical name starts with it
+
+# The contract tags: on every resource; `estate verify` and the stack policies find resources by them.
+STACK_TAG, ENVIRONMENT_TAG, OWNER_TAG = "mcp-estate:stack", "mcp-estate:environment", "mcp-estate:owner"
+SERVER_TAG = "mcp-estate:server"
+RESIDENCY_TAG = "mcp-estate:residency"   # "strict" | "open", on every resource of a group
+COUNTRIES_TAG = "mcp-estate:countries"   # "AT BE DE ...", on a strict group's state table
+
+# The canary's metrics: the Lambda writes them, the alarms and dashboards read them.
+CANARY_NAMESPACE = "MCPEstate/Canary"
+CANARY_PATHS = ("alb", "edge")   # through the region's ALB directly, and through Cloudflare's edge
+
+
+@dataclass(frozen=True)
+class ContractTags:
+    """The tags every resource carries (README: Operations, `estate verify`)."""
+
+    stack: str
+    environment: str
+    owner: str
+
+    def __call__(self, *, region: str | None = None, server: str | None = None,
+                 group: str | None = None) -> dict[str, str]:
+        tags = {STACK_TAG: self.stack, ENVIRONMENT_TAG: self.environment, OWNER_TAG: self.owner}
+        for key, value in (("region", region), ("server", server), ("residency-group", group)):
+            if value is not None:
+                tags[f"mcp-estate:{key}"] = value
+        return tags
+
+
+@dataclass(frozen=True)
+class PhysicalNames:
+    """The names of an estate's stateful resources, from its prefix (`mcp-estate-<stack>`)."""
+
+    prefix: str
+
+    @classmethod
+    def of_stack(cls, stack: str) -> PhysicalNames:
+        return cls(f"{ESTATE}-{stack}")
+
+    def state_table(self, group: str) -> str:
+        return f"{self.prefix}-{group}-state"
+
+    def secret(self, secret: str) -> str:
+        return f"{self.prefix}/{secret}"
+
+    def log_group(self, server: str) -> str:
+        return f"/{self.prefix}/{server}"
+
+    def flow_logs_role(self, region: str) -> str:
+        return iam_name(f"{self.prefix}-{region}-flow-logs")
+
+    def ecr_replica_role(self) -> str:
+        return iam_name(f"{self.prefix}-ecr-replica-creation")
+
+
+IAM_NAME_LIMIT = 64   # IAM role and policy names
+
+
+def iam_name(name: str) -> str:
+    """`name` if IAM accepts its length, else its start and a hash of the whole: still unique, still
+    stable (a long stack or estate name must not make `pulumi up` fail on a role's name)."""
+    if len(name) <= IAM_NAME_LIMIT:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[:IAM_NAME_LIMIT - len(digest) - 1].rstrip('-')}-{digest}"
