@@ -28,7 +28,8 @@ def network(nat: bool, zones: int = 3, region: str = REGION) -> tuple[Plan, dict
         provider = aws.Provider(f"aws-{region}", region=region)
         net = RegionNetwork(f"net-{region}", RegionNetworkArgs(
             region=region, account_id=ACCOUNT, cidr="10.30.0.0/16", availability_zones=zones, nat=nat,
-            log_key_arn=KEY, log_retention_days=90, flow_logs_role_name=f"net-{region}-flow-logs", tags=TAGS), opts=pulumi.ResourceOptions(provider=provider))
+            log_key_arn=KEY, log_retention_days=90, flow_logs_role_name=f"net-{region}-flow-logs", tags=TAGS),
+            opts=pulumi.ResourceOptions(provider=provider))
         pulumi.Output.all(private=net.private_subnet_ids, public=net.public_subnet_ids,
                           prefix_lists=net.gateway_prefix_list_ids, endpoint_sg=net.endpoint_security_group_id,
                           vpc=net.vpc_id).apply(seen.update)

@@ -446,7 +446,8 @@ class TestLiveEstate:
         definition = ecs.describe_services(cluster=built.cluster, services=extra[:1])["services"][0]["taskDefinition"]
         for _ in range(10):   # and 100 more tasks
             ecs.run_task(cluster=built.cluster, taskDefinition=definition, launchType="FARGATE", count=10,
-                         group=f"service:{extra[0]}", networkConfiguration={"awsvpcConfiguration": built.networks["search"]})
+                         group=f"service:{extra[0]}",
+                         networkConfiguration={"awsvpcConfiguration": built.networks["search"]})
         sizes: dict[str, list[int]] = {}
 
         def record(params, model, **_):
