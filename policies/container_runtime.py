@@ -233,8 +233,10 @@ def container_secrets(container: Mapping, not_secret: frozenset[str]) -> str | N
     places += [f"docker label {k}" for k, v in as_mapping(container.get("dockerLabels")).items()
                if secret_like_name(k, not_secret) or secret_like_value(v)]
     # Never echo the values: the report would leak them once more.
+    if not places:
+        return None
     return f"plain-text secret (or what looks like one) in {', '.join(places)}: move it to `secrets` with " \
-           "valueFrom a Secrets Manager ARN (read from the environment, never from the command line)" if places else None
+           "valueFrom a Secrets Manager ARN (read from the environment, never from the command line)"
 
 
 @resource_policy(
@@ -261,7 +263,8 @@ def no_secrets_in_plain_environment(args: ResourceValidationArgs, report: Report
     check_containers(args, report, lambda container: container_secrets(container, not_secret))
     if args.resource_type == LAMBDA_FUNCTION:
         variables = as_mapping(as_mapping(lookup(args.props, "environment")).get("variables"))
-        names = [str(k) for k, v in variables.items() if secret_like_name(k, not_secret) or secret_like_value(v)]
+        names = [str(k) for k, v in sorted(variables.items())
+                 if secret_like_name(k, not_secret) or secret_like_value(v)]
         if names:
             report(f"Lambda function {args.name}: plain-text secret (or what looks like one) in environment "
                    f"variables {', '.join(names)}: read them from Secrets Manager at start (the Parameters and Secrets "

@@ -264,7 +264,7 @@ def _json_documents(text: str) -> list:
         try:
             value, at = decoder.raw_decode(text, at)
         except ValueError as error:
-            raise ContainerDefinitionError(f"is not JSON ({error})") from None
+            raise ContainerDefinitionError(f"containerDefinitions is not JSON ({error})") from None
         documents.append(value)
     return documents
 
@@ -299,13 +299,14 @@ def container_definitions(value: Any) -> list[dict]:
         documents = _json_documents(value)
         if len(documents) != 1:
             raise ContainerDefinitionError(
-                f"holds {len(documents)} JSON documents; the provider decodes each over the last: give one list")
+                f"containerDefinitions holds {len(documents)} JSON documents; the provider decodes each over "
+                "the last: give one list")
         value = documents[0]
     if isinstance(value, (Mapping, _Pairs, str)) or not isinstance(value, Sequence):
-        raise ContainerDefinitionError("is not a JSON list of containers")
+        raise ContainerDefinitionError("containerDefinitions is not a JSON list of containers")
     containers = _canonical(value, "containerDefinitions")
     if not all(isinstance(c, dict) for c in containers):
-        raise ContainerDefinitionError("is not a JSON list of container objects")
+        raise ContainerDefinitionError("containerDefinitions is not a JSON list of container objects")
     return containers
 
 
@@ -317,7 +318,7 @@ def ecs_containers(args: ResourceValidationArgs, report: Report) -> list[dict]:
     try:
         return container_definitions(args.props.get("containerDefinitions"))
     except ContainerDefinitionError as error:
-        report(f"Task definition {args.name}: containerDefinitions {error}, so it cannot be checked")
+        report(f"Task definition {args.name}: {error}, so it cannot be checked")
         return []
 
 

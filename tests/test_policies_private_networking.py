@@ -84,8 +84,8 @@ def test_every_way_of_admitting_the_whole_internet_is_refused(shape):
     ([{"cidr": "0.0.0.0/2"}, {"cidr": "64.0.0.0/2"}, {"cidr": "128.0.0.0/2"}, {"cidr": "192.0.0.0/2"}],
      "0.0.0.0/2 (open), 64.0.0.0/2 (open), 128.0.0.0/2 (open), 192.0.0.0/2 (open), together the whole")])
 def test_a_prefix_list_listing_the_internet_is_refused(entries, shown):
-    program = lambda: aws.ec2.ManagedPrefixList(  # noqa: E731
-        "open", name="partners", address_family="IPv4", max_entries=4, entries=entries)
+    def program():
+        aws.ec2.ManagedPrefixList("open", name="partners", address_family="IPv4", max_entries=4, entries=entries)
     assert messages("no-ingress-from-the-internet", program) == [
         f"managed prefix list open lists {shown} internet: list only known ranges (Cloudflare's)"]
 
@@ -167,7 +167,8 @@ def test_ranges_split_over_several_resources_are_combined_per_security_group(pro
 
 def test_all_public_addresses_without_the_private_ranges_is_still_the_internet():
     [found] = messages("no-ingress-from-the-internet", all_but_the_private_ranges)
-    assert found.startswith(f"security group {SG} admits 0.0.0.0/5 (part-4), 8.0.0.0/7 (part-6), 11.0.0.0/8 (part-7), ") and \
+    assert found.startswith(f"security group {SG} admits 0.0.0.0/5 (part-4), 8.0.0.0/7 (part-6), "
+                            "11.0.0.0/8 (part-7), ") and \
         found.endswith("together the whole internet" + FIX_INGRESS)
 
 
