@@ -189,25 +189,6 @@ def is_the_internet(cidrs: Iterable[Any]) -> bool:
 TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
 
 
-def task_containers(args: ResourceValidationArgs, report: Report) -> list[Mapping]:
-    """Every container (sidecars included) of an ECS task definition, none for another resource.
-    `containerDefinitions` is a JSON string of the ECS API's camelCase objects; one that cannot be
-    read is reported, never passed."""
-    if args.resource_type != TASK_DEFINITION:
-        return []
-    value = args.props.get("containerDefinitions")
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            value = None
-    if isinstance(value, Sequence) and not isinstance(value, str) and all(isinstance(c, Mapping) for c in value):
-        return list(value)
-    report(f"Task definition {args.name}: containerDefinitions is not a JSON list of containers, "
-           "so it cannot be checked")
-    return []
-
-
 def tag(props: Any, key: str) -> str | None:
     tags = props.get("tags") if hasattr(props, "get") else None
     return tags.get(f"mcp-estate:{key}") if hasattr(tags, "get") else None
@@ -235,3 +216,137 @@ def lookup(props: Any, key: str) -> Any:
         return props.get(key) if hasattr(props, "get") else None
     except UnknownValueError:
         return UNKNOWN
+
+
+# -- ECS container definitions as the AWS provider decodes them ------------------------------------
+# The provider (terraform-provider-aws internal/service/ecs/container_definitions.go) decodes the
+# JSON string with Go's encoding/json into the SDK's ContainerDefinition structs: every JSON value
+# of the string in turn into the same slice, object keys matched to the struct fields without
+# regard to case (Go's simple case folding: "ſ" is "s", "K" is "k"), the last duplicate winning and
+# unknown keys dropped. ECS receives what that produced, so a policy reads the same.
+
+# The ECS field names, canonical spelling (ContainerDefinition and the nested structs policies read).
+ECS_FIELDS = (
+    "command", "cpu", "credentialSpecs", "dependsOn", "disableNetworking", "dnsSearchDomains", "dnsServers",
+    "dockerLabels", "dockerSecurityOptions", "entryPoint", "environment", "environmentFiles", "essential",
+    "extraHosts", "firelensConfiguration", "healthCheck", "hostname", "image", "interactive", "links",
+    "linuxParameters", "logConfiguration", "memory", "memoryReservation", "mountPoints", "name", "portMappings",
+    "privileged", "pseudoTerminal", "readonlyRootFilesystem", "repositoryCredentials", "resourceRequirements",
+    "restartPolicy", "secrets", "startTimeout", "stopTimeout", "systemControls", "ulimits", "user",
+    "versionConsistency", "volumesFrom", "workingDirectory",
+    # linuxParameters, its capabilities, key-value pairs and secrets
+    "capabilities", "devices", "initProcessEnabled", "maxSwap", "sharedMemorySize", "swappiness", "tmpfs",
+    "add", "drop", "value", "valueFrom", "options", "secretOptions", "logDriver", "type")
+# Fields that are Go maps, not structs: their keys are data, matched exactly.
+ECS_MAP_FIELDS = frozenset({"dockerLabels", "options"})
+
+
+def go_fold(name: str) -> str:
+    """A JSON key as Go's encoding/json compares it with a field name: each rune upper(lower(r))."""
+    return "".join(f if len(f := c.lower().upper()) == 1 else c for c in name)
+
+
+_CANONICAL = {go_fold(field): field for field in ECS_FIELDS}
+
+
+class ContainerDefinitionError(ValueError):
+    """containerDefinitions that ECS would read differently from a plain JSON reading."""
+
+
+class _Pairs(list):
+    """An object's key-value pairs in order, duplicates kept, as the JSON text holds them."""
+
+
+def _json_documents(text: str) -> list:
+    """Every JSON value of `text`, in order (Go's decoder reads a stream of them)."""
+    decoder, documents, at = json.JSONDecoder(object_pairs_hook=_Pairs), [], 0
+    while (at := len(text) - len(text[at:].lstrip())) < len(text):
+        try:
+            value, at = decoder.raw_decode(text, at)
+        except ValueError as error:
+            raise ContainerDefinitionError(f"containerDefinitions is not JSON ({error})") from None
+        documents.append(value)
+    return documents
+
+
+def _canonical(value: Any, path: str, is_map: bool = False) -> Any:
+    """`value` with object keys in ECS's canonical spelling; a key given twice (in any case) refused."""
+    if isinstance(value, (Mapping, _Pairs)):
+        pairs = list(value.items()) if isinstance(value, Mapping) else list(value)
+        if is_map:
+            return {str(k): _canonical(v, f"{path}.{k}") for k, v in pairs}
+        result: dict[str, Any] = {}
+        spellings: dict[str, str] = {}
+        for key, item in pairs:
+            field = _CANONICAL.get(go_fold(str(key)), str(key))
+            if field in result:
+                raise ContainerDefinitionError(
+                    f"{path} sets \"{field}\" twice (as \"{spellings[field]}\" and \"{key}\"); the provider keeps the "
+                    "last one, whatever its case: set each field once, spelled as the ECS API does")
+            spellings[field] = str(key)
+            result[field] = _canonical(item, f"{path}.{field}", field in ECS_MAP_FIELDS)
+        return result
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return [_canonical(item, f"{path}[{i}]") for i, item in enumerate(value)]
+    return value
+
+
+def container_definitions(value: Any) -> list[dict]:
+    """The containers of a task definition's containerDefinitions (a JSON string, or a list when a
+    program or an export gives one) in canonical ECS spelling; ContainerDefinitionError when it is
+    not one JSON list of objects, or sets a field twice in any spelling."""
+    if isinstance(value, str):
+        documents = _json_documents(value)
+        if len(documents) != 1:
+            raise ContainerDefinitionError(
+                f"containerDefinitions holds {len(documents)} JSON documents; the provider decodes each over "
+                "the last: give one list")
+        value = documents[0]
+    if isinstance(value, (Mapping, _Pairs, str)) or not isinstance(value, Sequence):
+        raise ContainerDefinitionError("containerDefinitions is not a JSON list of containers")
+    containers = _canonical(value, "containerDefinitions")
+    if not all(isinstance(c, dict) for c in containers):
+        raise ContainerDefinitionError("containerDefinitions is not a JSON list of container objects")
+    return containers
+
+
+def ecs_containers(args: ResourceValidationArgs, report: Report) -> list[dict]:
+    """Every container (sidecars included) of an ECS task definition as ECS reads it, none for
+    another resource; a definition ECS could read differently than it looks is reported, never passed."""
+    if args.resource_type != TASK_DEFINITION:
+        return []
+    try:
+        return container_definitions(args.props.get("containerDefinitions"))
+    except ContainerDefinitionError as error:
+        report(f"Task definition {args.name}: {error}, so it cannot be checked")
+        return []
+
+
+# -- address ranges as EC2 reads them ---------------------------------------------------------------
+
+# Addresses no one on the internet connects from: a set of ranges that covers every other one
+# admits the whole internet (all of IPv4 but 10.0.0.0/8 is still everyone).
+NOT_THE_INTERNET = tuple(ipaddress.ip_network(n) for n in (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.0.0.0/24",
+    "192.0.2.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/3",
+    "2001:db8::/32"))
+EVERYONE = {4: ipaddress.ip_network("0.0.0.0/0"), 6: GLOBAL_UNICAST}
+
+
+def cidr(value: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A CIDR as EC2 reads it (host bits ignored, "10.0.0.0/0" is everyone); ValueError when it is none."""
+    return ipaddress.ip_network(str(value).strip(), strict=False)
+
+
+def covers_the_internet(networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    """Whether the ranges together admit every public IPv4 address or every public IPv6 address,
+    however they are split: the reserved and private ranges (NOT_THE_INTERNET) count as covered."""
+    networks = list(networks)
+    for version, everyone in EVERYONE.items():
+        mine = [n for n in networks if n.version == version]
+        if not mine:
+            continue
+        reserved = [n for n in NOT_THE_INTERNET if n.version == version]
+        if any(everyone.subnet_of(n) for n in ipaddress.collapse_addresses(mine + reserved)):
+            return True
+    return False

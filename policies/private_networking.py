@@ -16,27 +16,30 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from pulumi_policy import ResourceValidationArgs, Severity
+from pulumi_policy import PolicyResource, ResourceValidationArgs, Severity, StackValidationArgs
 
-from .control import (Report, Risk, allows, as_list, as_mapping, grants_everyone, is_the_internet, lookup,
-                      pinned_conditions, resource_policy)
+from .control import (Report, Risk, allows, as_list, as_mapping, cidr, covers_the_internet, grants_everyone,
+                      is_the_internet, lookup, pinned_conditions, resource_policy, stack_policy)
+
+
+SECURITY_GROUPS = {"aws:ec2/securityGroup:SecurityGroup": "security group",
+                   "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": "default security group"}
+SG_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
+DIRECTED_RULES = {"ingress": "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+                  "egress": "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"}
+PREFIX_LIST = "aws:ec2/managedPrefixList:ManagedPrefixList"
+PREFIX_LIST_ENTRY = "aws:ec2/managedPrefixListEntry:ManagedPrefixListEntry"
+VPC_ENDPOINT = "aws:ec2/vpcEndpoint:VpcEndpoint"
+PREFIX_LISTS_CONFIG = {"allowedPrefixLists": {"type": "array", "items": {"type": "string"}}}
 
 
 def is_world(cidr: Any) -> bool:
     """Whether `cidr` alone is the whole internet, however it is spelled ("0.0.0.0/0", "::/0",
     "0:0:0:0:0:0:0:0/0", "10.0.0.0/0", "2000::/3"...)."""
     return is_the_internet([cidr])
-
-
-def world_ranges(cidrs: list) -> list[str]:
-    """The ranges of `cidrs` that open a resource to the internet: each range that is the whole
-    internet alone, else all of them when together they are (`0.0.0.0/1` + `128.0.0.0/1`)."""
-    alone = [str(c) for c in cidrs if is_world(c)]
-    if alone:
-        return alone
-    return [str(c) for c in cidrs if c is not None and c != ""] if is_the_internet(cidrs) else []
 
 
 def is_true(value: Any) -> bool:
@@ -48,88 +51,172 @@ def _mappings(value: Any) -> list[Mapping]:
     return [item for item in as_list(value) if isinstance(item, Mapping)]
 
 
+def _arn_id(resource: PolicyResource) -> str | None:
+    """The id at the end of an EC2 ARN (`...:security-group/sg-0abc`, `...:prefix-list/pl-0abc`):
+    stack policies see outputs, and the id itself is not one of them."""
+    arn = lookup(resource.props, "arn")
+    return arn.rsplit("/", 1)[-1] if isinstance(arn, str) and "/" in arn else None
+
+
+@dataclass
+class Exposure:
+    """Everything that opens one security group (or prefix list) in one direction."""
+    what: str
+    ranges: list[tuple[str, Any]] = field(default_factory=list)         # (contributing resource, CIDR)
+    prefix_lists: list[tuple[str, Any]] = field(default_factory=list)   # (contributing resource, list id)
+
+
+class Network:
+    """The stack's security groups, rules and prefix lists, each rule attached to the group it opens:
+    by its property dependency on the group (as Pulumi records it), else by the group id it names."""
+
+    def __init__(self, resources: list[PolicyResource]):
+        self.resources = resources
+        self.ids = {rid: r.urn for r in resources if r.resource_type in (*SECURITY_GROUPS, PREFIX_LIST)
+                    if (rid := _arn_id(r))}
+        self.prefix_lists: dict[str, Exposure] = {}
+        for r in resources:
+            if r.resource_type == PREFIX_LIST:
+                self.prefix_list(r.urn, f"managed prefix list {r.name}").ranges += [
+                    (r.name, e.get("cidr")) for e in _mappings(r.props.get("entries"))]
+        for r in resources:
+            if r.resource_type == PREFIX_LIST_ENTRY:
+                key = self.owner(r, "prefixListId")
+                self.prefix_list(key, f"managed prefix list {key}").ranges.append((r.name, r.props.get("cidr")))
+        self.endpoint_lists = {pl for r in resources if r.resource_type == VPC_ENDPOINT
+                               if isinstance(pl := lookup(r.props, "prefixListId"), str)}
+
+    def prefix_list(self, key: str, what: str) -> Exposure:
+        return self.prefix_lists.setdefault(key, Exposure(what))
+
+    def owner(self, resource: PolicyResource, key: str) -> str:
+        """The urn of the in-stack resource `resource.props[key]` refers to, else the id it names.
+        An id unknown at preview and without a recorded dependency stops the policy there (the
+        analyzer reports it cannot run during preview); it runs at `pulumi up`."""
+        for dependency in resource.property_dependencies.get(key) or ():
+            if dependency.resource_type in (*SECURITY_GROUPS, PREFIX_LIST):
+                return dependency.urn
+        value = str(resource.props.get(key))
+        return self.ids.get(value, value)
+
+    def exposures(self, direction: str) -> dict[str, Exposure]:
+        """Security group -> what admits (ingress) or reaches (egress) it, across every resource."""
+        groups: dict[str, Exposure] = {}
+
+        def add(key: str, what: str, source: str, cidrs: list, lists: list) -> None:
+            exposure = groups.setdefault(key, Exposure(what))
+            exposure.ranges += [(source, c) for c in cidrs if c not in (None, "")]
+            exposure.prefix_lists += [(source, p) for p in lists if p not in (None, "")]
+
+        for r in self.resources:
+            props = r.props
+            if r.resource_type in SECURITY_GROUPS:
+                for block in _mappings(props.get(direction)):
+                    add(r.urn, f"{SECURITY_GROUPS[r.resource_type]} {r.name}", r.name,
+                        as_list(block.get("cidrBlocks")) + as_list(block.get("ipv6CidrBlocks")),
+                        as_list(block.get("prefixListIds")))
+            elif r.resource_type == SG_RULE and props.get("type") == direction:
+                key = self.owner(r, "securityGroupId")
+                add(key, self.label(key), r.name, as_list(props.get("cidrBlocks")) +
+                    as_list(props.get("ipv6CidrBlocks")), as_list(props.get("prefixListIds")))
+            elif r.resource_type == DIRECTED_RULES[direction]:
+                key = self.owner(r, "securityGroupId")
+                add(key, self.label(key), r.name, [props.get("cidrIpv4"), props.get("cidrIpv6")],
+                    [props.get("prefixListId")])
+        return groups
+
+    def label(self, key: str) -> str:
+        for r in self.resources:
+            if r.urn == key:
+                return f"{SECURITY_GROUPS[r.resource_type]} {r.name}"
+        return f"security group {key}"
+
+    def expand(self, exposure: Exposure, allowed: set[str], report: Report) -> list[tuple[str, Any]]:
+        """The exposure's ranges with those of the prefix lists it references; a list the stack does
+        not define (other than a VPC endpoint's, or one `allowedPrefixLists` names) is reported."""
+        ranges = list(exposure.ranges)
+        for source, reference in exposure.prefix_lists:
+            key = self.ids.get(str(reference), str(reference))
+            if key in self.prefix_lists:
+                ranges += self.prefix_lists[key].ranges
+            elif str(reference) not in self.endpoint_lists | allowed:
+                report(f"{exposure.what}: {source} uses prefix list {reference}, which this stack does not define, "
+                       "so what it opens cannot be checked: define the list in the stack, or name it in the "
+                       "policy's allowedPrefixLists config")
+        return ranges
+
+
+def internet_ranges(what: str, ranges: list[tuple[str, Any]], report: Report) -> str | None:
+    """The ranges (with the resource giving each) that cover the internet, alone or together, or None;
+    a value that is no CIDR is reported as unjudgeable, never skipped."""
+    networks = []
+    for source, value in ranges:
+        try:
+            networks.append((source, value, cidr(value)))
+        except ValueError:
+            report(f"{what}: {source} names '{value}', which is not a CIDR, so what it opens cannot be checked: "
+                   "write it as a CIDR (203.0.113.0/24)")
+    if not covers_the_internet(n for _, _, n in networks):
+        return None
+    networks.sort(key=lambda found: (found[2].version, found[2].network_address, found[2].prefixlen))
+    alone = [f"{value} ({source})" for source, value, n in networks if covers_the_internet([n])]
+    if alone:
+        return f"{', '.join(alone)}, the whole internet"
+    public = [f"{value} ({source})" for source, value, n in networks if not n.is_private]
+    return f"{', '.join(public)}, together the whole internet"
+
+
 # -- no ingress from the internet -------------------------------------------------------------------
 
-def _inline(direction: str) -> Callable[[Any], list]:
-    """The CIDRs of a security group's inline `ingress` or `egress` blocks."""
-    return lambda props: [cidr for rule in _mappings(props.get(direction))
-                          for key in ("cidrBlocks", "ipv6CidrBlocks") for cidr in as_list(rule.get(key))]
-
-
-def _rule(direction: str) -> Callable[[Any], list]:
-    """The CIDRs of an aws.ec2.SecurityGroupRule of that type."""
-    return lambda props: [cidr for key in ("cidrBlocks", "ipv6CidrBlocks") for cidr in as_list(props.get(key))] \
-        if props.get("type") == direction else []
-
-
-def _single_cidrs(props: Any) -> list:
-    return [props.get("cidrIpv4"), props.get("cidrIpv6")]
-
-
-# type -> (what it is, whether it admits or lists the CIDRs, the CIDRs)
-INGRESS_SOURCES: dict[str, tuple[str, str, Callable[[Any], list]]] = {
-    "aws:ec2/securityGroup:SecurityGroup": ("security group", "admits", _inline("ingress")),
-    "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": ("default security group", "admits", _inline("ingress")),
-    "aws:ec2/securityGroupRule:SecurityGroupRule": ("security group rule", "admits", _rule("ingress")),
-    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": (
-        "security group ingress rule", "admits", _single_cidrs),
-    # A prefix list is admitted whole by the rules that reference it (the ALB admits Cloudflare so).
-    "aws:ec2/managedPrefixList:ManagedPrefixList": (
-        "managed prefix list", "lists", lambda p: [e.get("cidr") for e in _mappings(p.get("entries"))]),
-    "aws:ec2/managedPrefixListEntry:ManagedPrefixListEntry": (
-        "managed prefix list entry", "lists", lambda p: [p.get("cidr")]),
-}
-
-
-@resource_policy(
+@stack_policy(
     "no-ingress-from-the-internet",
-    "No security group admits the internet (0.0.0.0/0, ::/0, 2000::/3 in any spelling, or ranges that "
-    "together cover it), whether through an inline ingress block, a security group rule, an ingress rule or "
-    "a managed prefix list it references",
+    "No security group admits the internet, however it is expressed: every inline ingress block, security "
+    "group rule and ingress rule of a group, and the managed prefix lists they reference, are combined per "
+    "group, on any port, and refused when together they cover every public IPv4 or IPv6 address "
+    "(0.0.0.0/0, ::/0 or 2000::/3 in any spelling, 0.0.0.0/1 + 128.0.0.0/1 over two rules, all of IPv4 but "
+    "10.0.0.0/8...); a managed prefix list listing the internet (in its entries or in entry resources) is "
+    "refused too. A value that is no CIDR, or a prefix list the stack does not define (except a VPC "
+    "endpoint's or one the `allowedPrefixLists` config names), is reported as unjudgeable. A stack policy: "
+    "it attributes a rule to its group by Pulumi's property dependency or the group's id, and where an id "
+    "is unknown at preview it runs at `pulumi up`",
     risks=[Risk.COMMAND_EXECUTION, Risk.PROMPT_INJECTION], severity=Severity.CRITICAL,
-    remediation="Admit a security group (the ALB's) or a managed prefix list of known ranges (Cloudflare's).")
-def no_ingress_from_the_internet(args: ResourceValidationArgs, report: Report) -> None:
-    if args.resource_type not in INGRESS_SOURCES:
-        return
-    kind, verb, sources = INGRESS_SOURCES[args.resource_type]
-    fix = "list only known ranges (Cloudflare's)" if verb == "lists" else \
-        "admit only a security group (the ALB's) or known ranges (Cloudflare's prefix lists)"
-    world = world_ranges(sources(args.props))
-    if all(is_world(c) for c in world):
-        for cidr in world:
-            report(f"{kind} {args.name} {verb} {cidr}, the whole internet, bypassing Cloudflare: {fix}")
-    elif world:
-        report(f"{kind} {args.name} {verb} {', '.join(world)}, together the whole internet, bypassing "
-               f"Cloudflare: {fix}")
+    remediation="Admit a security group (the ALB's) or a managed prefix list of known ranges (Cloudflare's).",
+    config=PREFIX_LISTS_CONFIG)
+def no_ingress_from_the_internet(args: StackValidationArgs, report: Report) -> None:
+    network = Network(args.resources)
+    allowed = {str(p) for p in as_list(args.get_config().get("allowedPrefixLists"))}
+    for prefix_list in network.prefix_lists.values():
+        if world := internet_ranges(prefix_list.what, prefix_list.ranges, report):
+            report(f"{prefix_list.what} lists {world}: list only known ranges (Cloudflare's)")
+    for group in network.exposures("ingress").values():
+        if world := internet_ranges(group.what, network.expand(group, allowed, report), report):
+            report(f"{group.what} admits {world}, bypassing Cloudflare: admit only a security group (the "
+                   "ALB's) or known ranges (Cloudflare's prefix lists)")
 
 
 # -- no egress to the internet ------------------------------------------------------------------------
 
-EGRESS_SOURCES: dict[str, tuple[str, Callable[[Any], list]]] = {
-    "aws:ec2/securityGroup:SecurityGroup": ("security group", _inline("egress")),
-    "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": ("default security group", _inline("egress")),
-    "aws:ec2/securityGroupRule:SecurityGroupRule": ("security group rule", _rule("egress")),
-    "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": ("security group egress rule", _single_cidrs),
-}
-
-
-@resource_policy(
+@stack_policy(
     "no-egress-to-the-internet",
-    "No security group lets its members connect to the whole internet (0.0.0.0/0, ::/0, 2000::/3 in any "
-    "spelling, or ranges that together cover it), through an inline egress block, a security group rule or "
-    "an egress rule: a server reaches the AWS APIs through VPC endpoints and the partners it declares by "
-    "their ranges, so a compromised one cannot send data or fetch tools from anywhere else",
+    "No security group lets its members connect to the whole internet, however it is expressed: every "
+    "inline egress block, security group rule and egress rule of a group, and the prefix lists they "
+    "reference, are combined per group, on any port, and refused when together they cover every public "
+    "IPv4 or IPv6 address (as no-ingress-from-the-internet judges them; unreadable CIDRs and prefix lists "
+    "the stack does not define are reported, except VPC endpoints' and `allowedPrefixLists`). A server "
+    "reaches the AWS APIs through VPC endpoints and the partners it declares by their ranges, so a "
+    "compromised one cannot send data or fetch tools from anywhere else. A stack policy: where a group id "
+    "is unknown at preview it runs at `pulumi up`",
     risks=[Risk.COMMAND_EXECUTION, Risk.DATA_LOSS], severity=Severity.HIGH,
     remediation="Allow egress to a security group, a prefix list (VPC endpoints) or the partner ranges the "
-                "server declares (servers[].egress).")
-def no_egress_to_the_internet(args: ResourceValidationArgs, report: Report) -> None:
-    if args.resource_type not in EGRESS_SOURCES:
-        return
-    kind, sources = EGRESS_SOURCES[args.resource_type]
-    world = world_ranges(sources(args.props))
-    if world:
-        report(f"{kind} {args.name} allows egress to {', '.join(world)}, the whole internet: allow only a "
-               "security group, a prefix list or the partner ranges the server declares (servers[].egress)")
+                "server declares (servers[].egress).",
+    config=PREFIX_LISTS_CONFIG)
+def no_egress_to_the_internet(args: StackValidationArgs, report: Report) -> None:
+    network = Network(args.resources)
+    allowed = {str(p) for p in as_list(args.get_config().get("allowedPrefixLists"))}
+    for group in network.exposures("egress").values():
+        if world := internet_ranges(group.what, network.expand(group, allowed, report), report):
+            report(f"{group.what} allows egress to {world}: allow only a security group, a prefix list or the "
+                   "partner ranges the server declares (servers[].egress)")
 
 
 # -- ECS tasks ------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 
 from pulumi_policy import ResourceValidationArgs, Severity
 
-from .control import Report, Risk, as_list, as_mapping, resource_policy, task_containers
+from .control import Report, Risk, as_list, as_mapping, ecs_containers, resource_policy
 
 LAMBDA_FUNCTION = "aws:lambda/function:Function"
 REPOSITORY = "aws:ecr/repository:Repository"
@@ -34,7 +34,7 @@ PIN_FIX = "pin it as <repository>@sha256:<64 hex digest> (`estate lock` resolves
 def images(args: ResourceValidationArgs, report: Report) -> Iterator[tuple[str, str]]:
     """(where, image) for every image the resource runs: each container of a task definition
     (sidecars included) and a container-image Lambda function."""
-    for container in task_containers(args, report):
+    for container in ecs_containers(args, report):
         image = container.get("image")
         yield f"Task definition {args.name}, container {container.get('name')}", image if isinstance(image, str) else ""
     if args.resource_type == LAMBDA_FUNCTION and args.props.get("imageUri") is not None:

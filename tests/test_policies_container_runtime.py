@@ -8,7 +8,7 @@ import pulumi
 import pulumi_aws as aws
 import pytest
 
-from conftest import run_program, violations
+from conftest import run_program, run_with_planted_fault, violations
 
 IMAGE = "111122223333.dkr.ecr.eu-west-1.amazonaws.com/mcp/booking@sha256:" + "ab" * 32
 SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:mcp/booking-api-key-AbCdEf"
@@ -49,15 +49,60 @@ def test_the_hardened_container_of_mcp_service_passes(policy):
 
 # -- containers-run-as-non-root ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("user", ["10001", "10001:10001", "app", "app:0"])
-def test_a_non_root_user_passes(user):
+@pytest.mark.parametrize("user", ["10001", "10001:10001", "10001:0", "1:1", "2147483647", "+10001", "010001:x"])
+def test_a_numeric_non_zero_uid_passes(user):
     assert found("containers-run-as-non-root", dict(SAFE, user=user)) == []
 
 
-@pytest.mark.parametrize("user", ["root", "ROOT", "0", "0:0", "root:root", "0:10001", "00"])
-def test_a_root_user_is_reported(user):
+# Every spelling runc's strconv.Atoi reads as UID 0: a sign, leading zeros, a group after it.
+@pytest.mark.parametrize("user", ["0", "0:0", "0:10001", "00", "+0", "-0", "000:root", "0:0:0"])
+def test_uid_0_in_any_spelling_is_reported(user):
+    assert found("containers-run-as-non-root", dict(SAFE, user=user)) == [
+        f"Task definition booking-task, container booking: user '{user}' is UID 0, root: "
+        "set \"user\": \"10001:10001\""]
+
+
+@pytest.mark.parametrize("user", ["root", "root:root", "root:10001"])
+def test_the_root_name_is_reported(user):
     assert found("containers-run-as-non-root", dict(SAFE, user=user)) == [
         f"Task definition booking-task, container booking: user '{user}' is root: set \"user\": \"10001:10001\""]
+
+
+@pytest.mark.parametrize("user", [":10001", ":0", ":"])
+def test_a_group_without_a_user_keeps_root_and_is_reported(user):
+    # runc leaves the UID at its default, 0, when the user part is empty.
+    assert found("containers-run-as-non-root", dict(SAFE, user=user)) == [
+        f"Task definition booking-task, container booking: user '{user}' names no user, so the UID stays root: "
+        "set \"user\": \"10001:10001\""]
+
+
+@pytest.mark.parametrize("user", ["-1", "4294967296", "2147483648", "-4294967296"])
+def test_a_uid_outside_runcs_range_is_reported(user):
+    # runc refuses them; containerd's uint32() would wrap -4294967296 to 0.
+    [message] = found("containers-run-as-non-root", dict(SAFE, user=user))
+    assert f"user '{user}' is outside the UIDs 1..2147483647" in message
+
+
+@pytest.mark.parametrize("user", ["app", "ROOT", "toor", " 0", "0 ", "\uff10", "nonroot:nonroot"])
+def test_a_user_name_cannot_be_judged_without_the_images_passwd_and_is_reported(user):
+    # " 0" is no number to Atoi (and "０" is a fullwidth digit): a name, looked up in /etc/passwd.
+    [message] = found("containers-run-as-non-root", dict(SAFE, user=user))
+    assert f"user '{user}' is a name the image's /etc/passwd resolves, possibly to UID 0" in message
+    assert "list the name in nonRootUserNames" in message
+
+
+def test_a_user_name_the_pack_config_lists_as_non_root_passes_but_root_never_does():
+    config = {"containers-run-as-non-root": {"nonRootUserNames": ["nonroot", "root"]}}
+    plan = run_program(lambda: task(dict(SAFE, user="nonroot:nonroot"), dict(SAFE, name="sidecar", user="root")))
+    assert [v.message for v in violations(plan, config, policy="containers-run-as-non-root")] == [
+        "Task definition booking-task, container sidecar: user 'root' is root: set \"user\": \"10001:10001\""]
+
+
+def test_a_user_that_is_not_a_string_cannot_be_judged():
+    plan = run_with_planted_fault(lambda: task(dict(SAFE, user=10001)),
+                                  "containerDefinitions[booking].user must be string")
+    [message] = [v.message for v in violations(plan, policy="containers-run-as-non-root")]
+    assert "user 10001 is not a string, so it cannot be checked" in message
 
 
 @pytest.mark.parametrize("container", [without("user"), dict(SAFE, user="")])
@@ -121,8 +166,9 @@ def test_a_task_outside_awsvpc_networking_is_reported(mode, shown):
 def test_a_secret_named_variable_in_the_plain_environment_is_reported(name):
     container = dict(SAFE, environment=[*SAFE["environment"], {"name": name, "value": "hunter2"}])
     [message] = found("no-secrets-in-plain-environment", container)
-    assert message == (f"Task definition booking-task, container booking: environment variables {name} hold or "
-                       "look like secrets in plain text: move them to `secrets` with valueFrom a Secrets Manager ARN")
+    assert message == (f"Task definition booking-task, container booking: plain-text secret (or what looks like "
+                       f"one) in environment variable {name}: move it to `secrets` with valueFrom a Secrets Manager "
+                       "ARN (read from the environment, never from the command line)")
 
 
 @pytest.mark.parametrize("value", ["AKIAIOSFODNN7EXAMPLE", "ASIAIOSFODNN7EXAMPLE",
@@ -130,7 +176,7 @@ def test_a_secret_named_variable_in_the_plain_environment_is_reported(name):
 def test_a_credential_under_an_innocent_name_is_reported_without_echoing_it(value):
     container = dict(SAFE, environment=[{"name": "UPSTREAM", "value": value}])
     [message] = found("no-secrets-in-plain-environment", container)
-    assert "environment variables UPSTREAM" in message and value not in message
+    assert "in environment variable UPSTREAM: move it" in message and value not in message
 
 
 def test_secrets_injected_by_ecs_are_not_plain_environment():

@@ -67,8 +67,8 @@ def test_unreadable_container_definitions_are_reported_not_passed():
         aws.ecs.TaskDefinition("broken-task", family="broken", container_definitions="not json")
     plan = run_with_planted_fault(program, "'broken-task': containerDefinitions is not JSON")
     assert [v.message for v in violations(plan, policy="images-pinned-by-digest")] == [
-        "Task definition broken-task: containerDefinitions is not a JSON list of containers, "
-        "so it cannot be checked"]
+        "Task definition broken-task: containerDefinitions is not JSON (Expecting value: line 1 column 1 "
+        "(char 0)), so it cannot be checked"]
 
 
 # -- images-from-allowed-registries ------------------------------------------------------------------
