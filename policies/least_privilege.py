@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import cache
 from typing import Any
@@ -28,14 +29,17 @@ from .control import (
     TASK_DEFINITION,
     Report,
     Risk,
+    _literal,
     allows,
     as_list,
+    as_mapping,
     grants_everyone,
     pinned_conditions,
     resource_policy,
     stack_policy,
 )
 from .iam_actions import requires_wildcard_resource
+from .supply_chain import provider_accounts
 
 ROLE = "aws:iam/role:Role"
 IDENTITY_POLICIES = {
@@ -427,3 +431,303 @@ def ecs_task_trust_has_source_conditions(args: StackValidationArgs, report: Repo
             else "no task definition uses it only as its execution role"
         report(f"role {role.name} trusts {ECS_TASKS} for any account's tasks and {why}: add a condition on "
                "aws:SourceAccount or aws:SourceArn (StringEquals / ArnLike)", role.urn)
+
+
+# -- who a trust or resource policy admits -------------------------------------------------------------------
+#
+# Each principal is judged against the estate's account (the policy's `accountIds` config, else the
+# resource's provider's allowedAccountIds) and the trust the pack config declares (`trustedAccounts`,
+# `trustedOrganizations`). What cannot be tied to them (a canonical user, an unknown principal type, any
+# principal while the estate's account is unknown) is refused: the pack refuses what it cannot judge.
+
+TRUST_CONFIG = {"accountIds": {"type": "array", "items": {"type": "string", "pattern": r"^\d{12}$"}},
+                "trustedAccounts": {"type": "array", "items": {"type": "string", "pattern": r"^\d{12}$"}},
+                "trustedOrganizations": {"type": "array", "items": {"type": "string"}}}
+_PRINCIPAL_ACCOUNT = re.compile(r"arn:aws[a-z-]*:(?:iam|sts)::(?P<account>[^:]*):.*")
+# Condition keys naming the account of the caller, the source or the resource.
+ACCOUNT_KEYS = frozenset({"aws:principalaccount", "aws:sourceaccount", "aws:sourceowner", "kms:calleraccount",
+                          "aws:resourceaccount"})
+# AWS's Elastic Load Balancing log-delivery accounts (regions opened before August 2022; later regions use
+# the service principal logdelivery.elasticloadbalancing.amazonaws.com), from the ELB user guide's
+# "Enable access logs" page. Only ever admitted to write ALB logs under AWSLogs/<estate account>/.
+ELB_LOG_DELIVERY = frozenset({
+    "127311923021", "033677994240", "027434742980", "797873946194", "985666609251", "507241528517",
+    "156460612806", "652711504416", "009996457667", "054676820928", "897822967062", "582318560864",
+    "600734575887", "383597477331", "114774131450", "783225319266", "718504428378", "635631232127",
+    "098369216593", "754344448648", "076674570225"})
+LOG_DELIVERY_SERVICES = frozenset({"logdelivery.elasticloadbalancing.amazonaws.com", "delivery.logs.amazonaws.com"})
+
+
+@dataclass(frozen=True)
+class Trust:
+    """The estate's accounts and the trust the pack config declares."""
+    accounts: frozenset[str]
+    trusted: frozenset[str]
+    organizations: frozenset[str]
+
+    @classmethod
+    def of(cls, args: ResourceValidationArgs) -> Trust:
+        config = args.get_config()
+        accounts = {str(a) for a in as_list(config.get("accountIds"))} or provider_accounts(args)
+        return cls(frozenset(accounts), frozenset(str(a) for a in as_list(config.get("trustedAccounts"))),
+                   frozenset(str(o) for o in as_list(config.get("trustedOrganizations"))))
+
+
+def _condition_blocks(statement: Mapping) -> Iterator[tuple[str, str, list]]:
+    """(operator, key in lower case, values) of the condition blocks that must hold for the statement to
+    apply: not `...IfExists`, `Null`, negated or `ForAllValues:` (they pass requests without the key)."""
+    condition = statement.get("Condition")
+    for operator, block in condition.items() if isinstance(condition, Mapping) else ():
+        if isinstance(block, Mapping) and operator != "Null" and not operator.endswith("IfExists") \
+                and "Not" not in operator and not operator.lower().startswith("forallvalues:"):
+            for key, value in block.items():
+                yield operator, key.lower(), [str(v) for v in as_list(value)]
+
+
+def _arn_account(value: str) -> str | None:
+    fields = value.split(":")
+    return fields[4] if len(fields) >= 6 and fields[0] == "arn" else None
+
+
+def pins_to(statement: Mapping, accounts: frozenset[str]) -> bool:
+    """Whether a condition ties the request to `accounts`: an account key (aws:SourceAccount,
+    aws:PrincipalAccount, kms:CallerAccount...) whose every value is one of them, or an ARN-valued key
+    (aws:SourceArn, kms:EncryptionContext:aws:logs:arn...) whose every value is an ARN of one of them."""
+    for _, key, values in _condition_blocks(statement):
+        if values and key in ACCOUNT_KEYS and all(v in accounts for v in values):
+            return True
+        if values and all(_arn_account(v) in accounts for v in values):
+            return True
+    return False
+
+
+def _org_pinned(statement: Mapping, trust: Trust) -> bool:
+    return any(key == "aws:principalorgid" and values and set(values) <= trust.organizations
+               for _, key, values in _condition_blocks(statement))
+
+
+def _external_id_pinned(statement: Mapping) -> bool:
+    return any(key == "sts:externalid" and values and all(_literal(v) for v in values)
+               for operator, key, values in _condition_blocks(statement) if operator.startswith("String"))
+
+
+def _principals(statement: Mapping) -> list[tuple[str, str]]:
+    """(type, value) of every principal a statement names: `*` and NotPrincipal are ("*", "*")."""
+    if "NotPrincipal" in statement:
+        return [("*", "*")]
+    principal = statement.get("Principal")
+    if not isinstance(principal, Mapping):
+        return [("*", "*")] if principal == "*" else [("unreadable", str(principal))]
+    return [(str(kind), str(value)) for kind, values in principal.items() for value in as_list(values)]
+
+
+def _account_of(value: str) -> str | None:
+    if _ACCOUNT.fullmatch(value):
+        return value
+    match = _PRINCIPAL_ACCOUNT.fullmatch(value)
+    return match["account"] if match else None
+
+
+def _delivers_alb_logs(statement: Mapping, trust: Trust) -> bool:
+    """Whether a statement only lets ALB log delivery write objects under AWSLogs/<estate account>/."""
+    actions = {a.lower() for a in _actions(statement)}
+    resources = [str(r) for r in as_list(statement.get("Resource"))]
+    return actions == {"s3:putobject"} and bool(resources) and all(
+        any(f"/AWSLogs/{account}/" in r for account in trust.accounts) and _literal(r.split("/AWSLogs/")[0])
+        for r in resources)
+
+
+def judge_principal(kind: str, value: str, statement: Mapping, trust: Trust, *, trust_policy: bool) -> str | None:
+    """Why a principal reaches beyond the estate and its declared trust, or None when it does not."""
+    if kind == "*" or (kind == "AWS" and value == "*"):
+        if pins_to(statement, trust.accounts) or _org_pinned(statement, trust):
+            return None
+        return "everyone, with no condition tying the caller or resource to the estate's account"
+    if kind == "AWS":
+        account = _account_of(value)
+        if account is None or not _literal(account):
+            return f"{value}, which names no one account"
+        if account in trust.accounts:
+            return None
+        if account in trust.trusted:
+            return None if not trust_policy or _external_id_pinned(statement) else \
+                f"account {account} without a condition on sts:ExternalId"
+        if account in ELB_LOG_DELIVERY and not trust_policy and _delivers_alb_logs(statement, trust):
+            return None
+        return f"account {account}, which is neither the estate's nor in trustedAccounts"
+    if kind == "Service":
+        if trust_policy or pins_to(statement, trust.accounts):
+            return None
+        if value in LOG_DELIVERY_SERVICES and _delivers_alb_logs(statement, trust):
+            return None
+        return f"the service {value} acting for any account (no aws:SourceAccount or aws:SourceArn of the estate)"
+    if kind == "Federated" and trust_policy:
+        return _judge_federated(value, statement, trust)
+    return f"the {kind} principal {value}, which this check cannot tie to the estate"
+
+
+GITHUB = "token.actions.githubusercontent.com"
+_GITHUB_REPOSITORY = re.compile(r"repo:[^/*?]+/[^/*?:]+:.*")
+
+
+def _judge_federated(value: str, statement: Mapping, trust: Trust) -> str | None:
+    """An OIDC provider of the estate's account whose subject claim (`<issuer>:sub`) is pinned: exactly,
+    or for GitHub by a pattern naming the repository (`repo:org/repo:*`); a SAML provider of the account
+    with SAML:aud pinned; a web identity (cognito-identity.amazonaws.com...) with `<name>:aud` pinned."""
+    account = _account_of(value)
+    if account is not None and account not in trust.accounts:
+        return f"the identity provider {value} of account {account}, not the estate's"
+    provider = value.split(":oidc-provider/", 1)[-1] if ":oidc-provider/" in value else None
+    if provider is None:
+        key = "saml:aud" if ":saml-provider/" in value else f"{value.lower()}:aud"
+        pinned = any(k == key and vs and all(_literal(v) for v in vs) for _, k, vs in _condition_blocks(statement))
+        return None if pinned else f"{value} without a condition on {key}"
+    subjects = [(operator, values) for operator, key, values in _condition_blocks(statement)
+                if key == f"{provider.lower()}:sub" and values]
+    if any(all(_literal(v) or (provider == GITHUB and _GITHUB_REPOSITORY.fullmatch(v)) for v in values)
+           for _, values in subjects):
+        return None
+    return f"every identity of {provider} (no condition pins {provider}:sub to a subject" + \
+        (", e.g. repo:<org>/<repo>:ref:refs/heads/main)" if provider == GITHUB else ")")
+
+
+@resource_policy(
+    "role-trust-admits-only-the-estate",
+    "A role's trust policy admits only principals of the estate's account (the `accountIds` config, else the "
+    "provider's allowedAccountIds), AWS services, accounts listed in `trustedAccounts` with a condition on "
+    "sts:ExternalId, and federated identities pinned to a subject: an OIDC provider of the account with "
+    "`<issuer>:sub` pinned (for GitHub, at least to a repository: `repo:org/repo:*`; the audience claim "
+    "alone admits every repository on GitHub), a SAML provider with SAML:aud. A principal with a wildcard "
+    "account, everyone, or any principal while the estate's account is unknown is refused",
+    risks=[Risk.CONFUSED_DEPUTY], severity=Severity.CRITICAL,
+    remediation="Trust the estate's own roles or services; for another account, list it in trustedAccounts and "
+                "require sts:ExternalId; for OIDC, pin <issuer>:sub with StringEquals.",
+    config=TRUST_CONFIG)
+def role_trust_admits_only_the_estate(args: ResourceValidationArgs, report: Report) -> None:
+    _judge_statements(args, report, f"role {args.name}", _trusts(args), trust_policy=True)
+
+
+def _judge_statements(args: ResourceValidationArgs, report: Report, what: str, statements: list[Mapping], *,
+                      trust_policy: bool, named_resources_suffice: bool = False) -> None:
+    trust = Trust.of(args)
+    for statement in statements:
+        if named_resources_suffice and not any(is_every_resource(str(r)) for r in as_list(statement.get("Resource"))):
+            continue   # an endpoint statement naming its resources (ECR's layer bucket) reaches only those
+        for kind, value in _principals(statement):
+            if not trust.accounts:
+                report(f"{what} admits {value}, but the estate's account is unknown (no accountIds config, no "
+                       "allowedAccountIds on the provider), so it cannot be judged: set allowedAccountIds")
+                return
+            if why := judge_principal(kind, value, statement, trust, trust_policy=trust_policy):
+                sid = f" (statement {statement['Sid']})" if statement.get("Sid") else ""
+                report(f"{what}{sid} admits {why}: admit the estate's principals, or declare the trust in the pack "
+                       "config (trustedAccounts, with sts:ExternalId for a role)")
+
+
+# type -> (what it is, the prop holding its resource policy)
+RESOURCE_POLICY_DOCUMENTS = {
+    "aws:s3/bucketPolicy:BucketPolicy": ("bucket policy", "policy"),
+    "aws:s3/bucket:Bucket": ("bucket", "policy"), "aws:s3/bucketV2:BucketV2": ("bucket", "policy"),
+    "aws:secretsmanager/secretPolicy:SecretPolicy": ("secret policy", "policy"),
+    "aws:secretsmanager/secret:Secret": ("secret", "policy"),
+    "aws:ecr/repositoryPolicy:RepositoryPolicy": ("ECR repository policy", "policy"),
+    "aws:ecr/registryPolicy:RegistryPolicy": ("ECR registry policy", "policy"),
+    "aws:kms/key:Key": ("KMS key", "policy"), "aws:kms/replicaKey:ReplicaKey": ("KMS replica key", "policy"),
+    "aws:kms/keyPolicy:KeyPolicy": ("KMS key policy", "policy"),
+    "aws:dynamodb/resourcePolicy:ResourcePolicy": ("DynamoDB resource policy", "policy"),
+    "aws:sns/topicPolicy:TopicPolicy": ("SNS topic policy", "policy"), "aws:sns/topic:Topic": ("SNS topic", "policy"),
+    "aws:sqs/queuePolicy:QueuePolicy": ("SQS queue policy", "policy"), "aws:sqs/queue:Queue": ("SQS queue", "policy"),
+    "aws:cloudwatch/logDestinationPolicy:LogDestinationPolicy": ("log destination policy", "accessPolicy"),
+    "aws:cloudwatch/logResourcePolicy:LogResourcePolicy": ("log resource policy", "policyDocument"),
+}
+# A VPC endpoint's policy limits what the VPC reaches through it: `Principal: *` is its norm, and a
+# statement naming the resources it reaches (ECR's layer bucket) admits no one beyond them.
+VPC_ENDPOINT_POLICIES = {"aws:ec2/vpcEndpoint:VpcEndpoint": "VPC endpoint",
+                         "aws:ec2/vpcEndpointPolicy:VpcEndpointPolicy": "VPC endpoint policy"}
+LAMBDA_PERMISSION = "aws:lambda/permission:Permission"
+KMS_GRANT = "aws:kms/grant:Grant"
+BUCKET_ACLS = ("aws:s3/bucketAclV2:BucketAclV2", "aws:s3/bucketAcl:BucketAcl", "aws:s3/bucket:Bucket",
+               "aws:s3/bucketV2:BucketV2")
+PUBLIC_ACCESS_BLOCKS = ("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+                        "aws:s3/accountPublicAccessBlock:AccountPublicAccessBlock")
+BLOCK_FLAGS = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+PRIVATE_CANNED_ACLS = frozenset({"private", "bucket-owner-full-control", "bucket-owner-read"})
+PUBLIC_GROUPS = ("http://acs.amazonaws.com/groups/global/AllUsers",
+                 "http://acs.amazonaws.com/groups/global/AuthenticatedUsers")
+
+
+@resource_policy(
+    "resource-access-stays-in-the-estate",
+    "Resource policies (S3, Secrets Manager, ECR, KMS, DynamoDB, SNS, SQS, log destinations, CloudWatch Logs, "
+    "VPC endpoints), Lambda permissions and KMS grants admit only the estate's account, accounts in "
+    "`trustedAccounts`, AWS services tied to the estate by aws:SourceAccount or aws:SourceArn (any ARN-valued "
+    "condition of the account), and everyone only under a condition pinning the caller's or the resource's "
+    "account to the estate's; ELB's log-delivery account (or service) only to write ALB logs under "
+    "AWSLogs/<estate account>/. S3 ACLs grant nothing beyond the owner and public access blocks set all "
+    "four flags. The estate's account comes from the `accountIds` config, else the provider's "
+    "allowedAccountIds; unknown, every principal is refused",
+    risks=[Risk.CONFUSED_DEPUTY, Risk.DATA_LOSS], severity=Severity.CRITICAL,
+    remediation="Name the estate's principals; add aws:SourceAccount/aws:SourceArn for a service; list another "
+                "account in trustedAccounts only after agreeing the trust.",
+    config=TRUST_CONFIG)
+def resource_access_stays_in_the_estate(args: ResourceValidationArgs, report: Report) -> None:
+    kind = args.resource_type
+    if kind in RESOURCE_POLICY_DOCUMENTS:
+        what, key = RESOURCE_POLICY_DOCUMENTS[kind]
+        _judge_statements(args, report, f"{what} {args.name}", allows(args.props.get(key)), trust_policy=False)
+    elif kind in VPC_ENDPOINT_POLICIES:
+        _judge_statements(args, report, f"{VPC_ENDPOINT_POLICIES[kind]} {args.name}",
+                          allows(args.props.get("policy")), trust_policy=False, named_resources_suffice=True)
+    elif kind == LAMBDA_PERMISSION:
+        _judge_statements(args, report, f"Lambda permission {args.name}", [_permission_statement(args.props)],
+                          trust_policy=False)
+    elif kind == KMS_GRANT:
+        for key in ("granteePrincipal", "retiringPrincipal"):
+            if args.props.get(key):
+                _judge_statements(args, report, f"KMS grant {args.name} ({key})",
+                                  [{"Principal": _grant_principal(str(args.props.get(key)))}], trust_policy=False)
+    if kind in BUCKET_ACLS:
+        _judge_acl(args, report)
+    if kind in PUBLIC_ACCESS_BLOCKS:
+        open_flags = [flag for flag in BLOCK_FLAGS if args.props.get(flag) is not True]
+        if open_flags:
+            report(f"public access block {args.name} leaves {', '.join(open_flags)} off: set all four to true")
+
+
+def _permission_statement(props: Any) -> dict:
+    """A Lambda permission as the statement Lambda adds to the function's policy: sourceAccount becomes
+    aws:SourceAccount, sourceArn aws:SourceArn (ArnLike), principalOrgId aws:PrincipalOrgID."""
+    principal = str(props.get("principal"))
+    kind = "*" if principal == "*" else "AWS" if _account_of(principal) else "Service"
+    conditions: dict[str, dict] = {}
+    if props.get("sourceAccount"):
+        conditions.setdefault("StringEquals", {})["aws:SourceAccount"] = str(props.get("sourceAccount"))
+    if props.get("principalOrgId"):
+        conditions.setdefault("StringEquals", {})["aws:PrincipalOrgID"] = str(props.get("principalOrgId"))
+    if props.get("sourceArn"):
+        conditions["ArnLike"] = {"aws:SourceArn": str(props.get("sourceArn"))}
+    return {"Principal": "*" if kind == "*" else {kind: principal}, "Condition": conditions}
+
+
+def _grant_principal(value: str) -> dict | str:
+    """A grantee is an IAM principal's ARN (account, user, role, assumed role) or a service principal."""
+    return {"AWS": value} if _account_of(value) or value == "*" else {"Service": value}
+
+
+def _judge_acl(args: ResourceValidationArgs, report: Report) -> None:
+    """A canned ACL other than private / bucket-owner-*, or a grant to another grantee than the owner."""
+    acl = args.props.get("acl")
+    if acl and str(acl) not in PRIVATE_CANNED_ACLS:
+        report(f"bucket ACL {args.name} is {acl}, which grants beyond the bucket's owner: use \"private\" and "
+               "bucket policies (BucketOwnerEnforced ownership disables ACLs)")
+    policy = as_mapping(args.props.get("accessControlPolicy"))
+    owner = as_mapping(policy.get("owner")).get("id")
+    grants = as_list(policy.get("grants")) + as_list(args.props.get("grants"))
+    for grant in (g for g in grants if isinstance(g, Mapping)):
+        grantee = as_mapping(grant.get("grantee")) or grant
+        if grantee.get("uri") in PUBLIC_GROUPS or grantee.get("uri") and "AllUsers" in str(grantee.get("uri")):
+            report(f"bucket ACL {args.name} grants {grant.get('permission') or grant.get('permissions')} to "
+                   f"{grantee.get('uri')}: grant nothing to AWS's public groups")
+        elif grantee.get("uri") is None and (grantee.get("id") or grantee.get("emailAddress")) != owner:
+            report(f"bucket ACL {args.name} grants to {grantee.get('id') or grantee.get('emailAddress')}, not the "
+                   "bucket's owner, so it cannot be judged: grant through a bucket policy instead")

@@ -26,6 +26,7 @@ from mcp_estate.iam_actions import requires_wildcard_resource
 TABLE = f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/mcp-estate-test-eu-state"
 POLICIES = ("no-wildcard-actions", "no-not-action-or-not-resource-allows",
             "resource-wildcard-only-where-aws-requires-it", "attached-policies-from-the-stack-or-the-allow-list",
+            "role-trust-admits-only-the-estate", "resource-access-stays-in-the-estate",
             "no-trust-policy-open-to-everyone", "ecs-task-trust-has-source-conditions")
 ECS_TRUST = {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}
 
@@ -412,7 +413,7 @@ def test_the_estates_roles_and_key_policies_pass_every_least_privilege_control()
     tags = {"mcp-estate:stack": "test", "mcp-estate:environment": "prod"}
 
     def program():
-        providers = {r: aws.Provider(f"aws-{r}", region=r) for r in regions}
+        providers = {r: aws.Provider(f"aws-{r}", region=r, allowed_account_ids=[ACCOUNT]) for r in regions}
         identity = ServerIdentity("booking-identity", ServerIdentityArgs(
             server="booking", group="eu", name_prefix="mcp-estate-test", account_id=ACCOUNT, regions=regions,
             tags=tags,
@@ -420,7 +421,8 @@ def test_the_estates_roles_and_key_policies_pass_every_least_privilege_control()
             repository_arns=[f"arn:aws:ecr:{r}:{ACCOUNT}:repository/mcp/booking" for r in regions],
             log_group_arns=[f"arn:aws:logs:{r}:{ACCOUNT}:log-group:/mcp-estate-test/booking:*" for r in regions],
             secret_arns=[f"arn:aws:secretsmanager:{r}:{ACCOUNT}:secret:mcp-estate-test/booking-??????"
-                         for r in regions], key_arns=[key]))
+                         for r in regions], key_arns=[key]),
+            opts=pulumi.ResourceOptions(providers=[providers["eu-west-1"]]))
         aws.ecs.TaskDefinition("booking-task", family="booking", container_definitions="[]",
                                task_role_arn=identity.task_role_arn, execution_role_arn=identity.execution_role_arn)
         EstateKeys("eu", EstateKeysArgs(primary_region="eu-west-1", regions=regions, account_id=ACCOUNT,
