@@ -33,13 +33,13 @@ from .control import (
     allows,
     as_list,
     as_mapping,
+    estate_accounts,
     grants_everyone,
     pinned_conditions,
     resource_policy,
     stack_policy,
 )
 from .iam_actions import requires_wildcard_resource
-from .supply_chain import provider_accounts
 
 ROLE = "aws:iam/role:Role"
 IDENTITY_POLICIES = {
@@ -468,8 +468,7 @@ class Trust:
     @classmethod
     def of(cls, args: ResourceValidationArgs) -> Trust:
         config = args.get_config()
-        accounts = {str(a) for a in as_list(config.get("accountIds"))} or provider_accounts(args)
-        return cls(frozenset(accounts), frozenset(str(a) for a in as_list(config.get("trustedAccounts"))),
+        return cls(frozenset(estate_accounts(args)), frozenset(str(a) for a in as_list(config.get("trustedAccounts"))),
                    frozenset(str(o) for o in as_list(config.get("trustedOrganizations"))))
 
 
@@ -614,7 +613,7 @@ def _judge_statements(args: ResourceValidationArgs, report: Report, what: str, s
         if named_resources_suffice and not any(is_every_resource(str(r)) for r in as_list(statement.get("Resource"))):
             continue   # an endpoint statement naming its resources (ECR's layer bucket) reaches only those
         for kind, value in _principals(statement):
-            if not trust.accounts:
+            if not trust.accounts and not (trust_policy and kind == "Service"):   # a service needs no account
                 report(f"{what} admits {value}, but the estate's account is unknown (no accountIds config, no "
                        "allowedAccountIds on the provider), so it cannot be judged: set allowedAccountIds")
                 return

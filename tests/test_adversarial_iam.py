@@ -13,6 +13,7 @@ from conftest import ACCOUNT, run_program, violations
 from hypothesis import given
 from hypothesis import strategies as st
 
+import policies.catalogue  # noqa: F401 - first: the controls register in the pack's order on import
 from policies.least_privilege import (
     _type_prefixes,
     is_every_resource,
