@@ -13,7 +13,15 @@ from typing import Any
 
 from pulumi_policy import ResourceValidationArgs, Severity
 
-from .control import Report, Risk, as_list, as_mapping, provider_accounts, resource_policy, task_containers
+from .control import (
+    Report,
+    Risk,
+    as_list,
+    as_mapping,
+    provider_accounts,
+    resource_policy,
+    task_containers,
+)
 
 LAMBDA_FUNCTION = "aws:lambda/function:Function"
 REPOSITORY = "aws:ecr/repository:Repository"
