@@ -350,3 +350,21 @@ def covers_the_internet(networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv
         if any(everyone.subnet_of(n) for n in ipaddress.collapse_addresses(mine + reserved)):
             return True
     return False
+
+def provider_accounts(args: ResourceValidationArgs) -> set[str]:
+    """The accounts the resource's provider may deploy to (its allowedAccountIds): a provider's
+    inputs are recorded as strings, so the list may arrive as JSON text."""
+    value = as_mapping(args.provider.props if args.provider else None).get("allowedAccountIds")
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            pass   # a single account id
+    return {str(account) for account in as_list(value)}
+
+
+def estate_accounts(args: ResourceValidationArgs) -> set[str]:
+    """The estate's accounts as a resource policy learns them: the policy's `accountIds` config, else
+    the accounts the resource's AWS provider may deploy to (the estate sets allowedAccountIds on every
+    regional provider)."""
+    return {str(account) for account in as_list(args.get_config().get("accountIds"))} or provider_accounts(args)

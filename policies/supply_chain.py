@@ -7,14 +7,13 @@ told a tool does (tool injection) and what the tool then executes (code integrit
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from typing import Any
 
 from pulumi_policy import ResourceValidationArgs, Severity
 
-from .control import Report, Risk, as_list, as_mapping, ecs_containers, resource_policy
+from .control import Report, Risk, as_list, as_mapping, ecs_containers, provider_accounts, resource_policy
 
 LAMBDA_FUNCTION = "aws:lambda/function:Function"
 REPOSITORY = "aws:ecr/repository:Repository"
@@ -125,18 +124,6 @@ def allowed_by_config(host: str, entries: list[str]) -> bool:
     private ECR host, so '111122223333.dkr.ecr.attacker.example' cannot pass as one."""
     return any(host == entry or (host.startswith(entry.rstrip(".") + ".") and PRIVATE_ECR.fullmatch(host))
                for entry in entries)
-
-
-def provider_accounts(args: ResourceValidationArgs) -> set[str]:
-    """The accounts the resource's provider may deploy to (its allowedAccountIds): a provider's
-    inputs are recorded as strings, so the list may arrive as JSON text."""
-    value = as_mapping(args.provider.props if args.provider else None).get("allowedAccountIds")
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            pass   # a single account id
-    return {str(account) for account in as_list(value)}
 
 
 @resource_policy(

@@ -14,13 +14,18 @@ import json
 
 import pulumi_aws as aws
 import pytest
+from conftest import ACCOUNT, Plan, run_program, violations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import ACCOUNT, Plan, run_program, violations
-from mcp_estate.offline import run_offline
-from policies.container_runtime import GO_ATOI, root_user
-from policies.control import NOT_THE_INTERNET, ContainerDefinitionError, container_definitions, covers_the_internet
+from mcp_estate.offline.runner import run_offline
+from mcp_estate.policies.container_runtime import GO_ATOI, root_user
+from mcp_estate.policies.control import (
+    NOT_THE_INTERNET,
+    ContainerDefinitionError,
+    container_definitions,
+    covers_the_internet,
+)
 
 IMAGE = "111122223333.dkr.ecr.eu-west-1.amazonaws.com/mcp/booking@sha256:" + "ab" * 32
 SAFE = ('"name": "booking", "image": "' + IMAGE + '", "essential": true, "user": "10001:10001", '

@@ -34,7 +34,7 @@ FUNCTION = f"{PREFIX}-{REGION}-canary"
 def plan_of(monitoring: Monitoring | None = None) -> Plan:
     """The canary under the mocks and the plan's strict fidelity inspector."""
     def program():
-        provider = aws.Provider(f"aws-{REGION}", region=REGION)
+        provider = aws.Provider(f"aws-{REGION}", region=REGION, allowed_account_ids=[ACCOUNT])
         Canary(NAME, CanaryArgs(
             region=REGION, account_id=ACCOUNT, name_prefix=PREFIX, hostname="mcp.example.travel",
             servers={"booking": APPROVED, "loyalty": None}, monitoring=monitoring or Monitoring(),

@@ -7,6 +7,14 @@ import json
 import pulumi
 import pulumi_aws as aws
 import pytest
+from conftest import (
+    ACCOUNT,
+    Plan,
+    as_object,
+    run_program,
+    run_with_planted_fault,
+    violations,
+)
 
 from mcp_estate.components.keys import EstateKeys, EstateKeysArgs
 from mcp_estate.components.region_network import RegionNetwork, RegionNetworkArgs
@@ -15,11 +23,11 @@ from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
 
 from mcp_estate.checking.check import evaluate
 from mcp_estate.policies.iam_actions import requires_wildcard_resource
-from conftest import ACCOUNT, Plan, as_object, run_program, run_with_planted_fault, violations
 
 TABLE = f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/mcp-estate-test-eu-state"
 POLICIES = ("no-wildcard-actions", "no-not-action-or-not-resource-allows",
-            "resource-wildcard-only-where-aws-requires-it", "no-aws-managed-admin-policies",
+            "resource-wildcard-only-where-aws-requires-it", "attached-policies-from-the-stack-or-the-allow-list",
+            "role-trust-admits-only-the-estate", "resource-access-stays-in-the-estate",
             "no-trust-policy-open-to-everyone", "ecs-task-trust-has-source-conditions")
 ECS_TRUST = {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}
 
@@ -205,37 +213,76 @@ def test_the_catalogue_knows_which_actions_aws_cannot_scope(action, star_only):
     assert requires_wildcard_resource(action) is star_only
 
 
-# -- no-aws-managed-admin-policies --------------------------------------------------------------------------
+# -- attached-policies-from-the-stack-or-the-allow-list -------------------------------------------------------
 
-def test_aws_managed_admin_and_full_access_policies_are_refused_however_attached():
+ATTACHED = "attached-policies-from-the-stack-or-the-allow-list"
+SAFE_TRUST = document(ECS_TRUST | {"Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}}})
+
+
+def attached_messages(program, config: dict | None = None) -> list[str]:
+    plan = run_program(program)
+    return sorted(v.message.split(": ")[0] for v in violations(plan, config=config, policy=ATTACHED))
+
+
+def test_aws_managed_policies_are_refused_by_content_whatever_their_name_and_route():
+    # ReadOnlyAccess reads every secret and table; ...ReadWrite writes them: as broad as ...FullAccess.
     def program():
         aws.iam.RolePolicyAttachment("admin", role="booking-task",
                                      policy_arn="arn:aws:iam::aws:policy/AdministratorAccess")
-        aws.iam.UserPolicyAttachment("power", user="ci", policy_arn="arn:aws:iam::aws:policy/PowerUserAccess")
-        aws.iam.GroupPolicyAttachment("iam", group="operators", policy_arn="arn:aws:iam::aws:policy/IAMFullAccess")
+        aws.iam.UserPolicyAttachment("read-all", user="ci", policy_arn="arn:aws:iam::aws:policy/ReadOnlyAccess")
+        aws.iam.GroupPolicyAttachment("rw", group="operators",
+                                      policy_arn="arn:aws:iam::aws:policy/AmazonDynamoDBReadOnlyAccess")
         aws.iam.PolicyAttachment("s3", roles=["booking-task"],
-                                 policy_arn="arn:aws-us-gov:iam::aws:policy/AmazonS3FullAccess")
+                                 policy_arn="arn:aws-us-gov:iam::aws:policy/AmazonS3ReadOnlyAccess")
         aws.iam.RolePolicyAttachmentsExclusive("exclusive", role_name="booking-task", policy_arns=[
-            "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy",
-            "arn:aws:iam::aws:policy/AmazonDynamoDBFullAccess"])
-        aws.iam.Role("amplify", assume_role_policy=document(ECS_TRUST | {"Condition": {
-            "StringEquals": {"aws:SourceAccount": ACCOUNT}}}),
-            managed_policy_arns=["arn:aws:iam::aws:policy/AdministratorAccess-Amplify"])
-    assert [m.split(",")[0] for m in messages(run_program(program), "no-aws-managed-admin-policies")] == [
-        "admin attaches arn:aws:iam::aws:policy/AdministratorAccess",
-        "amplify attaches arn:aws:iam::aws:policy/AdministratorAccess-Amplify",
-        "exclusive attaches arn:aws:iam::aws:policy/AmazonDynamoDBFullAccess",
-        "iam attaches arn:aws:iam::aws:policy/IAMFullAccess",
-        "power attaches arn:aws:iam::aws:policy/PowerUserAccess",
-        "s3 attaches arn:aws-us-gov:iam::aws:policy/AmazonS3FullAccess"]
+            "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"])
+        aws.iam.Role("amplify", assume_role_policy=SAFE_TRUST,
+                     managed_policy_arns=["arn:aws:iam::aws:policy/AWSLambda_ReadOnlyAccess"])
+    assert attached_messages(program) == [
+        ("admin attaches the AWS-managed arn:aws:iam::aws:policy/AdministratorAccess, which is not in "
+        "allowedManagedPolicies"),
+        ("amplify attaches the AWS-managed arn:aws:iam::aws:policy/AWSLambda_ReadOnlyAccess, which is not in "
+        "allowedManagedPolicies"),
+        ("exclusive attaches the AWS-managed arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy,"
+        " which is not in allowedManagedPolicies"),
+        ("read-all attaches the AWS-managed arn:aws:iam::aws:policy/ReadOnlyAccess, which is not in "
+        "allowedManagedPolicies"),
+        ("rw attaches the AWS-managed arn:aws:iam::aws:policy/AmazonDynamoDBReadOnlyAccess, which is not in "
+        "allowedManagedPolicies"),
+        ("s3 attaches the AWS-managed arn:aws-us-gov:iam::aws:policy/AmazonS3ReadOnlyAccess, which is not in "
+        "allowedManagedPolicies")]
 
 
-def test_scoped_managed_policies_and_the_accounts_own_pass():
+def test_policies_written_elsewhere_cannot_be_judged_and_are_refused():
     def program():
-        aws.iam.RolePolicyAttachment("read", role="auditor", policy_arn="arn:aws:iam::aws:policy/SecurityAudit")
-        aws.iam.RolePolicyAttachment("own", role="booking-task",
-                                     policy_arn=f"arn:aws:iam::{ACCOUNT}:policy/BookingTableFullAccess")
-    assert messages(run_program(program), "no-aws-managed-admin-policies") == []
+        aws.iam.RolePolicyAttachment("own-name", role="booking-task",
+                                     policy_arn=f"arn:aws:iam::{ACCOUNT}:policy/BookingTableAccess")
+        aws.iam.RolePolicyAttachment("foreign", role="booking-task",
+                                     policy_arn="arn:aws:iam::444455556666:policy/Shared")
+        aws.iam.RolePolicy("kept", role="booking-task", name="kept", policy=document(allow("dynamodb:GetItem")))
+        aws.iam.RolePoliciesExclusive("inline-only", role_name="booking-task", policy_names=["kept", "console-made"])
+    assert attached_messages(program) == [
+        ("foreign attaches arn:aws:iam::444455556666:policy/Shared, a policy this stack does not write, so its "
+        "content cannot be judged"),
+        ("inline-only keeps inline policies console-made on role booking-task, which this stack does not write, so "
+        "their content cannot be judged"),
+        (f"own-name attaches arn:aws:iam::{ACCOUNT}:policy/BookingTableAccess, a policy this stack does not write, "
+        "so its content cannot be judged")]
+
+
+def test_policies_of_the_stack_and_allow_listed_aws_policies_pass():
+    def program():
+        policy = aws.iam.Policy("table-read", policy=document(allow("dynamodb:GetItem")))
+        role = aws.iam.Role("worker", name="worker", assume_role_policy=SAFE_TRUST,
+                            inline_policies=[{"name": "inline", "policy": document(allow("dynamodb:Query"))}])
+        aws.iam.RolePolicyAttachment("own", role=role.name, policy_arn=policy.arn)
+        aws.iam.PolicyAttachment("own-again", roles=[role.name], policy_arn=policy.arn)
+        aws.iam.RolePolicyAttachment("basic", role=role.name,
+                                     policy_arn="arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole")
+        aws.iam.RolePolicy("extra", role=role.name, name="extra", policy=document(allow("dynamodb:PutItem")))
+        aws.iam.RolePoliciesExclusive("inline-only", role_name=role.name, policy_names=["inline", "extra"])
+    assert attached_messages(program, {ATTACHED: {"allowedManagedPolicies": [
+        "service-role/AWSLambdaBasicExecutionRole"]}}) == []
 
 
 # -- trust policies ------------------------------------------------------------------------------------------
@@ -273,8 +320,8 @@ def test_ecs_task_trust_without_a_source_condition_is_refused(principal, conditi
     statement = {"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": principal}
     plan = role_trusting(statement | {"Condition": condition} if condition else statement)
     assert messages(plan, "ecs-task-trust-has-source-conditions") == [
-        "role trusted trusts ecs-tasks.amazonaws.com for any account's tasks and no task definition uses it only "
-        "as its execution role: add a condition on aws:SourceAccount or aws:SourceArn (StringEquals / ArnLike)"]
+        ("role trusted trusts ecs-tasks.amazonaws.com for any account's tasks and no task definition uses it only "
+        "as its execution role: add a condition on aws:SourceAccount or aws:SourceArn (StringEquals / ArnLike)")]
 
 
 @pytest.mark.parametrize("condition", [
@@ -311,8 +358,8 @@ def test_a_role_used_only_as_an_execution_role_needs_no_source_condition():
                      ("booking", "task_role_arn", "arn", "task-role"),
                      ("loyalty", "execution_role_arn", "name", "exec-role"))
     assert messages(plan, "ecs-task-trust-has-source-conditions") == [
-        "role task-role trusts ecs-tasks.amazonaws.com for any account's tasks and task definitions run tasks as it "
-        "(taskRoleArn): add a condition on aws:SourceAccount or aws:SourceArn (StringEquals / ArnLike)"]
+        ("role task-role trusts ecs-tasks.amazonaws.com for any account's tasks and task definitions run tasks as it "
+        "(taskRoleArn): add a condition on aws:SourceAccount or aws:SourceArn (StringEquals / ArnLike)")]
 
 
 @pytest.mark.parametrize("uses", [
@@ -367,7 +414,7 @@ def test_the_estates_roles_and_key_policies_pass_every_least_privilege_control()
     tags = {"mcp-estate:stack": "test", "mcp-estate:environment": "prod"}
 
     def program():
-        providers = {r: aws.Provider(f"aws-{r}", region=r) for r in regions}
+        providers = {r: aws.Provider(f"aws-{r}", region=r, allowed_account_ids=[ACCOUNT]) for r in regions}
         identity = ServerIdentity("booking-identity", ServerIdentityArgs(
             server="booking", group="eu", name_prefix="mcp-estate-test", account_id=ACCOUNT, regions=regions,
             tags=tags,
@@ -375,7 +422,8 @@ def test_the_estates_roles_and_key_policies_pass_every_least_privilege_control()
             repository_arns=[f"arn:aws:ecr:{r}:{ACCOUNT}:repository/mcp/booking" for r in regions],
             log_group_arns=[f"arn:aws:logs:{r}:{ACCOUNT}:log-group:/mcp-estate-test/booking:*" for r in regions],
             secret_arns=[f"arn:aws:secretsmanager:{r}:{ACCOUNT}:secret:mcp-estate-test/booking-??????"
-                         for r in regions], key_arns=[key]))
+                         for r in regions], key_arns=[key]),
+            opts=pulumi.ResourceOptions(providers=[providers["eu-west-1"]]))
         aws.ecs.TaskDefinition("booking-task", family="booking", container_definitions="[]",
                                task_role_arn=identity.task_role_arn, execution_role_arn=identity.execution_role_arn)
         EstateKeys("eu", EstateKeysArgs(primary_region="eu-west-1", regions=regions, account_id=ACCOUNT,

@@ -29,7 +29,7 @@ def run(program) -> Plan:
 
 
 def provider(region: str = REGION) -> aws.Provider:
-    return aws.Provider(f"aws-{region}", region=region)
+    return aws.Provider(f"aws-{region}", region=region, allowed_account_ids=[ACCOUNT])
 
 
 # -- per-tool telemetry ------------------------------------------------------------------------------

@@ -111,8 +111,8 @@ def run_offline(program: Callable[[], None], *, stack: str, config: dict[str, An
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()})
     _sync_await(run_pulumi_func(program))
-    if monitor.problems:
-        raise FidelityError("\n".join(monitor.problems))
+    if monitor.problems:   # registrations race through the SDK's threads: order by resource, each as found
+        raise FidelityError("\n".join(sorted(monitor.problems, key=lambda p: p.split(": ", 1)[0])))
     return in_dependency_order(list(monitor.recorded.values()))
 
 
