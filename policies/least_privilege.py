@@ -313,7 +313,8 @@ def _defined_inline(resources: list[PolicyResource], policy_type: str, holder: s
         if resource.resource_type == policy_type:
             names.setdefault(_role_name(resource.props.get(holder)), set()).add(str(resource.props.get("name")))
         elif holder == "role" and resource.resource_type == ROLE:
-            inline = {str(p.get("name")) for p in as_list(resource.props.get("inlinePolicies")) if isinstance(p, Mapping)}
+            inline = {str(p.get("name")) for p in as_list(resource.props.get("inlinePolicies"))
+                      if isinstance(p, Mapping)}
             names.setdefault(str(resource.props.get("name")), set()).update(inline)
     return names
 

@@ -121,7 +121,8 @@ def test_partial_and_exact_actions_are_not_service_wide(pattern):
 
 @pytest.mark.parametrize("pattern, reaches", [
     ("iam:*Role*", "iam:passrole"), ("iam:Pass*", "iam:passrole"), ("iam:Put*", "iam:putrolepolicy"),
-    ("kms:*Grant", "kms:creategrant"), ("s3:PutBucket*", "s3:putbucketpolicy"), ("IAM:attach*", "iam:attachrolepolicy")])
+    ("kms:*Grant", "kms:creategrant"), ("s3:PutBucket*", "s3:putbucketpolicy"),
+    ("IAM:attach*", "iam:attachrolepolicy")])
 def test_patterns_reaching_permissions_management_are_found(pattern, reaches):
     assert reaches in permissions_management(pattern)
 
@@ -141,7 +142,8 @@ SCOPED = "resource-wildcard-only-where-aws-requires-it"
 
 
 @pytest.mark.parametrize("resource", [
-    f"{SECRETS}:*-*", f"{SECRETS}:?*", f"{TABLES}/*-state", f"{EC2}:vpc/vpc-*", f"arn:aws:kms:{REGION}:{ACCOUNT}:key/mrk-*", f"arn:aws:DynamoDB:{REGION}:{ACCOUNT}:table/*",
+    f"{SECRETS}:*-*", f"{SECRETS}:?*", f"{TABLES}/*-state", f"{EC2}:vpc/vpc-*",
+    f"arn:aws:kms:{REGION}:{ACCOUNT}:key/mrk-*", f"arn:aws:DynamoDB:{REGION}:{ACCOUNT}:table/*",
     f"{TABLES}/${{aws:username}}", f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:ta*", "arn:*"])
 def test_resource_patterns_that_name_no_resource_are_refused(resource):
     assert role_policy_messages(SCOPED, allow("secretsmanager:GetSecretValue", resource)) == [
@@ -167,7 +169,8 @@ def test_conditions_that_narrow_nothing_do_not_excuse_every_interface(condition)
 
 
 @pytest.mark.parametrize("condition", [
-    {"ArnEquals": {"ec2:Vpc": f"{EC2}:vpc/vpc-0a1b2c3d"}}, {"ArnLike": {"ec2:Vpc": f"arn:aws:ec2:*:{ACCOUNT}:vpc/vpc-0a1b"}},
+    {"ArnEquals": {"ec2:Vpc": f"{EC2}:vpc/vpc-0a1b2c3d"}},
+    {"ArnLike": {"ec2:Vpc": f"arn:aws:ec2:*:{ACCOUNT}:vpc/vpc-0a1b"}},
     {"StringEquals": {"aws:ResourceTag/mcp-estate:stack": "prod"}}])
 def test_conditions_naming_one_vpc_or_tag_narrow(condition):
     assert role_policy_messages(SCOPED, allow("ec2:DeleteNetworkInterface", f"{EC2}:network-interface/*",
@@ -175,7 +178,8 @@ def test_conditions_naming_one_vpc_or_tag_narrow(condition):
 
 
 @pytest.mark.parametrize("action, reaches", [
-    ("iam:*Role*", "iam:addroletoinstanceprofile, iam:attachrolepolicy, iam:createrole, iam:createservicelinkedrole..."),
+    ("iam:*Role*",
+     "iam:addroletoinstanceprofile, iam:attachrolepolicy, iam:createrole, iam:createservicelinkedrole..."),
     ("kms:*Grant", "kms:creategrant, kms:retiregrant, kms:revokegrant"),
     ("iam:Pass*", "iam:passrole")])
 def test_action_patterns_reaching_permissions_management_are_refused(action, reaches):
@@ -312,7 +316,8 @@ def key_policy(*statements: dict) -> list[str]:
     (trust("*", "kms:Decrypt", Resource="*", Condition={"StringEquals": {"kms:CallerAccount": FOREIGN}}),
      "everyone, with no condition tying the caller or resource to the estate's account"),
     (trust({"CanonicalUser": "79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be"}, "kms:Decrypt",
-           Resource="*"), ("the CanonicalUser principal 79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be,"
+           Resource="*"),
+     ("the CanonicalUser principal 79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be,"
                           " which this check cannot tie to the estate")),
 ], ids=["foreign-account", "service-unconditioned", "service-any-account-arn", "everyone-foreign-caller",
         "canonical-user"])
@@ -372,7 +377,8 @@ def test_elb_log_delivery_may_only_write_the_estates_alb_logs():
 def test_secret_and_log_destination_policies_admitting_another_account_are_refused():
     def build(provider):
         opts = pulumi.ResourceOptions(provider=provider)
-        aws.secretsmanager.SecretPolicy("shared", secret_arn=f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:x-AbCdEf",
+        aws.secretsmanager.SecretPolicy("shared",
+                                        secret_arn=f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:x-AbCdEf",
                                         policy=document(trust({"AWS": FOREIGN}, "secretsmanager:GetSecretValue",
                                                               Resource="*")), opts=opts)
         aws.cloudwatch.LogDestinationPolicy("dest", destination_name="estate", access_policy=document(
@@ -397,7 +403,8 @@ def test_endpoint_policies_reaching_any_account_are_refused(condition):
 
 
 def test_the_estates_endpoint_policies_pass():
-    assert in_the_estate(lambda provider: aws.ec2.VpcEndpointPolicy("s3", vpc_endpoint_id="vpce-0a1b2c3d", policy=document(
+    assert in_the_estate(lambda provider: aws.ec2.VpcEndpointPolicy(
+        "s3", vpc_endpoint_id="vpce-0a1b2c3d", policy=document(
         trust("*", "*", Resource="*", Condition={"StringEquals": {"aws:ResourceAccount": ACCOUNT}}),
         trust("*", "s3:GetObject", Resource="arn:aws:s3:::prod-eu-west-1-starport-layer-bucket/*")),
         opts=pulumi.ResourceOptions(provider=provider)), ACCESS) == []
