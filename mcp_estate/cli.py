@@ -17,7 +17,7 @@ from .validate import SpecError
 EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
 
 # Modules of mcp_estate with `add_command(subparsers)`: one subcommand each, its work inside.
-OPERATIONS: tuple[str, ...] = ("bootstrap", "lock", "verify", "probe")
+OPERATIONS: tuple[str, ...] = ("bootstrap", "lock", "verify", "probe", "pack_config")
 
 
 def run() -> None:
@@ -82,7 +82,7 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from . import reports
+    from . import pack_config, reports
     from .check import CONTROLS, CheckInputError, export_environment, pack_config_for, read_export, run_check
     from .stackfile import stack_path
 
@@ -98,6 +98,8 @@ def _check(args: argparse.Namespace) -> int:
             # An explicit pack config decides (an export may span environments); else the tags do.
             environment = None if args.config else export_environment(resources)
         config = pack_config_for(args.config, environment, CONTROLS)
+        if args.stack:   # the parameters the spec decides (residency, edge) come from the spec itself
+            config = pack_config.with_spec(config, plan.spec)
     except CheckInputError as error:
         print(f"estate check: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
