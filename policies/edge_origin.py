@@ -433,7 +433,7 @@ def _phase_rules(rulesets: list, phase: str) -> list[tuple[Any, Mapping]]:
 
 
 def _rule_name(ruleset: Any, rule: Mapping) -> str:
-    return f"ruleset {ruleset.name} rule {rule.get('ref') or rule.get('description') or rule.get('id')!r}"
+    return f"Ruleset {ruleset.name} rule {rule.get('ref') or rule.get('description') or rule.get('id')!r}"
 
 
 def _covers_host(rule: Mapping, hostname: str) -> bool:
