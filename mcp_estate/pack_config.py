@@ -23,6 +23,7 @@ from .validate import SpecError
 
 RESIDENCY_POLICY = "strict-residency-stays-in-its-group"
 EDGE_POLICY = "cloudflare-edge-protections-enforced"
+ENDPOINTS_POLICY = "no-unauthenticated-endpoints-beside-the-edge"
 
 
 def generated(spec: EstateSpec) -> dict[str, dict[str, Any]]:
@@ -32,7 +33,8 @@ def generated(spec: EstateSpec) -> dict[str, dict[str, Any]]:
     health = next(s for s in spec.servers if s.name == spec.edge.health_server)
     edge = {"hostname": spec.domain.hostname, "cloudflarePlan": spec.domain.cloudflare_plan,
             "healthPath": f"/{health.name}{health.health_check_path}"}
-    return {RESIDENCY_POLICY: {"residencyGroups": groups}, EDGE_POLICY: edge}
+    return {RESIDENCY_POLICY: {"residencyGroups": groups}, EDGE_POLICY: edge,
+            ENDPOINTS_POLICY: {"hostname": spec.domain.hostname}}
 
 
 def with_spec(config: dict[str, Any], spec: EstateSpec) -> dict[str, Any]:

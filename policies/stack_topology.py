@@ -193,7 +193,9 @@ def condition_fields(condition: Any) -> set[str]:
 @stack_policy(
     "every-serving-region-is-routed-protected-and-replicated",
     "Every region running MCP servers has an internet-facing ALB with a WAF, a Cloudflare pool in use "
-    "whose origin is that ALB, and a copy of its residency group's state table",
+    "whose origin is that ALB, and a copy of its residency group's state table. Reads outputs (ALB DNS names, "
+    "pool ids): on a new region's first preview it cannot run, so `estate check` in every pull request is "
+    "the gate",
     risks=[Risk.AVAILABILITY, Risk.PROMPT_INJECTION, Risk.DATA_LOSS], severity=Severity.HIGH,
     remediation="Give the region a RegionCompute front (ALB + WAF), a pool in the Edge whose origin is the ALB's "
                 "DNS name, and a replica of the group's table in the region (StateStore regions).")
