@@ -15,7 +15,7 @@ from pathlib import Path
 
 import boto3
 
-from mcp_estate.checking import check, reports
+from mcp_estate.checking import check, pack_config, reports
 from mcp_estate.checking.check import CheckInputError
 from mcp_estate.contract import exit_codes
 from mcp_estate.contract.stackfile import load_spec, stack_path
@@ -97,6 +97,8 @@ def _check(args: argparse.Namespace) -> int:
         # An explicit pack config decides (an export may span environments); else the tags do.
         environment = None if args.config else check.export_environment(resources)
     config = check.pack_config_for(args.config, environment, check.CONTROLS)
+    if args.stack:   # the parameters the spec decides (residency, edge) come from the spec itself
+        config = pack_config.with_spec(config, planned.spec)
     result = check.run_check(resources, config, check.CONTROLS)
     if args.format == "json":
         print(reports.as_json(result))
@@ -155,13 +157,30 @@ def _probe(args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
+def _pack_config(args: argparse.Namespace) -> int:
+    _, spec = load_spec(args.stack, args.stacks_dir)
+    path = pack_config.config_path(spec.environment)
+    stored = path.read_text() if path.is_file() else ""
+    wanted = pack_config.render(pack_config.with_spec(json.loads(stored) if stored else {}, spec))
+    if args.write:
+        path.write_text(wanted)
+        print(f"wrote {path}")
+    elif args.check and stored != wanted:
+        print(f"estate pack-config: {path} is not what stack {args.stack}'s spec generates: run "
+              f"`estate pack-config --stack {args.stack} --write` and commit it", file=sys.stderr)
+        return exit_codes.FINDINGS
+    elif not args.check:
+        print(wanted, end="")
+    return exit_codes.OK
+
+
 # -- the parser --------------------------------------------------------------------------------
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="estate", description="Run MCP servers as a multi-region estate.")
     commands = root.add_subparsers(dest="command", required=True)
-    for add in (_plan_parser, _check_parser, _controls_parser, _bootstrap_parser, _lock_parser, _verify_parser,
-                _probe_parser):
+    for add in (_plan_parser, _check_parser, _controls_parser, _pack_config_parser, _bootstrap_parser, _lock_parser,
+                _verify_parser, _probe_parser):
         add(commands)
     return root
 
@@ -189,6 +208,19 @@ def _check_parser(commands: argparse._SubParsersAction) -> None:
     command.add_argument("--config", type=Path, help="pack config, as for `pulumi preview --policy-pack-config` "
                          "(default: policies/config/<environment>.json)")
     command.set_defaults(handler=_check)
+
+
+def _pack_config_parser(commands: argparse._SubParsersAction) -> None:
+    command = commands.add_parser(
+        "pack-config", help="print (or --write) a stack's pack config with the parameters its spec decides",
+        description="Exit 0 when printed or written, 1 with --check when the stored file differs, "
+                    "2 on an invalid stack.")
+    command.add_argument("--stack", required=True, help="stack name: reads stacks/Pulumi.<stack>.yaml")
+    _stacks_dir(command)
+    action = command.add_mutually_exclusive_group()
+    action.add_argument("--write", action="store_true", help="rewrite policies/config/<environment>.json")
+    action.add_argument("--check", action="store_true", help="fail when that file is not what the spec gives")
+    command.set_defaults(handler=_pack_config)
 
 
 def _controls_parser(commands: argparse._SubParsersAction) -> None:

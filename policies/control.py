@@ -38,6 +38,7 @@ Report = Callable[..., None]
 class Control:
     policy: Policy
     risks: tuple[Risk, ...]
+    module: str = ""   # the rules module declaring it (the catalogue orders the pack by it)
 
     @property
     def name(self) -> str:
@@ -55,7 +56,7 @@ def _declare(kind: type, name: str, description: str, risks: Iterable[Risk], sev
         CONTROLS.append(Control(kind(
             name=name, description=description, validate=fn, enforcement_level=EnforcementLevel.MANDATORY,
             severity=severity, tags=[r.value for r in risk_tuple], remediation_steps=remediation or None,
-            config_schema=_schema(config)), risk_tuple))
+            config_schema=_schema(config)), risk_tuple, fn.__module__))
         return fn
     return register
 

@@ -7,8 +7,12 @@ Stack policies see every resource's outputs and find the estate's parts by the c
 - a region serves when an ECS service is tagged `mcp-estate:region`; its residency group is the
   service's `mcp-estate:residency-group`; a group's regions are the `mcp-estate:region` tags of the
   resources tagged with the group;
-- a group is strict when its resources are tagged `mcp-estate:residency: strict`; the countries a
-  strict group keeps are its state table's `mcp-estate:countries` (ISO codes, space-separated);
+- the residency policy learns each group's strictness, regions and countries from its pack config
+  (`residencyGroups`, generated from the spec by `estate pack-config`: a pull request cannot relax
+  it by rewriting a tag); the tags (`mcp-estate:residency: strict`, a state table's
+  `mcp-estate:countries`) are only a cross-check, and are read alone, with a violation saying so,
+  when no pack config is given;
+- an ALB is in the region of its ARN (its `mcp-estate:region` tag only while the ARN is unknown);
 - a Cloudflare pool leads to the regions whose ALB DNS name is one of its origins' addresses; an
   origin that is no ALB of the estate leads outside every group; only a pool without origins
   leads to the region its name ends with; a pool is a last resort when it has no monitor (so
@@ -38,6 +42,9 @@ LOAD_BALANCERS = ("aws:lb/loadBalancer:LoadBalancer", "aws:alb/loadBalancer:Load
 WEB_ACL_ASSOCIATION = "aws:wafv2/webAclAssociation:WebAclAssociation"
 TABLE = "aws:dynamodb/table:Table"
 TABLE_REPLICA = "aws:dynamodb/tableReplica:TableReplica"
+GLOBAL_TABLE = "aws:dynamodb/globalTable:GlobalTable"
+SECRET = "aws:secretsmanager/secret:Secret"
+REPLICA_KEYS = ("aws:kms/replicaKey:ReplicaKey", "aws:kms/replicaExternalKey:ReplicaExternalKey")
 SCALING_TARGET = "aws:appautoscaling/target:Target"
 CF_POOL = "cloudflare:index/loadBalancerPool:LoadBalancerPool"
 CF_LOAD_BALANCER = "cloudflare:index/loadBalancer:LoadBalancer"
@@ -62,19 +69,31 @@ _FIELD = re.compile(r"(?<![\w$.])[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+")
 class Topology:
     """The estate's regions, groups, ALBs and pools, read from the resources' tags and outputs."""
 
-    def __init__(self, resources: Iterable[PolicyResource]):
+    def __init__(self, resources: Iterable[PolicyResource], groups: Mapping | None = None):
+        """`groups`: the pack config's `residencyGroups`; without it, the groups the tags show."""
         self.resources = list(resources)
-        self.group_regions: dict[str, set[str]] = defaultdict(set)
-        self.strict: set[str] = set()
+        self.tagged_regions: dict[str, set[str]] = defaultdict(set)
+        self.tagged_strict: set[str] = set()
+        self.tagged_residency: dict[str, set[str]] = defaultdict(set)   # group -> "strict" / "open" seen
         self.albs: dict[str, list[PolicyResource]] = defaultdict(list)
         for resource in self.resources:
             group, region = tag(resource.props, "residency-group"), tag(resource.props, "region")
             if group and region:
-                self.group_regions[group].add(region)
+                self.tagged_regions[group].add(region)
+            if group and tag(resource.props, "residency"):
+                self.tagged_residency[group].add(str(tag(resource.props, "residency")))
             if group and tag(resource.props, "residency") == "strict":
-                self.strict.add(group)
-            if resource.resource_type in LOAD_BALANCERS and region:
-                self.albs[region].append(resource)
+                self.tagged_strict.add(group)
+            if resource.resource_type in LOAD_BALANCERS and (home := _own_region(resource.props) or region):
+                self.albs[home].append(resource)
+        self.configured = bool(groups)
+        if groups:
+            self.group_regions = defaultdict(set, {g: set(as_list(c.get("regions"))) for g, c in groups.items()})
+            self.strict = {g for g, c in groups.items() if c.get("strict") is True}
+            self.countries = {g: set(as_list(c.get("countries"))) for g, c in groups.items()}
+        else:
+            self.group_regions, self.strict = self.tagged_regions, self.tagged_strict
+            self.countries = {}
         known = set().union(*self.group_regions.values(), self.albs)
         dns = {alb.props.get("dnsName"): region for region, albs in self.albs.items() for alb in albs
                if isinstance(alb.props.get("dnsName"), str)}
@@ -137,6 +156,12 @@ def _pool_regions(pool: Mapping, dns: dict[str, str], known: set[str]) -> set[st
     return {r for r in known if name.endswith(f"-{r}")} or {None}
 
 
+def _own_region(props: Any) -> str | None:
+    """The region in a resource's ARN; None while preview cannot know it."""
+    arn = lookup(props, "arn")
+    return arn_region(arn) if isinstance(arn, str) else None
+
+
 def arn_region(arn: Any) -> str | None:
     return arn.split(":")[3] or None if isinstance(arn, str) and arn.count(":") >= 5 else None
 
@@ -168,7 +193,9 @@ def condition_fields(condition: Any) -> set[str]:
 @stack_policy(
     "every-serving-region-is-routed-protected-and-replicated",
     "Every region running MCP servers has an internet-facing ALB with a WAF, a Cloudflare pool in use "
-    "whose origin is that ALB, and a copy of its residency group's state table",
+    "whose origin is that ALB, and a copy of its residency group's state table. Reads outputs (ALB DNS names, "
+    "pool ids): on a new region's first preview it cannot run, so `estate check` in every pull request is "
+    "the gate",
     risks=[Risk.AVAILABILITY, Risk.PROMPT_INJECTION, Risk.DATA_LOSS], severity=Severity.HIGH,
     remediation="Give the region a RegionCompute front (ALB + WAF), a pool in the Edge whose origin is the ALB's "
                 "DNS name, and a replica of the group's table in the region (StateStore regions).")
@@ -232,40 +259,124 @@ def _state_problem(estate: Topology, group: str, region: str, where: str, urn: s
 
 # -- strict residency stays in its group ----------------------------------------------------------
 
+RESIDENCY_CONFIG = {"residencyGroups": {
+    "type": "object",
+    "description": "Each residency group's strictness, regions and countries, generated from the spec by "
+                   "`estate pack-config` (never hand-edited: tests hold it equal to the spec)",
+    "additionalProperties": {
+        "type": "object", "additionalProperties": False, "required": ["strict", "regions", "countries"],
+        "properties": {"strict": {"type": "boolean"},
+                       "regions": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+                       "countries": {"type": "array", "items": {"type": "string", "pattern": "^[A-Z]{2}$"}}}}}}
+# What holds a group's data or routes its visitors: without the groups' config, nothing to judge it by.
+RESIDENT = (TABLE, GLOBAL_TABLE, SECRET, *REPLICA_KEYS, CF_LOAD_BALANCER)
+
+
 @stack_policy(
     "strict-residency-stays-in-its-group",
-    "A strict residency group's state is copied only to its own regions; geo steering routes its countries "
-    "only to its own pools, each list ending with a pool of the group without a monitor (so the load "
-    "balancer's fallback is never reached for them); no other route reaches its pools; and no data-center "
-    "mapping or load-balancing rule can move its visitors",
+    "A strict residency group (its regions, countries and strictness read from the pack config the spec "
+    "generates, never from tags alone) keeps its state in its regions: no copy of a table that has one in the "
+    "group (replicas, TableReplicas, global tables), of a secret homed there, nor of a KMS key homed there "
+    "lies outside; geo steering routes its countries only to its own pools, each list ending with a pool of "
+    "the group without a monitor (so the load balancer's fallback is never reached for them); no other route "
+    "reaches its pools; no data-center mapping or load-balancing rule can move its visitors; resource tags "
+    "that disagree with the config are reported. Reads outputs (ARNs, DNS names, pool ids): on a new "
+    "region's first preview it cannot run, so `estate check` in every pull request is the gate",
     risks=[Risk.DATA_LOSS], severity=Severity.CRITICAL,
-    remediation="Keep the group's table replicas in its regions; use steering_policy='geo'; map each of its "
+    remediation="Pass the pack config `estate pack-config --stack <stack> --write` generates; keep the group's "
+                "table, secret and key replicas in its regions; use steering_policy='geo'; map each of its "
                 "countries in countryPools to the group's pools only, ending with an enabled group pool "
                 "without a monitor; keep its pools out of every other route; remove popPools and "
-                "load-balancing rules.")
+                "load-balancing rules.",
+    config=RESIDENCY_CONFIG)
 def strict_residency_stays_in_its_group(args: StackValidationArgs, report: Report) -> None:
-    estate = Topology(args.resources)
+    estate = Topology(args.resources, as_mapping(args.get_config().get("residencyGroups")))
+    if estate.configured:
+        _tags_agree(estate, report)
+    elif estate.of_type(*RESIDENT):
+        report("The pack config gives no residencyGroups, so which groups are strict, and where, is read from "
+               "mcp-estate:residency tags a change can rewrite: pass the config `estate pack-config --stack "
+               "<stack> --write` generates (policies/config/<environment>.json)")
     kept = {group: _state_stays(estate, group, report) for group in sorted(estate.strict)}
+    _copies_stay(estate, report)
     for lb in estate.of_type(CF_LOAD_BALANCER) if kept else []:
         _steering_stays(sorted(kept), lb, report)
         for group, countries in kept.items():
             _routes_stay(estate, group, countries, lb, report)
 
 
+def _tags_agree(estate: Topology, report: Report) -> None:
+    """The cross-check: tags that contradict the config show a drift between the spec and the stack."""
+    for group, regions in sorted(estate.tagged_regions.items()):
+        if group not in estate.group_regions:
+            report(f"Resources are tagged with residency group {group}, which the pack config does not know: "
+                   "regenerate the config from the spec (`estate pack-config --stack <stack> --write`)")
+            continue
+        outside = sorted(regions - estate.group_regions[group])
+        if outside:
+            report(f"Resources of residency group {group} are tagged with region {', '.join(outside)}, outside "
+                   f"the group's regions in the pack config ({', '.join(sorted(estate.group_regions[group]))})")
+    for group, seen in sorted(estate.tagged_residency.items()):
+        expected = "strict" if group in estate.strict else "open"
+        if group in estate.group_regions and seen - {expected}:
+            report(f"Resources of residency group {group} are tagged mcp-estate:residency="
+                   f"{'/'.join(sorted(seen - {expected}))}, but the pack config makes it {expected}: "
+                   "the config decides; correct the tags")
+
+
 def _state_stays(estate: Topology, group: str, report: Report) -> set[str]:
-    """Reports copies outside the group; returns the countries the group's tables record."""
+    """Reports the group's tagged tables copied outside it; returns the countries the group keeps:
+    the config's, else (no config) those its tables record."""
     regions, countries = ", ".join(sorted(estate.group_regions[group])) or "none known", set()
     for table in estate.tables(group):
         outside = sorted(estate.table_regions(table.props) - estate.group_regions[group])
-        if outside:
+        if outside and not estate.table_regions(table.props) & estate.group_regions[group]:
             report(f"State table {table.name} of strict group {group} has a copy in {', '.join(outside)}, "
                    f"outside the group's regions ({regions}): remove the replica", table.urn)
         recorded = (tag(table.props, "countries") or "").split()
-        if not recorded:
+        if estate.configured:
+            if recorded and set(recorded) != estate.countries[group]:
+                report(f"State table {table.name} records countries {' '.join(sorted(recorded))} for strict group "
+                       f"{group}, but the pack config gives {' '.join(sorted(estate.countries[group]))}: the "
+                       "config decides; correct the tag", table.urn)
+        elif not recorded:
             report(f"State table {table.name} of strict group {group} does not record the countries the group "
                    "keeps (tag mcp-estate:countries), so their routing cannot be checked", table.urn)
         countries.update(recorded)
-    return countries
+    return estate.countries[group] if estate.configured else countries
+
+
+def _copies_stay(estate: Topology, report: Report) -> None:
+    """Whatever its tags: a table with a copy in a strict group, and a secret or KMS key homed in one,
+    has every copy in the group."""
+    for table in estate.of_type(TABLE, GLOBAL_TABLE):
+        _inside(estate, f"State table {table.name}", estate.table_regions(table.props), table.urn, report)
+    for secret in estate.of_type(SECRET):
+        home = _own_region(secret.props)
+        copies = {as_mapping(r).get("region") for r in as_list(secret.props.get("replicas"))} - {None}
+        _homed_inside(estate, f"Secret {secret.name}", home, copies, secret.urn, report)
+    for key in estate.of_type(*REPLICA_KEYS):
+        _homed_inside(estate, f"KMS replica key {key.name}", arn_region(lookup(key.props, "primaryKeyArn")),
+                      {_own_region(key.props)} - {None}, key.urn, report)
+
+
+def _inside(estate: Topology, what: str, copies: set[str], urn: str, report: Report) -> None:
+    for group in sorted(g for g in estate.strict if copies & estate.group_regions[g]):
+        outside = sorted(copies - estate.group_regions[group])
+        if outside:
+            report(f"{what} has copies in strict group {group} ({', '.join(sorted(copies - set(outside)))}) and "
+                   f"outside it ({', '.join(outside)}): remove the copies outside the group's regions "
+                   f"({', '.join(sorted(estate.group_regions[group]))})", urn)
+
+
+def _homed_inside(estate: Topology, what: str, home: str | None, copies: set[str], urn: str,
+                  report: Report) -> None:
+    for group in sorted(g for g in estate.strict if home in estate.group_regions[g]):
+        outside = sorted(copies - estate.group_regions[group])
+        if outside:
+            report(f"{what} is homed in {home}, in strict group {group}, and copied to {', '.join(outside)}, outside "
+                   f"the group's regions ({', '.join(sorted(estate.group_regions[group]))}): remove those "
+                   "replicas", urn)
 
 
 def _steering_stays(groups: list[str], lb: PolicyResource, report: Report) -> None:

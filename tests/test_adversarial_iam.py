@@ -13,7 +13,6 @@ from conftest import ACCOUNT, run_program, violations
 from hypothesis import given
 from hypothesis import strategies as st
 
-import mcp_estate.policies.catalogue  # noqa: F401 - first: the controls register in the pack's order on import
 from mcp_estate.policies.least_privilege import (
     _type_prefixes,
     is_every_resource,

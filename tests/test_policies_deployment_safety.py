@@ -18,8 +18,8 @@ def tags(environment: str) -> dict[str, str]:
 
 def found(policy: str, config: dict | None = None, **service) -> list[str]:
     def program():
-        aws.ecs.Service("booking-service", name="booking", cluster=CLUSTER, task_definition=TASK, desired_count=2,
-                        launch_type="FARGATE", **service)
+        aws.ecs.Service("booking-service", name="booking", cluster=CLUSTER, task_definition=TASK,
+                        launch_type="FARGATE", **{"desired_count": 2, **service})
     return [v.message for v in violations(run_program(program), config, policy=policy)]
 
 
@@ -42,8 +42,75 @@ def test_a_service_that_would_keep_a_failed_deployment_is_reported(breaker, miss
 
 
 @pytest.mark.parametrize("controller", ["CODE_DEPLOY", "EXTERNAL"])
-def test_services_deployed_by_another_controller_are_out_of_scope(controller):
-    assert found("services-roll-back-failed-deployments", deployment_controller={"type": controller}) == []
+def test_a_controller_that_makes_ecs_ignore_the_circuit_breaker_is_refused(controller):
+    # Even with the breaker set: ECS ignores it under another controller.
+    assert found("services-roll-back-failed-deployments", deployment_controller={"type": controller},
+                 deployment_circuit_breaker=ROLLBACK) == [
+        f"ECS service booking is deployed by {controller}, which makes ECS ignore the deployment circuit breaker: "
+        "nothing shows a failed release rolls back; set deployment_controller={'type': 'ECS'}"]
+
+
+def test_an_unset_controller_is_ecs():
+    assert found("services-roll-back-failed-deployments", deployment_circuit_breaker=ROLLBACK) == []
+
+
+# -- services-roll-back-on-deployment-alarms --------------------------------------------------------
+
+ALARMS = "services-roll-back-on-deployment-alarms"
+WATCHED = {"alarm_names": ["mcp-estate-prod-eu-west-1-booking-5xx"], "enable": True, "rollback": True}
+
+
+def test_a_service_watching_its_alarms_with_rollback_passes():
+    assert found(ALARMS, alarms=WATCHED) == []
+    assert found(ALARMS, alarms={**WATCHED, "alarm_names": [*WATCHED["alarm_names"], "canary-probe"]}) == []
+
+
+@pytest.mark.parametrize("alarms, problems", [
+    (None, "enable is not true, rollback is not true, no alarm is named"),
+    ({**WATCHED, "alarm_names": []}, "no alarm is named"),
+    ({**WATCHED, "rollback": False}, "rollback is not true"),
+    ({**WATCHED, "enable": False}, "enable is not true"),
+])
+def test_a_service_whose_deployment_alarms_were_removed_or_defanged_is_reported(alarms, problems):
+    assert found(ALARMS, alarms=alarms) == [
+        f"ECS service booking does not roll back on deployment alarms ({problems}): "
+        "set alarms={'alarm_names': [...], 'enable': True, 'rollback': True}"]
+
+
+# -- production-services-keep-two-tasks --------------------------------------------------------------
+
+TWO = "production-services-keep-two-tasks"
+PROD_CONFIG = {TWO: {"environment": "prod"}}
+
+
+def scaled(min_capacity: int, environment: str = "prod") -> list[str]:
+    def program():
+        aws.appautoscaling.Target("booking-scaling", min_capacity=min_capacity, max_capacity=10,
+                                  resource_id="service/mcp-estate-prod-eu-west-1/booking",
+                                  scalable_dimension="ecs:service:DesiredCount", service_namespace="ecs")
+    return [v.message for v in violations(run_program(program), {TWO: {"environment": environment}}, policy=TWO)]
+
+
+@pytest.mark.parametrize("service, message", [
+    (dict(desired_count=1), "Production ECS service booking runs 1 task(s): set desired_count "
+                            "(servers[<name>].scaling.min) to at least 2"),
+    (dict(desired_count=0), "Production ECS service booking runs 0 task(s): set desired_count "
+                            "(servers[<name>].scaling.min) to at least 2"),
+    (dict(deployment_minimum_healthy_percent=0), "Production ECS service booking lets a deployment drop to 0% of "
+                                                 "its tasks: set deployment_minimum_healthy_percent to at least 50"),
+])
+def test_a_production_service_resting_on_one_task_is_reported(service, message):
+    assert message in found(TWO, PROD_CONFIG, **service)
+
+
+def test_a_production_scaling_minimum_of_one_is_reported():
+    assert scaled(1) == ["Autoscaling target booking-scaling lets a production ECS service scale down to 1 task(s): "
+                         "set min_capacity (servers[<name>].scaling.min) to at least 2"]
+
+
+def test_two_tasks_in_prod_and_one_task_in_staging_pass():
+    assert found(TWO, PROD_CONFIG) == [] and scaled(2) == []   # found() runs desired_count=2
+    assert found(TWO, {TWO: {"environment": "staging"}}, desired_count=1) == [] and scaled(1, "staging") == []
 
 
 # -- ecs-exec-disabled-in-prod -----------------------------------------------------------------------

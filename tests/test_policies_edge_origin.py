@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Callable
 
@@ -9,6 +10,14 @@ import pulumi_aws as aws
 import pulumi_cloudflare as cloudflare
 import pytest
 
+from mcp_estate.components.estate import Estate
+from mcp_estate.checking.check import evaluate
+from mcp_estate.offline.fidelity import inspect_resource
+from mcp_estate.offline.runner import run_offline
+from mcp_estate.checking.pack_config import with_spec
+from mcp_estate.contract.validate import parse_spec
+from mcp_estate.policies.catalogue import CONTROLS
+from conftest import Plan, stack_config
 from mcp_estate.components.region_compute import managed_rule_group, rate_limit_rule, visibility, web_acl_rules
 from conftest import run_program, violations
 
@@ -330,3 +339,134 @@ def test_a_load_balancers_zone_must_set_ssl_and_minimum_tls_in_the_stack():
         f"zone's default may be below it): add cloudflare.ZoneSetting(setting_id='always_use_https', value='on')",
         f"Cloudflare load balancer mcp's zone {ZONE} has no min_tls_version setting in this stack (the zone's "
         f"default may be below it): add cloudflare.ZoneSetting(setting_id='min_tls_version', value='1.2')"]
+
+
+# -- cloudflare-edge-protections-enforced ---------------------------------------------------------
+
+EDGE = "cloudflare-edge-protections-enforced"
+OWASP, CF_MANAGED = "4814384a9e5d4991b9815dcfc25d2f1f", "efb7b8c949ac4650a09736fc376e9aee"
+
+
+def dev_edge(plan_name: str = "pro") -> tuple[list[dict], dict]:
+    """The dev stack's export with its zone on `plan_name`, and the pack config its spec generates."""
+    estate = copy.deepcopy(stack_config("dev")["mcp-estate:estate"])
+    estate["domain"]["cloudflare_plan"] = plan_name
+    if plan_name == "free":   # Free counts per 10 s: the spec wants a multiple of 6
+        estate.setdefault("edge", {})["rate_limit_per_minute"] = 600
+    spec = parse_spec(estate)
+    built = run_offline(lambda: Estate("mcp-estate", spec), stack="dev", account_id=spec.aws_account_id,
+                        config={}, inspect=inspect_resource)
+    return [r.export() for r in Plan(built).resources], with_spec({}, spec)
+
+
+@pytest.fixture(scope="module")
+def pro_edge() -> tuple[list[dict], dict]:
+    return dev_edge("pro")
+
+
+def edge_findings(resources: list[dict], config: dict) -> list[str]:
+    [control] = [c for c in CONTROLS if c.name == EDGE]
+    return [v.message for v in evaluate(resources, config, controls=[control])]
+
+
+def changed(edge: tuple[list[dict], dict], kind: str, change: Callable[[dict], object]) -> list[str]:
+    """The findings once `change(outputs)` edited every resource of `kind` (type token suffix or
+    ruleset phase), in outputs and inputs alike; a change returning "drop" removes the resource."""
+    resources, kept = copy.deepcopy(edge[0]), []
+    for resource in resources:
+        hit = resource["type"].endswith(kind) or (resource.get("outputs") or {}).get("phase") == kind
+        if hit and any(change(resource[key]) == "drop" for key in ("inputs", "outputs") if resource.get(key)):
+            continue
+        kept.append(resource)
+    return edge_findings(kept, edge[1])
+
+
+def first_rule(phase_outputs: dict) -> dict:
+    return phase_outputs["rules"][0]
+
+
+@pytest.mark.parametrize("plan_name", ["free", "pro", "business", "enterprise"])
+def test_what_each_plan_builds_passes(plan_name):
+    assert edge_findings(*dev_edge(plan_name)) == []
+
+
+def test_the_edge_cannot_be_judged_without_the_generated_config(pro_edge):
+    assert edge_findings(pro_edge[0], {}) == [
+        "The pack config gives no hostname and cloudflarePlan for cloudflare-edge-protections-enforced, so the "
+        "edge's protections cannot be judged: pass the config `estate pack-config --stack <stack> --write` "
+        "generates (policies/config/<environment>.json)"]
+
+
+def test_a_custom_rule_in_log_mode_blocks_nothing(pro_edge):
+    found = changed(pro_edge, "http_request_firewall_custom", lambda o: first_rule(o).update(action="log"))
+    assert found[0] == ("Ruleset edge-firewall rule 'mcp_paths_only' only logs (action 'log'): it blocks "
+                        "nothing; set action 'block'")
+    assert found[1].startswith("No enabled custom WAF rule on the zone of Cloudflare load balancer edge-lb "
+                               "blocks by http.request.uri.path on mcp.dev.example.travel")
+
+
+def test_a_disabled_custom_rule_or_one_scoped_to_another_host_is_absent(pro_edge):
+    disabled = changed(pro_edge, "http_request_firewall_custom", lambda o: o["rules"][1].update(enabled=False))
+    assert [m.split(" on the zone")[0] for m in disabled] == ["No enabled custom WAF rule"]
+    assert "by http.request.method" in disabled[0]
+    elsewhere = changed(pro_edge, "http_request_firewall_custom", lambda o: [
+        r.update(expression=r["expression"].replace('"mcp.dev.example.travel"', '"mcp.dev.example.travel.invalid"'))
+        for r in o["rules"]])
+    assert len(elsewhere) == 2
+
+
+def test_a_skip_rule_that_switches_the_managed_phase_off_is_refused(pro_edge):
+    skip = {"ref": "bypass", "action": "skip", "expression": "true", "enabled": True,
+            "actionParameters": {"phases": ["http_request_firewall_managed", "http_ratelimit"]}}
+    found = changed(pro_edge, "http_request_firewall_custom", lambda o: o["rules"].insert(0, skip))
+    assert found == ["Ruleset edge-firewall rule 'bypass' skips other rules or phases (action 'skip'), "
+                     "switching protections off for what it matches: remove it"]
+
+
+def test_a_removed_or_toothless_rate_limit_is_refused(pro_edge):
+    removed = changed(pro_edge, "http_ratelimit", lambda o: "drop")
+    per_colo = changed(pro_edge, "http_ratelimit", lambda o: first_rule(o)["ratelimit"].update(
+        characteristics=["cf.colo.id"]))
+    logged = changed(pro_edge, "http_ratelimit", lambda o: first_rule(o).update(action="log"))
+    for found in (removed, per_colo, logged):
+        assert found[-1].startswith("No enabled rate limiting rule on the zone of Cloudflare load balancer "
+                                    "edge-lb blocks per client IP")
+
+
+@pytest.mark.parametrize("overrides, named", [
+    ({"enabled": False}, "ruleset"),
+    ({"action": "log"}, "ruleset"),
+    ({"categories": [{"category": "sqli", "action": "log"}]}, "category:sqli"),
+    ({"rules": [{"id": "5de7edfa648c4d6891dc3e7f84534ffa", "enabled": False}]},
+     "rule:5de7edfa648c4d6891dc3e7f84534ffa"),
+])
+def test_a_managed_ruleset_switched_off_or_to_logging_is_refused_unless_accepted(pro_edge, overrides, named):
+    def override_owasp(outputs):
+        [rule] = [r for r in outputs["rules"] if r["actionParameters"]["id"] == OWASP]
+        rule["actionParameters"]["overrides"] = overrides
+    found = changed(pro_edge, "http_request_firewall_managed", override_owasp)
+    assert found == [f"Ruleset edge-managed rule 'owasp_core' runs managed ruleset {OWASP} with {named}: "
+                     "remove the override, or accept it in the pack config's acceptedManagedOverrides with the reason"]
+    accepted = {**pro_edge[1][EDGE], "acceptedManagedOverrides": [
+        {"ruleset": OWASP, "override": named, "reason": "rolled out in log mode until 2027-01-15, ticket SEC-412"}]}
+    assert changed((pro_edge[0], {EDGE: accepted}), "http_request_firewall_managed", override_owasp) == []
+
+
+def test_a_managed_ruleset_the_plan_includes_must_run(pro_edge):
+    def drop_cf_managed(outputs):
+        outputs["rules"] = [r for r in outputs["rules"] if r["actionParameters"]["id"] != CF_MANAGED]
+    assert changed(pro_edge, "http_request_firewall_managed", drop_cf_managed) == [
+        f"Managed ruleset {CF_MANAGED}, which the zone's pro plan includes, is not executed on the zone of Cloudflare "
+        "load balancer edge-lb: restore it in the Edge's http_request_firewall_managed ruleset"]
+    disabled = changed(pro_edge, "http_request_firewall_managed", lambda o: o["rules"][0].update(enabled=False))
+    assert len(disabled) == 1 and "is not executed" in disabled[0]
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"type": "http"}, "type 'http' (set 'https')"),
+    ({"path": "/"}, "path '/' (set '/booking/healthz')"),
+    ({"allowInsecure": True}, "allow_insecure=True (the ALB's certificate must verify)"),
+])
+def test_a_monitor_that_does_not_probe_the_health_path_over_verified_https_is_refused(pro_edge, change, problem):
+    [message] = changed(pro_edge, "loadBalancerMonitor:LoadBalancerMonitor", lambda o: o.update(change))
+    assert message.endswith(f"does not probe the MCP health path over verified HTTPS: {problem}")

@@ -10,7 +10,16 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_cloudflare as cloudflare
 import pytest
+from conftest import (
+    ACCOUNT,
+    Plan,
+    run_program,
+    run_with_planted_fault,
+    shipped_plan,
+    stack_config,
+)
 
+from mcp_estate.checking.pack_config import with_spec
 from mcp_estate.components.estate import Estate
 from mcp_estate.checking.check import evaluate
 from mcp_estate.offline.fidelity import inspect_resource
@@ -18,7 +27,6 @@ from mcp_estate.offline.runner import run_offline
 from mcp_estate.contract.spec import EstateSpec
 from mcp_estate.contract.validate import parse_spec
 from mcp_estate.policies.catalogue import CONTROLS
-from conftest import ACCOUNT, Plan, run_program, run_with_planted_fault, shipped_plan, stack_config
 
 ROUTED = "every-serving-region-is-routed-protected-and-replicated"
 RESIDENCY = "strict-residency-stays-in-its-group"
@@ -27,10 +35,22 @@ DIGEST = "sha256:" + "cd" * 32
 REGISTRY = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"
 
 
-def found(plan: Plan, policy: str) -> list[str]:
-    """The messages of one policy's violations over a plan (as `estate check` evaluates an export)."""
+# The residency config of the hand-built estates below (what `estate pack-config` would generate).
+HAND_GROUPS = {"americas": {"strict": False, "regions": ["us-east-1"], "countries": ["US"]},
+               "eu": {"strict": True, "regions": ["eu-central-1", "eu-west-1"], "countries": ["DE", "FR"]}}
+HAND_CONFIG = {RESIDENCY: {"residencyGroups": HAND_GROUPS}}
+
+
+def found(plan: Plan, policy: str, config: dict | None = None) -> list[str]:
+    """The messages of one policy's violations over a plan (as `estate check` evaluates an export),
+    with the pack config (default: the hand-built estates' residency groups)."""
     [control] = [c for c in CONTROLS if c.name == policy]
-    return [v.message for v in evaluate([r.export() for r in plan.resources], controls=[control])]
+    return [v.message for v in evaluate([r.export() for r in plan.resources], HAND_CONFIG if config is None
+                                        else config, controls=[control])]
+
+
+def spec_config(spec: EstateSpec) -> dict:
+    return with_spec({}, spec)
 
 
 def estate_of(spec: EstateSpec, stack: str = "test", config: dict | None = None) -> Plan:
@@ -53,7 +73,7 @@ def shipped(request) -> Shipped:
 
 @pytest.mark.parametrize("policy", [ROUTED, RESIDENCY, SURVIVE])
 def test_the_shipped_stacks_pass_every_topology_policy(shipped, policy):
-    assert found(shipped.plan, policy) == []
+    assert found(shipped.plan, policy, spec_config(shipped.spec)) == []
 
 
 def test_scaling_targets_carry_a_peak_exactly_where_the_stack_declares_one(shipped):
@@ -115,7 +135,7 @@ def test_scaling_targets_carry_their_groups_declared_peak(built):
 
 def test_an_estate_built_from_a_spec_is_routed_protected_replicated_and_resident(built):
     assert found(built, ROUTED) == []
-    assert found(built, RESIDENCY) == []
+    assert found(built, RESIDENCY, spec_config(parse_spec(SPEC))) == []
 
 
 def test_a_peak_the_other_regions_cannot_carry_names_the_lost_region_and_the_shortfall(built):
@@ -244,14 +264,24 @@ def test_a_serving_region_without_a_copy_of_its_groups_state_is_reported():
 
 def test_a_strict_table_replicated_outside_its_group_is_reported():
     messages = found(hand_built(replicas={"eu": ["eu-central-1", "us-east-1"]}), RESIDENCY)
-    assert messages == ["State table eu-state of strict group eu has a copy in us-east-1, outside the group's "
-                        "regions (eu-central-1, eu-west-1): remove the replica"]
+    assert messages == ["State table eu-state has copies in strict group eu (eu-central-1, eu-west-1) and outside "
+                        "it (us-east-1): remove the copies outside the group's regions (eu-central-1, eu-west-1)"]
 
 
-def test_a_strict_table_that_does_not_record_its_countries_is_reported():
-    assert found(hand_built(countries=()), RESIDENCY) == [
+def test_without_the_config_a_strict_table_that_does_not_record_its_countries_is_reported():
+    assert found(hand_built(countries=()), RESIDENCY, config={}) == [
+        "The pack config gives no residencyGroups, so which groups are strict, and where, is read from "
+        "mcp-estate:residency tags a change can rewrite: pass the config `estate pack-config --stack <stack> "
+        "--write` generates (policies/config/<environment>.json)",
         "State table eu-state of strict group eu does not record the countries the group keeps (tag "
         "mcp-estate:countries), so their routing cannot be checked"]
+
+
+def test_with_the_config_the_countries_come_from_it_and_a_tag_that_disagrees_is_reported():
+    assert found(hand_built(countries=()), RESIDENCY) == []   # the config's DE and FR are routed right
+    assert found(hand_built(countries=("DE",)), RESIDENCY) == [
+        "State table eu-state records countries DE for strict group eu, but the pack config gives DE FR: the "
+        "config decides; correct the tag"]
 
 
 def test_a_table_replica_resource_outside_a_strict_group_is_a_copy_there():
@@ -265,8 +295,8 @@ def test_a_table_replica_resource_outside_a_strict_group_is_a_copy_there():
                                   opts=pulumi.ResourceOptions(provider=aws.Provider(f"aws-{extra_region}",
                                                                                     region=extra_region)))
     assert found(run_program(program), RESIDENCY) == [
-        "State table eu-state of strict group eu has a copy in us-east-1, outside the group's regions (eu-west-1): "
-        "remove the replica"]
+        "State table eu-state has copies in strict group eu (eu-west-1) and outside it (us-east-1): remove the "
+        "copies outside the group's regions (eu-central-1, eu-west-1)"]
 
 
 def test_a_table_replica_resource_is_the_copy_a_serving_region_needs():
@@ -460,7 +490,11 @@ def test_adding_a_region_to_the_strict_group_keeps_it_resident():
     eu = spec["residency_groups"][1]
     eu["regions"] = [{"name": "eu-west-3", "cidr": "10.32.0.0/16"}, *eu["regions"]]   # listed first, on purpose
     plan = estate_of(parse_spec(spec))
-    assert found(plan, RESIDENCY) == [] and found(plan, ROUTED) == []
+    assert found(plan, RESIDENCY, spec_config(parse_spec(spec))) == [] and found(plan, ROUTED) == []
+    # The same stack judged by the config of the spec before the change: the new region is not the group's.
+    assert found(plan, RESIDENCY, spec_config(parse_spec(SPEC)))[0] == (
+        "Resources of residency group eu are tagged with region eu-west-3, outside the group's regions in the "
+        "pack config (eu-central-1, eu-west-1)")
     [last_resort] = [p for p in plan.of_type("cloudflare:index/loadBalancerPool:LoadBalancerPool")
                      if p.name.endswith("last-resort-eu")]
     assert [o["name"] for o in last_resort.inputs["origins"]] == ["eu-west-1", "eu-central-1", "eu-west-3"]
@@ -476,3 +510,112 @@ def test_an_unreadable_peak_is_reported():
     assert found(run_program(program), SURVIVE) == [
         "Scaling targets of booking in group americas carry an unreadable peak (lots): mcp-estate:peak-tasks must "
         "be a number of tasks"]
+
+
+# -- residency from a trusted source: the config, not the tags ------------------------------------
+
+def retagged(plan: Plan, rewrite) -> list[dict]:
+    """The plan's export with `rewrite(name, tags)` applied to every resource's tags, inputs and
+    outputs alike: what a change that edits only tags would produce."""
+    resources = copy.deepcopy([r.export() for r in plan.resources])
+    for resource in resources:
+        name = resource["urn"].split("::")[-1]
+        for key in ("inputs", "outputs"):
+            tags = (resource.get(key) or {}).get("tags")
+            if isinstance(tags, dict):
+                rewrite(name, tags)
+    return resources
+
+
+def judged(resources: list[dict], config: dict | None = None) -> list[str]:
+    [control] = [c for c in CONTROLS if c.name == RESIDENCY]
+    return [v.message for v in evaluate(resources, HAND_CONFIG if config is None else config, controls=[control])]
+
+
+def de_to_us(pools):
+    return {"country_pools": {"US": [pools["us-east-1"]], "DE": [pools["us-east-1"], pools["eu-last"]],
+                              "FR": [pools["eu-west-1"], pools["eu-last"]]}}
+
+
+def test_tagging_the_strict_group_open_does_not_relax_it():
+    def open_up(_name, tags):
+        if tags.get("mcp-estate:residency") == "strict":
+            tags["mcp-estate:residency"] = "open"
+    messages = judged(retagged(hand_built(load_balancer=de_to_us), open_up))
+    assert "Resources of residency group eu are tagged mcp-estate:residency=open, but the pack config makes it " \
+           "strict: the config decides; correct the tags" in messages
+    assert any(m.startswith("Cloudflare load balancer lb sends DE visitors (strict group eu) to mcp-test-us-east-1")
+               for m in messages)
+
+
+def test_dropping_the_tables_group_tag_does_not_hide_a_copy_outside_the_group():
+    def untag_table(name, tags):
+        if name == "eu-state":
+            tags.clear()
+    messages = judged(retagged(hand_built(replicas={"eu": ["eu-central-1", "us-east-1"]}), untag_table))
+    assert messages == ["State table eu-state has copies in strict group eu (eu-central-1, eu-west-1) and outside "
+                        "it (us-east-1): remove the copies outside the group's regions (eu-central-1, eu-west-1)"]
+
+
+def test_shrinking_the_recorded_countries_does_not_free_a_country():
+    def only_de(name, tags):
+        if name == "eu-state":
+            tags["mcp-estate:countries"] = "DE"
+
+    def fr_to_us(pools):
+        eu = [pools["eu-west-1"], pools["eu-central-1"], pools["eu-last"]]
+        return {"country_pools": {"US": [pools["us-east-1"]], "DE": eu, "FR": [pools["us-east-1"]]}}
+    messages = judged(retagged(hand_built(load_balancer=fr_to_us), only_de))
+    assert "Cloudflare load balancer lb sends FR visitors (strict group eu) to mcp-test-us-east-1 (us-east-1): " \
+           "route them only to the group's pools" in messages
+
+
+def test_retagging_a_foreign_alb_into_the_group_does_not_make_its_pool_resident():
+    def move_us_alb(name, tags):   # the us-east-1 ALB now claims to be in eu-central-1
+        if name == "alb-us-east-1":
+            tags.update({"mcp-estate:region": "eu-central-1", "mcp-estate:residency-group": "eu"})
+    messages = judged(retagged(hand_built(origins={"eu-central-1": "us-east-1"}), move_us_alb))
+    assert any("mcp-test-eu-central-1 (us-east-1)" in m for m in messages), messages
+
+
+def test_the_config_alone_makes_a_group_strict_whatever_the_tags_say():
+    relaxed = {RESIDENCY: {"residencyGroups": {**HAND_GROUPS, "eu": {**HAND_GROUPS["eu"], "strict": False}}}}
+    messages = judged([r.export() for r in hand_built(load_balancer=de_to_us).resources], relaxed)
+    assert messages == ["Resources of residency group eu are tagged mcp-estate:residency=strict, but the pack config "
+                        "makes it open: the config decides; correct the tags"]
+
+
+def copies(program) -> list[str]:
+    return judged([r.export() for r in run_program(program).resources])
+
+
+def provider(region: str) -> pulumi.ResourceOptions:
+    return pulumi.ResourceOptions(provider=aws.Provider(f"aws-{region}", region=region))
+
+
+KEY_ARN = f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/mrk-0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize("home, replica, expected", [
+    ("eu-west-1", "us-east-1", ["Secret api-key is homed in eu-west-1, in strict group eu, and copied to us-east-1, "
+                                "outside the group's regions (eu-central-1, eu-west-1): remove those replicas"]),
+    ("eu-west-1", "eu-central-1", []),   # within the group
+    ("us-east-1", "eu-west-1", []),      # an open secret may be read in the strict group
+])
+def test_a_secret_homed_in_a_strict_group_is_copied_only_inside_it(home, replica, expected):
+    def program():
+        aws.secretsmanager.Secret("api-key", name="api-key", kms_key_id=KEY_ARN,
+                                  replicas=[{"region": replica, "kms_key_id": KEY_ARN}], opts=provider(home))
+    assert copies(program) == expected
+
+
+@pytest.mark.parametrize("region, expected", [
+    ("us-east-1", ["KMS replica key eu-key-replica is homed in eu-west-1, in strict group eu, and copied to "
+                   "us-east-1, outside the group's regions (eu-central-1, eu-west-1): remove those replicas"]),
+    ("eu-central-1", []),
+])
+def test_a_strict_groups_kms_key_is_replicated_only_inside_it(region, expected):
+    def program():
+        primary = aws.kms.Key("eu-key", multi_region=True, enable_key_rotation=True, opts=provider("eu-west-1"))
+        aws.kms.ReplicaKey("eu-key-replica", primary_key_arn=primary.arn, opts=provider(region))
+    assert copies(program) == expected

@@ -1,0 +1,55 @@
+"""The pack config's facts about the estate, generated from the spec (`estate pack-config`).
+
+Some controls must know what the estate promises, and must not learn it from tags a change can
+rewrite: which residency groups are strict, their regions and countries (class 10 of issue 12),
+and the edge's hostname, health path and Cloudflare plan. They read it from their policy config,
+which this module computes from the spec. `estate check --stack` computes it on the fly;
+`pulumi preview --policy-pack-config policies/config/<environment>.json` reads the copy
+`estate pack-config --stack <stack> --write` stored there, and tests/test_pack_config.py holds
+that copy equal to what the spec generates: a pull request that relaxes residency must change the
+spec (and so be reviewed as such), never the pack config or a tag alone.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mcp_estate.contract.spec import EstateSpec
+
+RESIDENCY_POLICY = "strict-residency-stays-in-its-group"
+EDGE_POLICY = "cloudflare-edge-protections-enforced"
+ENDPOINTS_POLICY = "no-unauthenticated-endpoints-beside-the-edge"
+
+
+def generated(spec: EstateSpec) -> dict[str, dict[str, Any]]:
+    """Policy name -> the parameters the spec decides (sorted: the file is diffed in review)."""
+    groups = {g.name: {"strict": g.strict, "regions": sorted(r.name for r in g.regions),
+                       "countries": sorted(g.countries)} for g in sorted(spec.residency_groups, key=lambda g: g.name)}
+    health = next(s for s in spec.servers if s.name == spec.edge.health_server)
+    edge = {"hostname": spec.domain.hostname, "cloudflarePlan": spec.domain.cloudflare_plan,
+            "healthPath": f"/{health.name}{health.health_check_path}"}
+    return {RESIDENCY_POLICY: {"residencyGroups": groups}, EDGE_POLICY: edge,
+            ENDPOINTS_POLICY: {"hostname": spec.domain.hostname}}
+
+
+def with_spec(config: dict[str, Any], spec: EstateSpec) -> dict[str, Any]:
+    """`config` (a --policy-pack-config object) with the spec's parameters in place: its levels and
+    hand-written parameters are kept, the generated ones replaced."""
+    merged = dict(config)
+    for policy, parameters in generated(spec).items():
+        entry = merged.get(policy)
+        entry = {"enforcementLevel": entry} if isinstance(entry, str) else dict(entry or {})
+        merged[policy] = {**entry, **parameters}
+    return merged
+
+
+def render(config: dict[str, Any]) -> str:
+    return json.dumps(config, indent=2, sort_keys=True) + "\n"
+
+
+def config_path(environment: str) -> Path:
+    """The shipped pack config of an environment (policies/config/<environment>.json)."""
+    from mcp_estate import policies  # the pack's own directory: `estate check` reads the same file
+    return Path(policies.__file__).resolve().parent / "config" / f"{environment}.json"
