@@ -277,6 +277,14 @@ def test_scaling_min_above_max_is_rejected():
                    "min 5 is above max 2")
 
 
+def test_a_single_task_per_region_is_rejected_in_prod_only():
+    assert_problem(lambda raw: server(raw).update(scaling={"min": 1, "max": 4}), "servers[booking].scaling.min",
+                   "1 task in prod: a region needs at least 2")
+    staging = copy.deepcopy(VALID) | {"environment": "staging"}
+    server(staging).update(scaling={"min": 1, "max": 4})
+    assert parse_spec(staging).servers[0].scaling.min == 1
+
+
 def test_egress_to_the_whole_internet_is_rejected():
     assert_problem(lambda raw: server(raw).update(egress=[{"cidr": "0.0.0.0/0", "description": "all"}]),
                    "servers[booking].egress[0].cidr", "a large part of the internet")

@@ -181,6 +181,10 @@ def _servers(spec: EstateSpec) -> list[Problem]:
         if server.scaling.min > server.scaling.max:
             problems.append(Problem(f"{path}.scaling", f"min {server.scaling.min} is above max "
                                                        f"{server.scaling.max}"))
+        if spec.environment == "prod" and server.scaling.min < 2:
+            # The pack's production-services-keep-two-tasks refuses it too: one task is one AZ's outage away.
+            problems.append(Problem(f"{path}.scaling.min", f"{server.scaling.min} task in prod: a region needs at "
+                                                           "least 2 (one per availability zone) to survive a zone"))
         problems += [Problem(f"{path}.egress", f"{cidr} port {port} is declared twice")
                      for cidr, port in _duplicates((e.cidr, e.port) for e in server.egress)]
         for i, permission in enumerate(server.permissions):
