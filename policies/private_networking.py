@@ -424,14 +424,30 @@ def _must_stay_dns_only(record_type: Any, name: str, content: Any) -> bool:
     return acm or "._domainkey." in f"{name.lower()}." or _private_address(content)
 
 
+# Where AWS's endpoints live: a DNS-only CNAME to one of these names hands out an origin (an ALB, an API,
+# an accelerator); a CNAME elsewhere (a status page, a SaaS verification) exposes no origin of the estate.
+AWS_ENDPOINT_DOMAINS = (".amazonaws.com", ".on.aws", ".awsglobalaccelerator.com", ".cloudfront.net", ".aws")
+DNS_ONLY_CONFIG = {"dnsOnlyRecords": {"type": "object", "additionalProperties": {"type": "string", "minLength": 1},
+                                     "description": "record name -> why it may stay DNS-only"}}
+
+
+def _points_into_aws(content: Any) -> bool:
+    target = str(content or "").lower().rstrip(".")
+    return not target or target.endswith(AWS_ENDPOINT_DOMAINS)
+
+
 @resource_policy(
     "origin-dns-records-proxied",
-    "Cloudflare A, AAAA and CNAME records are proxied: a DNS-only record hands out the origin's address "
-    "and its traffic bypasses Cloudflare's WAF and rate limits. Exempt: ACM validation CNAMEs (a name "
-    "starting with \"_\" pointing into acm-validations.aws), DKIM records (`._domainkey.`) and records of "
-    "private addresses",
+    "Cloudflare A, AAAA and CNAME records that can reach an origin are proxied: a DNS-only record hands out "
+    "the origin's address and its traffic bypasses Cloudflare's WAF and rate limits. A DNS-only A or AAAA "
+    "record of a public address, and a DNS-only CNAME into AWS's endpoint domains (or of a target not known "
+    "yet), are refused. Not origins, so allowed: ACM validation CNAMEs (a name starting with \"_\" pointing "
+    "into acm-validations.aws), DKIM records (`._domainkey.`), records of private addresses and CNAMEs to "
+    "names outside AWS (a status page, an ACME delegation). Any other DNS-only record passes only when the "
+    "`dnsOnlyRecords` config names it with the reason",
     risks=[Risk.PROMPT_INJECTION, Risk.AVAILABILITY],
-    remediation="Set proxied=True on the record.")
+    remediation="Set proxied=True on the record, or list it with its reason in the dnsOnlyRecords config.",
+    config=DNS_ONLY_CONFIG)
 def origin_dns_records_proxied(args: ResourceValidationArgs, report: Report) -> None:
     if args.resource_type not in DNS_RECORDS:
         return
@@ -442,6 +458,10 @@ def origin_dns_records_proxied(args: ResourceValidationArgs, report: Report) -> 
         return
     name = str(props.get("name") or "")
     if _must_stay_dns_only(props.get("type"), name, props.get("content")):
+        return
+    if props.get("type") == "CNAME" and not _points_into_aws(props.get("content")):
+        return
+    if as_mapping(args.get_config().get("dnsOnlyRecords")).get(name):
         return
     report(f"Cloudflare DNS record {args.name} ({props.get('type')} {name}) is DNS-only: it exposes the origin "
            "and its traffic bypasses Cloudflare's WAF; set proxied=True")

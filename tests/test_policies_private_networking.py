@@ -517,6 +517,39 @@ def test_proxied_records_validation_records_and_non_address_records_pass():
     assert messages("origin-dns-records-proxied", program) == []
 
 
+@pytest.mark.parametrize("target", [
+    "abc123.execute-api.eu-west-1.amazonaws.com", "a1b2c3d4e5f6g7.awsglobalaccelerator.com", "d111111abcdef8.cloudfront.net",
+    "abcdefghij.lambda-url.eu-west-1.on.aws", "MCP-EU-WEST-1-ALB-1234.EU-WEST-1.ELB.AMAZONAWS.COM."])
+def test_a_dns_only_cname_into_any_aws_endpoint_domain_is_refused_in_any_spelling(target):
+    def program():
+        cloudflare.DnsRecord("side-door", zone_id=ZONE, name="api.example.travel", type="CNAME", ttl=1,
+                             content=target, proxied=False)
+    assert messages("origin-dns-records-proxied", program) == [
+        "Cloudflare DNS record side-door (CNAME api.example.travel) is DNS-only: it exposes the origin and its "
+        "traffic bypasses Cloudflare's WAF; set proxied=True"]
+
+
+def test_dns_only_cnames_that_point_at_no_origin_pass():
+    def program():   # a status page, an ACME delegation to a DNS-01 helper zone
+        cloudflare.DnsRecord("status", zone_id=ZONE, name="status.example.travel", type="CNAME", ttl=300,
+                             content="abcd1234.stspg-customer.com", proxied=False)
+        cloudflare.DnsRecord("acme", zone_id=ZONE, name="_acme-challenge.mcp.example.travel", type="CNAME", ttl=300,
+                             content="f3a9c1.auth.acme-dns.example.net.", proxied=False)
+    assert messages("origin-dns-records-proxied", program) == []
+
+
+def test_a_dns_only_public_address_passes_only_when_the_config_names_it_with_a_reason():
+    def program():
+        cloudflare.DnsRecord("status", zone_id=ZONE, name="status.example.travel", type="A", ttl=300,
+                             content="52.95.110.20", proxied=False)
+    assert len(messages("origin-dns-records-proxied", program)) == 1
+    listed = {"origin-dns-records-proxied": {"dnsOnlyRecords": {
+        "status.example.travel": "the status page's vendor, which serves no origin of the estate"}}}
+    assert messages("origin-dns-records-proxied", program, listed) == []
+    other = {"origin-dns-records-proxied": {"dnsOnlyRecords": {"www.example.travel": "another record"}}}
+    assert len(messages("origin-dns-records-proxied", program, other)) == 1
+
+
 # -- what the estate's components build ---------------------------------------------------------------
 
 @cache
