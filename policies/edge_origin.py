@@ -152,30 +152,37 @@ def http_listener_rules_only_redirect_to_https(args: StackValidationArgs, report
 @resource_policy(
     "web-acls-block-with-managed-rules-and-rate-limits",
     "Web ACLs block with at least one AWS managed rule group and a rate-based rule, and never "
-    "override an AWS managed rule group to count",
+    "override an AWS managed rule group to count, unless the `countedRuleGroups` config names the group "
+    "with the reason (a group rolled out in count mode on purpose; it never counts as the enforcing one). "
+    "Rules given as unreadable `rule_json` are reported, not skipped",
     risks=[Risk.PROMPT_INJECTION, Risk.AVAILABILITY], severity=Severity.HIGH,
     remediation="Add e.g. AWSManagedRulesCommonRuleSet with override_action={'none': {}} and a rule with "
                 "rate_based_statement and action={'block': {}}; to relax one rule of a managed group, use "
-                "its rule_action_overrides rather than counting the whole group.")
+                "its rule_action_overrides rather than counting the whole group.",
+    config={"countedRuleGroups": {"type": "object", "additionalProperties": {"type": "string", "minLength": 1},
+                                  "description": "AWS managed rule group name -> why it runs in count mode"}})
 def web_acls_block_with_managed_rules_and_rate_limits(args: ResourceValidationArgs, report: Report) -> None:
+    counted = as_mapping(args.get_config().get("countedRuleGroups"))
     if args.resource_type == WEB_ACL:
-        _check_web_acl(args, report)
-    elif args.resource_type == WEB_ACL_RULE and _counts_aws_group(args.props):
+        _check_web_acl(args, report, counted)
+    elif args.resource_type == WEB_ACL_RULE and _counts_aws_group(args.props) \
+            and not counted.get(_aws_group(args.props).get("name")):
         report(f"Web ACL rule {args.name} counts an AWS managed rule group instead of enforcing it: "
                f"set override_action={{'none': {{}}}}")
     elif args.resource_type == WEB_ACL_RULE_GROUP and args.props.get("overrideAction") == "count" \
-            and as_mapping(args.props.get("managedRuleGroup")).get("vendorName") == "AWS":
+            and as_mapping(args.props.get("managedRuleGroup")).get("vendorName") == "AWS" \
+            and not counted.get(as_mapping(args.props.get("managedRuleGroup")).get("name")):
         report(f"Web ACL rule group association {args.name} counts an AWS managed rule group instead of "
                f"enforcing it: set override_action='none'")
 
 
-def _check_web_acl(args: ResourceValidationArgs, report: Report) -> None:
+def _check_web_acl(args: ResourceValidationArgs, report: Report, counted: Mapping) -> None:
     what = f"Web ACL {args.name}"
-    rules = list(_web_acl_rules(args.props))
+    rules = list(_web_acl_rules(args.props, what, report))
     for rule in rules:
-        if _counts_aws_group(rule):
+        if _counts_aws_group(rule) and not counted.get(_aws_group(rule).get("name")):
             report(f"{what} counts AWS managed rule group {_aws_group(rule).get('name')} instead of enforcing "
-                   f"it: set its override_action={{'none': {{}}}}")
+                   f"it: set its override_action={{'none': {{}}}}, or name it in countedRuleGroups with the reason")
     if not any(_aws_group(r) and "none" in as_mapping(r.get("overrideAction")) for r in rules):
         report(f"{what} enforces no AWS managed rule group: add e.g. AWSManagedRulesCommonRuleSet with "
                f"override_action={{'none': {{}}}} in its rules")
@@ -185,7 +192,7 @@ def _check_web_acl(args: ResourceValidationArgs, report: Report) -> None:
                f"action={{'block': {{}}}} in its rules")
 
 
-def _web_acl_rules(props: Any) -> Iterable[Mapping]:
+def _web_acl_rules(props: Any, what: str, report: Report) -> Iterable[Mapping]:
     """The web ACL's rules, from `rules` or from `rule_json` (the WAF API's own shape, PascalCase)."""
     for rule in as_list(props.get("rules")):
         yield as_mapping(rule)
@@ -194,6 +201,7 @@ def _web_acl_rules(props: Any) -> Iterable[Mapping]:
         try:
             parsed = json.loads(raw)
         except ValueError:
+            report(f"{what}: rule_json is not JSON, so its rules cannot be judged")
             return
         for rule in as_list(parsed):
             yield as_mapping(_camel_keys(rule))

@@ -29,9 +29,9 @@ REDIRECT = {"type": "redirect", "redirect": {"protocol": "HTTPS", "port": "443",
 NOT_FOUND = {"type": "fixed-response", "fixed_response": {"content_type": "application/json", "status_code": "404"}}
 
 
-def messages(plan, name: str) -> list[str]:
+def messages(plan, name: str, config: dict | None = None) -> list[str]:
     """The policy's messages, sorted: resources register concurrently, in no fixed order."""
-    return sorted(v.message for v in violations(plan, policy=name))
+    return sorted(v.message for v in violations(plan, config, policy=name))
 
 
 def alb(name: str = "front", **overrides) -> aws.lb.LoadBalancer:
@@ -146,7 +146,7 @@ def test_a_web_acl_that_counts_a_managed_group_or_rate_limits_without_blocking_f
     plan = run_program(lambda: web_acl("origin", [counted, counting_rate]))
     assert messages(plan, "web-acls-block-with-managed-rules-and-rate-limits") == sorted([
         "Web ACL origin counts AWS managed rule group AWSManagedRulesCommonRuleSet instead of enforcing it: "
-        "set its override_action={'none': {}}",
+        "set its override_action={'none': {}}, or name it in countedRuleGroups with the reason",
         "Web ACL origin enforces no AWS managed rule group: add e.g. AWSManagedRulesCommonRuleSet with "
         "override_action={'none': {}} in its rules",
         "Web ACL origin has no blocking rate-based rule: add a rule with rate_based_statement and "
@@ -159,7 +159,35 @@ def test_one_counted_managed_group_fails_even_beside_enforced_ones():
     assert messages(run_program(lambda: web_acl("origin", rules)),
                     "web-acls-block-with-managed-rules-and-rate-limits") == [
         "Web ACL origin counts AWS managed rule group AWSManagedRulesSQLiRuleSet instead of enforcing it: "
-        "set its override_action={'none': {}}"]
+        "set its override_action={'none': {}}, or name it in countedRuleGroups with the reason"]
+
+
+COUNTED = {"web-acls-block-with-managed-rules-and-rate-limits": {"countedRuleGroups": {
+    "AWSManagedRulesSQLiRuleSet": "rolled out in count mode for two weeks, ticket SEC-123"}}}
+
+
+def test_a_managed_group_counted_on_purpose_passes_when_the_config_names_it_with_a_reason():
+    rules = [*web_acl_rules(1000), {**managed_rule_group("AWSManagedRulesSQLiRuleSet", 50),
+                                    "override_action": {"count": {}}}]
+    assert messages(run_program(lambda: web_acl("origin", rules)), "web-acls-block-with-managed-rules-and-rate-limits",
+                    COUNTED) == []
+
+
+def test_a_listed_counted_group_is_never_the_enforcing_one_and_other_groups_stay_refused():
+    counted_sqli = {**managed_rule_group("AWSManagedRulesSQLiRuleSet", 10), "override_action": {"count": {}}}
+    counted_crs = {**managed_rule_group("AWSManagedRulesCommonRuleSet", 20), "override_action": {"count": {}}}
+    plan = run_program(lambda: web_acl("origin", [rate_limit_rule(1000, 5), counted_sqli, counted_crs]))
+    assert messages(plan, "web-acls-block-with-managed-rules-and-rate-limits", COUNTED) == [
+        "Web ACL origin counts AWS managed rule group AWSManagedRulesCommonRuleSet instead of enforcing it: "
+        "set its override_action={'none': {}}, or name it in countedRuleGroups with the reason",
+        "Web ACL origin enforces no AWS managed rule group: add e.g. AWSManagedRulesCommonRuleSet with "
+        "override_action={'none': {}} in its rules"]
+
+
+def test_rules_given_as_unreadable_json_are_reported_not_skipped():
+    plan = run_program(lambda: web_acl("garbled", [*web_acl_rules(1000)], rule_json="[{not json"))
+    assert "Web ACL garbled: rule_json is not JSON, so its rules cannot be judged" in \
+        messages(plan, "web-acls-block-with-managed-rules-and-rate-limits")
 
 
 def test_an_empty_web_acl_fails_and_rules_given_as_json_are_read():
@@ -179,7 +207,8 @@ def test_an_empty_web_acl_fails_and_rules_given_as_json_are_read():
     found = messages(run_program(program), "web-acls-block-with-managed-rules-and-rate-limits")
     assert [m.split(" ", 3)[2] for m in found] == ["empty", "empty", "json-counting", "json-counting"]
     assert "Web ACL json-counting counts AWS managed rule group AWSManagedRulesCommonRuleSet instead of " \
-           "enforcing it: set its override_action={'none': {}}" in found
+           "enforcing it: set its override_action={'none': {}}, or name it in countedRuleGroups with the reason" \
+           in found
 
 
 def test_managed_groups_counted_through_separate_rule_resources_fail():
