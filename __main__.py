@@ -2,7 +2,7 @@
 
 import pulumi
 
-from mcp_estate.components.estate import Estate
+from mcp_estate.components.estate import estate_stack
 from mcp_estate.contract.validate import SpecError, parse_spec, stack_name_problems
 
 try:
@@ -12,4 +12,4 @@ try:
 except SpecError as error:   # a RunError is shown without a traceback
     raise pulumi.RunError(f"invalid mcp-estate:estate config:\n{error}") from None
 
-Estate("mcp-estate", spec)
+estate_stack(spec)

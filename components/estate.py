@@ -80,8 +80,8 @@ class Estate(pulumi.ComponentResource):
         if spec.deploy_stage == "foundation":
             # What must exist before images and secret values can be pushed: a later `full` stage
             # builds the rest around these, with the same names and inputs (nothing is replaced).
-            self.register_outputs({"repository_urls": self.registry.repository_urls,
-                                   "secret_arns": {name: s.arn for name, s in self.secrets.items()}})
+            self.stack_outputs = self._outputs()
+            self.register_outputs(self.stack_outputs)
             return
 
         self.state = {g.name: StateStore(f"{g.name}-state", StateStoreArgs(
@@ -154,9 +154,35 @@ class Estate(pulumi.ComponentResource):
                                 alb_dns_name=self.fronts[region].alb_dns_name) for region in sorted(spec.regions)],
             groups=list(spec.residency_groups)), opts=self._opts())
 
-        self.register_outputs({"hostname": spec.domain.hostname,
-                               "alb_dns_names": {r: f.alb_dns_name for r, f in self.fronts.items()},
-                               "state_tables": {g: s.table_name for g, s in self.state.items()}})
+        self.stack_outputs = self._outputs()
+        self.register_outputs(self.stack_outputs)
+
+    def _outputs(self) -> dict[str, object]:
+        """What other stacks read through `StackReference` (README, "Stack outputs"): plain keys,
+        one level per region and per residency group. A foundation stage has no regions or tables yet."""
+        outputs: dict[str, object] = {
+            "hostname": self.spec.domain.hostname,
+            "residency_groups": {g.name: self._group_outputs(g) for g in self.spec.residency_groups},
+            "repository_urls": self.registry.repository_urls,
+            "secret_arns": {name: secret.arn for name, secret in self.secrets.items()}}
+        if self.spec.deploy_stage != "foundation":
+            outputs["regions"] = {region: self._region_outputs(region) for region in sorted(self.spec.regions)}
+        return outputs
+
+    def _group_outputs(self, group: ResidencyGroup) -> dict[str, object]:
+        regions = sorted(r.name for r in group.regions)
+        outputs: dict[str, object] = {"primary_region": group.primary_region, "regions": regions,
+                                      "key_arns": {region: self.key_arns[region] for region in regions}}
+        if self.spec.deploy_stage != "foundation":
+            outputs["state_table_name"] = self.state[group.name].table_name
+        return outputs
+
+    def _region_outputs(self, region: str) -> dict[str, object]:
+        front = self.fronts[region]
+        return {"residency_group": self.spec.group_of[region].name,
+                "alb_dns_name": front.alb_dns_name, "alb_arn": front.alb_arn, "cluster_name": front.cluster_name,
+                "service_names": {s.name: self.services[s.name, region].service_name
+                                  for s in self.spec.servers_in(region)}}
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -312,3 +338,11 @@ class Estate(pulumi.ComponentResource):
             roles.append(forwarder_role_name(self.prefix))
         provider = self.providers.get(IAM_EVENTS_REGION) or self._regional_provider(IAM_EVENTS_REGION)
         return IamWatch(role_names=sorted(roles), provider=provider, tags=self.tags())
+
+
+def estate_stack(spec: EstateSpec) -> Estate:
+    """The stack's program (`__main__`, `estate plan`): the estate, with its outputs as the stack's."""
+    estate = Estate("mcp-estate", spec)
+    for name, value in estate.stack_outputs.items():
+        pulumi.export(name, value)
+    return estate

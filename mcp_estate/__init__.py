@@ -4,8 +4,9 @@ The repository keeps `components/` and `policies/` as top-level folders; they in
 `mcp_estate.components` and `mcp_estate.policies` (pyproject.toml's package-dir), so nothing is
 installed under a generic top-level name. Run from a checkout where the project itself is not
 installed (what `pulumi install` leaves: requirements.txt is the hashed lock, and pip cannot hash
-the project), the same names are found in the folders beside this package. An installed package
-(wheel or editable) is found first; this only fills the gap.
+the project), the same names are found in the folders beside this package. In a checkout they are
+found there first, ahead of an installed copy: a second checkout (a git worktree) run with the first
+one's editable install would otherwise build the first one's components with its own package.
 """
 
 import importlib.util
@@ -31,4 +32,4 @@ class _CheckoutFolders:
 
 if (_CHECKOUT / "pyproject.toml").is_file() and all((f / "__init__.py").is_file() for f in _FOLDERS.values()) \
         and not any(isinstance(finder, _CheckoutFolders) for finder in sys.meta_path):
-    sys.meta_path.append(_CheckoutFolders())
+    sys.meta_path.insert(0, _CheckoutFolders())

@@ -21,7 +21,7 @@ from mcp_estate.contract import exit_codes
 from mcp_estate.contract.stackfile import load_spec, stack_path
 from mcp_estate.contract.validate import SpecError
 from mcp_estate.offline import plan
-from mcp_estate.offline.runner import FidelityError
+from mcp_estate.offline.runner import DuplicateUrnError, FidelityError
 from mcp_estate.operations import bootstrap, lock, verify
 from mcp_estate.operations.bootstrap import BootstrapError
 from mcp_estate.operations.image_contract import CONTAINER_USER, SCRATCH_PATH
@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as error:
         return _refused(args, f"invalid stack '{args.stack}':", [str(p) for p in error.problems],
                         exit_codes.BAD_INPUT)
+    except DuplicateUrnError as error:
+        return _refused(args, "the engine would refuse the program: resources share a URN (name, type and "
+                        "parent type):", str(error).splitlines(), exit_codes.FINDINGS)
     except FidelityError as error:
         return _refused(args, "the program builds inputs the real providers would reject:",
                         [str(error).replace("\n", "\n  ")], exit_codes.FINDINGS)

@@ -87,13 +87,15 @@ ROLES = ["mcp-estate-test-loyalty-eu-task", "mcp-estate-test-booking-eu-task"]
 
 def changes_of(region: str = REGION, deployer: str | None = DEPLOYER, home: bool = True) -> Plan:
     def program():
-        iam = IamWatch(role_names=ROLES, provider=provider("us-east-1"), tags={"mcp-estate:stack": "test"}) \
+        # One provider per region: the engine refuses a second registration of one URN.
+        providers = {r: provider(r) for r in {region} | ({"us-east-1"} if home else set())}
+        iam = IamWatch(role_names=ROLES, provider=providers["us-east-1"], tags={"mcp-estate:stack": "test"}) \
             if home else None
         ChangeDetection(f"changes-{region}", ChangeDetectionArgs(
             region=region, account_id=ACCOUNT, name_prefix=PREFIX, cluster_name=CLUSTER, cluster_arn=CLUSTER_ARN,
             task_families=[f"{PREFIX}-loyalty", f"{PREFIX}-booking"], repositories=["mcp/loyalty", "mcp/booking"],
             deployment_role_arn=deployer, alerts_topic_arn=TOPIC, tags=TAGS, iam=iam),
-            opts=pulumi.ResourceOptions(provider=provider(region)))
+            opts=pulumi.ResourceOptions(provider=providers[region]))
     return run(program)
 
 

@@ -40,10 +40,10 @@ class Plan:
 def plan_stack(stack: str, stacks_dir: Path) -> Plan:
     """Validate the stack's spec and build its estate offline. Raises SpecError, FidelityError."""
     config, spec = load_spec(stack, stacks_dir)
-    from mcp_estate.components.estate import Estate  # imports the SDKs: only once the spec is known good
+    from mcp_estate.components.estate import estate_stack  # imports the SDKs: only once the spec is known good
 
     started = time.perf_counter()
-    resources = run_offline(lambda: Estate("mcp-estate", spec), stack=stack, config=config,
+    resources = run_offline(lambda: estate_stack(spec), stack=stack, config=config,
                             account_id=spec.aws_account_id, inspect=inspect_resource)
     return Plan(stack, spec, resources, time.perf_counter() - started)
 

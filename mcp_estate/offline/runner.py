@@ -18,7 +18,7 @@ from typing import Any, Callable
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc, settings
-from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.stack import massage, run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from .mocks import EstateMocks
@@ -60,15 +60,26 @@ class FidelityError(Exception):
     """A resource's inputs would not survive the real provider (misspelled key, bad shape...)."""
 
 
+class DuplicateUrnError(FidelityError):
+    """Two registrations share a URN (same type, name and parent type): the engine refuses the program.
+
+    The engine stops at the first one (`Duplicate resource URN '<urn>'; try giving it a unique name`,
+    diag 2001 of pulumi/pulumi pkg/diag/errors.go); this names every one, with the parents that collide.
+    """
+
+
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
     def __init__(self, mocks: EstateMocks, inspect: Inspector | None):
         super().__init__(mocks)
         self.inspect = inspect
         self.recorded: dict[str, Registered] = {}
         self.problems: list[str] = []
+        self.parents_of: dict[str, list[str]] = {}     # URN -> the parent of each registration
+        self.registered_outputs: dict[str, dict[str, Any]] = {}
 
     def RegisterResource(self, request):
         response = super().RegisterResource(request)
+        self.parents_of.setdefault(response.urn, []).append(request.parent)
         inputs = _plain(rpc.deserialize_properties(request.object))
         if self.inspect is not None and request.custom:
             self.problems += [f"{request.type} '{request.name}': {p}"
@@ -79,8 +90,23 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
             parent=request.parent, provider=request.provider, protect=bool(request.protect),
             retain_on_delete=bool(request.retainOnDelete), dependencies=sorted(request.dependencies),
             inputs=inputs, id=response.id,
-            outputs=_plain(registration.state) if registration else {})
+            outputs=_plain(registration.state) if registration and request.custom else {})
         return response
+
+    def RegisterResourceOutputs(self, request):
+        """A component's (or the stack's) `register_outputs`: the engine keeps them as its outputs."""
+        self.registered_outputs[request.urn] = _plain(rpc.deserialize_properties(request.outputs))
+        return super().RegisterResourceOutputs(request)
+
+    def duplicate_urns(self) -> list[str]:
+        return [f"Duplicate resource URN '{urn}'; try giving it a unique name "
+                f"(registered {len(parents)} times, under {', '.join(repr(p) for p in sorted(parents))})"
+                for urn, parents in sorted(self.parents_of.items()) if len(parents) > 1]
+
+    def registrations(self) -> list[Registered]:
+        for urn, outputs in self.registered_outputs.items():
+            self.recorded[urn].outputs = outputs
+        return list(self.recorded.values())
 
 
 def _plain(value: Any) -> Any:
@@ -110,10 +136,20 @@ def run_offline(program: Callable[[], None], *, stack: str, config: dict[str, An
     settings.ROOT.set(None)   # a fresh root stack resource per run
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()})
-    _sync_await(run_pulumi_func(program))
+    _sync_await(run_pulumi_func(lambda: _with_stack_outputs(program)))
+    if duplicates := monitor.duplicate_urns():   # the engine refuses these before any provider sees them
+        raise DuplicateUrnError("\n".join(duplicates))
     if monitor.problems:   # registrations race through the SDK's threads: order by resource, each as found
         raise FidelityError("\n".join(sorted(monitor.problems, key=lambda p: p.split(": ", 1)[0])))
-    return in_dependency_order(list(monitor.recorded.values()))
+    return in_dependency_order(monitor.registrations())
+
+
+def _with_stack_outputs(program: Callable[[], None]) -> None:
+    """Run `program`, then register the root stack's outputs (its `pulumi.export`s) as the engine
+    does when a program ends: under mocks the root stack registered its (empty) outputs up front."""
+    program()
+    root = settings.get_root_resource()
+    root.register_outputs(massage(root.outputs, []))
 
 
 def in_dependency_order(resources: list[Registered]) -> list[Registered]:
