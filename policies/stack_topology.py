@@ -293,10 +293,9 @@ RESIDENT = (TABLE, GLOBAL_TABLE, SECRET, *REPLICA_KEYS, CF_LOAD_BALANCER)
     remediation="Pass the pack config `estate pack-config --stack <stack> --write` generates; keep the group's "
                 "table, secret and key replicas in its regions; use steering_policy='geo'; map each of its "
                 "countries in countryPools, and its Cloudflare regions in regionPools, to the group's pools "
-                "only, ending with an enabled group pool without a monitor; keep its pools out of every other route; give "
-                "every ALB outside the group listener rules refusing its countries (RegionCompute's residency "
-                "guard); remove popPools and "
-                "load-balancing rules.",
+                "only, ending with an enabled group pool without a monitor; keep its pools out of every other "
+                "route; give every ALB outside the group listener rules refusing its countries "
+                "(RegionCompute's residency guard); remove popPools and load-balancing rules.",
     config=RESIDENCY_CONFIG)
 def strict_residency_stays_in_its_group(args: StackValidationArgs, report: Report) -> None:
     estate = Topology(args.resources, as_mapping(args.get_config().get("residencyGroups")))
