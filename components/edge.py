@@ -8,12 +8,18 @@ Creates (Cloudflare, the default provider; nothing in AWS):
   are the group's ALBs;
 - one proxied `LoadBalancer` on the hostname: geo steering, session affinity on the
   `Mcp-Session-Id` header, and residency routing (README, first section): a strict group's countries
-  are routed only to its own pools and no route of any other visitor reaches a strict pool;
-  non-strict groups are the default route for every other country;
+  are routed only to its own pools; so are the Cloudflare regions its AWS regions lie in (geo
+  steering places a proxied request by its serving data center, whose country may be no group's:
+  `strict_cloudflare_regions`), each list ending with the group's last-resort pool; no other
+  route reaches a strict pool; non-strict groups are the default route for every other visitor.
+  What routing cannot catch (a strict visitor served from a data center in an open group's
+  country) the ALBs refuse: their residency guard (components/region_compute.py) answers 403 to
+  `CF-IPCountry` of a strict group they are not in;
 - the zone's entrypoint `Ruleset`s: custom WAF (only the MCP, health and `/.well-known/` paths,
   only the MCP methods), per-client-IP rate limit on the MCP paths, and the managed rulesets
   the zone's plan includes (Cloudflare Managed and OWASP Core from Pro, else the Free Managed);
-- the zone's TLS `ZoneSetting`s (SSL strict, TLS 1.2 minimum, TLS 1.3, always HTTPS).
+- the zone's `ZoneSetting`s: TLS (SSL strict, TLS 1.2 minimum, TLS 1.3, always HTTPS) and IP
+  geolocation (the `CF-IPCountry` header the residency guard reads).
 
 A zone hosts ONE estate: rulesets are zone phase entrypoints (Cloudflare allows one per zone and
 phase; a second estate on the zone would replace this one's rules) and zone settings are
@@ -32,7 +38,7 @@ What is built follows the zone's plan (`cloudflare_plan`, mcp_estate/contract/cl
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable
 
 import pulumi
@@ -46,7 +52,9 @@ from .naming import child_opts
 
 SESSION_HEADER = "Mcp-Session-Id"   # MCP Streamable HTTP's session header
 ALLOWED_METHODS = ("GET", "POST", "DELETE", "OPTIONS")   # Streamable HTTP + CORS preflight
-ZONE_SETTINGS = {"ssl": "strict", "min_tls_version": "1.2", "always_use_https": "on", "tls_1_3": "on"}
+# ip_geolocation: Cloudflare adds CF-IPCountry (the visitor's country), which the ALBs' residency guard reads.
+ZONE_SETTINGS = {"ssl": "strict", "min_tls_version": "1.2", "always_use_https": "on", "tls_1_3": "on",
+                 "ip_geolocation": "on"}
 EARTH_RADIUS_KM = 6371.0
 
 
@@ -83,6 +91,7 @@ class Routing:
     countries: dict[str, list[str]]    # ISO country -> AWS regions
     strict: dict[str, list[str]]       # strict group -> its own regions, primary first
     last_resort: dict[str, str]        # strict country -> its group (whose last-resort pool ends its list)
+    region_last_resort: dict[str, str] = field(default_factory=dict)   # Cloudflare region -> strict group
 
 
 def plan_routing(members: dict[str, list[str]], groups: Iterable[ResidencyGroup], fallback: str) -> Routing:
@@ -97,14 +106,38 @@ def plan_routing(members: dict[str, list[str]], groups: Iterable[ResidencyGroup]
     for group in groups:
         others = [] if group.strict else _nearest_first(own[group.name], set(open_regions) - set(own[group.name]))
         countries.update({country: own[group.name] + others for country in sorted(group.countries)})
+    regions = {code: _local_then_nearest(code, open_regions)
+               for code in sorted({AWS_REGIONS[r].cloudflare_region for r in open_regions})}
+    claimed = strict_cloudflare_regions(groups, members)
+    regions.update({code: own[group] for code, group in claimed.items()})
     return Routing(
         default=_primary_first(fallback, open_regions),
         fallback=fallback,
-        regions={code: _local_then_nearest(code, open_regions)
-                 for code in sorted({AWS_REGIONS[r].cloudflare_region for r in open_regions})},
+        regions=dict(sorted(regions.items())),
         countries=dict(sorted(countries.items())),
         strict={g.name: own[g.name] for g in groups if g.strict},
-        last_resort={country: g.name for g in groups if g.strict for country in sorted(g.countries)})
+        last_resort={country: g.name for g in groups if g.strict for country in sorted(g.countries)},
+        region_last_resort=claimed)
+
+
+def strict_cloudflare_regions(groups: Iterable[ResidencyGroup], members: dict[str, list[str]]) -> dict[str, str]:
+    """Cloudflare geo region -> the strict group whose regions lie in it, which takes its visitors.
+
+    A proxied request is steered by the Cloudflare data center serving it, not by the visitor's
+    country, and a data center in a country no group lists (LHR for an Irish visitor) falls to the
+    region pools. The strict group takes its Cloudflare regions even where an open group also runs
+    (eu-west-2 beside a strict eu-west-1): a strict visitor steered to the open group would be
+    refused by its ALB's residency guard, while an open visitor served by the strict group loses
+    nothing (residency limits where the strict group's visitors go, not whom it serves); an open
+    group keeps its own countries through countryPools, which geo steering reads first. Two strict
+    groups in one Cloudflare region: the first by name takes it, and its ALBs refuse the other's
+    visitors (the guard), so those fail closed rather than leave their group.
+    """
+    claimed: dict[str, str] = {}
+    for group in sorted((g for g in groups if g.strict), key=lambda g: g.name):
+        for region in members[group.name]:
+            claimed.setdefault(AWS_REGIONS[region].cloudflare_region, group.name)
+    return dict(sorted(claimed.items()))
 
 
 def _primary_first(primary: str, regions: Iterable[str]) -> list[str]:
@@ -254,7 +287,8 @@ class Edge(pulumi.ComponentResource):
             description=f"{args.name_prefix}: MCP servers by residency group and geography",
             steering_policy="geo",
             default_pools=ids(routing.default), fallback_pool=self.pool_ids[routing.fallback],
-            region_pools={code: ids(regions) for code, regions in routing.regions.items()},
+            region_pools={code: [*ids(regions), *self._region_last_resort(code, routing)]
+                          for code, regions in routing.regions.items()},
             country_pools={country: [*ids(regions), *self._last_resort_of(country, routing)]
                            for country, regions in routing.countries.items()},
             session_affinity="header", session_affinity_ttl=args.session_affinity_ttl,
@@ -268,6 +302,10 @@ class Edge(pulumi.ComponentResource):
             # retry within a pool only, so a strict country's request never leaves its list.
             adaptive_routing={"failover_across_pools": not routing.last_resort},
             opts=child_opts(self))
+
+    def _region_last_resort(self, code: str, routing: Routing) -> list[pulumi.Output[str]]:
+        group = routing.region_last_resort.get(code)
+        return [self.last_resort_pools[group].id] if group else []
 
     def _last_resort_of(self, country: str, routing: Routing) -> list[pulumi.Output[str]]:
         group = routing.last_resort.get(country)

@@ -117,7 +117,8 @@ class Estate(pulumi.ComponentResource):
                 cloudflare_ipv6_cidrs=sorted(cloudflare_ips.ipv6_cidrs),
                 deletion_protection=spec.protect_data, origin_rate_limit=spec.edge.origin_rate_limit_per_5_minutes,
                 alert_key_arn=self.key_arns[region], alert_emails=list(spec.alerts.emails),
-                log_retention_days=spec.log_retention_days, tags=tags),
+                log_retention_days=spec.log_retention_days, tags=tags,
+                refused_countries=self._refused_countries(spec.group_of[region])),
                 opts=self._opts(provider=self.providers[region]))
 
         # One pair of roles per server and residency group: a group's data is reachable only from its regions.
@@ -196,6 +197,11 @@ class Estate(pulumi.ComponentResource):
 
     def _arn(self, service: str, region: str, resource: str) -> str:
         return f"arn:aws:{service}:{region}:{self.spec.aws_account_id}:{resource}"
+
+    def _refused_countries(self, group: ResidencyGroup) -> list[str]:
+        """The residency guard of a region's ALB: the countries of every strict group but its own."""
+        return sorted({c for g in self.spec.residency_groups if g.strict and g.name != group.name
+                       for c in g.countries})
 
     def _group_tags(self, group: ResidencyGroup, **scope: str) -> dict[str, str]:
         """A group's resources also say whether it is strict: stack policies read residency from them."""

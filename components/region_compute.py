@@ -11,6 +11,12 @@ Creates, per region:
   mitigation, a one-hour idle timeout for long-lived Streamable HTTP / SSE streams);
 - an HTTPS listener (TLS 1.3/1.2 policy, default 404: services add their own rules) and an
   HTTP listener that only redirects to HTTPS;
+- the residency guard: on the HTTPS listener, rules at priorities 1-50 (below every server route,
+  so evaluated first) answering 403 to requests whose `CF-IPCountry` is a country of a strict
+  residency group the region is not in. Cloudflare geo-steers a proxied request by the data
+  center serving it, not by the visitor's country, so a strict group's visitor can be steered
+  here; Cloudflare sets `CF-IPCountry` from the visitor's IP, and only Cloudflare reaches the ALB.
+  Requests without the header (the canary's direct ALB probe) are not refused;
 - a WAFv2 web ACL on the ALB: a per-client rate limit keyed on the visitor's address as
   Cloudflare forwards it, and the common and known-bad-inputs rule sets (which read the request,
   not its source address);
@@ -23,15 +29,22 @@ CloudWatch (and SNS) use it, or alarms cannot publish.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
+
+from mcp_estate.contract.spec import GUARD_PRIORITIES
 
 from .naming import child_opts
 
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 LOG_PREFIX = "alb"
+COUNTRY_HEADER = "CF-IPCountry"   # Cloudflare's visitor country (zone setting ip_geolocation)
+VALUES_PER_RULE = 5               # ALB quota: condition values per rule, across all its conditions
+GUARD_STATUS = "403"
+GUARD_BODY = ("This request comes from a country whose residency group is served in other regions: it must be "
+              "served in its residency group. Retry through the public hostname.\n")
 
 
 @dataclass
@@ -50,6 +63,16 @@ class RegionComputeArgs:
     alert_emails: list[str]
     log_retention_days: int
     tags: dict[str, str]
+    refused_countries: list[str] = field(default_factory=list)   # strict groups' countries, not this region's
+
+
+def guard_rules(countries: list[str]) -> list[dict]:
+    """The residency guard's rules: priority, CF-IPCountry values (5 a rule) and a fixed 403."""
+    ordered = sorted(set(countries))
+    chunks = [ordered[i:i + VALUES_PER_RULE] for i in range(0, len(ordered), VALUES_PER_RULE)]
+    if len(chunks) > GUARD_PRIORITIES:   # cannot happen: 249 ISO countries fit in 50 rules
+        raise ValueError(f"{len(ordered)} refused countries need {len(chunks)} guard rules, over {GUARD_PRIORITIES}")
+    return [{"priority": priority, "values": chunk} for priority, chunk in enumerate(chunks, start=1)]
 
 
 def log_bucket_policy(bucket_arn: pulumi.Input[str], elb_account_arn: str, account_id: str) -> dict:
@@ -121,6 +144,7 @@ class RegionCompute(pulumi.ComponentResource):
         alb = self._load_balancer(self._access_log_bucket())
         self.alb_arn, self.alb_arn_suffix, self.alb_dns_name = alb.arn, alb.arn_suffix, alb.dns_name
         self.https_listener_arn = self._listeners(alb)
+        self.guard_rules = self._residency_guard()
         self.web_acl_arn = self._web_acl(alb)
         self.alerts_topic_arn = self._alerts()
 
@@ -192,6 +216,18 @@ class RegionCompute(pulumi.ComponentResource):
             opts=child_opts(self), default_actions=[{"type": "redirect", "redirect": {
                 "protocol": "HTTPS", "port": "443", "status_code": "HTTP_301"}}])
         return https.arn
+
+    def _residency_guard(self) -> list[aws.lb.ListenerRule]:
+        """Refuse, before any route, visitors of strict groups this region is not in (module docstring).
+        Sorted countries, 5 a rule: adding a country changes or appends rules in place."""
+        args = self._args
+        return [aws.lb.ListenerRule(
+            f"{self._prefix}-residency-guard-{rule['priority']}", listener_arn=self.https_listener_arn,
+            priority=rule["priority"], tags=args.tags, opts=child_opts(self),
+            conditions=[{"http_header": {"http_header_name": COUNTRY_HEADER, "values": rule["values"]}}],
+            actions=[{"type": "fixed-response", "fixed_response": {
+                "content_type": "text/plain", "status_code": GUARD_STATUS, "message_body": GUARD_BODY}}])
+            for rule in guard_rules(args.refused_countries)]
 
     def _web_acl(self, alb: aws.lb.LoadBalancer) -> pulumi.Output[str]:
         args = self._args

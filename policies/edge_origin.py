@@ -281,11 +281,11 @@ def _affinity_problem(affinity: Any, attributes: Any) -> str | None:
 @stack_policy(
     "cloudflare-pools-monitored",
     "Cloudflare load balancer pools have a health monitor, so traffic fails over from an unhealthy region; "
-    "a pool without one serves only as the last pool of countryPools lists (a last resort, which "
+    "a pool without one serves only as the last pool of countryPools or regionPools lists (a last resort, which "
     "Cloudflare always counts usable, used once every monitored pool before it is down)",
     risks=[Risk.AVAILABILITY], severity=Severity.MEDIUM,
     remediation="Set monitor=<cloudflare.LoadBalancerMonitor id> (or monitor_group) on the pool, or use the "
-                "unmonitored pool only as the last pool of a load balancer's countryPools lists.")
+                "unmonitored pool only as the last pool of a load balancer's countryPools or regionPools lists.")
 def cloudflare_pools_monitored(args: StackValidationArgs, report: Report) -> None:
     balancers = [r for r in args.resources if r.resource_type == CF_LOAD_BALANCER]
     for pool in args.resources:
@@ -299,11 +299,12 @@ def cloudflare_pools_monitored(args: StackValidationArgs, report: Report) -> Non
             places = f" (through {', '.join(dict.fromkeys(misused))})" if misused else ""
             report(f"Cloudflare pool {pool.name} has no health monitor, so traffic keeps flowing to a failed "
                    f"region{places}: set monitor=<a LoadBalancerMonitor id>, or use it only as the last pool "
-                   "of countryPools lists", pool.urn)
+                   "of countryPools or regionPools lists", pool.urn)
 
 
 def _pool_uses(pool_id: Any, lb: Any) -> Iterable[tuple[str, bool]]:
-    """Where a load balancer routes to the pool, and whether that is the last pool of a country's list."""
+    """Where a load balancer routes to the pool, and whether that is the last pool of a country's or a
+    Cloudflare region's list (a strict group's regions end with its last resort, components/edge.py)."""
     lists = [(key, as_list(lb.get(key))) for key in ("defaultPools", "fallbackPool")]
     for key in ("regionPools", "popPools", "countryPools"):
         lists += [(f"{key}.{area}", as_list(ids)) for area, ids in as_mapping(lb.get(key)).items()]
@@ -316,7 +317,7 @@ def _pool_uses(pool_id: Any, lb: Any) -> Iterable[tuple[str, bool]]:
     for where, ids in lists:
         for index, used in enumerate(ids):
             if used == pool_id:
-                yield where, where.startswith("countryPools.") and index == len(ids) - 1
+                yield where, where.startswith(("countryPools.", "regionPools.")) and index == len(ids) - 1
 
 
 @resource_policy(

@@ -48,6 +48,9 @@ REPLICA_KEYS = ("aws:kms/replicaKey:ReplicaKey", "aws:kms/replicaExternalKey:Rep
 SCALING_TARGET = "aws:appautoscaling/target:Target"
 CF_POOL = "cloudflare:index/loadBalancerPool:LoadBalancerPool"
 CF_LOAD_BALANCER = "cloudflare:index/loadBalancer:LoadBalancer"
+LISTENERS = ("aws:lb/listener:Listener", "aws:alb/listener:Listener")
+LISTENER_RULES = ("aws:lb/listenerRule:ListenerRule", "aws:alb/listenerRule:ListenerRule")
+COUNTRY_HEADER = "cf-ipcountry"   # Cloudflare's visitor country; ALB compares header names case-insensitively
 POOL_MAPS = ("regionPools", "countryPools", "popPools")
 # What a rule's overrides may change about where visitors go.
 ROUTING_OVERRIDES = ("defaultPools", "fallbackPool", *POOL_MAPS, "steeringPolicy")
@@ -91,9 +94,10 @@ class Topology:
             self.group_regions = defaultdict(set, {g: set(as_list(c.get("regions"))) for g, c in groups.items()})
             self.strict = {g for g, c in groups.items() if c.get("strict") is True}
             self.countries = {g: set(as_list(c.get("countries"))) for g, c in groups.items()}
+            self.cloudflare_regions = {g: set(as_list(c.get("cloudflareRegions"))) for g, c in groups.items()}
         else:
             self.group_regions, self.strict = self.tagged_regions, self.tagged_strict
-            self.countries = {}
+            self.countries, self.cloudflare_regions = {}, {}
         known = set().union(*self.group_regions.values(), self.albs)
         dns = {alb.props.get("dnsName"): region for region, albs in self.albs.items() for alb in albs
                if isinstance(alb.props.get("dnsName"), str)}
@@ -267,7 +271,8 @@ RESIDENCY_CONFIG = {"residencyGroups": {
         "type": "object", "additionalProperties": False, "required": ["strict", "regions", "countries"],
         "properties": {"strict": {"type": "boolean"},
                        "regions": {"type": "array", "minItems": 1, "items": {"type": "string"}},
-                       "countries": {"type": "array", "items": {"type": "string", "pattern": "^[A-Z]{2}$"}}}}}}
+                       "countries": {"type": "array", "items": {"type": "string", "pattern": "^[A-Z]{2}$"}},
+                       "cloudflareRegions": {"type": "array", "items": {"type": "string", "pattern": "^[A-Z]+$"}}}}}}
 # What holds a group's data or routes its visitors: without the groups' config, nothing to judge it by.
 RESIDENT = (TABLE, GLOBAL_TABLE, SECRET, *REPLICA_KEYS, CF_LOAD_BALANCER)
 
@@ -278,16 +283,19 @@ RESIDENT = (TABLE, GLOBAL_TABLE, SECRET, *REPLICA_KEYS, CF_LOAD_BALANCER)
     "generates, never from tags alone) keeps its state in its regions: no copy of a table that has one in the "
     "group (replicas, TableReplicas, global tables), of a secret homed there, nor of a KMS key homed there "
     "lies outside; geo steering routes its countries only to its own pools, each list ending with a pool of "
-    "the group without a monitor (so the load balancer's fallback is never reached for them); no other route "
-    "reaches its pools; no data-center mapping or load-balancing rule can move its visitors; resource tags "
+    "the group without a monitor (so the load balancer's fallback is never reached for them); so are the "
+    "Cloudflare regions its AWS regions lie in (geo steering places a proxied request by its data center); no "
+    "other route reaches its pools; every ALB outside the group refuses its countries (CF-IPCountry) before any "
+    "route; no data-center mapping or load-balancing rule can move its visitors; resource tags "
     "that disagree with the config are reported. Reads outputs (ARNs, DNS names, pool ids): on a new "
     "region's first preview it cannot run, so `estate check` in every pull request is the gate",
     risks=[Risk.DATA_LOSS], severity=Severity.CRITICAL,
     remediation="Pass the pack config `estate pack-config --stack <stack> --write` generates; keep the group's "
                 "table, secret and key replicas in its regions; use steering_policy='geo'; map each of its "
-                "countries in countryPools to the group's pools only, ending with an enabled group pool "
-                "without a monitor; keep its pools out of every other route; remove popPools and "
-                "load-balancing rules.",
+                "countries in countryPools, and its Cloudflare regions in regionPools, to the group's pools "
+                "only, ending with an enabled group pool without a monitor; keep its pools out of every other "
+                "route; give every ALB outside the group listener rules refusing its countries "
+                "(RegionCompute's residency guard); remove popPools and load-balancing rules.",
     config=RESIDENCY_CONFIG)
 def strict_residency_stays_in_its_group(args: StackValidationArgs, report: Report) -> None:
     estate = Topology(args.resources, as_mapping(args.get_config().get("residencyGroups")))
@@ -303,6 +311,8 @@ def strict_residency_stays_in_its_group(args: StackValidationArgs, report: Repor
         _steering_stays(sorted(kept), lb, report)
         for group, countries in kept.items():
             _routes_stay(estate, group, countries, lb, report)
+    for group, countries in kept.items():
+        _origins_refuse(estate, group, countries, report)
 
 
 def _tags_agree(estate: Topology, report: Report) -> None:
@@ -411,13 +421,94 @@ def _rule_stays(strict: str, rule: Mapping, what: str, lb: PolicyResource, repor
 
 def _routes_stay(estate: Topology, group: str, countries: set[str], lb: PolicyResource, report: Report) -> None:
     what = f"Cloudflare load balancer {lb.name}"
-    for key in ("defaultPools", "fallbackPool", "regionPools", "popPools"):
+    for key in ("defaultPools", "fallbackPool", "popPools"):
         reaching = estate.reaching(pools_of({key: lb.props.get(key)}), group)
         if reaching:
             report(f"{what} sends visitors from elsewhere to strict group {group}'s pool "
                    f"{estate.describe(reaching)} through its {key}: keep the group's pools out of it", lb.urn)
+    _cloudflare_regions_stay(estate, group, lb, report)
     if countries:   # unknown, the routes of countries cannot be judged (the table is reported)
         _countries_stay(estate, group, countries, lb, report)
+
+
+def _cloudflare_regions_stay(estate: Topology, group: str, lb: PolicyResource, report: Report) -> None:
+    """Geo steering places a proxied request by its serving data center: the Cloudflare regions the
+    group's AWS regions lie in (pack config `cloudflareRegions`) are the group's, each list staying in
+    the group and ending with its last resort; any other region's list keeps out of the group."""
+    what, region_pools = f"Cloudflare load balancer {lb.name}", as_mapping(lb.props.get("regionPools"))
+    own = estate.cloudflare_regions.get(group, set())
+    for code in sorted(own):
+        pools = as_list(region_pools.get(code))
+        if not pools or not estate.pools_in(pools, group) or not estate.last_resort(pools[-1]):
+            where = f"to {estate.describe(pools)}" if pools else "to the default pools (no regionPools entry)"
+            report(f"{what} sends data centers of Cloudflare region {code}, where strict group {group} runs, "
+                   f"{where}: the group's visitors served there leave it; map regionPools.{code} to the group's "
+                   "pools only, ending with an enabled group pool without a monitor", lb.urn)
+    for code, pools in sorted(region_pools.items()):
+        reaching = estate.reaching(as_list(pools), group)
+        if code in own or not reaching:
+            continue
+        if estate.pools_in(as_list(pools), group) and estate.last_resort(as_list(pools)[-1]):
+            continue   # a whole region kept in the group: no visitor of the group leaves it through it
+        report(f"{what} sends visitors from elsewhere to strict group {group}'s pool {estate.describe(reaching)} "
+               f"through its regionPools.{code}: keep the group's pools out of it, or map the region to the "
+               "group's pools only, ending with its last resort", lb.urn)
+
+
+def _origins_refuse(estate: Topology, group: str, countries: set[str], report: Report) -> None:
+    """Every ALB outside the strict group refuses the group's countries (CF-IPCountry) on every
+    listener that can serve, before any rule that serves: what routing misses fails closed."""
+    listeners = estate.of_type(*LISTENERS)
+    rules: dict[Any, list[Mapping]] = defaultdict(list)
+    for rule in estate.of_type(*LISTENER_RULES):
+        rules[rule.props.get("listenerArn")].append(rule.props)
+    for region, albs in sorted(estate.albs.items()):
+        if region in estate.group_regions[group]:
+            continue
+        for alb in albs:
+            arn = alb.props.get("arn")
+            for listener in (x for x in listeners if isinstance(arn, str) and x.props.get("loadBalancerArn") == arn):
+                on = rules.get(listener.props.get("arn"), [])
+                if not on and _redirects_only(listener.props):
+                    continue
+                missing = sorted(c for c in countries if not _refused_first(c, on))
+                if missing:
+                    report(f"ALB {alb.name} ({region}, outside strict group {group}) serves visitors of "
+                           f"{' '.join(missing)} on listener {listener.name}: Cloudflare steers by data center, so "
+                           f"they can reach it; add listener rules, ahead of every route, answering a fixed 4XX "
+                           f"when {COUNTRY_HEADER.replace('cf-ipc', 'CF-IPC')} is one of them", listener.urn)
+
+
+def _redirects_only(listener: Mapping) -> bool:
+    actions = [as_mapping(a) for a in as_list(listener.get("defaultActions"))]
+    return bool(actions) and all(a.get("type") == "redirect" for a in actions)
+
+
+def _refused_first(country: str, rules: list[Mapping]) -> bool:
+    """A rule refusing the country comes before every rule that does not refuse."""
+    refusing = [r.get("priority") for r in rules if _refuses(r, country)]
+    serving = [r.get("priority") for r in rules if not _refuses_anything(r)]
+    numbers = [p for p in refusing + serving if isinstance(p, (int, float))]
+    if not refusing or len(numbers) != len(refusing) + len(serving):
+        return False   # no refusal, or a priority unknown: nothing shows the order
+    return min(refusing) < min(serving, default=float("inf"))
+
+
+def _refuses_anything(rule: Mapping) -> bool:
+    actions = [as_mapping(a) for a in as_list(rule.get("actions"))]
+    return bool(actions) and all(a.get("type") == "fixed-response" and str(
+        as_mapping(a.get("fixedResponse")).get("statusCode", ""))[:1] in ("4", "5") for a in actions)
+
+
+def _refuses(rule: Mapping, country: str) -> bool:
+    """The rule answers a fixed 4XX/5XX to every request whose CF-IPCountry is the country: its only
+    conditions are on that header (another condition would narrow it) and one names the country."""
+    conditions = [as_mapping(c) for c in as_list(rule.get("conditions"))]
+    if len(conditions) != 1 or {k for k, v in conditions[0].items() if v is not None} != {"httpHeader"}:
+        return False   # conditions are ANDed: a second one would narrow the refusal
+    header = as_mapping(conditions[0].get("httpHeader"))
+    return (str(header.get("httpHeaderName", "")).lower() == COUNTRY_HEADER and _refuses_anything(rule)
+            and country.lower() in (str(v).lower() for v in as_list(header.get("values"))))
 
 
 def _countries_stay(estate: Topology, group: str, countries: set[str], lb: PolicyResource, report: Report) -> None:

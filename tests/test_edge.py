@@ -16,7 +16,8 @@ ALB = {"us-east-1": "front-us-east-1-123.us-east-1.elb.amazonaws.com",
        "us-west-2": "front-us-west-2-456.us-west-2.elb.amazonaws.com",
        "eu-west-1": "front-eu-west-1-789.eu-west-1.elb.amazonaws.com",
        "eu-central-1": "front-eu-central-1-012.eu-central-1.elb.amazonaws.com",
-       "ap-southeast-1": "front-ap-southeast-1-345.ap-southeast-1.elb.amazonaws.com"}
+       "ap-southeast-1": "front-ap-southeast-1-345.ap-southeast-1.elb.amazonaws.com",
+       "eu-west-2": "front-eu-west-2-678.eu-west-2.elb.amazonaws.com"}
 AMERICAS = {"name": "americas", "primary_region": "us-east-1", "countries": ["US", "CA"],
             "regions": [{"name": "us-east-1", "cidr": "10.20.0.0/16"}, {"name": "us-west-2", "cidr": "10.21.0.0/16"}]}
 EU = {"name": "eu", "primary_region": "eu-west-1", "strict": True, "countries": ["FR", "DE"],
@@ -110,7 +111,10 @@ def test_no_route_for_other_visitors_reaches_a_strict_pool(plan):
     assert pool_regions(plan, inputs["defaultPools"]) == ["us-east-1", "us-west-2"]   # fallback region first
     assert pool_regions(plan, [inputs["fallbackPool"]]) == ["us-east-1"]
     regions = {code: pool_regions(plan, ids) for code, ids in inputs["regionPools"].items()}
-    assert regions == {"ENAM": ["us-east-1", "us-west-2"], "WNAM": ["us-west-2", "us-east-1"]}
+    # WEU, where the strict group runs, is its own: an EU visitor served from a data center in a country no
+    # group lists (LHR, ZRH) is steered by the data center's region (W2), and must stay in the group.
+    assert regions == {"ENAM": ["us-east-1", "us-west-2"], "WNAM": ["us-west-2", "us-east-1"],
+                       "WEU": ["eu-west-1", "eu-central-1", "eu-last-resort"]}
     for country in ("US", "CA"):
         assert not EU_REGIONS & set(pool_regions(plan, inputs["countryPools"][country]))
 
@@ -153,7 +157,18 @@ def test_open_routes_fail_over_to_the_nearest_open_region_first():
     assert pool_regions(plan, inputs["regionPools"]["SEAS"]) == ["ap-southeast-1", "us-west-2", "us-east-1"]
     assert pool_regions(plan, inputs["countryPools"]["SG"]) == ["ap-southeast-1", "us-west-2", "us-east-1"]
     assert pool_regions(plan, inputs["countryPools"]["US"]) == ["us-east-1", "us-west-2", "ap-southeast-1"]
-    assert "WEU" not in inputs["regionPools"]
+    assert pool_regions(plan, inputs["regionPools"]["WEU"]) == ["eu-west-1", "eu-central-1", "eu-last-resort"]
+
+
+def test_the_strict_group_takes_a_cloudflare_region_an_open_group_shares():
+    # An open group in eu-west-2 (WEU too): the strict list wins the region; the open group keeps its
+    # countries through countryPools, which geo steering reads before regionPools.
+    uk = {"name": "uk", "primary_region": "eu-west-2", "countries": ["GB"],
+          "regions": [{"name": "eu-west-2", "cidr": "10.40.0.0/16"}]}
+    plan = edge_plan(AMERICAS, EU, uk)
+    inputs = lb(plan)
+    assert pool_regions(plan, inputs["regionPools"]["WEU"]) == ["eu-west-1", "eu-central-1", "eu-last-resort"]
+    assert pool_regions(plan, inputs["countryPools"]["GB"])[0] == "eu-west-2"
 
 
 def test_routing_does_not_depend_on_the_order_of_the_stack_file(plan):
@@ -232,5 +247,7 @@ def test_the_edge_builds_only_what_the_zones_plan_includes(cloudflare_plan):
 def test_zone_serves_only_verified_modern_tls(plan):
     settings = {r.inputs["settingId"]: r.inputs["value"]
                 for r in plan.of_type("cloudflare:index/zoneSetting:ZoneSetting")}
-    assert settings == {"ssl": "strict", "min_tls_version": "1.2", "always_use_https": "on", "tls_1_3": "on"}
+    # ip_geolocation: Cloudflare adds CF-IPCountry, which the ALBs' residency guard reads.
+    assert settings == {"ssl": "strict", "min_tls_version": "1.2", "always_use_https": "on", "tls_1_3": "on",
+                        "ip_geolocation": "on"}
     assert plan.named("edge-ssl").inputs["zoneId"] == ZONE

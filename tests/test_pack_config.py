@@ -35,7 +35,8 @@ def test_prod_keeps_the_eu_group_strict_in_its_two_regions():
     config = json.loads(config_path("prod").read_text())
     assert config[RESIDENCY_POLICY]["residencyGroups"]["eu"] == {
         "strict": True, "regions": ["eu-central-1", "eu-west-1"],
-        "countries": ["AT", "BE", "DE", "DK", "ES", "FI", "FR", "IE", "IT", "NL", "PL", "PT", "SE"]}
+        "countries": ["AT", "BE", "DE", "DK", "ES", "FI", "FR", "IE", "IT", "NL", "PL", "PT", "SE"],
+        "cloudflareRegions": ["WEU"]}   # the Cloudflare region its data centers route to it (components/edge.py)
     assert config[EDGE_POLICY] == {"hostname": "mcp.example.travel", "cloudflarePlan": "pro",
                                    "healthPath": "/booking/healthz"}
 

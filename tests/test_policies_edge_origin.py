@@ -302,11 +302,17 @@ def pools_program(*, country_lists: dict[str, list[str]], **routes) -> Callable[
 
 
 BLIND = ("Cloudflare pool blind has no health monitor, so traffic keeps flowing to a failed region{}: set "
-         "monitor=<a LoadBalancerMonitor id>, or use it only as the last pool of countryPools lists")
+         "monitor=<a LoadBalancerMonitor id>, or use it only as the last pool of countryPools or regionPools lists")
 
 
 def test_an_unmonitored_pool_may_only_be_the_last_resort_of_country_lists():
     program = pools_program(country_lists={"DE": ["watched", "blind"], "FR": ["blind"]})
+    assert messages(run_program(program), "cloudflare-pools-monitored") == []
+
+
+def test_an_unmonitored_pool_may_end_a_cloudflare_regions_list():
+    # A strict group's Cloudflare regions end with its last resort (components/edge.py).
+    program = pools_program(country_lists={}, regions={"WEU": ["watched", "blind"]})
     assert messages(run_program(program), "cloudflare-pools-monitored") == []
 
 
@@ -315,7 +321,7 @@ def test_an_unmonitored_pool_may_only_be_the_last_resort_of_country_lists():
     ({"country_lists": {"DE": ["blind", "watched"]}}, " (through mcp's countryPools.DE)"),
     ({"country_lists": {"DE": ["watched", "blind"]}, "default": ["watched", "blind"]}, " (through mcp's defaultPools)"),
     ({"country_lists": {"DE": ["watched", "blind"]}, "fallback": "blind"}, " (through mcp's fallbackPool)"),
-    ({"country_lists": {}, "regions": {"WEU": ["watched", "blind"]}}, " (through mcp's regionPools.WEU)"),
+    ({"country_lists": {}, "regions": {"WEU": ["blind", "watched"]}}, " (through mcp's regionPools.WEU)"),
 ])
 def test_an_unmonitored_pool_anywhere_else_is_reported(routes, where):
     assert messages(run_program(pools_program(**routes)), "cloudflare-pools-monitored") == [BLIND.format(where)]

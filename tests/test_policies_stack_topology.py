@@ -404,7 +404,7 @@ def test_a_pool_without_origins_leads_where_its_name_says():
 @pytest.mark.parametrize("route, into_eu", [
     ("through its defaultPools", lambda us, eu: {"default_pools": [us, eu]}),
     ("through its fallbackPool", lambda us, eu: {"fallback_pool": eu}),
-    ("through its regionPools", lambda us, eu: {"region_pools": {"ENAM": [us], "WEU": [eu]}}),
+    ("through its regionPools", lambda us, eu: {"region_pools": {"ENAM": [us, eu]}}),
     ("sends US visitors into", lambda us, eu: {"country_pools": {"US": [us, eu], "DE": [eu], "FR": [eu]}}),
 ])
 def test_no_route_for_other_visitors_reaches_a_strict_pool(route, into_eu):
@@ -619,3 +619,97 @@ def test_a_strict_groups_kms_key_is_replicated_only_inside_it(region, expected):
         primary = aws.kms.Key("eu-key", multi_region=True, enable_key_rotation=True, opts=provider("eu-west-1"))
         aws.kms.ReplicaKey("eu-key-replica", primary_key_arn=primary.arn, opts=provider(region))
     assert copies(program) == expected
+
+
+# -- the edge steers by data center: the strict group's Cloudflare regions and the origin guard ------
+
+def edited(plan: Plan, edit) -> list[str]:
+    """The residency verdicts over the plan's export after `edit(name, outputs, export)` on each resource."""
+    resources = copy.deepcopy([r.export() for r in plan.resources])
+    for resource in resources:
+        edit(resource["urn"].split("::")[-1], resource.get("outputs") or {}, resources)
+    return judged([r for r in resources if not r.get("deleted")], spec_config(parse_spec(SPEC)))
+
+
+def guard_of(outputs: dict) -> dict:
+    return outputs["conditions"][0]["httpHeader"]
+
+
+GUARD_MISSING = ("ALB front-us-east-1-alb (us-east-1, outside strict group eu) serves visitors of {} on listener "
+                 "front-us-east-1-https: Cloudflare steers by data center, so they can reach it")
+
+
+def test_the_built_estate_maps_its_strict_cloudflare_region_and_guards_the_open_alb(built):
+    assert edited(built, lambda *_: None) == []
+    lb = built.named("edge-lb").inputs
+    eu = [p for p in built.of_type("cloudflare:index/loadBalancerPool:LoadBalancerPool")]
+    names = {p.outputs["id"]: p.name for p in eu}
+    assert [names[i] for i in lb["regionPools"]["WEU"]] == [
+        "edge-pool-eu-west-1", "edge-pool-eu-central-1", "edge-last-resort-eu"]
+    [guard] = [r for r in built.of_type("aws:lb/listenerRule:ListenerRule") if "residency-guard" in r.name]
+    assert guard.name == "front-us-east-1-residency-guard-1"   # only the open group's ALB refuses
+    assert (guard.inputs["priority"], guard_of(guard.inputs)) == (1, {"httpHeaderName": "CF-IPCountry",
+                                                                        "values": ["DE", "FR"]})
+    assert guard.inputs["actions"][0]["fixedResponse"]["statusCode"] == "403"
+
+
+@pytest.mark.parametrize("leak, edit, expected", [
+    ("a strict country missing from the guard",
+     lambda n, o, _: n.endswith("guard-1") and guard_of(o).update(values=["DE"]), "FR"),
+    ("the guard on the wrong header",
+     lambda n, o, _: n.endswith("guard-1") and guard_of(o).update(httpHeaderName="CF-Connecting-IP"), "DE FR"),
+    ("the guard forwards instead of refusing",
+     lambda n, o, _: n.endswith("guard-1") and o["actions"][0].update(type="forward"), "DE FR"),
+    ("the guard answers 200",
+     lambda n, o, _: n.endswith("guard-1") and o["actions"][0]["fixedResponse"].update(statusCode="200"), "DE FR"),
+    ("the guard narrowed by a second condition",
+     lambda n, o, _: n.endswith("guard-1") and o["conditions"].append({"pathPattern": {"values": ["/x"]}}),
+     "DE FR"),
+    ("a server route ahead of the guard",
+     lambda n, o, _: n == "booking-us-east-1-route" and o.update(priority=0), "DE FR"),
+])
+def test_an_open_alb_that_does_not_refuse_every_strict_country_first_is_reported(built, leak, edit, expected):
+    messages = edited(built, edit)
+    assert [m.split(": Cloudflare")[0] for m in messages] == [GUARD_MISSING.format(expected).split(": Cloudflare")[0]], \
+        (leak, messages)
+
+
+def test_removing_a_guard_rule_is_reported(built):
+    def drop(name, outputs, resources):
+        if name.endswith("guard-1"):
+            next(r for r in resources if r.get("outputs") is outputs)["deleted"] = True
+    assert [m.split(": Cloudflare")[0] for m in edited(built, drop)] == [
+        GUARD_MISSING.format("DE FR").split(": Cloudflare")[0]]
+
+
+def test_the_strict_groups_cloudflare_region_sent_to_an_open_pool_is_reported(built):
+    us = built.named("edge-pool-us-east-1").outputs["id"]
+    messages = edited(built, lambda n, o, _: n == "edge-lb" and o["regionPools"].update(WEU=[us]))
+    assert messages == [
+        "Cloudflare load balancer edge-lb sends data centers of Cloudflare region WEU, where strict group eu runs, "
+        "to mcp-estate-test-us-east-1 (us-east-1): the group's visitors served there leave it; map "
+        "regionPools.WEU to the group's pools only, ending with an enabled group pool without a monitor"]
+
+
+def test_reordering_the_strict_groups_region_list_passes_and_another_region_into_it_is_reported(built):
+    lb = built.named("edge-lb").outputs
+    weu = lb["regionPools"]["WEU"]
+    assert edited(built, lambda n, o, _: n == "edge-lb" and o["regionPools"].update(WEU=[weu[1], weu[0], weu[2]])) \
+        == []
+    [message] = edited(built, lambda n, o, _: n == "edge-lb" and o["regionPools"].update(ENAM=[*o["regionPools"][
+        "ENAM"], weu[0]]))
+    assert "through its regionPools.ENAM: keep the group's pools out of it" in message
+
+
+def test_adding_a_country_to_the_strict_group_extends_the_guard():
+    spec = copy.deepcopy(SPEC)
+    spec["residency_groups"][1]["countries"] = ["FR", "DE", "IE", "PT", "AT", "BE"]
+    plan = estate_of(parse_spec(spec))
+    guards = sorted((r.inputs["priority"], guard_of(r.inputs)["values"]) for r in
+                    plan.of_type("aws:lb/listenerRule:ListenerRule") if "residency-guard" in r.name)
+    assert guards == [(1, ["AT", "BE", "DE", "FR", "IE"]), (2, ["PT"])]
+    assert found(plan, RESIDENCY, spec_config(parse_spec(spec))) == []
+    # The stack before the change, judged by the new spec's config: the new countries are not refused.
+    messages = found(estate_of(parse_spec(SPEC)), RESIDENCY, spec_config(parse_spec(spec)))
+    assert [m for m in messages if m.startswith("ALB")] == [m for m in messages if m.startswith(
+        GUARD_MISSING.format("AT BE IE PT").split(": Cloudflare")[0])] != []

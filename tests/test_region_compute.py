@@ -196,3 +196,59 @@ def test_alerts_topic_is_encrypted_and_mails_each_address():
                                                       "endpoint": "sre.oncall@example.travel"},
         f"{FRONT}-alerts-security-example-travel": {"topic": seen["topic"], "protocol": "email",
                                                     "endpoint": "security@example.travel"}}
+
+
+# -- the residency guard: refuse strict groups' visitors steered here by their data center (W2) ------
+
+def guarded(countries: list[str]) -> Plan:
+    def program():
+        provider = aws.Provider(f"aws-{REGION}", region=REGION)
+        RegionCompute(FRONT, RegionComputeArgs(
+            region=REGION, account_id=ACCOUNT, name_prefix=PREFIX, vpc_id="vpc-0a1b2c3d4e5f60718",
+            public_subnet_ids=["subnet-0aaa", "subnet-0bbb"], certificate_arn=CERT,
+            cloudflare_ipv4_cidrs=CF_IPV4, cloudflare_ipv6_cidrs=CF_IPV6, deletion_protection=True,
+            origin_rate_limit=3000, alert_key_arn=KEY, alert_emails=[], log_retention_days=90, tags=TAGS,
+            refused_countries=countries), opts=pulumi.ResourceOptions(provider=provider))
+    return run_program(program)
+
+
+def test_a_region_outside_every_strict_group_refuses_their_countries_five_to_a_rule():
+    prod_eu = ["DE", "FR", "IE", "NL", "ES", "IT", "AT", "BE", "PT", "SE", "FI", "DK", "PL"]
+    plan = guarded(prod_eu)
+    rules = sorted(plan.of_type("aws:lb/listenerRule:ListenerRule"), key=lambda r: r.inputs["priority"])
+    https = plan.named(f"{FRONT}-https")
+    assert [(r.name, r.inputs["priority"], r.inputs["conditions"]) for r in rules] == [
+        (f"{FRONT}-residency-guard-{i}", i, [{"httpHeader": {"httpHeaderName": "CF-IPCountry", "values": values}}])
+        for i, values in ((1, ["AT", "BE", "DE", "DK", "ES"]), (2, ["FI", "FR", "IE", "IT", "NL"]),
+                          (3, ["PL", "PT", "SE"]))]
+    assert all(r.inputs["listenerArn"] == https.outputs["arn"] for r in rules)
+    for rule in rules:
+        [action] = rule.inputs["actions"]
+        assert action["type"] == "fixed-response"
+        assert action["fixedResponse"]["statusCode"] == "403"
+        assert action["fixedResponse"]["contentType"] == "text/plain"
+        assert "must be served in its residency group" in action["fixedResponse"]["messageBody"]
+        assert len(action["fixedResponse"]["messageBody"]) <= 1024   # the ALB's limit for a message body
+
+
+def test_a_region_of_the_only_strict_group_refuses_nobody():
+    assert guarded([]).of_type("aws:lb/listenerRule:ListenerRule") == []
+
+
+def test_the_guard_fits_every_country_under_the_server_routes():
+    from mcp_estate.components.region_compute import guard_rules
+    from mcp_estate.contract.geography import ISO_COUNTRIES
+    from mcp_estate.contract.spec import GUARD_PRIORITIES
+    rules = guard_rules(sorted(ISO_COUNTRIES))
+    assert max(r["priority"] for r in rules) <= GUARD_PRIORITIES
+    assert sorted(c for r in rules for c in r["values"]) == sorted(ISO_COUNTRIES)
+    assert all(len(r["values"]) <= 5 for r in rules)
+
+
+def test_the_canarys_direct_alb_probe_sends_no_country_so_the_guard_never_refuses_it():
+    # The canary connects to the ALB's private addresses (components/canary.py): Cloudflare is not on the
+    # path, so no CF-IPCountry is added, and the probe sends none of its own.
+    from mcp_estate.runtime import probe
+    assert not {h.lower() for h in probe._BASE_HEADERS} & {"cf-ipcountry"}
+    source = open(probe.__file__).read() + open(probe.__file__.replace("probe.py", "canary_handler.py")).read()
+    assert "cf-ipcountry" not in source.lower()

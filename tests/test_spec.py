@@ -448,3 +448,26 @@ def test_the_deploy_stage_is_full_unless_the_stack_asks_for_the_foundation():
     assert parse_spec(VALID).deploy_stage == "full"
     assert parse_spec({**VALID, "deploy_stage": "foundation"}).deploy_stage == "foundation"
     assert_problem(lambda raw: raw.update(deploy_stage="images"), "deploy_stage", "'foundation' or 'full'")
+
+
+# -- ALB priorities 1-50 belong to the residency guard (components/region_compute.py) ---------------
+
+@pytest.mark.parametrize("priority", [1, 50, 0, -3])
+def test_an_explicit_route_priority_in_the_guards_band_is_refused(priority):
+    assert_problem(lambda raw: server(raw).update(route_priority=priority), "servers[booking].route_priority",
+                   "ALB priorities 1-50 are reserved for the residency guard")
+
+
+def test_route_priorities_just_above_the_guard_and_at_the_alb_maximum_are_accepted():
+    raw = copy.deepcopy(VALID)
+    server(raw).update(route_priority=51)
+    server(raw, "inventory").update(route_priority=50000)
+    assert [s.priority for s in parse_spec(raw).servers] == [51, 50000]
+
+
+def test_a_derived_priority_that_would_land_in_the_guards_band_moves_above_it():
+    from mcp_estate.contract.spec import Server
+    image = f"{REGISTRY}/mcp/atq@{DIGEST}"
+    # "atq" derived 35 before the guard existed; names outside the band keep their priority (booking: 1987).
+    assert 50 < Server(name="atq", image=image).priority <= 50000
+    assert Server(name="booking", image=image).priority == 1987

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mcp_estate.contract.geography import AWS_REGIONS
 from mcp_estate.contract.spec import EstateSpec
 
 RESIDENCY_POLICY = "strict-residency-stays-in-its-group"
@@ -26,7 +27,9 @@ ENDPOINTS_POLICY = "no-unauthenticated-endpoints-beside-the-edge"
 def generated(spec: EstateSpec) -> dict[str, dict[str, Any]]:
     """Policy name -> the parameters the spec decides (sorted: the file is diffed in review)."""
     groups = {g.name: {"strict": g.strict, "regions": sorted(r.name for r in g.regions),
-                       "countries": sorted(g.countries)} for g in sorted(spec.residency_groups, key=lambda g: g.name)}
+                       "countries": sorted(g.countries),
+                       "cloudflareRegions": sorted({AWS_REGIONS[r.name].cloudflare_region for r in g.regions})}
+              for g in sorted(spec.residency_groups, key=lambda g: g.name)}
     health = next(s for s in spec.servers if s.name == spec.edge.health_server)
     edge = {"hostname": spec.domain.hostname, "cloudflarePlan": spec.domain.cloudflare_plan,
             "healthPath": f"/{health.name}{health.health_check_path}"}

@@ -36,6 +36,11 @@ STATE = "state"              # symbolic resource: the residency group's session-
 SECRET_PREFIX = "secret/"    # symbolic resource: `secret/<name>`, a secret of the estate
 # A strict group's countries are recorded in one AWS tag value ("AT BE DE ..."): 256 characters.
 MAX_STRICT_COUNTRIES = 85
+# ALB rule priorities 1..50 are the residency guard's (components/region_compute.py): an ALB refuses
+# the countries of the strict groups it is outside of, 5 per rule (the ALB quota of condition values
+# per rule), so 50 rules hold all 249 ISO countries. Servers' routes take priorities above the band.
+GUARD_PRIORITIES = 50
+MAX_ROUTE_PRIORITY = 50000
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,22}[a-z0-9]$|^[a-z]$")
 _DIGEST_IMAGE = re.compile(r"^(?P<repository>[^@\s]+?)(:[\w][\w.-]{0,127})?@sha256:[0-9a-f]{64}$")
@@ -220,8 +225,9 @@ class Server(Strict):
     egress: list[Egress] = Field(default_factory=list)
     scaling: Scaling = Field(default_factory=Scaling)
     alarms: Alarms = Field(default_factory=Alarms)
-    route_priority: int | None = Field(None, ge=1, le=50000,
-                                       description="ALB rule priority (default: derived from the name)")
+    route_priority: int | None = Field(None, le=MAX_ROUTE_PRIORITY,
+                                       description=f"ALB rule priority, {GUARD_PRIORITIES + 1}-{MAX_ROUTE_PRIORITY} "
+                                                   "(default: derived from the name)")
     tools_sha256: str | None = Field(None, description="Approved SHA-256 of the server's tool manifest: the "
                                                        "canary alarms when the served tools differ from it")
 
@@ -232,6 +238,16 @@ class Server(Strict):
             raise ValueError(f"'{image}' is not pinned by digest: use <repository>@sha256:<64 hex> "
                              "(`estate lock` resolves a tag to its digest)")
         return image
+
+    @field_validator("route_priority")
+    @classmethod
+    def _outside_guard(cls, value: int | None) -> int | None:
+        if value is not None and value <= GUARD_PRIORITIES:
+            raise ValueError(f"{value} is not above {GUARD_PRIORITIES}: ALB priorities 1-{GUARD_PRIORITIES} are "
+                             "reserved for the residency guard (rules refusing strict groups' countries, "
+                             f"evaluated before every route): use {GUARD_PRIORITIES + 1}-{MAX_ROUTE_PRIORITY}, "
+                             "or leave it out to derive it from the name")
+        return value
 
     @field_validator("tools_sha256")
     @classmethod
@@ -272,7 +288,11 @@ class Server(Strict):
         """Stable ALB rule priority: explicit, or derived from the name (never from list order)."""
         if self.route_priority is not None:
             return self.route_priority
-        return 1 + int(hashlib.sha256(self.name.encode()).hexdigest()[:8], 16) % 49999
+        digest = int(hashlib.sha256(self.name.encode()).hexdigest()[:8], 16)
+        derived = 1 + digest % 49999   # kept as it was where it misses the guard band: no route moves
+        if derived <= GUARD_PRIORITIES:
+            derived = GUARD_PRIORITIES + 1 + digest % (MAX_ROUTE_PRIORITY - GUARD_PRIORITIES)
+        return derived
 
     @property
     def mcp_path(self) -> str:
