@@ -20,7 +20,7 @@ from mcp_estate.checking.check import CheckInputError
 from mcp_estate.contract import exit_codes
 from mcp_estate.contract.stackfile import load_spec, stack_path
 from mcp_estate.contract.validate import SpecError
-from mcp_estate.offline import plan
+from mcp_estate.offline import diff, plan
 from mcp_estate.offline.runner import DuplicateUrnError, FidelityError
 from mcp_estate.operations import bootstrap, lock, verify
 from mcp_estate.operations.bootstrap import BootstrapError
@@ -112,6 +112,12 @@ def _check(args: argparse.Namespace) -> int:
     return exit_codes.OK if result.passed else exit_codes.FINDINGS
 
 
+def _diff(args: argparse.Namespace) -> int:
+    changes = diff.diff_exports(check.read_export(args.old), check.read_export(args.new))
+    print(diff.as_json(changes) if args.format == "json" else diff.as_text(changes))
+    return exit_codes.FINDINGS if args.exit_code and changes.changes else exit_codes.OK
+
+
 def _controls(_args: argparse.Namespace) -> int:
     print(reports.controls_matrix(check.CONTROLS))
     return exit_codes.OK
@@ -182,8 +188,8 @@ def _pack_config(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="estate", description="Run MCP servers as a multi-region estate.")
     commands = root.add_subparsers(dest="command", required=True)
-    for add in (_plan_parser, _check_parser, _controls_parser, _pack_config_parser, _bootstrap_parser, _lock_parser,
-                _verify_parser, _probe_parser):
+    for add in (_plan_parser, _diff_parser, _check_parser, _controls_parser, _pack_config_parser, _bootstrap_parser,
+                _lock_parser, _verify_parser, _probe_parser):
         add(commands)
     return root
 
@@ -198,6 +204,20 @@ def _plan_parser(commands: argparse._SubParsersAction) -> None:
     _stacks_dir(command)
     command.add_argument("--out", type=Path, help="write the resources in `pulumi stack export` shape")
     command.set_defaults(handler=_plan)
+
+
+def _diff_parser(commands: argparse._SubParsersAction) -> None:
+    command = commands.add_parser(
+        "diff", help="what a change does between two plan exports: create, update, replace, delete",
+        description="Matches resources by URN and lists each one created, updated (with the changed inputs), "
+                    "replaced or deleted, like `pulumi preview --diff`; a protected resource that would be "
+                    "deleted or replaced is flagged. Exit 0 (with --exit-code: 1 when anything changes), "
+                    "2 when a file is not an export.")
+    command.add_argument("old", type=Path, help="the export before the change (`estate plan --out`)")
+    command.add_argument("new", type=Path, help="the export after the change")
+    command.add_argument("--format", choices=("text", "json"), default="text", help="default: text")
+    command.add_argument("--exit-code", action="store_true", help="exit 1 when anything changes, as `git diff`")
+    command.set_defaults(handler=_diff)
 
 
 def _check_parser(commands: argparse._SubParsersAction) -> None:

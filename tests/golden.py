@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+from mcp_estate.offline.diff import property_leaves
 
 OPTIONS = ("custom", "protect", "retainOnDelete")
 
@@ -31,26 +33,11 @@ def plan_text(resources: list[dict[str, Any]], root: Path) -> str:
         lines += sorted(f"{name} dependsOn {names.get(urn, urn)}" for urn in resource["dependencies"])
         inputs = resource.get("inputs", {})
         computed = {k: v for k, v in resource.get("outputs", {}).items() if inputs.get(k) != v}
-        lines += sorted(f"{name} {path} = {value}" for path, value in _leaves(inputs, "inputs"))
-        lines += sorted(f"{name} {path} = {value}" for path, value in _leaves(computed, "outputs"))
+        lines += sorted(f"{name} {path} = {value}" for path, value, _ in property_leaves(inputs, "inputs"))
+        lines += sorted(f"{name} {path} = {value}" for path, value, _ in property_leaves(computed, "outputs"))
     return "\n".join(lines).replace(str(root) + "/", "") + "\n"
 
 
 def _label(urn: str) -> str:
     return urn.rsplit("::", 1)[1]
 
-
-def _leaves(value: Any, path: str) -> Iterator[tuple[str, str]]:
-    if isinstance(value, str) and value[:1] in "[{":
-        try:
-            value, path = json.loads(value), f"{path}<json>"
-        except json.JSONDecodeError:
-            pass
-    if isinstance(value, dict) and value:
-        for key, item in value.items():
-            yield from _leaves(item, f"{path}.{key}")
-    elif isinstance(value, list) and value:
-        for index, item in enumerate(value):
-            yield from _leaves(item, f"{path}[{index}]")
-    else:
-        yield path, json.dumps(value, sort_keys=True)
