@@ -29,13 +29,11 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
+from mcp_estate.contract.image import CONTAINER_USER, SCRATCH_PATH
 from mcp_estate.contract.spec import Server
 
 from .naming import child_opts, cidr_slug
 
-# A fixed unprivileged UID:GID. The image needs no user of its own, and a compromised process
-# owns nothing on the (read-only) filesystem.
-CONTAINER_USER = "10001:10001"
 HTTPS = 443
 PEAK_TASKS_TAG = "mcp-estate:peak-tasks"
 
@@ -283,7 +281,7 @@ def container_definition(args: McpServiceArgs) -> dict:
         "privileged": False,
         "linuxParameters": {"initProcessEnabled": True, "capabilities": {"drop": ["ALL"]}},
         "portMappings": [{"containerPort": server.port, "protocol": "tcp", "name": "mcp", "appProtocol": "http"}],
-        "mountPoints": [{"sourceVolume": "tmp", "containerPath": "/tmp", "readOnly": False}],
+        "mountPoints": [{"sourceVolume": "tmp", "containerPath": SCRATCH_PATH, "readOnly": False}],
         "environment": [{"name": key, "value": value} for key, value in sorted(environment.items())],
         # ECS reads each secret with the execution role at start: the value never appears in
         # the task definition. An ARN is required (a bare name is read as an SSM parameter).

@@ -24,10 +24,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-# The user every task runs as: components/mcp_service.CONTAINER_USER (a test holds them equal).
-CONTAINER_USER = "10001:10001"
-CONTAINER_UID = CONTAINER_USER.split(":", 1)[0]
-SCRATCH_PATH = "/tmp"   # the task's only writable path: the mount point of its `tmp` volume
+from mcp_estate.contract.image import CONTAINER_UID, CONTAINER_USER, SCRATCH_PATH
 
 # What the lock accepts from BatchGetImage, as AWS's containerd resolver asks for it: the two
 # single-image manifests and the two multi-platform indexes (Docker schema 1 has no config blob).
