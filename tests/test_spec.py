@@ -189,6 +189,22 @@ def test_every_group_strict_leaves_no_default_route():
                    "at least one group must be non-strict")
 
 
+def test_two_strict_groups_in_one_cloudflare_region_are_rejected():
+    # Cloudflare steers proxied requests by data center: WEU's data centers cannot keep both groups' visitors.
+    def swiss(raw):
+        raw["residency_groups"].append({"name": "ch", "primary_region": "eu-central-1", "strict": True,
+                                        "countries": ["CH"],
+                                        "regions": [{"name": "eu-central-1", "cidr": "10.40.0.0/16"}]})
+    assert_problem(swiss, "residency_groups", "strict groups ch and eu both run in Cloudflare's WEU region")
+
+
+def test_a_strict_and_an_open_group_may_share_a_cloudflare_region():
+    raw = copy.deepcopy(VALID)
+    raw["residency_groups"].append({"name": "uk", "primary_region": "eu-west-2",
+                                    "regions": [{"name": "eu-west-2", "cidr": "10.40.0.0/16"}]})
+    assert sorted(g.name for g in parse_spec(raw).residency_groups) == ["americas", "eu", "uk"]
+
+
 def test_a_group_primary_region_must_be_one_of_its_regions():
     assert_problem(lambda raw: group(raw, "eu").update(primary_region="us-east-1"),
                    "residency_groups[eu].primary_region", "not one of the group's regions")

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mcp_estate.checking.pack_config import with_spec
+from mcp_estate.contract.geography import AWS_REGIONS
 from mcp_estate.contract.validate import SpecError, parse_spec
 from mcp_estate.offline.fidelity import inspect_resource
 from mcp_estate.offline.runner import run_offline
@@ -31,7 +32,12 @@ def raw_specs(draw) -> dict:
     cuts = sorted(draw(st.sets(st.integers(1, len(regions) - 1), max_size=len(regions) - 1))) if len(regions) > 1 \
         else []
     spans = [regions[a:b] for a, b in zip([0, *cuts], [*cuts, len(regions)])]
-    strict = [draw(st.booleans()) and i > 0 for i in range(len(spans))]   # the first group stays open
+    # The first group stays open; strict groups never share a Cloudflare region (the spec refuses it).
+    strict, claimed = [], set()
+    for i, span in enumerate(spans):
+        areas = {AWS_REGIONS[r].cloudflare_region for r in span}
+        strict.append(i > 0 and not areas & claimed and draw(st.booleans()))
+        claimed |= areas if strict[-1] else set()
     countries = iter(["DE", "FR", "IE", "NL", "AT", "ES"])
     groups = [{"name": f"group-{i}", "primary_region": span[0], "strict": strict[i],
                "countries": [next(countries)] if strict[i] else [],

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from pydantic import ValidationError
 
 from .cloudflare_plan import ALLOWANCES, load_balancer_origins
+from .geography import AWS_REGIONS
 from .spec import FARGATE_SIZES, MAX_STRICT_COUNTRIES, SECRET_PREFIX, EstateSpec
 
 
@@ -131,9 +132,26 @@ def _residency(spec: EstateSpec) -> list[Problem]:
     if all(g.strict for g in spec.residency_groups):
         problems.append(Problem("residency_groups", "every group is strict: at least one group must be "
                                                     "non-strict to serve visitors from other countries"))
+    problems += _strict_groups_sharing_a_cloudflare_region(spec)
     if spec.primary_region not in spec.regions:
         problems.append(Problem("primary_region", f"'{spec.primary_region}' is not a region of the estate"))
     return problems
+
+
+def _strict_groups_sharing_a_cloudflare_region(spec: EstateSpec) -> list[Problem]:
+    """Cloudflare steers a proxied request by the data center serving it, so the edge maps each
+    Cloudflare geo region holding a strict group's regions to that group: two strict groups in one
+    Cloudflare region cannot both keep the visitors its data centers serve."""
+    strict_in: dict[str, set[str]] = {}
+    for group in spec.residency_groups:
+        for region in group.regions if group.strict else ():
+            strict_in.setdefault(AWS_REGIONS[region.name].cloudflare_region, set()).add(group.name)
+    return [Problem("residency_groups", f"strict groups {' and '.join(sorted(groups))} both run in Cloudflare's "
+                                        f"{code} region, which steers by data center, not by country: one "
+                                        "group's visitors there would be sent to the other's regions; merge "
+                                        "them into one strict group or move one to regions of another "
+                                        "Cloudflare region")
+            for code, groups in sorted(strict_in.items()) if len(groups) > 1]
 
 
 def _peaks(spec: EstateSpec) -> list[Problem]:
