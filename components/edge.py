@@ -130,8 +130,8 @@ def strict_cloudflare_regions(groups: Iterable[ResidencyGroup], members: dict[st
     refused by its ALB's residency guard, while an open visitor served by the strict group loses
     nothing (residency limits where the strict group's visitors go, not whom it serves); an open
     group keeps its own countries through countryPools, which geo steering reads first. Two strict
-    groups in one Cloudflare region: the first by name takes it, and its ALBs refuse the other's
-    visitors (the guard), so those fail closed rather than leave their group.
+    groups in one Cloudflare region are refused by the spec; were they built anyway, the first by
+    name would take it and its ALBs would refuse the other's visitors (the guard): closed, not leaked.
     """
     claimed: dict[str, str] = {}
     for group in sorted((g for g in groups if g.strict), key=lambda g: g.name):
