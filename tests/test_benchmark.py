@@ -32,6 +32,7 @@ def large_spec(servers: int = 50) -> dict:
         for j, region in enumerate(group["regions"]):
             region["cidr"] = f"10.{10 * offset + j + 100}.0.0/16"
     return {"environment": "prod", "owner": "travel-platform", "aws_account_id": ACCOUNT,
+            "auth": {"issuer": "https://login.example.travel/", "jwks_url": "https://login.example.travel/jwks.json"},
             "primary_region": "us-east-1",
             "domain": {"hostname": "mcp.example.travel", "zone_id": "0" * 32, "cloudflare_account_id": "f" * 32},
             "residency_groups": groups,

@@ -22,6 +22,7 @@ REGISTRY = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"
 
 SMALL = {
     "environment": "staging", "owner": "travel-platform", "aws_account_id": ACCOUNT,
+        "auth": {"issuer": "https://login.example.travel/", "jwks_url": "https://login.example.travel/jwks.json"},
     "primary_region": "us-east-1",
     "domain": {"hostname": "mcp.example.travel", "zone_id": "0" * 32, "cloudflare_account_id": "f" * 32},
     "residency_groups": [

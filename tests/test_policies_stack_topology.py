@@ -94,6 +94,7 @@ def test_prod_declares_a_peak_for_every_server_of_every_group():
 
 SPEC = {
     "environment": "staging", "owner": "travel-platform", "aws_account_id": ACCOUNT, "primary_region": "us-east-1",
+        "auth": {"issuer": "https://login.example.travel/", "jwks_url": "https://login.example.travel/jwks.json"},
     "domain": {"hostname": "mcp.example.travel", "zone_id": "0" * 32, "cloudflare_account_id": "f" * 32},
     "residency_groups": [
         {"name": "americas", "primary_region": "us-east-1", "countries": ["US", "CA"],

@@ -14,6 +14,7 @@ REGISTRY = "111122223333.dkr.ecr.us-east-1.amazonaws.com"
 
 VALID = {
     "environment": "prod",
+    "auth": {"issuer": "https://login.example.travel/", "jwks_url": "https://login.example.travel/jwks.json"},
     "owner": "travel-platform",
     "aws_account_id": "111122223333",
     "primary_region": "us-east-1",

@@ -46,7 +46,10 @@ def raw_specs(draw) -> dict:
     primary = regions[0]
     names = draw(st.lists(st.sampled_from(SERVERS), min_size=1, max_size=3, unique=True))
     servers = [_server(draw, name, primary) for name in names]
-    return {"environment": draw(st.sampled_from(["dev", "staging", "prod"])), "owner": "travel-platform",
+    environment = draw(st.sampled_from(["dev", "staging", "prod"]))
+    auth = {"disabled": True} if environment == "dev" and draw(st.booleans()) else \
+        {"issuer": "https://login.example.travel/", "jwks_url": "https://login.example.travel/jwks.json"}
+    return {"environment": environment, "owner": "travel-platform", "auth": auth,
             "aws_account_id": ACCOUNT, "primary_region": primary,
             "domain": {"hostname": "mcp.example.travel", "zone_id": "0" * 32, "cloudflare_account_id": "f" * 32},
             "residency_groups": groups, "servers": servers, "edge": {"health_server": names[0]}}

@@ -84,6 +84,7 @@ def estate_config(stack: str, account: str = ACCOUNT) -> dict:
         return f"{account}.dkr.ecr.{EU}.amazonaws.com/mcp/{stack}/{server}@{DIGEST}"
     return {
         "environment": "staging", "owner": "travel-platform", "aws_account_id": account, "primary_region": EU,
+        "auth": {"issuer": "https://login.example.travel/", "jwks_url": "https://login.example.travel/jwks.json"},
         "domain": {"hostname": "mcp.staging.example.travel", "zone_id": "0" * 32, "cloudflare_account_id": "f" * 32},
         "residency_groups": [
             {"name": "eu", "primary_region": EU, "regions": [{"name": EU, "cidr": "10.10.0.0/16"}]},

@@ -14,12 +14,17 @@ import re
 from functools import cached_property
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from mcp_estate.policies.iam_actions import unknown_actions
 
+from .auth import Auth, Backend, ServerAuth
+from .capabilities import AsyncWork, Cache
 from .cloudflare_plan import CloudflarePlan
-from .geography import AWS_REGIONS, FARGATE_ZONE_IDS, ISO_COUNTRIES
+from .fields import DIGEST_IMAGE, Cidr, Country, DigestImage, Name, Port, Region, Strict
+from .geography import FARGATE_ZONE_IDS
+from .rollout import Candidate, InRegion, Rollout
+from .surface import Surface
 
 # Fargate's CPU units and the memory (MiB) each one accepts.
 FARGATE_SIZES: dict[int, tuple[int, ...]] = {
@@ -42,8 +47,6 @@ MAX_STRICT_COUNTRIES = 85
 GUARD_PRIORITIES = 50
 MAX_ROUTE_PRIORITY = 50000
 
-_NAME = re.compile(r"^[a-z][a-z0-9-]{0,22}[a-z0-9]$|^[a-z]$")
-_DIGEST_IMAGE = re.compile(r"^(?P<repository>[^@\s]+?)(:[\w][\w.-]{0,127})?@sha256:[0-9a-f]{64}$")
 _ECR_HOST = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com$")
 _ALL_OF_A_TYPE = re.compile(r"^([\w.-]+[/:])?[*?]+$")   # `*`, `table/*`, `secret:*`
 _ACTION = re.compile(r"^[a-z0-9-]+:[A-Za-z0-9]+$")
@@ -52,50 +55,6 @@ RESERVED_ENV = frozenset({"PORT", "MCP_STATE_TABLE"})   # set by the estate on e
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _ROLE_ARN = re.compile(r"^arn:aws:iam::\d{12}:role/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
-
-
-def _name(value: str) -> str:
-    if not _NAME.match(value):
-        raise ValueError(f"'{value}' is not a valid name: use 1-24 lowercase letters, digits and "
-                         "hyphens, starting with a letter and not ending with a hyphen")
-    return value
-
-
-def _aws_region(value: str) -> str:
-    if value not in AWS_REGIONS:
-        raise ValueError(f"'{value}' is not a supported AWS region; allowed: {', '.join(AWS_REGIONS)}")
-    return value
-
-
-def _country(value: str) -> str:
-    if value not in ISO_COUNTRIES:
-        raise ValueError(f"'{value}' is not an ISO 3166-1 alpha-2 country code (e.g. DE, FR, US)")
-    return value
-
-
-def _cidr(value: str) -> str:
-    try:
-        network = ipaddress.IPv4Network(value)
-    except ValueError as error:
-        raise ValueError(f"'{value}' is not a valid IPv4 CIDR ({error}); e.g. 10.20.0.0/16") from None
-    if not network.is_private:
-        raise ValueError(f"'{value}' is not a private range: use RFC 1918 space such as 10.20.0.0/16")
-    if not 16 <= network.prefixlen <= 20:
-        raise ValueError(f"'{value}' is a /{network.prefixlen}: a region's VPC must be /16 to /20 "
-                         "(room for three private and three public subnets)")
-    return value
-
-
-Name = Annotated[str, AfterValidator(_name)]
-Region = Annotated[str, AfterValidator(_aws_region)]
-Country = Annotated[str, AfterValidator(_country)]
-Cidr = Annotated[str, AfterValidator(_cidr)]
-Port = Annotated[int, Field(ge=1024, le=65535, description="non-root containers bind ports >= 1024")]
-
-
-class Strict(BaseModel):
-    """Unknown keys are typos: reject them instead of ignoring them."""
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Domain(Strict):
@@ -212,8 +171,8 @@ class Alarms(Strict):
 
 class Server(Strict):
     name: Name
-    image: str = Field(description="<account>.dkr.ecr.<primary_region>.amazonaws.com/<namespace>/<repo>"
-                                   "@sha256:<64 hex>")
+    image: DigestImage = Field(description="The released image: <account>.dkr.ecr.<primary_region>."
+                                           "amazonaws.com/<namespace>/<repo>@sha256:<64 hex>")
     port: Port = 8080
     cpu: int = 512
     memory: int = 1024
@@ -230,14 +189,13 @@ class Server(Strict):
                                                    "(default: derived from the name)")
     tools_sha256: str | None = Field(None, description="Approved SHA-256 of the server's tool manifest: the "
                                                        "canary alarms when the served tools differ from it")
-
-    @field_validator("image")
-    @classmethod
-    def _pinned(cls, image: str) -> str:
-        if not _DIGEST_IMAGE.match(image):
-            raise ValueError(f"'{image}' is not pinned by digest: use <repository>@sha256:<64 hex> "
-                             "(`estate lock` resolves a tag to its digest)")
-        return image
+    auth: ServerAuth = Field(default_factory=ServerAuth, description="Scopes and token validation of this server")
+    backends: list[Backend] = Field(default_factory=list, description="Upstream APIs reached by token exchange")
+    surface: Surface = Field(default_factory=Surface, description="Protocols, approved tools, per-tool limits")
+    rollout: InRegion | None = Field(None, description="This server's in-region strategy (default: the estate's)")
+    candidate: Candidate | None = Field(None, description="The next image, on its way through rollout.waves")
+    cache: Cache | None = Field(None, description="Use the region's cache (ElastiCache Serverless, Valkey)")
+    async_work: AsyncWork | None = Field(None, alias="async", description="A queue and a worker per region")
 
     @field_validator("route_priority")
     @classmethod
@@ -273,11 +231,11 @@ class Server(Strict):
     @cached_property
     def repository(self) -> str:
         """The ECR repository name of the image, e.g. `mcp/booking`."""
-        return _DIGEST_IMAGE.match(self.image)["repository"].split("/", 1)[1]
+        return DIGEST_IMAGE.match(self.image)["repository"].split("/", 1)[1]
 
     @cached_property
     def registry_host(self) -> str:
-        return _DIGEST_IMAGE.match(self.image)["repository"].split("/", 1)[0]
+        return DIGEST_IMAGE.match(self.image)["repository"].split("/", 1)[0]
 
     @cached_property
     def digest(self) -> str:
@@ -355,6 +313,9 @@ class EstateSpec(Strict):
     edge: Edge
     alerts: Alerts = Field(default_factory=Alerts)
     monitoring: Monitoring = Field(default_factory=Monitoring)
+    auth: Auth | None = Field(None, description="Who may call the servers (README: Who may call what); "
+                                                "required: dev may opt out with `disabled: true`")
+    rollout: Rollout = Field(default_factory=Rollout, description="In-region strategy and cross-region waves")
     log_retention_days: Literal[7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
                                 2192, 2557, 2922, 3288, 3653] = 90
     deletion_protection: bool | None = Field(None, description="Default: on in prod only")

@@ -10,30 +10,14 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import Counter
-from typing import Any, NamedTuple
+from typing import Any
 
 from pydantic import ValidationError
 
 from .cloudflare_plan import ALLOWANCES, load_balancer_origins
 from .geography import AWS_REGIONS
+from .problems import Problem, SpecError
 from .spec import FARGATE_SIZES, MAX_STRICT_COUNTRIES, SECRET_PREFIX, EstateSpec
-
-
-class Problem(NamedTuple):
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
-
-
-class SpecError(Exception):
-    """The spec is invalid; `problems` says where and why, one line each."""
-
-    def __init__(self, problems: list[Problem]):
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
-
 
 _STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 
@@ -84,7 +68,8 @@ def _problem(raw: Any, error: dict) -> Problem:
 
 def cross_field_problems(spec: EstateSpec) -> list[Problem]:
     return [*_unique_names(spec), *_residency(spec), *_peaks(spec), *_networks(spec), *_servers(spec),
-            *_images(spec), *_secrets(spec), *_edge(spec), *_monitoring(spec)]
+            *_images(spec), *_secrets(spec), *_edge(spec), *_monitoring(spec), *auth_problems(spec),
+            *surface_problems(spec), *rollout_problems(spec), *capability_problems(spec)]
 
 
 def _duplicates(names) -> list[str]:
@@ -288,4 +273,30 @@ def _monitoring(spec: EstateSpec) -> list[Problem]:
         return [Problem("monitoring.deployment_role_arn", f"the role is in account {account}, not the estate's "
                                                           f"{spec.aws_account_id}: name the role `pulumi up` "
                                                           "runs as in the estate's account")]
+    return []
+
+
+def auth_problems(spec: EstateSpec) -> list[Problem]:
+    """`auth` is declared everywhere; only dev may opt out."""
+    if spec.auth is None:
+        return [Problem("auth", "missing: declare the issuer and JWKS URL of the travellers' authorization "
+                                "server (README: Who may call what), or, in dev only, `auth: {disabled: true}`")]
+    if spec.auth.disabled and spec.environment == "prod":
+        return [Problem("auth.disabled", "prod serves travellers: every MCP call needs a validated token; "
+                                         "remove `disabled: true` and declare `issuer` and `jwks_url`")]
+    return []
+
+
+def surface_problems(spec: EstateSpec) -> list[Problem]:
+    """Cross-field rules of each server's `surface` (filled in by the MCP-aware edge slice)."""
+    return []
+
+
+def rollout_problems(spec: EstateSpec) -> list[Problem]:
+    """Cross-field rules of `rollout` and candidates (filled in by the staged-rollout slice)."""
+    return []
+
+
+def capability_problems(spec: EstateSpec) -> list[Problem]:
+    """Cross-field rules of `cache` and `async` (filled in by the cache/async slice)."""
     return []

@@ -1,0 +1,35 @@
+"""Opt-in capabilities a server declares: a regional cache and asynchronous work.
+
+Both stay inside the residency rules: one cache and one queue per region, never replicated;
+task state lives in the group's state table (README: Fast answers, later answers).
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from .fields import Strict
+
+
+class Cache(Strict):
+    """ElastiCache Serverless (Valkey) limits for the region's cache (shared by the servers using it)."""
+    max_data_gb: int = Field(5, ge=1, le=5000, description="Storage limit of the region's cache, GB")
+    max_ecpu_per_second: int = Field(5000, ge=1000, le=15_000_000, description="Compute limit, ECPU/s")
+
+
+class WorkerScaling(Strict):
+    min: int = Field(0, ge=0, le=1000)
+    max: int = Field(4, ge=1, le=1000)
+    backlog_per_task: int = Field(100, ge=1, description="Visible messages per running worker task")
+
+
+class AsyncWork(Strict):
+    """A queue per region and a worker service running the server's image with its own command."""
+    command: list[str] = Field(min_length=1, description="The worker's command (same pinned image)")
+    cpu: int = 256
+    memory: int = 512
+    scaling: WorkerScaling = Field(default_factory=WorkerScaling)
+    visibility_timeout_seconds: int = Field(300, ge=0, le=43200)
+    max_receive_count: int = Field(5, ge=1, le=1000, description="Receives before a message goes to the DLQ")
+    retention_days: int = Field(4, ge=1, le=14)
+    max_age_alarm_minutes: int = Field(15, ge=1, description="Alarm when the oldest message is older")
