@@ -15,10 +15,10 @@ from pathlib import Path
 
 import boto3
 
-from mcp_estate.checking import check, pack_config, reports
+from mcp_estate.checking import check, locations, pack_config, reports
 from mcp_estate.checking.check import CheckInputError
 from mcp_estate.contract import exit_codes
-from mcp_estate.contract.stackfile import load_spec, stack_path
+from mcp_estate.contract.stackfile import field_lines, load_spec, stack_path
 from mcp_estate.contract.validate import SpecError
 from mcp_estate.offline import diff, plan
 from mcp_estate.offline.runner import DuplicateUrnError, FidelityError
@@ -95,8 +95,9 @@ def _check(args: argparse.Namespace) -> int:
         planned = plan.plan_stack(args.stack, args.stacks_dir)
         resources, environment = planned.export()["deployment"]["resources"], planned.spec.environment
         artifact = stack_path(args.stack, args.stacks_dir)
+        located = locations.resource_locations(resources, field_lines(artifact.read_text()))
     else:
-        resources, artifact = check.read_export(args.export), args.export
+        resources, artifact, located = check.read_export(args.export), args.export, {}
         # An explicit pack config decides (an export may span environments); else the tags do.
         environment = None if args.config else check.export_environment(resources)
     config = check.pack_config_for(args.config, environment, check.CONTROLS)
@@ -104,11 +105,11 @@ def _check(args: argparse.Namespace) -> int:
         config = pack_config.with_spec(config, planned.spec)
     result = check.run_check(resources, config, check.CONTROLS)
     if args.format == "json":
-        print(reports.as_json(result))
+        print(reports.as_json(result, located))
     elif args.format == "sarif":
-        print(reports.sarif(result, check.CONTROLS, config, reports.artifact_uri(artifact)))
+        print(reports.sarif(result, check.CONTROLS, config, reports.artifact_uri(artifact), located))
     else:
-        print(reports.table(result, check.CONTROLS))
+        print(reports.table(result, check.CONTROLS, located))
     return exit_codes.OK if result.passed else exit_codes.FINDINGS
 
 

@@ -531,9 +531,19 @@ def test_checking_the_export_of_a_plan_finds_what_checking_the_stack_finds(monke
     for controls, config in ((CONTROLS, []), ([resource_control("every-service", every_service)], no_config)):
         monkeypatch.setattr(check, "CONTROLS", controls)
         found.append(check_json(capsys, "--stack", "dev", *config))
-        assert found[-1] == check_json(capsys, "--export", str(out), *config)
+        assert unlocated(found[-1]) == check_json(capsys, "--export", str(out), *config)
     assert found[0] == (0, {"violations": []}), "the shipped dev stack passes the pack"
     assert found[1][0] == 1 and found[1][1]["violations"], "the synthetic control flags every service"
+    # Checked from the stack, each finding names the spec field behind it and that field's line.
+    dev = (ROOT / "stacks" / "Pulumi.dev.yaml").read_text().splitlines()
+    booking_line = dev.index("      - name: booking") + 1
+    assert {(v["spec_field"], v["line"]) for v in found[1][1]["violations"]} == {("servers[booking]", booking_line)}
+
+
+def unlocated(found: tuple[int, dict]) -> tuple[int, dict]:
+    code, report = found
+    drop = ("spec_field", "line")
+    return code, {"violations": [{k: v for k, v in f.items() if k not in drop} for f in report["violations"]]}
 
 
 # -- the risk-to-control matrix -------------------------------------------------------------------

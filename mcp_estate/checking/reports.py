@@ -10,11 +10,14 @@ import json
 from collections import Counter
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from mcp_estate.policies.control import Control, Risk
 
 from .check import ADVISORY, DISABLED, MANDATORY, CheckResult, Violation, enforcement_level
+from .locations import Location
+
+Locations = Mapping[str, Location]   # URN -> the spec field (and stack-file line) it comes from
 
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 SEVERITY_ORDER = ("critical", "high", "medium", "low")
@@ -38,8 +41,10 @@ def _plural(count: int, word: str) -> str:
 
 # -- table ----------------------------------------------------------------------------------------
 
-def table(result: CheckResult, controls: Iterable[Control]) -> str:
-    """Violations grouped by enforcement (mandatory first), then by policy in severity order."""
+def table(result: CheckResult, controls: Iterable[Control], locations: Locations | None = None) -> str:
+    """Violations grouped by enforcement (mandatory first), then by policy in severity order; with
+    `locations`, each names the spec field (and stack-file line) it comes from."""
+    locations = locations or {}
     by_name = {c.name: c for c in controls}
     lines: list[str] = []
     for level in (MANDATORY, ADVISORY):
@@ -55,7 +60,9 @@ def table(result: CheckResult, controls: Iterable[Control]) -> str:
             lines.append(f"  {policy}  [{_severity(control)}] x{per_policy[policy]}  ({risks})")
             for v in sorted((v for v in found if v.policy == policy), key=lambda v: (v.urn or "", v.message)):
                 message = v.message.replace("\n", "\n      ")
-                lines.append(f"    - {_resource_name(v.urn)}: {message}")
+                where = locations.get(v.urn or "")
+                at = f" (from {where.field}, line {where.line})" if where else ""
+                lines.append(f"    - {_resource_name(v.urn)}{at}: {message}")
         lines.append("")
     if not lines:
         lines = ["no violations", ""]
@@ -67,8 +74,13 @@ def table(result: CheckResult, controls: Iterable[Control]) -> str:
 
 # -- JSON -----------------------------------------------------------------------------------------
 
-def as_json(result: CheckResult) -> str:
-    return json.dumps({"violations": [v.as_json() for v in result.violations]}, indent=2)
+def as_json(result: CheckResult, locations: Locations | None = None) -> str:
+    locations = locations or {}
+
+    def located(violation: Violation) -> dict[str, Any]:
+        where = locations.get(violation.urn or "")
+        return violation.as_json() | ({"spec_field": where.field, "line": where.line} if where else {})
+    return json.dumps({"violations": [located(v) for v in result.violations]}, indent=2)
 
 
 # -- SARIF ----------------------------------------------------------------------------------------
@@ -82,8 +94,11 @@ def artifact_uri(path: Path) -> str:
         return resolved.as_uri()
 
 
-def sarif(result: CheckResult, controls: Iterable[Control], pack_config: dict[str, Any], artifact: str) -> str:
-    """A SARIF 2.1.0 log with one run: a rule per control, a result per violation located at `artifact`."""
+def sarif(result: CheckResult, controls: Iterable[Control], pack_config: dict[str, Any], artifact: str,
+          locations: Locations | None = None) -> str:
+    """A SARIF 2.1.0 log with one run: a rule per control, a result per violation located at `artifact`,
+    on the line of the spec field that made the resource (`locations`), else line 1."""
+    locations = locations or {}
     controls = list(controls)
     index = {c.name: i for i, c in enumerate(controls)}
     driver = {"name": "mcp-estate", "version": _version(), "semanticVersion": _version(),
@@ -92,7 +107,8 @@ def sarif(result: CheckResult, controls: Iterable[Control], pack_config: dict[st
         driver["informationUri"] = home
     log = {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [{
         "tool": {"driver": driver},
-        "results": [_result(v, index[v.policy], artifact) for v in result.violations]}]}
+        "results": [_result(v, index[v.policy], artifact, locations.get(v.urn or ""))
+                    for v in result.violations]}]}
     return json.dumps(log, indent=2)
 
 
@@ -111,16 +127,19 @@ def _rule(control: Control, level: str) -> dict[str, Any]:
     return rule
 
 
-def _result(violation: Violation, rule_index: int, artifact: str) -> dict[str, Any]:
+def _result(violation: Violation, rule_index: int, artifact: str, where: Location | None) -> dict[str, Any]:
     location: dict[str, Any] = {"physicalLocation": {"artifactLocation": {"uri": artifact},
-                                                     "region": {"startLine": 1}}}
-    if violation.urn:
-        location["logicalLocations"] = [{"fullyQualifiedName": violation.urn, "kind": "resource"}]
+                                                     "region": {"startLine": where.line if where else 1}}}
+    logical = [{"fullyQualifiedName": violation.urn, "kind": "resource"}] if violation.urn else []
+    if where:
+        logical.append({"fullyQualifiedName": where.field, "kind": "member"})
+    if logical:
+        location["logicalLocations"] = logical
     identity = "\0".join((violation.policy, violation.urn or "", violation.message))
     return {"ruleId": violation.policy, "ruleIndex": rule_index, "level": SARIF_LEVEL[violation.enforcement_level],
             "message": {"text": violation.message}, "locations": [location],
-            # Every result points at line 1 of the stack file: the line hash upload-sarif would compute
-            # is the same for all of them, so the identity is the policy, the resource and the message.
+            # The identity is the policy, the resource and the message, not the line: a finding keeps its
+            # alert when an unrelated edit moves its spec field down the file.
             "partialFingerprints": {"primaryLocationLineHash": hashlib.sha256(identity.encode()).hexdigest()[:32]}}
 
 

@@ -17,6 +17,7 @@ ESTATE = "mcp-estate"   # the Estate component's name (__main__.py): every physi
 # The contract tags: on every resource; `estate verify` and the stack policies find resources by them.
 STACK_TAG, ENVIRONMENT_TAG, OWNER_TAG = "mcp-estate:stack", "mcp-estate:environment", "mcp-estate:owner"
 SERVER_TAG = "mcp-estate:server"
+REGION_TAG, GROUP_TAG = "mcp-estate:region", "mcp-estate:residency-group"
 RESIDENCY_TAG = "mcp-estate:residency"   # "strict" | "open", on every resource of a group
 COUNTRIES_TAG = "mcp-estate:countries"   # "AT BE DE ...", on a strict group's state table
 
@@ -36,9 +37,9 @@ class ContractTags:
     def __call__(self, *, region: str | None = None, server: str | None = None,
                  group: str | None = None) -> dict[str, str]:
         tags = {STACK_TAG: self.stack, ENVIRONMENT_TAG: self.environment, OWNER_TAG: self.owner}
-        for key, value in (("region", region), ("server", server), ("residency-group", group)):
+        for key, value in ((REGION_TAG, region), (SERVER_TAG, server), (GROUP_TAG, group)):
             if value is not None:
-                tags[f"mcp-estate:{key}"] = value
+                tags[key] = value
         return tags
 
 
