@@ -15,9 +15,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from .cloudflare_plan import ALLOWANCES, load_balancer_origins
+from .fields import DIGEST_IMAGE
 from .geography import AWS_REGIONS
 from .problems import Problem, SpecError
-from .fields import DIGEST_IMAGE
 from .spec import FARGATE_SIZES, MAX_STRICT_COUNTRIES, SECRET_PREFIX, EstateSpec, Server
 
 _STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
