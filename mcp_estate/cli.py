@@ -149,6 +149,8 @@ def _lock(args: argparse.Namespace) -> int:
 
 
 def _promote(args: argparse.Namespace) -> int:
+    if not args.start and (args.source or args.image):
+        raise ArgumentsError("--from and --image go with --start")
     if args.abort:
         done = promote.abort(args.stack, args.server, args.stacks_dir)
     elif args.start:
