@@ -275,9 +275,8 @@ class Estate(pulumi.ComponentResource):
 
     def _service(self, server: Server, region: str) -> McpService:
         front, network, group = self.fronts[region], self.networks[region], self.spec.group_of[region]
-        image = f"{self.spec.aws_account_id}.dkr.ecr.{region}.amazonaws.com/{server.repository}@{server.digest}"
         return McpService(f"{server.name}-{region}", McpServiceArgs(
-            server=server, region=region, image=image,
+            server=server, region=region, image=self.spec.image_for(server, region),
             cluster_arn=front.cluster_arn, cluster_name=front.cluster_name,
             vpc_id=network.vpc_id, vpc_cidr=network.vpc_cidr, private_subnet_ids=network.private_subnet_ids,
             endpoint_prefix_list_ids=network.gateway_prefix_list_ids,

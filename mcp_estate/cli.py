@@ -11,6 +11,7 @@ import argparse
 import json
 import signal
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import boto3
@@ -22,10 +23,11 @@ from mcp_estate.contract.stackfile import field_lines, load_spec, stack_path
 from mcp_estate.contract.validate import SpecError
 from mcp_estate.offline import diff, plan
 from mcp_estate.offline.runner import DuplicateUrnError, FidelityError
-from mcp_estate.operations import bootstrap, lock, verify
+from mcp_estate.operations import bootstrap, lock, promote, verify
 from mcp_estate.operations.bootstrap import BootstrapError
 from mcp_estate.operations.image_contract import CONTAINER_USER, SCRATCH_PATH
 from mcp_estate.operations.lock import LockError
+from mcp_estate.operations.promote import PromoteError
 from mcp_estate.operations.verify import VerifyError
 from mcp_estate.runtime import probe
 from mcp_estate.runtime.probe import ProbeInputError
@@ -66,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         return _refused(args, str(error), done, exit_codes.BAD_INPUT)
     except LockError as error:
         return _refused(args, f"{args.server}:{args.tag} not pinned, nothing written:", error.problems, error.code)
+    except PromoteError as error:
+        return _refused(args, f"servers[{args.server}] not promoted, nothing written:", error.problems, error.code)
     except ArgumentsError as error:
         return _refused(args, str(error), [], exit_codes.BAD_INPUT)
     except ProbeInputError as error:
@@ -145,6 +149,25 @@ def _lock(args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
+def _promote(args: argparse.Namespace) -> int:
+    if not args.start and (args.source or args.image):
+        raise ArgumentsError("--from and --image go with --start")
+    if args.abort:
+        done = promote.abort(args.stack, args.server, args.stacks_dir)
+    elif args.start:
+        done = promote.start(args.stack, args.server, args.stacks_dir, args.source, args.image)
+    else:
+        done = promote.promote(args.stack, args.server, args.stacks_dir, verify.Clients.from_environment(),
+                               datetime.now(timezone.utc))
+    where = f"the candidate runs in {', '.join(done.regions)}" if done.regions else "every region runs it"
+    what = {"started": f"candidate ...@{done.image.rsplit('@', 1)[1]} starts at wave 1",
+            "advanced": f"candidate advanced to wave {done.waves_reached}",
+            "released": f"candidate released: image is now ...@{done.image.rsplit('@', 1)[1]}",
+            "aborted": f"candidate removed: every region returns to ...@{done.image.rsplit('@', 1)[1]}"}
+    print(f"{done.path}: servers[{done.server}]: {what[done.action]}; after review and `pulumi up`, {where}")
+    return exit_codes.OK
+
+
 def _verify(args: argparse.Namespace) -> int:
     _, spec = load_spec(args.stack, args.stacks_dir)
     findings = verify.verify(spec, args.stack, verify.Clients.from_environment())
@@ -190,7 +213,7 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="estate", description="Run MCP servers as a multi-region estate.")
     commands = root.add_subparsers(dest="command", required=True)
     for add in (_plan_parser, _diff_parser, _check_parser, _controls_parser, _pack_config_parser, _bootstrap_parser,
-                _lock_parser, _verify_parser, _probe_parser):
+                _lock_parser, _promote_parser, _verify_parser, _probe_parser):
         add(commands)
     return root
 
@@ -277,6 +300,29 @@ def _lock_parser(commands: argparse._SubParsersAction) -> None:
                          help="pin even with CRITICAL/HIGH findings or no finished scan (warns)")
     _stacks_dir(command)
     command.set_defaults(handler=_lock)
+
+
+def _promote_parser(commands: argparse._SubParsersAction) -> None:
+    command = commands.add_parser(
+        "promote", help="move a server's candidate image one wave on (or start or abort it), in the stack file",
+        description="Without --start/--abort: advance the candidate by one wave when every region it runs in "
+                    "is healthy (completed deployment without rollback, no alarm since it started, canary "
+                    "probes succeeding since it finished, rollout.wave_bake_minutes passed); at the last wave "
+                    "it becomes the released image. Reads AWS only; writes only the stack file. Exit 0 when "
+                    "edited, 1 when a region blocks (each reason on stderr), 2 on bad input or unreadable AWS.")
+    command.add_argument("--stack", required=True, help="stack name: edits stacks/Pulumi.<stack>.yaml")
+    command.add_argument("--server", required=True, help="server name, as in `servers`")
+    action = command.add_mutually_exclusive_group()
+    action.add_argument("--start", action="store_true",
+                        help="start a candidate at wave 1: the image released in the previous environment "
+                             "(dev -> staging -> prod); in dev, the digest given with --image")
+    action.add_argument("--abort", action="store_true", help="remove the candidate: every region returns to "
+                                                              "the released image")
+    command.add_argument("--from", dest="source", metavar="STACK",
+                         help="with --start: the previous environment's stack (default: the stack named after it)")
+    command.add_argument("--image", help="with --start, in dev only: the digest (sha256:...) or image to start")
+    _stacks_dir(command)
+    command.set_defaults(handler=_promote)
 
 
 def _verify_parser(commands: argparse._SubParsersAction) -> None:

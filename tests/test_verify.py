@@ -527,11 +527,11 @@ def test_a_container_that_pulled_another_digest_is_image_drift():
     task = {"taskArn": f"arn:aws:ecs:{US}:{ACCOUNT}:task/mcp-estate-staging-{US}/0123abcd",
             "clusterArn": f"arn:aws:ecs:{US}:{ACCOUNT}:cluster/mcp-estate-staging-{US}",
             "containers": [{"name": "booking", "image": booking.image, "imageDigest": OTHER_DIGEST}]}
-    [finding] = task_digest_findings(US, booking, task)
+    [finding] = task_digest_findings(US, DIGEST, task)
     assert (finding.kind, finding.resource) == ("image-drift", f"mcp-estate-staging-{US}/task/0123abcd")
     assert finding.message == f"container 'booking' runs image digest {OTHER_DIGEST}; the spec pins {DIGEST}"
     task["containers"][0]["imageDigest"] = DIGEST
-    assert list(task_digest_findings(US, booking, task)) == []
+    assert list(task_digest_findings(US, DIGEST, task)) == []
 
 
 # -- failed preconditions: exit 2, one line, no traceback ----------------------------------------------------

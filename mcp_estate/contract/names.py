@@ -24,6 +24,7 @@ COUNTRIES_TAG = "mcp-estate:countries"   # "AT BE DE ...", on a strict group's s
 # The canary's metrics: the Lambda writes them, the alarms and dashboards read them.
 CANARY_NAMESPACE = "MCPEstate/Canary"
 CANARY_PATHS = ("alb", "edge")   # through the region's ALB directly, and through Cloudflare's edge
+CANARY_SUCCESS_METRIC = "Success"   # 1 for a probe that succeeded, 0 for one that failed
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,10 @@ class PhysicalNames:
 
     def flow_logs_role(self, region: str) -> str:
         return iam_name(f"{self.prefix}-{region}-flow-logs")
+
+    def server_alarm_prefix(self, server: str, region: str) -> str:
+        """Every alarm of a server in a region starts with it: the service's and the canary's."""
+        return f"{self.prefix}-{server}-{region}-"
 
     def ecr_replica_role(self) -> str:
         return iam_name(f"{self.prefix}-ecr-replica-creation")

@@ -345,6 +345,24 @@ class EstateSpec(Strict):
     def servers_in(self, region: str) -> list[Server]:
         return sorted((s for s in self.servers if region in self.server_regions(s)), key=lambda s: s.name)
 
+    @cached_property
+    def waves(self) -> list[list[str]]:
+        """`rollout.waves`, or one wave of every region when none are declared."""
+        return [sorted(w) for w in self.rollout.waves] if self.rollout.waves else [sorted(self.regions)]
+
+    def candidate_regions(self, server: Server) -> list[str]:
+        """The regions of the waves the server's candidate has reached (none without a candidate)."""
+        reached = self.waves[:server.candidate.waves_reached] if server.candidate else []
+        return sorted(region for wave in reached for region in wave)
+
+    def image_for(self, server: Server, region: str) -> str:
+        """The image `region` runs: the candidate where its waves reached, else the released image,
+        as the regional replica of the estate's registry (tasks pull from their own region)."""
+        source = server.candidate.image if region in self.candidate_regions(server) else server.image
+        repository = DIGEST_IMAGE.match(source)["repository"].split("/", 1)[1]
+        digest = source.rsplit("@", 1)[1]
+        return f"{self.aws_account_id}.dkr.ecr.{region}.amazonaws.com/{repository}@{digest}"
+
     def secret_names(self) -> list[str]:
         return sorted({name for s in self.servers for name in s.secrets})
 

@@ -15,9 +15,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from .cloudflare_plan import ALLOWANCES, load_balancer_origins
+from .fields import DIGEST_IMAGE
 from .geography import AWS_REGIONS
 from .problems import Problem, SpecError
-from .spec import FARGATE_SIZES, MAX_STRICT_COUNTRIES, SECRET_PREFIX, EstateSpec
+from .spec import FARGATE_SIZES, MAX_STRICT_COUNTRIES, SECRET_PREFIX, EstateSpec, Server
 
 _STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 
@@ -293,8 +294,48 @@ def surface_problems(spec: EstateSpec) -> list[Problem]:
 
 
 def rollout_problems(spec: EstateSpec) -> list[Problem]:
-    """Cross-field rules of `rollout` and candidates (filled in by the staged-rollout slice)."""
-    return []
+    """The waves partition the estate's regions; each candidate is a new image of the server's repository."""
+    return [*_waves(spec), *[p for s in spec.servers if s.candidate for p in _candidate(spec, s)]]
+
+
+def _waves(spec: EstateSpec) -> list[Problem]:
+    """Every region in exactly one wave: a region in none would never get a candidate before its release
+    (a release would reach it untested by any wave), a region in two would get it twice."""
+    problems, seen = [], {}
+    for number, wave in enumerate(spec.rollout.waves, start=1):
+        path = f"rollout.waves[{number - 1}]"
+        if not wave:
+            problems.append(Problem(path, f"wave {number} is empty: list its regions or remove it"))
+        for region in wave:
+            if region not in spec.regions:
+                problems.append(Problem(path, f"'{region}' is not a region of the estate "
+                                              f"({', '.join(sorted(spec.regions))})"))
+            elif region in seen:
+                problems.append(Problem(path, f"'{region}' is also in wave {seen[region]}: a region is in "
+                                              "exactly one wave"))
+            seen.setdefault(region, number)
+    missing = sorted(set(spec.regions) - set(seen))
+    if spec.rollout.waves and missing:
+        problems.append(Problem("rollout.waves", f"{', '.join(missing)} in no wave: a candidate would skip "
+                                                 "them until its release; add them to a wave"))
+    return problems
+
+
+def _candidate(spec: EstateSpec, server: Server) -> list[Problem]:
+    path, candidate = f"servers[{server.name}].candidate", server.candidate
+    released = f"{server.registry_host}/{server.repository}"
+    problems = []
+    if DIGEST_IMAGE.match(candidate.image)["repository"] != released:
+        problems.append(Problem(f"{path}.image", f"'{candidate.image.rsplit('@', 1)[0]}' is not the repository of "
+                                                 f"the released image ({released}): a candidate is a new digest "
+                                                 "of the same repository"))
+    elif candidate.image.rsplit("@", 1)[1] == server.digest:
+        problems.append(Problem(f"{path}.image", f"{server.digest} is already the released image: remove the "
+                                                 "candidate (`estate promote --abort`)"))
+    if candidate.waves_reached > len(spec.waves):
+        problems.append(Problem(f"{path}.waves_reached", f"{candidate.waves_reached} is more than the "
+                                                         f"{len(spec.waves)} wave(s) of rollout.waves"))
+    return problems
 
 
 def capability_problems(spec: EstateSpec) -> list[Problem]:

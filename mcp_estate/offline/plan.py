@@ -64,6 +64,10 @@ def summary(plan: Plan) -> str:
                      f"{server.cpu} CPU / {server.memory} MiB, {server.scaling.min}-{server.scaling.max} "
                      "tasks in every region")
         lines.append(f"  {'':<12} {server.registry_host}/{server.repository}@{server.digest[:19]}...")
+        if server.candidate:
+            lines.append(f"  {'':<12} candidate ...@{server.candidate.image.rsplit('@', 1)[1][:19]}... in "
+                         f"{', '.join(spec.candidate_regions(server))} (wave {server.candidate.waves_reached} "
+                         f"of {len(spec.waves)})")
     origins = {r.inputs["tags"]["mcp-estate:region"]: r.outputs.get("dnsName") for r in custom
                if r.type == "aws:lb/loadBalancer:LoadBalancer"}
     lines += ["", "origins (mock DNS names):"] + [f"  {n}: {d}" for n, d in sorted(origins.items())]

@@ -12,20 +12,17 @@ validated before it replaces the file atomically. Any refusal writes nothing.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
-import yaml
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mcp_estate.contract import exit_codes
 from mcp_estate.contract.spec import EstateSpec, Server
-from mcp_estate.contract.stackfile import ESTATE_KEY, load_spec, stack_path
-from mcp_estate.contract.validate import SpecError, parse_spec
+from mcp_estate.contract.stackfile import load_spec, stack_path
+from mcp_estate.contract.validate import SpecError
 
 from .aws_errors import client_error_text
 from .image_contract import (
@@ -35,6 +32,15 @@ from .image_contract import (
     contract_problems,
     read_image_config,
 )
+from .stack_edit import (
+    StackEditError,
+    check_edit,
+    child,
+    one_line_scalar,
+    replace_scalar,
+    server_node,
+    write_atomically,
+)
 
 BLOCKING = ("CRITICAL", "HIGH")
 # Basic scanning reports COMPLETE; enhanced (Inspector) scanning ACTIVE while it monitors the image.
@@ -43,12 +49,8 @@ SCANNED = ("COMPLETE", "ACTIVE")
 SCANNING = ("IN_PROGRESS", "PENDING")
 
 
-class LockError(Exception):
+class LockError(StackEditError):
     """A refusal: one line per problem, and the exit code (1 findings, 2 bad input)."""
-
-    def __init__(self, problems: list[str], code: int = exit_codes.BAD_INPUT):
-        super().__init__("; ".join(problems))
-        self.problems, self.code = problems, code
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,7 @@ def lock(session: boto3.Session, stack: str, server_name: str, tag: str, stacks_
         path = locked.path
         new_text = pin_image(path.read_bytes().decode("utf-8"), server.name, image)
         try:
-            _write_atomically(path, new_text)
+            write_atomically(path, new_text)
         except OSError as error:
             raise LockError([f"cannot write {path}: {error.strerror}"]) from None
     return locked
@@ -215,70 +217,10 @@ def _present_everywhere(session: boto3.Session, registry: str, repository: str, 
 
 def pin_image(text: str, server: str, image: str) -> str:
     """`text` with only `server`'s `image:` value replaced by `image`, checked by re-parsing."""
-    node = _image_node(text, server)
-    quote = {"'": "'", '"': '"'}.get(node.style, "")
-    new_text = f"{text[:node.start_mark.index]}{quote}{image}{quote}{text[node.end_mark.index:]}"
-    _check_only_image_changed(text, new_text, server, image)
+    try:
+        node = one_line_scalar(child(server_node(text, server), "image"), f"servers[{server}].image")
+        new_text = replace_scalar(text, node, image)
+        check_edit(text, new_text, server, lambda item: item.update(image=image), f"set its image by hand to {image}")
+    except StackEditError as error:
+        raise LockError(error.problems, error.code) from None
     return new_text
-
-
-def _image_node(text: str, server: str) -> yaml.ScalarNode:
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
-    servers = _child(_child(_child(root, "config"), ESTATE_KEY), "servers")
-    if not isinstance(servers, yaml.SequenceNode):
-        raise LockError([f"`{ESTATE_KEY}.servers` is not a list"])
-    items = [n for n in servers.value if isinstance(n, yaml.MappingNode)
-             and getattr(_child(n, "name", required=False), "value", None) == server]
-    if not items:
-        raise LockError([f"no `- name: {server}` item under `{ESTATE_KEY}.servers`"])
-    node = _child(items[-1], "image")
-    if not isinstance(node, yaml.ScalarNode) or node.style not in (None, "'", '"') \
-            or node.start_mark.line != node.end_mark.line:
-        raise LockError([f"servers[{server}].image is not a one-line scalar: write it on one line and rerun"])
-    return node
-
-
-def _child(node: Any, key: str, required: bool = True) -> Any:
-    """The value of `key` in a mapping node; the last one wins, as when the file is loaded."""
-    found = None
-    if isinstance(node, yaml.MappingNode):
-        found = next((v for k, v in reversed(node.value) if isinstance(k, yaml.ScalarNode) and k.value == key),
-                     None)
-    if found is None and required:
-        raise LockError([f"no `{key}:` found where the stack file should have one (config.{ESTATE_KEY}.servers)"])
-    return found
-
-
-def _check_only_image_changed(old: str, new: str, server: str, image: str) -> None:
-    """The new file must load as the old one with that single value replaced, and be a valid estate."""
-    expected = yaml.safe_load(old)
-    for item in expected["config"][ESTATE_KEY]["servers"]:
-        if isinstance(item, dict) and item.get("name") == server:
-            item["image"] = image
-    try:
-        after = yaml.safe_load(new)
-    except yaml.YAMLError:
-        after = None
-    if after != expected:
-        raise LockError([f"servers[{server}].image uses YAML this edit cannot change safely (an anchor, alias "
-                         f"or tag): set it by hand to {image}"])
-    try:
-        parse_spec(after["config"][ESTATE_KEY])
-    except SpecError as error:
-        raise LockError([f"the pinned stack would be invalid: {p.path}: {p.message}" for p in error.problems]) \
-            from None
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Replace the file in one step, keeping its mode: readers see the old or the new file, never half."""
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(text.encode("utf-8"))
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temp, path.stat().st_mode & 0o7777)
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise

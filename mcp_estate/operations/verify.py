@@ -112,8 +112,8 @@ class Live:
         return PhysicalNames.of_stack(self.stack)
 
     def expected_image(self, server: Server, region: str) -> str:
-        """The regional replica of the pinned image, as the estate's task definitions name it."""
-        return f"{self.spec.aws_account_id}.dkr.ecr.{region}.amazonaws.com/{server.repository}@{server.digest}"
+        """The regional replica of the image the region runs (the candidate where its waves reached)."""
+        return self.spec.image_for(server, region)
 
 
 # -- the run ---------------------------------------------------------------------------------------
@@ -208,7 +208,7 @@ def one_service_findings(live: Live, region: str, server: Server, service: dict)
         definition = ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
         yield from definition_findings(region, name, server, expected, definition)
     for task in tasks:
-        yield from task_digest_findings(region, server, task)
+        yield from task_digest_findings(region, expected.rsplit("@", 1)[1], task)
     yield from task_ip_findings(live, region, tasks)
 
 
@@ -234,13 +234,13 @@ def definition_findings(region: str, service: str, server: Server, expected: str
                           f"{container.get('image')}; the spec pins {expected}")
 
 
-def task_digest_findings(region: str, server: Server, task: dict) -> Iterator[Finding]:
+def task_digest_findings(region: str, pinned: str, task: dict) -> Iterator[Finding]:
     """The digest ECS actually pulled, which a task definition naming a tag would hide."""
     for container in task.get("containers", []):
         digest = container.get("imageDigest")
-        if digest and digest != server.digest:
+        if digest and digest != pinned:
             yield Finding("image-drift", region, task_name(task), f"container '{container['name']}' runs "
-                          f"image digest {digest}; the spec pins {server.digest}")
+                          f"image digest {digest}; the spec pins {pinned}")
 
 
 def task_ip_findings(live: Live, region: str, tasks: list[dict]) -> Iterator[Finding]:
