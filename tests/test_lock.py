@@ -308,6 +308,18 @@ def test_an_unknown_stack_or_server_exits_2(stacks, capsys):
     assert "no server 'search' in the stack (servers: booking, inventory, loyalty)" in capsys.readouterr().err
 
 
+def test_a_server_with_a_candidate_in_flight_is_not_locked_and_nothing_is_written(stacks, capsys):
+    # Pinning `image` under a candidate would release a digest no wave has run.
+    text = stack_text(stacks)
+    booking = next(line for line in text.splitlines() if "/mcp/booking@" in line)
+    candidate = booking.replace("image:", "candidate: {image:").replace("001d", "002d") + ", waves_reached: 1}"
+    (stacks / "Pulumi.prod.yaml").write_text(text.replace(booking, f"{booking}\n{candidate}"))
+    before = stack_text(stacks)
+    assert main(["lock", "--stack", "prod", "--server", "booking", "--tag", TAG, "--stacks-dir", str(stacks)]) == 2
+    assert "servers[booking] has a candidate in flight (sha256:002d" in capsys.readouterr().err
+    assert stack_text(stacks) == before
+
+
 # -- the text edit, on its own -------------------------------------------------------------
 
 DEV_HOST = f"{MOTO_ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com"

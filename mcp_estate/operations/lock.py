@@ -90,6 +90,7 @@ def lock(session: boto3.Session, stack: str, server_name: str, tag: str, stacks_
     except SpecError as error:
         raise LockError([f"{p.path}: {p.message}" for p in error.problems]) from None
     server = _server(spec, server_name)
+    _no_candidate_in_flight(stack, server)
     registry = server.registry_host.split(".", 1)[0]
     try:
         home = session.client("ecr", region_name=spec.primary_region)
@@ -214,6 +215,15 @@ def _present_everywhere(session: boto3.Session, registry: str, repository: str, 
 
 
 # -- the text edit -------------------------------------------------------------------------
+
+def _no_candidate_in_flight(stack: str, server: Server) -> None:
+    """Pinning `image` under a candidate would release a digest no wave has run: refuse."""
+    if server.candidate is not None:
+        digest = server.candidate.image.rsplit("@", 1)[1]
+        raise LockError([f"servers[{server.name}] has a candidate in flight ({digest}, waves_reached "
+                         f"{server.candidate.waves_reached}): finish it with `estate promote --stack "
+                         f"{stack} --server {server.name}` or withdraw it with `--abort`, then lock"])
+
 
 def pin_image(text: str, server: str, image: str) -> str:
     """`text` with only `server`'s `image:` value replaced by `image`, checked by re-parsing."""
