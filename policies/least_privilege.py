@@ -173,6 +173,41 @@ def is_every_resource(resource: str) -> bool:
     return bool(wildcard) and any(prefix.startswith(said) for prefix in types)
 
 
+# The random part of the ids AWS assigns, after a fixed prefix, and its alphabet: a KMS key id is a UUID
+# (`key/1234abcd-...`) or `mrk-` and 32 hex digits; an EC2 id is its type's prefix and 8 or 17 hex digits.
+HEX = "0123456789abcdef"
+ASSIGNED_ID_ALPHABETS = {"kms": (("key/", HEX), ("key/mrk-", HEX)),
+                         "ec2": tuple((prefix, HEX) for prefix in ASSIGNED_ID_PREFIXES["ec2"])}
+
+
+def every_assigned_id(resources: list[str]) -> list[str]:
+    """The patterns of `resources` that, together, match every id AWS can assign to a resource type of one
+    account (`key/0*` ... `key/f*` is every single-region key, `key/mrk-0*` ... `key/mrk-f*` every
+    multi-region one), judged against the id's alphabet; empty when no such set is there. A pattern is
+    read as what it says before its first wildcard: what follows can only narrow it."""
+    groups: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for resource in resources:
+        fields = resource.split(":", 5)
+        wildcard = _FIRST_WILDCARD.search(fields[-1]) if len(fields) == 6 else None
+        if wildcard and fields[0] == "arn":
+            groups.setdefault((fields[2].lower(), ":".join(fields[:5])), []).append(
+                (resource, fields[5][:wildcard.start()]))
+    for (service, _), patterns in groups.items():
+        for fixed, alphabet in ASSIGNED_ID_ALPHABETS.get(service, ()):
+            reaching = [(r, "" if fixed.startswith(said) else said[len(fixed):]) for r, said in patterns
+                        if fixed.startswith(said) or said.startswith(fixed)]
+            if _covers({rest for _, rest in reaching}, alphabet):
+                return [r for r, _ in reaching]
+    return []
+
+
+def _covers(prefixes: set[str], alphabet: str) -> bool:
+    """Whether patterns saying `prefixes` before a wildcard match every string over `alphabet`."""
+    if "" in prefixes:
+        return True
+    return bool(prefixes) and all(_covers({p[1:] for p in prefixes if p[0] == c}, alphabet) for c in alphabet)
+
+
 # Resource types whose ids AWS assigns when it creates one: the request to create one cannot
 # name its ARN, so AWS documents `<type>/*` for it (e.g. ec2:CreateNetworkInterface on
 # `network-interface/*`, with the subnet and security group named).
@@ -262,7 +297,8 @@ def no_not_action_or_not_resource_allows(args: ResourceValidationArgs, report: R
                 "AWS cannot scope.")
 def resource_wildcard_only_where_aws_requires_it(args: ResourceValidationArgs, report: Report) -> None:
     for what, statement in allowed(args):
-        everything = [str(r) for r in as_list(statement.get("Resource")) if is_every_resource(str(r))]
+        resources = [str(r) for r in as_list(statement.get("Resource"))]
+        everything = [r for r in resources if is_every_resource(r)] or every_assigned_id(resources)
         if not everything:
             continue
         narrowed = _narrowed(statement)
