@@ -352,6 +352,35 @@ def covers_the_internet(networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv
             return True
     return False
 
+# No range the estate admits is this large: Cloudflare's published ranges hold about 1.5 million IPv4
+# addresses; 1/256 of the public addresses (about a /8's worth, 14 million) is ten times that. A set of
+# ranges that large (0.0.0.0/1 alone, or all of IPv4 but a few /8s) opens the estate to a large part of the
+# internet, whatever it leaves out.
+BROAD_SHARE = 1 / 256
+
+
+def _overlap(network, other) -> int:
+    if network.version != other.version:
+        return 0
+    if other.subnet_of(network):
+        return other.num_addresses
+    return network.num_addresses if network.subnet_of(other) else 0
+
+
+def internet_share(networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> float:
+    """The largest share, over IPv4 and IPv6, of the public addresses (every IPv4 address outside
+    NOT_THE_INTERNET, every global unicast IPv6 address) that the ranges together admit."""
+    networks = list(networks)
+    shares = [0.0]
+    for version, everyone in EVERYONE.items():
+        mine = list(ipaddress.collapse_addresses(n for n in networks if n.version == version))
+        reserved = [n for n in NOT_THE_INTERNET if n.version == version and n.subnet_of(everyone)]
+        public = everyone.num_addresses - sum(r.num_addresses for r in reserved)
+        covered = sum(_overlap(n, everyone) - sum(_overlap(n, r) for r in reserved) for n in mine)
+        shares.append(covered / public)
+    return max(shares)
+
+
 def provider_accounts(args: ResourceValidationArgs) -> set[str]:
     """The accounts the resource's provider may deploy to (its allowedAccountIds): a provider's
     inputs are recorded as strings, so the list may arrive as JSON text."""

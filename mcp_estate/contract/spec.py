@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from mcp_estate.policies.iam_actions import unknown_actions
+from mcp_estate.policies.secret_names import secret_like_name
 
 from .auth import Auth, Backend, ServerAuth
 from .capabilities import AsyncWork, Cache
@@ -50,7 +51,6 @@ MAX_ROUTE_PRIORITY = 50000
 _ECR_HOST = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com$")
 _ALL_OF_A_TYPE = re.compile(r"^([\w.-]+[/:])?[*?]+$")   # `*`, `table/*`, `secret:*`
 _ACTION = re.compile(r"^[a-z0-9-]+:[A-Za-z0-9]+$")
-_SECRET_LIKE = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|PRIVATE_?KEY|CREDENTIAL", re.IGNORECASE)
 RESERVED_ENV = frozenset({"PORT", "MCP_STATE_TABLE"})   # set by the estate on every task
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _ROLE_ARN = re.compile(r"^arn:aws:iam::\d{12}:role/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}$")
@@ -223,7 +223,7 @@ class Server(Strict):
                 raise ValueError(f"'{key}' is not a valid environment variable name")
             if key in RESERVED_ENV:
                 raise ValueError(f"'{key}' is set by the estate ({', '.join(sorted(RESERVED_ENV))}); remove it")
-            if _SECRET_LIKE.search(key):
+            if secret_like_name(key):   # the pack's rule: OAUTH_TOKEN_URL is where a token is fetched
                 raise ValueError(f"'{key}' looks like a secret: declare it in `secrets` (injected from "
                                  "Secrets Manager), never as a plain value")
         return env
