@@ -352,11 +352,11 @@ def covers_the_internet(networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv
             return True
     return False
 
-# No range the estate admits is this large: Cloudflare's published ranges hold about 1.5 million IPv4
-# addresses; 1/256 of the public addresses (about a /8's worth, 14 million) is ten times that. A set of
-# ranges that large (0.0.0.0/1 alone, or all of IPv4 but a few /8s) opens the estate to a large part of the
-# internet, whatever it leaves out.
-BROAD_SHARE = 1 / 256
+# The most public addresses a set of ranges may admit: a /8's worth of IPv4 (the widest destination the
+# spec lets a server declare; Cloudflare's published ranges hold about 1.5 million addresses, a tenth of
+# it) and 1/256 of the public IPv6 space (a /11's worth). More (0.0.0.0/1, ::/1, two public /8s) opens the
+# estate to a large part of the internet, whatever it leaves out.
+BROAD = {4: 2 ** 24, 6: GLOBAL_UNICAST.num_addresses >> 8}
 
 
 def _overlap(network, other) -> int:
@@ -367,18 +367,24 @@ def _overlap(network, other) -> int:
     return network.num_addresses if network.subnet_of(other) else 0
 
 
-def internet_share(networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> float:
-    """The largest share, over IPv4 and IPv6, of the public addresses (every IPv4 address outside
-    NOT_THE_INTERNET, every global unicast IPv6 address) that the ranges together admit."""
+def public_addresses(networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> dict[int, tuple[int, int]]:
+    """IP version -> (how many public addresses the ranges together admit, how many there are): every IPv4
+    address outside NOT_THE_INTERNET, every global unicast IPv6 address."""
     networks = list(networks)
-    shares = [0.0]
+    counts = {}
     for version, everyone in EVERYONE.items():
         mine = list(ipaddress.collapse_addresses(n for n in networks if n.version == version))
         reserved = [n for n in NOT_THE_INTERNET if n.version == version and n.subnet_of(everyone)]
         public = everyone.num_addresses - sum(r.num_addresses for r in reserved)
-        covered = sum(_overlap(n, everyone) - sum(_overlap(n, r) for r in reserved) for n in mine)
-        shares.append(covered / public)
-    return max(shares)
+        counts[version] = (sum(_overlap(n, everyone) - sum(_overlap(n, r) for r in reserved) for n in mine), public)
+    return counts
+
+
+def broad_share(networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> float | None:
+    """The share of the public addresses the ranges admit when it is more than BROAD allows, else None."""
+    counts = public_addresses(networks)
+    shares = [covered / public for version, (covered, public) in counts.items() if covered > BROAD[version]]
+    return max(shares) if shares else None
 
 
 def provider_accounts(args: ResourceValidationArgs) -> set[str]:

@@ -21,8 +21,8 @@ from typing import Any, Callable
 
 from pulumi_policy import PolicyResource, ResourceValidationArgs, Severity, StackValidationArgs
 
-from .control import (BROAD_SHARE, UNKNOWN, Report, Risk, allows, as_list, as_mapping, cidr, covers_the_internet,
-                      grants_everyone, internet_share, is_the_internet, lookup, pinned_conditions, resource_policy,
+from .control import (UNKNOWN, Report, Risk, allows, as_list, as_mapping, cidr, covers_the_internet,
+                      grants_everyone, broad_share, is_the_internet, lookup, pinned_conditions, resource_policy,
                       stack_policy)
 
 
@@ -157,8 +157,8 @@ def internet_ranges(what: str, ranges: list[tuple[str, Any]], report: Report) ->
         except ValueError:
             report(f"{what}: {source} names '{value}', which is not a CIDR, so what it opens cannot be checked: "
                    "write it as a CIDR (203.0.113.0/24)")
-    share = internet_share(n for _, _, n in networks)
-    if not covers_the_internet(n for _, _, n in networks) and share < BROAD_SHARE:
+    share = broad_share(n for _, _, n in networks)
+    if not covers_the_internet(n for _, _, n in networks) and share is None:
         return None
     networks.sort(key=lambda found: (found[2].version, found[2].network_address, found[2].prefixlen))
     alone = [f"{value} ({source})" for source, value, n in networks if covers_the_internet([n])]
@@ -168,7 +168,7 @@ def internet_ranges(what: str, ranges: list[tuple[str, Any]], report: Report) ->
     if covers_the_internet(n for _, _, n in networks):
         return f"{', '.join(public)}, together the whole internet"
     together = "together " if len(public) > 1 else ""
-    return f"{', '.join(public)}, {together}{share:.1%} of the internet's addresses (more than 1/256 of them)"
+    return f"{', '.join(public)}, {together}{share:.1%} of the internet's addresses (more than a /8's worth)"
 
 
 # -- no ingress from the internet -------------------------------------------------------------------
@@ -207,7 +207,8 @@ WAF_IP_SET = "aws:wafv2/ipSet:IpSet"
 @resource_policy(
     "waf-ip-sets-name-known-ranges",
     "No WAF IP set lists the internet or a large part of it, however it is split (0.0.0.0/1 + 128.0.0.0/1, "
-    "::/1, all of IPv4 but 10.0.0.0/8, ranges together holding more than 1/256 of the public addresses): "
+    "::/1, all of IPv4 but 10.0.0.0/8, ranges together holding more public addresses than a /8, or than 1/256 "
+    "of the public IPv6 space): "
     "a rule that allows such a set lets nearly every request skip the web ACL's managed rules and rate "
     "limit, and one that blocks it blocks nearly everyone. A value that is no CIDR is reported as unjudgeable",
     risks=[Risk.PROMPT_INJECTION, Risk.AVAILABILITY], severity=Severity.HIGH,

@@ -215,6 +215,17 @@ class Server(Strict):
                              "the canary reports as the server's tools manifest hash")
         return value
 
+    @field_validator("egress")
+    @classmethod
+    def _egress_together(cls, egress: list[Egress]) -> list[Egress]:
+        # The pack refuses a security group whose ranges together hold more than a /8's worth of public
+        # addresses (two /8s are a large part of the internet as surely as one /7): refuse it here first.
+        networks = ipaddress.collapse_addresses(ipaddress.ip_network(e.cidr) for e in egress)
+        if sum(n.num_addresses for n in networks) > 2 ** 24:
+            raise ValueError(f"{', '.join(e.cidr for e in egress)} together hold more addresses than a /8, a large "
+                             "part of the internet: declare each destination's own, narrower range")
+        return egress
+
     @field_validator("environment")
     @classmethod
     def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
