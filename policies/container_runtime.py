@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from itertools import pairwise
 from typing import Any
 
 from pulumi_policy import ResourceValidationArgs, Severity
 
 from .control import (TASK_DEFINITION, Report, Risk, as_list, as_mapping, ecs_containers, lookup,
                       resource_policy)
+from .secret_names import secret_like_name
 
 NON_ROOT_USER = '"user": "10001:10001"'
 # runc (libcontainer/user GetExecUser) takes a user part strconv.Atoi accepts as a UID (an optional
@@ -164,17 +164,6 @@ def tasks_use_awsvpc_networking(args: ResourceValidationArgs, report: Report) ->
 LAMBDA_FUNCTION = "aws:lambda/function:Function"
 SSM_PARAMETER = "aws:ssm/parameter:Parameter"
 
-# A name is split into words at separators and camelCase ("dbPassword", "DB-PASSWORD": db, password).
-_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
-# Words (or two adjacent words written together: api key) that name a secret.
-SECRET_WORDS = frozenset({"token", "tokens", "secret", "secrets", "password", "passwords", "passwd", "pass", "pwd",
-                          "passphrase", "credential", "credentials", "apikey", "privatekey", "signingkey",
-                          "encryptionkey", "masterkey", "clientsecret"})
-# A last word that makes the name about a secret rather than the secret itself: OAUTH_TOKEN_URL is where
-# tokens are fetched, DB_PASSWORD_FILE where one is mounted, API_KEY_SECRET_ARN a reference to one.
-ABOUT_A_SECRET = frozenset({"url", "uri", "endpoint", "host", "issuer", "audience", "scope", "scopes", "ttl",
-                            "lifetime", "expiry", "expiration", "timeout", "header", "path", "file", "dir", "arn",
-                            "id", "name", "type", "length", "seconds", "enabled", "version", "region"})
 SECRET_LIKE_VALUE = re.compile(
     r"(?<![A-Z0-9])A(KI|SI)A[A-Z0-9]{16}(?![A-Z0-9])"           # AWS access key ids (long-term, temporary)
     r"|-----BEGIN [A-Z ]*PRIVATE KEY-----"                       # PEM private keys
@@ -186,18 +175,6 @@ SECRET_LIKE_VALUE = re.compile(
 _FLAG = re.compile(r"--?([A-Za-z0-9][\w.-]*)(?:=(.*))?", re.DOTALL)
 _ASSIGNMENT = re.compile(r"(?:^|[\s;&|(\"'])([A-Za-z_][A-Za-z0-9_]*)=(?![\s$;&|\"']|$)")
 SECRET_NAMES_CONFIG = {"notSecretNames": {"type": "array", "items": {"type": "string"}}}
-
-
-def secret_like_name(name: Any, not_secret: frozenset[str] = frozenset()) -> bool:
-    """Whether a variable, flag or parameter name names a secret (see SECRET_WORDS, ABOUT_A_SECRET);
-    names in the pack config's `notSecretNames` are not, by an explicit, reviewed exemption."""
-    name = str(name or "")
-    if name in not_secret:
-        return False
-    words = [w.lower() for w in _WORD.findall(name)]
-    if not words or words[-1] in ABOUT_A_SECRET:
-        return False
-    return any(w in SECRET_WORDS for w in words) or any(a + b in SECRET_WORDS for a, b in pairwise(words))
 
 
 def secret_like_value(value: Any) -> bool:

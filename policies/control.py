@@ -352,6 +352,41 @@ def covers_the_internet(networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv
             return True
     return False
 
+# The most public addresses a set of ranges may admit: a /8's worth of IPv4 (the widest destination the
+# spec lets a server declare; Cloudflare's published ranges hold about 1.5 million addresses, a tenth of
+# it) and 1/256 of the public IPv6 space (a /11's worth). More (0.0.0.0/1, ::/1, two public /8s) opens the
+# estate to a large part of the internet, whatever it leaves out.
+BROAD = {4: 2 ** 24, 6: GLOBAL_UNICAST.num_addresses >> 8}
+
+
+def _overlap(network, other) -> int:
+    if network.version != other.version:
+        return 0
+    if other.subnet_of(network):
+        return other.num_addresses
+    return network.num_addresses if network.subnet_of(other) else 0
+
+
+def public_addresses(networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> dict[int, tuple[int, int]]:
+    """IP version -> (how many public addresses the ranges together admit, how many there are): every IPv4
+    address outside NOT_THE_INTERNET, every global unicast IPv6 address."""
+    networks = list(networks)
+    counts = {}
+    for version, everyone in EVERYONE.items():
+        mine = list(ipaddress.collapse_addresses(n for n in networks if n.version == version))
+        reserved = [n for n in NOT_THE_INTERNET if n.version == version and n.subnet_of(everyone)]
+        public = everyone.num_addresses - sum(r.num_addresses for r in reserved)
+        counts[version] = (sum(_overlap(n, everyone) - sum(_overlap(n, r) for r in reserved) for n in mine), public)
+    return counts
+
+
+def broad_share(networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> float | None:
+    """The share of the public addresses the ranges admit when it is more than BROAD allows, else None."""
+    counts = public_addresses(networks)
+    shares = [covered / public for version, (covered, public) in counts.items() if covered > BROAD[version]]
+    return max(shares) if shares else None
+
+
 def provider_accounts(args: ResourceValidationArgs) -> set[str]:
     """The accounts the resource's provider may deploy to (its allowedAccountIds): a provider's
     inputs are recorded as strings, so the list may arrive as JSON text."""

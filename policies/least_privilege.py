@@ -173,6 +173,41 @@ def is_every_resource(resource: str) -> bool:
     return bool(wildcard) and any(prefix.startswith(said) for prefix in types)
 
 
+# The random part of the ids AWS assigns, after a fixed prefix, and its alphabet: a KMS key id is a UUID
+# (`key/1234abcd-...`) or `mrk-` and 32 hex digits; an EC2 id is its type's prefix and 8 or 17 hex digits.
+HEX = "0123456789abcdef"
+ASSIGNED_ID_ALPHABETS = {"kms": (("key/", HEX), ("key/mrk-", HEX)),
+                         "ec2": tuple((prefix, HEX) for prefix in ASSIGNED_ID_PREFIXES["ec2"])}
+
+
+def every_assigned_id(resources: list[str]) -> list[str]:
+    """The patterns of `resources` that, together, match every id AWS can assign to a resource type of one
+    account (`key/0*` ... `key/f*` is every single-region key, `key/mrk-0*` ... `key/mrk-f*` every
+    multi-region one), judged against the id's alphabet; empty when no such set is there. A pattern is
+    read as what it says before its first wildcard: what follows can only narrow it."""
+    groups: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for resource in resources:
+        fields = resource.split(":", 5)
+        wildcard = _FIRST_WILDCARD.search(fields[-1]) if len(fields) == 6 else None
+        if wildcard and fields[0] == "arn":
+            groups.setdefault((fields[2].lower(), ":".join(fields[:5])), []).append(
+                (resource, fields[5][:wildcard.start()]))
+    for (service, _), patterns in groups.items():
+        for fixed, alphabet in ASSIGNED_ID_ALPHABETS.get(service, ()):
+            reaching = [(r, "" if fixed.startswith(said) else said[len(fixed):]) for r, said in patterns
+                        if fixed.startswith(said) or said.startswith(fixed)]
+            if _covers({rest for _, rest in reaching}, alphabet):
+                return [r for r, _ in reaching]
+    return []
+
+
+def _covers(prefixes: set[str], alphabet: str) -> bool:
+    """Whether patterns saying `prefixes` before a wildcard match every string over `alphabet`."""
+    if "" in prefixes:
+        return True
+    return bool(prefixes) and all(_covers({p[1:] for p in prefixes if p[0] == c}, alphabet) for c in alphabet)
+
+
 # Resource types whose ids AWS assigns when it creates one: the request to create one cannot
 # name its ARN, so AWS documents `<type>/*` for it (e.g. ec2:CreateNetworkInterface on
 # `network-interface/*`, with the subnet and security group named).
@@ -262,7 +297,8 @@ def no_not_action_or_not_resource_allows(args: ResourceValidationArgs, report: R
                 "AWS cannot scope.")
 def resource_wildcard_only_where_aws_requires_it(args: ResourceValidationArgs, report: Report) -> None:
     for what, statement in allowed(args):
-        everything = [str(r) for r in as_list(statement.get("Resource")) if is_every_resource(str(r))]
+        resources = [str(r) for r in as_list(statement.get("Resource"))]
+        everything = [r for r in resources if is_every_resource(r)] or every_assigned_id(resources)
         if not everything:
             continue
         narrowed = _narrowed(statement)
@@ -556,6 +592,8 @@ def judge_principal(kind: str, value: str, statement: Mapping, trust: Trust, *, 
             return None
         return f"account {account}, which is neither the estate's nor in trustedAccounts"
     if kind == "Service":
+        if foreign := _foreign_sources(statement, trust):
+            return f"the service {value} acting for {', '.join(foreign)}, not the estate's account"
         if trust_policy or pins_to(statement, trust.accounts):
             return None
         if value in LOG_DELIVERY_SERVICES and _delivers_alb_logs(statement, trust):
@@ -566,6 +604,20 @@ def judge_principal(kind: str, value: str, statement: Mapping, trust: Trust, *, 
     if kind == "Federated" and trust_policy:
         return _judge_federated(value, statement, trust)
     return f"the {kind} principal {value}, which this check cannot tie to the estate"
+
+
+def _foreign_sources(statement: Mapping, trust: Trust) -> list[str]:
+    """The accounts other than the estate's and the trusted ones that a statement's source conditions
+    (aws:SourceAccount, aws:SourceOwner, the account of aws:SourceArn) name: a service acting for them is
+    a deputy of another account, in a trust policy as in a resource policy."""
+    known = trust.accounts | trust.trusted
+    foreign = set()
+    for _, key, values in _condition_blocks(statement):
+        accounts = values if key in ("aws:sourceaccount", "aws:sourceowner") else \
+            [_arn_account(v) or "" for v in values] if key == "aws:sourcearn" else []
+        # an S3 bucket's ARN names no account; a pattern names none in particular (it pins nothing)
+        foreign |= {f"account {a}" for a in accounts if a and _literal(a) and a not in known}
+    return sorted(foreign)
 
 
 # The SNS guide ("Key management": event sources and encrypted topics): aws:Source* conditions in a key
@@ -609,7 +661,8 @@ def _judge_federated(value: str, statement: Mapping, trust: Trust) -> str | None
 @resource_policy(
     "role-trust-admits-only-the-estate",
     "A role's trust policy admits only principals of the estate's account (the `accountIds` config, else the "
-    "provider's allowedAccountIds), AWS services, accounts listed in `trustedAccounts` with a condition on "
+    "provider's allowedAccountIds), AWS services (unless a source condition names another account), accounts listed in "
+    "`trustedAccounts` with a condition on "
     "sts:ExternalId, and federated identities pinned to a subject: an OIDC provider of the account with "
     "`<issuer>:sub` pinned (for GitHub, at least to a repository: `repo:org/repo:*`; the audience claim "
     "alone admits every repository on GitHub), a SAML provider with SAML:aud. A principal with a wildcard "
@@ -654,6 +707,15 @@ RESOURCE_POLICY_DOCUMENTS = {
     "aws:sqs/queuePolicy:QueuePolicy": ("SQS queue policy", "policy"), "aws:sqs/queue:Queue": ("SQS queue", "policy"),
     "aws:cloudwatch/logDestinationPolicy:LogDestinationPolicy": ("log destination policy", "accessPolicy"),
     "aws:cloudwatch/logResourcePolicy:LogResourcePolicy": ("log resource policy", "policyDocument"),
+    "aws:cloudwatch/eventBusPolicy:EventBusPolicy": ("EventBridge event bus policy", "policy"),
+    "aws:apigateway/restApiPolicy:RestApiPolicy": ("API Gateway resource policy", "policy"),
+    "aws:apigateway/restApi:RestApi": ("API Gateway REST API", "policy"),
+    "aws:efs/fileSystemPolicy:FileSystemPolicy": ("EFS file system policy", "policy"),
+    "aws:opensearch/domainPolicy:DomainPolicy": ("OpenSearch domain access policy", "accessPolicies"),
+    "aws:opensearch/domain:Domain": ("OpenSearch domain", "accessPolicies"),
+    "aws:elasticsearch/domainPolicy:DomainPolicy": ("Elasticsearch domain access policy", "accessPolicies"),
+    "aws:elasticsearch/domain:Domain": ("Elasticsearch domain", "accessPolicies"),
+    "aws:backup/vaultPolicy:VaultPolicy": ("Backup vault policy", "policy"),
 }
 # A VPC endpoint's policy limits what the VPC reaches through it: `Principal: *` is its norm, and a
 # statement naming the resources it reaches (ECR's layer bucket) admits no one beyond them.
@@ -674,9 +736,11 @@ PUBLIC_GROUPS = ("http://acs.amazonaws.com/groups/global/AllUsers",
 @resource_policy(
     "resource-access-stays-in-the-estate",
     "Resource policies (S3, Secrets Manager, ECR, KMS, DynamoDB, SNS, SQS, log destinations, CloudWatch Logs, "
-    "VPC endpoints), Lambda permissions and KMS grants admit only the estate's account, accounts in "
-    "`trustedAccounts`, AWS services tied to the estate by aws:SourceAccount or aws:SourceArn (any ARN-valued "
-    "condition of the account), and everyone only under a condition pinning the caller's or the resource's "
+    "VPC endpoints, EventBridge event buses, API Gateway REST APIs, EFS file systems, OpenSearch and "
+    "Elasticsearch domains, Backup vaults), Lambda permissions and KMS grants admit only the estate's account, "
+    "accounts in `trustedAccounts`, AWS services tied to the estate by aws:SourceAccount or aws:SourceArn (any "
+    "ARN-valued condition of the account) and never acting for another account, and everyone only under a "
+    "condition pinning the caller's or the resource's "
     "account to the estate's; ELB's log-delivery account (or service) only to write ALB logs under "
     "AWSLogs/<estate account>/; EventBridge only kms:Decrypt and kms:GenerateDataKey* without source "
     "conditions (the SNS guide's statement for encrypted topics, where those conditions are unsupported). "

@@ -21,8 +21,9 @@ from typing import Any, Callable
 
 from pulumi_policy import PolicyResource, ResourceValidationArgs, Severity, StackValidationArgs
 
-from .control import (Report, Risk, allows, as_list, as_mapping, cidr, covers_the_internet, grants_everyone,
-                      is_the_internet, lookup, pinned_conditions, resource_policy, stack_policy)
+from .control import (UNKNOWN, Report, Risk, allows, as_list, as_mapping, cidr, covers_the_internet,
+                      grants_everyone, broad_share, is_the_internet, lookup, pinned_conditions, resource_policy,
+                      stack_policy)
 
 
 SECURITY_GROUPS = {"aws:ec2/securityGroup:SecurityGroup": "security group",
@@ -156,14 +157,18 @@ def internet_ranges(what: str, ranges: list[tuple[str, Any]], report: Report) ->
         except ValueError:
             report(f"{what}: {source} names '{value}', which is not a CIDR, so what it opens cannot be checked: "
                    "write it as a CIDR (203.0.113.0/24)")
-    if not covers_the_internet(n for _, _, n in networks):
+    share = broad_share(n for _, _, n in networks)
+    if not covers_the_internet(n for _, _, n in networks) and share is None:
         return None
     networks.sort(key=lambda found: (found[2].version, found[2].network_address, found[2].prefixlen))
     alone = [f"{value} ({source})" for source, value, n in networks if covers_the_internet([n])]
     if alone:
         return f"{', '.join(alone)}, the whole internet"
     public = [f"{value} ({source})" for source, value, n in networks if not n.is_private]
-    return f"{', '.join(public)}, together the whole internet"
+    if covers_the_internet(n for _, _, n in networks):
+        return f"{', '.join(public)}, together the whole internet"
+    together = "together " if len(public) > 1 else ""
+    return f"{', '.join(public)}, {together}{share:.1%} of the internet's addresses (more than a /8's worth)"
 
 
 # -- no ingress from the internet -------------------------------------------------------------------
@@ -192,6 +197,30 @@ def no_ingress_from_the_internet(args: StackValidationArgs, report: Report) -> N
         if world := internet_ranges(group.what, network.expand(group, allowed, report), report):
             report(f"{group.what} admits {world}, bypassing Cloudflare: admit only a security group (the "
                    "ALB's) or known ranges (Cloudflare's prefix lists)")
+
+
+# -- WAF IP sets ---------------------------------------------------------------------------------------
+
+WAF_IP_SET = "aws:wafv2/ipSet:IpSet"
+
+
+@resource_policy(
+    "waf-ip-sets-name-known-ranges",
+    "No WAF IP set lists the internet or a large part of it, however it is split (0.0.0.0/1 + 128.0.0.0/1, "
+    "::/1, all of IPv4 but 10.0.0.0/8, ranges together holding more public addresses than a /8, or than 1/256 "
+    "of the public IPv6 space): "
+    "a rule that allows such a set lets nearly every request skip the web ACL's managed rules and rate "
+    "limit, and one that blocks it blocks nearly everyone. A value that is no CIDR is reported as unjudgeable",
+    risks=[Risk.PROMPT_INJECTION, Risk.AVAILABILITY], severity=Severity.HIGH,
+    remediation="List the known ranges the rule is for (a partner's, an office's), each as narrow as it is.")
+def waf_ip_sets_name_known_ranges(args: ResourceValidationArgs, report: Report) -> None:
+    if args.resource_type != WAF_IP_SET:
+        return
+    what = f"WAF IP set {args.name}"
+    addresses = lookup(args.props, "addresses")
+    ranges = [("addresses", value) for value in as_list(addresses if addresses is not UNKNOWN else None)]
+    if world := internet_ranges(what, ranges, report):
+        report(f"{what} lists {world}: list only the known ranges its rule is for")
 
 
 # -- no egress to the internet ------------------------------------------------------------------------

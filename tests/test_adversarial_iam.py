@@ -14,6 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mcp_estate.policies.least_privilege import (
+    ASSIGNED_ID_ALPHABETS,
+    HEX,
     _type_prefixes,
     is_every_resource,
     is_service_wide,
@@ -91,8 +93,17 @@ def exact_arns(draw) -> str:
         .replace("${Account}", ACCOUNT)
     while "${" in arn:
         start = arn.index("${")
-        arn = arn[:start] + draw(NAME) + arn[arn.index("}", start) + 1:]
+        arn = arn[:start] + draw(name_for(service, arn[:start].split(":", 5)[-1])) + arn[arn.index("}", start) + 1:]
     return arn
+
+
+def name_for(service: str, said: str) -> st.SearchStrategy[str]:
+    """A name for the placeholder following `said`: an id as AWS assigns it where AWS assigns the id
+    (`mrk-` + hex, `vpc-` + hex), since a part of its fixed prefix (`key/m*`) names no resource; else any."""
+    assigned = [fixed[len(said):] for fixed, _ in ASSIGNED_ID_ALPHABETS.get(service, ()) if fixed.startswith(said)]
+    if not assigned:
+        return NAME
+    return st.builds(str.__add__, st.sampled_from(assigned), st.text(HEX, min_size=8, max_size=32))
 
 
 @given(exact_arns())
@@ -466,3 +477,26 @@ def test_public_acls_and_open_public_access_blocks_are_refused():
         "bucket ACL granted grants READ to http://acs.amazonaws.com/groups/global/AuthenticatedUsers",
         "bucket ACL granted grants to someone-else, not the bucket's owner, so it cannot be judged",
         "public access block half leaves ignorePublicAcls, restrictPublicBuckets off"]
+
+
+# -- several patterns that together name every id AWS can assign ---------------------------------------
+
+KEYS = f"arn:aws:kms:{REGION}:{ACCOUNT}:key"
+
+
+@pytest.mark.parametrize("resources", [
+    [f"{KEYS}/{c}*" for c in HEX],                                   # every single-region key (a UUID)
+    [f"{KEYS}/mrk-{c}*" for c in HEX],                               # every multi-region key
+    [f"{KEYS}/mrk-{c}?*" for c in HEX] + [f"{KEYS}/mrk-00*"],        # what follows the wildcard only narrows
+    [f"{EC2}:vpc/vpc-{c}*" for c in HEX]])
+def test_patterns_that_together_cover_an_id_alphabet_are_every_resource(resources):
+    messages = role_policy_messages(SCOPED, allow("kms:Decrypt", resources))
+    assert len(messages) == 1 and messages[0].startswith("role policy grants allows kms:Decrypt on every resource")
+
+
+@pytest.mark.parametrize("resources", [
+    [f"{KEYS}/{c}*" for c in HEX[:-1]],                              # one hex digit short of every key
+    [f"{KEYS}/mrk-0123456789abcdef0123456789abcdef", f"{KEYS}/1234abcd-12ab-34cd-56ef-1234567890ab"],
+    [f"arn:aws:kms:{r}:{ACCOUNT}:key/mrk-{c}*" for r, c in zip(["eu-west-1", "us-east-1"] * 8, HEX)]])
+def test_patterns_short_of_an_id_alphabet_pass(resources):
+    assert role_policy_messages(SCOPED, allow("kms:Decrypt", resources)) == []

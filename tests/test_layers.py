@@ -15,10 +15,12 @@ from conftest import ROOT
 # Layer -> the layers (of ours) it may import, besides itself. Lowest first.
 ALLOWED = {
     "mcp_estate.policies.iam_actions": set(),   # a leaf: policy_sentry only
-    "mcp_estate.contract": {"mcp_estate.policies.iam_actions"},
+    "mcp_estate.policies.secret_names": set(),   # a leaf: the standard library only
+    "mcp_estate.contract": {"mcp_estate.policies.iam_actions", "mcp_estate.policies.secret_names"},
     "mcp_estate.runtime": {"mcp_estate.contract.names"},   # standard library and boto3 besides
     "mcp_estate.components": {"mcp_estate.contract"},
-    "mcp_estate.policies": {"mcp_estate.policies.iam_actions"},   # published alone: nothing outside policies/
+    "mcp_estate.policies": {"mcp_estate.policies.iam_actions",   # published alone: nothing outside policies/
+                            "mcp_estate.policies.secret_names"},
     "mcp_estate.offline": {"mcp_estate.contract", "mcp_estate.components", "mcp_estate.policies.iam_actions"},
     "mcp_estate.checking": {"mcp_estate.contract", "mcp_estate.policies"},
     "mcp_estate.operations": {"mcp_estate.contract"},

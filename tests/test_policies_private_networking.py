@@ -162,7 +162,8 @@ def ipv6_over_rules():
     (through_two_half_prefix_lists, f"security group {SG} admits 0.0.0.0/1 (half-0), 128.0.0.0/1 (half-1), "
                                     "together the whole internet")])
 def test_ranges_split_over_several_resources_are_combined_per_security_group(program, exposure):
-    assert messages("no-ingress-from-the-internet", program) == [exposure + FIX_INGRESS]
+    # (each half-internet prefix list is refused on its own too, as a large part of the internet)
+    assert exposure + FIX_INGRESS in messages("no-ingress-from-the-internet", program)
 
 
 def test_all_public_addresses_without_the_private_ranges_is_still_the_internet():

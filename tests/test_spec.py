@@ -307,6 +307,15 @@ def test_egress_to_the_whole_internet_is_rejected():
                    "servers[booking].egress[0].cidr", "a large part of the internet")
 
 
+def test_egress_ranges_together_larger_than_a_slash_8_are_rejected():
+    assert_problem(lambda raw: server(raw).update(egress=[{"cidr": "11.0.0.0/8", "description": "a"},
+                                                          {"cidr": "12.0.0.0/9", "description": "b"}]),
+                   "servers[booking].egress", "together hold more addresses than a /8")
+    raw = copy.deepcopy(VALID)
+    server(raw).update(egress=[{"cidr": "11.0.0.0/8", "description": "one partner's /8"}])
+    assert parse_spec(raw).servers[0].egress[0].cidr == "11.0.0.0/8"
+
+
 def test_a_secret_home_outside_the_estate_is_rejected():
     assert_problem(lambda raw: raw.update(secrets=[{"name": "booking-api-key", "home_region": "ap-south-1"}]),
                    "secrets[booking-api-key].home_region", "not a region of the estate")

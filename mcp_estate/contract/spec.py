@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from mcp_estate.policies.iam_actions import unknown_actions
+from mcp_estate.policies.secret_names import secret_like_name
 
 from .auth import Auth, Backend, ServerAuth
 from .capabilities import AsyncWork, Cache
@@ -50,7 +51,6 @@ MAX_ROUTE_PRIORITY = 50000
 _ECR_HOST = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com$")
 _ALL_OF_A_TYPE = re.compile(r"^([\w.-]+[/:])?[*?]+$")   # `*`, `table/*`, `secret:*`
 _ACTION = re.compile(r"^[a-z0-9-]+:[A-Za-z0-9]+$")
-_SECRET_LIKE = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|PRIVATE_?KEY|CREDENTIAL", re.IGNORECASE)
 RESERVED_ENV = frozenset({"PORT", "MCP_STATE_TABLE"})   # set by the estate on every task
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _ROLE_ARN = re.compile(r"^arn:aws:iam::\d{12}:role/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}$")
@@ -215,6 +215,17 @@ class Server(Strict):
                              "the canary reports as the server's tools manifest hash")
         return value
 
+    @field_validator("egress")
+    @classmethod
+    def _egress_together(cls, egress: list[Egress]) -> list[Egress]:
+        # The pack refuses a security group whose ranges together hold more than a /8's worth of public
+        # addresses (two /8s are a large part of the internet as surely as one /7): refuse it here first.
+        networks = ipaddress.collapse_addresses(ipaddress.ip_network(e.cidr) for e in egress)
+        if sum(n.num_addresses for n in networks) > 2 ** 24:
+            raise ValueError(f"{', '.join(e.cidr for e in egress)} together hold more addresses than a /8, a large "
+                             "part of the internet: declare each destination's own, narrower range")
+        return egress
+
     @field_validator("environment")
     @classmethod
     def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
@@ -223,7 +234,7 @@ class Server(Strict):
                 raise ValueError(f"'{key}' is not a valid environment variable name")
             if key in RESERVED_ENV:
                 raise ValueError(f"'{key}' is set by the estate ({', '.join(sorted(RESERVED_ENV))}); remove it")
-            if _SECRET_LIKE.search(key):
+            if secret_like_name(key):   # the pack's rule: OAUTH_TOKEN_URL is where a token is fetched
                 raise ValueError(f"'{key}' looks like a secret: declare it in `secrets` (injected from "
                                  "Secrets Manager), never as a plain value")
         return env

@@ -166,6 +166,14 @@ def _role(c: _Ctx):
                   "uniqueId": f"AROA{_hex(c.name, 17).upper()}"}
 
 
+def _iam_named(kind: str):
+    """IAM ARNs are global: no region (arn:aws:iam::<account>:policy/<path><name>)."""
+    def answer(c: _Ctx):
+        name = c.physical
+        return name, {"arn": f"arn:aws:iam::{c.account}:{kind}{c.inputs.get('path') or '/'}{name}", "name": name}
+    return answer
+
+
 def _role_policy(c: _Ctx):
     role = c.inputs.get("role", "role")
     return f"{role}:{c.physical}", {"name": c.physical}
@@ -303,6 +311,8 @@ _ANSWERS: dict[str, Callable[[_Ctx], tuple[str, dict]]] = {
     "aws:lb/listenerRule:ListenerRule": _listener_rule,
     "aws:iam/role:Role": _role,
     "aws:iam/rolePolicy:RolePolicy": _role_policy,
+    "aws:iam/policy:Policy": _iam_named("policy"), "aws:iam/user:User": _iam_named("user"),
+    "aws:iam/group:Group": _iam_named("group"),
     "aws:kms/key:Key": _kms_key,
     "aws:kms/replicaKey:ReplicaKey": _kms_replica,
     "aws:kms/alias:Alias": _kms_alias,
