@@ -64,6 +64,10 @@ class PhysicalNames:
     def flow_logs_role(self, region: str) -> str:
         return iam_name(f"{self.prefix}-{region}-flow-logs")
 
+    def data_role(self, server: str, group: str) -> str:
+        """A server's per-user data role in a residency group (components/per_user_data.py)."""
+        return iam_name(f"{self.prefix}-{server}-{group}-data")
+
     def ecr_replica_role(self) -> str:
         return iam_name(f"{self.prefix}-ecr-replica-creation")
 
