@@ -22,7 +22,7 @@ from mcp_estate.contract.validate import parse_spec
 
 TASK_ROLE = "mcp-estate-test-booking-eu-task"
 TASK_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/{TASK_ROLE}"
-TABLE_NAME = "mcp-estate-test-eu-state"
+TABLE_NAME = "mcp-estate-test-eu-state"   # SMALL's eu group, stack `test`
 TABLES = [f"arn:aws:dynamodb:{r}:{ACCOUNT}:table/{TABLE_NAME}" for r in ("eu-central-1", "eu-west-1")]
 KEYS = {r: f"arn:aws:kms:{r}:{ACCOUNT}:key/mrk-0123456789abcdef0123456789abcdef"
         for r in ("eu-central-1", "eu-west-1")}
@@ -98,8 +98,11 @@ def test_with_auth_disabled_in_dev_the_task_role_keeps_its_table_grant_and_no_da
     raw = copy.deepcopy(SMALL) | {"environment": "dev", "auth": {"disabled": True}}
     plan = plan_of(raw)
     assert not [r for r in plan.resources if r.name.endswith("-data-role")]
-    actions = policy(plan.named("booking-eu-identity-task-grants"), "policy")["Statement"][0]["Action"]
-    assert actions == ["dynamodb:GetItem", "dynamodb:PutItem"]
+    grant = policy(plan.named("booking-eu-identity-task-grants"), "policy")["Statement"][0]
+    assert grant["Action"] == ["dynamodb:GetItem", "dynamodb:PutItem"]
+    assert grant["Resource"] == sorted(TABLES + [f"{t}/index/*" for t in TABLES])
+    container = json.loads(plan.named("booking-eu-west-1-task").inputs["containerDefinitions"])[0]
+    assert "MCP_DATA_ROLE_ARN" not in {e["name"] for e in container["environment"]}
 
 
 BACKENDS = copy.deepcopy(SMALL)
