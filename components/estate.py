@@ -28,6 +28,13 @@ import pulumi_aws as aws
 import pulumi_cloudflare as cloudflare
 
 from mcp_estate.contract.names import COUNTRIES_TAG, RESIDENCY_TAG, ContractTags, PhysicalNames
+from mcp_estate.contract.per_user_data import (
+    DATA_ROLE_ENV,
+    TOKEN_EXCHANGE_ENV,
+    TRAVELLER_TAG,
+    TRAVELLER_TAG_ENV,
+    backend_url_env,
+)
 from mcp_estate.contract.spec import SECRET_PREFIX, STATE, EstateSpec, ResidencyGroup, Server
 
 from .canary import Canary, CanaryArgs, probe_alarm_name
@@ -37,11 +44,12 @@ from .edge import Edge, EdgeArgs, EdgeRegion
 from .keys import EstateKeys, EstateKeysArgs
 from .mcp_service import McpService, McpServiceArgs, task_family
 from .origin_certificates import OriginCertificates, OriginCertificatesArgs
+from .per_user_data import ASSUME_WITH_TAG, DataRole, DataRoleArgs, backend_egress
 from .region_compute import RegionCompute, RegionComputeArgs
 from .region_network import RegionNetwork, RegionNetworkArgs
 from .registry import Registry, RegistryArgs
 from .secrets import EstateSecret, EstateSecretArgs
-from .server_identity import Grant, ServerIdentity, ServerIdentityArgs
+from .server_identity import Grant, ServerIdentity, ServerIdentityArgs, role_name
 from .state_store import StateStore, StateStoreArgs
 from .telemetry import ToolTelemetry, ToolTelemetryArgs
 
@@ -124,6 +132,9 @@ class Estate(pulumi.ComponentResource):
         # One pair of roles per server and residency group: a group's data is reachable only from its regions.
         self.identities = {(server.name, group.name): self._identity(server, group)
                            for server in spec.servers for group in spec.residency_groups}
+        # With auth on, state is reached only as the caller, through a per-user data role.
+        self.data_roles = {(server.name, group.name): self._data_role(server, group)
+                           for server in spec.servers if self._per_user(server) for group in spec.residency_groups}
 
         self.services: dict[tuple[str, str], McpService] = {}
         for server in spec.servers:
@@ -243,13 +254,14 @@ class Estate(pulumi.ComponentResource):
         return ServerIdentity(f"{server.name}-{group.name}-identity", ServerIdentityArgs(
             server=server.name, group=group.name, name_prefix=self.prefix,
             account_id=self.spec.aws_account_id,
-            regions=regions, grants=self._grants(server, regions),
+            regions=regions, grants=self._task_grants(server, group, regions),
             repository_arns=[self._arn("ecr", r, f"repository/{server.repository}") for r in regions],
             log_group_arns=[self._arn("logs", r, f"log-group:{self._log_group(server)}:*") for r in regions],
             secret_arns=[self._arn("secretsmanager", r, f"secret:{self._secret_name(s)}-??????")
                          for s in sorted(server.secrets) for r in regions],
             key_arns=[self.key_arns[r] for r in regions],
-            state_key_arns={r: self.key_arns[r] for r in regions} if self._uses_state(server) else {},
+            state_key_arns={r: self.key_arns[r] for r in regions}
+            if self._uses_state(server) and not self._per_user(server) else {},
             tags=self._group_tags(group, server=server.name)),
             opts=self._opts(provider=self.providers[self.spec.primary_region]))
 
@@ -257,11 +269,56 @@ class Estate(pulumi.ComponentResource):
     def _uses_state(server: Server) -> bool:
         return any(STATE in p.resources for p in server.permissions)
 
-    def _grants(self, server: Server, regions: list[str]) -> list[Grant]:
-        """The server's declared permissions with symbolic resources resolved to ARNs in `regions`."""
-        return [Grant(actions=sorted(p.actions),
-                      resources=sorted({arn for r in p.resources for arn in self._resolve(r, regions)}))
-                for p in server.permissions]
+    def _grants(self, server: Server, regions: list[str], *, state: bool = True) -> list[Grant]:
+        """The server's declared permissions with symbolic resources resolved to ARNs in `regions`
+        (without `state` when it is reached through the data role)."""
+        grants = [Grant(actions=sorted(p.actions),
+                        resources=sorted({arn for r in p.resources if state or r != STATE
+                                          for arn in self._resolve(r, regions)}))
+                  for p in server.permissions]
+        return [g for g in grants if g.resources]
+
+    # -- per-user data and backends (components/per_user_data.py) ---------------------------------
+
+    def _per_user(self, server: Server) -> bool:
+        """Whether the server reaches state as the caller: auth is on and it declares state grants."""
+        auth = self.spec.auth
+        return auth is not None and not auth.disabled and self._uses_state(server)
+
+    def _task_grants(self, server: Server, group: ResidencyGroup, regions: list[str]) -> list[Grant]:
+        """With per-user data, the task role holds no grant on the table: only the right to become
+        the caller through its data role, with the traveller tag."""
+        if not self._per_user(server):
+            return self._grants(server, regions)
+        return [*self._grants(server, regions, state=False),
+                Grant(actions=list(ASSUME_WITH_TAG), resources=[self._data_role_arn(server, group)])]
+
+    def _role_arn(self, name: str) -> str:
+        return f"arn:aws:iam::{self.spec.aws_account_id}:role/{name}"
+
+    def _data_role_arn(self, server: Server, group: ResidencyGroup) -> str:
+        return self._role_arn(self.names.data_role(server.name, group.name))
+
+    def _data_role(self, server: Server, group: ResidencyGroup) -> DataRole:
+        regions = sorted(r.name for r in group.regions)
+        return DataRole(f"{server.name}-{group.name}-data", DataRoleArgs(
+            server=server.name, group=group.name, role_name=self.names.data_role(server.name, group.name),
+            task_role=self.identities[server.name, group.name].task_role,
+            task_role_arn=self._role_arn(role_name(self.prefix, server.name, group.name, "task")),
+            actions=sorted({a for p in server.permissions if STATE in p.resources for a in p.actions}),
+            table_arns=[self._arn("dynamodb", r, f"table/{self._table_name(group.name)}") for r in regions],
+            state_key_arns={r: self.key_arns[r] for r in regions}, tags=self._group_tags(group, server=server.name)),
+            opts=self._opts(provider=self.providers[self.spec.primary_region]))
+
+    def _task_environment(self, server: Server, group: ResidencyGroup) -> dict[str, str]:
+        """What the estate tells the task about per-user data and its backends."""
+        environment = {}
+        if self._per_user(server):
+            environment |= {DATA_ROLE_ENV: self._data_role_arn(server, group), TRAVELLER_TAG_ENV: TRAVELLER_TAG}
+        if server.backends:
+            environment[TOKEN_EXCHANGE_ENV] = str(self.spec.auth.token_exchange_url)
+            environment |= {backend_url_env(b.name): b.url for b in server.backends}
+        return environment
 
     def _resolve(self, resource: str, regions: list[str]) -> list[str]:
         if resource == STATE:   # the table of the group of each region
@@ -290,7 +347,9 @@ class Estate(pulumi.ComponentResource):
             state_table=self._table_name(group.name),
             tags=self._group_tags(group, region=region, server=server.name),
             peak_tasks=group.peak_tasks.get(server.name),
-            deployment_alarm_names=[probe_alarm_name(self.prefix, server.name, region)]),
+            deployment_alarm_names=[probe_alarm_name(self.prefix, server.name, region)],
+            estate_environment=self._task_environment(server, group),
+            backend_egress=backend_egress(server, self.spec.auth.token_exchange_cidrs if self.spec.auth else [])),
             opts=self._opts(provider=self.providers[region]))
 
     def _canary(self, region: str, cloudflare_ipv4_cidrs: list[str]) -> Canary:
@@ -336,6 +395,7 @@ class Estate(pulumi.ComponentResource):
         """Every role of the estate, watched from the home region; IAM's events arrive in us-east-1,
         through the estate's provider there or, for an estate without us-east-1, one of its own."""
         roles = [name for identity in self.identities.values() for name in identity.role_names]
+        roles += [data.role_name for data in self.data_roles.values()]
         roles += [canary.role_name for canary in self.canaries.values()]
         roles += [network.flow_logs_role_name for network in self.networks.values()]
         roles += self.registry.role_names

@@ -30,7 +30,7 @@ import pulumi
 import pulumi_aws as aws
 
 from mcp_estate.contract.image import CONTAINER_USER, SCRATCH_PATH
-from mcp_estate.contract.spec import Server
+from mcp_estate.contract.spec import Egress, Server
 
 from .naming import child_opts, cidr_slug
 
@@ -64,6 +64,10 @@ class McpServiceArgs:
     peak_tasks: int | None = None                    # the group's declared peak for the server, if any
     # Other alarms that roll a deployment back: names, computed up front (they may not exist yet).
     deployment_alarm_names: list[str] = field(default_factory=list)
+    # Per-user data and backends (components/per_user_data.py): the estate's variables for the task
+    # (MCP_DATA_ROLE_ARN, TOKEN_EXCHANGE_URL, BACKEND_<NAME>_URL...) and the backends' egress.
+    estate_environment: dict[str, str] = field(default_factory=dict)
+    backend_egress: list[Egress] = field(default_factory=list)
 
 
 class McpService(pulumi.ComponentResource):
@@ -141,7 +145,8 @@ class McpService(pulumi.ComponentResource):
         for service, prefix_list_id in sorted(args.endpoint_prefix_list_ids.items()):
             rule(egress, f"to-{service}", group.id, HTTPS, f"{service} via its gateway endpoint",
                  prefix_list_id=prefix_list_id)
-        for destination in server.egress:   # IPv4 only: the spec rejects IPv6 (the VPCs have none)
+        # IPv4 only: the spec rejects IPv6 (the VPCs have none)
+        for destination in [*server.egress, *args.backend_egress]:
             rule(egress, f"to-{cidr_slug(destination.cidr)}-{destination.port}", group.id, destination.port,
                  destination.description, cidr_ipv4=destination.cidr)
         return group
@@ -271,7 +276,8 @@ def container_definition(args: McpServiceArgs) -> dict:
     """The server's container, in the ECS API's names (the task definition takes this JSON)."""
     server = args.server
     # The spec rejects these names in a server's environment: they are the estate's.
-    environment = {**server.environment, "MCP_STATE_TABLE": args.state_table, "PORT": str(server.port)}
+    environment = {**server.environment, **args.estate_environment,
+                   "MCP_STATE_TABLE": args.state_table, "PORT": str(server.port)}
     return {
         "name": server.name,
         "image": args.image,

@@ -134,12 +134,17 @@ def task_policy(grants: list[Grant], state_key_arns: dict[str, pulumi.Input[str]
     statements = sorted(({"Effect": "Allow", "Action": list(g.actions), "Resource": list(g.resources)}
                          for g in grants), key=lambda s: (s["Action"], s["Resource"]))
     if state_key_arns:
-        statements.append({
-            "Effect": "Allow", "Action": STATE_KEY_ACTIONS,
-            "Resource": [state_key_arns[region] for region in sorted(state_key_arns)],
-            "Condition": {"StringEquals": {
-                "kms:ViaService": [f"dynamodb.{region}.amazonaws.com" for region in sorted(state_key_arns)]}}})
+        statements.append(state_key_statement(state_key_arns))
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+def state_key_statement(state_key_arns: dict[str, pulumi.Input[str]]) -> dict:
+    """The use of the state tables' keys that DynamoDB makes on a caller's behalf, and no other."""
+    return {
+        "Effect": "Allow", "Action": STATE_KEY_ACTIONS,
+        "Resource": [state_key_arns[region] for region in sorted(state_key_arns)],
+        "Condition": {"StringEquals": {
+            "kms:ViaService": [f"dynamodb.{region}.amazonaws.com" for region in sorted(state_key_arns)]}}}
 
 
 # What a caller of a table encrypted with a customer-managed key needs on that key.

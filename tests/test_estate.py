@@ -72,15 +72,15 @@ def test_every_server_runs_in_every_region(small):
 
 
 def test_each_server_has_a_task_and_an_execution_role_per_residency_group_and_its_own_security_groups(small):
+    """With auth on, a server using state also gets its per-user data role (tests/test_per_user_data.py)."""
     names: dict[tuple, list[str]] = {}
     for role in small.of_type("aws:iam/role:Role"):
         tags = role.inputs["tags"]
         names.setdefault((tags.get("mcp-estate:server"), tags.get("mcp-estate:residency-group")), []) \
             .append(role.outputs["name"])
-    for server in ("booking", "loyalty"):
+    for server, kinds in (("booking", ["data", "exec", "task"]), ("loyalty", ["exec", "task"])):
         for group in ("americas", "eu"):
-            assert sorted(names[server, group]) == [f"mcp-estate-test-{server}-{group}-exec",
-                                                    f"mcp-estate-test-{server}-{group}-task"]
+            assert sorted(names[server, group]) == [f"mcp-estate-test-{server}-{group}-{kind}" for kind in kinds]
     task_sgs = {r.name for r in small.of_type("aws:ec2/securityGroup:SecurityGroup")
                 if r.inputs["tags"].get("mcp-estate:server")}
     assert len(task_sgs) == 6
@@ -110,13 +110,14 @@ def test_one_state_table_per_residency_group_replicated_only_inside_it(small):
 
 
 def test_the_state_grant_resolves_to_the_groups_own_table_in_each_of_its_regions(small):
-    policy = json.loads(small.named("booking-eu-identity-task-grants").inputs["policy"])
+    # With auth on, through the server's per-user data role (tests/test_per_user_data.py has the
+    # auth-off case, where the task role holds it with the tables' indexes).
+    policy = json.loads(small.named("booking-eu-data-items").inputs["policy"])
     tables = [f"arn:aws:dynamodb:{r}:{ACCOUNT}:table/mcp-estate-test-eu-state" for r in ("eu-central-1", "eu-west-1")]
-    assert policy["Statement"][0]["Resource"] == sorted(tables + [f"{t}/index/*" for t in tables])
-    americas = json.loads(small.named("booking-americas-identity-task-grants").inputs["policy"])
+    assert policy["Statement"][0]["Resource"] == tables
+    americas = json.loads(small.named("booking-americas-data-items").inputs["policy"])
     assert americas["Statement"][0]["Resource"] == [
-        f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/mcp-estate-test-americas-state",
-        f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/mcp-estate-test-americas-state/index/*"]
+        f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/mcp-estate-test-americas-state"]
 
 
 def strict_data(plan: Plan, group: str, regions: set[str]) -> set[str]:
@@ -243,9 +244,10 @@ def test_the_iam_change_rule_watches_every_role_of_the_estate_by_name(small):
     roles = small.of_type("aws:iam/role:Role")
     named = sorted(r.inputs["name"] for r in roles if "name" in r.inputs)
     assert len(named) == len(roles), "an autonamed role could not be watched by name"
-    # Task and execution roles per server and group, a canary and a flow-logs role per region, ECR's
-    # replica-creation role; no forwarder: the home region is us-east-1, where IAM's events arrive.
-    assert watched == named and len(named) == 8 + 3 + 3 + 1
+    # Task and execution roles per server and group, booking's data role per group, a canary and a
+    # flow-logs role per region, ECR's replica-creation role; no forwarder: the home region is
+    # us-east-1, where IAM's events arrive.
+    assert watched == named and len(named) == 8 + 2 + 3 + 3 + 1
 
 
 def test_an_estate_without_us_east_1_forwards_iam_changes_from_there_to_its_home_region():

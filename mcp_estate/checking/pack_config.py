@@ -22,6 +22,7 @@ from mcp_estate.contract.spec import EstateSpec
 RESIDENCY_POLICY = "strict-residency-stays-in-its-group"
 EDGE_POLICY = "cloudflare-edge-protections-enforced"
 ENDPOINTS_POLICY = "no-unauthenticated-endpoints-beside-the-edge"
+PER_USER_DATA_POLICY = "no-unscoped-state-access-when-auth-is-on"
 
 
 def generated(spec: EstateSpec) -> dict[str, dict[str, Any]]:
@@ -33,8 +34,10 @@ def generated(spec: EstateSpec) -> dict[str, dict[str, Any]]:
     health = next(s for s in spec.servers if s.name == spec.edge.health_server)
     edge = {"hostname": spec.domain.hostname, "cloudflarePlan": spec.domain.cloudflare_plan,
             "healthPath": f"/{health.name}{health.health_check_path}"}
+    auth_enabled = spec.auth is not None and not spec.auth.disabled
     return {RESIDENCY_POLICY: {"residencyGroups": groups}, EDGE_POLICY: edge,
-            ENDPOINTS_POLICY: {"hostname": spec.domain.hostname}}
+            ENDPOINTS_POLICY: {"hostname": spec.domain.hostname},
+            PER_USER_DATA_POLICY: {"authEnabled": auth_enabled}}
 
 
 def with_spec(config: dict[str, Any], spec: EstateSpec) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from .fields import HttpsUrl, Name, Scope, Strict, ToolName
+from .fields import EgressCidr, HttpsUrl, Name, Scope, Strict, ToolName
 
 
 class Auth(Strict):
@@ -29,6 +29,9 @@ class Auth(Strict):
     scopes: list[Scope] = Field(default_factory=list, description="Scopes every call of every server needs")
     token_exchange_url: HttpsUrl | None = Field(
         None, description="The IdP's token endpoint for RFC 8693 token exchange (servers with backends)")
+    token_exchange_cidrs: list[EgressCidr] = Field(
+        default_factory=list, description="The token endpoint's address ranges: servers with backends get "
+                                          "egress to them on 443 (security groups filter by address, not name)")
 
     @model_validator(mode="after")
     def _complete(self) -> Auth:
@@ -49,7 +52,7 @@ class Backend(Strict):
     """An upstream API a server calls with a token exchanged for the traveller's, not a service account."""
     name: Name
     url: HttpsUrl = Field(description="The API's base URL; its audience in the token exchange")
-    cidr: str = Field(description="The API's address range (an egress rule, port 443)")
+    cidr: EgressCidr = Field(description="The API's address range (an egress rule, port 443)")
     client_secret: Name = Field(description="Estate secret holding the server's client credential at the IdP")
 
 

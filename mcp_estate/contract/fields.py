@@ -60,6 +60,20 @@ def _cidr(value: str) -> str:
     return value
 
 
+def _egress_cidr(value: str) -> str:
+    """A destination outside the VPC: IPv4 (the VPCs have no IPv6) and no wider than a /8."""
+    try:
+        network = ipaddress.ip_network(value)
+    except ValueError:
+        raise ValueError(f"'{value}' is not a CIDR such as 203.0.113.0/24") from None
+    if network.version == 6:
+        raise ValueError(f"'{value}' is IPv6: the estate's VPCs are IPv4-only, the rule would do nothing")
+    if network.prefixlen < 8:
+        raise ValueError(f"'{value}' is a /{network.prefixlen}, a large part of the internet: declare the "
+                         "destination's own range (a /8 or narrower)")
+    return value
+
+
 def _https_url(value: str) -> str:
     """An absolute https URL with a host and no credentials, query or fragment (RFC 8414, 9728)."""
     parts = urlsplit(value)
@@ -94,6 +108,7 @@ Name = Annotated[str, AfterValidator(_name)]
 Region = Annotated[str, AfterValidator(_aws_region)]
 Country = Annotated[str, AfterValidator(_country)]
 Cidr = Annotated[str, AfterValidator(_cidr)]
+EgressCidr = Annotated[str, AfterValidator(_egress_cidr)]
 Port = Annotated[int, Field(ge=1024, le=65535, description="non-root containers bind ports >= 1024")]
 HttpsUrl = Annotated[str, AfterValidator(_https_url)]
 Scope = Annotated[str, AfterValidator(_scope)]

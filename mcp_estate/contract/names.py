@@ -70,6 +70,10 @@ class PhysicalNames:
         """Every alarm of a server in a region starts with it: the service's and the canary's."""
         return f"{self.prefix}-{server}-{region}-"
 
+    def data_role(self, server: str, group: str) -> str:
+        """A server's per-user data role in a residency group (components/per_user_data.py)."""
+        return iam_name(f"{self.prefix}-{server}-{group}-data")
+
     def ecr_replica_role(self) -> str:
         return iam_name(f"{self.prefix}-ecr-replica-creation")
 

@@ -22,8 +22,9 @@ from mcp_estate.policies.secret_names import secret_like_name
 from .auth import Auth, Backend, ServerAuth
 from .capabilities import AsyncWork, Cache
 from .cloudflare_plan import CloudflarePlan
-from .fields import DIGEST_IMAGE, Cidr, Country, DigestImage, Name, Port, Region, Strict
+from .fields import DIGEST_IMAGE, Cidr, Country, DigestImage, EgressCidr, Name, Port, Region, Strict
 from .geography import FARGATE_ZONE_IDS
+from .per_user_data import BACKEND_ENV_PREFIX, ESTATE_ENV
 from .rollout import Candidate, InRegion, Rollout
 from .surface import Surface
 
@@ -51,7 +52,7 @@ MAX_ROUTE_PRIORITY = 50000
 _ECR_HOST = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com$")
 _ALL_OF_A_TYPE = re.compile(r"^([\w.-]+[/:])?[*?]+$")   # `*`, `table/*`, `secret:*`
 _ACTION = re.compile(r"^[a-z0-9-]+:[A-Za-z0-9]+$")
-RESERVED_ENV = frozenset({"PORT", "MCP_STATE_TABLE"})   # set by the estate on every task
+RESERVED_ENV = frozenset({"PORT", "MCP_STATE_TABLE"}) | ESTATE_ENV   # set by the estate on tasks
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _ROLE_ARN = re.compile(r"^arn:aws:iam::\d{12}:role/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
@@ -145,23 +146,9 @@ class Scaling(Strict):
 
 class Egress(Strict):
     """A destination outside AWS's endpoints that a server must reach (needs a NAT route)."""
-    cidr: str
+    cidr: EgressCidr
     port: int = Field(443, ge=1, le=65535)
     description: str
-
-    @field_validator("cidr")
-    @classmethod
-    def _destination(cls, value: str) -> str:
-        try:
-            network = ipaddress.ip_network(value)
-        except ValueError:
-            raise ValueError(f"'{value}' is not a CIDR such as 203.0.113.0/24") from None
-        if network.version == 6:
-            raise ValueError(f"'{value}' is IPv6: the estate's VPCs are IPv4-only, the rule would do nothing")
-        if network.prefixlen < 8:
-            raise ValueError(f"'{value}' is a /{network.prefixlen}, a large part of the internet: declare the "
-                             "destination's own range (a /8 or narrower)")
-        return value
 
 
 class Alarms(Strict):
@@ -234,6 +221,9 @@ class Server(Strict):
                 raise ValueError(f"'{key}' is not a valid environment variable name")
             if key in RESERVED_ENV:
                 raise ValueError(f"'{key}' is set by the estate ({', '.join(sorted(RESERVED_ENV))}); remove it")
+            if key.startswith(BACKEND_ENV_PREFIX):
+                raise ValueError(f"'{key}': {BACKEND_ENV_PREFIX}* names are set by the estate from `backends` "
+                                 "(BACKEND_<NAME>_URL); rename it")
             if secret_like_name(key):   # the pack's rule: OAUTH_TOKEN_URL is where a token is fetched
                 raise ValueError(f"'{key}' looks like a secret: declare it in `secrets` (injected from "
                                  "Secrets Manager), never as a plain value")

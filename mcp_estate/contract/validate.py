@@ -17,8 +17,9 @@ from pydantic import ValidationError
 from .cloudflare_plan import ALLOWANCES, load_balancer_origins
 from .fields import DIGEST_IMAGE
 from .geography import AWS_REGIONS
+from .per_user_data import SCOPED_ITEM_ACTIONS
 from .problems import Problem, SpecError
-from .spec import FARGATE_SIZES, MAX_STRICT_COUNTRIES, SECRET_PREFIX, EstateSpec, Server
+from .spec import FARGATE_SIZES, MAX_STRICT_COUNTRIES, SECRET_PREFIX, STATE, EstateSpec, Server
 
 _STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 
@@ -70,7 +71,8 @@ def _problem(raw: Any, error: dict) -> Problem:
 def cross_field_problems(spec: EstateSpec) -> list[Problem]:
     return [*_unique_names(spec), *_residency(spec), *_peaks(spec), *_networks(spec), *_servers(spec),
             *_images(spec), *_secrets(spec), *_edge(spec), *_monitoring(spec), *auth_problems(spec),
-            *surface_problems(spec), *rollout_problems(spec), *capability_problems(spec)]
+            *surface_problems(spec), *rollout_problems(spec), *capability_problems(spec),
+            *_per_user_state(spec), *_backends(spec)]
 
 
 def _duplicates(names) -> list[str]:
@@ -286,6 +288,58 @@ def auth_problems(spec: EstateSpec) -> list[Problem]:
         return [Problem("auth.disabled", "prod serves travellers: every MCP call needs a validated token; "
                                          "remove `disabled: true` and declare `issuer` and `jwks_url`")]
     return []
+
+
+def _auth_on(spec: EstateSpec) -> bool:
+    return spec.auth is not None and not spec.auth.disabled
+
+
+def _per_user_state(spec: EstateSpec) -> list[Problem]:
+    """With auth on, a server reaches `state` only as the caller, through its data role, whose
+    `dynamodb:LeadingKeys` condition limits only the actions that name their partition keys."""
+    if not _auth_on(spec):
+        return []
+    problems = []
+    for server in spec.servers:
+        for i, permission in enumerate(server.permissions):
+            unscoped = sorted(set(permission.actions) - set(SCOPED_ITEM_ACTIONS)) if STATE in permission.resources \
+                else []
+            if unscoped:
+                problems.append(Problem(f"servers[{server.name}].permissions[{i}].actions", (
+                    f"{', '.join(unscoped)} on `state`: with `auth` on, a server reads state only as the caller "
+                    f"(items keyed <server>#<traveller>, README: Who may call what) and IAM can limit only "
+                    f"actions that name their keys; use {', '.join(SCOPED_ITEM_ACTIONS)} (Query, not Scan), "
+                    "or grant the other actions in a permission of their own")))
+    return problems
+
+
+def _backends(spec: EstateSpec) -> list[Problem]:
+    """A backend is called with a token exchanged for the caller's at the IdP, with the server's
+    client credential from an estate secret the server declares."""
+    problems, with_backends = [], [s for s in spec.servers if s.backends]
+    for server in with_backends:
+        path = f"servers[{server.name}].backends"
+        problems += [Problem(path, f"backend '{n}' is declared twice")
+                     for n in _duplicates(b.name for b in server.backends)]
+        problems += [Problem(f"{path}[{b.name}].client_secret", (
+            f"'{b.client_secret}' is not one of the server's secrets ({', '.join(server.secrets) or 'none'}): "
+            f"add it to servers[{server.name}].secrets (injected from Secrets Manager like the others)"))
+            for b in server.backends if b.client_secret not in server.secrets]
+    if not with_backends:
+        return problems
+    names = ", ".join(s.name for s in with_backends)
+    if not _auth_on(spec):
+        return problems + [Problem("auth", f"servers {names} declare backends, which they call with a token exchanged "
+                                           "for the caller's: enable `auth` (issuer, jwks_url, token_exchange_url), "
+                                           "or remove the backends")]
+    if spec.auth.token_exchange_url is None:
+        problems.append(Problem("auth.token_exchange_url", f"servers {names} declare backends: name the IdP's "
+                                                           "token endpoint (RFC 8693 token exchange)"))
+    if not spec.auth.token_exchange_cidrs:
+        problems.append(Problem("auth.token_exchange_cidrs", f"servers {names} must reach the token endpoint: list "
+                                                             "its address ranges (egress on 443), e.g. the IdP's "
+                                                             "published ranges"))
+    return problems
 
 
 def surface_problems(spec: EstateSpec) -> list[Problem]:
