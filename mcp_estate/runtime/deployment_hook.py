@@ -36,11 +36,11 @@ from typing import Any, Callable
 
 import boto3
 
+from mcp_estate.contract.names import TEST_ROUTE_HEADER, TEST_ROUTE_VALUE
+
 from .canary_handler import alb_address, resolving
 from .probe import HANDSHAKE, MODERN, ProbeResult, probe
 
-TEST_ROUTE_HEADER = "X-Mcp-Estate-Route"   # the test listener rule's header condition, with this value:
-TEST_ROUTE_VALUE = "test"
 PROBE_TIMEOUT_SECONDS = 20.0
 SUCCEEDED, FAILED = "SUCCEEDED", "FAILED"
 
