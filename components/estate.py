@@ -35,11 +35,13 @@ from mcp_estate.contract.per_user_data import (
     TRAVELLER_TAG_ENV,
     backend_url_env,
 )
+from mcp_estate.contract.rollout import in_region_of
 from mcp_estate.contract.spec import SECRET_PREFIX, STATE, EstateSpec, ResidencyGroup, Server
 
 from .canary import Canary, CanaryArgs, probe_alarm_name
 from .change_detection import IAM_EVENTS_REGION, ChangeDetection, ChangeDetectionArgs, IamWatch, forwarder_role_name
 from .dashboards import DashboardRegion, Dashboards, DashboardsArgs, DashboardService
+from .deployment_gate import DeploymentGate, DeploymentGateArgs, GatedServer
 from .edge import Edge, EdgeArgs, EdgeRegion
 from .keys import EstateKeys, EstateKeysArgs
 from .mcp_service import McpService, McpServiceArgs, task_family
@@ -50,6 +52,7 @@ from .region_network import RegionNetwork, RegionNetworkArgs
 from .registry import Registry, RegistryArgs
 from .secrets import EstateSecret, EstateSecretArgs
 from .server_identity import Grant, ServerIdentity, ServerIdentityArgs, role_name
+from .staged_deployment import Staged
 from .state_store import StateStore, StateStoreArgs
 from .telemetry import ToolTelemetry, ToolTelemetryArgs
 
@@ -136,6 +139,8 @@ class Estate(pulumi.ComponentResource):
         self.data_roles = {(server.name, group.name): self._data_role(server, group)
                            for server in spec.servers if self._per_user(server) for group in spec.residency_groups}
 
+        # CANARY/LINEAR servers' hook and ECS roles, per region running one (components/deployment_gate.py).
+        self.gates = {region: self._gate(region) for region in sorted(spec.regions) if self._staged_in(region)}
         self.services: dict[tuple[str, str], McpService] = {}
         for server in spec.servers:
             for region in spec.server_regions(server):
@@ -349,8 +354,38 @@ class Estate(pulumi.ComponentResource):
             peak_tasks=group.peak_tasks.get(server.name),
             deployment_alarm_names=[probe_alarm_name(self.prefix, server.name, region)],
             estate_environment=self._task_environment(server, group),
-            backend_egress=backend_egress(server, self.spec.auth.token_exchange_cidrs if self.spec.auth else [])),
+            backend_egress=backend_egress(server, self.spec.auth.token_exchange_cidrs if self.spec.auth else []),
+            staged=self._staged(server, region)),
             opts=self._opts(provider=self.providers[region]))
+
+    def _staged_in(self, region: str) -> list[Server]:
+        return [s for s in self.spec.servers_in(region) if in_region_of(s.rollout, self.spec.rollout).staged]
+
+    def _gate(self, region: str) -> DeploymentGate:
+        network, front = self.networks[region], self.fronts[region]
+        servers = {s.name: GatedServer(
+            protocols=list(s.surface.protocols), tools_sha256=s.tools_sha256,
+            probe_tool=s.surface.probe_tool.name if s.surface.probe_tool else None,
+            probe_arguments=dict(s.surface.probe_tool.arguments) if s.surface.probe_tool else {},
+            token_secret_arn=self._secret_arn_in(s.surface.probe_token_secret, region)
+            if s.surface.probe_token_secret else None) for s in self._staged_in(region)}
+        return DeploymentGate(f"gate-{region}", DeploymentGateArgs(
+            region=region, account_id=self.spec.aws_account_id, name_prefix=self.prefix,
+            hostname=self.spec.domain.hostname, servers=servers, vpc_id=network.vpc_id, vpc_cidr=network.vpc_cidr,
+            private_subnet_ids=network.private_subnet_ids, alb_security_group_id=front.alb_security_group_id,
+            alb_arn_suffix=front.alb_arn_suffix, log_key_arn=self.key_arns[region],
+            log_retention_days=self.spec.log_retention_days,
+            tags=self._group_tags(self.spec.group_of[region], region=region)),
+            opts=self._opts(provider=self.providers[region]))
+
+    def _staged(self, server: Server, region: str) -> Staged | None:
+        settings = in_region_of(server.rollout, self.spec.rollout)
+        if not settings.staged:
+            return None
+        gate = self.gates[region]
+        return Staged(server=server.name, in_region=settings, hook_function_arn=gate.function_arn,
+                      hook_role_arn=gate.hook_role_arn, infrastructure_role_arn=gate.infrastructure_role_arn,
+                      ready=gate.ready)
 
     def _canary(self, region: str, cloudflare_ipv4_cidrs: list[str]) -> Canary:
         network, front = self.networks[region], self.fronts[region]
@@ -397,6 +432,7 @@ class Estate(pulumi.ComponentResource):
         roles = [name for identity in self.identities.values() for name in identity.role_names]
         roles += [data.role_name for data in self.data_roles.values()]
         roles += [canary.role_name for canary in self.canaries.values()]
+        roles += [name for gate in self.gates.values() for name in gate.role_names]
         roles += [network.flow_logs_role_name for network in self.networks.values()]
         roles += self.registry.role_names
         if self.spec.primary_region != IAM_EVENTS_REGION:   # only then are IAM's events forwarded

@@ -32,7 +32,9 @@ import pulumi_aws as aws
 from mcp_estate.contract.image import CONTAINER_USER, SCRATCH_PATH
 from mcp_estate.contract.spec import Egress, Server
 
+from . import staged_deployment
 from .naming import child_opts, cidr_slug
+from .staged_deployment import Staged
 
 HTTPS = 443
 PEAK_TASKS_TAG = "mcp-estate:peak-tasks"
@@ -68,6 +70,8 @@ class McpServiceArgs:
     # (MCP_DATA_ROLE_ARN, TOKEN_EXCHANGE_URL, BACKEND_<NAME>_URL...) and the backends' egress.
     estate_environment: dict[str, str] = field(default_factory=dict)
     backend_egress: list[Egress] = field(default_factory=list)
+    # CANARY/LINEAR: ECS shifts traffic between two target groups (components/staged_deployment.py).
+    staged: Staged | None = None
 
 
 class McpService(pulumi.ComponentResource):
@@ -80,19 +84,20 @@ class McpService(pulumi.ComponentResource):
             retention_in_days=args.log_retention_days, tags=args.tags, opts=child_opts(self))
         self.task_definition = self._task_definition(name, args)
         self.security_group = self._security_group(name, args)
-        self.target_group = aws.lb.TargetGroup(
-            f"{name}-tg", name=target_group_name(args), port=server.port, protocol="HTTP",
-            target_type="ip",   # awsvpc tasks register by IP
-            vpc_id=args.vpc_id, deregistration_delay=30, tags=args.tags, opts=child_opts(self),
-            health_check={"path": server.health_check_path, "matcher": "200", "interval": 15, "timeout": 5,
-                          "healthy_threshold": 2, "unhealthy_threshold": 3})
-        self.listener_rule = aws.lb.ListenerRule(
-            f"{name}-route", listener_arn=args.listener_arn, priority=server.priority,
-            conditions=[{"path_pattern": {"values": route_paths(server)}}],
-            transforms=[strip_prefix(server)],
-            actions=[{"type": "forward", "target_group_arn": self.target_group.arn}],
-            tags=args.tags, opts=child_opts(self))
+        self.target_group = self._target_group(f"{name}-tg", args, target_group_name(args))
+        if args.staged is None:
+            self.listener_rule = aws.lb.ListenerRule(
+                f"{name}-route", listener_arn=args.listener_arn, priority=server.priority,
+                conditions=[{"path_pattern": {"values": route_paths(server)}}],
+                transforms=[strip_prefix(server)],
+                actions=[{"type": "forward", "target_group_arn": self.target_group.arn}],
+                tags=args.tags, opts=child_opts(self))
+        else:
+            self._staged_routes(name, args)
         self.alarm_names = {key: alarm_name(args, key) for key in ALARMS}
+        if args.staged is not None:
+            self.alarm_names.update({f"{key}-{ALTERNATE}": alarm_name(args, f"{key}-{ALTERNATE}")
+                                     for key in DEPLOYMENT_ALARMS})
         self.service = self._service(name, args)
         self.scaling_target, self.scaling_policies = self._autoscaling(name, args)
         self.alarms = self._alarms(name, args)
@@ -106,6 +111,30 @@ class McpService(pulumi.ComponentResource):
         self.register_outputs({"service_arn": self.service_arn, "target_group_arn": self.target_group_arn,
                                "security_group_id": self.security_group_id,
                                "task_definition_arn": self.task_definition_arn})
+
+    # -- routes --------------------------------------------------------------------------------
+
+    def _target_group(self, resource_name: str, args: McpServiceArgs, group_name: str) -> aws.lb.TargetGroup:
+        server = args.server
+        return aws.lb.TargetGroup(
+            resource_name, name=group_name, port=server.port, protocol="HTTP",
+            target_type="ip",   # awsvpc tasks register by IP
+            vpc_id=args.vpc_id, deregistration_delay=30, tags=args.tags, opts=child_opts(self),
+            health_check={"path": server.health_check_path, "matcher": "200", "interval": 15, "timeout": 5,
+                          "healthy_threshold": 2, "unhealthy_threshold": 3})
+
+    def _staged_routes(self, name: str, args: McpServiceArgs) -> None:
+        """CANARY/LINEAR: a second target group, the production rule ECS owns and the test rule."""
+        server = args.server
+        self.alternate_target_group = self._target_group(f"{name}-tg-{ALTERNATE}", args,
+                                                         target_group_name(args, ALTERNATE))
+        blue, green = self.target_group.arn, self.alternate_target_group.arn
+        self.listener_rule = staged_deployment.production_rule(
+            f"{name}-route", args.listener_arn, server.priority, route_paths(server), strip_prefix(server),
+            blue, green, args.tags, child_opts(self))
+        self.test_listener_rule = staged_deployment.test_rule(
+            f"{name}-test-route", args.listener_arn, server.priority, server.mcp_path, strip_prefix(server),
+            args.vpc_cidr, blue, green, args.tags, child_opts(self))
 
     # -- task ----------------------------------------------------------------------------------
 
@@ -155,6 +184,16 @@ class McpService(pulumi.ComponentResource):
 
     def _service(self, name: str, args: McpServiceArgs) -> aws.ecs.Service:
         server = args.server
+        load_balancer = {"target_group_arn": self.target_group.arn, "container_name": server.name,
+                         "container_port": server.port}
+        alarm_names, staged, ready = [self.alarm_names["5xx"]], {}, [self.listener_rule]
+        if args.staged is not None:
+            load_balancer["advanced_configuration"] = staged_deployment.advanced_configuration(
+                args.staged, self.alternate_target_group.arn, self.listener_rule, self.test_listener_rule)
+            staged = {"deployment_configuration": staged_deployment.deployment_configuration(args.staged)}
+            # Both target groups take turns serving the new revision: watch both during the bake.
+            alarm_names = [self.alarm_names[k] for key in DEPLOYMENT_ALARMS for k in (key, f"{key}-{ALTERNATE}")]
+            ready += [self.test_listener_rule, *args.staged.ready]
         return aws.ecs.Service(
             f"{name}-service", cluster=args.cluster_arn, task_definition=self.task_definition.arn,
             desired_count=server.scaling.min, launch_type="FARGATE", platform_version="LATEST",
@@ -163,11 +202,10 @@ class McpService(pulumi.ComponentResource):
             # A deploy whose tasks never get healthy rolls back to the last good task definition.
             deployment_circuit_breaker={"enable": True, "rollback": True},
             # ECS watches the alarms by name during a deployment: they need not exist before the service.
-            alarms={"alarm_names": [self.alarm_names["5xx"], *args.deployment_alarm_names],
+            alarms={"alarm_names": [*alarm_names, *args.deployment_alarm_names],
                     "enable": True, "rollback": True},
             deployment_minimum_healthy_percent=100, deployment_maximum_percent=200,
-            load_balancers=[{"target_group_arn": self.target_group.arn, "container_name": server.name,
-                             "container_port": server.port}],
+            load_balancers=[load_balancer], **staged,
             health_check_grace_period_seconds=60, propagate_tags="SERVICE", enable_ecs_managed_tags=True,
             enable_execute_command=False,   # no shell into a running server
             # `pulumi up` fails, instead of reporting success, when a deploy never gets healthy
@@ -176,7 +214,7 @@ class McpService(pulumi.ComponentResource):
             tags=args.tags,
             # Autoscaling owns the count after creation; ECS needs the target group attached to
             # the ALB (through the rule) before the service can register into it.
-            opts=child_opts(self, ignore_changes=["desired_count"], depends_on=[self.listener_rule]))
+            opts=child_opts(self, ignore_changes=["desired_count"], depends_on=ready))
 
     def _autoscaling(self, name: str, args: McpServiceArgs) -> tuple[aws.appautoscaling.Target,
                                                                        dict[str, aws.appautoscaling.Policy]]:
@@ -224,18 +262,24 @@ class McpService(pulumi.ComponentResource):
                               evaluation_periods=3, datapoints_to_alarm=3,
                               alarm_description=f"{where}: a task fails its health check"),
         }
-        dimensions = {"LoadBalancer": args.alb_arn_suffix, "TargetGroup": self.target_group.arn_suffix}
-        return {key: aws.cloudwatch.MetricAlarm(
-            f"{name}-{key}-alarm", name=self.alarm_names[key], namespace="AWS/ApplicationELB",
-            dimensions=dimensions, period=60, treat_missing_data="notBreaching",
+        groups = [("", self.target_group)]
+        if args.staged is not None:
+            groups.append((f"-{ALTERNATE}", self.alternate_target_group))
+        return {f"{key}{suffix}": aws.cloudwatch.MetricAlarm(
+            f"{name}-{key}{suffix}-alarm", name=self.alarm_names[f"{key}{suffix}"], namespace="AWS/ApplicationELB",
+            dimensions={"LoadBalancer": args.alb_arn_suffix, "TargetGroup": group.arn_suffix},
+            period=60, treat_missing_data="notBreaching",
             alarm_actions=[args.alerts_topic_arn], ok_actions=[args.alerts_topic_arn], tags=args.tags,
-            opts=child_opts(self), **spec)
-            for key, spec in specs.items()}
+            opts=child_opts(self), **{**spec, "alarm_description": spec["alarm_description"] + (
+                " (alternate target group)" if suffix else "")})
+            for suffix, group in groups for key, spec in specs.items() if not suffix or key in DEPLOYMENT_ALARMS}
 
 
 # -- plain data, known at plan time ----------------------------------------------------------------
 
 ALARMS = ("5xx", "latency", "unhealthy")
+DEPLOYMENT_ALARMS = ("5xx", "latency")   # CANARY/LINEAR: on each target group, rolling a deployment back
+ALTERNATE = "alternate"
 
 
 def alarm_name(args: McpServiceArgs, key: str) -> str:
@@ -248,12 +292,13 @@ def task_family(log_group_name: str) -> str:
     return log_group_name.strip("/").replace("/", "-")
 
 
-def target_group_name(args: McpServiceArgs) -> str:
+def target_group_name(args: McpServiceArgs, role: str = "") -> str:
     """Target group names have 32 characters at most, too few for Pulumi's auto-name of
     `<server>-<region>-tg`. The hash keeps it unique per stack (the log group name holds the
     stack) and changes with the port, which forces a replacement: the new group never
     collides with the old one while both exist."""
-    digest = hashlib.sha256(f"{args.log_group_name}:{args.server.port}".encode()).hexdigest()[:8]
+    key = f"{args.log_group_name}:{args.server.port}" + (f":{role}" if role else "")
+    digest = hashlib.sha256(key.encode()).hexdigest()[:8]
     return f"{args.server.name[:23]}-{digest}"
 
 

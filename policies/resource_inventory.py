@@ -35,6 +35,7 @@ KNOWN_TYPES = frozenset({
     "aws:ecr/repository:Repository", "aws:ecr/repositoryCreationTemplate:RepositoryCreationTemplate",
     "aws:ecs/cluster:Cluster", "aws:ecs/service:Service", "aws:ecs/taskDefinition:TaskDefinition",
     "aws:iam/role:Role", "aws:iam/rolePolicy:RolePolicy",
+    "aws:iam/rolePolicyAttachment:RolePolicyAttachment",   # ECS's ELB role, with a CANARY/LINEAR server
     "aws:kms/alias:Alias", "aws:kms/key:Key", "aws:kms/replicaKey:ReplicaKey",
     "aws:lambda/function:Function", "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig",
     "aws:lambda/permission:Permission",

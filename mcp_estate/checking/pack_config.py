@@ -17,12 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from mcp_estate.contract.geography import AWS_REGIONS
+from mcp_estate.contract.rollout import in_region_of
 from mcp_estate.contract.spec import EstateSpec
 
 RESIDENCY_POLICY = "strict-residency-stays-in-its-group"
 EDGE_POLICY = "cloudflare-edge-protections-enforced"
 ENDPOINTS_POLICY = "no-unauthenticated-endpoints-beside-the-edge"
 PER_USER_DATA_POLICY = "no-unscoped-state-access-when-auth-is-on"
+GATE_POLICY = "production-services-deploy-through-a-gate"
+MANAGED_POLICY = "attached-policies-from-the-stack-or-the-allow-list"
+# ECS's role for shifting traffic (components/deployment_gate.py): attached only with a staged server.
+ECS_ELB_POLICY = "AmazonECSInfrastructureRolePolicyForLoadBalancers"
 
 
 def generated(spec: EstateSpec) -> dict[str, dict[str, Any]]:
@@ -35,9 +40,15 @@ def generated(spec: EstateSpec) -> dict[str, dict[str, Any]]:
     edge = {"hostname": spec.domain.hostname, "cloudflarePlan": spec.domain.cloudflare_plan,
             "healthPath": f"/{health.name}{health.health_check_path}"}
     auth_enabled = spec.auth is not None and not spec.auth.disabled
-    return {RESIDENCY_POLICY: {"residencyGroups": groups}, EDGE_POLICY: edge,
-            ENDPOINTS_POLICY: {"hostname": spec.domain.hostname},
-            PER_USER_DATA_POLICY: {"authEnabled": auth_enabled}}
+    staged = [s for s in spec.servers if in_region_of(s.rollout, spec.rollout).staged]
+    # ROLLING stays allowed in prod only where ECS must not own the route: the ALB validates tokens.
+    rolling = sorted(s.name for s in spec.servers if s not in staged and s.auth.token_validation == "alb")
+    parameters = {RESIDENCY_POLICY: {"residencyGroups": groups}, EDGE_POLICY: edge,
+                  ENDPOINTS_POLICY: {"hostname": spec.domain.hostname}, GATE_POLICY: {"rollingServers": rolling},
+                  PER_USER_DATA_POLICY: {"authEnabled": auth_enabled}}
+    if staged:
+        parameters[MANAGED_POLICY] = {"allowedManagedPolicies": [ECS_ELB_POLICY]}
+    return parameters
 
 
 def with_spec(config: dict[str, Any], spec: EstateSpec) -> dict[str, Any]:

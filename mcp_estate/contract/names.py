@@ -23,6 +23,9 @@ COUNTRIES_TAG = "mcp-estate:countries"   # "AT BE DE ...", on a strict group's s
 
 # The canary's metrics: the Lambda writes them, the alarms and dashboards read them.
 CANARY_NAMESPACE = "MCPEstate/Canary"
+# The test listener rule of a CANARY/LINEAR service matches this header (and a VPC source address);
+# the deployment hook sends it to reach the new revision (components/staged_deployment.py).
+TEST_ROUTE_HEADER, TEST_ROUTE_VALUE = "X-Mcp-Estate-Route", "test"
 CANARY_PATHS = ("alb", "edge")   # through the region's ALB directly, and through Cloudflare's edge
 CANARY_SUCCESS_METRIC = "Success"   # 1 for a probe that succeeded, 0 for one that failed
 

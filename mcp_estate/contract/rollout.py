@@ -14,6 +14,8 @@ from pydantic import Field
 from .fields import DigestImage, Region, Strict
 
 Strategy = Literal["ROLLING", "CANARY", "LINEAR"]
+# ECS shifts traffic itself: the service owns its listener rules and needs a lifecycle hook.
+STAGED = ("CANARY", "LINEAR")
 
 
 class InRegion(Strict):
@@ -25,6 +27,11 @@ class InRegion(Strict):
                                                             "shift, to roll back to at once")
 
 
+    @property
+    def staged(self) -> bool:
+        return self.strategy in STAGED
+
+
 class Rollout(Strict):
     """Estate-wide: the default in-region strategy and the ordered waves of regions."""
     in_region: InRegion = Field(default_factory=InRegion)
@@ -33,6 +40,17 @@ class Rollout(Strict):
                                                                         "wave of every region")
     wave_bake_minutes: int = Field(60, ge=0, le=10080, description="Healthy minutes a wave needs before the "
                                                                     "next one")
+
+
+def in_region_of(server_rollout: InRegion | None, estate: Rollout) -> InRegion:
+    """A server's in-region settings: its own, else the estate's."""
+    return server_rollout or estate.in_region
+
+
+def test_priority(route_priority: int) -> int:
+    """The test listener rule of a CANARY/LINEAR server: just before its route, which it must precede
+    (both match the server's path; the test rule also needs the test header from inside the VPC)."""
+    return route_priority - 1
 
 
 class Candidate(Strict):

@@ -6,11 +6,11 @@ headers the 2026-07-28 revision sends on every POST; the canary checks the serve
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
-from .fields import Strict, ToolName
+from .fields import Name, Strict, ToolName
 
 ProtocolRevision = Literal["2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"]
 
@@ -18,6 +18,13 @@ ProtocolRevision = Literal["2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28
 class Limits(Strict):
     per_traveller_per_minute: int = Field(120, ge=1, description="Calls per traveller (token) per minute")
     per_ip_per_minute: int = Field(600, ge=1, description="Calls per client IP per minute")
+
+
+class ProbeTool(Strict):
+    """A tool the deployment hook calls on every new revision: it must be read-only (the server
+    annotates it `readOnlyHint: true`), since it runs against production data before any traveller."""
+    name: ToolName
+    arguments: dict[str, Any] = Field(default_factory=dict, description="Its arguments, as JSON")
 
 
 class Surface(Strict):
@@ -28,3 +35,8 @@ class Surface(Strict):
     limits: Limits = Field(default_factory=Limits, description="Default limits of every tool")
     tool_limits: dict[ToolName, Limits] = Field(default_factory=dict, description="Limits per tool")
     max_body_kb: int = Field(256, ge=1, le=8192, description="Largest request body the edge lets through")
+    probe_tool: ProbeTool | None = Field(None, description="A read-only tool the deployment hook calls on each "
+                                                           "new revision before traffic shifts")
+    probe_token_secret: Name | None = Field(None, description="One of the server's `secrets` holding a bearer "
+                                                              "token for the server's audience, which the "
+                                                              "deployment hook sends (servers validating tokens)")

@@ -19,7 +19,8 @@ from .fields import DIGEST_IMAGE
 from .geography import AWS_REGIONS
 from .per_user_data import SCOPED_ITEM_ACTIONS
 from .problems import Problem, SpecError
-from .spec import FARGATE_SIZES, MAX_STRICT_COUNTRIES, SECRET_PREFIX, STATE, EstateSpec, Server
+from .rollout import in_region_of, test_priority
+from .spec import FARGATE_SIZES, GUARD_PRIORITIES, MAX_STRICT_COUNTRIES, SECRET_PREFIX, STATE, EstateSpec, Server
 
 _STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 
@@ -348,8 +349,10 @@ def surface_problems(spec: EstateSpec) -> list[Problem]:
 
 
 def rollout_problems(spec: EstateSpec) -> list[Problem]:
-    """The waves partition the estate's regions; each candidate is a new image of the server's repository."""
-    return [*_waves(spec), *[p for s in spec.servers if s.candidate for p in _candidate(spec, s)]]
+    """The waves partition the estate's regions; each candidate is a new image of the server's repository;
+    CANARY/LINEAR servers have a free test-rule priority and what their deployment hook needs."""
+    return [*_waves(spec), *[p for s in spec.servers if s.candidate for p in _candidate(spec, s)],
+            *_in_region(spec)]
 
 
 def _waves(spec: EstateSpec) -> list[Problem]:
@@ -389,6 +392,44 @@ def _candidate(spec: EstateSpec, server: Server) -> list[Problem]:
     if candidate.waves_reached > len(spec.waves):
         problems.append(Problem(f"{path}.waves_reached", f"{candidate.waves_reached} is more than the "
                                                          f"{len(spec.waves)} wave(s) of rollout.waves"))
+    return problems
+
+
+def _in_region(spec: EstateSpec) -> list[Problem]:
+    """The in-region part: CANARY/LINEAR services' test rules and deployment hooks."""
+    problems: list[Problem] = []
+    routes = {server.priority: server.name for server in spec.servers}
+    tests: dict[int, str] = {}
+    for server in spec.servers:
+        path = f"servers[{server.name}]"
+        problems += _probe_problems(spec, server, path)
+        if not in_region_of(server.rollout, spec.rollout).staged:
+            continue
+        priority = test_priority(server.priority)
+        taken = routes.get(priority) or tests.get(priority)
+        if priority <= GUARD_PRIORITIES or taken:
+            why = f"used by '{taken}'" if taken else f"in the residency guard's band 1-{GUARD_PRIORITIES}"
+            problems.append(Problem(f"{path}.route_priority", f"a CANARY/LINEAR server's test rule takes its "
+                                    f"route priority minus one, {priority}, which is {why}: set a route_priority "
+                                    "whose predecessor is free"))
+        tests[priority] = server.name
+        auth_on = spec.auth is not None and not spec.auth.disabled
+        if auth_on and server.auth.token_validation == "server" and server.surface.probe_token_secret is None:
+            problems.append(Problem(f"{path}.surface.probe_token_secret", "the server validates tokens itself, "
+                                    "so the deployment hook's probe needs one: name the secret holding a bearer "
+                                    "token for the server (it must be in the server's `secrets`)"))
+    return problems
+
+
+def _probe_problems(spec: EstateSpec, server, path: str) -> list[Problem]:
+    surface, problems = server.surface, []
+    if surface.probe_token_secret is not None and surface.probe_token_secret not in server.secrets:
+        problems.append(Problem(f"{path}.surface.probe_token_secret", f"'{surface.probe_token_secret}' is not one "
+                                "of the server's `secrets`: add it there (it is created and replicated to the "
+                                "server's regions with them)"))
+    if surface.probe_tool is not None and surface.tools is not None and surface.probe_tool.name not in surface.tools:
+        problems.append(Problem(f"{path}.surface.probe_tool.name", f"'{surface.probe_tool.name}' is not one of "
+                                "surface.tools: the hook may only call an approved tool"))
     return problems
 
 

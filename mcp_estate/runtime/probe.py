@@ -30,8 +30,8 @@ Why not the `mcp` package's client: it hides what a probe reports (per-step late
 statuses, which request failed and how), it is async and pulls pydantic, starlette, uvicorn and
 OpenTelemetry into a canary that needs none of them, and a canary sharing the servers' own SDK
 would share its bugs too. This module is standard library only, so the deployed canary imports it
-with no dependency at all. Not supported: proxies (`HTTPS_PROXY`), authentication headers,
-redirects (reported, not followed: probe the final URL).
+with no dependency at all. Not supported: proxies (`HTTPS_PROXY`), authentication flows (a caller
+may pass a bearer token in `headers`), redirects (reported, not followed: probe the final URL).
 
 Time. `timeout` is one deadline for the whole probe: every socket operation waits at most the
 time left, and the probe fails with a timeout once it is spent (name resolution is the OS's and
@@ -165,17 +165,19 @@ def _canonical(value: Any) -> str:
 
 
 def probe(url: str, *, protocol: str = "auto", tool: str | None = None, arguments: dict[str, Any] | None = None,
-          expect_tools_sha256: str | None = None, timeout: float = 10.0) -> ProbeResult:
+          expect_tools_sha256: str | None = None, timeout: float = 10.0,
+          headers: dict[str, str] | None = None) -> ProbeResult:
     """Probe the MCP server at `url`: discover or initialize, list every tool, optionally call `tool`.
 
     Returns the result, failed or not (`result.ok`, `result.failure`); raises ProbeInputError (a ValueError) only for
     invalid arguments. `tool` is called on every probe: choose a read-only one. A manifest that does
-    not match `expect_tools_sha256` fails the probe before `tool` is called.
+    not match `expect_tools_sha256` fails the probe before `tool` is called. `headers` go on every
+    request (the deployment hook's route to the new revision, a bearer token); the protocol's own win.
     """
     expected = None if expect_tools_sha256 is None else expect_tools_sha256.lower()
     _check_arguments(url, protocol, tool, arguments, expected, timeout)
     result = ProbeResult(url=url, protocol_requested=protocol)
-    client = _Client(url, timeout, result.steps, modern=protocol != HANDSHAKE)
+    client = _Client(url, timeout, result.steps, modern=protocol != HANDSHAKE, headers=headers or {})
     try:
         discovered = _discover(client, fallback=protocol == "auto") if client.modern else None
         if discovered is not None:
@@ -341,7 +343,7 @@ class _Reply(NamedTuple):
 class _Client:
     """The HTTP side of one probe: one connection per exchange, every socket wait bounded by the deadline."""
 
-    def __init__(self, url: str, timeout: float, steps: list[Step], *, modern: bool):
+    def __init__(self, url: str, timeout: float, steps: list[Step], *, modern: bool, headers: dict[str, str]):
         parts = urlsplit(url)
         self._https = parts.scheme == "https"
         self._host, self._port = parts.hostname, parts.port or (443 if self._https else 80)
@@ -351,6 +353,7 @@ class _Client:
         self._ids = itertools.count(1)
         self.modern = modern                      # stamp 2026-07-28 `_meta` and headers on requests
         self.session_headers: dict[str, str] = {}  # the handshake era's, once initialized
+        self._headers = headers                   # the caller's, on every exchange
 
     def request(self, method: str, params: dict[str, Any], *, input_schema: Any = None) -> _Reply:
         """Send a JSON-RPC request and return its result, stamped for the protocol in use."""
@@ -385,7 +388,7 @@ class _Client:
             connection.connect()
             sock = connection.sock    # kept: the connection drops it when the answer says `Connection: close`
             body = None if payload is None else json.dumps(payload, ensure_ascii=False).encode("utf-8")
-            connection.request(verb, self._target, body=body, headers={**_BASE_HEADERS, **headers})
+            connection.request(verb, self._target, body=body, headers={**_BASE_HEADERS, **self._headers, **headers})
             sock.settimeout(self._left())
             response = connection.getresponse()
             status = response.status
