@@ -12,7 +12,7 @@ from mcp_estate.checking.check import CheckResult, Violation
 from mcp_estate.checking.locations import Location, resource_locations, spec_field
 from mcp_estate.checking.reports import as_json, sarif, table
 from mcp_estate.cli import main
-from mcp_estate.contract.stackfile import ESTATE_KEY, field_lines, load_yaml
+from mcp_estate.contract.stackfile import ESTATE_KEY, closest_line, field_lines, load_yaml
 
 PROD = (ROOT / "stacks" / "Pulumi.prod.yaml").read_text()
 PROD_LINES = PROD.splitlines()
@@ -110,3 +110,13 @@ def test_spec_errors_name_the_file_line_of_the_field(tmp_path, capsys, edit, fra
     (tmp_path / "Pulumi.dev.yaml").write_text(text.replace(*edit))
     assert main(["plan", "--stack", "dev", "--stacks-dir", str(tmp_path)]) == 2
     assert fragment.format(cpu=cpu, cpu_next=cpu + 1) in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field, expected", [
+    ("servers[booking].rollout.strategy", 5),   # not written: its nearest written ancestor
+    ("servers[booking]", 5),
+    ("mcp-estate:estate", 4),                    # no parent: the estate object, the line above its first key
+    ("edge.health_server", 4),
+])
+def test_a_field_not_in_the_file_takes_its_nearest_written_ancestors_line(field, expected):
+    assert closest_line(field, {"servers[booking]": 5, "owner": 9, "environment": 10}) == expected

@@ -17,6 +17,7 @@ from .spec import EstateSpec
 from .validate import Problem, SpecError, parse_spec, stack_name_problems
 
 ESTATE_KEY = "mcp-estate:estate"
+_PARENT = re.compile(r"(\.[^.\[\]]+|\[[^\]]*\])$")   # the last `.field` or `[item]` of a spec path
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -80,10 +81,10 @@ def load_spec(stack: str, stacks_dir: Path) -> tuple[dict[str, Any], EstateSpec]
 def closest_line(field: str, lines: dict[str, int]) -> int:
     """The line of `field`, else of its nearest written ancestor (a default is not in the file),
     else of the estate object."""
-    while field:
+    while field in lines or _PARENT.search(field):
         if field in lines:
             return lines[field]
-        field = re.sub(r"(\.[^.\[\]]+|\[[^\]]*\])$", "", field)
+        field = _PARENT.sub("", field)
     return min(lines.values(), default=2) - 1
 
 
