@@ -28,6 +28,7 @@ import pulumi_aws as aws
 import pulumi_cloudflare as cloudflare
 
 from mcp_estate.contract.names import COUNTRIES_TAG, RESIDENCY_TAG, ContractTags, PhysicalNames
+from mcp_estate.contract.resource_server import ResourceServer, resource_server
 from mcp_estate.contract.spec import SECRET_PREFIX, STATE, EstateSpec, ResidencyGroup, Server
 
 from .canary import Canary, CanaryArgs, probe_alarm_name
@@ -118,7 +119,8 @@ class Estate(pulumi.ComponentResource):
                 deletion_protection=spec.protect_data, origin_rate_limit=spec.edge.origin_rate_limit_per_5_minutes,
                 alert_key_arn=self.key_arns[region], alert_emails=list(spec.alerts.emails),
                 log_retention_days=spec.log_retention_days, tags=tags,
-                refused_countries=self._refused_countries(spec.group_of[region])),
+                refused_countries=self._refused_countries(spec.group_of[region]),
+                token_challenges=self._token_settings()),
                 opts=self._opts(provider=self.providers[region]))
 
         # One pair of roles per server and residency group: a group's data is reachable only from its regions.
@@ -153,7 +155,7 @@ class Estate(pulumi.ComponentResource):
             mcp_paths=sorted(s.mcp_path for s in spec.servers),
             regions=[EdgeRegion(name=region, group=spec.group_of[region].name,
                                 alb_dns_name=self.fronts[region].alb_dns_name) for region in sorted(spec.regions)],
-            groups=list(spec.residency_groups)), opts=self._opts())
+            groups=list(spec.residency_groups), token_challenges=self._token_settings()), opts=self._opts())
 
         self.stack_outputs = self._outputs()
         self.register_outputs(self.stack_outputs)
@@ -221,6 +223,10 @@ class Estate(pulumi.ComponentResource):
 
     def _log_group(self, server: Server) -> str:
         return self.names.log_group(server.name)
+
+    def _token_settings(self) -> list[ResourceServer]:
+        """Every server's token settings (none with `auth` disabled): the WAF and edge challenges."""
+        return [t for s in self.spec.servers if (t := resource_server(self.spec, s)) is not None]
 
     def _health_path(self) -> str:
         server = next(s for s in self.spec.servers if s.name == self.spec.edge.health_server)
@@ -291,7 +297,8 @@ class Estate(pulumi.ComponentResource):
             state_table=self._table_name(group.name),
             tags=self._group_tags(group, region=region, server=server.name),
             peak_tasks=group.peak_tasks.get(server.name),
-            deployment_alarm_names=[probe_alarm_name(self.prefix, server.name, region)]),
+            deployment_alarm_names=[probe_alarm_name(self.prefix, server.name, region)],
+            tokens=resource_server(self.spec, server)),
             opts=self._opts(provider=self.providers[region]))
 
     def _canary(self, region: str, cloudflare_ipv4_cidrs: list[str]) -> Canary:

@@ -8,7 +8,9 @@ Creates:
   443 to the VPC's interface endpoints and gateway prefix lists, plus the destinations the
   server declares; and the matching egress rule on the ALB's security group;
 - a target group and a listener rule routing `/<server>/mcp` (and its health path) to it,
-  with the `/<server>` prefix stripped so the container serves `/mcp` unchanged;
+  with the `/<server>` prefix stripped so the container serves `/mcp` unchanged; with `auth` on,
+  the rule validates the caller's JWT first where the ALB checks tokens, and open rules serve the
+  server's Protected Resource Metadata and its health path (components/token_validation.py);
 - the ECS service: private subnets, no public IP, circuit breaker with rollback, and deployment
   alarms with rollback: its own 5xx alarm and the alarms the caller names (the canary's probe of
   the server through the ALB), so a deploy that breaks them rolls back by itself;
@@ -30,8 +32,10 @@ import pulumi
 import pulumi_aws as aws
 
 from mcp_estate.contract.image import CONTAINER_USER, SCRATCH_PATH
+from mcp_estate.contract.resource_server import ResourceServer
 from mcp_estate.contract.spec import Server
 
+from . import token_validation
 from .naming import child_opts, cidr_slug
 
 HTTPS = 443
@@ -64,6 +68,7 @@ class McpServiceArgs:
     peak_tasks: int | None = None                    # the group's declared peak for the server, if any
     # Other alarms that roll a deployment back: names, computed up front (they may not exist yet).
     deployment_alarm_names: list[str] = field(default_factory=list)
+    tokens: ResourceServer | None = None             # the server's token settings; None: auth disabled
 
 
 class McpService(pulumi.ComponentResource):
@@ -84,10 +89,13 @@ class McpService(pulumi.ComponentResource):
                           "healthy_threshold": 2, "unhealthy_threshold": 3})
         self.listener_rule = aws.lb.ListenerRule(
             f"{name}-route", listener_arn=args.listener_arn, priority=server.priority,
-            conditions=[{"path_pattern": {"values": route_paths(server)}}],
+            conditions=[{"path_pattern": {"values": token_validation.route_paths(server, args.tokens)}}],
             transforms=[strip_prefix(server)],
-            actions=[{"type": "forward", "target_group_arn": self.target_group.arn}],
+            actions=token_validation.route_actions(args.tokens, self.target_group.arn),
             tags=args.tags, opts=child_opts(self))
+        # Open beside the route: the server's token metadata and, when the route checks tokens, its health path.
+        self.auth_rules = [] if args.tokens is None else token_validation.companion_rules(
+            self, name, server, args.tokens, args.listener_arn, self.target_group.arn, strip_prefix(server), args.tags)
         self.alarm_names = {key: alarm_name(args, key) for key in ALARMS}
         self.service = self._service(name, args)
         self.scaling_target, self.scaling_policies = self._autoscaling(name, args)
@@ -250,10 +258,6 @@ def target_group_name(args: McpServiceArgs) -> str:
     collides with the old one while both exist."""
     digest = hashlib.sha256(f"{args.log_group_name}:{args.server.port}".encode()).hexdigest()[:8]
     return f"{args.server.name[:23]}-{digest}"
-
-
-def route_paths(server: Server) -> list[str]:
-    return [server.mcp_path, f"{server.mcp_path}/*", f"/{server.name}{server.health_check_path}"]
 
 
 def strip_prefix(server: Server) -> dict:
