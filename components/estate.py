@@ -31,7 +31,7 @@ from mcp_estate.contract.names import COUNTRIES_TAG, RESIDENCY_TAG, ContractTags
 from mcp_estate.contract.resource_server import ResourceServer, resource_server
 from mcp_estate.contract.spec import SECRET_PREFIX, STATE, EstateSpec, ResidencyGroup, Server
 
-from .canary import Canary, CanaryArgs, probe_alarm_name
+from .canary import Canary, CanaryArgs, ProbeCredentials, probe_alarm_name
 from .change_detection import IAM_EVENTS_REGION, ChangeDetection, ChangeDetectionArgs, IamWatch, forwarder_role_name
 from .dashboards import DashboardRegion, Dashboards, DashboardsArgs, DashboardService
 from .edge import Edge, EdgeArgs, EdgeRegion
@@ -312,8 +312,17 @@ class Estate(pulumi.ComponentResource):
             alb_security_group_id=front.alb_security_group_id, alb_arn_suffix=front.alb_arn_suffix,
             cloudflare_ipv4_cidrs=sorted(cloudflare_ipv4_cidrs), alerts_topic_arn=front.alerts_topic_arn,
             log_key_arn=self.key_arns[region], log_retention_days=self.spec.log_retention_days,
-            tags=self._group_tags(self.spec.group_of[region], region=region)),
+            tags=self._group_tags(self.spec.group_of[region], region=region),
+            credentials=self._probe_credentials(region)),
             opts=self._opts(provider=self.providers[region]))
+
+    def _probe_credentials(self, region: str) -> ProbeCredentials | None:
+        """The canary's client credentials, where servers want tokens (dev without auth needs none)."""
+        secret = self.spec.monitoring.probe_credentials_secret
+        if secret is None or not self._token_settings():
+            return None
+        return ProbeCredentials(secret_arn=self._secret_arn_in(secret, region), key_arn=self.key_arns[region],
+                                token_cidrs=list(self.spec.monitoring.probe_token_cidrs))
 
     def _telemetry(self, server: str, region: str) -> ToolTelemetry:
         return ToolTelemetry(f"{server}-{region}-tools", ToolTelemetryArgs(

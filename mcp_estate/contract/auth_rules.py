@@ -28,7 +28,24 @@ def resource_server_problems(spec: EstateSpec) -> list[Problem]:
                                                    "is disabled: remove it, or enable `auth`")
                 for s in spec.servers if s.auth.model_fields_set]
     problems = [problem for server in spec.servers for problem in _server(spec, server)]
-    return problems + _priorities(spec) + _waf_capacity(spec)
+    return problems + _priorities(spec) + _waf_capacity(spec) + _canary(spec)
+
+
+def _canary(spec: EstateSpec) -> list[Problem]:
+    """The canary needs a token, and a way to its token endpoint, to probe servers behind `auth`."""
+    monitoring = spec.monitoring
+    if monitoring.probe_credentials_secret is None:
+        if spec.environment != "prod":   # elsewhere the canary's probes may fail with 401 until it is set
+            return []
+        return [Problem("monitoring.probe_credentials_secret", (
+            "missing: with `auth` on, every server refuses the canary's probes without a token (and its failed "
+            "probes roll deployments back); name the estate secret holding the canary's client credentials "
+            "(README: Who may call what)"))]
+    if not monitoring.probe_token_cidrs:
+        return [Problem("monitoring.probe_token_cidrs", "missing: the address ranges of the IdP's token "
+                                                        "endpoint, which the canary must reach over HTTPS "
+                                                        "(e.g. [203.0.113.0/24])")]
+    return []
 
 
 def _server(spec: EstateSpec, server: Server) -> list[Problem]:
