@@ -9,7 +9,9 @@ Creates, per region:
 - its log group (the region's key, the estate's retention) and its role: assumable by Lambda for
   this account only, writing its own log group, `cloudwatch:PutMetricData` only into
   `MCPEstate/Canary`, and the network-interface permissions of a VPC function (the two Describe
-  actions, which AWS cannot scope, also let it find the ALB's nodes);
+  actions, which AWS cannot scope, also let it find the ALB's nodes); with `auth` on, reading
+  exactly its client-credentials secret (and HTTPS egress to the IdP's token endpoint), so it
+  presents a token per server (mcp_estate/runtime/tokens.py);
 - the function: python3.12 on arm64 in the private subnets, 60 s, no reserved concurrency (see
   `_function`), no function URL, no retry of a failed run (the next scheduled run is the retry); its code is
   `mcp_estate/runtime/canary_handler.py` and `mcp_estate/runtime/probe.py`, packaged from the source at plan time
@@ -86,6 +88,16 @@ class CanaryArgs:
     log_key_arn: pulumi.Input[str]
     log_retention_days: int
     tags: dict[str, str]
+    # With `auth` on: the canary's client credentials (the secret's ARN in this region, and the key
+    # encrypting it), and where it reaches the IdP's token endpoint.
+    credentials: ProbeCredentials | None = None
+
+
+@dataclass
+class ProbeCredentials:
+    secret_arn: pulumi.Input[str]
+    key_arn: pulumi.Input[str]
+    token_cidrs: list[str]
 
 
 def probe_alarm_name(name_prefix: str, server: str, region: str, path: str = "alb") -> str:
@@ -105,10 +117,20 @@ def trust_policy(account_id: str) -> dict:
         "Condition": {"StringEquals": {"aws:SourceAccount": account_id}}}]}
 
 
+def credentials_statements(region: str, credentials: ProbeCredentials) -> list[dict]:
+    """Read exactly the canary's credentials secret; decrypt only on Secrets Manager's behalf."""
+    return [{"Sid": "ReadProbeCredentials", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+             "Resource": credentials.secret_arn},
+            {"Sid": "DecryptProbeCredentials", "Effect": "Allow", "Action": "kms:Decrypt",
+             "Resource": credentials.key_arn,
+             "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}}}]
+
+
 def canary_policy(account_id: str, region: str, log_group_name: str, subnet_ids: list[pulumi.Input[str]],
-                  security_group_id: pulumi.Input[str]) -> dict:
+                  security_group_id: pulumi.Input[str], credentials: ProbeCredentials | None = None) -> dict:
     ec2 = f"arn:aws:ec2:{region}:{account_id}"
-    return {"Version": "2012-10-17", "Statement": [
+    extra = credentials_statements(region, credentials) if credentials else []
+    return {"Version": "2012-10-17", "Statement": [*extra,
         {"Sid": "WriteOwnLogs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
          "Resource": f"arn:aws:logs:{region}:{account_id}:log-group:{log_group_name}:*"},
         # PutMetricData has no resource-level permission: the namespace condition is its scope.
@@ -172,6 +194,8 @@ class Canary(pulumi.ComponentResource):
                 to_port=HTTPS, cidr_ipv4=cidr, description=description, tags=args.tags, opts=child_opts(self))
 
         egress("vpc", "ALB nodes and AWS APIs via interface endpoints", args.vpc_cidr)
+        for cidr in args.credentials.token_cidrs if args.credentials else ():
+            egress(f"token-{cidr_slug(cidr)}", "the IdP's token endpoint (the canary's bearer tokens)", cidr)
         for cidr in args.cloudflare_ipv4_cidrs:
             egress(f"cloudflare-{cidr_slug(cidr)}", "the estate hostname, via Cloudflare", cidr)
         aws.vpc.SecurityGroupIngressRule(
@@ -198,7 +222,7 @@ class Canary(pulumi.ComponentResource):
             f"{self._prefix}-policy", role=role.id, opts=child_opts(self),
             policy=pulumi.Output.json_dumps(canary_policy(
                 args.account_id, args.region, f"/aws/lambda/{self.function_name}", args.private_subnet_ids,
-                self.security_group_id)))
+                self.security_group_id, args.credentials)))
         return role, grant
 
     def _function(self, role: aws.iam.Role, ready: list[pulumi.Resource]) -> aws.lambda_.Function:
@@ -220,7 +244,8 @@ class Canary(pulumi.ComponentResource):
             environment={"variables": {
                 "MCP_CANARY_HOSTNAME": args.hostname, "MCP_CANARY_REGION": args.region,
                 "MCP_CANARY_ALB": pulumi.Output.concat("ELB ", args.alb_arn_suffix),
-                "MCP_CANARY_SERVERS": json.dumps(servers, sort_keys=True, separators=(",", ":"))}},
+                "MCP_CANARY_SERVERS": json.dumps(servers, sort_keys=True, separators=(",", ":")),
+                **({"MCP_CANARY_CREDENTIALS_ARN": args.credentials.secret_arn} if args.credentials else {})}},
             tags=args.tags,
             # Lambda checks the role may create network interfaces when it creates the function, and
             # the log group must exist: the role grants no logs:CreateLogGroup.

@@ -18,6 +18,8 @@ Creates (Cloudflare, the default provider; nothing in AWS):
 - the zone's entrypoint `Ruleset`s: custom WAF (only the MCP, health and `/.well-known/` paths,
   only the MCP methods), per-client-IP rate limit on the MCP paths, and the managed rulesets
   the zone's plan includes (Cloudflare Managed and OWASP Core from Pro, else the Free Managed);
+  with `auth` on, a response-header transform per server setting `WWW-Authenticate` on the 401s
+  of its MCP path (components/token_validation.py; on every plan);
 - the zone's `ZoneSetting`s: TLS (SSL strict, TLS 1.2 minimum, TLS 1.3, always HTTPS) and IP
   geolocation (the `CF-IPCountry` header the residency guard reads).
 
@@ -46,9 +48,11 @@ import pulumi_cloudflare as cloudflare
 
 from mcp_estate.contract.cloudflare_plan import ALLOWANCES, MANAGED_RULESETS, PlanAllowance
 from mcp_estate.contract.geography import AWS_REGIONS
+from mcp_estate.contract.resource_server import ResourceServer
 from mcp_estate.contract.spec import ResidencyGroup
 
 from .naming import child_opts
+from .token_validation import edge_challenge_rules
 
 SESSION_HEADER = "Mcp-Session-Id"   # MCP Streamable HTTP's session header
 ALLOWED_METHODS = ("GET", "POST", "DELETE", "OPTIONS")   # Streamable HTTP + CORS preflight
@@ -79,6 +83,8 @@ class EdgeArgs:
     mcp_paths: list[str]               # e.g. ["/booking/mcp"]
     regions: list[EdgeRegion]
     groups: list[ResidencyGroup]
+    # Servers whose 401s name their token metadata (the ALB's own rejections carry no challenge).
+    token_challenges: list[ResourceServer] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -241,6 +247,9 @@ class Edge(pulumi.ComponentResource):
             ("firewall", "http_request_firewall_custom", _firewall_rules(args)),
             ("ratelimit", "http_ratelimit", _ratelimit_rules(args, plan)),
             ("managed", "http_request_firewall_managed", _managed_rules(plan)))}
+        if args.token_challenges:
+            self.rulesets["challenge"] = self._ruleset(name, "challenge", args, "http_response_headers_transform",
+                                                       edge_challenge_rules(args.hostname, args.token_challenges))
         self.zone_settings = {
             setting: cloudflare.ZoneSetting(f"{name}-{setting}", zone_id=args.zone_id, setting_id=setting,
                                             value=value, opts=child_opts(self))

@@ -35,10 +35,11 @@ from mcp_estate.contract.per_user_data import (
     TRAVELLER_TAG_ENV,
     backend_url_env,
 )
+from mcp_estate.contract.resource_server import ResourceServer, resource_server
 from mcp_estate.contract.rollout import in_region_of
 from mcp_estate.contract.spec import SECRET_PREFIX, STATE, EstateSpec, ResidencyGroup, Server
 
-from .canary import Canary, CanaryArgs, probe_alarm_name
+from .canary import Canary, CanaryArgs, ProbeCredentials, probe_alarm_name
 from .change_detection import IAM_EVENTS_REGION, ChangeDetection, ChangeDetectionArgs, IamWatch, forwarder_role_name
 from .dashboards import DashboardRegion, Dashboards, DashboardsArgs, DashboardService
 from .deployment_gate import DeploymentGate, DeploymentGateArgs, GatedServer
@@ -129,7 +130,8 @@ class Estate(pulumi.ComponentResource):
                 deletion_protection=spec.protect_data, origin_rate_limit=spec.edge.origin_rate_limit_per_5_minutes,
                 alert_key_arn=self.key_arns[region], alert_emails=list(spec.alerts.emails),
                 log_retention_days=spec.log_retention_days, tags=tags,
-                refused_countries=self._refused_countries(spec.group_of[region])),
+                refused_countries=self._refused_countries(spec.group_of[region]),
+                token_challenges=self._token_settings()),
                 opts=self._opts(provider=self.providers[region]))
 
         # One pair of roles per server and residency group: a group's data is reachable only from its regions.
@@ -169,7 +171,7 @@ class Estate(pulumi.ComponentResource):
             mcp_paths=sorted(s.mcp_path for s in spec.servers),
             regions=[EdgeRegion(name=region, group=spec.group_of[region].name,
                                 alb_dns_name=self.fronts[region].alb_dns_name) for region in sorted(spec.regions)],
-            groups=list(spec.residency_groups)), opts=self._opts())
+            groups=list(spec.residency_groups), token_challenges=self._token_settings()), opts=self._opts())
 
         self.stack_outputs = self._outputs()
         self.register_outputs(self.stack_outputs)
@@ -237,6 +239,10 @@ class Estate(pulumi.ComponentResource):
 
     def _log_group(self, server: Server) -> str:
         return self.names.log_group(server.name)
+
+    def _token_settings(self) -> list[ResourceServer]:
+        """Every server's token settings (none with `auth` disabled): the WAF and edge challenges."""
+        return [t for s in self.spec.servers if (t := resource_server(self.spec, s)) is not None]
 
     def _health_path(self) -> str:
         server = next(s for s in self.spec.servers if s.name == self.spec.edge.health_server)
@@ -355,7 +361,7 @@ class Estate(pulumi.ComponentResource):
             deployment_alarm_names=[probe_alarm_name(self.prefix, server.name, region)],
             estate_environment=self._task_environment(server, group),
             backend_egress=backend_egress(server, self.spec.auth.token_exchange_cidrs if self.spec.auth else []),
-            staged=self._staged(server, region)),
+            staged=self._staged(server, region), tokens=resource_server(self.spec, server)),
             opts=self._opts(provider=self.providers[region]))
 
     def _staged_in(self, region: str) -> list[Server]:
@@ -398,8 +404,17 @@ class Estate(pulumi.ComponentResource):
             alb_security_group_id=front.alb_security_group_id, alb_arn_suffix=front.alb_arn_suffix,
             cloudflare_ipv4_cidrs=sorted(cloudflare_ipv4_cidrs), alerts_topic_arn=front.alerts_topic_arn,
             log_key_arn=self.key_arns[region], log_retention_days=self.spec.log_retention_days,
-            tags=self._group_tags(self.spec.group_of[region], region=region)),
+            tags=self._group_tags(self.spec.group_of[region], region=region),
+            credentials=self._probe_credentials(region)),
             opts=self._opts(provider=self.providers[region]))
+
+    def _probe_credentials(self, region: str) -> ProbeCredentials | None:
+        """The canary's client credentials, where servers want tokens (dev without auth needs none)."""
+        secret = self.spec.monitoring.probe_credentials_secret
+        if secret is None or not self._token_settings():
+            return None
+        return ProbeCredentials(secret_arn=self._secret_arn_in(secret, region), key_arn=self.key_arns[region],
+                                token_cidrs=list(self.spec.monitoring.probe_token_cidrs))
 
     def _telemetry(self, server: str, region: str) -> ToolTelemetry:
         return ToolTelemetry(f"{server}-{region}-tools", ToolTelemetryArgs(

@@ -8,7 +8,9 @@ Creates:
   443 to the VPC's interface endpoints and gateway prefix lists, plus the destinations the
   server declares; and the matching egress rule on the ALB's security group;
 - a target group and a listener rule routing `/<server>/mcp` (and its health path) to it,
-  with the `/<server>` prefix stripped so the container serves `/mcp` unchanged;
+  with the `/<server>` prefix stripped so the container serves `/mcp` unchanged; with `auth` on,
+  the rule validates the caller's JWT first where the ALB checks tokens, and open rules serve the
+  server's Protected Resource Metadata and its health path (components/token_validation.py);
 - the ECS service: private subnets, no public IP, circuit breaker with rollback, and deployment
   alarms with rollback: its own 5xx alarm and the alarms the caller names (the canary's probe of
   the server through the ALB), so a deploy that breaks them rolls back by itself;
@@ -30,9 +32,10 @@ import pulumi
 import pulumi_aws as aws
 
 from mcp_estate.contract.image import CONTAINER_USER, SCRATCH_PATH
+from mcp_estate.contract.resource_server import ResourceServer
 from mcp_estate.contract.spec import Egress, Server
 
-from . import staged_deployment
+from . import staged_deployment, token_validation
 from .naming import child_opts, cidr_slug
 from .staged_deployment import Staged
 
@@ -72,6 +75,7 @@ class McpServiceArgs:
     backend_egress: list[Egress] = field(default_factory=list)
     # CANARY/LINEAR: ECS shifts traffic between two target groups (components/staged_deployment.py).
     staged: Staged | None = None
+    tokens: ResourceServer | None = None             # the server's token settings; None: auth disabled
 
 
 class McpService(pulumi.ComponentResource):
@@ -88,12 +92,15 @@ class McpService(pulumi.ComponentResource):
         if args.staged is None:
             self.listener_rule = aws.lb.ListenerRule(
                 f"{name}-route", listener_arn=args.listener_arn, priority=server.priority,
-                conditions=[{"path_pattern": {"values": route_paths(server)}}],
+                conditions=[{"path_pattern": {"values": token_validation.route_paths(server, args.tokens)}}],
                 transforms=[strip_prefix(server)],
-                actions=[{"type": "forward", "target_group_arn": self.target_group.arn}],
+                actions=token_validation.route_actions(args.tokens, self.target_group.arn),
                 tags=args.tags, opts=child_opts(self))
         else:
             self._staged_routes(name, args)
+        # Open beside the route: the server's token metadata and, when the route checks tokens, its health path.
+        self.auth_rules = [] if args.tokens is None else token_validation.companion_rules(
+            self, name, server, args.tokens, args.listener_arn, self.target_group.arn, strip_prefix(server), args.tags)
         self.alarm_names = {key: alarm_name(args, key) for key in ALARMS}
         if args.staged is not None:
             self.alarm_names.update({f"{key}-{ALTERNATE}": alarm_name(args, f"{key}-{ALTERNATE}")
@@ -130,7 +137,8 @@ class McpService(pulumi.ComponentResource):
                                                          target_group_name(args, ALTERNATE))
         blue, green = self.target_group.arn, self.alternate_target_group.arn
         self.listener_rule = staged_deployment.production_rule(
-            f"{name}-route", args.listener_arn, server.priority, route_paths(server), strip_prefix(server),
+            f"{name}-route", args.listener_arn, server.priority, token_validation.route_paths(server, args.tokens),
+            strip_prefix(server),
             blue, green, args.tags, child_opts(self))
         self.test_listener_rule = staged_deployment.test_rule(
             f"{name}-test-route", args.listener_arn, server.priority, server.mcp_path, strip_prefix(server),
@@ -300,10 +308,6 @@ def target_group_name(args: McpServiceArgs, role: str = "") -> str:
     key = f"{args.log_group_name}:{args.server.port}" + (f":{role}" if role else "")
     digest = hashlib.sha256(key.encode()).hexdigest()[:8]
     return f"{args.server.name[:23]}-{digest}"
-
-
-def route_paths(server: Server) -> list[str]:
-    return [server.mcp_path, f"{server.mcp_path}/*", f"/{server.name}{server.health_check_path}"]
 
 
 def strip_prefix(server: Server) -> dict:

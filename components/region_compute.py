@@ -19,7 +19,8 @@ Creates, per region:
   Requests without the header (the canary's direct ALB probe) are not refused;
 - a WAFv2 web ACL on the ALB: a per-client rate limit keyed on the visitor's address as
   Cloudflare forwards it, and the common and known-bad-inputs rule sets (which read the request,
-  not its source address);
+  not its source address); with `auth` on, per server a rule answering an MCP request without a
+  bearer token with 401 and the `WWW-Authenticate` challenge (components/token_validation.py);
 - the alert topic (KMS-encrypted) with one email subscription per address.
 
 Requires: the region's `aws.Provider` in `opts`; `alert_key_arn` a key whose policy lets
@@ -34,9 +35,11 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
+from mcp_estate.contract.resource_server import ResourceServer
 from mcp_estate.contract.spec import GUARD_PRIORITIES
 
 from .naming import child_opts
+from .token_validation import CHALLENGE_PRIORITY, waf_challenge_body, waf_challenge_rule
 
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 LOG_PREFIX = "alb"
@@ -64,6 +67,8 @@ class RegionComputeArgs:
     log_retention_days: int
     tags: dict[str, str]
     refused_countries: list[str] = field(default_factory=list)   # strict groups' countries, not this region's
+    # Servers whose MCP path answers 401 with their challenge to requests without a bearer token.
+    token_challenges: list[ResourceServer] = field(default_factory=list)
 
 
 def guard_rules(countries: list[str]) -> list[dict]:
@@ -108,7 +113,7 @@ def rate_limit_rule(limit: int, priority: int) -> dict:
             "visibility_config": visibility("rate-per-client-ip")}
 
 
-def web_acl_rules(rate_limit: int) -> list[dict]:
+def web_acl_rules(rate_limit: int, challenges: list[ResourceServer] = ()) -> list[dict]:
     """Cheap verdicts first (floods), then request inspection.
 
     No rule judges the source address: behind Cloudflare it is always a Cloudflare edge, and AWS's
@@ -123,6 +128,9 @@ def web_acl_rules(rate_limit: int) -> list[dict]:
         managed_rule_group("AWSManagedRulesCommonRuleSet", 30,
                            [{"name": "SizeRestrictions_BODY", "action_to_use": {"count": {}}}]),
         managed_rule_group("AWSManagedRulesKnownBadInputsRuleSet", 40),
+        # The 401 challenge MCP clients follow (the ALB cannot send it): components/token_validation.py.
+        *(waf_challenge_rule(settings, CHALLENGE_PRIORITY + i, visibility(f"bearer-token-{settings.server}"))
+          for i, settings in enumerate(sorted(challenges, key=lambda s: s.server))),
     ]
 
 
@@ -232,7 +240,9 @@ class RegionCompute(pulumi.ComponentResource):
     def _web_acl(self, alb: aws.lb.LoadBalancer) -> pulumi.Output[str]:
         args = self._args
         acl = aws.wafv2.WebAcl(f"{self._prefix}-waf", name=f"{args.name_prefix}-origin", scope="REGIONAL",
-                               default_action={"allow": {}}, rules=web_acl_rules(args.origin_rate_limit),
+                               default_action={"allow": {}},
+                               rules=web_acl_rules(args.origin_rate_limit, args.token_challenges),
+                               custom_response_bodies=[waf_challenge_body()] if args.token_challenges else None,
                                visibility_config=visibility(f"{args.name_prefix}-origin"),
                                tags=args.tags, opts=child_opts(self))
         aws.wafv2.WebAclAssociation(f"{self._prefix}-waf-alb", resource_arn=alb.arn, web_acl_arn=acl.arn,

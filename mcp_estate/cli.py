@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from datetime import datetime, timezone
@@ -180,8 +181,14 @@ def _probe(args: argparse.Namespace) -> int:
         arguments = None if args.args is None else json.loads(args.args)
     except ValueError as error:
         raise ArgumentsError(f"--args is not JSON: {error}") from None
+    token = None
+    if args.token_env is not None:
+        token = os.environ.get(args.token_env)
+        if not token:
+            raise ArgumentsError(f"--token-env {args.token_env}: the variable is unset or empty; export the "
+                                 "bearer token in it (never pass a token on the command line)")
     result = probe.probe(args.url, protocol=args.protocol, tool=args.tool, arguments=arguments,
-                         expect_tools_sha256=args.expect_tools_sha256, timeout=args.timeout)
+                         expect_tools_sha256=args.expect_tools_sha256, timeout=args.timeout, token=token)
     print(json.dumps(result.as_dict(), indent=2, ensure_ascii=False) if args.format == "json" else result.as_text())
     if result.failure is not None:
         failure = result.failure
@@ -355,6 +362,9 @@ def _probe_parser(commands: argparse._SubParsersAction) -> None:
                          help="fail (before any tool call) unless the tool manifest has this SHA-256")
     command.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
                          help="deadline for the whole probe (default: 10)")
+    command.add_argument("--token-env", metavar="VAR", help="send `Authorization: Bearer <token>`, the token read "
+                         "from this environment variable (servers behind the estate's auth; a variable, so the "
+                         "token stays out of shell history and process lists)")
     command.set_defaults(handler=_probe)
 
 

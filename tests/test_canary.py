@@ -82,7 +82,7 @@ def test_the_code_is_the_handler_and_the_probe_packaged_from_source(plan):
     assert sorted(assets) == [
         "mcp_estate/__init__.py", "mcp_estate/contract/__init__.py", "mcp_estate/contract/names.py",
         "mcp_estate/runtime/__init__.py",
-        "mcp_estate/runtime/canary_handler.py", "mcp_estate/runtime/probe.py"]
+        "mcp_estate/runtime/canary_handler.py", "mcp_estate/runtime/probe.py", "mcp_estate/runtime/tokens.py"]
     for path, asset in assets.items():
         assert asset["hash"] == hashlib.sha256((ROOT / path).read_bytes()).hexdigest()
 

@@ -29,7 +29,7 @@ def test_the_canary_is_its_handler_and_the_probe_without_the_probes_lazy_cli_imp
     assert sorted(package_files(["mcp_estate.runtime.canary_handler"])) == [
         "mcp_estate/__init__.py", "mcp_estate/contract/__init__.py", "mcp_estate/contract/names.py",
         "mcp_estate/runtime/__init__.py",
-        "mcp_estate/runtime/canary_handler.py", "mcp_estate/runtime/probe.py"]
+        "mcp_estate/runtime/canary_handler.py", "mcp_estate/runtime/probe.py", "mcp_estate/runtime/tokens.py"]
 
 
 def test_own_modules_are_followed_and_the_standard_library_and_the_aws_sdk_are_left_to_the_runtime(project):

@@ -31,6 +31,7 @@ VALID = {
         {"name": "inventory", "image": f"{REGISTRY}/mcp/inventory:1.4.2@{DIGEST}"},
     ],
     "edge": {"health_server": "booking"},
+    "monitoring": {"probe_credentials_secret": "canary-oauth-client", "probe_token_cidrs": ["203.0.113.0/24"]},
 }
 
 
@@ -400,7 +401,7 @@ def test_the_deployment_role_must_be_in_the_estates_account():
                    "monitoring.deployment_role_arn", "the role is in account 999988887777, not the estate's "
                                                      "111122223333")
     raw = copy.deepcopy(VALID)
-    raw["monitoring"] = {"deployment_role_arn": "arn:aws:iam::111122223333:role/ci/mcp-estate-deploy"}
+    raw["monitoring"]["deployment_role_arn"] = "arn:aws:iam::111122223333:role/ci/mcp-estate-deploy"
     assert parse_spec(raw).monitoring.deployment_role_arn.endswith("role/ci/mcp-estate-deploy")
 
 

@@ -52,7 +52,9 @@ def raw_specs(draw) -> dict:
     return {"environment": environment, "owner": "travel-platform", "auth": auth,
             "aws_account_id": ACCOUNT, "primary_region": primary,
             "domain": {"hostname": "mcp.example.travel", "zone_id": "0" * 32, "cloudflare_account_id": "f" * 32},
-            "residency_groups": groups, "servers": servers, "edge": {"health_server": names[0]}}
+            "residency_groups": groups, "servers": servers, "edge": {"health_server": names[0]},
+            # The canary's token, which servers behind `auth` demand of it (required in prod).
+            "monitoring": {"probe_credentials_secret": "canary-oauth-client", "probe_token_cidrs": ["203.0.113.0/24"]}}
 
 
 def _server(draw, name: str, primary: str) -> dict:

@@ -2,7 +2,8 @@
 
 Some controls must know what the estate promises, and must not learn it from tags a change can
 rewrite: which residency groups are strict, their regions and countries (class 10 of issue 12),
-and the edge's hostname, health path and Cloudflare plan. They read it from their policy config,
+the edge's hostname, health path and Cloudflare plan; and, with `auth` on, each server's token
+settings (issuer, JWKS, audience) and where its tokens are validated. They read it from their policy config,
 which this module computes from the spec. `estate check --stack` computes it on the fly;
 `pulumi preview --policy-pack-config policies/config/<environment>.json` reads the copy
 `estate pack-config --stack <stack> --write` stored there, and tests/test_pack_config.py holds
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mcp_estate.contract.geography import AWS_REGIONS
+from mcp_estate.contract.resource_server import resource_server
 from mcp_estate.contract.rollout import in_region_of
 from mcp_estate.contract.spec import EstateSpec
 
@@ -28,6 +30,8 @@ GATE_POLICY = "production-services-deploy-through-a-gate"
 MANAGED_POLICY = "attached-policies-from-the-stack-or-the-allow-list"
 # ECS's role for shifting traffic (components/deployment_gate.py): attached only with a staged server.
 ECS_ELB_POLICY = "AmazonECSInfrastructureRolePolicyForLoadBalancers"
+TOKENS_POLICY = "mcp-routes-validate-tokens"
+CHALLENGE_POLICY = "mcp-paths-answer-401-with-a-challenge"
 
 
 def generated(spec: EstateSpec) -> dict[str, dict[str, Any]]:
@@ -45,10 +49,25 @@ def generated(spec: EstateSpec) -> dict[str, dict[str, Any]]:
     rolling = sorted(s.name for s in spec.servers if s not in staged and s.auth.token_validation == "alb")
     parameters = {RESIDENCY_POLICY: {"residencyGroups": groups}, EDGE_POLICY: edge,
                   ENDPOINTS_POLICY: {"hostname": spec.domain.hostname}, GATE_POLICY: {"rollingServers": rolling},
-                  PER_USER_DATA_POLICY: {"authEnabled": auth_enabled}}
+                  PER_USER_DATA_POLICY: {"authEnabled": auth_enabled}, **_token_parameters(spec)}
     if staged:
         parameters[MANAGED_POLICY] = {"allowedManagedPolicies": [ECS_ELB_POLICY]}
     return parameters
+
+
+def _token_parameters(spec: EstateSpec) -> dict[str, dict[str, Any]]:
+    """Who validates each server's tokens, and with what: a server that validates its own tokens
+    (`token_validation: server`) is listed as such here, so the exception is reviewed with the spec."""
+    settings = {s.name: (s, resource_server(spec, s)) for s in sorted(spec.servers, key=lambda s: s.name)}
+    tokens: dict[str, Any] = {"environment": spec.environment}
+    challenge: dict[str, Any] = {"environment": spec.environment}
+    if spec.auth is not None and not spec.auth.disabled:
+        tokens |= {"issuer": spec.auth.issuer, "jwksEndpoint": spec.auth.jwks_url, "servers": {
+            name: {"audience": t.resource, "scopes": list(t.scopes), "validatedBy": "alb" if t.at_alb else "server",
+                   "healthPath": f"/{name}{server.health_check_path}"}
+            for name, (server, t) in settings.items()}}
+        challenge["servers"] = {name: {"path": t.path, "challenge": t.challenge} for name, (_, t) in settings.items()}
+    return {TOKENS_POLICY: tokens, CHALLENGE_POLICY: challenge}
 
 
 def with_spec(config: dict[str, Any], spec: EstateSpec) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import re
 from functools import cached_property
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
 from mcp_estate.policies.iam_actions import unknown_actions
 from mcp_estate.policies.secret_names import secret_like_name
@@ -291,6 +291,21 @@ class Monitoring(Strict):
                                       description="A whole probe (initialize, tools/list) slower than this alarms")
     deployment_role_arn: str | None = Field(None, description="The role `pulumi up` runs as: its changes are "
                                                               "expected, change detection reports everyone else's")
+    probe_credentials_secret: Name | None = Field(
+        None, description="Estate secret with the canary's OAuth client credentials ({token_url, client_id, "
+                          "client_secret, scope}): with `auth` on, the canary probes with a token per server")
+    probe_token_cidrs: list[str] = Field(
+        default_factory=list, description="Where the canary reaches the IdP's token endpoint (HTTPS egress)")
+
+    @field_validator("probe_token_cidrs")
+    @classmethod
+    def _token_cidrs(cls, cidrs: list[str]) -> list[str]:
+        for cidr in cidrs:   # the same rules as a server's egress
+            try:
+                Egress(cidr=cidr, description="token endpoint")
+            except ValidationError as error:
+                raise ValueError(error.errors()[0]["msg"].removeprefix("Value error, ")) from None
+        return cidrs
 
     @field_validator("deployment_role_arn")
     @classmethod
@@ -365,12 +380,15 @@ class EstateSpec(Strict):
         return f"{self.aws_account_id}.dkr.ecr.{region}.amazonaws.com/{repository}@{digest}"
 
     def secret_names(self) -> list[str]:
-        return sorted({name for s in self.servers for name in s.secrets})
+        probe = {self.monitoring.probe_credentials_secret} - {None}
+        return sorted({name for s in self.servers for name in s.secrets} | probe)
 
     def secret_home(self, name: str) -> str:
         homes = {s.name: s.home_region for s in self.secrets}
         return homes.get(name, self.primary_region)
 
     def secret_regions(self, name: str) -> list[str]:
-        """Every region running a server that uses the secret."""
+        """Every region running a server that uses the secret (the canary's credentials: every region)."""
+        if name == self.monitoring.probe_credentials_secret:
+            return sorted(self.regions)
         return sorted({r for s in self.servers if name in s.secrets for r in self.server_regions(s)})

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .auth_rules import resource_server_problems
 from .cloudflare_plan import ALLOWANCES, load_balancer_origins
 from .fields import DIGEST_IMAGE
 from .geography import AWS_REGIONS
@@ -281,14 +282,14 @@ def _monitoring(spec: EstateSpec) -> list[Problem]:
 
 
 def auth_problems(spec: EstateSpec) -> list[Problem]:
-    """`auth` is declared everywhere; only dev may opt out."""
+    """`auth` is declared everywhere; only dev may opt out. The rest: mcp_estate/contract/auth_rules.py."""
     if spec.auth is None:
         return [Problem("auth", "missing: declare the issuer and JWKS URL of the travellers' authorization "
                                 "server (README: Who may call what), or, in dev only, `auth: {disabled: true}`")]
     if spec.auth.disabled and spec.environment == "prod":
         return [Problem("auth.disabled", "prod serves travellers: every MCP call needs a validated token; "
                                          "remove `disabled: true` and declare `issuer` and `jwks_url`")]
-    return []
+    return resource_server_problems(spec)
 
 
 def _auth_on(spec: EstateSpec) -> bool:

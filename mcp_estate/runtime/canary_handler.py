@@ -23,7 +23,10 @@ and, for successful probes, `Latency` (ms) with a fourth dimension `Step`: each 
 probe (`server/discover`, `initialize`, `tools/list`...) and `total`.
 
 Environment (set by the component): MCP_CANARY_HOSTNAME, MCP_CANARY_REGION, MCP_CANARY_ALB (the
-ALB's interface description), MCP_CANARY_SERVERS (JSON: server -> approved tools sha256 or "").
+ALB's interface description), MCP_CANARY_SERVERS (JSON: server -> approved tools sha256 or ""), and,
+with `auth` on, MCP_CANARY_CREDENTIALS_ARN: the secret holding the canary's OAuth client credentials.
+Each run then asks the token endpoint for one token per server (its URL as the RFC 8707 resource)
+and presents it on both paths; a server whose token cannot be had fails its probes (step `token`).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import boto3
 from mcp_estate.contract.names import CANARY_NAMESPACE as NAMESPACE
 
 from .probe import Failure, ProbeResult, probe
+from .tokens import ClientCredentials, TokenError, credentials_from_secrets_manager
 
 PROBE_TIMEOUT_SECONDS = 10.0   # per probe; the two paths run one after the other, servers in parallel
 MAX_PARALLEL_PROBES = 8
@@ -57,11 +61,13 @@ class Config:
     region: str
     alb_interfaces: str            # description of the ALB's network interfaces: "ELB app/<name>/<id>"
     servers: dict[str, str]        # server -> approved tools sha256, "" when none is declared
+    credentials_secret: str | None = None   # the secret of the canary's client credentials
 
     @classmethod
     def from_environment(cls, env: dict[str, str]) -> Config:
         return cls(hostname=env["MCP_CANARY_HOSTNAME"], region=env["MCP_CANARY_REGION"],
-                   alb_interfaces=env["MCP_CANARY_ALB"], servers=json.loads(env["MCP_CANARY_SERVERS"]))
+                   alb_interfaces=env["MCP_CANARY_ALB"], servers=json.loads(env["MCP_CANARY_SERVERS"]),
+                   credentials_secret=env.get("MCP_CANARY_CREDENTIALS_ARN"))
 
     def url(self, server: str) -> str:
         return f"https://{self.hostname}/{server}/mcp"
@@ -70,12 +76,15 @@ class Config:
 def handler(event: dict, context: Any) -> dict:
     """The Lambda entry point (EventBridge schedule): the summary is also the function's result."""
     config = Config.from_environment(dict(os.environ))
+    secrets = boto3.client("secretsmanager", region_name=config.region) if config.credentials_secret else None
     return run(config, probe, boto3.client("ec2", region_name=config.region),
-               boto3.client("cloudwatch", region_name=config.region))
+               boto3.client("cloudwatch", region_name=config.region), secrets)
 
 
-def run(config: Config, probe_fn: Callable[..., ProbeResult], ec2: Any, cloudwatch: Any) -> dict:
+def run(config: Config, probe_fn: Callable[..., ProbeResult], ec2: Any, cloudwatch: Any,
+        secrets: Any = None) -> dict:
     """Probe every server through the ALB, then through the edge; publish; summarise."""
+    probe_fn = with_tokens(config, probe_fn, secrets)
     address = alb_address(ec2, config.alb_interfaces)
     results: dict[tuple[str, str], ProbeResult] = {}
     if address is None:
@@ -92,6 +101,35 @@ def run(config: Config, probe_fn: Callable[..., ProbeResult], ec2: Any, cloudwat
     publish(cloudwatch, [datum for server, path in sorted(results)
                          for datum in metric_data(config, server, path, results[server, path])])
     return {"region": config.region, "alb_address": address, "probes": summary}
+
+
+def with_tokens(config: Config, probe_fn: Callable[..., ProbeResult], secrets: Any) -> Callable[..., ProbeResult]:
+    """`probe_fn` presenting each server's token, fetched once per run; unchanged without credentials."""
+    if not config.credentials_secret:
+        return probe_fn
+    try:
+        credentials: ClientCredentials | None = credentials_from_secrets_manager(secrets, config.credentials_secret)
+        unusable = ""
+    except Exception as error:   # any failure to read the secret (access, JSON, keys) fails every probe, visibly
+        credentials, unusable = None, f"{type(error).__name__}: {error}"
+    tokens: dict[str, str | Failure] = {}
+
+    def token(url: str) -> str | Failure:
+        if url not in tokens:
+            try:
+                if credentials is None:
+                    raise TokenError(f"cannot read {config.credentials_secret}: {unusable}")
+                tokens[url] = credentials.token_for(url, PROBE_TIMEOUT_SECONDS)
+            except TokenError as error:
+                tokens[url] = Failure("auth", "token", str(error)[:1000])
+        return tokens[url]
+
+    def probe_with_token(url: str, **kwargs: Any) -> ProbeResult:
+        found = token(url)
+        if isinstance(found, Failure):
+            return ProbeResult(url=url, protocol_requested="auto", failure=found)
+        return probe_fn(url, token=found, **kwargs)
+    return probe_with_token
 
 
 def alb_address(ec2: Any, description: str) -> str | None:

@@ -30,8 +30,10 @@ Why not the `mcp` package's client: it hides what a probe reports (per-step late
 statuses, which request failed and how), it is async and pulls pydantic, starlette, uvicorn and
 OpenTelemetry into a canary that needs none of them, and a canary sharing the servers' own SDK
 would share its bugs too. This module is standard library only, so the deployed canary imports it
-with no dependency at all. Not supported: proxies (`HTTPS_PROXY`), authentication flows (a caller
-may pass a bearer token in `headers`), redirects (reported, not followed: probe the final URL).
+with no dependency at all. A bearer `token` goes in `Authorization` on every request (servers
+behind the estate's `auth`; mcp_estate/runtime/tokens.py gets one), and a caller may add `headers`
+(the deployment hook's test-route header); a 401 is reported with the `WWW-Authenticate` challenge it
+carried. Not supported: proxies (`HTTPS_PROXY`), redirects (reported, not followed: probe the final URL).
 
 Time. `timeout` is one deadline for the whole probe: every socket operation waits at most the
 time left, and the probe fails with a timeout once it is spent (name resolution is the OS's and
@@ -63,6 +65,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
+
+from .tokens import BEARER_TOKEN
 
 
 class ProbeInputError(ValueError):
@@ -166,7 +170,7 @@ def _canonical(value: Any) -> str:
 
 def probe(url: str, *, protocol: str = "auto", tool: str | None = None, arguments: dict[str, Any] | None = None,
           expect_tools_sha256: str | None = None, timeout: float = 10.0,
-          headers: dict[str, str] | None = None) -> ProbeResult:
+          headers: dict[str, str] | None = None, token: str | None = None) -> ProbeResult:
     """Probe the MCP server at `url`: discover or initialize, list every tool, optionally call `tool`.
 
     Returns the result, failed or not (`result.ok`, `result.failure`); raises ProbeInputError (a ValueError) only for
@@ -176,8 +180,13 @@ def probe(url: str, *, protocol: str = "auto", tool: str | None = None, argument
     """
     expected = None if expect_tools_sha256 is None else expect_tools_sha256.lower()
     _check_arguments(url, protocol, tool, arguments, expected, timeout)
+    if token is not None and not BEARER_TOKEN.match(token):
+        raise ProbeInputError("the token is not a bearer token (RFC 6750: letters, digits and -._~+/, then optional "
+                              "'='): check the variable or secret it came from")
     result = ProbeResult(url=url, protocol_requested=protocol)
     client = _Client(url, timeout, result.steps, modern=protocol != HANDSHAKE, headers=headers or {})
+    if token is not None:
+        client.auth_headers = {"Authorization": f"Bearer {token}"}
     try:
         discovered = _discover(client, fallback=protocol == "auto") if client.modern else None
         if discovered is not None:
@@ -354,6 +363,7 @@ class _Client:
         self.modern = modern                      # stamp 2026-07-28 `_meta` and headers on requests
         self.session_headers: dict[str, str] = {}  # the handshake era's, once initialized
         self._headers = headers                   # the caller's, on every exchange
+        self.auth_headers: dict[str, str] = {}     # the bearer token, on every request
 
     def request(self, method: str, params: dict[str, Any], *, input_schema: Any = None) -> _Reply:
         """Send a JSON-RPC request and return its result, stamped for the protocol in use."""
@@ -388,7 +398,8 @@ class _Client:
             connection.connect()
             sock = connection.sock    # kept: the connection drops it when the answer says `Connection: close`
             body = None if payload is None else json.dumps(payload, ensure_ascii=False).encode("utf-8")
-            connection.request(verb, self._target, body=body, headers={**_BASE_HEADERS, **self._headers, **headers})
+            connection.request(verb, self._target, body=body,
+                               headers={**_BASE_HEADERS, **self._headers, **headers, **self.auth_headers})
             sock.settimeout(self._left())
             response = connection.getresponse()
             status = response.status
@@ -482,7 +493,9 @@ class _Client:
         message = _json(body)
         if _is_response(message) and "error" in message:
             return _rpc_failure(message["error"], status)
-        return _Failed("http", f"HTTP {status} {response.reason}: {_snippet(body)}", status=status)
+        challenge = response.headers.get("WWW-Authenticate") if status in (401, 403) else None
+        told = f" (WWW-Authenticate: {_snippet(challenge, 300)})" if challenge else ""
+        return _Failed("http", f"HTTP {status} {response.reason}{told}: {_snippet(body)}", status=status)
 
     def _read(self, response: http.client.HTTPResponse, sock: socket.socket) -> bytes:
         return b"".join(self._chunks(response, sock))
