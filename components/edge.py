@@ -79,6 +79,9 @@ class EdgeArgs:
     mcp_paths: list[str]               # e.g. ["/booking/mcp"]
     regions: list[EdgeRegion]
     groups: list[ResidencyGroup]
+    # Each server's MCP surface (mcp_estate/contract/surface_rules.py), after the estate-wide rules.
+    surface_rules: list[dict] = field(default_factory=list)
+    surface_ratelimits: list[dict] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -238,8 +241,8 @@ class Edge(pulumi.ComponentResource):
         self.load_balancer_id: pulumi.Output[str] = self.load_balancer.id
 
         self.rulesets = {role: self._ruleset(name, role, args, phase, rules) for role, phase, rules in (
-            ("firewall", "http_request_firewall_custom", _firewall_rules(args)),
-            ("ratelimit", "http_ratelimit", _ratelimit_rules(args, plan)),
+            ("firewall", "http_request_firewall_custom", _firewall_rules(args) + args.surface_rules),
+            ("ratelimit", "http_ratelimit", _ratelimit_rules(args, plan) + args.surface_ratelimits),
             ("managed", "http_request_firewall_managed", _managed_rules(plan)))}
         self.zone_settings = {
             setting: cloudflare.ZoneSetting(f"{name}-{setting}", zone_id=args.zone_id, setting_id=setting,

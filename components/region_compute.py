@@ -64,6 +64,7 @@ class RegionComputeArgs:
     log_retention_days: int
     tags: dict[str, str]
     refused_countries: list[str] = field(default_factory=list)   # strict groups' countries, not this region's
+    surface_rules: list[dict] = field(default_factory=list)       # MCP surface rules (priorities 200 and up)
 
 
 def guard_rules(countries: list[str]) -> list[dict]:
@@ -232,7 +233,8 @@ class RegionCompute(pulumi.ComponentResource):
     def _web_acl(self, alb: aws.lb.LoadBalancer) -> pulumi.Output[str]:
         args = self._args
         acl = aws.wafv2.WebAcl(f"{self._prefix}-waf", name=f"{args.name_prefix}-origin", scope="REGIONAL",
-                               default_action={"allow": {}}, rules=web_acl_rules(args.origin_rate_limit),
+                               default_action={"allow": {}},
+                               rules=web_acl_rules(args.origin_rate_limit) + args.surface_rules,
                                visibility_config=visibility(f"{args.name_prefix}-origin"),
                                tags=args.tags, opts=child_opts(self))
         aws.wafv2.WebAclAssociation(f"{self._prefix}-waf-alb", resource_arn=alb.arn, web_acl_arn=acl.arn,
