@@ -3,11 +3,12 @@ order is the pack's, by module as named here, then as each module declares them,
 
 from . import (container_runtime, data_protection, deployment_safety, edge_origin, least_privilege,
                private_networking, resource_inventory, stack_topology, supply_chain)
+from . import mcp_surface
 from .control import CONTROLS as REGISTERED
 from .control import Control, Risk
 
 MODULES = (container_runtime, data_protection, deployment_safety, edge_origin, least_privilege,
-           private_networking, resource_inventory, stack_topology, supply_chain)
+           private_networking, resource_inventory, stack_topology, supply_chain, mcp_surface)
 _RANK = {module.__name__: rank for rank, module in enumerate(MODULES)}
 CONTROLS: list[Control] = sorted(REGISTERED, key=lambda c: (_RANK[c.module], REGISTERED.index(c)))
 

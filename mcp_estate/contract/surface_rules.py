@@ -71,9 +71,9 @@ def greater_than_pattern(limit: int) -> str:
     """An anchored regex matching decimal numbers above `limit` (no backslashes: `[0-9]`)."""
     digits = str(limit)
     longer = f"[1-9][0-9]{{{len(digits)},}}"
-    same = [f"{digits[:i]}[{int(d) + 1}-9][0-9]{{{len(digits) - i - 1}}}"
+    same = [f"{digits[:i]}[{int(d) + 1}-9]" + (f"[0-9]{{{len(digits) - i - 1}}}" if i < len(digits) - 1 else "")
             for i, d in enumerate(digits) if d != "9"]
-    return "^0*(" + "|".join([longer, *same]).replace("{0}", "") + ")$"
+    return "^0*(" + "|".join([longer, *same]) + ")$"
 
 
 def body_size_check(plan: str, max_body_kb: int) -> str | None:
@@ -90,10 +90,10 @@ def body_size_check(plan: str, max_body_kb: int) -> str | None:
 def refusals(server: SurfaceServer, plan: str) -> list[str]:
     """The conditions, each refusing a request on the server's MCP path."""
     surface = server.surface
-    methods = client_methods(surface.protocols)
+    methods, versions = client_methods(surface.protocols), sorted(surface.protocols)
     found = [f"not http.request.method in {_set(http_methods(surface.protocols))}",
-             f"({_present(VERSION_HEADER)} and not {_only(VERSION_HEADER, surface.protocols)})",
-             f"({_present(METHOD_HEADER)} and not {_only(METHOD_HEADER, methods)})"]
+             f"({_present(VERSION_HEADER)} and not all({_header(VERSION_HEADER)} in {_set(versions)}))",
+             f"({_present(METHOD_HEADER)} and not all({_header(METHOD_HEADER)} in {_set(methods)}))"]
     if not legacy(surface.protocols):   # every client sends the version header on each POST
         found.append(f'(http.request.method eq "POST" and not {_present(VERSION_HEADER)})')
     if HEADER_REVISION in surface.protocols:   # its requests must name their method
