@@ -83,7 +83,7 @@ def _mcp_paths(resources: list) -> set[str]:
     "A server's tools allowlist is enforced by an enabled, blocking Cloudflare custom rule (lowercase header "
     "keys, no `or` outside its host and path) and by a blocking AWS WAF rule on every web ACL, for the same "
     "path; and every MCP path has a blocking rate limit at the edge and a blocking AWS WAF rate-based rule",
-    risks=[Risk.PROMPT_INJECTION, Risk.AVAILABILITY],
+    risks=[Risk.PROMPT_INJECTION, Risk.SAMPLING_ABUSE, Risk.AVAILABILITY],
     remediation="Keep the rules mcp_estate/contract/surface_rules.py builds (components/edge.py, "
                 "components/region_compute.py): action block, enabled, header names lowercase at Cloudflare.")
 def mcp_surface_enforced_at_edge_and_origin(args: StackValidationArgs, report: Report) -> None:
