@@ -85,6 +85,9 @@ class EdgeArgs:
     groups: list[ResidencyGroup]
     # Servers whose 401s name their token metadata (the ALB's own rejections carry no challenge).
     token_challenges: list[ResourceServer] = field(default_factory=list)
+    # Each server's MCP surface (mcp_estate/contract/surface_rules.py), after the estate-wide rules.
+    surface_rules: list[dict] = field(default_factory=list)
+    surface_ratelimits: list[dict] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -244,8 +247,8 @@ class Edge(pulumi.ComponentResource):
         self.load_balancer_id: pulumi.Output[str] = self.load_balancer.id
 
         self.rulesets = {role: self._ruleset(name, role, args, phase, rules) for role, phase, rules in (
-            ("firewall", "http_request_firewall_custom", _firewall_rules(args)),
-            ("ratelimit", "http_ratelimit", _ratelimit_rules(args, plan)),
+            ("firewall", "http_request_firewall_custom", _firewall_rules(args) + args.surface_rules),
+            ("ratelimit", "http_ratelimit", _ratelimit_rules(args, plan) + args.surface_ratelimits),
             ("managed", "http_request_firewall_managed", _managed_rules(plan)))}
         if args.token_challenges:
             self.rulesets["challenge"] = self._ruleset(name, "challenge", args, "http_response_headers_transform",

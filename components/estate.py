@@ -27,6 +27,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_cloudflare as cloudflare
 
+from mcp_estate.contract.cloudflare_plan import ALLOWANCES
 from mcp_estate.contract.names import COUNTRIES_TAG, RESIDENCY_TAG, ContractTags, PhysicalNames
 from mcp_estate.contract.per_user_data import (
     DATA_ROLE_ENV,
@@ -38,6 +39,8 @@ from mcp_estate.contract.per_user_data import (
 from mcp_estate.contract.resource_server import ResourceServer, resource_server
 from mcp_estate.contract.rollout import in_region_of
 from mcp_estate.contract.spec import SECRET_PREFIX, STATE, EstateSpec, ResidencyGroup, Server
+from mcp_estate.contract.surface_rules import edge_ratelimits, edge_rules, origin_rules
+from mcp_estate.contract.validate import origin_travellers, surface_servers
 
 from .canary import Canary, CanaryArgs, ProbeCredentials, probe_alarm_name
 from .change_detection import IAM_EVENTS_REGION, ChangeDetection, ChangeDetectionArgs, IamWatch, forwarder_role_name
@@ -131,7 +134,8 @@ class Estate(pulumi.ComponentResource):
                 alert_key_arn=self.key_arns[region], alert_emails=list(spec.alerts.emails),
                 log_retention_days=spec.log_retention_days, tags=tags,
                 refused_countries=self._refused_countries(spec.group_of[region]),
-                token_challenges=self._token_settings()),
+                token_challenges=self._token_settings(),
+                surface_rules=origin_rules(surface_servers(spec), origin_travellers(spec))),
                 opts=self._opts(provider=self.providers[region]))
 
         # One pair of roles per server and residency group: a group's data is reachable only from its regions.
@@ -171,10 +175,20 @@ class Estate(pulumi.ComponentResource):
             mcp_paths=sorted(s.mcp_path for s in spec.servers),
             regions=[EdgeRegion(name=region, group=spec.group_of[region].name,
                                 alb_dns_name=self.fronts[region].alb_dns_name) for region in sorted(spec.regions)],
-            groups=list(spec.residency_groups), token_challenges=self._token_settings()), opts=self._opts())
+            groups=list(spec.residency_groups), token_challenges=self._token_settings(),
+            **self._surface_edge()), opts=self._opts())
 
         self.stack_outputs = self._outputs()
         self.register_outputs(self.stack_outputs)
+
+    def _surface_edge(self) -> dict[str, list[dict]]:
+        """The edge's share of each server's MCP surface, as the zone's plan can express it."""
+        spec, plan = self.spec, ALLOWANCES[self.spec.domain.cloudflare_plan]
+        name, servers = spec.domain.cloudflare_plan, surface_servers(spec)
+        advanced = spec.edge.advanced_rate_limiting and name == "enterprise"
+        return {"surface_rules": edge_rules(spec.domain.hostname, servers, name),
+                "surface_ratelimits": edge_ratelimits(spec.domain.hostname, servers, name, advanced,
+                                                      plan.ratelimit_period, plan.mitigation_timeout)}
 
     def _outputs(self) -> dict[str, object]:
         """What other stacks read through `StackReference` (README, "Stack outputs"): plain keys,

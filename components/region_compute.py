@@ -69,6 +69,7 @@ class RegionComputeArgs:
     refused_countries: list[str] = field(default_factory=list)   # strict groups' countries, not this region's
     # Servers whose MCP path answers 401 with their challenge to requests without a bearer token.
     token_challenges: list[ResourceServer] = field(default_factory=list)
+    surface_rules: list[dict] = field(default_factory=list)       # MCP surface rules (priorities 200 and up)
 
 
 def guard_rules(countries: list[str]) -> list[dict]:
@@ -241,7 +242,7 @@ class RegionCompute(pulumi.ComponentResource):
         args = self._args
         acl = aws.wafv2.WebAcl(f"{self._prefix}-waf", name=f"{args.name_prefix}-origin", scope="REGIONAL",
                                default_action={"allow": {}},
-                               rules=web_acl_rules(args.origin_rate_limit, args.token_challenges),
+                               rules=web_acl_rules(args.origin_rate_limit, args.token_challenges) + args.surface_rules,
                                custom_response_bodies=[waf_challenge_body()] if args.token_challenges else None,
                                visibility_config=visibility(f"{args.name_prefix}-origin"),
                                tags=args.tags, opts=child_opts(self))

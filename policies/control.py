@@ -28,6 +28,9 @@ class Risk(str, Enum):
     PROMPT_INJECTION = "prompt injection / abuse"
     DATA_LOSS = "data loss"
     AVAILABILITY = "availability"
+    # A server (or a prompt steering it) turns the client's model into its own: server-initiated
+    # sampling/elicitation requests in a loop, or unapproved tools reached through them.
+    SAMPLING_ABUSE = "sampling abuse"
 
 
 Policy = Union[ResourceValidationPolicy, StackValidationPolicy]

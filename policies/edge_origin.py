@@ -462,8 +462,11 @@ def _rules_enforce(rulesets: list, config: Mapping, lb: Any, report: Report) -> 
             elif rule.get("action") == "skip":
                 report(f"{_rule_name(ruleset, rule)} skips other rules or phases (action 'skip'), switching "
                        "protections off for what it matches: remove it", ruleset.urn)
+    # A server's MCP surface rule (policies/mcp_surface.py) reads the path too, but refuses calls on
+    # its own path only: it cannot stand in for the rule that keeps every other path out.
     blocking = [rule for _, rule in _phase_rules(rulesets, FIREWALL_PHASE)
-                if rule.get("action") in ENFORCING and _covers_host(rule, hostname)]
+                if rule.get("action") in ENFORCING and _covers_host(rule, hostname)
+                and "http.request.headers" not in str(rule.get("expression"))]
     for field, promise in (("http.request.uri.path", "only the MCP paths"),
                            ("http.request.method", "only the MCP methods")):
         if not any(field in str(r.get("expression")) for r in blocking):

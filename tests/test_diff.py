@@ -95,10 +95,11 @@ def test_a_new_server_is_created_and_the_renamed_groups_protected_table_is_flagg
         "- aws:dynamodb/table:Table dev-state-table: (delete)",
         "    !! PROTECTED: `pulumi up` refuses to delete it; unprotect it first (protect: false) if this is intended",
     ]
+    # 20: the web ACL gains the new server's MCP surface rules (an in-place update offline cannot rule on)
     assert text.splitlines()[-9:] == [
         "", "Resources:", "    + 45 to create", "    ~ 90 to update", "    +- 5 to replace", "    - 10 to delete",
         "    59 unchanged",
-        "19 update(s) may replace: offline, replacement is known only from the SDK's docs; "
+        "20 update(s) may replace: offline, replacement is known only from the SDK's docs; "
         "`pulumi preview --diff` decides",
         "!! 2 protected resource(s) would be deleted or replaced: dev-eu-west-1-key, dev-state-table",
     ]

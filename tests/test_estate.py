@@ -291,7 +291,7 @@ AGGREGATES = {
     "aws:iam/rolePolicy:RolePolicy",                     # grants list per-region ARNs
     "cloudflare:index/loadBalancer:LoadBalancer",        # routes to the new pool
     "cloudflare:index/ruleset:Ruleset",                  # allows the new server's path
-    "aws:wafv2/webAcl:WebAcl",                           # answers 401 to the new server's tokenless calls
+    "aws:wafv2/webAcl:WebAcl",                           # the new server's 401 challenge and MCP surface rules
     "aws:lambda/function:Function",                      # the canary probes the new server too
     "aws:cloudwatch/eventRule:EventRule",                # change detection watches its family, repo, roles
     "aws:cloudwatch/dashboard:Dashboard",                # graphs the new server and region

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .problems import Problem
 from .resource_server import ECS_OWNED_RULE, companion_priorities, resource_server, strategy_of
+from .rollout import in_region_of, test_priority
 from .spec import EstateSpec, Server
 
 ALB_URL_CHARS = 256            # Issuer, JwksEndpoint
@@ -16,10 +17,9 @@ ALB_CLAIM_VALUES = 10          # values of one additional claim
 ALB_CLAIM_VALUE_CHARS = 256
 FIXED_RESPONSE_CHARS = 1024    # MessageBody of a fixed response
 WAF_HEADER_VALUE_CHARS = 255   # CustomHTTPHeader Value
-# The origin web ACL: rate rule (2) + Common (700) + KnownBadInputs (200) as built in
-# components/region_compute.py, and 14 per server for the 401 challenge (two starts-with matches, 2
-# each, one lowercase transformation, 10); 1,500 WCUs are included in the web ACL's base price.
-WAF_BASE_WCU, WAF_CHALLENGE_WCU, WAF_INCLUDED_WCU = 902, 14, 1500
+# A server's 401-challenge rule in the origin web ACL: two starts-with matches (2 each) and one
+# lowercase transformation (10). validate.py adds it to the ACL's whole capacity.
+WAF_CHALLENGE_WCU = 14
 
 
 def resource_server_problems(spec: EstateSpec) -> list[Problem]:
@@ -28,7 +28,7 @@ def resource_server_problems(spec: EstateSpec) -> list[Problem]:
                                                    "is disabled: remove it, or enable `auth`")
                 for s in spec.servers if s.auth.model_fields_set]
     problems = [problem for server in spec.servers for problem in _server(spec, server)]
-    return problems + _priorities(spec) + _waf_capacity(spec) + _canary(spec)
+    return problems + _priorities(spec) + _canary(spec)
 
 
 def _canary(spec: EstateSpec) -> list[Problem]:
@@ -98,6 +98,8 @@ def _alb_limits(path: str, settings) -> list[Problem]:
 def _priorities(spec: EstateSpec) -> list[Problem]:
     """The open health and metadata rules beside each route need priorities no other rule uses."""
     owners = {s.priority: f"the route of '{s.name}'" for s in spec.servers}
+    owners |= {test_priority(s.priority): f"the test rule of '{s.name}'" for s in spec.servers
+               if in_region_of(s.rollout, spec.rollout).staged}   # CANARY/LINEAR: the route's priority - 1
     problems = []
     for server in spec.servers:
         health, metadata = companion_priorities(server)
@@ -111,11 +113,3 @@ def _priorities(spec: EstateSpec) -> list[Problem]:
                     "set route_priority so that the two priorities after it are free")))
             owners.setdefault(priority, f"the {role} rule of '{server.name}'")
     return problems
-
-
-def _waf_capacity(spec: EstateSpec) -> list[Problem]:
-    needed = WAF_BASE_WCU + WAF_CHALLENGE_WCU * len(spec.servers)
-    if needed <= WAF_INCLUDED_WCU:
-        return []
-    return [Problem("servers", f"{len(spec.servers)} servers need {needed} WCUs in each region's web ACL (a 401 "
-                               f"challenge each), over the {WAF_INCLUDED_WCU} AWS WAF includes: split the estate")]

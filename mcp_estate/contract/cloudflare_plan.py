@@ -44,6 +44,13 @@ class PlanAllowance:
         return min(600, self.max_mitigation_timeout)
 
 
+EXPRESSION_MAX_CHARS = 4096         # one rule expression (Rules language: fields and expressions)
+ADVANCED_RATELIMIT_RULES = 100      # Enterprise with Advanced Rate Limiting
+# Origin (AWS WAF, regional web ACL): rate-based rules per web ACL, and the web ACL capacity
+# above which AWS charges more and the most it allows (AWS WAF quotas, WCU pages).
+WAF_RATE_BASED_RULES = 10
+WAF_WCU_INCLUDED, WAF_WCU_MAX = 1500, 5000
+
 PAID_MANAGED = ("cloudflare_managed", "owasp_core")
 ALLOWANCES: dict[str, PlanAllowance] = {
     "free": PlanAllowance(5, 1, 10, 10, False, ("cloudflare_free_managed",), 20),

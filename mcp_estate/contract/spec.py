@@ -275,6 +275,8 @@ class Edge(Strict):
     session_affinity_ttl: int = Field(1800, ge=30, le=3600)
     rate_limit_per_minute: int = Field(600, ge=10, description="Per client IP, on the MCP paths")
     origin_rate_limit_per_5_minutes: int = Field(3000, ge=100, description="AWS WAF, per client IP")
+    advanced_rate_limiting: bool = Field(False, description="The zone has Cloudflare's Advanced Rate Limiting "
+                                                            "(Enterprise add-on): per-token and per-tool counters")
 
 
 class Alerts(Strict):

@@ -14,15 +14,32 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .auth_rules import resource_server_problems
-from .cloudflare_plan import ALLOWANCES, load_balancer_origins
+from .auth_rules import WAF_CHALLENGE_WCU, resource_server_problems
+from .cloudflare_plan import (
+    ADVANCED_RATELIMIT_RULES,
+    ALLOWANCES,
+    EXPRESSION_MAX_CHARS,
+    WAF_RATE_BASED_RULES,
+    WAF_WCU_MAX,
+    load_balancer_origins,
+)
 from .fields import DIGEST_IMAGE
 from .geography import AWS_REGIONS
 from .per_user_data import SCOPED_ITEM_ACTIONS
 from .problems import Problem, SpecError
 from .rollout import in_region_of, test_priority
 from .spec import FARGATE_SIZES, GUARD_PRIORITIES, MAX_STRICT_COUNTRIES, SECRET_PREFIX, STATE, EstateSpec, Server
+from .surface_rules import (
+    BASE_ORIGIN_WCU,
+    ORIGIN_MIN_LIMIT,
+    SurfaceServer,
+    edge_ratelimits,
+    edge_rules,
+    origin_rules,
+    wcu,
+)
 
+EDGE_CUSTOM_RULES = 2   # components/edge.py: MCP paths only, MCP methods only
 _STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 
 
@@ -344,9 +361,78 @@ def _backends(spec: EstateSpec) -> list[Problem]:
     return problems
 
 
+def surface_servers(spec: EstateSpec) -> list[SurfaceServer]:
+    return [SurfaceServer(s.name, s.mcp_path, s.surface) for s in spec.servers]
+
+
+def origin_travellers(spec: EstateSpec) -> bool:
+    """The origin counts per bearer token only where travellers present one."""
+    return spec.auth is not None and not spec.auth.disabled
+
+
 def surface_problems(spec: EstateSpec) -> list[Problem]:
-    """Cross-field rules of each server's `surface` (filled in by the MCP-aware edge slice)."""
-    return []
+    """Each server's `surface` against itself, the zone's Cloudflare plan and AWS WAF's quotas."""
+    problems = []
+    for server in spec.servers:
+        path, surface = f"servers[{server.name}].surface", server.surface
+        problems += [Problem(f"{path}.tools", f"'{t}' is listed twice") for t in _duplicates(surface.tools or [])]
+        problems += [Problem(f"{path}.protocols", f"'{p}' is listed twice") for p in _duplicates(surface.protocols)]
+        if surface.tools is not None:
+            problems += [Problem(f"{path}.tool_limits.{tool}", f"'{tool}' is not an approved tool of the server "
+                                 f"(tools: {', '.join(surface.tools) or 'none'}): its calls are refused; add it "
+                                 "to `tools` or remove its limits")
+                         for tool in sorted(set(surface.tool_limits) - set(surface.tools))]
+        for tool, limits in [("", surface.limits), *sorted(surface.tool_limits.items())]:
+            where = f"{path}.tool_limits.{tool}" if tool else f"{path}.limits"
+            problems += [Problem(f"{where}.{key}", f"{value} a minute: AWS WAF limits at least "
+                                 f"{ORIGIN_MIN_LIMIT} requests per window at the origin; use {ORIGIN_MIN_LIMIT} "
+                                 "or more")
+                         for key, value in limits.model_dump().items() if value < ORIGIN_MIN_LIMIT]
+    return problems + _surface_edge(spec) + _surface_origin(spec)
+
+
+def _surface_edge(spec: EstateSpec) -> list[Problem]:
+    plan, advanced = spec.domain.cloudflare_plan, spec.edge.advanced_rate_limiting
+    allowance, problems = ALLOWANCES[plan], []
+    if advanced and plan != "enterprise":
+        problems.append(Problem("edge.advanced_rate_limiting", f"Advanced Rate Limiting is an Enterprise "
+                                f"add-on; the zone is on {plan} (domain.cloudflare_plan): remove it"))
+    servers = surface_servers(spec)
+    rules = edge_rules(spec.domain.hostname, servers, plan)
+    ratelimits = edge_ratelimits(spec.domain.hostname, servers, plan, advanced and plan == "enterprise",
+                                 allowance.ratelimit_period, allowance.mitigation_timeout)
+    for rule in rules + ratelimits:
+        if len(rule["expression"]) > EXPRESSION_MAX_CHARS:
+            problems.append(Problem("servers", f"the edge rule {rule['ref']} is {len(rule['expression'])} "
+                                    f"characters, Cloudflare takes {EXPRESSION_MAX_CHARS}: shorten the "
+                                    "server's tools list (names) or tool_limits"))
+    custom = EDGE_CUSTOM_RULES + len(rules)
+    if custom > allowance.custom_rules:
+        problems.append(Problem("servers", f"the edge needs {custom} WAF custom rules ({EDGE_CUSTOM_RULES} "
+                                f"estate-wide, one per server), the {plan} plan allows {allowance.custom_rules} "
+                                "(domain.cloudflare_plan): use fewer servers or a larger plan"))
+    most = ADVANCED_RATELIMIT_RULES if advanced and plan == "enterprise" else allowance.ratelimit_rules
+    if 1 + len(ratelimits) > most:
+        problems.append(Problem("servers", f"the edge needs {1 + len(ratelimits)} rate limiting rules (one "
+                                f"estate-wide, and the per-tool ones), the {plan} plan allows {most}: "
+                                "fewer tool_limits, or edge.advanced_rate_limiting (Enterprise add-on)"))
+    return problems
+
+
+def _surface_origin(spec: EstateSpec) -> list[Problem]:
+    rules = origin_rules(surface_servers(spec), origin_travellers(spec))
+    rate_based = 1 + sum("rate_based_statement" in r["statement"] for r in rules)
+    problems = []
+    if rate_based > WAF_RATE_BASED_RULES:
+        problems.append(Problem("servers", f"the origin's web ACL needs {rate_based} rate-based rules (one per "
+                                "server and caller, one per tool_limits entry and caller), AWS WAF allows "
+                                f"{WAF_RATE_BASED_RULES}: use fewer tool_limits"))
+    challenges = 0 if spec.auth is None or spec.auth.disabled else WAF_CHALLENGE_WCU * len(spec.servers)
+    capacity = BASE_ORIGIN_WCU + challenges + sum(wcu(r["statement"]) for r in rules)
+    if capacity > WAF_WCU_MAX:
+        problems.append(Problem("servers", f"the origin's web ACL needs about {capacity} WCUs, AWS WAF allows "
+                                f"{WAF_WCU_MAX}: use fewer tool_limits or shorter tools lists"))
+    return problems
 
 
 def rollout_problems(spec: EstateSpec) -> list[Problem]:

@@ -232,3 +232,139 @@ EXPRESSION_INPUTS: dict[str, Callable[[dict], list[str]]] = {
     "cloudflare:index/ruleset:Ruleset": ruleset_problems,
     "cloudflare:index/loadBalancer:LoadBalancer": load_balancer_problems,
 }
+
+
+# -- evaluation of the subset the edge writes ----------------------------------------------------
+# Grammar: or/and/not, parentheses, `field`, `field["key"]`, `[*]`, functions any/all/starts_with,
+# comparisons eq ne gt ge lt le in matches. A `[*]` value is a list; a comparison on a list gives a
+# list of booleans (what `any()` and `all()` take). Enough to run the generated rules against
+# sample requests in tests; anything else raises ValueError.
+
+def evaluate(expression: str, request: dict) -> bool:
+    """`request`: method, host, path, headers (name -> list of values; names any case), body_size."""
+    parser = _Parser([t for t in tokens(expression)], _fields(request))
+    value = parser.expression()
+    if parser.at < len(parser.items):
+        raise ValueError(f"unexpected {parser.items[parser.at][1]!r}")
+    return bool(value)
+
+
+def _fields(request: dict) -> dict:
+    headers = {name.lower(): list(values) for name, values in request.get("headers", {}).items()}
+    return {"http.host": request.get("host", ""), "http.request.method": request.get("method", "POST"),
+            "http.request.uri.path": request.get("path", "/"), "http.request.headers": headers,
+            "http.request.headers.names": list(headers), "http.request.body.size": request.get("body_size", 0),
+            "ip.src": request.get("ip", "192.0.2.1")}
+
+
+_COMPARE = {"eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "gt": lambda a, b: a > b,
+            "ge": lambda a, b: a >= b, "lt": lambda a, b: a < b, "le": lambda a, b: a <= b,
+            "in": lambda a, b: a in b, "matches": lambda a, b: re.search(b, a) is not None}
+
+
+class _Parser:
+    def __init__(self, items: list[tuple[str, str]], fields: dict):
+        self.items, self.fields, self.at = items, fields, 0
+
+    def _peek(self) -> str | None:
+        return self.items[self.at][1] if self.at < len(self.items) else None
+
+    def _take(self, text: str | None = None) -> tuple[str, str]:
+        if self.at >= len(self.items) or (text is not None and self.items[self.at][1] != text):
+            raise ValueError(f"expected {text!r} at token {self.at}")
+        self.at += 1
+        return self.items[self.at - 1]
+
+    def expression(self):
+        value = self._and()
+        while self._peek() in ("or", "||"):
+            self._take()
+            right = self._and()
+            value = bool(value) or bool(right)
+        return value
+
+    def _and(self):
+        value = self._not()
+        while self._peek() in ("and", "&&"):
+            self._take()
+            right = self._not()
+            value = bool(value) and bool(right)
+        return value
+
+    def _not(self):
+        if self._peek() in ("not", "!"):
+            self._take()
+            return not self._not()
+        return self._comparison()
+
+    def _comparison(self):
+        left = self._value()
+        if self._peek() not in _COMPARE:
+            return left
+        compare = _COMPARE[self._take()[1]]
+        right = self._set() if self._peek() == "{" else self._value()
+        if isinstance(left, list):
+            return [compare(item, right) for item in left]
+        return compare(left, right)
+
+    def _set(self) -> set:
+        self._take("{")
+        values = set()
+        while self._peek() != "}":
+            values.add(self._literal(self._take()))
+        self._take("}")
+        return values
+
+    @staticmethod
+    def _literal(item: tuple[str, str]):
+        kind, text = item
+        if kind != "literal":
+            raise ValueError(f"not a literal: {text!r}")
+        if text.startswith('"'):
+            return re.sub(r"\\(.)", r"\1", text[1:-1])
+        return int(text)
+
+    def _value(self):
+        kind, text = self.items[self.at] if self.at < len(self.items) else ("", "")
+        if text == "(":
+            self._take("(")
+            value = self.expression()
+            self._take(")")
+            return value
+        if kind == "literal":
+            return self._literal(self._take())
+        if kind == "keyword" and text in ("true", "false"):
+            self._take()
+            return text == "true"
+        if kind == "function":
+            return self._call(self._take()[1])
+        if kind == "field":
+            return self._index(self.fields[self._take()[1]])
+        raise ValueError(f"unexpected {text!r}")
+
+    def _index(self, value):
+        while self._peek() == "[":
+            self._take("[")
+            if self._peek() == "*":
+                self._take("*")
+                value = list(value)
+            else:
+                key = self._literal(self._take())
+                value = value.get(key, []) if isinstance(value, dict) else value[key]
+            self._take("]")
+        return value
+
+    def _call(self, name: str):
+        self._take("(")
+        args = [self.expression()]
+        while self._peek() == ",":
+            self._take(",")
+            args.append(self.expression())
+        self._take(")")
+        if name == "any":
+            return any(args[0])
+        if name == "all":
+            return all(args[0])
+        if name == "starts_with":
+            return args[0].startswith(args[1])
+        raise ValueError(f"function {name}() is not in the evaluated subset")
