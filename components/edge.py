@@ -17,7 +17,8 @@ Creates (Cloudflare, the default provider; nothing in AWS):
   `CF-IPCountry` of a strict group they are not in;
 - the zone's entrypoint `Ruleset`s: custom WAF (only the MCP, health and `/.well-known/` paths,
   only the MCP methods), per-client-IP rate limit on the MCP paths, and the managed rulesets
-  the zone's plan includes (Cloudflare Managed and OWASP Core from Pro, else the Free Managed);
+  the zone's plan includes (Cloudflare Managed and OWASP Core from Pro, else the Free Managed),
+  and a cache rule that bypasses Cloudflare's cache on every MCP path (answers are per caller);
 - the zone's `ZoneSetting`s: TLS (SSL strict, TLS 1.2 minimum, TLS 1.3, always HTTPS) and IP
   geolocation (the `CF-IPCountry` header the residency guard reads).
 
@@ -214,6 +215,15 @@ def _ratelimit_rules(args: EdgeArgs, plan: PlanAllowance) -> list[dict]:
                            "requests_per_period": requests, "mitigation_timeout": plan.mitigation_timeout}}]
 
 
+def _cache_rules(args: EdgeArgs) -> list[dict]:
+    # Every plan has cache rules. An MCP answer is one traveller's: never stored at the edge, whatever
+    # headers a server sends (the server's own cache keys by traveller: README, Fast answers, later answers).
+    return [{"ref": "mcp_never_cached", "action": "set_cache_settings", "enabled": True,
+             "description": "MCP responses are per caller: bypass Cloudflare's cache",
+             "expression": f"({_host(args)} and {_mcp_paths(args.mcp_paths)})",
+             "action_parameters": {"cache": False}}]
+
+
 def _managed_rules(plan: PlanAllowance) -> list[dict]:
     # Zone-wide ("true"): this entrypoint replaces the zone's whole managed phase, so scoping
     # it to the MCP host would strip the managed WAF from the zone's other hostnames.
@@ -240,7 +250,8 @@ class Edge(pulumi.ComponentResource):
         self.rulesets = {role: self._ruleset(name, role, args, phase, rules) for role, phase, rules in (
             ("firewall", "http_request_firewall_custom", _firewall_rules(args)),
             ("ratelimit", "http_ratelimit", _ratelimit_rules(args, plan)),
-            ("managed", "http_request_firewall_managed", _managed_rules(plan)))}
+            ("managed", "http_request_firewall_managed", _managed_rules(plan)),
+            ("cache", "http_request_cache_settings", _cache_rules(args)))}
         self.zone_settings = {
             setting: cloudflare.ZoneSetting(f"{name}-{setting}", zone_id=args.zone_id, setting_id=setting,
                                             value=value, opts=child_opts(self))

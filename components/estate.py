@@ -28,22 +28,26 @@ import pulumi_aws as aws
 import pulumi_cloudflare as cloudflare
 
 from mcp_estate.contract.names import COUNTRIES_TAG, RESIDENCY_TAG, ContractTags, PhysicalNames
-from mcp_estate.contract.spec import SECRET_PREFIX, STATE, EstateSpec, ResidencyGroup, Server
+from mcp_estate.contract.spec import CACHE, SECRET_PREFIX, STATE, EstateSpec, ResidencyGroup, Server
 
+from .async_worker import AsyncWorker, AsyncWorkerArgs, queue_arn, queue_url
 from .canary import Canary, CanaryArgs, probe_alarm_name
 from .change_detection import IAM_EVENTS_REGION, ChangeDetection, ChangeDetectionArgs, IamWatch, forwarder_role_name
 from .dashboards import DashboardRegion, Dashboards, DashboardsArgs, DashboardService
 from .edge import Edge, EdgeArgs, EdgeRegion
 from .keys import EstateKeys, EstateKeysArgs
-from .mcp_service import McpService, McpServiceArgs, task_family
+from .mcp_service import McpService, McpServiceArgs, container_definition, task_family
 from .origin_certificates import OriginCertificates, OriginCertificatesArgs
+from .queue_endpoint import QueueEndpoint, QueueEndpointArgs
 from .region_compute import RegionCompute, RegionComputeArgs
 from .region_network import RegionNetwork, RegionNetworkArgs
+from .regional_cache import CacheUser, RegionalCache, RegionalCacheArgs, connect_arns
 from .registry import Registry, RegistryArgs
 from .secrets import EstateSecret, EstateSecretArgs
 from .server_identity import Grant, ServerIdentity, ServerIdentityArgs
 from .state_store import StateStore, StateStoreArgs
 from .telemetry import ToolTelemetry, ToolTelemetryArgs
+from .worker_identity import TaskResources, WorkerIdentity, WorkerIdentityArgs, sender_statements
 
 
 class Estate(pulumi.ComponentResource):
@@ -125,10 +129,27 @@ class Estate(pulumi.ComponentResource):
         self.identities = {(server.name, group.name): self._identity(server, group)
                            for server in spec.servers for group in spec.residency_groups}
 
+        # Opt-in capabilities (README: Fast answers, later answers): per region, never replicated.
+        self.caches = {region: self._cache(region) for region in sorted(spec.regions) if self._cache_users()}
+        self.queue_endpoints = {region: self._queue_endpoint(region) for region in sorted(spec.regions)
+                                if self._async_servers()}
+        self.worker_identities = {(server.name, group.name): self._worker_identity(server, group)
+                                  for server in self._async_servers() for group in spec.residency_groups}
+
         self.services: dict[tuple[str, str], McpService] = {}
+        self.service_args: dict[tuple[str, str], McpServiceArgs] = {}
         for server in spec.servers:
             for region in spec.server_regions(server):
-                self.services[server.name, region] = self._service(server, region)
+                self.service_args[server.name, region] = self._service_args(server, region)
+                self.services[server.name, region] = McpService(
+                    f"{server.name}-{region}", self.service_args[server.name, region],
+                    opts=self._opts(provider=self.providers[region]))
+        for region, cache in self.caches.items():
+            cache.admit([CacheUser(server=s.name, user_id=self.names.cache_user(s.name),
+                                   task_security_group_id=self.services[s.name, region].security_group_id)
+                         for s in self._cache_users()])
+        self.workers = {(server.name, region): self._worker(server, region)
+                        for server in self._async_servers() for region in spec.server_regions(server)}
 
         # Created after the services they watch; the services name the canary's alarms, not the alarms.
         self.canaries = {region: self._canary(region, cloudflare_ips.ipv4_cidrs) for region in sorted(spec.regions)}
@@ -250,6 +271,8 @@ class Estate(pulumi.ComponentResource):
                          for s in sorted(server.secrets) for r in regions],
             key_arns=[self.key_arns[r] for r in regions],
             state_key_arns={r: self.key_arns[r] for r in regions} if self._uses_state(server) else {},
+            capability_statements=sender_statements(self._task_resources(server, group))
+            if server.async_work else [],
             tags=self._group_tags(group, server=server.name)),
             opts=self._opts(provider=self.providers[self.spec.primary_region]))
 
@@ -260,8 +283,14 @@ class Estate(pulumi.ComponentResource):
     def _grants(self, server: Server, regions: list[str]) -> list[Grant]:
         """The server's declared permissions with symbolic resources resolved to ARNs in `regions`."""
         return [Grant(actions=sorted(p.actions),
-                      resources=sorted({arn for r in p.resources for arn in self._resolve(r, regions)}))
+                      resources=sorted({arn for r in p.resources for arn in self._resolve_for(server, r, regions)}))
                 for p in server.permissions]
+
+    def _resolve_for(self, server: Server, resource: str, regions: list[str]) -> list[str]:
+        if resource == CACHE:   # each region's cache, and the server's own user there
+            return [arn for r in regions for arn in connect_arns(
+                self.spec.aws_account_id, r, self.names.cache(r), self.names.cache_user(server.name))]
+        return self._resolve(resource, regions)
 
     def _resolve(self, resource: str, regions: list[str]) -> list[str]:
         if resource == STATE:   # the table of the group of each region
@@ -273,10 +302,10 @@ class Estate(pulumi.ComponentResource):
             return [self._arn("secretsmanager", r, f"secret:{name}-??????") for r in regions]
         return [resource]
 
-    def _service(self, server: Server, region: str) -> McpService:
+    def _service_args(self, server: Server, region: str) -> McpServiceArgs:
         front, network, group = self.fronts[region], self.networks[region], self.spec.group_of[region]
         image = f"{self.spec.aws_account_id}.dkr.ecr.{region}.amazonaws.com/{server.repository}@{server.digest}"
-        return McpService(f"{server.name}-{region}", McpServiceArgs(
+        return McpServiceArgs(
             server=server, region=region, image=image,
             cluster_arn=front.cluster_arn, cluster_name=front.cluster_name,
             vpc_id=network.vpc_id, vpc_cidr=network.vpc_cidr, private_subnet_ids=network.private_subnet_ids,
@@ -291,7 +320,80 @@ class Estate(pulumi.ComponentResource):
             state_table=self._table_name(group.name),
             tags=self._group_tags(group, region=region, server=server.name),
             peak_tasks=group.peak_tasks.get(server.name),
-            deployment_alarm_names=[probe_alarm_name(self.prefix, server.name, region)]),
+            deployment_alarm_names=[probe_alarm_name(self.prefix, server.name, region)],
+            capability_environment=self._capability_environment(server, region))
+
+    # -- capabilities: the region's cache, task queues and workers ------------------------------
+
+    def _cache_users(self) -> list[Server]:
+        return [s for s in self.spec.servers if s.cache is not None]
+
+    def _async_servers(self) -> list[Server]:
+        return [s for s in self.spec.servers if s.async_work is not None]
+
+    def _cache(self, region: str) -> RegionalCache:
+        users = self._cache_users()
+        return RegionalCache(f"cache-{region}", RegionalCacheArgs(
+            region=region, cache_name=self.names.cache(region), user_group_id=self.names.cache_user_group(),
+            vpc_id=self.networks[region].vpc_id, private_subnet_ids=self.networks[region].private_subnet_ids,
+            key_arn=self.key_arns[region], user_ids={s.name: self.names.cache_user(s.name) for s in users},
+            max_data_gb=sum(s.cache.max_data_gb for s in users),
+            max_ecpu_per_second=sum(s.cache.max_ecpu_per_second for s in users),
+            tags=self._group_tags(self.spec.group_of[region], region=region)),
+            opts=self._opts(provider=self.providers[region]))
+
+    def _queue_endpoint(self, region: str) -> QueueEndpoint:
+        network = self.networks[region]
+        return QueueEndpoint(f"queues-{region}", QueueEndpointArgs(
+            region=region, account_id=self.spec.aws_account_id, vpc_id=network.vpc_id,
+            private_subnet_ids=network.private_subnet_ids,
+            endpoint_security_group_id=network.endpoint_security_group_id,
+            tags=self._group_tags(self.spec.group_of[region], region=region)),
+            opts=self._opts(provider=self.providers[region]))
+
+    def _capability_environment(self, server: Server, region: str) -> dict[str, pulumi.Input[str]]:
+        environment: dict[str, pulumi.Input[str]] = {}
+        if server.cache is not None:
+            environment |= {"MCP_CACHE_ENDPOINT": self.caches[region].endpoint,
+                            "MCP_CACHE_NAME": self.names.cache(region),
+                            "MCP_CACHE_USER": self.names.cache_user(server.name)}
+        if server.async_work is not None:
+            environment["MCP_TASK_QUEUE_URL"] = queue_url(self.spec.aws_account_id, region,
+                                                          self.names.task_queue(server.name))
+        return environment
+
+    def _task_resources(self, server: Server, group: ResidencyGroup) -> TaskResources:
+        regions = sorted(r.name for r in group.regions)
+        return TaskResources(
+            server=server.name, regions=regions,
+            queue_arns=[queue_arn(self.spec.aws_account_id, r, self.names.task_queue(server.name)) for r in regions],
+            table_arns=[self._arn("dynamodb", r, f"table/{self._table_name(group.name)}") for r in regions],
+            key_arns={r: self.key_arns[r] for r in regions})
+
+    def _worker_identity(self, server: Server, group: ResidencyGroup) -> WorkerIdentity:
+        return WorkerIdentity(f"{server.name}-{group.name}-worker-identity", WorkerIdentityArgs(
+            role_name=self.names.worker_role(server.name, group.name), group=group.name,
+            account_id=self.spec.aws_account_id, resources=self._task_resources(server, group),
+            tags=self._group_tags(group, server=server.name)),
+            opts=self._opts(provider=self.providers[self.spec.primary_region]))
+
+    def _worker(self, server: Server, region: str) -> AsyncWorker:
+        front, network, group = self.fronts[region], self.networks[region], self.spec.group_of[region]
+        service_args = self.service_args[server.name, region]
+        identity = self.identities[server.name, group.name]
+        return AsyncWorker(f"{server.name}-{region}-async", AsyncWorkerArgs(
+            server=server.name, region=region, account_id=self.spec.aws_account_id, work=server.async_work,
+            queue_name=self.names.task_queue(server.name),
+            dead_letter_queue_name=self.names.dead_letter_queue(server.name), key_arn=self.key_arns[region],
+            sender_role_arn=f"arn:aws:iam::{self.spec.aws_account_id}:role/{identity.role_names[1]}",
+            worker_role_name=self.names.worker_role(server.name, group.name),
+            worker_role_arn=self.worker_identities[server.name, group.name].role_arn,
+            execution_role_arn=identity.execution_role_arn, task_family=task_family(self._log_group(server)),
+            architecture=server.architecture, server_container=container_definition(service_args),
+            egress=list(server.egress), cluster_arn=front.cluster_arn, cluster_name=front.cluster_name,
+            vpc_id=network.vpc_id, vpc_cidr=network.vpc_cidr, private_subnet_ids=network.private_subnet_ids,
+            endpoint_prefix_list_ids=network.gateway_prefix_list_ids, alerts_topic_arn=front.alerts_topic_arn,
+            tags=self._group_tags(group, region=region, server=server.name)),
             opts=self._opts(provider=self.providers[region]))
 
     def _canary(self, region: str, cloudflare_ipv4_cidrs: list[str]) -> Canary:

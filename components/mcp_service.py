@@ -64,6 +64,8 @@ class McpServiceArgs:
     peak_tasks: int | None = None                    # the group's declared peak for the server, if any
     # Other alarms that roll a deployment back: names, computed up front (they may not exist yet).
     deployment_alarm_names: list[str] = field(default_factory=list)
+    # Where the server's cache and task queue are, when it declares them (MCP_CACHE_*, MCP_TASK_QUEUE_URL).
+    capability_environment: dict[str, pulumi.Input[str]] = field(default_factory=dict)
 
 
 class McpService(pulumi.ComponentResource):
@@ -271,7 +273,8 @@ def container_definition(args: McpServiceArgs) -> dict:
     """The server's container, in the ECS API's names (the task definition takes this JSON)."""
     server = args.server
     # The spec rejects these names in a server's environment: they are the estate's.
-    environment = {**server.environment, "MCP_STATE_TABLE": args.state_table, "PORT": str(server.port)}
+    environment = {**server.environment, **args.capability_environment, "MCP_STATE_TABLE": args.state_table,
+                   "PORT": str(server.port)}
     return {
         "name": server.name,
         "image": args.image,
