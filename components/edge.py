@@ -19,7 +19,8 @@ Creates (Cloudflare, the default provider; nothing in AWS):
   only the MCP methods), per-client-IP rate limit on the MCP paths, and the managed rulesets
   the zone's plan includes (Cloudflare Managed and OWASP Core from Pro, else the Free Managed);
   with `auth` on, a response-header transform per server setting `WWW-Authenticate` on the 401s
-  of its MCP path (components/token_validation.py; on every plan);
+  of its MCP path (components/token_validation.py; on every plan); and a cache rule that bypasses
+  Cloudflare's cache on every MCP path (answers are per caller);
 - the zone's `ZoneSetting`s: TLS (SSL strict, TLS 1.2 minimum, TLS 1.3, always HTTPS) and IP
   geolocation (the `CF-IPCountry` header the residency guard reads).
 
@@ -223,6 +224,15 @@ def _ratelimit_rules(args: EdgeArgs, plan: PlanAllowance) -> list[dict]:
                            "requests_per_period": requests, "mitigation_timeout": plan.mitigation_timeout}}]
 
 
+def _cache_rules(args: EdgeArgs) -> list[dict]:
+    # Every plan has cache rules. An MCP answer is one traveller's: never stored at the edge, whatever
+    # headers a server sends (the server's own cache keys by traveller: README, Fast answers, later answers).
+    return [{"ref": "mcp_never_cached", "action": "set_cache_settings", "enabled": True,
+             "description": "MCP responses are per caller: bypass Cloudflare's cache",
+             "expression": f"({_host(args)} and {_mcp_paths(args.mcp_paths)})",
+             "action_parameters": {"cache": False}}]
+
+
 def _managed_rules(plan: PlanAllowance) -> list[dict]:
     # Zone-wide ("true"): this entrypoint replaces the zone's whole managed phase, so scoping
     # it to the MCP host would strip the managed WAF from the zone's other hostnames.
@@ -249,7 +259,8 @@ class Edge(pulumi.ComponentResource):
         self.rulesets = {role: self._ruleset(name, role, args, phase, rules) for role, phase, rules in (
             ("firewall", "http_request_firewall_custom", _firewall_rules(args) + args.surface_rules),
             ("ratelimit", "http_ratelimit", _ratelimit_rules(args, plan) + args.surface_ratelimits),
-            ("managed", "http_request_firewall_managed", _managed_rules(plan)))}
+            ("managed", "http_request_firewall_managed", _managed_rules(plan)),
+            ("cache", "http_request_cache_settings", _cache_rules(args)))}
         if args.token_challenges:
             self.rulesets["challenge"] = self._ruleset(name, "challenge", args, "http_response_headers_transform",
                                                        edge_challenge_rules(args.hostname, args.token_challenges))

@@ -38,27 +38,31 @@ from mcp_estate.contract.per_user_data import (
 )
 from mcp_estate.contract.resource_server import ResourceServer, resource_server
 from mcp_estate.contract.rollout import in_region_of
-from mcp_estate.contract.spec import SECRET_PREFIX, STATE, EstateSpec, ResidencyGroup, Server
+from mcp_estate.contract.spec import CACHE, SECRET_PREFIX, STATE, EstateSpec, ResidencyGroup, Server
 from mcp_estate.contract.surface_rules import edge_ratelimits, edge_rules, origin_rules
 from mcp_estate.contract.validate import origin_travellers, surface_servers
 
+from .async_worker import AsyncWorker, AsyncWorkerArgs, queue_arn, queue_url
 from .canary import Canary, CanaryArgs, ProbeCredentials, probe_alarm_name
 from .change_detection import IAM_EVENTS_REGION, ChangeDetection, ChangeDetectionArgs, IamWatch, forwarder_role_name
 from .dashboards import DashboardRegion, Dashboards, DashboardsArgs, DashboardService
 from .deployment_gate import DeploymentGate, DeploymentGateArgs, GatedServer
 from .edge import Edge, EdgeArgs, EdgeRegion
 from .keys import EstateKeys, EstateKeysArgs
-from .mcp_service import McpService, McpServiceArgs, task_family
+from .mcp_service import McpService, McpServiceArgs, container_definition, task_family
 from .origin_certificates import OriginCertificates, OriginCertificatesArgs
 from .per_user_data import ASSUME_WITH_TAG, DataRole, DataRoleArgs, backend_egress
+from .queue_endpoint import QueueEndpoint, QueueEndpointArgs
 from .region_compute import RegionCompute, RegionComputeArgs
 from .region_network import RegionNetwork, RegionNetworkArgs
+from .regional_cache import CacheUser, RegionalCache, RegionalCacheArgs, connect_arns
 from .registry import Registry, RegistryArgs
 from .secrets import EstateSecret, EstateSecretArgs
 from .server_identity import Grant, ServerIdentity, ServerIdentityArgs, role_name
 from .staged_deployment import Staged
 from .state_store import StateStore, StateStoreArgs
 from .telemetry import ToolTelemetry, ToolTelemetryArgs
+from .worker_identity import SERVER_RECORD_ACTIONS, TaskResources, WorkerIdentity, WorkerIdentityArgs, sender_statements
 
 
 class Estate(pulumi.ComponentResource):
@@ -147,10 +151,27 @@ class Estate(pulumi.ComponentResource):
 
         # CANARY/LINEAR servers' hook and ECS roles, per region running one (components/deployment_gate.py).
         self.gates = {region: self._gate(region) for region in sorted(spec.regions) if self._staged_in(region)}
+        # Opt-in capabilities (README: Fast answers, later answers): per region, never replicated.
+        self.caches = {region: self._cache(region) for region in sorted(spec.regions) if self._cache_users()}
+        self.queue_endpoints = {region: self._queue_endpoint(region) for region in sorted(spec.regions)
+                                if self._async_servers()}
+        self.worker_identities = {(server.name, group.name): self._worker_identity(server, group)
+                                  for server in self._async_servers() for group in spec.residency_groups}
+
         self.services: dict[tuple[str, str], McpService] = {}
+        self.service_args: dict[tuple[str, str], McpServiceArgs] = {}
         for server in spec.servers:
             for region in spec.server_regions(server):
-                self.services[server.name, region] = self._service(server, region)
+                self.service_args[server.name, region] = self._service_args(server, region)
+                self.services[server.name, region] = McpService(
+                    f"{server.name}-{region}", self.service_args[server.name, region],
+                    opts=self._opts(provider=self.providers[region]))
+        for region, cache in self.caches.items():
+            cache.admit([CacheUser(server=s.name, user_id=self.names.cache_user(s.name),
+                                   task_security_group_id=self.services[s.name, region].security_group_id)
+                         for s in self._cache_users()])
+        self.workers = {(server.name, region): self._worker(server, region)
+                        for server in self._async_servers() for region in spec.server_regions(server)}
 
         # Created after the services they watch; the services name the canary's alarms, not the alarms.
         self.canaries = {region: self._canary(region, cloudflare_ips.ipv4_cidrs) for region in sorted(spec.regions)}
@@ -287,6 +308,9 @@ class Estate(pulumi.ComponentResource):
             key_arns=[self.key_arns[r] for r in regions],
             state_key_arns={r: self.key_arns[r] for r in regions}
             if self._uses_state(server) and not self._per_user(server) else {},
+            capability_statements=sender_statements(self._task_resources(server, group),
+                                                    records=not self._per_user(server))
+            if server.async_work else [],
             tags=self._group_tags(group, server=server.name)),
             opts=self._opts(provider=self.providers[self.spec.primary_region]))
 
@@ -299,16 +323,17 @@ class Estate(pulumi.ComponentResource):
         (without `state` when it is reached through the data role)."""
         grants = [Grant(actions=sorted(p.actions),
                         resources=sorted({arn for r in p.resources if state or r != STATE
-                                          for arn in self._resolve(r, regions)}))
+                                          for arn in self._resolve_for(server, r, regions)}))
                   for p in server.permissions]
         return [g for g in grants if g.resources]
 
     # -- per-user data and backends (components/per_user_data.py) ---------------------------------
 
     def _per_user(self, server: Server) -> bool:
-        """Whether the server reaches state as the caller: auth is on and it declares state grants."""
+        """Whether the server reaches state as the caller: auth is on and it keeps state (declared
+        grants, or the task records of its asynchronous work)."""
         auth = self.spec.auth
-        return auth is not None and not auth.disabled and self._uses_state(server)
+        return auth is not None and not auth.disabled and (self._uses_state(server) or bool(server.async_work))
 
     def _task_grants(self, server: Server, group: ResidencyGroup, regions: list[str]) -> list[Grant]:
         """With per-user data, the task role holds no grant on the table: only the right to become
@@ -330,7 +355,8 @@ class Estate(pulumi.ComponentResource):
             server=server.name, group=group.name, role_name=self.names.data_role(server.name, group.name),
             task_role=self.identities[server.name, group.name].task_role,
             task_role_arn=self._role_arn(role_name(self.prefix, server.name, group.name, "task")),
-            actions=sorted({a for p in server.permissions if STATE in p.resources for a in p.actions}),
+            actions=sorted({a for p in server.permissions if STATE in p.resources for a in p.actions}
+                           | (set(SERVER_RECORD_ACTIONS) if server.async_work else set())),
             table_arns=[self._arn("dynamodb", r, f"table/{self._table_name(group.name)}") for r in regions],
             state_key_arns={r: self.key_arns[r] for r in regions}, tags=self._group_tags(group, server=server.name)),
             opts=self._opts(provider=self.providers[self.spec.primary_region]))
@@ -345,6 +371,12 @@ class Estate(pulumi.ComponentResource):
             environment |= {backend_url_env(b.name): b.url for b in server.backends}
         return environment
 
+    def _resolve_for(self, server: Server, resource: str, regions: list[str]) -> list[str]:
+        if resource == CACHE:   # each region's cache, and the server's own user there
+            return [arn for r in regions for arn in connect_arns(
+                self.spec.aws_account_id, r, self.names.cache(r), self.names.cache_user(server.name))]
+        return self._resolve(resource, regions)
+
     def _resolve(self, resource: str, regions: list[str]) -> list[str]:
         if resource == STATE:   # the table of the group of each region
             tables = [self._arn("dynamodb", r, f"table/{self._table_name(self.spec.group_of[r].name)}")
@@ -355,9 +387,9 @@ class Estate(pulumi.ComponentResource):
             return [self._arn("secretsmanager", r, f"secret:{name}-??????") for r in regions]
         return [resource]
 
-    def _service(self, server: Server, region: str) -> McpService:
+    def _service_args(self, server: Server, region: str) -> McpServiceArgs:
         front, network, group = self.fronts[region], self.networks[region], self.spec.group_of[region]
-        return McpService(f"{server.name}-{region}", McpServiceArgs(
+        return McpServiceArgs(
             server=server, region=region, image=self.spec.image_for(server, region),
             cluster_arn=front.cluster_arn, cluster_name=front.cluster_name,
             vpc_id=network.vpc_id, vpc_cidr=network.vpc_cidr, private_subnet_ids=network.private_subnet_ids,
@@ -375,7 +407,80 @@ class Estate(pulumi.ComponentResource):
             deployment_alarm_names=[probe_alarm_name(self.prefix, server.name, region)],
             estate_environment=self._task_environment(server, group),
             backend_egress=backend_egress(server, self.spec.auth.token_exchange_cidrs if self.spec.auth else []),
-            staged=self._staged(server, region), tokens=resource_server(self.spec, server)),
+            staged=self._staged(server, region), tokens=resource_server(self.spec, server),
+            capability_environment=self._capability_environment(server, region))
+
+    # -- capabilities: the region's cache, task queues and workers ------------------------------
+
+    def _cache_users(self) -> list[Server]:
+        return [s for s in self.spec.servers if s.cache is not None]
+
+    def _async_servers(self) -> list[Server]:
+        return [s for s in self.spec.servers if s.async_work is not None]
+
+    def _cache(self, region: str) -> RegionalCache:
+        users = self._cache_users()
+        return RegionalCache(f"cache-{region}", RegionalCacheArgs(
+            region=region, cache_name=self.names.cache(region), user_group_id=self.names.cache_user_group(),
+            vpc_id=self.networks[region].vpc_id, private_subnet_ids=self.networks[region].private_subnet_ids,
+            key_arn=self.key_arns[region], user_ids={s.name: self.names.cache_user(s.name) for s in users},
+            max_data_gb=sum(s.cache.max_data_gb for s in users),
+            max_ecpu_per_second=sum(s.cache.max_ecpu_per_second for s in users),
+            tags=self._group_tags(self.spec.group_of[region], region=region)),
+            opts=self._opts(provider=self.providers[region]))
+
+    def _queue_endpoint(self, region: str) -> QueueEndpoint:
+        network = self.networks[region]
+        return QueueEndpoint(f"queues-{region}", QueueEndpointArgs(
+            region=region, account_id=self.spec.aws_account_id, vpc_id=network.vpc_id,
+            private_subnet_ids=network.private_subnet_ids,
+            endpoint_security_group_id=network.endpoint_security_group_id,
+            tags=self._group_tags(self.spec.group_of[region], region=region)),
+            opts=self._opts(provider=self.providers[region]))
+
+    def _capability_environment(self, server: Server, region: str) -> dict[str, pulumi.Input[str]]:
+        environment: dict[str, pulumi.Input[str]] = {}
+        if server.cache is not None:
+            environment |= {"MCP_CACHE_ENDPOINT": self.caches[region].endpoint,
+                            "MCP_CACHE_NAME": self.names.cache(region),
+                            "MCP_CACHE_USER": self.names.cache_user(server.name)}
+        if server.async_work is not None:
+            environment["MCP_TASK_QUEUE_URL"] = queue_url(self.spec.aws_account_id, region,
+                                                          self.names.task_queue(server.name))
+        return environment
+
+    def _task_resources(self, server: Server, group: ResidencyGroup) -> TaskResources:
+        regions = sorted(r.name for r in group.regions)
+        return TaskResources(
+            server=server.name, regions=regions,
+            queue_arns=[queue_arn(self.spec.aws_account_id, r, self.names.task_queue(server.name)) for r in regions],
+            table_arns=[self._arn("dynamodb", r, f"table/{self._table_name(group.name)}") for r in regions],
+            key_arns={r: self.key_arns[r] for r in regions})
+
+    def _worker_identity(self, server: Server, group: ResidencyGroup) -> WorkerIdentity:
+        return WorkerIdentity(f"{server.name}-{group.name}-worker-identity", WorkerIdentityArgs(
+            role_name=self.names.worker_role(server.name, group.name), group=group.name,
+            account_id=self.spec.aws_account_id, resources=self._task_resources(server, group),
+            tags=self._group_tags(group, server=server.name)),
+            opts=self._opts(provider=self.providers[self.spec.primary_region]))
+
+    def _worker(self, server: Server, region: str) -> AsyncWorker:
+        front, network, group = self.fronts[region], self.networks[region], self.spec.group_of[region]
+        service_args = self.service_args[server.name, region]
+        identity = self.identities[server.name, group.name]
+        return AsyncWorker(f"{server.name}-{region}-async", AsyncWorkerArgs(
+            server=server.name, region=region, account_id=self.spec.aws_account_id, work=server.async_work,
+            queue_name=self.names.task_queue(server.name),
+            dead_letter_queue_name=self.names.dead_letter_queue(server.name), key_arn=self.key_arns[region],
+            sender_role_arn=f"arn:aws:iam::{self.spec.aws_account_id}:role/{identity.role_names[1]}",
+            worker_role_name=self.names.worker_role(server.name, group.name),
+            worker_role_arn=self.worker_identities[server.name, group.name].role_arn,
+            execution_role_arn=identity.execution_role_arn, task_family=task_family(self._log_group(server)),
+            architecture=server.architecture, server_container=container_definition(service_args),
+            egress=list(server.egress), cluster_arn=front.cluster_arn, cluster_name=front.cluster_name,
+            vpc_id=network.vpc_id, vpc_cidr=network.vpc_cidr, private_subnet_ids=network.private_subnet_ids,
+            endpoint_prefix_list_ids=network.gateway_prefix_list_ids, alerts_topic_arn=front.alerts_topic_arn,
+            tags=self._group_tags(group, region=region, server=server.name)),
             opts=self._opts(provider=self.providers[region]))
 
     def _staged_in(self, region: str) -> list[Server]:

@@ -76,6 +76,8 @@ class McpServiceArgs:
     # CANARY/LINEAR: ECS shifts traffic between two target groups (components/staged_deployment.py).
     staged: Staged | None = None
     tokens: ResourceServer | None = None             # the server's token settings; None: auth disabled
+    # Where the server's cache and task queue are, when it declares them (MCP_CACHE_*, MCP_TASK_QUEUE_URL).
+    capability_environment: dict[str, pulumi.Input[str]] = field(default_factory=dict)
 
 
 class McpService(pulumi.ComponentResource):
@@ -325,7 +327,7 @@ def container_definition(args: McpServiceArgs) -> dict:
     """The server's container, in the ECS API's names (the task definition takes this JSON)."""
     server = args.server
     # The spec rejects these names in a server's environment: they are the estate's.
-    environment = {**server.environment, **args.estate_environment,
+    environment = {**server.environment, **args.estate_environment, **args.capability_environment,
                    "MCP_STATE_TABLE": args.state_table, "PORT": str(server.port)}
     return {
         "name": server.name,

@@ -60,6 +60,8 @@ class ServerIdentityArgs:
     # Keys of the state tables the grants reach, per region: a CMK-encrypted table answers a
     # caller only if the caller may use its key (through DynamoDB).
     state_key_arns: dict[str, pulumi.Input[str]] = field(default_factory=dict)
+    # What `async` adds: send to its task queue, keep its task records (components/worker_identity.py).
+    capability_statements: list[dict] = field(default_factory=list)
 
 
 def role_name(name_prefix: str, server: str, group: str, kind: str) -> str:
@@ -80,10 +82,11 @@ class ServerIdentity(pulumi.ComponentResource):
             assume_role_policy=json.dumps(task_trust_policy(args.account_id, args.regions)),
             description=f"{where}: what its code may call", opts=child_opts(self))
         self.task_role_arn: pulumi.Output[str] = self.task_role.arn
-        if args.grants:
+        if args.grants or args.capability_statements:
             grants = aws.iam.RolePolicy(
                 f"{name}-task-grants", role=self.task_role.id,
-                policy=pulumi.Output.json_dumps(task_policy(args.grants, args.state_key_arns)),
+                policy=pulumi.Output.json_dumps(task_policy(args.grants, args.state_key_arns,
+                                                            args.capability_statements)),
                 opts=child_opts(self))
             self.task_role_arn = _ready(self.task_role, grants)
 
@@ -127,7 +130,8 @@ def execution_trust_policy() -> dict:
         "Effect": "Allow", "Principal": {"Service": ECS_TASKS}, "Action": "sts:AssumeRole"}]}
 
 
-def task_policy(grants: list[Grant], state_key_arns: dict[str, pulumi.Input[str]] | None = None) -> dict:
+def task_policy(grants: list[Grant], state_key_arns: dict[str, pulumi.Input[str]] | None = None,
+                capability_statements: list[dict] | None = None) -> dict:
     """Exactly the declared grants. No Sid: a positional one would change when the list is
     reordered; statements are sorted so that reordering the spec changes nothing. With state
     keys, the use of those keys that DynamoDB makes on the server's behalf, and no other."""
@@ -135,7 +139,7 @@ def task_policy(grants: list[Grant], state_key_arns: dict[str, pulumi.Input[str]
                          for g in grants), key=lambda s: (s["Action"], s["Resource"]))
     if state_key_arns:
         statements.append(state_key_statement(state_key_arns))
-    return {"Version": "2012-10-17", "Statement": statements}
+    return {"Version": "2012-10-17", "Statement": [*statements, *(capability_statements or [])]}
 
 
 def state_key_statement(state_key_arns: dict[str, pulumi.Input[str]]) -> dict:

@@ -12,13 +12,16 @@ from .fields import Strict
 
 
 class Cache(Strict):
-    """ElastiCache Serverless (Valkey) limits for the region's cache (shared by the servers using it)."""
+    """This server's share of the region's ElastiCache Serverless (Valkey) cache: the cache's limits
+    are the sums of the shares of the servers using it."""
     max_data_gb: int = Field(5, ge=1, le=5000, description="Storage limit of the region's cache, GB")
     max_ecpu_per_second: int = Field(5000, ge=1000, le=15_000_000, description="Compute limit, ECPU/s")
 
 
 class WorkerScaling(Strict):
-    min: int = Field(0, ge=0, le=1000)
+    # At least one task: the scaling metric is backlog / running tasks, which has no value at zero
+    # tasks, so target tracking could never scale out from zero.
+    min: int = Field(1, ge=1, le=1000)
     max: int = Field(4, ge=1, le=1000)
     backlog_per_task: int = Field(100, ge=1, description="Visible messages per running worker task")
 

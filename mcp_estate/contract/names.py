@@ -80,14 +80,42 @@ class PhysicalNames:
     def ecr_replica_role(self) -> str:
         return iam_name(f"{self.prefix}-ecr-replica-creation")
 
+    # -- capabilities (README: Fast answers, later answers) ------------------------------------
 
-IAM_NAME_LIMIT = 64   # IAM role and policy names
+    def cache(self, region: str) -> str:
+        """The region's ElastiCache Serverless cache (one per region, never replicated)."""
+        return bounded_name(f"{self.prefix}-{region}", ELASTICACHE_NAME_LIMIT)
+
+    def cache_user(self, server: str) -> str:
+        """A server's cache user: its id and, for IAM authentication, its name (the same in every region)."""
+        return bounded_name(f"{self.prefix}-{server}", ELASTICACHE_NAME_LIMIT)
+
+    def cache_user_group(self) -> str:
+        return bounded_name(f"{self.prefix}-cache-users", ELASTICACHE_NAME_LIMIT)
+
+    def task_queue(self, server: str) -> str:
+        return f"{self.prefix}-{server}-tasks"            # SQS: 80 characters; at most 62 here
+
+    def dead_letter_queue(self, server: str) -> str:
+        return f"{self.prefix}-{server}-tasks-dlq"
+
+    def worker_role(self, server: str, group: str) -> str:
+        return iam_name(f"{self.prefix}-{server}-{group}-worker")
+
+
+IAM_NAME_LIMIT = 64          # IAM role and policy names
+ELASTICACHE_NAME_LIMIT = 40  # serverless cache names, user and user-group ids
 
 
 def iam_name(name: str) -> str:
     """`name` if IAM accepts its length, else its start and a hash of the whole: still unique, still
     stable (a long stack or estate name must not make `pulumi up` fail on a role's name)."""
-    if len(name) <= IAM_NAME_LIMIT:
+    return bounded_name(name, IAM_NAME_LIMIT)
+
+
+def bounded_name(name: str, limit: int) -> str:
+    """`name` if it fits in `limit` characters, else its start and a hash of the whole."""
+    if len(name) <= limit:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-    return f"{name[:IAM_NAME_LIMIT - len(digest) - 1].rstrip('-')}-{digest}"
+    return f"{name[:limit - len(digest) - 1].rstrip('-')}-{digest}"

@@ -40,6 +40,7 @@ FARGATE_SIZES: dict[int, tuple[int, ...]] = {
 }
 
 STATE = "state"              # symbolic resource: the residency group's session-state table
+CACHE = "cache"              # symbolic resource: the region's cache and the server's own cache user
 SECRET_PREFIX = "secret/"    # symbolic resource: `secret/<name>`, a secret of the estate
 # A strict group's countries are recorded in one AWS tag value ("AT BE DE ..."): 256 characters.
 MAX_STRICT_COUNTRIES = 85
@@ -53,6 +54,8 @@ _ECR_HOST = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\
 _ALL_OF_A_TYPE = re.compile(r"^([\w.-]+[/:])?[*?]+$")   # `*`, `table/*`, `secret:*`
 _ACTION = re.compile(r"^[a-z0-9-]+:[A-Za-z0-9]+$")
 RESERVED_ENV = frozenset({"PORT", "MCP_STATE_TABLE"}) | ESTATE_ENV   # set by the estate on tasks
+# Set by the estate on the tasks of a server declaring `cache` / `async` (README: Fast answers, later answers).
+RESERVED_ENV |= {"MCP_CACHE_ENDPOINT", "MCP_CACHE_NAME", "MCP_CACHE_USER", "MCP_TASK_QUEUE_URL"}
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _ROLE_ARN = re.compile(r"^arn:aws:iam::\d{12}:role/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
@@ -123,7 +126,7 @@ class Permission(Strict):
     @classmethod
     def _no_wildcard_resources(cls, resources: list[str]) -> list[str]:
         for resource in resources:
-            if resource == STATE or resource.startswith(SECRET_PREFIX):
+            if resource in (STATE, CACHE) or resource.startswith(SECRET_PREFIX):
                 continue
             fields = resource.split(":", 5)
             if resource == "*":

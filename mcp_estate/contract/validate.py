@@ -28,7 +28,7 @@ from .geography import AWS_REGIONS
 from .per_user_data import SCOPED_ITEM_ACTIONS
 from .problems import Problem, SpecError
 from .rollout import in_region_of, test_priority
-from .spec import FARGATE_SIZES, GUARD_PRIORITIES, MAX_STRICT_COUNTRIES, SECRET_PREFIX, STATE, EstateSpec, Server
+from .spec import CACHE, FARGATE_SIZES, GUARD_PRIORITIES, MAX_STRICT_COUNTRIES, SECRET_PREFIX, STATE, EstateSpec, Server
 from .surface_rules import (
     BASE_ORIGIN_WCU,
     ORIGIN_MIN_LIMIT,
@@ -520,6 +520,84 @@ def _probe_problems(spec: EstateSpec, server, path: str) -> list[Problem]:
     return problems
 
 
+# ElastiCache Serverless usage limits (CacheUsageLimits): per cache, so per region.
+CACHE_MAX_DATA_GB, CACHE_MAX_ECPU_PER_SECOND = 5000, 15_000_000
+DLQ_RETENTION_DAYS = 14     # the SQS maximum: a dead letter outlives its source queue's retention
+WORKER_STOP_TIMEOUT = 30    # seconds ECS gives a stopping worker (components/async_worker.py)
+CONNECT = "elasticache:Connect"
+
+
 def capability_problems(spec: EstateSpec) -> list[Problem]:
-    """Cross-field rules of `cache` and `async` (filled in by the cache/async slice)."""
-    return []
+    """Cross-field rules of `cache` and `async`: what AWS would refuse at apply time, and what
+    would lose messages or leave a server unable to reach what it declares."""
+    problems = []
+    for server in spec.servers:
+        problems += _cache_grant_problems(server)
+        if server.async_work is not None:
+            problems += _async_problems(server)
+    problems += _cache_limit_problems(spec)
+    return problems
+
+
+def _cache_grant_problems(server: Server) -> list[Problem]:
+    path = f"servers[{server.name}]"
+    granted = [(i, p) for i, p in enumerate(server.permissions) if CACHE in p.resources]
+    if server.cache is None:
+        return [Problem(f"{path}.permissions[{i}].resources", "'cache' names the region's cache, but the server "
+                                                              "declares no `cache`: add `cache: {}` or remove it")
+                for i, _ in granted]
+    problems = [Problem(f"{path}.permissions[{i}].actions", f"{', '.join(sorted(set(p.actions) - {CONNECT}))} on "
+                                                            f"'cache': the cache's only IAM action is {CONNECT} "
+                                                            "(the cache user's access string decides the rest)")
+                for i, p in granted if set(p.actions) - {CONNECT}]
+    if not any(CONNECT in p.actions for _, p in granted):
+        problems.append(Problem(f"{path}.permissions", f"the server declares `cache` but no grant of {CONNECT} "
+                                                       f"on it: add {{actions: [{CONNECT}], resources: [cache]}} "
+                                                       "(without it every connection is refused)"))
+    return problems
+
+
+def _async_problems(server: Server) -> list[Problem]:
+    path, work = f"servers[{server.name}].async", server.async_work
+    problems = []
+    allowed = FARGATE_SIZES.get(work.cpu)
+    if allowed is None:
+        problems.append(Problem(f"{path}.cpu", f"{work.cpu} is not a Fargate CPU size; use one of "
+                                               f"{', '.join(map(str, FARGATE_SIZES))}"))
+    elif work.memory not in allowed:
+        problems.append(Problem(f"{path}.memory", f"Fargate does not offer {work.memory} MiB with {work.cpu} "
+                                                  f"CPU units; use one of {', '.join(map(str, allowed))}"))
+    if work.scaling.min > work.scaling.max:
+        problems.append(Problem(f"{path}.scaling", f"min {work.scaling.min} is above max {work.scaling.max}"))
+    if work.retention_days >= DLQ_RETENTION_DAYS:
+        # SQS keeps a dead letter's original enqueue time: it would expire in the DLQ at once.
+        problems.append(Problem(f"{path}.retention_days", f"{work.retention_days} days leaves a dead letter no "
+                                                          f"time in the dead-letter queue (which keeps "
+                                                          f"{DLQ_RETENTION_DAYS} days from the first enqueue): "
+                                                          f"use at most {DLQ_RETENTION_DAYS - 1}"))
+    if work.max_age_alarm_minutes >= work.retention_days * 24 * 60:
+        problems.append(Problem(f"{path}.max_age_alarm_minutes", f"{work.max_age_alarm_minutes} minutes is not "
+                                                                 f"below the queue's retention of "
+                                                                 f"{work.retention_days} days: messages would "
+                                                                 "expire before the alarm fires"))
+    if work.visibility_timeout_seconds < WORKER_STOP_TIMEOUT:
+        problems.append(Problem(f"{path}.visibility_timeout_seconds", (
+            f"{work.visibility_timeout_seconds} s is shorter than the {WORKER_STOP_TIMEOUT} s a stopping worker "
+            "has to finish its message: another worker would receive it while the first still works on it; "
+            f"use at least {WORKER_STOP_TIMEOUT} (and more than the longest task)")))
+    return problems
+
+
+def _cache_limit_problems(spec: EstateSpec) -> list[Problem]:
+    """Every server runs in every region, so each region's cache holds the sum of the shares."""
+    users = [s for s in spec.servers if s.cache is not None]
+    data = sum(s.cache.max_data_gb for s in users)
+    ecpu = sum(s.cache.max_ecpu_per_second for s in users)
+    problems = []
+    if data > CACHE_MAX_DATA_GB:
+        problems.append(Problem("servers", f"the caches' max_data_gb add up to {data} GB in each region, over "
+                                           f"ElastiCache Serverless's {CACHE_MAX_DATA_GB}: lower them"))
+    if ecpu > CACHE_MAX_ECPU_PER_SECOND:
+        problems.append(Problem("servers", f"the caches' max_ecpu_per_second add up to {ecpu} in each region, "
+                                           f"over ElastiCache Serverless's {CACHE_MAX_ECPU_PER_SECOND}: lower them"))
+    return problems

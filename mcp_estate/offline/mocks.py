@@ -195,6 +195,19 @@ def _kms_alias(c: _Ctx):
     return name, {"arn": c.arn("kms", name), "targetKeyArn": c.arn("kms", f"key/{c.inputs.get('targetKeyId', '')}")}
 
 
+def _serverless_cache(c: _Ctx):
+    """ElastiCache Serverless: the endpoint is AWS's (a name and a suffix), port 6379; readers on 6380."""
+    host = f"{c.physical}-{_hex(c.name, 6)}.serverless.{c.region}.cache.amazonaws.com"
+    return c.physical, {"arn": c.arn("elasticache", f"serverlesscache:{c.physical}"),
+                        "endpoints": [{"address": host, "port": 6379}],
+                        "readerEndpoints": [{"address": host, "port": 6380}]}
+
+
+def _queue(c: _Ctx):
+    url = f"https://sqs.{c.region}.amazonaws.com/{c.account}/{c.physical}"
+    return url, {"arn": c.arn("sqs", c.physical), "url": url}
+
+
 def _table(c: _Ctx):
     arn = c.arn("dynamodb", f"table/{c.physical}")
     return c.physical, {"arn": arn, "name": c.physical,
@@ -332,6 +345,8 @@ _ANSWERS: dict[str, Callable[[_Ctx], tuple[str, dict]]] = {
     "aws:wafv2/webAcl:WebAcl": _web_acl,
     "aws:s3/bucket:Bucket": _bucket,
     "aws:appautoscaling/target:Target": _scaling_target,
+    "aws:elasticache/serverlessCache:ServerlessCache": _serverless_cache,
+    "aws:sqs/queue:Queue": _queue,
 }
 
 

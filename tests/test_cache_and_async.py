@@ -1,0 +1,298 @@
+"""Cache and asynchronous work (README: Fast answers, later answers): the spec's rules, what each
+region gets, the grants on both sides, and that nothing leaves the residency group."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+from conftest import ACCOUNT, Plan, policy
+from test_estate import SMALL, plan_of
+
+from mcp_estate.contract.problems import SpecError
+from mcp_estate.contract.validate import parse_spec
+
+PREFIX = "mcp-estate-test"
+REGIONS = ("eu-central-1", "eu-west-1", "us-east-1")
+EU = ("eu-central-1", "eu-west-1")
+CONNECT = {"actions": ["elasticache:Connect"], "resources": ["cache"]}
+
+
+def with_capabilities(**booking) -> dict:
+    raw = copy.deepcopy(SMALL)
+    server = raw["servers"][0]
+    server["cache"] = {}
+    server["permissions"].append(copy.deepcopy(CONNECT))
+    server["async"] = {"command": ["python", "-m", "booking.worker"]}
+    server.update(booking)
+    return raw
+
+
+def problems(raw: dict) -> list[str]:
+    with pytest.raises(SpecError) as error:
+        parse_spec(raw)
+    return [str(p) for p in error.value.problems]
+
+
+@pytest.fixture(scope="module")
+def both() -> Plan:
+    return plan_of(with_capabilities())
+
+
+# -- spec ---------------------------------------------------------------------------------------
+
+def test_worker_sizes_are_fargate_sizes():
+    raw = with_capabilities()
+    raw["servers"][0]["async"] |= {"cpu": 300, "memory": 512}
+    assert any("servers[booking].async.cpu: 300 is not a Fargate CPU size" in p for p in problems(raw))
+    raw["servers"][0]["async"] |= {"cpu": 256, "memory": 4096}
+    assert any("servers[booking].async.memory: Fargate does not offer 4096 MiB" in p for p in problems(raw))
+
+
+def test_worker_scaling_bounds_are_ordered_and_never_zero():
+    raw = with_capabilities()
+    raw["servers"][0]["async"]["scaling"] = {"min": 5, "max": 2}
+    assert any("async.scaling: min 5 is above max 2" in p for p in problems(raw))
+    raw["servers"][0]["async"]["scaling"] = {"min": 0}
+    assert any("async.scaling.min" in p for p in problems(raw))
+
+
+def test_queue_settings_that_lose_messages_are_refused():
+    raw = with_capabilities()
+    raw["servers"][0]["async"] |= {"retention_days": 14, "visibility_timeout_seconds": 10}
+    found = problems(raw)
+    assert any("async.retention_days: 14 days leaves a dead letter no time" in p for p in found)
+    assert any("async.visibility_timeout_seconds: 10 s is shorter than the 30 s" in p for p in found)
+    raw["servers"][0]["async"] |= {"retention_days": 1, "visibility_timeout_seconds": 60,
+                                   "max_age_alarm_minutes": 1440}
+    assert any("async.max_age_alarm_minutes: 1440 minutes is not below" in p for p in problems(raw))
+
+
+def test_cache_grant_and_declaration_go_together():
+    raw = with_capabilities()
+    raw["servers"][0]["permissions"].pop()
+    assert any("declares `cache` but no grant of elasticache:Connect" in p for p in problems(raw))
+    raw = copy.deepcopy(SMALL)
+    raw["servers"][1]["permissions"] = [copy.deepcopy(CONNECT)]
+    assert any("servers[loyalty].permissions[0].resources: 'cache' names the region's cache" in p
+               for p in problems(raw))
+    raw = with_capabilities()
+    raw["servers"][0]["permissions"][-1]["actions"].append("elasticache:DeleteServerlessCache")
+    assert any("elasticache:DeleteServerlessCache on 'cache'" in p for p in problems(raw))
+
+
+def test_the_caches_shares_add_up_within_the_service_limits():
+    raw = with_capabilities(cache={"max_data_gb": 3000})
+    raw["servers"][1] |= {"cache": {"max_data_gb": 2001}, "permissions": [copy.deepcopy(CONNECT)]}
+    assert any("add up to 5001 GB in each region" in p for p in problems(raw))
+
+
+@pytest.mark.parametrize("name", ["MCP_CACHE_ENDPOINT", "MCP_CACHE_USER", "MCP_CACHE_NAME", "MCP_TASK_QUEUE_URL"])
+def test_capability_environment_is_the_estates(name):
+    raw = with_capabilities(environment={name: "x"})
+    assert any(f"'{name}' is set by the estate" in p for p in problems(raw))
+
+
+# -- cache --------------------------------------------------------------------------------------
+
+def test_one_private_encrypted_iam_cache_per_region(both):
+    caches = both.of_type("aws:elasticache/serverlessCache:ServerlessCache")
+    assert sorted(c.inputs["name"] for c in caches) == [f"{PREFIX}-{r}" for r in REGIONS]
+    for cache in caches:
+        region = cache.inputs["tags"]["mcp-estate:region"]
+        assert cache.inputs["engine"] == "valkey" and cache.inputs["majorEngineVersion"] == "8"
+        key = both.named(f"{both_group(region)}-{region}-key")
+        assert cache.inputs["kmsKeyId"] == key.outputs["arn"]
+        assert cache.inputs["userGroupId"] == f"{PREFIX}-cache-users"
+        assert cache.inputs["cacheUsageLimits"] == {"dataStorage": {"maximum": 5, "unit": "GB"},
+                                                    "ecpuPerSeconds": [{"maximum": 5000}]}
+        private = {s.outputs["id"] for s in both.of_type("aws:ec2/subnet:Subnet")
+                   if s.name.startswith(f"net-{region}-private-")}
+        assert len(private) == 2 and set(cache.inputs["subnetIds"]) == private
+        assert cache.inputs["securityGroupIds"] == [both.named(f"cache-{region}-sg").outputs["id"]]
+
+
+def both_group(region: str) -> str:
+    return "eu" if region in EU else "americas"
+
+
+def test_cache_users_authenticate_with_iam_only(both):
+    users = both.of_type("aws:elasticache/user:User")
+    assert len(users) == 3
+    for user in users:
+        assert user.inputs["authenticationMode"] == {"type": "iam"}
+        assert user.inputs["userId"] == user.inputs["userName"] == f"{PREFIX}-booking"
+        assert user.inputs["engine"] == "valkey"
+        assert "-@admin" in user.inputs["accessString"] and "passwords" not in user.inputs
+    for group in both.of_type("aws:elasticache/userGroup:UserGroup"):
+        assert group.inputs["userIds"] == [f"{PREFIX}-booking"] and group.inputs["engine"] == "valkey"
+
+
+def test_cache_admits_only_the_declaring_servers_tasks(both):
+    for region in REGIONS:
+        group = both.named(f"cache-{region}-sg")
+        booking_sg = both.named(f"booking-{region}-task-sg").outputs["id"]
+        ingress = [r for r in both.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+                   if r.inputs["securityGroupId"] == group.outputs["id"]]
+        assert sorted((r.inputs["fromPort"], r.inputs["referencedSecurityGroupId"]) for r in ingress) == \
+            [(6379, booking_sg), (6380, booking_sg)]
+        loyalty_sg = both.named(f"loyalty-{region}-task-sg").outputs["id"]
+        egress = both.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
+        assert not [r for r in egress if r.inputs["securityGroupId"] == loyalty_sg
+                    and r.inputs.get("referencedSecurityGroupId") == group.outputs["id"]]
+
+
+def test_cache_grant_is_exactly_connect_on_the_cache_and_own_user(both):
+    for group, regions in (("eu", EU), ("americas", ("us-east-1",))):
+        statements = policy(both.named(f"booking-{group}-identity-task-grants"), "policy")["Statement"]
+        connect = [s for s in statements if s["Action"] == ["elasticache:Connect"]]
+        assert connect == [{"Effect": "Allow", "Action": ["elasticache:Connect"], "Resource": sorted(
+            [f"arn:aws:elasticache:{r}:{ACCOUNT}:serverlesscache:{PREFIX}-{r}" for r in regions]
+            + [f"arn:aws:elasticache:{r}:{ACCOUNT}:user:{PREFIX}-booking" for r in regions])}]
+
+
+def test_server_learns_the_cache_and_queue_from_its_environment(both):
+    container = json.loads(both.named("booking-eu-west-1-task").inputs["containerDefinitions"])[0]
+    env = {e["name"]: e["value"] for e in container["environment"]}
+    cache = both.named("cache-eu-west-1-cache")
+    assert env["MCP_CACHE_ENDPOINT"] == cache.outputs["endpoints"][0]["address"]
+    assert env["MCP_CACHE_NAME"] == f"{PREFIX}-eu-west-1" and env["MCP_CACHE_USER"] == f"{PREFIX}-booking"
+    assert env["MCP_TASK_QUEUE_URL"] == f"https://sqs.eu-west-1.amazonaws.com/{ACCOUNT}/{PREFIX}-booking-tasks"
+    loyalty = json.loads(both.named("loyalty-eu-west-1-task").inputs["containerDefinitions"])[0]
+    assert not [e for e in loyalty["environment"] if e["name"].startswith(("MCP_CACHE", "MCP_TASK"))]
+
+
+# -- async --------------------------------------------------------------------------------------
+
+def test_task_queue_is_cmk_encrypted_and_redrives_to_its_dlq(both):
+    for region in REGIONS:
+        queue, dlq = both.named(f"booking-{region}-async-queue"), both.named(f"booking-{region}-async-dlq")
+        key = both.named(f"{both_group(region)}-{region}-key").outputs["arn"]
+        assert queue.inputs["kmsMasterKeyId"] == dlq.inputs["kmsMasterKeyId"] == key
+        dlq_arn = f"arn:aws:sqs:{region}:{ACCOUNT}:{PREFIX}-booking-tasks-dlq"
+        assert json.loads(queue.inputs["redrivePolicy"]) == {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5}
+        source = f"arn:aws:sqs:{region}:{ACCOUNT}:{PREFIX}-booking-tasks"
+        assert json.loads(dlq.inputs["redriveAllowPolicy"]) == {"redrivePermission": "byQueue",
+                                                                "sourceQueueArns": [source]}
+        assert queue.inputs["messageRetentionSeconds"] == 4 * 86400 < dlq.inputs["messageRetentionSeconds"]
+        assert queue.inputs["visibilityTimeoutSeconds"] == 300
+
+
+def test_queue_policy_refuses_other_accounts_and_other_roles(both):
+    group = "eu"
+    statements = policy(both.named("booking-eu-west-1-async-queue"), "policy")["Statement"]
+    by_sid = {s["Sid"]: s for s in statements}
+    assert by_sid["EstateAccountOnly"]["Condition"] == {"StringNotEquals": {"aws:PrincipalAccount": ACCOUNT}}
+    assert by_sid["TlsOnly"]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert by_sid["OwnRolesOnly"]["Condition"] == {"StringNotEquals": {"aws:PrincipalArn": [
+        f"arn:aws:iam::{ACCOUNT}:role/{PREFIX}-booking-{group}-task",
+        f"arn:aws:iam::{ACCOUNT}:role/{PREFIX}-booking-{group}-worker"]}}
+    assert all(s["Effect"] == "Deny" for s in statements)
+
+
+def test_worker_has_no_ingress_no_public_ip_and_no_load_balancer(both):
+    service = both.named("booking-eu-west-1-async-service")
+    assert service.inputs["name"] == "booking-worker"
+    assert service.inputs["networkConfiguration"]["assignPublicIp"] is False
+    assert "loadBalancers" not in service.inputs
+    sg = both.named("booking-eu-west-1-async-sg").outputs["id"]
+    assert not [r for r in both.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+                if r.inputs["securityGroupId"] == sg]
+    container = json.loads(both.named("booking-eu-west-1-async-task").inputs["containerDefinitions"])[0]
+    assert container["command"] == ["python", "-m", "booking.worker"]
+    assert "portMappings" not in container and "healthCheck" not in container
+    assert container["readonlyRootFilesystem"] is True and container["user"]
+    assert container["image"] == json.loads(
+        both.named("booking-eu-west-1-task").inputs["containerDefinitions"])[0]["image"]
+
+
+def test_worker_scales_on_backlog_per_task(both):
+    target = both.named("booking-eu-west-1-async-scaling")
+    assert (target.inputs["minCapacity"], target.inputs["maxCapacity"]) == (1, 4)
+    config = both.named("booking-eu-west-1-async-scale-on-backlog").inputs["targetTrackingScalingPolicyConfiguration"]
+    assert config["targetValue"] == 100
+    metrics = config["customizedMetricSpecification"]["metrics"]
+    assert [m["id"] for m in metrics] == ["m1", "m2", "e1"] and metrics[2]["expression"] == "m1 / m2"
+    queue = {"name": "QueueName", "value": f"{PREFIX}-booking-tasks"}
+    assert metrics[0]["metricStat"]["metric"]["dimensions"] == [queue]
+    assert metrics[1]["metricStat"]["metric"]["metricName"] == "RunningTaskCount"
+
+
+def test_alarms_on_oldest_task_and_dead_letters(both):
+    oldest, dead = both.named("booking-eu-west-1-async-oldest-task-alarm"), both.named(
+        "booking-eu-west-1-async-dead-letters-alarm")
+    topic = both.named("front-eu-west-1-alerts").outputs["arn"]
+    assert (oldest.inputs["metricName"], oldest.inputs["threshold"]) == ("ApproximateAgeOfOldestMessage", 900)
+    assert (dead.inputs["metricName"], dead.inputs["threshold"]) == ("ApproximateNumberOfMessagesVisible", 0)
+    assert dead.inputs["dimensions"] == {"QueueName": f"{PREFIX}-booking-tasks-dlq"}
+    assert oldest.inputs["alarmActions"] == dead.inputs["alarmActions"] == [topic]
+
+
+def test_worker_role_consumes_its_queue_and_writes_its_task_records_only(both):
+    statements = policy(both.named("booking-eu-worker-identity-policy"), "policy")["Statement"]
+    queues = [f"arn:aws:sqs:{r}:{ACCOUNT}:{PREFIX}-booking-tasks" for r in EU]
+    assert statements[0] == {"Effect": "Allow", "Resource": queues, "Action": [
+        "sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:ReceiveMessage"]}
+    assert statements[1]["Action"] == ["kms:Decrypt"]
+    assert statements[1]["Condition"] == {"StringEquals": {"kms:ViaService": [
+        "sqs.eu-central-1.amazonaws.com", "sqs.eu-west-1.amazonaws.com"]}}
+    assert statements[2]["Resource"] == [f"arn:aws:dynamodb:{r}:{ACCOUNT}:table/{PREFIX}-eu-state" for r in EU]
+    # The worker serves every traveller of its server, and only its server's partition keys.
+    assert statements[2]["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["booking#*"]}}
+    assert "dynamodb:Scan" not in statements[2]["Action"] and "dynamodb:Query" not in statements[2]["Action"]
+    assert len(statements) == 4
+
+
+def test_server_may_send_to_its_own_queue_only(both):
+    statements = policy(both.named("booking-americas-identity-task-grants"), "policy")["Statement"]
+    sends = [s for s in statements if "sqs:SendMessage" in s["Action"]]
+    assert sends == [{"Effect": "Allow", "Action": ["sqs:SendMessage"],
+                      "Resource": [f"arn:aws:sqs:us-east-1:{ACCOUNT}:{PREFIX}-booking-tasks"]}]
+    kms = [s for s in statements if s["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"]]
+    assert kms[0]["Condition"] == {"StringEquals": {"kms:ViaService": ["sqs.us-east-1.amazonaws.com"]}}
+    loyalty = [r for r in both.resources if r.name == "loyalty-americas-identity-task-grants"]
+    assert not loyalty   # loyalty declares nothing: no policy at all
+
+
+def test_with_auth_on_the_server_keeps_task_records_as_the_caller_only(both):
+    # Its task role touches no table: task records are per-user items, reached through the data role.
+    statements = policy(both.named("booking-americas-identity-task-grants"), "policy")["Statement"]
+    assert not [s for s in statements if any(a.startswith("dynamodb:") for a in s["Action"])]
+    data = policy(both.named("booking-americas-data-items"), "policy")["Statement"][0]
+    assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"} <= set(data["Action"])
+    assert data["Condition"]["ForAllValues:StringEquals"] == {
+        "dynamodb:LeadingKeys": ["booking#${aws:PrincipalTag/mcp-estate-traveller}"]}
+
+
+def test_every_region_has_queue_worker_cache_and_an_sqs_endpoint(both):
+    for region in REGIONS:
+        assert both.named(f"booking-{region}-async-queue") and both.named(f"cache-{region}-cache")
+        endpoint = both.named(f"queues-{region}-sqs")
+        assert endpoint.inputs["serviceName"] == f"com.amazonaws.{region}.sqs"
+        assert endpoint.inputs["vpcEndpointType"] == "Interface"
+
+
+def test_nothing_of_a_group_is_named_outside_it(both):
+    """The eu worker's and server's policies name eu regions only; the us queue never names eu roles."""
+    for name in ("booking-eu-worker-identity-policy", "booking-eu-identity-task-grants"):
+        text = both.named(name).inputs["policy"]
+        assert "us-east-1" not in text, name
+    assert "-eu-" not in both.named("booking-us-east-1-async-queue").inputs["policy"]
+
+
+def test_no_cache_or_queue_without_a_declaration():
+    plan = plan_of(SMALL)
+    for token in ("aws:elasticache/serverlessCache:ServerlessCache", "aws:sqs/queue:Queue",
+                  "aws:elasticache/user:User"):
+        assert plan.of_type(token) == []
+    assert not [r for r in plan.of_type("aws:ec2/vpcEndpoint:VpcEndpoint") if r.inputs["serviceName"].endswith(".sqs")]
+
+
+def test_edge_never_caches_mcp_paths(both):
+    ruleset = both.named("edge-cache")
+    assert ruleset.inputs["phase"] == "http_request_cache_settings"
+    [rule] = ruleset.inputs["rules"]
+    assert rule["action"] == "set_cache_settings" and rule["actionParameters"] == {"cache": False}
+    for path in ("/booking/mcp", "/loyalty/mcp"):
+        assert f'"{path}"' in rule["expression"] and f'"{path}/"' in rule["expression"]
