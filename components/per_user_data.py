@@ -13,8 +13,8 @@ Built when the estate's `auth` is on and the server declares grants on `state`. 
 
 The server's task role then holds `sts:AssumeRole`/`sts:TagSession` on this role instead of any grant
 on the table (Estate._identity), so the task's own credentials read nothing unscoped. What the
-server's code must still do (set the tag only from a validated token...) is in
-docs/readme-sections/per-user-data.md.
+server's code must still do (set the tag only from a validated token...) is in the README's
+"Who may call what".
 
 `backend_egress` adds, for a server with backends, the egress its token exchange needs (each
 backend's range and the IdP's token endpoint's, on 443).

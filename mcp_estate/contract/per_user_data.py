@@ -1,5 +1,5 @@
 """Per-user data and backends: the contract between the estate's IAM and a server's code
-(README: Who may call what, "Per-user data"; docs/readme-sections/per-user-data.md).
+(README: Who may call what, "Per-user data").
 
 With `auth` on, a server never reads the state table with its own rights. Its task role may only
 assume the server's *data role* in its residency group, and only with one session tag,
