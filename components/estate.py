@@ -403,6 +403,7 @@ class Estate(pulumi.ComponentResource):
             secrets={s: self._secret_arn_in(s, region) for s in server.secrets},
             state_table=self._table_name(group.name),
             tags=self._group_tags(group, region=region, server=server.name),
+            alarm_prefix=self.names.server_alarm_prefix(server.name, region),
             peak_tasks=group.peak_tasks.get(server.name),
             deployment_alarm_names=[probe_alarm_name(self.prefix, server.name, region)],
             estate_environment=self._task_environment(server, group),

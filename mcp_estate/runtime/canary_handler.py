@@ -43,6 +43,7 @@ from typing import Any, Callable, Iterator
 import boto3
 
 from mcp_estate.contract.names import CANARY_NAMESPACE as NAMESPACE
+from mcp_estate.contract.names import CANARY_SUCCESS_METRIC
 
 from .probe import Failure, ProbeResult, probe
 from .tokens import ServerTokens, TokenError
@@ -177,7 +178,7 @@ def metric_data(config: Config, server: str, path: str, result: ProbeResult) -> 
     def datum(name: str, value: float, unit: str, extra: list[dict] = ()) -> dict:
         return {"MetricName": name, "Dimensions": [*dimensions, *extra], "Value": value, "Unit": unit}
 
-    data = [datum("Success", 1.0 if result.ok else 0.0, "Count")]
+    data = [datum(CANARY_SUCCESS_METRIC, 1.0 if result.ok else 0.0, "Count")]
     if result.tools_sha256 is not None:
         data.append(datum("ToolCount", float(len(result.tools)), "Count"))
     changed = mismatch(config.servers[server], result)
