@@ -54,7 +54,7 @@ import pulumi
 import pulumi_aws as aws
 
 from mcp_estate.contract.names import CANARY_NAMESPACE as NAMESPACE
-from mcp_estate.contract.names import iam_name
+from mcp_estate.contract.names import CANARY_SUCCESS_METRIC, PhysicalNames, iam_name
 from mcp_estate.contract.spec import Monitoring
 
 from .lambda_package import lambda_archive
@@ -103,7 +103,12 @@ class ProbeCredentials:
 def probe_alarm_name(name_prefix: str, server: str, region: str, path: str = "alb") -> str:
     """The alarm that fires when probes of `server` in `region` through `path` fail. Plain data,
     so each ECS service can name it as a deployment alarm before the canary exists."""
-    return f"{name_prefix}-{server}-{region}-probe-{path}"
+    return server_alarm_name(name_prefix, server, region, f"probe-{path}")
+
+
+def server_alarm_name(name_prefix: str, server: str, region: str, kind: str) -> str:
+    """A canary alarm about one server: under the contract's prefix, where `estate promote` looks."""
+    return PhysicalNames(name_prefix).server_alarm_prefix(server, region) + kind
 
 
 def function_name(name_prefix: str, region: str) -> str:
@@ -279,11 +284,12 @@ class Canary(pulumi.ComponentResource):
                 names[f"{server}-probe-{path}"] = self._alarm(
                     f"{server}-probe-{path}", probe_alarm_name(args.name_prefix, server, args.region, path),
                     f"{where}: {periods} probes in a row through {via} failed",
-                    namespace=NAMESPACE, metric_name="Success", dimensions={**dims, "Path": path},
+                    namespace=NAMESPACE, metric_name=CANARY_SUCCESS_METRIC, dimensions={**dims, "Path": path},
                     statistic="Minimum", period=period, evaluation_periods=periods, datapoints_to_alarm=periods,
                     threshold=1, comparison_operator="LessThanThreshold", treat_missing_data="notBreaching")
             names[f"{server}-probe-latency"] = self._alarm(
-                f"{server}-probe-latency", f"{args.name_prefix}-{server}-{args.region}-probe-latency",
+                f"{server}-probe-latency",
+                server_alarm_name(args.name_prefix, server, args.region, "probe-latency"),
                 f"{where}: {periods} probes in a row through the ALB took over {monitoring.max_probe_latency_ms} ms",
                 namespace=NAMESPACE, metric_name="Latency", dimensions={**dims, "Path": "alb", "Step": "total"},
                 statistic="Maximum", period=period, evaluation_periods=periods, datapoints_to_alarm=periods,
@@ -326,7 +332,8 @@ class Canary(pulumi.ComponentResource):
         queries.append({"id": "changed", "expression": "MAX([m_alb, m_edge])", "return_data": True,
                         "label": "tool manifest differs from the approved tools_sha256"})
         return self._alarm(
-            f"{server}-tools-changed", f"{args.name_prefix}-{server}-{args.region}-tools-changed",
+            f"{server}-tools-changed",
+            server_alarm_name(args.name_prefix, server, args.region, "tools-changed"),
             f"MCP server {server} in {args.region} serves a tool manifest other than the approved tools_sha256 "
             "(a tool was added, removed or its description or schema changed): check for a rug pull or "
             "tool injection before approving the new hash",

@@ -5,8 +5,11 @@ Created only in regions running a server whose in-region strategy is CANARY or L
   python3.12 on arm64 in the private subnets, its own security group (HTTPS to the VPC only: the
   ALB's nodes and the interface endpoints) and an ingress rule on the ALB's group admitting it;
 - its log group and role: assumable by Lambda for this account only, writing its own log group,
-  the VPC interface grants the canary's role has (components/canary.py explains each), and
-  secretsmanager:GetSecretValue on exactly the probe token secrets of the region's staged servers;
+  the VPC interface grants the canary's role has (components/canary.py explains each), and, with
+  `auth` on, the canary's own credentials grants: secretsmanager:GetSecretValue on exactly the probe
+  credentials secret's regional ARN, kms:Decrypt of its key only via Secrets Manager, and HTTPS
+  egress to the IdP's token endpoint (`monitoring.probe_token_cidrs`). The hook asks for a token per
+  server as the canary does (mcp_estate/runtime/tokens.py): one OAuth client, no token to rotate;
 - the hook role ECS assumes to invoke it: lambda:InvokeFunction on exactly this function;
 - the infrastructure role ECS assumes to shift traffic (swap target-group weights in the listener
   rules, register tasks in the alternate target group), with the AWS-managed
@@ -31,9 +34,9 @@ import pulumi_aws as aws
 
 from mcp_estate.contract.names import iam_name
 
-from .canary import INTERFACE_UPKEEP, trust_policy
+from .canary import INTERFACE_UPKEEP, ProbeCredentials, credentials_statements, trust_policy
 from .lambda_package import lambda_archive
-from .naming import child_opts
+from .naming import child_opts, cidr_slug
 
 HTTPS = 443
 HANDLER = "mcp_estate.runtime.deployment_hook.handler"
@@ -44,12 +47,11 @@ ECS = "ecs.amazonaws.com"
 
 @dataclass
 class GatedServer:
-    """What the hook checks for one server (the runtime's `Gate`), and the secret it may read."""
+    """What the hook checks for one server (the runtime's `Gate`)."""
     protocols: list[str]
     tools_sha256: str | None
     probe_tool: str | None
     probe_arguments: dict
-    token_secret_arn: pulumi.Input[str] | None
 
 
 @dataclass
@@ -67,6 +69,7 @@ class DeploymentGateArgs:
     log_key_arn: pulumi.Input[str]
     log_retention_days: int
     tags: dict[str, str]
+    credentials: ProbeCredentials | None = None   # with `auth` on: the canary's client credentials
 
 
 def function_name(name_prefix: str, region: str) -> str:
@@ -85,7 +88,7 @@ def invoke_policy(function_arn: pulumi.Input[str]) -> dict:
 
 
 def hook_policy(account_id: str, region: str, log_group_name: str, subnet_ids: list[pulumi.Input[str]],
-                security_group_id: pulumi.Input[str], secret_arns: list[pulumi.Input[str]]) -> dict:
+                security_group_id: pulumi.Input[str], credentials: ProbeCredentials | None = None) -> dict:
     ec2 = f"arn:aws:ec2:{region}:{account_id}"
     statements = [
         {"Sid": "WriteOwnLogs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
@@ -99,9 +102,8 @@ def hook_policy(account_id: str, region: str, log_group_name: str, subnet_ids: l
                       pulumi.Output.concat(f"{ec2}:security-group/", security_group_id)]},
         {"Sid": "ManageInterfaces", "Effect": "Allow", "Action": list(INTERFACE_UPKEEP), "Resource": f"{ec2}:*/*"},
     ]
-    if secret_arns:
-        statements.append({"Sid": "ReadProbeTokens", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
-                           "Resource": secret_arns})
+    if credentials is not None:
+        statements += credentials_statements(region, credentials)
     return {"Version": "2012-10-17", "Statement": statements}
 
 
@@ -139,6 +141,11 @@ class DeploymentGate(pulumi.ComponentResource):
             f"{prefix}-to-vpc", security_group_id=group.id, ip_protocol="tcp", from_port=HTTPS, to_port=HTTPS,
             cidr_ipv4=args.vpc_cidr, description="ALB nodes and AWS APIs via interface endpoints",
             tags=args.tags, opts=child_opts(self))
+        for cidr in args.credentials.token_cidrs if args.credentials else ():
+            aws.vpc.SecurityGroupEgressRule(
+                f"{prefix}-to-token-{cidr_slug(cidr)}", security_group_id=group.id, ip_protocol="tcp",
+                from_port=HTTPS, to_port=HTTPS, cidr_ipv4=cidr, tags=args.tags, opts=child_opts(self),
+                description="the IdP's token endpoint (the hook's bearer tokens)")
         aws.vpc.SecurityGroupIngressRule(
             f"{prefix}-alb-from-hook", security_group_id=args.alb_security_group_id, ip_protocol="tcp",
             from_port=HTTPS, to_port=HTTPS, referenced_security_group_id=group.id,
@@ -148,7 +155,6 @@ class DeploymentGate(pulumi.ComponentResource):
     def _function(self, log_group: aws.cloudwatch.LogGroup) -> aws.lambda_.Function:
         args = self._args
         role_name, log_name = self.role_names[0], f"/aws/lambda/{self.function_name}"
-        secret_arns = [g.token_secret_arn for _, g in sorted(args.servers.items()) if g.token_secret_arn]
         role = aws.iam.Role(f"{self._prefix}-role", name=role_name,
                             assume_role_policy=json.dumps(trust_policy(args.account_id)),
                             description=f"MCP deployment hook in {args.region}: probe new revisions, write its logs",
@@ -157,12 +163,12 @@ class DeploymentGate(pulumi.ComponentResource):
             f"{self._prefix}-policy", role=role.id, opts=child_opts(self),
             policy=pulumi.Output.json_dumps(hook_policy(args.account_id, args.region, log_name,
                                                         args.private_subnet_ids, self.security_group_id,
-                                                        secret_arns)))
+                                                        args.credentials)))
         servers = pulumi.Output.json_dumps({
             server: {"protocols": sorted(g.protocols), "tools_sha256": g.tools_sha256 or "",
-                     "probe_tool": g.probe_tool or "", "probe_arguments": g.probe_arguments,
-                     "token_secret_arn": g.token_secret_arn or ""}
+                     "probe_tool": g.probe_tool or "", "probe_arguments": g.probe_arguments}
             for server, g in sorted(args.servers.items())})
+        credentials = {"MCP_HOOK_CREDENTIALS_ARN": args.credentials.secret_arn} if args.credentials else {}
         return aws.lambda_.Function(
             f"{self._prefix}-function", name=self.function_name, role=role.arn, runtime="python3.12",
             architectures=["arm64"], handler=HANDLER, code=lambda_archive([HANDLER.rsplit(".", 1)[0]]),
@@ -172,7 +178,8 @@ class DeploymentGate(pulumi.ComponentResource):
                             "application_log_level": "INFO", "system_log_level": "WARN"},
             environment={"variables": {
                 "MCP_HOOK_HOSTNAME": args.hostname, "MCP_HOOK_REGION": args.region,
-                "MCP_HOOK_ALB": pulumi.Output.concat("ELB ", args.alb_arn_suffix), "MCP_HOOK_SERVERS": servers}},
+                "MCP_HOOK_ALB": pulumi.Output.concat("ELB ", args.alb_arn_suffix), "MCP_HOOK_SERVERS": servers,
+                **credentials}},
             tags=args.tags,
             # As the canary's: Lambda checks the interface grants at creation; the role creates no log group.
             opts=child_opts(self, depends_on=[log_group, grant]))

@@ -403,6 +403,7 @@ class Estate(pulumi.ComponentResource):
             secrets={s: self._secret_arn_in(s, region) for s in server.secrets},
             state_table=self._table_name(group.name),
             tags=self._group_tags(group, region=region, server=server.name),
+            alarm_prefix=self.names.server_alarm_prefix(server.name, region),
             peak_tasks=group.peak_tasks.get(server.name),
             deployment_alarm_names=[probe_alarm_name(self.prefix, server.name, region)],
             estate_environment=self._task_environment(server, group),
@@ -491,16 +492,16 @@ class Estate(pulumi.ComponentResource):
         servers = {s.name: GatedServer(
             protocols=list(s.surface.protocols), tools_sha256=s.tools_sha256,
             probe_tool=s.surface.probe_tool.name if s.surface.probe_tool else None,
-            probe_arguments=dict(s.surface.probe_tool.arguments) if s.surface.probe_tool else {},
-            token_secret_arn=self._secret_arn_in(s.surface.probe_token_secret, region)
-            if s.surface.probe_token_secret else None) for s in self._staged_in(region)}
+            probe_arguments=dict(s.surface.probe_tool.arguments) if s.surface.probe_tool else {})
+            for s in self._staged_in(region)}
         return DeploymentGate(f"gate-{region}", DeploymentGateArgs(
             region=region, account_id=self.spec.aws_account_id, name_prefix=self.prefix,
             hostname=self.spec.domain.hostname, servers=servers, vpc_id=network.vpc_id, vpc_cidr=network.vpc_cidr,
             private_subnet_ids=network.private_subnet_ids, alb_security_group_id=front.alb_security_group_id,
             alb_arn_suffix=front.alb_arn_suffix, log_key_arn=self.key_arns[region],
             log_retention_days=self.spec.log_retention_days,
-            tags=self._group_tags(self.spec.group_of[region], region=region)),
+            tags=self._group_tags(self.spec.group_of[region], region=region),
+            credentials=self._probe_credentials(region)),
             opts=self._opts(provider=self.providers[region]))
 
     def _staged(self, server: Server, region: str) -> Staged | None:
@@ -528,7 +529,8 @@ class Estate(pulumi.ComponentResource):
             opts=self._opts(provider=self.providers[region]))
 
     def _probe_credentials(self, region: str) -> ProbeCredentials | None:
-        """The canary's client credentials, where servers want tokens (dev without auth needs none)."""
+        """The canary's and deployment hooks' client credentials, where servers want tokens (dev without
+        auth needs none)."""
         secret = self.spec.monitoring.probe_credentials_secret
         if secret is None or not self._token_settings():
             return None

@@ -66,6 +66,7 @@ class McpServiceArgs:
     secrets: dict[str, pulumi.Input[str]]            # server secret name -> its ARN in this region
     state_table: str
     tags: dict[str, str]
+    alarm_prefix: str                                # PhysicalNames.server_alarm_prefix: what promote reads
     peak_tasks: int | None = None                    # the group's declared peak for the server, if any
     # Other alarms that roll a deployment back: names, computed up front (they may not exist yet).
     deployment_alarm_names: list[str] = field(default_factory=list)
@@ -294,7 +295,7 @@ ALTERNATE = "alternate"
 
 def alarm_name(args: McpServiceArgs, key: str) -> str:
     """`mcp-estate-prod-booking-eu-west-1-5xx`: unique per stack, server, region and kind."""
-    return f"{task_family(args.log_group_name)}-{args.region}-{key}"
+    return f"{args.alarm_prefix}{key}"
 
 
 def task_family(log_group_name: str) -> str:

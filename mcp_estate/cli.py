@@ -156,7 +156,8 @@ def _promote(args: argparse.Namespace) -> int:
     if args.abort:
         done = promote.abort(args.stack, args.server, args.stacks_dir)
     elif args.start:
-        done = promote.start(args.stack, args.server, args.stacks_dir, args.source, args.image)
+        done = promote.start(args.stack, args.server, args.stacks_dir, args.source, args.image,
+                             verify.Clients.from_environment())
     else:
         done = promote.promote(args.stack, args.server, args.stacks_dir, verify.Clients.from_environment(),
                                datetime.now(timezone.utc))

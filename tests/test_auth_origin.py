@@ -29,6 +29,8 @@ def with_(base: dict, change) -> dict:
 
 def canary(raw: dict) -> None:
     raw["rollout"] = {"in_region": {"strategy": "CANARY"}}
+    # the deployment hook's token (README: Shipping a change), required with auth on
+    raw["monitoring"] = {"probe_credentials_secret": "canary-oauth-client", "probe_token_cidrs": ["203.0.113.0/24"]}
 
 
 # -- the spec ------------------------------------------------------------------------------------------
@@ -162,7 +164,10 @@ def test_a_canary_server_keeps_a_forward_only_route_and_still_publishes_its_meta
     assert rule["conditions"] == [{"pathPattern": {"values": ["/booking/mcp", "/booking/mcp/*", "/booking/healthz"]}}]
     rules = sorted(r.name for r in plan.of_type("aws:lb/listenerRule:ListenerRule")
                    if r.name.startswith("booking-us-east-1-"))
-    assert rules == ["booking-us-east-1-metadata", "booking-us-east-1-route"]
+    # the test rule ECS points at the new revision (README: Shipping a change) is forward-only too
+    assert rules == ["booking-us-east-1-metadata", "booking-us-east-1-route", "booking-us-east-1-test-route"]
+    test_rule = plan.named("booking-us-east-1-test-route").inputs
+    assert [a["type"] for a in test_rule["actions"]] == ["forward"]
 
 
 def test_without_auth_nothing_changes_at_the_origin():

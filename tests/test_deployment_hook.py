@@ -16,6 +16,7 @@ import mcp_types as types
 import pytest
 import uvicorn
 from mcp.server.lowlevel import Server
+from test_probe_tokens import credentials, token_endpoint  # noqa: F401 (the fixture: a token endpoint on 127.0.0.1)
 
 from mcp_estate.runtime.deployment_hook import (
     FAILED,
@@ -27,12 +28,13 @@ from mcp_estate.runtime.deployment_hook import (
     server_of,
 )
 from mcp_estate.runtime.probe import HANDSHAKE, MODERN, manifest_sha256, probe
+from mcp_estate.runtime.tokens import ClientCredentials
 
 TOOLS = [{"name": "search_flights", "description": "Flights between two airports.",
           "inputSchema": {"type": "object", "properties": {"from": {"type": "string"}}}},
          {"name": "get_fare_rules", "description": "Fare rules of a fare basis.", "inputSchema": {"type": "object"}}]
 APPROVED = manifest_sha256(TOOLS)
-SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:mcp-estate-prod-booking-probe-AbCdEf"
+SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:mcp-estate-prod/canary-oauth-client-AbCdEf"
 EVENT = {"executionDetails": {"serviceArn": "arn:aws:ecs:eu-west-1:123456789012:service/c/booking-1a2b",
                               "targetServiceRevisionArn": "arn:aws:ecs:eu-west-1:123456789012:service-revision/c/b/2",
                               "testTrafficWeights": {}, "productionTrafficWeights": {}},
@@ -98,18 +100,21 @@ class NoInterfaces:
 
 
 class FakeSecrets:
-    def __init__(self):
-        self.asked: list[str] = []
+    """The probe credentials secret (the canary's): its JSON, or an error as Secrets Manager raises."""
+    def __init__(self, text: str = "{}", error: Exception | None = None):
+        self.text, self.error, self.asked = text, error, []
 
     def get_secret_value(self, SecretId):
         self.asked.append(SecretId)
-        return {"SecretString": "token-for-booking\n"}
+        if self.error is not None:
+            raise self.error
+        return {"SecretString": self.text}
 
 
-def _config(**gate) -> Config:
+def _config(credentials_secret: str | None = None, **gate) -> Config:
     defaults = {"protocols": ["2025-11-25", "2026-07-28"], "tools_sha256": APPROVED}
     return Config(hostname="mcp.example.travel", region="eu-west-1", alb_interfaces="ELB app/x/1",
-                  servers={"booking": Gate(**{**defaults, **gate})})
+                  servers={"booking": Gate(**{**defaults, **gate})}, credentials_secret=credentials_secret)
 
 
 def _to(local_url: str, calls: list[dict]):
@@ -158,13 +163,51 @@ def test_a_generation_the_server_does_not_speak_rolls_back():
         assert run(EVENT, _config(), FakeEc2(), FakeSecrets(), legacy_only) == {"hookStatus": FAILED}
 
 
-def test_the_token_from_the_probe_secret_travels_as_a_bearer(good):
+@pytest.fixture
+def idp(token_endpoint, monkeypatch):  # noqa: F811 (the imported fixture)
+    """The canary's client credentials point at the local token endpoint (plain HTTP on loopback,
+    so past the secret's https check, as in test_probe_tokens.py)."""
+    url, seen = token_endpoint
+    monkeypatch.setattr(ClientCredentials, "from_secret",
+                        classmethod(lambda cls, text, source: credentials(url, secret=json.loads(text)["secret"])))
+    return seen
+
+
+def test_each_deployment_asks_a_fresh_token_for_the_server_and_sends_it_as_a_bearer(good, idp):
+    """As the canary: client credentials, the server's URL as RFC 8707 resource; one request per
+    invocation, so a token the IdP issued an hour ago is never presented again."""
     url, seen = good
-    secrets, before = FakeSecrets(), len(seen)
-    assert run(EVENT, _config(token_secret_arn=SECRET_ARN), FakeEc2(), secrets, _to(url, [])) == \
-        {"hookStatus": SUCCEEDED}
-    assert secrets.asked == [SECRET_ARN]
-    assert {h.get("authorization") for h in seen[before:]} == {"Bearer token-for-booking"}
+    secrets, before = FakeSecrets('{"secret": "s>cret"}'), len(seen)
+    for _ in range(2):
+        assert run(EVENT, _config(SECRET_ARN), FakeEc2(), secrets, _to(url, [])) == {"hookStatus": SUCCEEDED}
+    assert secrets.asked == [SECRET_ARN, SECRET_ARN]
+    assert [(r["grant_type"], r["resource"]) for r in idp] == \
+        [("client_credentials", "https://mcp.example.travel/booking/mcp")] * 2
+    assert seen[before:] and {h.get("authorization") for h in seen[before:]} == {"Bearer token-for-booking"}
+
+
+def test_a_refused_client_fails_the_deployment_before_any_probe(good, idp):
+    url, _ = good
+    calls: list[dict] = []
+    secrets = FakeSecrets('{"secret": "wrong"}')
+    assert run(EVENT, _config(SECRET_ARN), FakeEc2(), secrets, _to(url, calls)) == {"hookStatus": FAILED}
+    assert calls == [] and len(idp) == 1
+
+
+def test_an_unreadable_credentials_secret_fails_the_deployment(good):
+    url, _ = good
+    calls: list[dict] = []
+    secrets = FakeSecrets(error=PermissionError("AccessDeniedException: kms:Decrypt"))
+    assert run(EVENT, _config(SECRET_ARN), FakeEc2(), secrets, _to(url, calls)) == {"hookStatus": FAILED}
+    assert calls == []
+
+
+def test_without_credentials_the_hook_sends_no_token(good):
+    """Dev with `auth: {disabled: true}`: the component sets no credentials secret."""
+    url, seen = good
+    secrets, before = FakeSecrets(error=AssertionError("no secret is read")), len(seen)
+    assert run(EVENT, _config(), FakeEc2(), secrets, _to(url, [])) == {"hookStatus": SUCCEEDED}
+    assert seen[before:] and not any("authorization" in h for h in seen[before:])
 
 
 def test_no_alb_node_or_an_unknown_server_fails_closed(good):
@@ -194,8 +237,9 @@ def test_generations_map_every_declared_revision_to_a_probe_protocol():
 def test_config_reads_the_environment_the_component_writes():
     env = {"MCP_HOOK_HOSTNAME": "mcp.example.travel", "MCP_HOOK_REGION": "eu-west-1", "MCP_HOOK_ALB": "ELB app/x/1",
            "MCP_HOOK_SERVERS": json.dumps({"booking": {"protocols": ["2026-07-28"], "tools_sha256": APPROVED,
-                                                       "probe_tool": "", "probe_arguments": {},
-                                                       "token_secret_arn": ""}})}
+                                                       "probe_tool": "", "probe_arguments": {}}})}
     config = Config.from_environment(env)
     assert config.servers["booking"] == Gate(protocols=["2026-07-28"], tools_sha256=APPROVED)
+    assert config.credentials_secret is None
+    assert Config.from_environment({**env, "MCP_HOOK_CREDENTIALS_ARN": SECRET_ARN}).credentials_secret == SECRET_ARN
     assert config.url("booking") == "https://mcp.example.travel/booking/mcp"

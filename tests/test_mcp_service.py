@@ -55,7 +55,7 @@ def service_args(server: Server, **overrides) -> McpServiceArgs:
         log_group_name="/mcp-estate-test/booking",
         log_key_arn=f"arn:aws:kms:{REGION}:{ACCOUNT}:key/mrk-0123456789abcdef0123456789abcdef",
         log_retention_days=90, secrets={"booking-api-key": SECRET_ARN},
-        state_table="mcp-estate-test-eu-state", tags=TAGS)
+        state_table="mcp-estate-test-eu-state", tags=TAGS, alarm_prefix=f"mcp-estate-test-booking-{REGION}-")
     return McpServiceArgs(**{**values, **overrides})
 
 

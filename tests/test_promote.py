@@ -347,46 +347,104 @@ def test_abort_removes_the_candidate_and_nothing_else(stacks):
     assert {spec.image_for(spec.servers[0], r).rsplit("@", 1)[1] for r in spec.regions} == {RELEASED}
 
 
-def test_start_takes_the_digest_released_in_the_previous_environment(stacks):
-    (stacks / f"Pulumi.{STACK}.yaml").write_text(STACK_FILE.replace(f"""        candidate:
-          image: {REGISTRY}/mcp/booking@{CANDIDATE}
-          waves_reached: 1   # wave count
-""", ""))
-    staging = STACK_FILE.replace("environment: prod", "environment: staging").replace(RELEASED, CANDIDATE, 1)
-    staging = staging.replace(f"""        candidate:
+WITHOUT_CANDIDATE = STACK_FILE.replace(f"""        candidate:
           image: {REGISTRY}/mcp/booking@{CANDIDATE}
           waves_reached: 1   # wave count
 """, "")
+WAVE_REGIONS = ("us-west-2", "us-east-1", "eu-west-1")
+
+
+def no_aws(service: str, region: str):
+    pytest.fail(f"AWS read ({service} in {region}) for a start refused on its input alone")
+
+
+def staging_releasing(stacks: Path, digest: str) -> None:
+    """The staging stack file, releasing `digest` for booking; prod has no candidate yet."""
+    (stacks / f"Pulumi.{STACK}.yaml").write_text(WITHOUT_CANDIDATE)
+    staging = WITHOUT_CANDIDATE.replace("environment: prod", "environment: staging").replace(RELEASED, digest, 1)
     (stacks / "Pulumi.staging.yaml").write_text(staging)
-    done = start(STACK, "booking", stacks, None, None)
+
+
+def replicate(cloud: Cloud, digest: str, regions=WAVE_REGIONS, repository: str = "mcp/booking") -> None:
+    """The digest in the stack's registry, in `regions` (moto's ECR has no replication: put per region)."""
+    config = {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2, "digest": "sha256:" + "0" * 64}
+    for region in regions:
+        ecr = cloud.moto("ecr", region)
+        if not ecr.describe_repositories()["repositories"]:
+            ecr.create_repository(repositoryName=repository)
+        ecr.put_image(repositoryName=repository, imageDigest=digest, imageTag=digest[7:17], imageManifest=json.dumps({
+            "schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": config, "layers": [], "annotations": {"digest": digest}}))
+
+
+def start_refused(stacks: Path, clients, source=None, image=None) -> PromoteError:
+    before = stack_text(stacks)
+    with pytest.raises(PromoteError) as refused:
+        start(STACK, "booking", stacks, source, image, clients)
+    assert stack_text(stacks) == before   # a refusal writes nothing
+    return refused.value
+
+
+def test_start_takes_the_digest_released_in_the_previous_environment(stacks, cloud):
+    staging_releasing(stacks, CANDIDATE)
+    replicate(cloud, CANDIDATE)
+    done = start(STACK, "booking", stacks, None, None, cloud)
     assert (done.action, done.regions) == ("started", ["us-west-2"])
     assert booking_of(stack_text(stacks))["candidate"] == {"image": f"{REGISTRY}/mcp/booking@{CANDIDATE}",
                                                             "waves_reached": 1}
     assert stack_text(stacks).startswith("# Production. Keep this comment.\n")
 
 
+@pytest.mark.parametrize("missing", WAVE_REGIONS)
+def test_start_refuses_a_digest_missing_from_any_region_of_the_waves_naming_it(stacks, cloud, missing):
+    """The first wave's region alone is not enough: the candidate would stall at a later wave."""
+    staging_releasing(stacks, CANDIDATE)
+    replicate(cloud, CANDIDATE, [r for r in WAVE_REGIONS if r != missing])
+    refused = start_refused(stacks, cloud)
+    assert refused.code == 2
+    assert refused.problems == ["not yet replicated to every region running the server (replication may lag: "
+                                "rerun in a few minutes)", f"{missing}: no repository mcp/booking@{CANDIDATE[:19]}..."]
+
+
+def test_start_refuses_a_region_holding_only_older_images(stacks, cloud):
+    staging_releasing(stacks, CANDIDATE)
+    replicate(cloud, CANDIDATE, ["us-west-2", "us-east-1"])
+    replicate(cloud, RELEASED, ["eu-west-1"])
+    assert start_refused(stacks, cloud).problems[1:] == [f"eu-west-1: no image mcp/booking@{CANDIDATE[:19]}..."]
+
+
+def test_start_checks_the_stacks_own_account_before_reading_its_registry(stacks, cloud):
+    staging_releasing(stacks, CANDIDATE)
+    (stacks / f"Pulumi.{STACK}.yaml").write_text(WITHOUT_CANDIDATE.replace(ACCOUNT, "999988887777"))
+    replicate(cloud, CANDIDATE)
+    assert start_refused(stacks, cloud).problems == [
+        f"the credentials are for account {ACCOUNT}, but stack 'prod' lives in account 999988887777: select that "
+        "account's profile (AWS_PROFILE)"]
+
+
+def test_start_in_dev_checks_replication_of_the_digest_given_by_hand(stacks, cloud):
+    (stacks / f"Pulumi.{STACK}.yaml").write_text(WITHOUT_CANDIDATE.replace("environment: prod", "environment: dev"))
+    replicate(cloud, CANDIDATE, ["us-west-2"])
+    assert start_refused(stacks, cloud, image=CANDIDATE).problems[1:] == [
+        f"{region}: no repository mcp/booking@{CANDIDATE[:19]}..." for region in ("eu-west-1", "us-east-1")]
+    assert start_refused(stacks, no_aws, image="sha256:abc").problems == [
+        "--image sha256:abc: not a digest; give sha256:<64 lowercase hex> (or repo@sha256:...)"]
+
+
 def test_start_refuses_a_digest_not_released_in_the_previous_environment(stacks):
-    abort(STACK, "booking", stacks)
-    staging = STACK_FILE.replace("environment: prod", "environment: staging")   # staging releases RELEASED
-    (stacks / "Pulumi.staging.yaml").write_text(staging)
-    with pytest.raises(PromoteError) as refused:
-        start(STACK, "booking", stacks, None, None)
-    assert refused.value.problems == [f"servers[booking] already runs {RELEASED} as its released image"]
+    staging_releasing(stacks, RELEASED)   # staging releases what prod already runs
+    assert start_refused(stacks, no_aws).problems == [f"servers[booking] already runs {RELEASED} as its released image"]
 
 
 def test_start_in_prod_refuses_a_digest_given_by_hand(stacks):
     abort(STACK, "booking", stacks)
-    with pytest.raises(PromoteError) as refused:
-        start(STACK, "booking", stacks, None, CANDIDATE)
-    assert refused.value.problems == ["a prod candidate comes from staging, not by hand: drop --image; its digest "
-                                      "is the image released in staging"]
+    assert start_refused(stacks, no_aws, image=CANDIDATE).problems == [
+        "a prod candidate comes from staging, not by hand: drop --image; its digest is the image released in staging"]
 
 
 def test_start_in_prod_refuses_without_a_staging_stack(stacks):
     abort(STACK, "booking", stacks)
-    with pytest.raises(PromoteError) as refused:
-        start(STACK, "booking", stacks, None, None)
-    [problem] = refused.value.problems
+    [problem] = start_refused(stacks, no_aws).problems
     assert problem.startswith("the staging stack 'staging' decides what may enter: ")
     assert "no such stack file" in problem
 
@@ -394,14 +452,12 @@ def test_start_in_prod_refuses_without_a_staging_stack(stacks):
 def test_start_refuses_a_from_stack_of_the_wrong_environment(stacks):
     abort(STACK, "booking", stacks)
     (stacks / "Pulumi.other.yaml").write_text(STACK_FILE.replace("environment: prod", "environment: dev"))
-    with pytest.raises(PromoteError) as refused:
-        start(STACK, "booking", stacks, "other", None)
-    assert refused.value.problems == ["stack 'other' is dev, not staging: name the staging stack with --from"]
+    assert start_refused(stacks, no_aws, source="other").problems == [
+        "stack 'other' is dev, not staging: name the staging stack with --from"]
 
 
 def test_start_refuses_while_a_candidate_is_in_flight(stacks):
-    with pytest.raises(PromoteError, match="already has a candidate"):
-        start(STACK, "booking", stacks, None, None)
+    assert "already has a candidate" in start_refused(stacks, no_aws).problems[0]
 
 
 # -- error paths -------------------------------------------------------------------------------------------------

@@ -98,12 +98,21 @@ def test_the_roles_ecs_uses_are_least_privilege(staging):
         "arn:aws:iam::aws:policy/AmazonECSInfrastructureRolePolicyForLoadBalancers"
 
 
-def test_the_hook_reads_only_its_probe_token_and_knows_its_gate(staging):
+def test_the_hook_holds_the_canarys_credentials_exactly_and_knows_its_gate(staging):
     policy = json.loads(_inputs(staging, "gate-us-east-1-policy")["policy"])
-    [read] = [s for s in policy["Statement"] if s["Sid"] == "ReadProbeTokens"]
-    assert read["Action"] == "secretsmanager:GetSecretValue" and len(read["Resource"]) == 1
-    assert "inventory-probe-token" in read["Resource"][0]
+    secret = "arn:aws:secretsmanager:us-east-1:444455556666:secret:mcp-estate-staging/canary-oauth-client-"
+    reads = [s for s in policy["Statement"] if "secretsmanager:GetSecretValue" in json.dumps(s["Action"])]
+    assert [(s["Sid"], s["Action"]) for s in reads] == [("ReadProbeCredentials", "secretsmanager:GetSecretValue")]
+    assert reads[0]["Resource"].startswith(secret)
+    decrypt = [s for s in policy["Statement"] if s["Action"] == "kms:Decrypt"]
+    assert decrypt == [{"Sid": "DecryptProbeCredentials", "Effect": "Allow", "Action": "kms:Decrypt",
+                        "Resource": staging.named("global-us-east-1-key").outputs["arn"],
+                        "Condition": {"StringEquals": {"kms:ViaService": "secretsmanager.us-east-1.amazonaws.com"}}}]
+    canary = json.loads(_inputs(staging, "canary-us-east-1-policy")["policy"])
+    assert [s for s in canary["Statement"] if s["Sid"] in ("ReadProbeCredentials", "DecryptProbeCredentials")] == \
+        [*reads, *decrypt]
     function = _inputs(staging, "gate-us-east-1-function")
+    assert function["environment"]["variables"]["MCP_HOOK_CREDENTIALS_ARN"] == reads[0]["Resource"]
     assert function["handler"] == "mcp_estate.runtime.deployment_hook.handler"
     servers = json.loads(function["environment"]["variables"]["MCP_HOOK_SERVERS"])
     assert set(servers) == {"inventory"} and servers["inventory"]["protocols"] == ["2025-11-25", "2026-07-28"]
@@ -144,17 +153,29 @@ def _inventory(raw):
     return next(s for s in raw["servers"] if s["name"] == "inventory")
 
 
-def test_a_canary_server_validating_tokens_needs_a_probe_token():
+def test_the_hook_reaches_only_the_vpc_and_the_token_endpoint(staging):
+    group = staging.named("gate-us-east-1-sg").outputs["id"]
+    egress = sorted((r.inputs["cidrIpv4"], r.inputs["fromPort"], r.inputs["toPort"]) for r in staging.resources
+                    if r.type == "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
+                    and r.inputs["securityGroupId"] == group)
+    assert egress == [("10.40.0.0/16", 443, 443), ("203.0.113.0/24", 443, 443)]
+
+
+def test_a_staged_server_behind_auth_needs_the_probe_credentials_outside_prod_too():
     raw = _raw()
-    del _inventory(raw)["surface"]
-    with pytest.raises(SpecError, match="probe_token_secret"):
+    del raw["monitoring"]["probe_credentials_secret"]
+    with pytest.raises(SpecError, match=r"monitoring.probe_credentials_secret.*probes each new revision of "
+                                        r"inventory \(CANARY/LINEAR\)"):
         parse_spec(raw)
+    _inventory(raw).pop("rollout")
+    _inventory(raw).pop("auth")
+    parse_spec(raw)   # staging without staged servers: the canary may wait for its credentials
 
 
-def test_the_probe_token_must_be_one_of_the_servers_secrets():
+def test_a_static_probe_token_is_no_longer_a_spec_field():
     raw = _raw()
-    _inventory(raw)["secrets"] = []
-    with pytest.raises(SpecError, match="not one of the server's `secrets`"):
+    _inventory(raw)["surface"] = {"probe_token_secret": "inventory-probe-token"}
+    with pytest.raises(SpecError, match="probe_token_secret"):
         parse_spec(raw)
 
 
@@ -168,7 +189,7 @@ def test_the_test_rule_priority_must_be_free():
 
 def test_the_probe_tool_must_be_approved():
     raw = _raw()
-    _inventory(raw)["surface"].update(tools=["list_stock"], probe_tool={"name": "delete_stock"})
+    _inventory(raw).setdefault("surface", {}).update(tools=["list_stock"], probe_tool={"name": "delete_stock"})
     with pytest.raises(SpecError, match="'delete_stock' is not one of surface.tools"):
         parse_spec(raw)
 

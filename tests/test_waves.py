@@ -29,6 +29,7 @@ WAVES = [["us-west-2"], ["eu-central-1", "us-east-1"], ["eu-west-1"]]
 THREE_WAVES = {
     "environment": "prod", "owner": "travel-platform", "aws_account_id": ACCOUNT,
     "auth": {"issuer": "https://login.example.travel/", "jwks_url": "https://login.example.travel/jwks.json"},
+    "monitoring": {"probe_credentials_secret": "canary-oauth-client", "probe_token_cidrs": ["203.0.113.0/24"]},
     "primary_region": "us-east-1",
     "domain": {"hostname": "mcp.example.travel", "zone_id": "0" * 32, "cloudflare_account_id": "f" * 32},
     "residency_groups": [
@@ -44,7 +45,6 @@ THREE_WAVES = {
     ],
     "rollout": {"waves": WAVES},
     "edge": {"health_server": "booking"},
-    "monitoring": {"probe_credentials_secret": "canary-oauth-client", "probe_token_cidrs": ["203.0.113.0/24"]},
 }
 
 

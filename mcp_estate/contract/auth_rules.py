@@ -32,9 +32,16 @@ def resource_server_problems(spec: EstateSpec) -> list[Problem]:
 
 
 def _canary(spec: EstateSpec) -> list[Problem]:
-    """The canary needs a token, and a way to its token endpoint, to probe servers behind `auth`."""
+    """The canary and the deployment hooks need a token, and a way to the token endpoint, to probe
+    servers behind `auth`."""
     monitoring = spec.monitoring
     if monitoring.probe_credentials_secret is None:
+        staged = [s.name for s in spec.servers if strategy_of(spec, s) in ECS_OWNED_RULE]
+        if staged:   # the hook's probe of each new revision gets a 401, and ECS rolls every deployment back
+            return [Problem("monitoring.probe_credentials_secret", (
+                f"missing: the deployment hook probes each new revision of {', '.join(staged)} (CANARY/LINEAR) "
+                "with a token from it, and without one every deployment fails and rolls back; name the estate "
+                "secret holding the probe's client credentials (README: Who may call what)"))]
         if spec.environment != "prod":   # elsewhere the canary's probes may fail with 401 until it is set
             return []
         return [Problem("monitoring.probe_credentials_secret", (

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from .fields import Name, Strict, ToolName
+from .fields import Strict, ToolName
 
 ProtocolRevision = Literal["2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"]
 
@@ -37,6 +37,3 @@ class Surface(Strict):
     max_body_kb: int = Field(256, ge=1, le=8192, description="Largest request body the edge lets through")
     probe_tool: ProbeTool | None = Field(None, description="A read-only tool the deployment hook calls on each "
                                                            "new revision before traffic shifts")
-    probe_token_secret: Name | None = Field(None, description="One of the server's `secrets` holding a bearer "
-                                                              "token for the server's audience, which the "
-                                                              "deployment hook sends (servers validating tokens)")

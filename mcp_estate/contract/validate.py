@@ -489,7 +489,7 @@ def _in_region(spec: EstateSpec) -> list[Problem]:
     tests: dict[int, str] = {}
     for server in spec.servers:
         path = f"servers[{server.name}]"
-        problems += _probe_problems(spec, server, path)
+        problems += _probe_problems(server, path)
         if not in_region_of(server.rollout, spec.rollout).staged:
             continue
         priority = test_priority(server.priority)
@@ -500,20 +500,11 @@ def _in_region(spec: EstateSpec) -> list[Problem]:
                                     f"route priority minus one, {priority}, which is {why}: set a route_priority "
                                     "whose predecessor is free"))
         tests[priority] = server.name
-        auth_on = spec.auth is not None and not spec.auth.disabled
-        if auth_on and server.auth.token_validation == "server" and server.surface.probe_token_secret is None:
-            problems.append(Problem(f"{path}.surface.probe_token_secret", "the server validates tokens itself, "
-                                    "so the deployment hook's probe needs one: name the secret holding a bearer "
-                                    "token for the server (it must be in the server's `secrets`)"))
     return problems
 
 
-def _probe_problems(spec: EstateSpec, server, path: str) -> list[Problem]:
+def _probe_problems(server, path: str) -> list[Problem]:
     surface, problems = server.surface, []
-    if surface.probe_token_secret is not None and surface.probe_token_secret not in server.secrets:
-        problems.append(Problem(f"{path}.surface.probe_token_secret", f"'{surface.probe_token_secret}' is not one "
-                                "of the server's `secrets`: add it there (it is created and replicated to the "
-                                "server's regions with them)"))
     if surface.probe_tool is not None and surface.tools is not None and surface.probe_tool.name not in surface.tools:
         problems.append(Problem(f"{path}.surface.probe_tool.name", f"'{surface.probe_tool.name}' is not one of "
                                 "surface.tools: the hook may only call an approved tool"))

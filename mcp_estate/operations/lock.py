@@ -12,6 +12,7 @@ validated before it replaces the file atomically. Any refusal writes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,7 +100,9 @@ def lock(session: boto3.Session, stack: str, server_name: str, tag: str, stacks_
         scan = _scan(home, registry, server.repository, digest)
         warnings = _scan_gate(server, tag, scan, allow_findings)
         regions = spec.server_regions(server)
-        _present_everywhere(session, registry, server.repository, digest, regions, spec.primary_region)
+        # The home region's copy was just read by its tag.
+        present_everywhere(lambda region: session.client("ecr", region_name=region), registry, server.repository,
+                           digest, [r for r in regions if r != spec.primary_region])
     except ClientError as error:
         raise LockError([client_error_text(error)]) from None
     except BotoCoreError as error:
@@ -196,12 +199,14 @@ def _scan_remedy(repository: str, tag: str, scan: Scan) -> str:
             f"--repository-name {repository} --image-id imageTag={tag}`) or push a supported image, then rerun")
 
 
-def _present_everywhere(session: boto3.Session, registry: str, repository: str, digest: str,
-                        regions: list[str], home: str) -> None:
+def present_everywhere(ecr_in: Callable[[str], Any], registry: str, repository: str, digest: str,
+                       regions: list[str]) -> None:
+    """Refuse, naming each region, a digest missing from the registry's replica in any of `regions`
+    (`ecr_in`: the region's ECR client); the problems are the same for `estate lock` and `estate promote`."""
     missing = []
-    for region in (r for r in regions if r != home):
+    for region in regions:
         try:
-            session.client("ecr", region_name=region).describe_images(
+            ecr_in(region).describe_images(
                 registryId=registry, repositoryName=repository, imageIds=[{"imageDigest": digest}])
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -30,12 +31,14 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from mcp_estate.contract.fields import DIGEST_IMAGE
 from mcp_estate.contract.geography import AWS_REGIONS
 from mcp_estate.contract.names import CANARY_NAMESPACE, CANARY_SUCCESS_METRIC, PhysicalNames
 from mcp_estate.contract.spec import EstateSpec, Server
 from mcp_estate.contract.stackfile import load_spec, stack_path
 from mcp_estate.contract.validate import SpecError
 
+from .lock import LockError, present_everywhere
 from .stack_edit import (
     StackEditError,
     check_edit,
@@ -98,9 +101,11 @@ def abort(stack: str, server_name: str, stacks_dir: Path) -> Promoted:
     return _edit(stack, stacks_dir, server, "aborted", server.image, 0)
 
 
-def start(stack: str, server_name: str, stacks_dir: Path, source: str | None, image: str | None) -> Promoted:
+def start(stack: str, server_name: str, stacks_dir: Path, source: str | None, image: str | None,
+          clients: Callable[[str, str], Any]) -> Promoted:
     """A candidate at wave 1: the digest released in the previous environment's stack (`source`, by
-    default the stack named after that environment); only dev, the first, takes a digest by hand."""
+    default the stack named after that environment); only dev, the first, takes a digest by hand. The
+    digest must already be in the stack's registry in every region the waves will take it to."""
     spec, server = _load(stack, server_name, stacks_dir)
     if server.candidate is not None:
         raise PromoteError([f"servers[{server.name}] already has a candidate "
@@ -111,6 +116,8 @@ def start(stack: str, server_name: str, stacks_dir: Path, source: str | None, im
         if image is None:
             raise PromoteError(["dev is the first environment: give the digest with --image sha256:<64 hex>"])
         digest = image.rsplit("@", 1)[-1]
+        if not DIGEST_IMAGE.match(f"{server.repository}@{digest}"):
+            raise PromoteError([f"--image {image}: not a digest; give sha256:<64 lowercase hex> (or repo@sha256:...)"])
     else:
         if image is not None:
             raise PromoteError([f"a {spec.environment} candidate comes from {previous}, not by hand: drop --image; "
@@ -118,8 +125,23 @@ def start(stack: str, server_name: str, stacks_dir: Path, source: str | None, im
         digest = released_in(source or previous, previous, server.name, stacks_dir)
     if digest == server.digest:
         raise PromoteError([f"servers[{server.name}] already runs {digest} as its released image"])
+    replicated(Live(spec, stack, clients), server, digest)
     candidate = f"{server.registry_host}/{server.repository}@{digest}"
     return _edit(stack, stacks_dir, server, "started", candidate, 1)
+
+
+def replicated(live: Live, server: Server, digest: str) -> None:
+    """Refuse, naming each region, a digest missing from the regional replica of the stack's registry in
+    any region of the server's waves: its tasks there could never pull it, and the promotion would stall
+    on a failed deployment (or, in another account, on a digest only the previous environment holds)."""
+    registry = server.registry_host.split(".", 1)[0]
+    with _reading_aws():
+        check_account(live)
+        try:
+            present_everywhere(lambda region: live.clients("ecr", region), registry, server.repository, digest,
+                               live.spec.server_regions(server))
+        except LockError as error:
+            raise PromoteError(error.problems, error.code) from None
 
 
 def released_in(stack: str, environment: str, server: str, stacks_dir: Path) -> str:
@@ -139,10 +161,17 @@ def released_in(stack: str, environment: str, server: str, stacks_dir: Path) -> 
 
 def health_blockers(live: Live, server: Server, now: datetime) -> Iterator[str]:
     """Every reason the regions running the candidate are not (yet) healthy, by region."""
-    try:
+    with _reading_aws():
         check_account(live)
         for region in live.spec.candidate_regions(server):
             yield from region_blockers(live, server, region, now)
+
+
+@contextmanager
+def _reading_aws() -> Iterator[None]:
+    """AWS's errors as refusals for people (exit 2): nothing is written."""
+    try:
+        yield
     except NoCredentialsError:
         raise PromoteError(["no AWS credentials found: set AWS_PROFILE for the stack's account"]) from None
     except ClientError as error:

@@ -43,9 +43,10 @@ from typing import Any, Callable, Iterator
 import boto3
 
 from mcp_estate.contract.names import CANARY_NAMESPACE as NAMESPACE
+from mcp_estate.contract.names import CANARY_SUCCESS_METRIC
 
 from .probe import Failure, ProbeResult, probe
-from .tokens import ClientCredentials, TokenError, credentials_from_secrets_manager
+from .tokens import ServerTokens, TokenError
 
 PROBE_TIMEOUT_SECONDS = 10.0   # per probe; the two paths run one after the other, servers in parallel
 MAX_PARALLEL_PROBES = 8
@@ -107,28 +108,14 @@ def with_tokens(config: Config, probe_fn: Callable[..., ProbeResult], secrets: A
     """`probe_fn` presenting each server's token, fetched once per run; unchanged without credentials."""
     if not config.credentials_secret:
         return probe_fn
-    try:
-        credentials: ClientCredentials | None = credentials_from_secrets_manager(secrets, config.credentials_secret)
-        unusable = ""
-    except Exception as error:   # any failure to read the secret (access, JSON, keys) fails every probe, visibly
-        credentials, unusable = None, f"{type(error).__name__}: {error}"
-    tokens: dict[str, str | Failure] = {}
-
-    def token(url: str) -> str | Failure:
-        if url not in tokens:
-            try:
-                if credentials is None:
-                    raise TokenError(f"cannot read {config.credentials_secret}: {unusable}")
-                tokens[url] = credentials.token_for(url, PROBE_TIMEOUT_SECONDS)
-            except TokenError as error:
-                tokens[url] = Failure("auth", "token", str(error)[:1000])
-        return tokens[url]
+    tokens = ServerTokens(secrets, config.credentials_secret, PROBE_TIMEOUT_SECONDS)
 
     def probe_with_token(url: str, **kwargs: Any) -> ProbeResult:
-        found = token(url)
-        if isinstance(found, Failure):
-            return ProbeResult(url=url, protocol_requested="auto", failure=found)
-        return probe_fn(url, token=found, **kwargs)
+        try:
+            token = tokens.token_for(url)
+        except TokenError as error:
+            return ProbeResult(url=url, protocol_requested="auto", failure=Failure("auth", "token", str(error)[:1000]))
+        return probe_fn(url, token=token, **kwargs)
     return probe_with_token
 
 
@@ -191,7 +178,7 @@ def metric_data(config: Config, server: str, path: str, result: ProbeResult) -> 
     def datum(name: str, value: float, unit: str, extra: list[dict] = ()) -> dict:
         return {"MetricName": name, "Dimensions": [*dimensions, *extra], "Value": value, "Unit": unit}
 
-    data = [datum("Success", 1.0 if result.ok else 0.0, "Count")]
+    data = [datum(CANARY_SUCCESS_METRIC, 1.0 if result.ok else 0.0, "Count")]
     if result.tools_sha256 is not None:
         data.append(datum("ToolCount", float(len(result.tools)), "Count"))
     changed = mismatch(config.servers[server], result)

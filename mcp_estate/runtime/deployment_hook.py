@@ -22,8 +22,16 @@ The event: ECS documents `serviceArn`, `targetServiceRevisionArn`, `testTrafficW
 read. Which server the deployment is of comes from `hookDetails` (`{"server": "<name>"}`), which the
 service's lifecycle hook configuration sets, so no name has to be parsed out of an auto-named service.
 
+Tokens: with `auth` on, the server validates tokens itself (ECS owns its route rule, so the ALB
+cannot: docs/decisions/0001), and the hook presents one exactly as the canary does: a
+client-credentials token for the server's URL (RFC 8707 `resource`) from the estate's probe
+credentials secret (`monitoring.probe_credentials_secret`, mcp_estate/runtime/tokens.py), asked for
+on each invocation, so it is never older than the IdP's lifetime. No token (the secret unreadable,
+the IdP refusing or unreachable) fails the deployment: a revision nobody could check does not ship.
+
 Environment (set by the component): MCP_HOOK_HOSTNAME, MCP_HOOK_REGION, MCP_HOOK_ALB (the ALB's
-interface description), MCP_HOOK_SERVERS (JSON: server -> `Gate` fields).
+interface description), MCP_HOOK_SERVERS (JSON: server -> `Gate` fields) and, with `auth` on,
+MCP_HOOK_CREDENTIALS_ARN (the probe credentials secret's ARN in the region).
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from mcp_estate.contract.names import TEST_ROUTE_HEADER, TEST_ROUTE_VALUE
 
 from .canary_handler import alb_address, resolving
 from .probe import HANDSHAKE, MODERN, ProbeResult, probe
+from .tokens import ServerTokens, TokenError
 
 PROBE_TIMEOUT_SECONDS = 20.0
 SUCCEEDED, FAILED = "SUCCEEDED", "FAILED"
@@ -55,7 +64,6 @@ class Gate:
     tools_sha256: str = ""                              # "" when none is approved
     probe_tool: str = ""                                # "" when none is declared
     probe_arguments: dict[str, Any] = field(default_factory=dict)
-    token_secret_arn: str = ""                          # "" when the server needs no token
 
     def generations(self) -> list[str]:
         """The probe's protocol per generation served: 2026-07-28 stateless, or an earlier handshake
@@ -70,12 +78,14 @@ class Config:
     region: str
     alb_interfaces: str
     servers: dict[str, Gate]
+    credentials_secret: str | None = None   # the probe credentials secret (the canary's), with `auth` on
 
     @classmethod
     def from_environment(cls, env: dict[str, str]) -> Config:
         servers = {name: Gate(**fields) for name, fields in json.loads(env["MCP_HOOK_SERVERS"]).items()}
         return cls(hostname=env["MCP_HOOK_HOSTNAME"], region=env["MCP_HOOK_REGION"],
-                   alb_interfaces=env["MCP_HOOK_ALB"], servers=servers)
+                   alb_interfaces=env["MCP_HOOK_ALB"], servers=servers,
+                   credentials_secret=env.get("MCP_HOOK_CREDENTIALS_ARN"))
 
     def url(self, server: str) -> str:
         return f"https://{self.hostname}/{server}/mcp"
@@ -84,8 +94,8 @@ class Config:
 def handler(event: dict, context: Any) -> dict:
     """The Lambda entry point: ECS reads `hookStatus` from the result."""
     config = Config.from_environment(dict(os.environ))
-    return run(event, config, boto3.client("ec2", region_name=config.region),
-               boto3.client("secretsmanager", region_name=config.region), probe)
+    secrets = boto3.client("secretsmanager", region_name=config.region) if config.credentials_secret else None
+    return run(event, config, boto3.client("ec2", region_name=config.region), secrets, probe)
 
 
 def run(event: dict, config: Config, ec2: Any, secrets: Any, probe_fn: Callable[..., ProbeResult]) -> dict:
@@ -96,20 +106,24 @@ def run(event: dict, config: Config, ec2: Any, secrets: Any, probe_fn: Callable[
     address = alb_address(ec2, config.alb_interfaces)
     if address is None:
         return _answer(FAILED, server, event, [f"no in-use network interface described '{config.alb_interfaces}'"])
-    headers = {TEST_ROUTE_HEADER: TEST_ROUTE_VALUE}
-    if gate.token_secret_arn:
-        token = secrets.get_secret_value(SecretId=gate.token_secret_arn)["SecretString"].strip()
-        headers["Authorization"] = f"Bearer {token}"
+    token = None
+    if config.credentials_secret:
+        tokens = ServerTokens(secrets, config.credentials_secret, PROBE_TIMEOUT_SECONDS)
+        try:
+            token = tokens.token_for(config.url(server))
+        except TokenError as error:
+            return _answer(FAILED, server, event, [f"token failed (auth): {error}"])
     with resolving(config.hostname, address):
-        failures = check(gate, config.url(server), probe_fn, headers)
+        failures = check(gate, config.url(server), probe_fn, token)
     return _answer(FAILED if failures else SUCCEEDED, server, event, failures)
 
 
-def check(gate: Gate, url: str, probe_fn: Callable[..., ProbeResult], headers: dict[str, str]) -> list[str]:
+def check(gate: Gate, url: str, probe_fn: Callable[..., ProbeResult], token: str | None) -> list[str]:
     """Why the revision behind `url` fails its gate; empty when it passes."""
     failures = []
+    headers = {TEST_ROUTE_HEADER: TEST_ROUTE_VALUE}
     for protocol in gate.generations():
-        result = probe_fn(url, protocol=protocol, headers=headers, timeout=PROBE_TIMEOUT_SECONDS,
+        result = probe_fn(url, protocol=protocol, headers=headers, token=token, timeout=PROBE_TIMEOUT_SECONDS,
                           expect_tools_sha256=gate.tools_sha256 or None, tool=gate.probe_tool or None,
                           arguments=gate.probe_arguments if gate.probe_tool else None)
         if result.failure is not None:

@@ -89,3 +89,35 @@ def _form(value: str) -> str:
 def credentials_from_secrets_manager(client: Any, secret_id: str) -> ClientCredentials:
     text = client.get_secret_value(SecretId=secret_id)["SecretString"]
     return ClientCredentials.from_secret(text, f"secret {secret_id}")
+
+
+class ServerTokens:
+    """One token per server URL, asked for at most once per run, from the estate's probe credentials
+    secret (`monitoring.probe_credentials_secret`): the canary and the deployment hook hold the same
+    OAuth client, so a token the IdP issues for an hour never outlives a hard-coded copy of it.
+
+    A secret that cannot be read or parsed, or a token endpoint that refuses, is a `TokenError` for
+    every URL asked (the reason kept), so the caller fails its probes visibly instead of sending none.
+    """
+
+    def __init__(self, secrets: Any, secret_id: str, timeout: float):
+        self._secret_id, self._timeout = secret_id, timeout
+        try:
+            self._credentials: ClientCredentials | None = credentials_from_secrets_manager(secrets, secret_id)
+            self._unusable = ""
+        except Exception as error:   # any failure to read the secret (access, JSON, keys): kept for each URL
+            self._credentials, self._unusable = None, f"{type(error).__name__}: {error}"
+        self._tokens: dict[str, str | TokenError] = {}
+
+    def token_for(self, url: str) -> str:
+        if url not in self._tokens:
+            try:
+                if self._credentials is None:
+                    raise TokenError(f"cannot read {self._secret_id}: {self._unusable}")
+                self._tokens[url] = self._credentials.token_for(url, self._timeout)
+            except TokenError as error:
+                self._tokens[url] = error
+        found = self._tokens[url]
+        if isinstance(found, TokenError):
+            raise found
+        return found
