@@ -11,7 +11,10 @@ import pulumi
 import pulumi_aws as aws
 import pytest
 import yaml
-from conftest import ACCOUNT, shipped_plan, stack_config
+from conftest import ACCOUNT, Plan, shipped_plan, stack_config
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_spec_properties import raw_specs
 
 from mcp_estate.cli import main
 from mcp_estate.contract.aws_limits import NAME_LIMITS, AwsQuotas
@@ -219,15 +222,20 @@ def test_101_target_groups_on_one_alb_are_refused_even_with_the_rules_quota_rais
 
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
 def test_the_spec_counts_exactly_the_listener_rules_each_alb_gets(stack):
-    plan = shipped_plan(stack)
     spec = parse_spec(stack_config(stack)["mcp-estate:estate"])
+    planned = planned_listener_rules(shipped_plan(stack))
+    assert planned == listener_rules(spec) and all(planned.values())
+
+
+def planned_listener_rules(plan: Plan) -> dict[str, int]:
+    """Region -> the listener rules the plan puts on its ALB."""
     alb_region = {r.outputs["arn"]: r.inputs["tags"]["mcp-estate:region"]
                   for r in plan.of_type("aws:lb/loadBalancer:LoadBalancer")}
     listener_alb = {r.outputs["arn"]: r.inputs["loadBalancerArn"] for r in plan.of_type("aws:lb/listener:Listener")}
     planned = {region: 0 for region in alb_region.values()}
     for rule in plan.of_type(RULE):
         planned[alb_region[listener_alb[rule.inputs["listenerArn"]]]] += 1
-    assert planned == listener_rules(spec) and all(planned.values())
+    return planned
 
 
 def many_servers(count: int, **quotas: int) -> dict:
@@ -311,3 +319,38 @@ def test_unknown_values_are_not_counted():
     unknown = pulumi.runtime.rpc.UNKNOWN
     assert resource_limit_problems("aws:lb/targetGroup:TargetGroup", {"name": unknown}) == []
     assert resource_limit_problems("aws:ecs/taskDefinition:TaskDefinition", {"containerDefinitions": unknown}) == []
+
+
+# -- properties ----------------------------------------------------------------------------------------------
+
+@st.composite
+def varied_specs(draw) -> dict:
+    """Generated estates with each server's strategy and token validation drawn, and strict groups
+    refusing up to 12 countries (1-3 guard rules elsewhere)."""
+    raw = draw(raw_specs())
+    spare = iter(["BE", "LU", "PT", "IT", "PL", "CZ", "DK", "SE", "FI", "NO", "GR"])
+    for group in raw["residency_groups"]:
+        if group["strict"]:
+            group["countries"] += [next(spare) for _ in range(draw(st.integers(0, 5)))]
+    auth_on = not raw["auth"].get("disabled")
+    for server in raw["servers"]:
+        canary = draw(st.booleans())
+        if canary:
+            server["rollout"] = {"strategy": "CANARY"}
+        if auth_on and (canary or draw(st.booleans())):   # ECS owns a CANARY route (decision 0001)
+            server["auth"] = {"token_validation": "server"}
+            # The deployment hook's probe then needs a token of its own.
+            server["secrets"] = [*server.get("secrets", []), f"{server['name'][:8]}-probe"]
+            server["surface"] = {"probe_token_secret": f"{server['name'][:8]}-probe"}
+    return raw
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(varied_specs())
+def test_any_accepted_spec_plans_within_the_limits_with_the_rules_the_spec_counted(raw):
+    from mcp_estate.components.estate import Estate
+    spec = parse_spec(raw)
+    plan = Plan(run_offline(lambda: Estate("mcp-estate", spec), stack="prop", config={}, account_id=ACCOUNT,
+                            inspect=inspect_resource,   # FidelityError on any limit, as `estate plan`
+                            inspect_all=lambda registered: estate_limit_problems(registered, spec.aws_quotas)))
+    assert planned_listener_rules(plan) == listener_rules(spec)
