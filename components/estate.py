@@ -28,6 +28,7 @@ import pulumi_aws as aws
 import pulumi_cloudflare as cloudflare
 
 from mcp_estate.contract.cloudflare_plan import ALLOWANCES
+from mcp_estate.contract.limit_rules import refused_countries
 from mcp_estate.contract.names import COUNTRIES_TAG, RESIDENCY_TAG, ContractTags, PhysicalNames
 from mcp_estate.contract.per_user_data import (
     DATA_ROLE_ENV,
@@ -137,7 +138,7 @@ class Estate(pulumi.ComponentResource):
                 deletion_protection=spec.protect_data, origin_rate_limit=spec.edge.origin_rate_limit_per_5_minutes,
                 alert_key_arn=self.key_arns[region], alert_emails=list(spec.alerts.emails),
                 log_retention_days=spec.log_retention_days, tags=tags,
-                refused_countries=self._refused_countries(spec.group_of[region]),
+                refused_countries=refused_countries(spec, spec.group_of[region]),
                 token_challenges=self._token_settings(),
                 surface_rules=origin_rules(surface_servers(spec), origin_travellers(spec))),
                 opts=self._opts(provider=self.providers[region]))
@@ -250,11 +251,6 @@ class Estate(pulumi.ComponentResource):
 
     def _arn(self, service: str, region: str, resource: str) -> str:
         return f"arn:aws:{service}:{region}:{self.spec.aws_account_id}:{resource}"
-
-    def _refused_countries(self, group: ResidencyGroup) -> list[str]:
-        """The residency guard of a region's ALB: the countries of every strict group but its own."""
-        return sorted({c for g in self.spec.residency_groups if g.strict and g.name != group.name
-                       for c in g.countries})
 
     def _group_tags(self, group: ResidencyGroup, **scope: str) -> dict[str, str]:
         """A group's resources also say whether it is strict: stack policies read residency from them."""

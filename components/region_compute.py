@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
+from mcp_estate.contract.aws_limits import CONDITION_VALUES_PER_RULE
 from mcp_estate.contract.resource_server import ResourceServer
 from mcp_estate.contract.spec import GUARD_PRIORITIES
 
@@ -44,7 +45,7 @@ from .token_validation import CHALLENGE_PRIORITY, waf_challenge_body, waf_challe
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 LOG_PREFIX = "alb"
 COUNTRY_HEADER = "CF-IPCountry"   # Cloudflare's visitor country (zone setting ip_geolocation)
-VALUES_PER_RULE = 5               # ALB quota: condition values per rule, across all its conditions
+VALUES_PER_RULE = CONDITION_VALUES_PER_RULE.value   # ALB quota: condition values per rule, all conditions
 GUARD_STATUS = "403"
 GUARD_BODY = ("This request comes from a country whose residency group is served in other regions: it must be "
               "served in its residency group. Retry through the public hostname.\n")

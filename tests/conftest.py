@@ -14,6 +14,7 @@ import yaml
 from hypothesis import settings
 
 from mcp_estate.offline.fidelity import inspect_resource
+from mcp_estate.offline.limits import estate_limit_problems
 from mcp_estate.offline.runner import FidelityError, Registered, run_offline
 
 # CI explores the same examples on every run (a failure there reproduces); developers explore new ones.
@@ -76,7 +77,7 @@ class Plan:
 def run_program(program: Callable[[], None], stack: str = "test", config: dict | None = None) -> Plan:
     """`program` under the mocks and the same strict fidelity inspector as `estate plan`."""
     return Plan(run_offline(program, stack=stack, config=config or {}, account_id=ACCOUNT,
-                            inspect=inspect_resource))
+                            inspect=inspect_resource, inspect_all=estate_limit_problems))
 
 
 def run_with_planted_fault(program: Callable[[], None], fault: str, stack: str = "test",

@@ -25,6 +25,7 @@ from .cloudflare_plan import (
 )
 from .fields import DIGEST_IMAGE
 from .geography import AWS_REGIONS
+from .limit_rules import limit_problems
 from .per_user_data import SCOPED_ITEM_ACTIONS
 from .problems import Problem, SpecError
 from .rollout import in_region_of, test_priority
@@ -91,7 +92,7 @@ def cross_field_problems(spec: EstateSpec) -> list[Problem]:
     return [*_unique_names(spec), *_residency(spec), *_peaks(spec), *_networks(spec), *_servers(spec),
             *_images(spec), *_secrets(spec), *_edge(spec), *_monitoring(spec), *auth_problems(spec),
             *surface_problems(spec), *rollout_problems(spec), *capability_problems(spec),
-            *_per_user_state(spec), *_backends(spec)]
+            *_per_user_state(spec), *_backends(spec), *limit_problems(spec)]
 
 
 def _duplicates(names) -> list[str]:

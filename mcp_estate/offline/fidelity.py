@@ -35,6 +35,7 @@ from pulumi.runtime import rpc
 
 from .cloudflare_rules import EXPRESSION_INPUTS
 from .iam_policy import IDENTITY, RESOURCE, TRUST, policy_problems
+from .limits import resource_limit_problems
 
 # Every input that holds an IAM-grammar policy document (JSON string), by resource type: the
 # input and the kind of policy (identity policies name no principal, the others must).
@@ -82,7 +83,7 @@ def inspect_resource(type_token: str, name: str, inputs: dict) -> list[str]:
                 problems += _policy_problems(inline.get("policy"), f"inlinePolicies[{i}].policy", IDENTITY)
     if type_token in EXPRESSION_INPUTS:
         problems += EXPRESSION_INPUTS[type_token](inputs)
-    return problems
+    return problems + resource_limit_problems(type_token, inputs)
 
 
 def _policy_problems(text: Any, key: str, kind: str) -> list[str]:

@@ -17,6 +17,7 @@ from mcp_estate.contract.spec import EstateSpec
 from mcp_estate.contract.stackfile import load_spec
 
 from .fidelity import inspect_resource
+from .limits import estate_limit_problems
 from .runner import Registered, run_offline
 
 
@@ -44,7 +45,8 @@ def plan_stack(stack: str, stacks_dir: Path) -> Plan:
 
     started = time.perf_counter()
     resources = run_offline(lambda: estate_stack(spec), stack=stack, config=config,
-                            account_id=spec.aws_account_id, inspect=inspect_resource)
+                            account_id=spec.aws_account_id, inspect=inspect_resource,
+                            inspect_all=lambda registered: estate_limit_problems(registered, spec.aws_quotas))
     return Plan(stack, spec, resources, time.perf_counter() - started)
 
 

@@ -129,8 +129,11 @@ def _asset(value: Any) -> Any:
 
 
 def run_offline(program: Callable[[], None], *, stack: str, config: dict[str, Any], account_id: str,
-                inspect: Inspector | None = None) -> list[Registered]:
-    """Run `program` as stack `stack` of this project with `config` (key -> value) under mocks."""
+                inspect: Inspector | None = None,
+                inspect_all: Callable[[list[Registered]], list[str]] | None = None) -> list[Registered]:
+    """Run `program` as stack `stack` of this project with `config` (key -> value) under mocks;
+    `inspect` sees each resource as it registers, `inspect_all` every one once the program ends
+    (counts across resources), their problems raised together as a `FidelityError`."""
     mocks = EstateMocks(account_id, stack)
     monitor = _RecordingMonitor(mocks, inspect)
     settings.ROOT.set(None)   # a fresh root stack resource per run
@@ -139,9 +142,11 @@ def run_offline(program: Callable[[], None], *, stack: str, config: dict[str, An
     _sync_await(run_pulumi_func(lambda: _with_stack_outputs(program)))
     if duplicates := monitor.duplicate_urns():   # the engine refuses these before any provider sees them
         raise DuplicateUrnError("\n".join(duplicates))
-    if monitor.problems:   # registrations race through the SDK's threads: order by resource, each as found
-        raise FidelityError("\n".join(sorted(monitor.problems, key=lambda p: p.split(": ", 1)[0])))
-    return in_dependency_order(monitor.registrations())
+    registered = monitor.registrations()
+    problems = monitor.problems + (inspect_all(registered) if inspect_all else [])
+    if problems:   # registrations race through the SDK's threads: order by resource, each as found
+        raise FidelityError("\n".join(sorted(problems, key=lambda p: p.split(": ", 1)[0])))
+    return in_dependency_order(registered)
 
 
 def _with_stack_outputs(program: Callable[[], None]) -> None:
