@@ -339,9 +339,9 @@ def varied_specs(draw) -> dict:
             server["rollout"] = {"strategy": "CANARY"}
         if auth_on and (canary or draw(st.booleans())):   # ECS owns a CANARY route (decision 0001)
             server["auth"] = {"token_validation": "server"}
-            # The deployment hook's probe then needs a token of its own.
-            server["secrets"] = [*server.get("secrets", []), f"{server['name'][:8]}-probe"]
-            server["surface"] = {"probe_token_secret": f"{server['name'][:8]}-probe"}
+            # The deployment hook's probe then needs the canary's OAuth client.
+            raw["monitoring"] = {"probe_credentials_secret": "canary-oauth-client",
+                                 "probe_token_cidrs": ["203.0.113.0/24"]}
     return raw
 
 

@@ -157,12 +157,16 @@ def test_a_strict_groups_table_key_and_secrets_appear_in_no_policy_of_another_gr
     assert insiders and any("table/mcp-estate" in text and "-eu-state" in text for text in insiders)
 
 
-def test_role_names_fit_iam_with_a_long_stack_name():
-    plan = plan_of(SMALL, stack="feature-residency-groups-for-the-travel-platform-estate")
+def test_role_names_fit_iam_with_the_longest_stack_and_server_names():
+    # The longest names the CLI and the spec accept (stack 20, server and group 24): role names built from
+    # them pass IAM's 64 (hashed where needed), and every other name fits (the strict inspector checks).
+    raw = json.loads(json.dumps(SMALL).replace('"booking"', '"booking-reservations-api"')
+                     .replace('"name": "eu"', '"name": "european-union-strict-eu"'))
+    plan = plan_of(raw, stack="feature-residency-eu")
     roles = plan.of_type("aws:iam/role:Role")
     names = [r.inputs["name"] for r in roles if "name" in r.inputs]
     assert len(names) == len(set(names)) == len(roles) and all(len(n) <= 64 for n in names)
-    assert "mcp-estate-feature-residency-groups-for-the-travel-platform-estate-booking-eu-task" not in names
+    assert "mcp-estate-feature-residency-eu-booking-reservations-api-european-union-strict-eu-task" not in names
 
 
 def test_tasks_pull_their_image_by_digest_from_their_own_region(small):
