@@ -6,7 +6,15 @@ from __future__ import annotations
 
 import pytest
 
+from mcp_estate.policies import iam_actions
 from mcp_estate.policies.iam_actions import condition_key_defined, services_of, unknown_actions
+
+
+@pytest.fixture(autouse=True)
+def fresh_condition_keys():
+    """Build the cached condition-key table inside these tests: mutmut maps a function to the tests
+    that call it, and a cached table is built once, by whichever test asks first."""
+    iam_actions._condition_keys.cache_clear()
 
 
 def test_unknown_actions_returns_exactly_the_actions_aws_does_not_define_as_written():
