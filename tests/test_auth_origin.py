@@ -171,8 +171,10 @@ def test_without_auth_nothing_changes_at_the_origin():
     assert [a["type"] for a in route(plan)["actions"]] == ["forward"]
     assert not [r for r in plan.resources if r.name.endswith(("-metadata", "-health"))]
     acl = plan.named("front-us-east-1-waf").inputs
-    assert [r["name"] for r in acl["rules"]] == [
-        "rate-per-client-ip", "AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet"]
+    # The estate's rules, then the MCP surface rules (priorities 200 and up): no 401 challenge among them.
+    names = [r["name"] for r in acl["rules"]]
+    assert names[:3] == ["rate-per-client-ip", "AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet"]
+    assert all(r["priority"] >= 200 for r in acl["rules"][3:]) and not [n for n in names if "challenge" in n]
     assert "customResponseBodies" not in acl
     assert not [r for r in plan.of_type("cloudflare:index/ruleset:Ruleset")
                 if r.inputs["phase"] == "http_response_headers_transform"]
@@ -196,7 +198,8 @@ def test_scopes_become_a_space_separated_scope_claim():
 
 def test_the_web_acl_keeps_its_rules_and_adds_a_challenge_per_server(small_plan):
     acl = small_plan.named("front-us-east-1-waf").inputs
-    assert [(r["name"], r["priority"]) for r in acl["rules"]] == [
+    # The MCP surface rules follow from priority 200 (tests/test_mcp_surface.py pins them).
+    assert [(r["name"], r["priority"]) for r in acl["rules"] if r["priority"] < 200] == [
         ("rate-per-client-ip", 20), ("AWSManagedRulesCommonRuleSet", 30),
         ("AWSManagedRulesKnownBadInputsRuleSet", 40), ("bearer-token-booking", 50), ("bearer-token-loyalty", 51)]
     booking = acl["rules"][3]

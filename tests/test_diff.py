@@ -95,11 +95,12 @@ def test_a_new_server_is_created_and_the_renamed_groups_protected_table_is_flagg
         "- aws:dynamodb/table:Table dev-state-table: (delete)",
         "    !! PROTECTED: `pulumi up` refuses to delete it; unprotect it first (protect: false) if this is intended",
     ]
-    # 20: the web ACL gains the new server's MCP surface rules (an in-place update offline cannot rule on)
+    # 21: among them the web ACL (the new server's 401 challenge and MCP surface rules) and the edge's
+    # challenge transform ruleset (its 401 header rule): in-place updates offline cannot rule on
     assert text.splitlines()[-9:] == [
         "", "Resources:", "    + 45 to create", "    ~ 91 to update", "    +- 5 to replace", "    - 10 to delete",
         "    59 unchanged",
-        "20 update(s) may replace: offline, replacement is known only from the SDK's docs; "
+        "21 update(s) may replace: offline, replacement is known only from the SDK's docs; "
         "`pulumi preview --diff` decides",
         "!! 2 protected resource(s) would be deleted or replaced: dev-eu-west-1-key, dev-state-table",
     ]

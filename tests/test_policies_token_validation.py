@@ -200,7 +200,8 @@ def test_the_web_acl_answers_401_with_the_challenge(export):
         "responseHeaders": [{"name": "WWW-Authenticate", "value":
                              'Bearer resource_metadata="https://mcp.example.travel/.well-known/'
                              'oauth-protected-resource/booking/mcp"'}]}
-    assert sorted(r["priority"] for r in acl_rules(export)) == [20, 30, 40, 50, 51, 52]
+    # The estate's rules and the 401 challenges below 200; the MCP surface rules from 200 on.
+    assert sorted(r["priority"] for r in acl_rules(export) if r["priority"] < 200) == [20, 30, 40, 50, 51, 52]
 
 
 def test_a_missing_challenge_is_refused(export, config):

@@ -86,6 +86,7 @@ config:
       - name: loyalty
         image: {REGISTRY}/mcp/loyalty@{RELEASED}
     edge: {{health_server: booking}}
+    monitoring: {{probe_credentials_secret: canary-oauth-client, probe_token_cidrs: [203.0.113.0/24]}}
 """
 
 

@@ -82,7 +82,8 @@ def test_rolling_servers_are_as_before(staging):
     assert "deploymentConfiguration" not in service
     assert service["alarms"]["alarmNames"] == ["mcp-estate-staging-booking-us-east-1-5xx",
                                                "mcp-estate-staging-booking-us-east-1-probe-alb"]
-    assert _inputs(staging, "booking-us-east-1-route")["actions"][0]["type"] == "forward"
+    # A ROLLING route stays Pulumi's: it validates the token at the ALB, then forwards to one group.
+    assert [a["type"] for a in _inputs(staging, "booking-us-east-1-route")["actions"]] == ["jwt-validation", "forward"]
     assert not [r for r in staging.resources if r.name.startswith("booking-us-east-1-test-route")]
 
 

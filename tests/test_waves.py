@@ -44,6 +44,7 @@ THREE_WAVES = {
     ],
     "rollout": {"waves": WAVES},
     "edge": {"health_server": "booking"},
+    "monitoring": {"probe_credentials_secret": "canary-oauth-client", "probe_token_cidrs": ["203.0.113.0/24"]},
 }
 
 
