@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from mcp_estate.contract.fields import Cidr, DigestImage, EgressCidr, HttpsUrl, Name, Region, ToolName
+from mcp_estate.contract.fields import Cidr, DigestImage, EgressCidr, HttpsUrl, Name, Region, Scope, ToolName
 from mcp_estate.contract.geography import AWS_REGIONS
 from mcp_estate.contract.problems import Problem, SpecError
 
@@ -27,8 +27,8 @@ def test_a_region_vpc_is_a_16_to_a_20_and_a_21_is_refused_with_the_reason():
 
 
 def test_a_name_is_refused_with_what_a_valid_one_looks_like():
-    assert refusal(Name, "Booking") == ("'Booking' is not a valid name: use 1-24 lowercase letters, digits and "
-                                        "hyphens, starting with a letter and not ending with a hyphen")
+    assert refusal(Name, "Booking") == ("'Booking' is not a valid name: use 1-24 lowercase letters, digits "
+                                        "and hyphens, starting with a letter and not ending with a hyphen")
 
 
 def test_an_unknown_region_is_refused_with_the_list_of_supported_ones():
@@ -49,6 +49,13 @@ def test_an_egress_destination_that_is_no_cidr_is_refused_with_an_example():
 def test_a_tool_name_outside_the_mcp_alphabet_is_refused_with_the_alphabet():
     assert refusal(ToolName, "book flight") == (
         "'book flight' is not an MCP tool name: 1-128 letters, digits, '_', '-', '.' or '/'")
+
+
+@pytest.mark.parametrize("scope", ["booking read", 'booking"read', "booking\\read", ""])
+def test_a_scope_outside_rfc_6749s_alphabet_is_refused_with_an_example(scope):
+    assert refusal(Scope, scope) == (f"'{scope}' is not an OAuth scope token (RFC 6749: printable ASCII "
+                                     "without spaces, quotes or backslashes), e.g. booking:read")
+    assert TypeAdapter(Scope).validate_python("booking:read") == "booking:read"
 
 
 @pytest.mark.parametrize("url", ["https://user@login.example.travel/", "https://:pw@login.example.travel/",
