@@ -3,7 +3,7 @@
 Every server runs in every region behind that region's ALB, so its listener rules add up there:
 the server's route; when `auth` is on, its metadata rule (RFC 9728) and, when the ALB validates
 tokens, its open health rule; for CANARY/LINEAR, its test rule. The residency guard takes one
-rule per 5 refused countries (README: What AWS refuses).
+rule per 5 refused countries (README: Quick start, the plan's checks).
 """
 
 from __future__ import annotations

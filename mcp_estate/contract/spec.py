@@ -338,8 +338,9 @@ class EstateSpec(Strict):
     auth: Auth | None = Field(None, description="Who may call the servers (README: Who may call what); "
                                                 "required: dev may opt out with `disabled: true`")
     rollout: Rollout = Field(default_factory=Rollout, description="In-region strategy and cross-region waves")
-    aws_quotas: AwsQuotas = Field(default_factory=AwsQuotas, description="Adjustable AWS quotas this account "
-                                                                         "has raised (README: What AWS refuses)")
+    aws_quotas: AwsQuotas = Field(default_factory=AwsQuotas,
+                                  description="Adjustable AWS quotas this account has raised "
+                                              "(README: Quick start, the plan's checks)")
     log_retention_days: Literal[7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
                                 2192, 2557, 2922, 3288, 3653] = 90
     deletion_protection: bool | None = Field(None, description="Default: on in prod only")
