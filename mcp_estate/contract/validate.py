@@ -190,19 +190,25 @@ def _networks(spec: EstateSpec) -> list[Problem]:
     return problems
 
 
+def _fargate_size_problems(path: str, cpu: int, memory: int) -> list[Problem]:
+    """A task size Fargate offers: a server's and an async worker's alike."""
+    allowed = FARGATE_SIZES.get(cpu)
+    if allowed is None:
+        return [Problem(f"{path}.cpu", f"{cpu} is not a Fargate CPU size; use one of "
+                                       f"{', '.join(map(str, FARGATE_SIZES))}")]
+    if memory not in allowed:
+        return [Problem(f"{path}.memory", f"Fargate does not offer {memory} MiB with {cpu} CPU units; use one of "
+                                          f"{', '.join(map(str, allowed))}")]
+    return []
+
+
 def _servers(spec: EstateSpec) -> list[Problem]:
     problems = []
     secret_names = set(spec.secret_names())
     priorities: dict[int, str] = {}
     for server in spec.servers:
         path = f"servers[{server.name}]"
-        allowed = FARGATE_SIZES.get(server.cpu)
-        if allowed is None:
-            problems.append(Problem(f"{path}.cpu", f"{server.cpu} is not a Fargate CPU size; use one of "
-                                                   f"{', '.join(map(str, FARGATE_SIZES))}"))
-        elif server.memory not in allowed:
-            problems.append(Problem(f"{path}.memory", f"Fargate does not offer {server.memory} MiB with "
-                                    f"{server.cpu} CPU units; use one of {', '.join(map(str, allowed))}"))
+        problems += _fargate_size_problems(path, server.cpu, server.memory)
         problems += [Problem(f"{path}.secrets", f"'{s}' is listed twice") for s in _duplicates(server.secrets)]
         if server.scaling.min > server.scaling.max:
             problems.append(Problem(f"{path}.scaling", f"min {server.scaling.min} is above max "
@@ -552,13 +558,7 @@ def _cache_grant_problems(server: Server) -> list[Problem]:
 def _async_problems(server: Server) -> list[Problem]:
     path, work = f"servers[{server.name}].async", server.async_work
     problems = []
-    allowed = FARGATE_SIZES.get(work.cpu)
-    if allowed is None:
-        problems.append(Problem(f"{path}.cpu", f"{work.cpu} is not a Fargate CPU size; use one of "
-                                               f"{', '.join(map(str, FARGATE_SIZES))}"))
-    elif work.memory not in allowed:
-        problems.append(Problem(f"{path}.memory", f"Fargate does not offer {work.memory} MiB with {work.cpu} "
-                                                  f"CPU units; use one of {', '.join(map(str, allowed))}"))
+    problems += _fargate_size_problems(path, work.cpu, work.memory)
     if work.scaling.min > work.scaling.max:
         problems.append(Problem(f"{path}.scaling", f"min {work.scaling.min} is above max {work.scaling.max}"))
     if work.retention_days >= DLQ_RETENTION_DAYS:
