@@ -92,14 +92,15 @@ def field_lines(text: str) -> dict[str, int]:
     """Each field of the estate object, as `Problem` paths name it (`servers[booking].image`,
     `residency_groups[eu].regions[eu-west-1]`), mapped to its 1-based line in the stack file."""
     root = yaml.compose(text, Loader=yaml.SafeLoader)
-    estate = _value(_value(root, "config"), ESTATE_KEY)
+    estate = mapping_value(mapping_value(root, "config"), ESTATE_KEY)
     lines: dict[str, int] = {}
     if estate is not None:
         _walk(estate, "", lines)
     return lines
 
 
-def _value(node: Any, key: str) -> Any:
+def mapping_value(node: Any, key: str) -> Any:
+    """The value node of `key` in a mapping node (the last one wins, as when the file is loaded), or None."""
     if not isinstance(node, yaml.MappingNode):
         return None
     return next((v for k, v in reversed(node.value) if isinstance(k, yaml.ScalarNode) and k.value == key), None)
@@ -113,7 +114,7 @@ def _walk(node: Any, path: str, lines: dict[str, int]) -> None:
             _walk(value, child, lines)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            name = _value(item, "name")
+            name = mapping_value(item, "name")
             label = name.value if isinstance(name, yaml.ScalarNode) else str(index)
             child = f"{path}[{label}]"
             lines[child] = item.start_mark.line + 1

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from mcp_estate.contract import exit_codes
-from mcp_estate.contract.stackfile import ESTATE_KEY
+from mcp_estate.contract.stackfile import ESTATE_KEY, mapping_value
 from mcp_estate.contract.validate import SpecError, parse_spec
 
 
@@ -44,10 +44,7 @@ def server_node(text: str, server: str) -> yaml.MappingNode:
 
 def child(node: Any, key: str, required: bool = True) -> Any:
     """The value of `key` in a mapping node; the last one wins, as when the file is loaded."""
-    found = None
-    if isinstance(node, yaml.MappingNode):
-        found = next((v for k, v in reversed(node.value) if isinstance(k, yaml.ScalarNode) and k.value == key),
-                     None)
+    found = mapping_value(node, key)
     if found is None and required:
         raise StackEditError([f"no `{key}:` found where the stack file should have one "
                               f"(config.{ESTATE_KEY}.servers)"])
