@@ -5,8 +5,10 @@ Creates, per server declaring `async` and per region:
   group (SSE-KMS, a customer key: never `alias/aws/sqs`), the task queue redriving to the DLQ after
   `max_receive_count` receives and the DLQ accepting redrives from that queue only; each queue's
   policy refuses every caller outside the estate's account and every request without TLS, and the
-  task queue's also refuses its messages to every role but the server's (send) and its worker's
-  (receive, delete, change visibility);
+  task queue's also refuses sending to every principal but the server's task role, and consuming
+  (receive, delete, change visibility) to every principal but its worker's role: a message is
+  only ever written by the role that validated the traveller's token, which is why the worker may
+  act as the traveller it names (components/worker_identity.py);
 - the worker: a Fargate service running the server's pinned image with the worker's command, the
   same hardening as the server's container (non-root, read-only root filesystem, no capabilities),
   in private subnets with no public IP and no load balancer; its security group has no ingress
@@ -36,7 +38,8 @@ from .naming import child_opts, cidr_slug
 
 HTTPS = 443
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600   # the SQS maximum (the spec keeps the task queue's below it)
-DATA_ACTIONS = ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:ReceiveMessage", "sqs:SendMessage"]
+SEND_ACTIONS = ["sqs:SendMessage"]
+CONSUME_ACTIONS = ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:ReceiveMessage"]
 
 
 @dataclass
@@ -78,19 +81,20 @@ def worker_service_name(server: str) -> str:
     return f"{server}-worker"
 
 
-def queue_policy(arn: str, account_id: str, data_roles: list[str] | None = None) -> dict:
-    """Nobody outside the account, nothing without TLS; with `data_roles` (role ARNs), no other
-    principal of the account may send or consume either."""
+def queue_policy(arn: str, account_id: str, roles: tuple[str, str] | None = None) -> dict:
+    """Nobody outside the account, nothing without TLS; with `roles` (sender, consumer role ARNs),
+    only the sender may send and only the consumer may consume."""
     statements = [
         {"Sid": "EstateAccountOnly", "Effect": "Deny", "Principal": "*", "Action": "sqs:*", "Resource": arn,
          "Condition": {"StringNotEquals": {"aws:PrincipalAccount": account_id}}},
         {"Sid": "TlsOnly", "Effect": "Deny", "Principal": "*", "Action": "sqs:*", "Resource": arn,
          "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]
-    if data_roles:
+    if roles:
         # Deny only: what each role may do is its identity policy's (server_identity, worker_identity).
-        statements.append({
-            "Sid": "OwnRolesOnly", "Effect": "Deny", "Principal": "*", "Action": DATA_ACTIONS, "Resource": arn,
-            "Condition": {"StringNotEquals": {"aws:PrincipalArn": sorted(data_roles)}}})
+        for sid, actions, role in (("ServerSendsOnly", SEND_ACTIONS, roles[0]),
+                                   ("WorkerConsumesOnly", CONSUME_ACTIONS, roles[1])):
+            statements.append({"Sid": sid, "Effect": "Deny", "Principal": "*", "Action": actions, "Resource": arn,
+                               "Condition": {"StringNotEquals": {"aws:PrincipalArn": role}}})
     return {"Version": "2012-10-17", "Statement": statements}
 
 
@@ -137,7 +141,7 @@ class AsyncWorker(pulumi.ComponentResource):
             message_retention_seconds=DLQ_RETENTION_SECONDS, tags=args.tags, opts=child_opts(self),
             redrive_allow_policy=json.dumps({"redrivePermission": "byQueue", "sourceQueueArns": [self.queue_arn]}),
             policy=json.dumps(queue_policy(self.dead_letter_queue_arn, args.account_id)))
-        roles = [args.sender_role_arn, f"arn:aws:iam::{args.account_id}:role/{args.worker_role_name}"]
+        roles = (args.sender_role_arn, f"arn:aws:iam::{args.account_id}:role/{args.worker_role_name}")
         queue = aws.sqs.Queue(
             f"{name}-queue", name=args.queue_name, kms_master_key_id=args.key_arn,
             visibility_timeout_seconds=work.visibility_timeout_seconds,

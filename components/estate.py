@@ -145,6 +145,9 @@ class Estate(pulumi.ComponentResource):
         # One pair of roles per server and residency group: a group's data is reachable only from its regions.
         self.identities = {(server.name, group.name): self._identity(server, group)
                            for server in spec.servers for group in spec.residency_groups}
+        # Before the data roles: with auth on, a worker's role is trusted by its server's data role.
+        self.worker_identities = {(server.name, group.name): self._worker_identity(server, group)
+                                  for server in self._async_servers() for group in spec.residency_groups}
         # With auth on, state is reached only as the caller, through a per-user data role.
         self.data_roles = {(server.name, group.name): self._data_role(server, group)
                            for server in spec.servers if self._per_user(server) for group in spec.residency_groups}
@@ -155,8 +158,6 @@ class Estate(pulumi.ComponentResource):
         self.caches = {region: self._cache(region) for region in sorted(spec.regions) if self._cache_users()}
         self.queue_endpoints = {region: self._queue_endpoint(region) for region in sorted(spec.regions)
                                 if self._async_servers()}
-        self.worker_identities = {(server.name, group.name): self._worker_identity(server, group)
-                                  for server in self._async_servers() for group in spec.residency_groups}
 
         self.services: dict[tuple[str, str], McpService] = {}
         self.service_args: dict[tuple[str, str], McpServiceArgs] = {}
@@ -358,8 +359,14 @@ class Estate(pulumi.ComponentResource):
             actions=sorted({a for p in server.permissions if STATE in p.resources for a in p.actions}
                            | (set(SERVER_RECORD_ACTIONS) if server.async_work else set())),
             table_arns=[self._arn("dynamodb", r, f"table/{self._table_name(group.name)}") for r in regions],
-            state_key_arns={r: self.key_arns[r] for r in regions}, tags=self._group_tags(group, server=server.name)),
+            state_key_arns={r: self.key_arns[r] for r in regions}, tags=self._group_tags(group, server=server.name),
+            **self._data_role_worker(server, group)),
             opts=self._opts(provider=self.providers[self.spec.primary_region]))
+
+    def _data_role_worker(self, server: Server, group: ResidencyGroup) -> dict:
+        """The server's worker in the group, which the data role trusts too (components/worker_identity.py)."""
+        worker = self.worker_identities.get((server.name, group.name))
+        return {"worker_role": worker.role, "worker_role_arn": self._role_arn(worker.role_name)} if worker else {}
 
     def _task_environment(self, server: Server, group: ResidencyGroup) -> dict[str, str]:
         """What the estate tells the task about per-user data and its backends."""
@@ -455,7 +462,8 @@ class Estate(pulumi.ComponentResource):
             server=server.name, regions=regions,
             queue_arns=[queue_arn(self.spec.aws_account_id, r, self.names.task_queue(server.name)) for r in regions],
             table_arns=[self._arn("dynamodb", r, f"table/{self._table_name(group.name)}") for r in regions],
-            key_arns={r: self.key_arns[r] for r in regions})
+            key_arns={r: self.key_arns[r] for r in regions},
+            data_role_arn=self._data_role_arn(server, group) if self._per_user(server) else None)
 
     def _worker_identity(self, server: Server, group: ResidencyGroup) -> WorkerIdentity:
         return WorkerIdentity(f"{server.name}-{group.name}-worker-identity", WorkerIdentityArgs(
