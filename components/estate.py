@@ -42,10 +42,10 @@ from mcp_estate.contract.spec import CACHE, SECRET_PREFIX, STATE, EstateSpec, Re
 from mcp_estate.contract.surface_rules import edge_ratelimits, edge_rules, origin_rules
 from mcp_estate.contract.validate import origin_travellers, surface_servers
 
-from .async_worker import AsyncWorker, AsyncWorkerArgs, queue_arn, queue_url
+from .async_worker import AsyncWorker, AsyncWorkerArgs, queue_arn, queue_url, worker_service_name
 from .canary import Canary, CanaryArgs, ProbeCredentials, probe_alarm_name
 from .change_detection import IAM_EVENTS_REGION, ChangeDetection, ChangeDetectionArgs, IamWatch, forwarder_role_name
-from .dashboards import DashboardRegion, Dashboards, DashboardsArgs, DashboardService
+from .dashboards import DashboardRegion, Dashboards, DashboardsArgs, DashboardService, DashboardWork
 from .deployment_gate import DeploymentGate, DeploymentGateArgs, GatedServer
 from .edge import Edge, EdgeArgs, EdgeRegion
 from .keys import EstateKeys, EstateKeysArgs
@@ -183,7 +183,8 @@ class Estate(pulumi.ComponentResource):
             regions=[DashboardRegion(
                 name=region, cluster_name=self.fronts[region].cluster_name,
                 alb_arn_suffix=self.fronts[region].alb_arn_suffix,
-                services=[self._dashboard_service(s.name, region) for s in spec.servers_in(region)])
+                services=[self._dashboard_service(s.name, region) for s in spec.servers_in(region)],
+                cache_name=self.names.cache(region) if region in self.caches else None)
                 for region in sorted(spec.regions)]),
             opts=self._opts())
 
@@ -548,13 +549,24 @@ class Estate(pulumi.ComponentResource):
             server=server, region=region, name_prefix=self.prefix,
             log_group_name=self.services[server, region].log_group.name,
             alerts_topic_arn=self.fronts[region].alerts_topic_arn,
-            tags=self._group_tags(self.spec.group_of[region], region=region, server=server)),
+            tags=self._group_tags(self.spec.group_of[region], region=region, server=server),
+            **self._declared(server)),
             opts=self._opts(provider=self.providers[region]))
+
+    def _declared(self, server: str) -> dict[str, bool]:
+        """Which capabilities a server declares (telemetry's and the dashboards' extra series)."""
+        declared = next(s for s in self.spec.servers if s.name == server)
+        return {"cache": declared.cache is not None, "tasks": declared.async_work is not None}
 
     def _dashboard_service(self, server: str, region: str) -> DashboardService:
         service = self.services[server, region]
+        declared = self._declared(server)
+        work = DashboardWork(queue_name=self.names.task_queue(server),
+                             dead_letter_queue_name=self.names.dead_letter_queue(server),
+                             worker_service_name=worker_service_name(server)) if declared["tasks"] else None
         return DashboardService(server=server, service_name=service.service_name,
-                                target_group_arn_suffix=service.target_group.arn_suffix)
+                                target_group_arn_suffix=service.target_group.arn_suffix, work=work,
+                                cache=declared["cache"])
 
     def _change_detection(self, region: str) -> ChangeDetection:
         front = self.fronts[region]

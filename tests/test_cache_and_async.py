@@ -7,7 +7,7 @@ import copy
 import json
 
 import pytest
-from conftest import ACCOUNT, Plan, policy
+from conftest import ACCOUNT, Plan, policy, violations
 from test_estate import SMALL, plan_of
 
 from mcp_estate.contract.problems import SpecError
@@ -232,6 +232,44 @@ def test_alarms_on_oldest_task_and_dead_letters(both):
     assert (dead.inputs["metricName"], dead.inputs["threshold"]) == ("ApproximateNumberOfMessagesVisible", 0)
     assert dead.inputs["dimensions"] == {"QueueName": f"{PREFIX}-booking-tasks-dlq"}
     assert oldest.inputs["alarmActions"] == dead.inputs["alarmActions"] == [topic]
+    assert oldest.inputs["name"] == f"{PREFIX}-booking-eu-west-1-oldest-task"
+
+
+def test_a_worker_deployment_rolls_back_on_new_dead_letters_and_failed_tasks(both):
+    service = both.named("booking-eu-west-1-async-service").inputs
+    assert service["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
+    assert service["alarms"] == {"enable": True, "rollback": True, "alarmNames": [
+        f"{PREFIX}-booking-eu-west-1-new-dead-letters", f"{PREFIX}-booking-eu-west-1-worker-errors"]}
+    new = both.named("booking-eu-west-1-async-new-dead-letters-alarm").inputs
+    assert new["name"] == f"{PREFIX}-booking-eu-west-1-new-dead-letters"
+    assert new["metricQueries"] == [
+        {"id": "m", "returnData": False, "metric": {
+            "namespace": "AWS/SQS", "metricName": "ApproximateNumberOfMessagesVisible", "period": 60,
+            "stat": "Maximum", "dimensions": {"QueueName": f"{PREFIX}-booking-tasks-dlq"}}},
+        {"id": "added", "expression": "DIFF(m)", "label": "Messages dead-lettered", "returnData": True}]
+    assert (new["comparisonOperator"], new["threshold"]) == ("GreaterThanThreshold", 0)
+    errors = both.named("booking-eu-west-1-async-worker-errors-alarm").inputs
+    assert errors["name"] == f"{PREFIX}-booking-eu-west-1-worker-errors"
+    assert (errors["namespace"], errors["metricName"], errors["dimensions"]) == (
+        "MCPEstate/Tools", "WorkerErrors", {"Server": "booking"})
+    assert (errors["statistic"], errors["period"], errors["threshold"]) == ("Sum", 60, 5)
+    assert (errors["evaluationPeriods"], errors["datapointsToAlarm"]) == (5, 3)
+    # The worker's failed tasks are counted from its lines in the server's log group.
+    worker_errors = both.named("booking-eu-west-1-tools-worker-errors").inputs
+    assert worker_errors["pattern"] == '{ ($.event = "mcp.task") && ($.server = "booking") && ($.status = "failed") }'
+    assert not [r for r in both.resources if r.name == "loyalty-eu-west-1-tools-worker-errors"]
+
+
+def test_the_worker_services_pass_the_rollback_control(both):
+    assert not [v for v in violations(both, policy="services-roll-back-on-deployment-alarms")
+                if "worker" in v.message]
+    unrolled = copy.deepcopy(both)
+    service = unrolled.named("booking-eu-west-1-async-service")
+    for props in (service.inputs, service.outputs):
+        props["alarms"] = {**props["alarms"], "rollback": False}
+    [message] = [v.message for v in violations(unrolled, policy="services-roll-back-on-deployment-alarms")]
+    assert message == ("ECS service booking-worker does not roll back on deployment alarms (rollback is not true): "
+                       "set alarms={'alarm_names': [...], 'enable': True, 'rollback': True}")
 
 
 def worker_statements(plan: Plan, group: str = "eu") -> list[dict]:
