@@ -5,8 +5,10 @@ Creates, per server declaring `async` and per region:
   group (SSE-KMS, a customer key: never `alias/aws/sqs`), the task queue redriving to the DLQ after
   `max_receive_count` receives and the DLQ accepting redrives from that queue only; each queue's
   policy refuses every caller outside the estate's account and every request without TLS, and the
-  task queue's also refuses its messages to every role but the server's (send) and its worker's
-  (receive, delete, change visibility);
+  task queue's also refuses sending to every principal but the server's task role, and consuming
+  (receive, delete, change visibility) to every principal but its worker's role: a message is
+  only ever written by the role that validated the traveller's token, which is why the worker may
+  act as the traveller it names (components/worker_identity.py);
 - the worker: a Fargate service running the server's pinned image with the worker's command, the
   same hardening as the server's container (non-root, read-only root filesystem, no capabilities),
   in private subnets with no public IP and no load balancer; its security group has no ingress
@@ -14,8 +16,14 @@ Creates, per server declaring `async` and per region:
   server's declared destinations;
 - target tracking on the backlog per task (the queue's visible messages divided by the worker's
   running tasks, metric math over Container Insights), between the declared bounds;
-- alarms, to the region's alerts topic, on the age of the oldest message and on any message in
-  the dead-letter queue.
+- alarms, to the region's alerts topic, named `<prefix>-<server>-<region>-<kind>`: the age of the
+  oldest message (`oldest-task`), any message in the dead-letter queue (`dead-letters`), a message
+  newly dead-lettered (`new-dead-letters`: the DLQ's visible messages grew within a minute, metric
+  math DIFF) and failed tasks above `max_failed_tasks_per_minute` (`worker-errors`, from the
+  worker's `mcp.task` lines, components/telemetry.py). The last two are the worker service's
+  deployment alarms, with rollback: a release whose worker fails its tasks is rolled back, as the
+  circuit breaker rolls back one whose tasks never start. `dead-letters` is not wired in: letters
+  left from before a deployment would roll back every release, the fix included.
 
 Requires: the cluster (Container Insights on) and alerts topic of `RegionCompute`, the network of
 `RegionNetwork` with an SQS interface endpoint (`QueueEndpoint`), the server's container definition
@@ -33,10 +41,15 @@ import pulumi_aws as aws
 from mcp_estate.contract.capabilities import AsyncWork
 
 from .naming import child_opts, cidr_slug
+from .telemetry import NAMESPACE as TELEMETRY
+from .telemetry import WORKER_ERRORS
 
 HTTPS = 443
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600   # the SQS maximum (the spec keeps the task queue's below it)
-DATA_ACTIONS = ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:ReceiveMessage", "sqs:SendMessage"]
+ALARMS = ("oldest-task", "dead-letters", "new-dead-letters", "worker-errors")
+DEPLOYMENT_ALARMS = ("new-dead-letters", "worker-errors")   # the worker service rolls back on them
+SEND_ACTIONS = ["sqs:SendMessage"]
+CONSUME_ACTIONS = ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:ReceiveMessage"]
 
 
 @dataclass
@@ -78,20 +91,26 @@ def worker_service_name(server: str) -> str:
     return f"{server}-worker"
 
 
-def queue_policy(arn: str, account_id: str, data_roles: list[str] | None = None) -> dict:
-    """Nobody outside the account, nothing without TLS; with `data_roles` (role ARNs), no other
-    principal of the account may send or consume either."""
+def queue_policy(arn: str, account_id: str, roles: tuple[str, str] | None = None) -> dict:
+    """Nobody outside the account, nothing without TLS; with `roles` (sender, consumer role ARNs),
+    only the sender may send and only the consumer may consume."""
     statements = [
         {"Sid": "EstateAccountOnly", "Effect": "Deny", "Principal": "*", "Action": "sqs:*", "Resource": arn,
          "Condition": {"StringNotEquals": {"aws:PrincipalAccount": account_id}}},
         {"Sid": "TlsOnly", "Effect": "Deny", "Principal": "*", "Action": "sqs:*", "Resource": arn,
          "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]
-    if data_roles:
+    if roles:
         # Deny only: what each role may do is its identity policy's (server_identity, worker_identity).
-        statements.append({
-            "Sid": "OwnRolesOnly", "Effect": "Deny", "Principal": "*", "Action": DATA_ACTIONS, "Resource": arn,
-            "Condition": {"StringNotEquals": {"aws:PrincipalArn": sorted(data_roles)}}})
+        for sid, actions, role in (("ServerSendsOnly", SEND_ACTIONS, roles[0]),
+                                   ("WorkerConsumesOnly", CONSUME_ACTIONS, roles[1])):
+            statements.append({"Sid": sid, "Effect": "Deny", "Principal": "*", "Action": actions, "Resource": arn,
+                               "Condition": {"StringNotEquals": {"aws:PrincipalArn": role}}})
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+def worker_alarm_name(task_family: str, region: str, key: str) -> str:
+    """`mcp-estate-prod-booking-eu-west-1-worker-errors`: the service's alarms' pattern (McpService)."""
+    return f"{task_family}-{region}-{key}"
 
 
 def worker_container(server_container: dict, server: str, command: list[str]) -> dict:
@@ -123,6 +142,7 @@ class AsyncWorker(pulumi.ComponentResource):
         self.queue_arn = queue_arn(args.account_id, args.region, args.queue_name)
         self.dead_letter_queue_arn = queue_arn(args.account_id, args.region, args.dead_letter_queue_name)
         self.queue_url = queue_url(args.account_id, args.region, args.queue_name)
+        self.alarm_names = {key: worker_alarm_name(args.task_family, args.region, key) for key in ALARMS}
         self.dead_letter_queue, self.queue = self._queues(name, args)
         self.security_group = self._security_group(name, args)
         self.service = self._service(name, args)
@@ -137,7 +157,7 @@ class AsyncWorker(pulumi.ComponentResource):
             message_retention_seconds=DLQ_RETENTION_SECONDS, tags=args.tags, opts=child_opts(self),
             redrive_allow_policy=json.dumps({"redrivePermission": "byQueue", "sourceQueueArns": [self.queue_arn]}),
             policy=json.dumps(queue_policy(self.dead_letter_queue_arn, args.account_id)))
-        roles = [args.sender_role_arn, f"arn:aws:iam::{args.account_id}:role/{args.worker_role_name}"]
+        roles = (args.sender_role_arn, f"arn:aws:iam::{args.account_id}:role/{args.worker_role_name}")
         queue = aws.sqs.Queue(
             f"{name}-queue", name=args.queue_name, kms_master_key_id=args.key_arn,
             visibility_timeout_seconds=work.visibility_timeout_seconds,
@@ -182,6 +202,9 @@ class AsyncWorker(pulumi.ComponentResource):
             network_configuration={"subnets": args.private_subnet_ids,
                                    "security_groups": [self.security_group.id], "assign_public_ip": False},
             deployment_circuit_breaker={"enable": True, "rollback": True},
+            # ECS watches the alarms by name during a deployment: they need not exist before the service.
+            alarms={"alarm_names": [self.alarm_names[k] for k in DEPLOYMENT_ALARMS], "enable": True,
+                    "rollback": True},
             deployment_minimum_healthy_percent=100, deployment_maximum_percent=200,
             propagate_tags="SERVICE", enable_ecs_managed_tags=True, enable_execute_command=False,
             tags=args.tags, opts=child_opts(self, ignore_changes=["desired_count"]))
@@ -205,20 +228,35 @@ class AsyncWorker(pulumi.ComponentResource):
         return target, policy
 
     def _alarms(self, name: str, args: AsyncWorkerArgs) -> dict[str, aws.cloudwatch.MetricAlarm]:
-        where, minutes = f"MCP server {args.server}'s tasks in {args.region}", args.work.max_age_alarm_minutes
+        where, work = f"MCP server {args.server}'s tasks in {args.region}", args.work
+        dead_letters = {"QueueName": args.dead_letter_queue_name}
         specs = {
             "oldest-task": dict(
-                metric_name="ApproximateAgeOfOldestMessage", dimensions={"QueueName": args.queue_name},
-                threshold=minutes * 60, evaluation_periods=3, datapoints_to_alarm=3,
-                alarm_description=f"{where}: a task has waited more than {minutes} minutes"),
+                namespace="AWS/SQS", metric_name="ApproximateAgeOfOldestMessage", statistic="Maximum", period=60,
+                dimensions={"QueueName": args.queue_name}, threshold=work.max_age_alarm_minutes * 60,
+                evaluation_periods=3, datapoints_to_alarm=3,
+                alarm_description=f"{where}: a task has waited more than {work.max_age_alarm_minutes} minutes"),
             "dead-letters": dict(
-                metric_name="ApproximateNumberOfMessagesVisible",
-                dimensions={"QueueName": args.dead_letter_queue_name}, threshold=0, evaluation_periods=1,
-                datapoints_to_alarm=1, alarm_description=f"{where}: a task failed "
-                                                         f"{args.work.max_receive_count} times (dead-letter queue)"),
+                namespace="AWS/SQS", metric_name="ApproximateNumberOfMessagesVisible", statistic="Maximum",
+                period=60, dimensions=dead_letters, threshold=0, evaluation_periods=1, datapoints_to_alarm=1,
+                alarm_description=f"{where}: a task failed {work.max_receive_count} times (dead-letter queue)"),
+            "new-dead-letters": dict(
+                metric_queries=[
+                    {"id": "m", "return_data": False, "metric": {
+                        "namespace": "AWS/SQS", "metric_name": "ApproximateNumberOfMessagesVisible",
+                        "period": 60, "stat": "Maximum", "dimensions": dead_letters}},
+                    {"id": "added", "expression": "DIFF(m)", "label": "Messages dead-lettered", "return_data": True}],
+                threshold=0, evaluation_periods=1, datapoints_to_alarm=1,
+                alarm_description=f"{where}: a task was just dead-lettered (rolls a worker deployment back)"),
+            "worker-errors": dict(
+                namespace=TELEMETRY, metric_name=WORKER_ERRORS, statistic="Sum", period=60,
+                dimensions={"Server": args.server}, threshold=work.max_failed_tasks_per_minute,
+                evaluation_periods=5, datapoints_to_alarm=3,
+                alarm_description=f"{where}: more than {work.max_failed_tasks_per_minute} failed tasks per minute "
+                                  "(rolls a worker deployment back)"),
         }
         return {key: aws.cloudwatch.MetricAlarm(
-            f"{name}-{key}-alarm", namespace="AWS/SQS", statistic="Maximum", period=60,
-            comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching",
-            alarm_actions=[args.alerts_topic_arn], ok_actions=[args.alerts_topic_arn], tags=args.tags,
-            opts=child_opts(self), **spec) for key, spec in specs.items()}
+            f"{name}-{key}-alarm", name=self.alarm_names[key], comparison_operator="GreaterThanThreshold",
+            treat_missing_data="notBreaching", alarm_actions=[args.alerts_topic_arn],
+            ok_actions=[args.alerts_topic_arn], tags=args.tags, opts=child_opts(self), **spec)
+            for key, spec in specs.items()}

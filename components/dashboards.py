@@ -6,6 +6,14 @@ edge, and the per-tool calls and errors of `components/telemetry.py` (a SEARCH e
 tool appears without a redeploy). The global dashboard puts the regions side by side: canary
 success, ALB 5xx and p99, and tool calls and errors per region.
 
+Servers declaring capabilities (README: Fast answers, later answers) add widgets to their region's
+dashboard, and a region without them shows none: with `async`, the task queue's backlog (visible
+messages) and the age of its oldest message, the dead-letter queue's depth, the worker's running
+tasks (Container Insights) and failed tasks (`WorkerErrors`, components/telemetry.py); with
+`cache`, the hit rate of the region's cache (ElastiCache Serverless `CacheHitRate`, dimension
+`clusterId`, the cache's name) and each server's own hit rate from its tool-call lines
+(`CacheHits` / (`CacheHits` + `CacheMisses`)).
+
 Dashboards are global in an account (one name space for every region); each widget names the
 region its metrics live in. The bodies are plain data with outputs only where AWS assigns the
 value (ALB and target-group ARN suffixes, service names).
@@ -24,6 +32,7 @@ from mcp_estate.contract.names import CANARY_NAMESPACE as CANARY
 from mcp_estate.contract.names import CANARY_PATHS as PATHS
 
 from .naming import child_opts
+from .telemetry import CACHE_HITS, CACHE_MISSES, WORKER_ERRORS
 from .telemetry import NAMESPACE as TOOLS
 
 WIDTH, HEIGHT = 12, 6
@@ -31,10 +40,20 @@ PERIOD = 60
 
 
 @dataclass
+class DashboardWork:
+    """A server's asynchronous work in a region (plan-time names)."""
+    queue_name: str
+    dead_letter_queue_name: str
+    worker_service_name: str
+
+
+@dataclass
 class DashboardService:
     server: str
     service_name: pulumi.Input[str]
     target_group_arn_suffix: pulumi.Input[str]
+    work: DashboardWork | None = None     # the server declares `async`
+    cache: bool = False                   # ... `cache`
 
 
 @dataclass
@@ -43,6 +62,7 @@ class DashboardRegion:
     cluster_name: pulumi.Input[str]
     alb_arn_suffix: pulumi.Input[str]
     services: list[DashboardService]
+    cache_name: str | None = None         # the region's cache, when a server declares one
 
 
 @dataclass
@@ -105,6 +125,46 @@ def region_widgets(region: DashboardRegion) -> list[dict]:
     ]
 
 
+def queue_metric(region: str, metric: str, queue: str, server: str) -> list:
+    return ["AWS/SQS", metric, "QueueName", queue, {"label": server, "region": region}]
+
+
+def work_widgets(region: DashboardRegion) -> list[dict]:
+    """Per region, for the servers declaring `async` (none without)."""
+    name, working = region.name, [s for s in region.services if s.work]
+    if not working:
+        return []
+    return [
+        metric_widget("Task queue backlog (visible messages)", name, [queue_metric(
+            name, "ApproximateNumberOfMessagesVisible", s.work.queue_name, s.server) for s in working], "Maximum"),
+        metric_widget("Age of the oldest task (s)", name, [queue_metric(
+            name, "ApproximateAgeOfOldestMessage", s.work.queue_name, s.server) for s in working], "Maximum"),
+        metric_widget("Dead-lettered tasks (messages in the DLQ)", name, [queue_metric(
+            name, "ApproximateNumberOfMessagesVisible", s.work.dead_letter_queue_name, s.server)
+            for s in working], "Maximum"),
+        metric_widget("Worker tasks running", name, [
+            ["ECS/ContainerInsights", "RunningTaskCount", "ClusterName", region.cluster_name,
+             "ServiceName", s.work.worker_service_name, {"label": s.server}] for s in working], "Average"),
+        metric_widget("Worker failed tasks per minute", name, [
+            [TOOLS, WORKER_ERRORS, "Server", s.server, {"label": s.server}] for s in working], "Sum"),
+    ]
+
+
+def cache_widgets(region: DashboardRegion) -> list[dict]:
+    """The region's cache hit rate, and each declaring server's own from its lines (none without)."""
+    caching = [s for s in region.services if s.cache]
+    if not caching or region.cache_name is None:
+        return []
+    metrics: list[list] = [["AWS/ElastiCache", "CacheHitRate", "clusterId", region.cache_name,
+                            {"label": f"cache {region.cache_name}", "stat": "Average"}]]
+    for i, s in enumerate(caching):
+        metrics += [[TOOLS, CACHE_HITS, "Server", s.server, {"id": f"hits{i}", "visible": False}],
+                    [TOOLS, CACHE_MISSES, "Server", s.server, {"id": f"misses{i}", "visible": False}],
+                    [{"expression": f"100 * hits{i} / (hits{i} + misses{i})", "label": f"{s.server} tool calls",
+                      "id": f"rate{i}"}]]
+    return [metric_widget("Cache hit rate (%)", region.name, metrics, "Sum", 300)]
+
+
 def global_widgets(regions: list[DashboardRegion], home: str) -> list[dict]:
     """Every metric names its own region; `home` is only the widgets' default."""
     return [
@@ -130,7 +190,8 @@ class Dashboards(pulumi.ComponentResource):
     def __init__(self, name: str, args: DashboardsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mcp-estate:dashboards:Dashboards", name, None, opts)
         for region in args.regions:
-            self._dashboard(f"{name}-{region.name}", f"{args.name_prefix}-{region.name}", region_widgets(region),
+            widgets = [*region_widgets(region), *work_widgets(region), *cache_widgets(region)]
+            self._dashboard(f"{name}-{region.name}", f"{args.name_prefix}-{region.name}", widgets,
                             args.providers[region.name])
         self._dashboard(f"{name}-global", f"{args.name_prefix}-global", global_widgets(args.regions, args.home_region),
                         args.providers[args.home_region])

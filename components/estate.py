@@ -43,10 +43,10 @@ from mcp_estate.contract.spec import CACHE, SECRET_PREFIX, STATE, EstateSpec, Re
 from mcp_estate.contract.surface_rules import edge_ratelimits, edge_rules, origin_rules
 from mcp_estate.contract.validate import origin_travellers, surface_servers
 
-from .async_worker import AsyncWorker, AsyncWorkerArgs, queue_arn, queue_url
+from .async_worker import AsyncWorker, AsyncWorkerArgs, queue_arn, queue_url, worker_service_name
 from .canary import Canary, CanaryArgs, ProbeCredentials, probe_alarm_name
 from .change_detection import IAM_EVENTS_REGION, ChangeDetection, ChangeDetectionArgs, IamWatch, forwarder_role_name
-from .dashboards import DashboardRegion, Dashboards, DashboardsArgs, DashboardService
+from .dashboards import DashboardRegion, Dashboards, DashboardsArgs, DashboardService, DashboardWork
 from .deployment_gate import DeploymentGate, DeploymentGateArgs, GatedServer
 from .edge import Edge, EdgeArgs, EdgeRegion
 from .keys import EstateKeys, EstateKeysArgs
@@ -146,6 +146,9 @@ class Estate(pulumi.ComponentResource):
         # One pair of roles per server and residency group: a group's data is reachable only from its regions.
         self.identities = {(server.name, group.name): self._identity(server, group)
                            for server in spec.servers for group in spec.residency_groups}
+        # Before the data roles: with auth on, a worker's role is trusted by its server's data role.
+        self.worker_identities = {(server.name, group.name): self._worker_identity(server, group)
+                                  for server in self._async_servers() for group in spec.residency_groups}
         # With auth on, state is reached only as the caller, through a per-user data role.
         self.data_roles = {(server.name, group.name): self._data_role(server, group)
                            for server in spec.servers if self._per_user(server) for group in spec.residency_groups}
@@ -156,8 +159,6 @@ class Estate(pulumi.ComponentResource):
         self.caches = {region: self._cache(region) for region in sorted(spec.regions) if self._cache_users()}
         self.queue_endpoints = {region: self._queue_endpoint(region) for region in sorted(spec.regions)
                                 if self._async_servers()}
-        self.worker_identities = {(server.name, group.name): self._worker_identity(server, group)
-                                  for server in self._async_servers() for group in spec.residency_groups}
 
         self.services: dict[tuple[str, str], McpService] = {}
         self.service_args: dict[tuple[str, str], McpServiceArgs] = {}
@@ -183,7 +184,8 @@ class Estate(pulumi.ComponentResource):
             regions=[DashboardRegion(
                 name=region, cluster_name=self.fronts[region].cluster_name,
                 alb_arn_suffix=self.fronts[region].alb_arn_suffix,
-                services=[self._dashboard_service(s.name, region) for s in spec.servers_in(region)])
+                services=[self._dashboard_service(s.name, region) for s in spec.servers_in(region)],
+                cache_name=self.names.cache(region) if region in self.caches else None)
                 for region in sorted(spec.regions)]),
             opts=self._opts())
 
@@ -354,8 +356,14 @@ class Estate(pulumi.ComponentResource):
             actions=sorted({a for p in server.permissions if STATE in p.resources for a in p.actions}
                            | (set(SERVER_RECORD_ACTIONS) if server.async_work else set())),
             table_arns=[self._arn("dynamodb", r, f"table/{self._table_name(group.name)}") for r in regions],
-            state_key_arns={r: self.key_arns[r] for r in regions}, tags=self._group_tags(group, server=server.name)),
+            state_key_arns={r: self.key_arns[r] for r in regions}, tags=self._group_tags(group, server=server.name),
+            **self._data_role_worker(server, group)),
             opts=self._opts(provider=self.providers[self.spec.primary_region]))
+
+    def _data_role_worker(self, server: Server, group: ResidencyGroup) -> dict:
+        """The server's worker in the group, which the data role trusts too (components/worker_identity.py)."""
+        worker = self.worker_identities.get((server.name, group.name))
+        return {"worker_role": worker.role, "worker_role_arn": self._role_arn(worker.role_name)} if worker else {}
 
     def _task_environment(self, server: Server, group: ResidencyGroup) -> dict[str, str]:
         """What the estate tells the task about per-user data and its backends."""
@@ -452,7 +460,8 @@ class Estate(pulumi.ComponentResource):
             server=server.name, regions=regions,
             queue_arns=[queue_arn(self.spec.aws_account_id, r, self.names.task_queue(server.name)) for r in regions],
             table_arns=[self._arn("dynamodb", r, f"table/{self._table_name(group.name)}") for r in regions],
-            key_arns={r: self.key_arns[r] for r in regions})
+            key_arns={r: self.key_arns[r] for r in regions},
+            data_role_arn=self._data_role_arn(server, group) if self._per_user(server) else None)
 
     def _worker_identity(self, server: Server, group: ResidencyGroup) -> WorkerIdentity:
         return WorkerIdentity(f"{server.name}-{group.name}-worker-identity", WorkerIdentityArgs(
@@ -538,13 +547,24 @@ class Estate(pulumi.ComponentResource):
             server=server, region=region, name_prefix=self.prefix,
             log_group_name=self.services[server, region].log_group.name,
             alerts_topic_arn=self.fronts[region].alerts_topic_arn,
-            tags=self._group_tags(self.spec.group_of[region], region=region, server=server)),
+            tags=self._group_tags(self.spec.group_of[region], region=region, server=server),
+            **self._declared(server)),
             opts=self._opts(provider=self.providers[region]))
+
+    def _declared(self, server: str) -> dict[str, bool]:
+        """Which capabilities a server declares (telemetry's and the dashboards' extra series)."""
+        declared = next(s for s in self.spec.servers if s.name == server)
+        return {"cache": declared.cache is not None, "tasks": declared.async_work is not None}
 
     def _dashboard_service(self, server: str, region: str) -> DashboardService:
         service = self.services[server, region]
+        declared = self._declared(server)
+        work = DashboardWork(queue_name=self.names.task_queue(server),
+                             dead_letter_queue_name=self.names.dead_letter_queue(server),
+                             worker_service_name=worker_service_name(server)) if declared["tasks"] else None
         return DashboardService(server=server, service_name=service.service_name,
-                                target_group_arn_suffix=service.target_group.arn_suffix)
+                                target_group_arn_suffix=service.target_group.arn_suffix, work=work,
+                                cache=declared["cache"])
 
     def _change_detection(self, region: str) -> ChangeDetection:
         front = self.fronts[region]

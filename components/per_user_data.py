@@ -1,7 +1,9 @@
 """The per-user data role of one MCP server in one residency group (README: Who may call what).
 
 Built when the estate's `auth` is on and the server declares grants on `state`. Creates:
-- the data role, trusted only by the server's task role in the group, for `sts:AssumeRole` with
+- the data role, trusted only by the server's task role in the group and, for a server declaring
+  `async`, its worker's role there (which acts as the traveller a task message names: only the task
+  role may send to the queue, components/worker_identity.py), for `sts:AssumeRole` with
   `sts:TagSession`, and only with exactly one session tag, the traveller (`mcp-estate-traveller`),
   non-empty;
 - its policy: the server's declared `state` actions on the group's tables (no index: the table has
@@ -52,6 +54,8 @@ class DataRoleArgs:
     table_arns: list[str]          # the group's table in each of its regions
     state_key_arns: dict[str, pulumi.Input[str]]   # region -> the group's key there
     tags: dict[str, str]
+    worker_role: aws.iam.Role | None = None   # the server's worker's role in the group (`async`), trusted too
+    worker_role_arn: str | None = None
 
 
 class DataRole(pulumi.ComponentResource):
@@ -60,10 +64,10 @@ class DataRole(pulumi.ComponentResource):
         self.role_name = args.role_name
         self.role = aws.iam.Role(
             f"{name}-role", name=args.role_name, tags=args.tags,
-            assume_role_policy=json.dumps(data_trust_policy(args.task_role_arn)),
+            assume_role_policy=json.dumps(data_trust_policy(args.task_role_arn, args.worker_role_arn)),
             description=f"MCP server {args.server}, residency group {args.group}: one traveller's state items",
             # IAM refuses a trust naming a role that does not exist yet.
-            opts=child_opts(self, depends_on=[args.task_role]))
+            opts=child_opts(self, depends_on=[r for r in (args.task_role, args.worker_role) if r]))
         self.policy = aws.iam.RolePolicy(
             f"{name}-items", role=self.role.id, opts=child_opts(self),
             policy=pulumi.Output.json_dumps(data_policy(args.server, args.actions, args.table_arns,
@@ -71,10 +75,11 @@ class DataRole(pulumi.ComponentResource):
         self.register_outputs({"role_arn": self.role.arn})
 
 
-def data_trust_policy(task_role_arn: str) -> dict:
-    """Only the server's task role, and only with the traveller tag set (and no other tag)."""
+def data_trust_policy(task_role_arn: str, worker_role_arn: str | None = None) -> dict:
+    """Only the server's task role (and its worker's), and only with the traveller tag set (and no other tag)."""
+    principal = [task_role_arn, worker_role_arn] if worker_role_arn else task_role_arn
     return {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"AWS": task_role_arn}, "Action": ASSUME_WITH_TAG,
+        "Effect": "Allow", "Principal": {"AWS": principal}, "Action": ASSUME_WITH_TAG,
         "Condition": {
             "StringLike": {f"aws:RequestTag/{TRAVELLER_TAG}": "?*"},   # present and not empty
             "ForAllValues:StringEquals": {"aws:TagKeys": [TRAVELLER_TAG]},

@@ -14,13 +14,24 @@ writes ONE line to stdout, a JSON object (the awslogs driver ships it to the ser
   `Mcp-Session-Id`, never the id itself (it authenticates the session). Never log arguments or
   results: they carry travellers' personal data.
 
+Optional keys of the same line (docs/telemetry.md): `task_id` and `task_status` when the call is
+task-augmented (MCP tasks: the status it answered, e.g. `working`), `cache` (`hit`, `miss` or
+`bypass`) for a server declaring `cache`, and `sampling` / `elicitation`, the number of
+server-initiated requests (sampling/createMessage, elicitation/create) the call sent the client.
+
+A server declaring `async` has its worker write, for every task it finishes, one line
+`{"event": "mcp.task", "server": ..., "task_id": ..., "status": "completed"|"failed"|"cancelled",
+"latency_ms": ...}` to the same log group.
+
 Other lines and other keys are ignored. Creates, on the server's log group:
 - metric filters into namespace `MCPEstate/Tools`: `Calls`, `Errors` (count) and `Latency`
   (milliseconds) with dimensions `Server` and `Tool`, and `Calls` and `Errors` with `Server` alone
-  (the per-server series the alarms watch). Dimension values come from the line's fields; each
-  filter also requires `server` to be this server, so no process can write into another server's
-  metrics. Metric filters with dimensions cannot emit a default value: a tool without calls has
-  no data point, which the alarms treat as normal;
+  (the per-server series the alarms watch); `SamplingRequests` and `ElicitationRequests` per
+  `Server` (the sum of the counts); with `cache`, `CacheHits` and `CacheMisses` per `Server`; with
+  `async`, `TasksFinished` and `WorkerErrors` (tasks `failed`) per `Server`. Dimension values come
+  from the line's fields; each filter also requires `server` to be this server, so no process can
+  write into another server's metrics. Metric filters with dimensions cannot emit a default value:
+  a tool without calls has no data point, which the alarms treat as normal;
 - an anomaly-detection alarm on the server's call rate (outside the band either way: a sudden
   surge, say an agent stuck in a loop, or a collapse) and one on its error count (above the band
   only: fewer errors than usual is no incident), to the region's alerts topic. The models learn
@@ -41,6 +52,9 @@ from .naming import child_opts
 
 NAMESPACE = "MCPEstate/Tools"
 EVENT = "mcp.tool_call"
+TASK_EVENT = "mcp.task"                    # the worker's line, one per finished task
+WORKER_ERRORS, TASKS_FINISHED = "WorkerErrors", "TasksFinished"
+CACHE_HITS, CACHE_MISSES = "CacheHits", "CacheMisses"
 PERIOD_SECONDS = 300
 BAND_WIDTH = 2            # standard deviations of the anomaly-detection band
 ANOMALOUS_PERIODS = 3     # consecutive periods outside the band before alarming
@@ -54,11 +68,13 @@ class ToolTelemetryArgs:
     log_group_name: pulumi.Input[str]
     alerts_topic_arn: pulumi.Input[str]
     tags: dict[str, str]
+    cache: bool = False                   # the server declares `cache`: hit and miss counts
+    tasks: bool = False                   # ... `async`: its worker's finished and failed tasks
 
 
-def filter_pattern(server: str, *conditions: str) -> str:
-    """A JSON filter pattern matching the server's tool-call lines (and `conditions`)."""
-    terms = [f'($.event = "{EVENT}")', f'($.server = "{server}")', *conditions]
+def filter_pattern(server: str, *conditions: str, event: str = EVENT) -> str:
+    """A JSON filter pattern matching the server's lines of `event` (and `conditions`)."""
+    terms = [f'($.event = "{event}")', f'($.server = "{server}")', *conditions]
     return "{ " + " && ".join(terms) + " }"
 
 
@@ -69,19 +85,38 @@ FILTERS: dict[str, tuple[str, str, str, tuple[str, ...], tuple[str, ...]]] = {
     "tool-latency": ("Latency", "$.latency_ms", "Milliseconds", ("($.latency_ms >= 0)",), ("Tool",)),
     "calls": ("Calls", "1", "Count", (), ()),
     "errors": ("Errors", "1", "Count", ('($.outcome = "error")',), ()),
+    # Server-initiated requests a call sent (issue 13: sampling abuse shows as a surge here).
+    "sampling": ("SamplingRequests", "$.sampling", "Count", ("($.sampling > 0)",), ()),
+    "elicitation": ("ElicitationRequests", "$.elicitation", "Count", ("($.elicitation > 0)",), ()),
 }
+CACHE_FILTERS = {
+    "cache-hits": (CACHE_HITS, "1", "Count", ('($.cache = "hit")',), ()),
+    "cache-misses": (CACHE_MISSES, "1", "Count", ('($.cache = "miss")',), ()),
+}
+# The worker's lines: (metric, value, unit, conditions, dimensions) as above, on event TASK_EVENT.
+TASK_FILTERS = {
+    "tasks-finished": (TASKS_FINISHED, "1", "Count", (), ()),
+    "worker-errors": (WORKER_ERRORS, "1", "Count", ('($.status = "failed")',), ()),
+}
+
+
+def metric_filters(args: ToolTelemetryArgs) -> dict[str, tuple[str, dict]]:
+    """Filter key -> (pattern, metric transformation) for the server's lines."""
+    chosen = [(FILTERS, EVENT), *([(CACHE_FILTERS, EVENT)] if args.cache else []),
+              *([(TASK_FILTERS, TASK_EVENT)] if args.tasks else [])]
+    return {key: (filter_pattern(args.server, *conditions, event=event), {
+        "name": metric, "namespace": NAMESPACE, "value": value, "unit": unit,
+        "dimensions": {"Server": "$.server", **{d: f"$.{d.lower()}" for d in dimensions}}})
+        for filters, event in chosen for key, (metric, value, unit, conditions, dimensions) in filters.items()}
 
 
 class ToolTelemetry(pulumi.ComponentResource):
     def __init__(self, name: str, args: ToolTelemetryArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mcp-estate:telemetry:ToolTelemetry", name, None, opts)
-        for key, (metric, value, unit, conditions, dimensions) in FILTERS.items():
+        for key, (pattern, transformation) in metric_filters(args).items():
             aws.cloudwatch.LogMetricFilter(
                 f"{name}-{key}", name=f"{args.server}-{key}", log_group_name=args.log_group_name,
-                pattern=filter_pattern(args.server, *conditions), opts=child_opts(self),
-                metric_transformation={
-                    "name": metric, "namespace": NAMESPACE, "value": value, "unit": unit,
-                    "dimensions": {"Server": "$.server", **{d: f"$.{d.lower()}" for d in dimensions}}})
+                pattern=pattern, metric_transformation=transformation, opts=child_opts(self))
         where = f"MCP server {args.server} in {args.region}"
         self.alarm_names = {
             "calls": self._anomaly(name, args, "Calls", "LessThanLowerOrGreaterThanUpperThreshold",

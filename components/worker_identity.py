@@ -5,17 +5,22 @@ only ECS tasks of the estate's account in the group's regions (the same guard as
 role) and may do exactly this, in the group's regions only:
 - receive, delete and change the visibility of messages on the server's own task queue, and decrypt
   them with the group's key, only through SQS (`kms:ViaService`);
-- read and write the items of its own server in the group's state table (and use the table's key
-  through DynamoDB), nothing else of the table: every partition key it touches starts `<server>#`.
+- keep the server's task records in the group's state table, how depending on `auth`:
+  - with `auth` on, it acts as the traveller a message names: its only right on the table is to
+    become the server's per-user data role of the group (`sts:AssumeRole` with `sts:TagSession`),
+    setting the traveller tag from the message, exactly as the server does from the validated token
+    (MCP_DATA_ROLE_ARN / MCP_TRAVELLER_TAG in its environment, inherited from the server's
+    container). It may be trusted to: only the server's task role may send to the queue
+    (async_worker.queue_policy), and that role set the traveller from a validated token. The data
+    role trusts exactly these two roles (per_user_data.data_trust_policy);
+  - with `auth` off (dev), it reads and writes the items of its own server, `<server>#*`, and no
+    further (IAM cannot narrow a sort key), with the table's key through DynamoDB.
 
 The worker starts with the server's execution role (same image, log group and secrets).
 
 The task-record key contract (README: Fast answers, later answers) is the per-user data contract
 (mcp_estate/contract/per_user_data.py): partition key `<server>#<traveller key>`, sort key
-`task#<task id>`. With `auth` on, the server keeps them through its per-user data role, so it
-reads only the caller's; its task role then holds no table grant. The worker serves every traveller
-of its server (a message names the traveller; only the server's role may send), so it is scoped to
-the server's partition keys, `<server>#*`, and no further: IAM cannot narrow a sort key.
+`task#<task id>`.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import pulumi_aws as aws
 from mcp_estate.contract.per_user_data import partition_key
 
 from .naming import child_opts
+from .per_user_data import ASSUME_WITH_TAG
 from .server_identity import STATE_KEY_ACTIONS, task_trust_policy
 
 RECEIVE_ACTIONS = ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:ReceiveMessage"]
@@ -52,6 +58,7 @@ class TaskResources:
     queue_arns: list[str]
     table_arns: list[str]
     key_arns: dict[str, pulumi.Input[str]]   # region -> the group's key there
+    data_role_arn: str | None = None         # with auth on: the server's per-user data role in the group
 
 
 def _via(service: str, regions: list[str]) -> dict:
@@ -81,11 +88,15 @@ def sender_statements(resources: TaskResources, records: bool = True) -> list[di
 
 
 def worker_policy(resources: TaskResources) -> dict:
+    """Consume the server's queue; keep task records as the message's traveller (auth on: become the
+    data role, which checks the tag) or under the server's own partition keys (auth off)."""
+    records = [{"Effect": "Allow", "Action": ASSUME_WITH_TAG, "Resource": resources.data_role_arn}] \
+        if resources.data_role_arn else _records(resources, WORKER_RECORD_ACTIONS)
     return {"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Action": RECEIVE_ACTIONS, "Resource": list(resources.queue_arns)},
         {"Effect": "Allow", "Action": RECEIVE_KEY_ACTIONS, "Resource": _keys(resources),
          "Condition": _via("sqs", resources.regions)},
-        *_records(resources, WORKER_RECORD_ACTIONS)]}
+        *records]}
 
 
 @dataclass

@@ -25,7 +25,7 @@ from typing import Any
 
 from pulumi_policy import PolicyResource, Severity, StackValidationArgs
 
-from .control import Report, Risk, allows, as_list, as_mapping, stack_policy, tag
+from .control import Report, Risk, allows, as_list, as_mapping, grants_everyone, stack_policy, statements, tag
 from .least_privilege import MANAGED_POLICY, ROLE, _attached, _references, _role_name
 
 TABLE = "aws:dynamodb/table:Table"
@@ -232,20 +232,80 @@ def _requires_tag(condition: Mapping, tag_key: str) -> bool:
     return present and keys == [tag_key]
 
 
-def trust_problems(role: PolicyResource, task_roles: dict[str, PolicyResource], tags: set[str]) -> Iterator[str]:
-    """Why a per-user data role may be assumed by more than its server's task role with the traveller tag."""
-    statements = allows(role.props.get("assumeRolePolicy"))
-    for statement in statements:
+# -- a worker acting as the traveller: the consumer of a queue only the task role may send to ----------------
+
+QUEUE, QUEUE_POLICY = "aws:sqs/queue:Queue", "aws:sqs/queuePolicy:QueuePolicy"
+
+
+def _left_only_to(statement: Mapping, action: str, queue: str) -> str | None:
+    """The one role a queue policy's Deny leaves `action` to: Principal everyone, the action among its
+    Action patterns, the queue among its Resources, and exactly one condition, StringNotEquals
+    aws:PrincipalArn naming one role ARN (any further condition would let the Deny lapse)."""
+    if statement.get("Effect") != "Deny" or not grants_everyone(statement) or "NotPrincipal" in statement:
+        return None
+    if not any(fnmatchcase(action, str(p).lower()) for p in as_list(statement.get("Action"))):
+        return None
+    if not any(r == "*" or fnmatchcase(queue, str(r).rsplit(":", 1)[-1]) for r in as_list(statement.get("Resource"))):
+        return None
+    condition = as_mapping(statement.get("Condition"))
+    keys = as_mapping(condition.get("StringNotEquals"))
+    arns = [v for k, value in keys.items() if k.lower() == "aws:principalarn" for v in as_list(value)]
+    if set(condition) != {"StringNotEquals"} or len(keys) != 1 or len(arns) != 1 or ":role/" not in str(arns[0]):
+        return None
+    return _role_name(arns[0])
+
+
+def _queue_documents(resources: list[PolicyResource]) -> Iterator[tuple[str, Any]]:
+    """(queue name, policy) of every SQS queue policy: a queue's own `policy` and QueuePolicy resources."""
+    for resource in resources:
+        if resource.resource_type == QUEUE and resource.props.get("policy"):
+            yield str(resource.props.get("name")), resource.props.get("policy")
+        elif resource.resource_type == QUEUE_POLICY:
+            yield str(resource.props.get("queueUrl")).rstrip("/").rsplit("/", 1)[-1], resource.props.get("policy")
+
+
+def sender_consumer_pairs(resources: list[PolicyResource]) -> set[tuple[str, str]]:
+    """(sender, consumer) role names of every queue that only the sender may send to and only the
+    consumer may receive from: the consumer acts only on messages the sender wrote."""
+    pairs = set()
+    for queue, document in _queue_documents(resources):
+        only = {action: {r for s in statements(document) if (r := _left_only_to(s, action, queue))}
+                for action in ("sqs:sendmessage", "sqs:receivemessage")}
+        senders, consumers = only["sqs:sendmessage"], only["sqs:receivemessage"]
+        if len(senders) == 1 and len(consumers) == 1:
+            pairs.add((next(iter(senders)), next(iter(consumers))))
+    return pairs
+
+
+def _trusted_roles(principal: Any, pairs: set[tuple[str, str]]) -> str | None:
+    """Why a trust's principal is not one task role, or a task role and the consumer of its queue."""
+    arns = [str(a) for a in as_list(principal.get("AWS"))] \
+        if isinstance(principal, Mapping) and set(principal) == {"AWS"} else []
+    if not 1 <= len(arns) <= 2 or not all(a.startswith("arn:") and ":role/" in a for a in arns):
+        return f"trusts {principal!r}: name exactly one task role ARN, or it and its worker's"
+    if len(arns) == 2 and (_role_name(arns[0]), _role_name(arns[1])) not in pairs | {(c, s) for s, c in pairs}:
+        return (f"trusts {arns[0]} and {arns[1]}: a second role is admitted only as the worker acting for the "
+                "first, the only consumer (sqs:ReceiveMessage) of a queue only the first may send to "
+                "(a queue policy denying each action to every other aws:PrincipalArn)")
+    return None
+
+
+def trust_problems(role: PolicyResource, task_roles: dict[str, PolicyResource], tags: set[str],
+                   pairs: set[tuple[str, str]]) -> Iterator[str]:
+    """Why a per-user data role may be assumed by more than its server's task role (and the worker acting
+    on that role's messages) with the traveller tag."""
+    for statement in allows(role.props.get("assumeRolePolicy")):
         principal = statement.get("Principal")
-        arns = as_list(principal.get("AWS")) if isinstance(principal, Mapping) and set(principal) == {"AWS"} else []
-        if len(arns) != 1 or not str(arns[0]).startswith("arn:") or ":role/" not in str(arns[0]):
-            yield f"trusts {principal!r}: name exactly one task role ARN"
+        problem = _trusted_roles(principal, pairs)
+        if problem:
+            yield problem
             continue
-        task = task_roles.get(_role_name(arns[0]))
-        if task is None:
-            yield f"trusts {arns[0]}, which no task definition runs tasks as"
-        elif any(tag(role.props, k) != tag(task.props, k) for k in (SERVER_TAG, GROUP_TAG)):
-            yield f"trusts {arns[0]}, the task role of another server or residency group"
+        for arn in (str(a) for a in as_list(as_mapping(principal).get("AWS"))):
+            task = task_roles.get(_role_name(arn))
+            if task is None:
+                yield f"trusts {arn}, which no task definition runs tasks as"
+            elif any(tag(role.props, k) != tag(task.props, k) for k in (SERVER_TAG, GROUP_TAG)):
+                yield f"trusts {arn}, the task role of another server or residency group"
         actions = {str(a).lower() for a in as_list(statement.get("Action"))}
         if not actions <= ASSUME_ACTIONS or "NotAction" in statement:
             yield f"lets its principal {', '.join(sorted(actions)) or 'NotAction'}: allow only sts:AssumeRole " \
@@ -260,12 +320,15 @@ def trust_problems(role: PolicyResource, task_roles: dict[str, PolicyResource], 
 @stack_policy(
     "per-user-data-role-trusts-only-its-task-role",
     "A per-user data role (one binding grants to a principal tag) is assumable only by one role that the "
-    "stack's task definitions run tasks as, of the same server and residency group (its tags), with only "
+    "stack's task definitions run tasks as, of the same server and residency group (its tags), and at most "
+    "its worker: a second such role that is the only consumer of a queue only the first may send to (the "
+    "worker acts as the traveller the task role's message names), with only "
     "sts:AssumeRole and sts:TagSession, and only when the request sets the principal tag its grants are "
     "bound to, non-empty, and no other tag: whoever else could assume it, or set another tag, would read "
     "any traveller's items",
     risks=[Risk.CONFUSED_DEPUTY], severity=Severity.CRITICAL,
-    remediation="Trust {\"AWS\": <the server's task role ARN>} for [\"sts:AssumeRole\", \"sts:TagSession\"] with "
+    remediation="Trust {\"AWS\": <the server's task role ARN> (and its worker's)} for "
+                "[\"sts:AssumeRole\", \"sts:TagSession\"] with "
                 "Condition {\"StringLike\": {\"aws:RequestTag/<tag>\": \"?*\"}, \"ForAllValues:StringEquals\": "
                 "{\"aws:TagKeys\": [\"<tag>\"]}} (components/per_user_data.py).")
 def per_user_data_role_trusts_only_its_task_role(args: StackValidationArgs, report: Report) -> None:
@@ -277,6 +340,7 @@ def per_user_data_role_trusts_only_its_task_role(args: StackValidationArgs, repo
         return
     task_names, _ = _references(args.resources)
     task_roles = {str(r.props.get("name")): r for r in roles if str(r.props.get("name")) in task_names}
+    pairs = sender_consumer_pairs(args.resources)
     for role, tags in data_roles.items():
-        for problem in trust_problems(role, task_roles, tags):
+        for problem in trust_problems(role, task_roles, tags, pairs):
             report(f"per-user data role {role.name} {problem}", role.urn)

@@ -34,6 +34,9 @@ KNOWN_TYPES = frozenset({
     "aws:ecr/lifecyclePolicy:LifecyclePolicy", "aws:ecr/replicationConfiguration:ReplicationConfiguration",
     "aws:ecr/repository:Repository", "aws:ecr/repositoryCreationTemplate:RepositoryCreationTemplate",
     "aws:ecs/cluster:Cluster", "aws:ecs/service:Service", "aws:ecs/taskDefinition:TaskDefinition",
+    # A server's cache and async work (capabilities.py judges them), shipped by staging's booking.
+    "aws:elasticache/serverlessCache:ServerlessCache", "aws:elasticache/user:User",
+    "aws:elasticache/userGroup:UserGroup", "aws:sqs/queue:Queue",
     "aws:iam/role:Role", "aws:iam/rolePolicy:RolePolicy",
     "aws:iam/rolePolicyAttachment:RolePolicyAttachment",   # ECS's ELB role, with a CANARY/LINEAR server
     "aws:kms/alias:Alias", "aws:kms/key:Key", "aws:kms/replicaKey:ReplicaKey",

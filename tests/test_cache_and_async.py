@@ -7,7 +7,7 @@ import copy
 import json
 
 import pytest
-from conftest import ACCOUNT, Plan, policy
+from conftest import ACCOUNT, Plan, policy, violations
 from test_estate import SMALL, plan_of
 
 from mcp_estate.contract.problems import SpecError
@@ -185,10 +185,15 @@ def test_queue_policy_refuses_other_accounts_and_other_roles(both):
     by_sid = {s["Sid"]: s for s in statements}
     assert by_sid["EstateAccountOnly"]["Condition"] == {"StringNotEquals": {"aws:PrincipalAccount": ACCOUNT}}
     assert by_sid["TlsOnly"]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-    assert by_sid["OwnRolesOnly"]["Condition"] == {"StringNotEquals": {"aws:PrincipalArn": [
-        f"arn:aws:iam::{ACCOUNT}:role/{PREFIX}-booking-{group}-task",
-        f"arn:aws:iam::{ACCOUNT}:role/{PREFIX}-booking-{group}-worker"]}}
-    assert all(s["Effect"] == "Deny" for s in statements)
+    # Only the server's task role writes messages (it validated the traveller's token); only the worker reads.
+    assert by_sid["ServerSendsOnly"]["Action"] == ["sqs:SendMessage"]
+    assert by_sid["ServerSendsOnly"]["Condition"] == {"StringNotEquals": {
+        "aws:PrincipalArn": f"arn:aws:iam::{ACCOUNT}:role/{PREFIX}-booking-{group}-task"}}
+    assert by_sid["WorkerConsumesOnly"]["Action"] == [
+        "sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:ReceiveMessage"]
+    assert by_sid["WorkerConsumesOnly"]["Condition"] == {"StringNotEquals": {
+        "aws:PrincipalArn": f"arn:aws:iam::{ACCOUNT}:role/{PREFIX}-booking-{group}-worker"}}
+    assert all(s["Effect"] == "Deny" and s["Principal"] == "*" for s in statements) and len(statements) == 4
 
 
 def test_worker_has_no_ingress_no_public_ip_and_no_load_balancer(both):
@@ -227,21 +232,96 @@ def test_alarms_on_oldest_task_and_dead_letters(both):
     assert (dead.inputs["metricName"], dead.inputs["threshold"]) == ("ApproximateNumberOfMessagesVisible", 0)
     assert dead.inputs["dimensions"] == {"QueueName": f"{PREFIX}-booking-tasks-dlq"}
     assert oldest.inputs["alarmActions"] == dead.inputs["alarmActions"] == [topic]
+    assert oldest.inputs["name"] == f"{PREFIX}-booking-eu-west-1-oldest-task"
 
 
-def test_worker_role_consumes_its_queue_and_writes_its_task_records_only(both):
-    statements = policy(both.named("booking-eu-worker-identity-policy"), "policy")["Statement"]
+def test_a_worker_deployment_rolls_back_on_new_dead_letters_and_failed_tasks(both):
+    service = both.named("booking-eu-west-1-async-service").inputs
+    assert service["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
+    assert service["alarms"] == {"enable": True, "rollback": True, "alarmNames": [
+        f"{PREFIX}-booking-eu-west-1-new-dead-letters", f"{PREFIX}-booking-eu-west-1-worker-errors"]}
+    new = both.named("booking-eu-west-1-async-new-dead-letters-alarm").inputs
+    assert new["name"] == f"{PREFIX}-booking-eu-west-1-new-dead-letters"
+    assert new["metricQueries"] == [
+        {"id": "m", "returnData": False, "metric": {
+            "namespace": "AWS/SQS", "metricName": "ApproximateNumberOfMessagesVisible", "period": 60,
+            "stat": "Maximum", "dimensions": {"QueueName": f"{PREFIX}-booking-tasks-dlq"}}},
+        {"id": "added", "expression": "DIFF(m)", "label": "Messages dead-lettered", "returnData": True}]
+    assert (new["comparisonOperator"], new["threshold"]) == ("GreaterThanThreshold", 0)
+    errors = both.named("booking-eu-west-1-async-worker-errors-alarm").inputs
+    assert errors["name"] == f"{PREFIX}-booking-eu-west-1-worker-errors"
+    assert (errors["namespace"], errors["metricName"], errors["dimensions"]) == (
+        "MCPEstate/Tools", "WorkerErrors", {"Server": "booking"})
+    assert (errors["statistic"], errors["period"], errors["threshold"]) == ("Sum", 60, 5)
+    assert (errors["evaluationPeriods"], errors["datapointsToAlarm"]) == (5, 3)
+    # The worker's failed tasks are counted from its lines in the server's log group.
+    worker_errors = both.named("booking-eu-west-1-tools-worker-errors").inputs
+    assert worker_errors["pattern"] == '{ ($.event = "mcp.task") && ($.server = "booking") && ($.status = "failed") }'
+    assert not [r for r in both.resources if r.name == "loyalty-eu-west-1-tools-worker-errors"]
+
+
+def test_the_worker_services_pass_the_rollback_control(both):
+    assert not [v for v in violations(both, policy="services-roll-back-on-deployment-alarms")
+                if "worker" in v.message]
+    unrolled = copy.deepcopy(both)
+    service = unrolled.named("booking-eu-west-1-async-service")
+    for props in (service.inputs, service.outputs):
+        props["alarms"] = {**props["alarms"], "rollback": False}
+    [message] = [v.message for v in violations(unrolled, policy="services-roll-back-on-deployment-alarms")]
+    assert message == ("ECS service booking-worker does not roll back on deployment alarms (rollback is not true): "
+                       "set alarms={'alarm_names': [...], 'enable': True, 'rollback': True}")
+
+
+def worker_statements(plan: Plan, group: str = "eu") -> list[dict]:
+    return policy(plan.named(f"booking-{group}-worker-identity-policy"), "policy")["Statement"]
+
+
+def test_worker_role_consumes_its_queue_only(both):
+    statements = worker_statements(both)
     queues = [f"arn:aws:sqs:{r}:{ACCOUNT}:{PREFIX}-booking-tasks" for r in EU]
     assert statements[0] == {"Effect": "Allow", "Resource": queues, "Action": [
         "sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:ReceiveMessage"]}
     assert statements[1]["Action"] == ["kms:Decrypt"]
     assert statements[1]["Condition"] == {"StringEquals": {"kms:ViaService": [
         "sqs.eu-central-1.amazonaws.com", "sqs.eu-west-1.amazonaws.com"]}}
+
+
+def test_with_auth_on_the_worker_keeps_task_records_as_the_messages_traveller(both):
+    # No table grant of its own: it becomes the server's data role of its group, with the traveller tag.
+    statements = worker_statements(both)
+    assert statements[2:] == [{"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:TagSession"],
+                               "Resource": f"arn:aws:iam::{ACCOUNT}:role/{PREFIX}-booking-eu-data"}]
+    assert not [s for s in statements if any(a.startswith(("dynamodb:", "kms:GenerateDataKey"))
+                                             for a in s["Action"])]
+    trust = policy(both.named("booking-eu-data-role"), "assumeRolePolicy")["Statement"]
+    assert [s["Principal"] for s in trust] == [{"AWS": [f"arn:aws:iam::{ACCOUNT}:role/{PREFIX}-booking-eu-task",
+                                                        f"arn:aws:iam::{ACCOUNT}:role/{PREFIX}-booking-eu-worker"]}]
+    assert trust[0]["Condition"] == {"StringLike": {"aws:RequestTag/mcp-estate-traveller": "?*"},
+                                     "ForAllValues:StringEquals": {"aws:TagKeys": ["mcp-estate-traveller"]}}
+    # The worker learns the role and the tag as the server does (its container is the server's).
+    worker = json.loads(both.named("booking-eu-west-1-async-task").inputs["containerDefinitions"])[0]
+    env = {e["name"]: e["value"] for e in worker["environment"]}
+    assert env["MCP_DATA_ROLE_ARN"] == f"arn:aws:iam::{ACCOUNT}:role/{PREFIX}-booking-eu-data"
+    assert env["MCP_TRAVELLER_TAG"] == "mcp-estate-traveller"
+
+
+def test_a_server_without_async_keeps_a_data_role_trusting_its_task_role_alone():
+    raw = with_capabilities()
+    del raw["servers"][0]["async"]
+    trust = policy(plan_of(raw).named("booking-eu-data-role"), "assumeRolePolicy")["Statement"]
+    assert [s["Principal"] for s in trust] == [{"AWS": f"arn:aws:iam::{ACCOUNT}:role/{PREFIX}-booking-eu-task"}]
+
+
+def test_with_auth_off_the_worker_writes_its_servers_task_records_only():
+    raw = with_capabilities() | {"environment": "dev", "auth": {"disabled": True}}
+    statements = worker_statements(plan_of(raw))
     assert statements[2]["Resource"] == [f"arn:aws:dynamodb:{r}:{ACCOUNT}:table/{PREFIX}-eu-state" for r in EU]
     # The worker serves every traveller of its server, and only its server's partition keys.
     assert statements[2]["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["booking#*"]}}
-    assert "dynamodb:Scan" not in statements[2]["Action"] and "dynamodb:Query" not in statements[2]["Action"]
-    assert len(statements) == 4
+    assert statements[2]["Action"] == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    assert statements[3]["Condition"]["StringEquals"]["kms:ViaService"] == [
+        "dynamodb.eu-central-1.amazonaws.com", "dynamodb.eu-west-1.amazonaws.com"]
+    assert len(statements) == 4 and not [s for s in statements if "sts:AssumeRole" in s["Action"]]
 
 
 def test_server_may_send_to_its_own_queue_only(both):

@@ -98,8 +98,8 @@ def test_a_new_server_is_created_and_the_renamed_groups_protected_table_is_flagg
     # 21: among them the web ACL (the new server's 401 challenge and MCP surface rules) and the edge's
     # challenge transform ruleset (its 401 header rule): in-place updates offline cannot rule on
     assert text.splitlines()[-9:] == [
-        "", "Resources:", "    + 45 to create", "    ~ 91 to update", "    +- 5 to replace", "    - 10 to delete",
-        "    59 unchanged",
+        "", "Resources:", "    + 47 to create", "    ~ 91 to update", "    +- 5 to replace", "    - 10 to delete",
+        "    61 unchanged",
         "21 update(s) may replace: offline, replacement is known only from the SDK's docs; "
         "`pulumi preview --diff` decides",
         "!! 2 protected resource(s) would be deleted or replaced: dev-eu-west-1-key, dev-state-table",
@@ -110,7 +110,7 @@ def test_the_json_report_gives_counts_refusals_and_each_changed_path(plans, caps
     code, text = _diff(capsys, *plans, "--format", "json")
     report = json.loads(text)
     assert code == 0
-    assert report["summary"] == {"create": 45, "update": 91, "replace": 5, "delete": 10, "unchanged": 59}
+    assert report["summary"] == {"create": 47, "update": 91, "replace": 5, "delete": 10, "unchanged": 61}
     assert [urn.rsplit("::", 1)[1] for urn in report["refused"]] == ["dev-eu-west-1-key", "dev-state-table"]
     subnet = next(c for c in report["changes"] if c["name"] == "net-eu-west-1-public-euw1-az2")
     assert subnet == {
@@ -127,7 +127,7 @@ def test_the_json_report_gives_counts_refusals_and_each_changed_path(plans, caps
 
 def test_the_same_plan_twice_changes_nothing_and_exit_code_is_opt_in(plans, capsys):
     old, new = plans
-    assert _diff(capsys, old, old) == (0, "\nResources:\n    165 unchanged\n")
+    assert _diff(capsys, old, old) == (0, "\nResources:\n    167 unchanged\n")
     assert main(["diff", "--exit-code", str(old), str(old)]) == 0
     assert main(["diff", "--exit-code", str(old), str(new)]) == 1
 

@@ -15,6 +15,7 @@ from conftest import ACCOUNT, Plan, policy, run_program, violations
 from test_estate import SMALL, plan_of
 
 from mcp_estate.checking.pack_config import generated
+from mcp_estate.components.async_worker import queue_policy
 from mcp_estate.components.per_user_data import DataRole, DataRoleArgs, data_policy, data_trust_policy
 from mcp_estate.contract.per_user_data import partition_key, traveller_key
 from mcp_estate.contract.problems import SpecError
@@ -345,7 +346,8 @@ def test_with_auth_on_no_role_reads_the_state_table_unscoped_by_any_route(extra,
 @pytest.mark.parametrize("trust, expected", [
     (data_trust_policy("arn:aws:iam::111122223333:role/someone-else"), "which no task definition runs tasks as"),
     ({"Version": "2012-10-17", "Statement": [data_trust_policy(TASK_ROLE_ARN)["Statement"][0] | {
-        "Principal": {"AWS": [TASK_ROLE_ARN, f"arn:aws:iam::{ACCOUNT}:role/other"]}}]}, "name exactly one"),
+        "Principal": {"AWS": [TASK_ROLE_ARN, f"arn:aws:iam::{ACCOUNT}:role/other"]}}]},
+     "a second role is admitted only as the worker"),
     ({"Version": "2012-10-17", "Statement": [data_trust_policy(TASK_ROLE_ARN)["Statement"][0] | {
         "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}}]}, "name exactly one task role"),
     ({"Version": "2012-10-17", "Statement": [data_trust_policy(TASK_ROLE_ARN)["Statement"][0] | {
@@ -374,3 +376,86 @@ def test_a_data_role_trusting_another_servers_task_role_is_refused():
     plan = estate_part(trust=data_trust_policy(f"arn:aws:iam::{ACCOUNT}:role/mcp-estate-test-loyalty-eu-task"),
                        extra=other)
     assert [m for m in found(plan, TRUST) if "another server" in m]
+
+
+# -- the worker acting as the traveller: trusted only as the consumer of a queue its task role alone feeds ------
+
+WORKER_ROLE = "mcp-estate-test-booking-eu-worker"
+WORKER_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/{WORKER_ROLE}"
+QUEUE_NAME = "mcp-estate-test-booking-tasks"
+QUEUE_ARN = f"arn:aws:sqs:eu-west-1:{ACCOUNT}:{QUEUE_NAME}"
+
+
+def worker_of(name=WORKER_ROLE, tags=TAGS, queue_document=None):
+    """`extra` for estate_part: a worker role tasks run as, and a task queue (the component's policy:
+    only the task role sends, only `name` consumes, unless `queue_document` is given)."""
+    arn = f"arn:aws:iam::{ACCOUNT}:role/{name}"
+
+    def extra(task):
+        aws.iam.Role(f"{name}-role", name=name, assume_role_policy=ECS_TRUST, tags=tags)
+        aws.ecs.TaskDefinition(f"{name}-definition", family=f"{name}-worker", task_role_arn=arn,
+                               container_definitions=json.dumps([{"name": "w", "image": "x", "essential": True}]))
+        aws.sqs.Queue(f"{name}-queue", name=QUEUE_NAME, policy=json.dumps(
+            queue_document or queue_policy(QUEUE_ARN, ACCOUNT, (TASK_ROLE_ARN, arn))))
+    return extra
+
+
+def trusting(*arns: str) -> dict:
+    return {"Version": "2012-10-17", "Statement": [data_trust_policy(TASK_ROLE_ARN)["Statement"][0] | {
+        "Principal": {"AWS": list(arns)}}]}
+
+
+def test_the_data_role_may_trust_the_worker_of_its_task_roles_queue():
+    assert data_trust_policy(TASK_ROLE_ARN, WORKER_ROLE_ARN)["Statement"][0]["Principal"] == {
+        "AWS": [TASK_ROLE_ARN, WORKER_ROLE_ARN]}
+    for trust in (data_trust_policy(TASK_ROLE_ARN, WORKER_ROLE_ARN), trusting(WORKER_ROLE_ARN, TASK_ROLE_ARN)):
+        assert found(estate_part(trust=trust, extra=worker_of()), TRUST) == []
+
+
+def queue_letting_the_worker_send_too() -> dict:
+    document = queue_policy(QUEUE_ARN, ACCOUNT, (TASK_ROLE_ARN, WORKER_ROLE_ARN))
+    document["Statement"][2]["Condition"]["StringNotEquals"]["aws:PrincipalArn"] = [TASK_ROLE_ARN, WORKER_ROLE_ARN]
+    return document
+
+
+def queue_whose_send_deny_lapses() -> dict:
+    document = queue_policy(QUEUE_ARN, ACCOUNT, (TASK_ROLE_ARN, WORKER_ROLE_ARN))
+    document["Statement"][2]["Condition"]["Bool"] = {"aws:ViaAWSService": "false"}
+    return document
+
+
+def queue_denying_another_queue() -> dict:
+    document = queue_policy(QUEUE_ARN, ACCOUNT, (TASK_ROLE_ARN, WORKER_ROLE_ARN))
+    document["Statement"][2]["Resource"] = QUEUE_ARN.replace(QUEUE_NAME, "elsewhere")
+    return document
+
+
+THIRD = f"arn:aws:iam::{ACCOUNT}:role/mcp-estate-test-booking-eu-reporting"
+
+
+@pytest.mark.parametrize("trust, extra, expected", [
+    (trusting(TASK_ROLE_ARN, WORKER_ROLE_ARN, THIRD), worker_of(), "name exactly one task role ARN, or it and"),
+    (trusting(TASK_ROLE_ARN, THIRD), worker_of(), "a second role is admitted only as the worker"),
+    (trusting(TASK_ROLE_ARN, WORKER_ROLE_ARN), None, "a second role is admitted only as the worker"),
+    (trusting(TASK_ROLE_ARN, WORKER_ROLE_ARN), worker_of(queue_document=queue_letting_the_worker_send_too()),
+     "a second role is admitted only as the worker"),
+    (trusting(TASK_ROLE_ARN, WORKER_ROLE_ARN), worker_of(queue_document=queue_whose_send_deny_lapses()),
+     "a second role is admitted only as the worker"),
+    (trusting(TASK_ROLE_ARN, WORKER_ROLE_ARN), worker_of(queue_document=queue_denying_another_queue()),
+     "a second role is admitted only as the worker"),
+    (trusting(TASK_ROLE_ARN, TASK_ROLE_ARN), worker_of(), "a second role is admitted only as the worker"),
+])
+def test_a_data_role_trusting_more_than_its_task_role_and_worker_is_refused(trust, extra, expected):
+    [message] = found(estate_part(trust=trust, extra=extra), TRUST)
+    assert message.startswith("per-user data role data trusts ") and expected in message
+
+
+@pytest.mark.parametrize("name, tags", [
+    ("mcp-estate-test-loyalty-eu-worker", {**TAGS, "mcp-estate:server": "loyalty"}),          # another server's
+    ("mcp-estate-test-booking-americas-worker", {**TAGS, "mcp-estate:residency-group": "americas"}),  # another group
+])
+def test_a_data_role_trusting_another_servers_or_groups_worker_is_refused(name, tags):
+    # Even fed by its task role alone: the worker's tags say it serves another server or group.
+    arn = f"arn:aws:iam::{ACCOUNT}:role/{name}"
+    [message] = found(estate_part(trust=trusting(TASK_ROLE_ARN, arn), extra=worker_of(name, tags)), TRUST)
+    assert message == f"per-user data role data trusts {arn}, the task role of another server or residency group"

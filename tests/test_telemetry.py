@@ -10,7 +10,13 @@ import pytest
 from conftest import ACCOUNT, Plan, policy, violations
 
 from mcp_estate.components.change_detection import ChangeDetection, ChangeDetectionArgs, IamWatch, autoscaling_role_arn
-from mcp_estate.components.dashboards import DashboardRegion, Dashboards, DashboardsArgs, DashboardService
+from mcp_estate.components.dashboards import (
+    DashboardRegion,
+    Dashboards,
+    DashboardsArgs,
+    DashboardService,
+    DashboardWork,
+)
 from mcp_estate.components.telemetry import ToolTelemetry, ToolTelemetryArgs, filter_pattern
 from mcp_estate.offline.fidelity import inspect_resource
 from mcp_estate.offline.runner import run_offline
@@ -46,7 +52,8 @@ def tools() -> Plan:
 def test_tool_call_lines_of_the_server_become_calls_errors_and_latency_per_tool(tools):
     filters = {r.name.removeprefix(f"booking-{REGION}-tools-"): r.inputs
                for r in tools.of_type("aws:cloudwatch/logMetricFilter:LogMetricFilter")}
-    assert sorted(filters) == ["calls", "errors", "tool-calls", "tool-errors", "tool-latency"]
+    assert sorted(filters) == ["calls", "elicitation", "errors", "sampling", "tool-calls", "tool-errors",
+                               "tool-latency"]
     assert all(f["logGroupName"] == "/mcp-estate-test/booking" for f in filters.values())
     assert filters["tool-latency"]["pattern"] == \
         '{ ($.event = "mcp.tool_call") && ($.server = "booking") && ($.latency_ms >= 0) }'
@@ -58,6 +65,43 @@ def test_tool_call_lines_of_the_server_become_calls_errors_and_latency_per_tool(
     assert filters["calls"]["metricTransformation"] == {
         "name": "Calls", "namespace": "MCPEstate/Tools", "value": "1", "unit": "Count",
         "dimensions": {"Server": "$.server"}}
+
+
+def test_server_initiated_requests_are_summed_per_server(tools):
+    filters = {r.name.removeprefix(f"booking-{REGION}-tools-"): r.inputs
+               for r in tools.of_type("aws:cloudwatch/logMetricFilter:LogMetricFilter")}
+    assert filters["sampling"]["pattern"] == \
+        '{ ($.event = "mcp.tool_call") && ($.server = "booking") && ($.sampling > 0) }'
+    assert filters["sampling"]["metricTransformation"] == {
+        "name": "SamplingRequests", "namespace": "MCPEstate/Tools", "value": "$.sampling", "unit": "Count",
+        "dimensions": {"Server": "$.server"}}
+    assert filters["elicitation"]["metricTransformation"]["name"] == "ElicitationRequests"
+    assert filters["elicitation"]["metricTransformation"]["value"] == "$.elicitation"
+    # Nothing of the capabilities for a server declaring none.
+    assert not {"cache-hits", "cache-misses", "tasks-finished", "worker-errors"} & set(filters)
+
+
+def test_a_server_declaring_cache_and_async_counts_cache_outcomes_and_its_workers_tasks():
+    def program():
+        ToolTelemetry(f"booking-{REGION}-tools", ToolTelemetryArgs(
+            server="booking", region=REGION, name_prefix=PREFIX, log_group_name="/mcp-estate-test/booking",
+            alerts_topic_arn=TOPIC, tags=TAGS, cache=True, tasks=True),
+            opts=pulumi.ResourceOptions(provider=provider()))
+    filters = {r.name.removeprefix(f"booking-{REGION}-tools-"): r.inputs
+               for r in run(program).of_type("aws:cloudwatch/logMetricFilter:LogMetricFilter")}
+    expected = {
+        "cache-hits": ('{ ($.event = "mcp.tool_call") && ($.server = "booking") && ($.cache = "hit") }', "CacheHits"),
+        "cache-misses": ('{ ($.event = "mcp.tool_call") && ($.server = "booking") && ($.cache = "miss") }',
+                         "CacheMisses"),
+        "tasks-finished": ('{ ($.event = "mcp.task") && ($.server = "booking") }', "TasksFinished"),
+        "worker-errors": ('{ ($.event = "mcp.task") && ($.server = "booking") && ($.status = "failed") }',
+                          "WorkerErrors"),
+    }
+    for key, (pattern, metric) in expected.items():
+        assert filters[key]["pattern"] == pattern
+        assert filters[key]["metricTransformation"] == {"name": metric, "namespace": "MCPEstate/Tools", "value": "1",
+                                                        "unit": "Count", "dimensions": {"Server": "$.server"}}
+    assert len(filters) == 11
 
 
 def test_a_server_cannot_write_into_another_servers_metrics():
@@ -237,3 +281,54 @@ def test_the_global_dashboard_puts_every_region_side_by_side(dashboards):
     assert regions == ["eu-west-1", "us-east-1"]
     assert {"Tool calls and errors per 5 minutes, eu-west-1",
             "Tool calls and errors per 5 minutes, us-east-1"} <= set(shown)
+
+
+@pytest.fixture(scope="module")
+def capability_dashboards() -> Plan:
+    """booking declares cache and async in eu-west-1; loyalty there and us-east-1's servers declare neither."""
+    def program():
+        providers = {r: provider(r) for r in ("eu-west-1", "us-east-1")}
+        work = DashboardWork("mcp-estate-test-booking-tasks", "mcp-estate-test-booking-tasks-dlq", "booking-worker")
+        eu = DashboardRegion(name="eu-west-1", cluster_name=f"{PREFIX}-eu-west-1", alb_arn_suffix="app/alb-eu/1",
+                             cache_name=f"{PREFIX}-eu-west-1", services=[
+                                 DashboardService("booking", "booking-svc", "targetgroup/b/2", work=work, cache=True),
+                                 DashboardService("loyalty", "loyalty-svc", "targetgroup/l/3")])
+        us = DashboardRegion(name="us-east-1", cluster_name=f"{PREFIX}-us-east-1", alb_arn_suffix="app/alb-us/1",
+                             services=[DashboardService("loyalty", "loyalty-svc", "targetgroup/l/4")])
+        Dashboards("dashboards", DashboardsArgs(name_prefix=PREFIX, home_region="us-east-1", providers=providers,
+                                                regions=[eu, us]))
+    return run(program)
+
+
+CAPABILITY_WIDGETS = ["Task queue backlog (visible messages)", "Age of the oldest task (s)",
+                      "Dead-lettered tasks (messages in the DLQ)", "Worker tasks running",
+                      "Worker failed tasks per minute", "Cache hit rate (%)"]
+
+
+def test_a_region_whose_server_declares_cache_and_async_graphs_its_queue_worker_and_cache(capability_dashboards):
+    shown = widgets(capability_dashboards, "dashboards-eu-west-1")
+    assert list(shown)[-6:] == CAPABILITY_WIDGETS and len(shown) == 15
+    booking = {"label": "booking", "region": "eu-west-1"}
+    assert shown["Task queue backlog (visible messages)"]["metrics"] == [
+        ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", "mcp-estate-test-booking-tasks", booking]]
+    assert shown["Age of the oldest task (s)"]["metrics"] == [
+        ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", "mcp-estate-test-booking-tasks", booking]]
+    assert shown["Dead-lettered tasks (messages in the DLQ)"]["metrics"] == [
+        ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", "mcp-estate-test-booking-tasks-dlq", booking]]
+    assert shown["Worker tasks running"]["metrics"] == [
+        ["ECS/ContainerInsights", "RunningTaskCount", "ClusterName", f"{PREFIX}-eu-west-1",
+         "ServiceName", "booking-worker", {"label": "booking"}]]
+    assert shown["Worker failed tasks per minute"]["metrics"] == [
+        ["MCPEstate/Tools", "WorkerErrors", "Server", "booking", {"label": "booking"}]]
+    assert shown["Worker failed tasks per minute"]["stat"] == "Sum"
+    assert shown["Cache hit rate (%)"]["metrics"] == [
+        ["AWS/ElastiCache", "CacheHitRate", "clusterId", f"{PREFIX}-eu-west-1",
+         {"label": f"cache {PREFIX}-eu-west-1", "stat": "Average"}],
+        ["MCPEstate/Tools", "CacheHits", "Server", "booking", {"id": "hits0", "visible": False}],
+        ["MCPEstate/Tools", "CacheMisses", "Server", "booking", {"id": "misses0", "visible": False}],
+        [{"expression": "100 * hits0 / (hits0 + misses0)", "label": "booking tool calls", "id": "rate0"}]]
+
+
+def test_a_region_without_declaring_servers_shows_no_capability_widget(capability_dashboards):
+    shown = widgets(capability_dashboards, "dashboards-us-east-1")
+    assert not set(CAPABILITY_WIDGETS) & set(shown) and len(shown) == 9

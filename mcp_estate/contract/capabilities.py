@@ -36,3 +36,6 @@ class AsyncWork(Strict):
     max_receive_count: int = Field(5, ge=1, le=1000, description="Receives before a message goes to the DLQ")
     retention_days: int = Field(4, ge=1, le=14)
     max_age_alarm_minutes: int = Field(15, ge=1, description="Alarm when the oldest message is older")
+    max_failed_tasks_per_minute: int = Field(
+        5, ge=0, description="Failed tasks per minute (the worker's `mcp.task` lines, docs/telemetry.md) above "
+                             "which the worker alarms and a deployment of it rolls back")
