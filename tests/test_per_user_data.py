@@ -12,6 +12,7 @@ import json
 import pulumi_aws as aws
 import pytest
 from conftest import ACCOUNT, Plan, policy, run_program, violations
+from corpus import attack, legitimate
 from test_estate import SMALL, plan_of
 
 from mcp_estate.checking.pack_config import generated
@@ -269,6 +270,7 @@ def grant(actions=ACTIONS, resource=TABLES, condition=None) -> dict:
     ({"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["booking#${aws:PrincipalTag/mcp-estate-traveller}",
                                                              "everyone"]}}, "a literal second key"),
 ])
+@attack("per-user-data-roles-scoped-by-leading-keys")
 def test_a_leading_keys_condition_not_bound_to_the_principal_tag_is_refused(condition, why):
     plan = estate_part(grant(condition=condition))
     assert found(plan, SCOPED) == [
@@ -282,12 +284,14 @@ def test_a_leading_keys_condition_not_bound_to_the_principal_tag_is_refused(cond
     (["dynamodb:PartiQL*"], "dynamodb:partiqldelete"),
     (["DynamoDB:S?an"], "dynamodb:scan"),
 ])
+@attack("per-user-data-roles-scoped-by-leading-keys")
 def test_actions_that_name_no_key_are_refused_even_under_the_condition(actions, named):
     plan = estate_part(grant(actions=actions, condition=LEADING))
     [message] = found(plan, SCOPED)
     assert named in message and "name no partition key" in message
 
 
+@attack("per-user-data-roles-scoped-by-leading-keys")
 def test_a_grant_on_the_tables_stream_or_through_a_wildcard_arn_counts():
     stream = f"{TABLES[0]}/stream/2026-01-01T00:00:00.000"
     assert found(estate_part(grant(actions=["dynamodb:GetRecords"], resource=[stream], condition=LEADING)), SCOPED)
@@ -295,6 +299,7 @@ def test_a_grant_on_the_tables_stream_or_through_a_wildcard_arn_counts():
     assert found(estate_part(grant(resource=[wildcard])), SCOPED)
 
 
+@legitimate("per-user-data-roles-scoped-by-leading-keys")
 def test_the_legitimate_variants_pass():
     batch = ["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem"]
     for statement in (grant(actions=batch, condition=LEADING),
@@ -335,6 +340,7 @@ def table_resource_policy(task):
     (table_resource_policy, "table resource policy table-policy grants dynamodb:getitem, dynamodb:putitem, "
                             "dynamodb:query: with auth on"),
 ])
+@attack("no-unscoped-state-access-when-auth-is-on")
 def test_with_auth_on_no_role_reads_the_state_table_unscoped_by_any_route(extra, expected):
     plan = estate_part(extra=extra)
     [message] = found(plan, UNSCOPED, AUTH_ON)
@@ -359,11 +365,13 @@ def test_with_auth_on_no_role_reads_the_state_table_unscoped_by_any_route(extra,
         "Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]},
      "name exactly one task role"),
 ])
+@attack("per-user-data-role-trusts-only-its-task-role")
 def test_a_data_role_trusted_by_anyone_but_its_task_role_with_the_tag_is_refused(trust, expected):
     [message] = found(estate_part(trust=trust), TRUST)
     assert message.startswith("per-user data role data ") and expected in message
 
 
+@attack("per-user-data-role-trusts-only-its-task-role")
 def test_a_data_role_trusting_another_servers_task_role_is_refused():
     def other(task):
         aws.iam.Role("other-task", name="mcp-estate-test-loyalty-eu-task", assume_role_policy=ECS_TRUST,

@@ -10,6 +10,7 @@ import pulumi
 import pulumi_aws as aws
 import pytest
 from conftest import run_program, shipped_plan, violations
+from corpus import legitimate
 
 from components import staged_deployment
 from mcp_estate.checking.pack_config import generated
@@ -236,6 +237,7 @@ def test_alarms_without_rollback_fail_a_canary():
     assert "alarms.rollback is not true" in message
 
 
+@legitimate("production-services-deploy-through-a-gate")
 def test_a_staging_service_is_not_judged():
     def program():
         aws.ecs.Service("svc", name="booking", cluster=CLUSTER, task_definition=TASK,
