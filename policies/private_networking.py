@@ -48,6 +48,10 @@ def is_true(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.lower() == "true")
 
 
+def _is_false(value: Any) -> bool:
+    return value is False or (isinstance(value, str) and value.lower() == "false")
+
+
 def _mappings(value: Any) -> list[Mapping]:
     return [item for item in as_list(value) if isinstance(item, Mapping)]
 
@@ -337,6 +341,11 @@ PUBLIC_IPS: dict[str, tuple[str, Callable[[Any], bool], str]] = {
     # NAT gateways get their public addresses whatever the subnet says.
     "aws:ec2/subnet:Subnet": (
         "subnet", lambda p: is_true(p.get("mapPublicIpOnLaunch")), "set map_public_ip_on_launch=False"),
+    # A VPC's default subnet maps public IPs on launch unless told otherwise (the provider's
+    # DefaultSubnet: "the default value for map_public_ip_on_launch is true"): only an explicit false passes.
+    "aws:ec2/defaultSubnet:DefaultSubnet": (
+        "default subnet", lambda p: not _is_false(p.get("mapPublicIpOnLaunch")),
+        "set map_public_ip_on_launch=False"),
     "aws:ec2/eip:Eip": (
         "Elastic IP", _eip_attached, "attach it to nothing but a NAT gateway (by allocation id)"),
     "aws:ec2/eipAssociation:EipAssociation": (
@@ -347,7 +356,7 @@ PUBLIC_IPS: dict[str, tuple[str, Callable[[Any], bool], str]] = {
 @resource_policy(
     "instances-without-public-ips",
     "No EC2 instance, launch template or configuration gets a public IP, no subnet maps public IPs on "
-    "launch, and no Elastic IP is attached to an instance or network interface",
+    "launch (a default subnet does unless set not to), and no Elastic IP is attached to an instance or network interface",
     risks=[Risk.COMMAND_EXECUTION],
     remediation="Launch into private subnets without public IPs; reach instances through the ALB or SSM.")
 def instances_without_public_ips(args: ResourceValidationArgs, report: Report) -> None:

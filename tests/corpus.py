@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _pytest.mark.structures import ParameterSet   # what pytest.param returns
+from _pytest.mark.structures import ParameterSet  # what pytest.param returns
 
 ATTACK, LEGITIMATE = "attack", "legitimate"
 MARKER = "corpus"

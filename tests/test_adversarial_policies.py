@@ -68,6 +68,7 @@ def twice(field: str) -> str:
     ("containers-add-no-linux-capabilities", '"LinuxParameters": {"Capabilities": {"Add": ["SYS_ADMIN"]}}',
      twice("linuxParameters")),
 ])
+@attack(param="policy")
 def test_a_field_written_again_in_another_spelling_is_refused(policy, extra, reported):
     [message] = task_found(policy, SAFE + ", " + extra)
     assert reported in message
@@ -87,6 +88,7 @@ def test_a_field_written_again_in_another_spelling_is_refused(policy, extra, rep
     ("containers-add-no-linux-capabilities", '"name": "agent", "linuxParameters": {"capabilities": {"add": []}, '
      '"capabilities": {"add": ["SYS_PTRACE"]}}', "containerDefinitions[1].linuxParameters sets \"capabilities\" twice"),
 ])
+@attack(param="policy")
 def test_a_sidecar_spelling_a_risk_differently_is_reported(policy, container, reported):
     [message] = task_found(policy, SAFE, container)
     assert reported in message
@@ -94,6 +96,7 @@ def test_a_sidecar_spelling_a_risk_differently_is_reported(policy, container, re
 
 @pytest.mark.parametrize("policy", ["containers-not-privileged", "containers-run-as-non-root",
                                     "containers-read-only-root-filesystem", "containers-add-no-linux-capabilities"])
+@attack(param="policy")
 def test_several_json_documents_in_one_definition_are_refused(policy):
     plan = uninspected(lambda: aws.ecs.TaskDefinition(
         "task", family="booking", container_definitions="[{" + SAFE + "}] [{" + SAFE + ', "privileged": true}]'))
@@ -104,6 +107,7 @@ def test_several_json_documents_in_one_definition_are_refused(policy):
 
 @pytest.mark.parametrize("policy", ["containers-not-privileged", "containers-run-as-non-root",
                                     "containers-read-only-root-filesystem", "containers-add-no-linux-capabilities"])
+@legitimate(param="policy")
 def test_legitimate_spellings_pass(policy):
     # The provider reads these keys as the ECS fields; labels are a map, so their case is data.
     other_case = ('"Name": "booking", "Image": "' + IMAGE + '", "User": "10001", "ReadOnlyRootFilesystem": true, '
