@@ -356,7 +356,8 @@ PUBLIC_IPS: dict[str, tuple[str, Callable[[Any], bool], str]] = {
 @resource_policy(
     "instances-without-public-ips",
     "No EC2 instance, launch template or configuration gets a public IP, no subnet maps public IPs on "
-    "launch (a default subnet does unless set not to), and no Elastic IP is attached to an instance or network interface",
+    "launch (a default subnet does unless set not to), and no Elastic IP is attached to an instance or "
+    "network interface",
     risks=[Risk.COMMAND_EXECUTION],
     remediation="Launch into private subnets without public IPs; reach instances through the ALB or SSM.")
 def instances_without_public_ips(args: ResourceValidationArgs, report: Report) -> None:
