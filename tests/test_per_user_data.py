@@ -247,6 +247,9 @@ def found(plan: Plan, name: str, config: dict | None = None) -> list[str]:
     return [v.message for v in violations(plan, config, policy=name)]
 
 
+@legitimate("per-user-data-roles-scoped-by-leading-keys")
+@legitimate("no-unscoped-state-access-when-auth-is-on")
+@legitimate("per-user-data-role-trusts-only-its-task-role")
 def test_the_estates_data_role_passes_every_check():
     plan = estate_part()
     assert (found(plan, SCOPED), found(plan, UNSCOPED, AUTH_ON), found(plan, TRUST)) == ([], [], [])

@@ -10,7 +10,7 @@ import pulumi
 import pulumi_aws as aws
 import pytest
 from conftest import run_program, shipped_plan, violations
-from corpus import legitimate
+from corpus import attack, legitimate
 
 from components import staged_deployment
 from mcp_estate.checking.pack_config import generated
@@ -202,6 +202,7 @@ def gate(config: dict | None = None, **service) -> list[str]:
                                           {GATE_POLICY: {"environment": "prod", **(config or {})}}, policy=GATE_POLICY)]
 
 
+@legitimate("production-services-deploy-through-a-gate")
 def test_a_gated_canary_passes():
     assert gate(deployment_configuration=CANARY) == []
 
@@ -221,6 +222,7 @@ def test_rolling_passes_only_for_a_listed_server():
     ({"canary_configuration": {"canary_percent": 10.0, "canary_bake_time_in_minutes": "0"}}, "bakes 0 minutes"),
     ({"strategy": "BLUE_GREEN"}, "'BLUE_GREEN' is none of"),
 ])
+@attack("production-services-deploy-through-a-gate")
 def test_a_weakened_canary_is_reported(change, expected):
     [message] = gate(deployment_configuration={**CANARY, **change})
     assert expected in message
@@ -232,6 +234,7 @@ def test_a_strategy_in_another_spelling_is_refused_before_the_pack():
         gate(deployment_configuration={**CANARY, "strategy": "canary"})
 
 
+@attack("production-services-deploy-through-a-gate")
 def test_alarms_without_rollback_fail_a_canary():
     [message] = gate(deployment_configuration=CANARY, alarms={**ALARMS, "rollback": False})
     assert "alarms.rollback is not true" in message
@@ -269,10 +272,12 @@ def _two_services(point_b_at_a: bool) -> list[str]:
     return [v.message for v in violations(run_program(program), {}, policy=RULE_POLICY)]
 
 
+@legitimate("staged-services-own-their-production-rule")
 def test_services_owning_their_rules_pass():
     assert _two_services(False) == []
 
 
+@attack("staged-services-own-their-production-rule")
 def test_a_service_pointing_at_another_services_production_rule_is_reported():
     messages = _two_services(True)
     assert any("is also a-svc's" in m for m in messages)
