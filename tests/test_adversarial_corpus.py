@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import pulumi_aws as aws
+import pulumi_cloudflare as cloudflare
 import pytest
 from conftest import ACCOUNT, Plan, violations
 from corpus import attack, legitimate
@@ -64,6 +65,18 @@ WITH_DLQ = {"redrive_policy": json.dumps({"deadLetterTargetArn": "arn:aws:sqs:eu
                                           "maxReceiveCount": 5})}
 
 
+def service(**args):
+    return lambda: aws.ecs.Service("booking-service", name="booking", cluster="mcp", task_definition="booking:3",
+                                   launch_type="FARGATE", **{"desired_count": 2, **args})
+
+
+ROLLBACK = {"enable": True, "rollback": True}
+WATCHED = {"alarm_names": ["mcp-estate-prod-eu-west-1-booking-5xx"], "enable": True, "rollback": True}
+PROD = {"environment": "prod"}
+HOSTNAME = {"no-unauthenticated-endpoints-beside-the-edge": {"hostname": "mcp.example.travel"}}
+ZONE, CF_ACCOUNT = "0" * 32, "f" * 32
+
+
 ATTACKS = [
     # -- containers and tasks ---------------------------------------------------------------------
     pytest.param("tasks-use-awsvpc-networking", lambda: task(network_mode="host"), None, id="host-mode"),
@@ -94,6 +107,27 @@ ATTACKS = [
     pytest.param("sns-topics-encrypted", lambda: aws.sns.Topic("alarms", kms_master_key_id=""), None,
                  id="empty-key"),
     pytest.param("queues-have-dead-letter-queues", queue(kms_master_key_id=KEY), None, id="no-redrive"),
+    # -- deployment safety ------------------------------------------------------------------------
+    pytest.param("services-roll-back-on-deployment-alarms", service(alarms={**WATCHED, "rollback": False}), None,
+                 id="alarms-without-rollback"),
+    # -- other ways in ----------------------------------------------------------------------------
+    pytest.param("no-unauthenticated-endpoints-beside-the-edge", lambda: aws.iam.User("ci"), HOSTNAME,
+                 id="iam-user"),
+    pytest.param("no-unauthenticated-endpoints-beside-the-edge", lambda: aws.lb.LoadBalancer(
+        "nlb", load_balancer_type="network", subnets=SUBNETS), HOSTNAME, id="internet-facing-nlb"),
+    pytest.param("no-unauthenticated-endpoints-beside-the-edge", lambda: aws.apigatewayv2.Route(
+        "route", api_id="a1b2c3", route_key="$default"), HOSTNAME, id="api-route-without-authorization"),
+    # Found by this audit: the provider's older name for a Worker custom domain.
+    pytest.param("no-unauthenticated-endpoints-beside-the-edge", lambda: cloudflare.WorkerDomain(
+        "worker", account_id=CF_ACCOUNT, zone_id=ZONE, hostname="mcp.example.travel", service="shim"), HOSTNAME,
+        id="worker-domain-older-name"),
+    pytest.param("production-resource-types-reviewed", lambda: aws.apprunner.Service(
+        "runner", service_name="shim", source_configuration={"image_repository": {
+            "image_identifier": IMAGE, "image_repository_type": "ECR"}}),
+        {"production-resource-types-reviewed": PROD}, id="app-runner"),
+    pytest.param("production-resource-types-reviewed", lambda: aws.sqs.Queue(
+        "jobs", tags={"mcp-estate:environment": "dev"}), {"production-resource-types-reviewed": {
+            "environment": "prod", "allowedTypes": []}}, id="tagged-dev-in-prod"),
     # -- load balancers ---------------------------------------------------------------------------
     pytest.param("albs-drop-invalid-headers", lambda: alb(drop_invalid_header_fields=False), None, id="said-false"),
     pytest.param("albs-drop-invalid-headers", lambda: aws.lb.LoadBalancer("front", subnets=SUBNETS), None,
@@ -173,6 +207,33 @@ LEGITIMATE = [
                  id="customer-alias"),
     pytest.param("queues-have-dead-letter-queues", queue(kms_master_key_id=KEY, **WITH_DLQ), None,
                  id="redrives"),
+    pytest.param("services-roll-back-on-deployment-alarms", service(alarms={
+        **WATCHED, "alarm_names": [*WATCHED["alarm_names"], "mcp-estate-prod-eu-west-1-booking-canary"]}), None,
+        id="two-alarms"),
+    pytest.param("production-services-keep-two-tasks", service(desired_count=3, deployment_minimum_healthy_percent=100),
+                 {"production-services-keep-two-tasks": PROD}, id="three-tasks-all-kept"),
+    pytest.param("images-from-allowed-registries", lambda: task(), {"images-from-allowed-registries": {
+        "allowedRegistries": ["111122223333.dkr.ecr."]}}, id="estate-ecr-by-prefix"),
+    pytest.param("images-from-allowed-registries", lambda: aws.lambda_.Function(
+        "fn", role="arn:aws:iam::111122223333:role/fn", package_type="Image", image_uri=IMAGE),
+        {"images-from-allowed-registries": {"allowedRegistries": ["111122223333"]}}, id="lambda-by-account"),
+    pytest.param("ecr-repositories-immutable-and-scanned", lambda: aws.ecr.RepositoryCreationTemplate(
+        "replicas", prefix="mcp", applied_fors=["REPLICATION"], image_tag_mutability="IMMUTABLE"), None,
+        id="creation-template-immutable"),
+    pytest.param("no-unauthenticated-endpoints-beside-the-edge", lambda: aws.apigatewayv2.Route(
+        "preflight", api_id="a1b2c3", route_key="OPTIONS /{proxy+}"), HOSTNAME, id="cors-preflight"),
+    pytest.param("no-unauthenticated-endpoints-beside-the-edge", lambda: cloudflare.WorkerDomain(
+        "worker", account_id=CF_ACCOUNT, zone_id=ZONE, hostname="status.example.travel", service="status"),
+        HOSTNAME, id="worker-on-another-host"),
+    pytest.param("production-resource-types-reviewed", lambda: aws.apprunner.Service(
+        "runner", service_name="shim", source_configuration={"image_repository": {
+            "image_identifier": IMAGE, "image_repository_type": "ECR"}}),
+        {"production-resource-types-reviewed": {"environment": "staging"}}, id="app-runner-in-staging"),
+    pytest.param("production-resource-types-reviewed", lambda: aws.apprunner.Service(
+        "runner", service_name="shim", source_configuration={"image_repository": {
+            "image_identifier": IMAGE, "image_repository_type": "ECR"}}),
+        {"production-resource-types-reviewed": {**PROD, "allowedTypes": ["aws:apprunner/service:Service"]}},
+        id="app-runner-reviewed-and-listed"),
     pytest.param("albs-drop-invalid-headers", lambda: alb(), None, id="drops"),
     pytest.param("albs-drop-invalid-headers", lambda: aws.lb.LoadBalancer(
         "nlb", load_balancer_type="network", subnets=SUBNETS, internal=True), None, id="network-lb-not-judged"),

@@ -252,6 +252,7 @@ def trust(principal, action="sts:AssumeRole", **extra) -> dict:
     {"StringLike": {"token.actions.githubusercontent.com:sub": "repo:octo-org/*"}},
     {"StringLikeIfExists": {"token.actions.githubusercontent.com:sub": "repo:octo-org/app:ref:refs/heads/main"}},
 ], ids=["none", "audience-only", "any-repo", "any-repo-of-org", "if-exists"])
+@attack("role-trust-admits-only-the-estate")
 def test_an_oidc_trust_without_a_pinned_subject_is_refused(condition):
     statement = trust({"Federated": OIDC}, WEB_IDENTITY, **({"Condition": condition} if condition else {}))
     assert trusting(statement) == [
@@ -260,6 +261,7 @@ def test_an_oidc_trust_without_a_pinned_subject_is_refused(condition):
 
 
 @pytest.mark.parametrize("subject", ["repo:octo-org/app:ref:refs/heads/main", "repo:octo-org/app:*"])
+@legitimate("role-trust-admits-only-the-estate")
 def test_an_oidc_trust_pinned_to_a_repository_passes(subject):
     audience = {"token.actions.githubusercontent.com:aud": "sts.amazonaws.com"}
     subject_pin = {"token.actions.githubusercontent.com:sub": subject}
@@ -268,6 +270,7 @@ def test_an_oidc_trust_pinned_to_a_repository_passes(subject):
     assert trusting(trust({"Federated": OIDC}, WEB_IDENTITY, Condition=condition)) == []
 
 
+@attack("role-trust-admits-only-the-estate")
 def test_an_identity_provider_of_another_account_is_refused():
     provider = f"arn:aws:iam::{FOREIGN}:oidc-provider/token.actions.githubusercontent.com"
     assert trusting(trust({"Federated": provider}, WEB_IDENTITY, Condition={"StringEquals": {
@@ -278,6 +281,7 @@ def test_an_identity_provider_of_another_account_is_refused():
 @pytest.mark.parametrize("principal", [
     FOREIGN, f"arn:aws:iam::{FOREIGN}:root", f"arn:aws:iam::{FOREIGN}:role/ci",
     f"arn:aws:sts::{FOREIGN}:assumed-role/ci/session"])
+@attack("role-trust-admits-only-the-estate")
 def test_a_foreign_account_in_any_spelling_is_refused(principal):
     assert trusting(trust({"AWS": principal})) == [
         f"role deployer admits account {FOREIGN}, which is neither the estate's nor in trustedAccounts"]

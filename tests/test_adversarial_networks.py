@@ -92,6 +92,7 @@ def test_an_ipv6_half_in_a_waf_ip_set_is_refused():
         "WAF IP set partners lists ::/1 (addresses), the whole internet: list only the known ranges its rule is for"]
 
 
+@attack("waf-ip-sets-name-known-ranges")
 def test_a_waf_ip_set_of_known_ranges_passes_and_an_odd_value_is_reported():
     assert ip_set(*CLOUDFLARE[:15]) == []
     assert ip_set("203.0.113.0/24", "partner-office") == [

@@ -37,6 +37,7 @@ def test_a_service_with_circuit_breaker_and_rollback_passes():
     ({"enable": True, "rollback": False}, "rollback"),
     ({"enable": False, "rollback": True}, "enable"),
 ])
+@attack("services-roll-back-failed-deployments")
 def test_a_service_that_would_keep_a_failed_deployment_is_reported(breaker, missing):
     assert found("services-roll-back-failed-deployments", deployment_circuit_breaker=breaker) == [
         f"ECS service booking does not roll back failed deployments (deployment circuit breaker {missing} not "
@@ -110,6 +111,7 @@ def test_a_production_service_resting_on_one_task_is_reported(service, message):
     assert message in found(TWO, PROD_CONFIG, **service)
 
 
+@attack("production-services-keep-two-tasks")
 def test_a_production_scaling_minimum_of_one_is_reported():
     assert scaled(1) == ["Autoscaling target booking-scaling lets a production ECS service scale down to 1 task(s): "
                          "set min_capacity (servers[<name>].scaling.min) to at least 2"]

@@ -140,11 +140,13 @@ def web_acl(name: str, rules: list[dict] | None = None, **args) -> aws.wafv2.Web
 
 
 @legitimate("web-acls-block-with-managed-rules-and-rate-limits")
+@legitimate("web-acls-block-with-managed-rules-and-rate-limits")
 def test_the_origin_web_acl_with_enforced_managed_groups_and_a_blocking_rate_rule_passes():
     plan = run_program(lambda: web_acl("origin", web_acl_rules(1000)))
     assert messages(plan, "web-acls-block-with-managed-rules-and-rate-limits") == []
 
 
+@attack("web-acls-block-with-managed-rules-and-rate-limits")
 def test_a_web_acl_that_counts_a_managed_group_or_rate_limits_without_blocking_fails():
     counted = {**managed_rule_group("AWSManagedRulesCommonRuleSet", 10), "override_action": {"count": {}}}
     counting_rate = {**rate_limit_rule(1000, 20), "action": {"count": {}}}
@@ -198,6 +200,7 @@ def test_rules_given_as_unreadable_json_are_reported_not_skipped():
         messages(plan, "web-acls-block-with-managed-rules-and-rate-limits")
 
 
+@attack("web-acls-block-with-managed-rules-and-rate-limits")
 def test_an_empty_web_acl_fails_and_rules_given_as_json_are_read():
     api_rules = [
         {"Name": "rate", "Priority": 1, "Action": {"Block": {}},
@@ -273,6 +276,7 @@ def test_a_proxied_load_balancer_pinning_sessions_by_their_mcp_header_passes_in_
     assert messages(run_program(program), "cloudflare-load-balancer-proxied-with-session-affinity") == []
 
 
+@attack("cloudflare-load-balancer-proxied-with-session-affinity")
 def test_an_unproxied_or_unpinned_load_balancer_fails():
     def program():
         cf_load_balancer("dns-only", proxied=False)
@@ -343,6 +347,7 @@ def test_an_unmonitored_pool_anywhere_else_is_reported(routes, where):
 # -- cloudflare-zone-tls-strict ---------------------------------------------------------------------
 
 @legitimate("cloudflare-zone-tls-strict")
+@legitimate("cloudflare-zone-tls-strict")
 def test_strict_ssl_and_tls_1_2_pass():
     def program():
         cloudflare.ZoneSetting("ssl", zone_id=ZONE, setting_id="ssl", value="strict")
@@ -353,6 +358,7 @@ def test_strict_ssl_and_tls_1_2_pass():
     assert messages(run_program(program), "cloudflare-zone-tls-strict") == []
 
 
+@attack("cloudflare-zone-tls-strict")
 def test_ssl_below_strict_or_tls_below_1_2_fails_wherever_it_is_set():
     def program():
         cloudflare.ZoneSetting("ssl", zone_id=ZONE, setting_id="ssl", value="full")
@@ -375,6 +381,7 @@ def test_ssl_below_strict_or_tls_below_1_2_fails_wherever_it_is_set():
 
 # -- cloudflare-load-balancer-zones-set-tls ---------------------------------------------------------
 
+@attack("cloudflare-load-balancer-zones-set-tls")
 @attack("cloudflare-load-balancer-zones-set-tls")
 def test_a_load_balancers_zone_must_set_ssl_and_minimum_tls_in_the_stack():
     def program():
@@ -436,6 +443,7 @@ def first_rule(phase_outputs: dict) -> dict:
 
 
 @pytest.mark.parametrize("plan_name", ["free", "pro", "business", "enterprise"])
+@legitimate("cloudflare-edge-protections-enforced")
 def test_what_each_plan_builds_passes(plan_name):
     assert edge_findings(*dev_edge(plan_name)) == []
 
@@ -447,6 +455,7 @@ def test_the_edge_cannot_be_judged_without_the_generated_config(pro_edge):
         "generates (policies/config/<environment>.json)"]
 
 
+@attack("cloudflare-edge-protections-enforced")
 def test_a_custom_rule_in_log_mode_blocks_nothing(pro_edge):
     found = changed(pro_edge, "http_request_firewall_custom", lambda o: first_rule(o).update(action="log"))
     assert found[0] == ("Ruleset edge-firewall rule 'mcp_paths_only' only logs (action 'log'): it blocks "
@@ -518,6 +527,7 @@ def test_a_managed_ruleset_the_plan_includes_must_run(pro_edge):
     ({"path": "/"}, "path '/' (set '/booking/healthz')"),
     ({"allowInsecure": True}, "allow_insecure=True (the ALB's certificate must verify)"),
 ])
+@attack("cloudflare-edge-protections-enforced")
 def test_a_monitor_that_does_not_probe_the_health_path_over_verified_https_is_refused(pro_edge, change, problem):
     [message] = changed(pro_edge, "loadBalancerMonitor:LoadBalancerMonitor", lambda o: o.update(change))
     assert message.endswith(f"does not probe the MCP health path over verified HTTPS: {problem}")

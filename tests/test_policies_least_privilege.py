@@ -431,6 +431,10 @@ def test_task_definitions_are_not_read_when_every_ecs_role_pins_its_source():
 
 # -- what the estate's components build ---------------------------------------------------------------
 
+@legitimate("no-not-action-or-not-resource-allows")
+@legitimate("attached-policies-from-the-stack-or-the-allow-list")
+@legitimate("no-trust-policy-open-to-everyone")
+@legitimate("role-trust-admits-only-the-estate")
 def test_the_estates_roles_and_key_policies_pass_every_least_privilege_control():
     regions = ["eu-west-1", "us-east-1"]
     key = f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/mrk-0123456789abcdef0123456789abcdef"

@@ -52,7 +52,6 @@ def test_an_unreviewed_type_is_refused_in_prod_whatever_its_tag_says():
         "reviewed for production: remove it, or review it and add it to allowedTypes in the prod pack config"]
 
 
-@attack("production-resource-types-reviewed")
 def test_a_reviewed_type_in_prod_and_any_type_in_staging_pass():
     allowed = {TYPES: {"environment": "prod", "allowedTypes": ["aws:apprunner/service:Service",
                                                                "aws:batch/jobQueue:JobQueue",

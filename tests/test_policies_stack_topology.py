@@ -73,6 +73,7 @@ def shipped(request) -> Shipped:
 
 
 @pytest.mark.parametrize("policy", [ROUTED, RESIDENCY, SURVIVE])
+@legitimate(param="policy")
 def test_the_shipped_stacks_pass_every_topology_policy(shipped, policy):
     assert found(shipped.plan, policy, spec_config(shipped.spec)) == []
 
