@@ -77,6 +77,30 @@ HOSTNAME = {"no-unauthenticated-endpoints-beside-the-edge": {"hostname": "mcp.ex
 ZONE, CF_ACCOUNT = "0" * 32, "f" * 32
 
 
+def document(*statements: dict) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def cf_load_balancer(name: str = "mcp", **overrides):
+    pool = "0123456789abcdef0123456789abcdef"
+    return cloudflare.LoadBalancer(name, **{
+        "zone_id": ZONE, "name": f"{name}.example.travel", "default_pools": [pool], "fallback_pool": pool,
+        "proxied": True, "session_affinity": "header",
+        "session_affinity_attributes": {"headers": ["Mcp-Session-Id"], "require_all_headers": True}, **overrides})
+
+
+def zone_settings(*settings: tuple[str, str], zone: str = ZONE):
+    for setting_id, value in settings:
+        cloudflare.ZoneSetting(f"{zone[:4]}-{setting_id}", zone_id=zone, setting_id=setting_id, value=value)
+
+
+STRICT_ZONE = (("ssl", "strict"), ("min_tls_version", "1.2"), ("always_use_https", "on"))
+TASK_ROLE = "booking-task"
+ALL_READ = "arn:aws:iam::aws:policy/ReadOnlyAccess"
+TABLE = "arn:aws:dynamodb:eu-west-1:111122223333:table/mcp-estate-prod-sessions"
+OPEN = {"Effect": "Allow", "Principal": "*", "Action": "*", "Resource": "*"}
+
+
 ATTACKS = [
     # -- containers and tasks ---------------------------------------------------------------------
     pytest.param("tasks-use-awsvpc-networking", lambda: task(network_mode="host"), None, id="host-mode"),
@@ -128,6 +152,55 @@ ATTACKS = [
     pytest.param("production-resource-types-reviewed", lambda: aws.sqs.Queue(
         "jobs", tags={"mcp-estate:environment": "dev"}), {"production-resource-types-reviewed": {
             "environment": "prod", "allowedTypes": []}}, id="tagged-dev-in-prod"),
+    # -- Cloudflare ---------------------------------------------------------------------------------
+    pytest.param("cloudflare-load-balancer-proxied-with-session-affinity", lambda: cf_load_balancer(proxied=False),
+                 None, id="dns-only"),
+    pytest.param("cloudflare-load-balancer-proxied-with-session-affinity", lambda: cf_load_balancer(
+        session_affinity="ip_cookie", session_affinity_attributes=None), None, id="ip-cookie-affinity"),
+    pytest.param("cloudflare-load-balancer-proxied-with-session-affinity", lambda: cf_load_balancer(
+        rules=[{"name": "eu", "condition": 'http.request.uri.path eq "/mcp"',
+                "overrides": {"session_affinity": "none"}}]), None, id="rule-override-drops-affinity"),
+    pytest.param("cloudflare-zone-tls-strict", lambda: zone_settings(("ssl", "flexible")), None, id="flexible"),
+    pytest.param("cloudflare-zone-tls-strict", lambda: cloudflare.PageRule(
+        "page", zone_id=ZONE, target="mcp.example.travel/*", actions={"ssl": "full"}), None, id="page-rule-full"),
+    pytest.param("cloudflare-zone-tls-strict", lambda: cloudflare.HostnameTlsSetting(
+        "legacy", zone_id=ZONE, hostname="mcp.example.travel", setting_id="min_tls_version", value="1.0"), None,
+        id="one-hostname-tls-1-0"),
+    pytest.param("cloudflare-load-balancer-zones-set-tls", lambda: cf_load_balancer(), None,
+                 id="zone-settings-left-to-the-zone"),
+    pytest.param("cloudflare-load-balancer-zones-set-tls", lambda: (
+        cf_load_balancer(), zone_settings(*STRICT_ZONE, zone="1" * 32)), None, id="settings-on-another-zone"),
+    # -- identity policies ------------------------------------------------------------------------
+    pytest.param("no-not-action-or-not-resource-allows", lambda: aws.iam.RolePolicy(
+        "p", role=TASK_ROLE, policy=document({"Effect": "Allow", "NotAction": "iam:*", "Resource": TABLE})), None,
+        id="not-action-in-a-role-policy"),
+    pytest.param("no-not-action-or-not-resource-allows", lambda: aws.iam.Policy(
+        "p", policy=document({"Effect": "Allow", "Action": "dynamodb:GetItem", "NotResource": TABLE})), None,
+        id="not-resource-in-a-managed-policy"),
+    pytest.param("no-not-action-or-not-resource-allows", lambda: aws.iam.Role(
+        "r", assume_role_policy=document({"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+                                          "Action": "sts:AssumeRole"}),
+        inline_policies=[{"name": "x", "policy": document({"Effect": "Allow", "NotAction": ["s3:*"],
+                                                             "NotResource": TABLE})}]), None,
+        id="both-in-a-roles-inline-policy"),
+    pytest.param("attached-policies-from-the-stack-or-the-allow-list", lambda: aws.iam.RolePolicyAttachment(
+        "a", role=TASK_ROLE, policy_arn=ALL_READ), None, id="read-only-access-to-a-role"),
+    pytest.param("attached-policies-from-the-stack-or-the-allow-list", lambda: aws.iam.PolicyAttachment(
+        "a", roles=[TASK_ROLE], policy_arn="arn:aws:iam::444455556666:policy/Shared"), None,
+        id="another-accounts-policy"),
+    pytest.param("attached-policies-from-the-stack-or-the-allow-list", lambda: aws.iam.GroupPolicyAttachment(
+        "a", group="operators", policy_arn="arn:aws:iam::aws:policy/AmazonDynamoDBFullAccess"),
+        {"attached-policies-from-the-stack-or-the-allow-list": {"allowedManagedPolicies": [
+            "arn:aws:iam::aws:policy/AmazonDynamoDBReadOnlyAccess"]}}, id="a-neighbour-of-the-allowed-one"),
+    # -- resource policies ------------------------------------------------------------------------
+    pytest.param("resource-policies-not-open-to-everyone", lambda: aws.s3.BucketPolicy(
+        "b", bucket="logs", policy=document({**OPEN, "Principal": {"AWS": "*"}})), None, id="bucket-aws-star"),
+    pytest.param("resource-policies-not-open-to-everyone", lambda: aws.sqs.QueuePolicy(
+        "q", queue_url="https://sqs.eu-west-1.amazonaws.com/111122223333/jobs", policy=document(OPEN)), None,
+        id="queue-star"),
+    pytest.param("resource-policies-not-open-to-everyone", lambda: aws.lambda_.Permission(
+        "invoke", action="lambda:InvokeFunction", function="probe", principal="*"), None,
+        id="lambda-permission-to-anyone"),
     # -- load balancers ---------------------------------------------------------------------------
     pytest.param("albs-drop-invalid-headers", lambda: alb(drop_invalid_header_fields=False), None, id="said-false"),
     pytest.param("albs-drop-invalid-headers", lambda: aws.lb.LoadBalancer("front", subnets=SUBNETS), None,
@@ -234,6 +307,20 @@ LEGITIMATE = [
             "image_identifier": IMAGE, "image_repository_type": "ECR"}}),
         {"production-resource-types-reviewed": {**PROD, "allowedTypes": ["aws:apprunner/service:Service"]}},
         id="app-runner-reviewed-and-listed"),
+    pytest.param("cloudflare-load-balancer-proxied-with-session-affinity", lambda: cf_load_balancer(
+        session_affinity_attributes={"headers": ["MCP-SESSION-ID"]}), None, id="header-in-another-case"),
+    pytest.param("cloudflare-zone-tls-strict", lambda: zone_settings(("ssl", "strict"), ("min_tls_version", "1.3")),
+                 None, id="tls-1-3-minimum"),
+    pytest.param("cloudflare-load-balancer-zones-set-tls", lambda: (cf_load_balancer(), zone_settings(*STRICT_ZONE)),
+                 None, id="zone-set-in-the-stack"),
+    pytest.param("cloudflare-load-balancer-zones-set-tls", lambda: zone_settings(("ssl", "strict")), None,
+                 id="a-zone-without-a-load-balancer"),
+    pytest.param("waf-ip-sets-name-known-ranges", lambda: aws.wafv2.IpSet(
+        "office", scope="REGIONAL", ip_address_version="IPV4", addresses=["203.0.113.0/24", "198.51.100.7/32"]),
+        None, id="an-office-and-one-host"),
+    pytest.param("waf-ip-sets-name-known-ranges", lambda: aws.wafv2.IpSet(
+        "internal", scope="REGIONAL", ip_address_version="IPV4", addresses=["10.0.0.0/8", "172.16.0.0/12"]),
+        None, id="private-ranges"),
     pytest.param("albs-drop-invalid-headers", lambda: alb(), None, id="drops"),
     pytest.param("albs-drop-invalid-headers", lambda: aws.lb.LoadBalancer(
         "nlb", load_balancer_type="network", subnets=SUBNETS, internal=True), None, id="network-lb-not-judged"),

@@ -92,7 +92,6 @@ def test_queue_policy_open_to_others_is_refused_inline_and_standalone(plan, doc)
 
 
 @legitimate("queues-closed-to-other-accounts")
-@legitimate("queues-closed-to-other-accounts")
 def test_queue_policy_pinned_to_the_estate_passes(plan):
     plant(plan, QUEUE, policy=open_policy({"StringEquals": {"aws:PrincipalAccount": ACCOUNT}}))
     assert found(plan, "queues-closed-to-other-accounts") == []
@@ -111,7 +110,6 @@ def test_dlq_in_another_account_is_refused(plan):
     assert any("in another account" in m for m in found(plan, "queues-have-dead-letter-queues"))
 
 
-@legitimate("queues-have-dead-letter-queues")
 @legitimate("queues-have-dead-letter-queues")
 def test_standalone_redrive_policy_counts(plan):
     queue = plan.named(QUEUE)

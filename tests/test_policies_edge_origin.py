@@ -140,7 +140,6 @@ def web_acl(name: str, rules: list[dict] | None = None, **args) -> aws.wafv2.Web
 
 
 @legitimate("web-acls-block-with-managed-rules-and-rate-limits")
-@legitimate("web-acls-block-with-managed-rules-and-rate-limits")
 def test_the_origin_web_acl_with_enforced_managed_groups_and_a_blocking_rate_rule_passes():
     plan = run_program(lambda: web_acl("origin", web_acl_rules(1000)))
     assert messages(plan, "web-acls-block-with-managed-rules-and-rate-limits") == []
@@ -347,7 +346,6 @@ def test_an_unmonitored_pool_anywhere_else_is_reported(routes, where):
 # -- cloudflare-zone-tls-strict ---------------------------------------------------------------------
 
 @legitimate("cloudflare-zone-tls-strict")
-@legitimate("cloudflare-zone-tls-strict")
 def test_strict_ssl_and_tls_1_2_pass():
     def program():
         cloudflare.ZoneSetting("ssl", zone_id=ZONE, setting_id="ssl", value="strict")
@@ -381,7 +379,6 @@ def test_ssl_below_strict_or_tls_below_1_2_fails_wherever_it_is_set():
 
 # -- cloudflare-load-balancer-zones-set-tls ---------------------------------------------------------
 
-@attack("cloudflare-load-balancer-zones-set-tls")
 @attack("cloudflare-load-balancer-zones-set-tls")
 def test_a_load_balancers_zone_must_set_ssl_and_minimum_tls_in_the_stack():
     def program():
