@@ -385,3 +385,15 @@ def test_a_data_role_trusting_another_servers_task_role_is_refused():
     plan = estate_part(trust=data_trust_policy(f"arn:aws:iam::{ACCOUNT}:role/mcp-estate-test-loyalty-eu-task"),
                        extra=other)
     assert [m for m in found(plan, TRUST) if "another server" in m]
+
+
+@legitimate("no-unscoped-state-access-when-auth-is-on")
+def test_with_auth_off_a_task_roles_own_unscoped_grant_is_its_choice():
+    assert found(estate_part(extra=unscoped_role_policy), UNSCOPED, {UNSCOPED: {"authEnabled": False}}) == []
+
+
+@legitimate("per-user-data-role-trusts-only-its-task-role")
+def test_the_data_roles_own_trust_given_by_hand_passes():
+    # The component's trust policy written out as a plain document, as a hand-made stack would.
+    assert found(estate_part(data_statement=grant(condition=LEADING), trust=data_trust_policy(TASK_ROLE_ARN)),
+                 TRUST) == []

@@ -150,3 +150,29 @@ def test_password_cache_users_are_refused(plan, mode):
 def test_cache_without_its_key_group_or_users_is_refused(plan, key, value):
     plant(plan, "cache-eu-west-1-cache", **{key: value})
     assert found(plan, "caches-private-encrypted-iam")
+
+
+@legitimate("caches-private-encrypted-iam")
+def test_a_cache_on_another_customer_key_of_the_estate_passes(plan):
+    plant(plan, "cache-eu-west-1-cache",
+          kmsKeyId=f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/0f1e2d3c-4b5a-6978-8695-a4b3c2d1e0f9")
+    assert found(plan, "caches-private-encrypted-iam") == []
+
+
+@legitimate("workers-have-no-ingress")
+def test_a_worker_with_one_more_egress_rule_and_no_public_ip_said_explicitly_passes(plan):
+    sg = plan.named("booking-eu-west-1-async-sg").outputs["id"]
+    add(plan, "booking-eu-west-1-async-to-endpoints", "to-partner",
+        "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule", securityGroupId=sg, ipProtocol="tcp",
+        fromPort=443, toPort=443, cidrIpv4="203.0.113.0/24")
+    service = plan.named("booking-eu-west-1-async-service")
+    plant(plan, "booking-eu-west-1-async-service",
+          networkConfiguration={**service.inputs["networkConfiguration"], "assignPublicIp": False})
+    assert found(plan, "workers-have-no-ingress") == []
+
+
+@attack("workers-have-no-ingress")
+def test_worker_opened_by_an_inline_ingress_block_is_refused(plan):
+    plant(plan, "booking-eu-west-1-async-sg", ingress=[
+        {"protocol": "tcp", "fromPort": 8080, "toPort": 8080, "cidrBlocks": ["10.0.0.0/8"]}])
+    assert any("ingress" in m for m in found(plan, "workers-have-no-ingress"))

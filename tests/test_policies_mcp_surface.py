@@ -108,3 +108,13 @@ def test_an_edge_rate_limit_on_another_path_is_reported(export):
         rule["expression"] = rule["expression"].replace("/booking/mcp", "/other/mcp")
     assert messages(resources) == ["No enabled blocking Cloudflare rate limit covers /booking/mcp: a flood reaches "
                                    "the origin unthrottled; restore the Edge's rate limiting rules"]
+
+
+
+@legitimate("mcp-surface-enforced-at-edge-and-origin")
+def test_the_same_edge_rules_in_another_order_pass(export):
+    resources = copy.deepcopy(export)
+    for ruleset in (r for r in resources if r["type"] == "cloudflare:index/ruleset:Ruleset"):
+        for key in ("inputs", "outputs"):
+            ruleset[key]["rules"] = list(reversed(ruleset[key]["rules"]))
+    assert messages(resources) == []

@@ -157,6 +157,14 @@ def test_a_group_of_one_region_survives_its_loss_only_with_a_peak_of_zero(built)
         "4 tasks; run loyalty in a second region of the group"]
 
 
+
+@legitimate("regions-survive-the-loss-of-any-one")
+def test_peaks_each_region_of_the_group_can_carry_alone_pass():
+    spec = copy.deepcopy(SPEC)
+    spec["residency_groups"][0]["peak_tasks"] = {"booking": 0, "loyalty": 0}
+    spec["residency_groups"][1]["peak_tasks"] = {"booking": 10, "loyalty": 4}   # each EU region runs 4 at most
+    assert found(estate_of(parse_spec(spec)), SURVIVE) == []
+
 # -- hand-built estates: what the spec cannot produce ---------------------------------------------
 
 GROUPS = {"us-east-1": "americas", "eu-west-1": "eu", "eu-central-1": "eu"}

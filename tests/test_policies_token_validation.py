@@ -253,3 +253,13 @@ def test_an_allow_rule_before_the_challenge_is_refused(export, config):
     assert challenge(export, config) == [
         f"Web ACL front-us-east-1-waf allows requests before its 401 challenge of /{server}/mcp runs: give the "
         "challenge a lower priority than every rule that allows" for server in ("booking", "inventory", "loyalty")]
+
+
+@legitimate("mcp-paths-answer-401-with-a-challenge")
+def test_a_rule_that_blocks_before_the_challenge_passes(export, config):
+    # Only a rule that lets requests through can skip the challenge; one that blocks earlier cannot.
+    rules = acl_rules(export)
+    rules.append({**copy.deepcopy(challenge_rule(rules, "loyalty")), "name": "block-first", "priority": 5,
+                  "action": {"block": {}}})
+    set_prop(named(export, ACL), "rules", rules)
+    assert challenge(export, config) == []
