@@ -187,7 +187,8 @@ def internet_ranges(what: str, ranges: list[tuple[str, Any]], report: Report) ->
     "refused too. A value that is no CIDR, or a prefix list the stack does not define (except a VPC "
     "endpoint's or one the `allowedPrefixLists` config names), is reported as unjudgeable. A stack policy: "
     "it attributes a rule to its group by Pulumi's property dependency or the group's id, and where an id "
-    "is unknown at preview it runs at `pulumi up`",
+    "is unknown at preview it runs at `pulumi up`, once the change is applied, so `estate check` in every pull "
+    "request is the gate",
     risks=[Risk.COMMAND_EXECUTION, Risk.PROMPT_INJECTION], severity=Severity.CRITICAL,
     remediation="Admit a security group (the ALB's) or a managed prefix list of known ranges (Cloudflare's).",
     config=PREFIX_LISTS_CONFIG)
@@ -238,7 +239,8 @@ def waf_ip_sets_name_known_ranges(args: ResourceValidationArgs, report: Report) 
     "the stack does not define are reported, except VPC endpoints' and `allowedPrefixLists`). A server "
     "reaches the AWS APIs through VPC endpoints and the partners it declares by their ranges, so a "
     "compromised one cannot send data or fetch tools from anywhere else. A stack policy: where a group id "
-    "is unknown at preview it runs at `pulumi up`",
+    "is unknown at preview it runs at `pulumi up`, once the change is applied, so `estate check` in every pull "
+    "request is the gate",
     risks=[Risk.COMMAND_EXECUTION, Risk.DATA_LOSS], severity=Severity.HIGH,
     remediation="Allow egress to a security group, a prefix list (VPC endpoints) or the partner ranges the "
                 "server declares (servers[].egress).",

@@ -15,7 +15,7 @@ import pytest
 from conftest import ACCOUNT, Plan, shipped_plan, stack_config
 from google.protobuf import json_format, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2
-from pulumi_policy import EnforcementLevel
+from pulumi_policy import EnforcementLevel, StackValidationPolicy
 from pulumi_policy.policy import _PolicyAnalyzerServicer
 from test_adversarial_corpus import ATTACKS
 
@@ -99,3 +99,16 @@ def test_every_attack_of_the_corpus_gets_the_same_verdicts_from_both_runners(con
     found = estate_check(resources, config or {})
     assert any(policy == control for policy, *_ in found)
     assert analyzer_run(resources, config or {}) == found
+
+
+# Stack policies reading only what a first preview knows: zone ids written in the spec, and tags.
+READ_AT_PREVIEW = {"cloudflare-load-balancer-zones-set-tls", "regions-survive-the-loss-of-any-one"}
+GATE = "so `estate check` in every pull request is the gate"
+
+
+def test_every_stack_policy_over_outputs_names_the_offline_check_as_its_gate():
+    """A stack policy runs at `pulumi up` only once the change is applied; at a first preview, outputs
+    (ids, ARNs, DNS names) are unknown and the analyzer cannot run it. Its description (which
+    `estate controls` prints) says so, and names the pull-request gate."""
+    stack_policies = {c.name: c.policy.description for c in CONTROLS if isinstance(c.policy, StackValidationPolicy)}
+    assert {name for name, description in stack_policies.items() if GATE not in description} == READ_AT_PREVIEW
