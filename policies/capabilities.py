@@ -79,7 +79,9 @@ def _named_accounts(statement: dict) -> set[str]:
 @stack_policy(
     "queues-have-dead-letter-queues",
     "Every SQS queue redrives to a dead-letter queue of the same account (a DLQ is recognised by being some "
-    "queue's redrive target), so a failing task is kept and alarmed on instead of retried forever or lost",
+    "queue's redrive target), so a failing task is kept and alarmed on instead of retried forever or lost"
+    ". Reads outputs (queue ARNs): where one is unknown on a first preview it cannot run, "
+    "so `estate check` in every pull request is the gate",
     risks=[Risk.DATA_LOSS, Risk.AVAILABILITY], severity=Severity.HIGH,
     remediation="Set redrive_policy={deadLetterTargetArn: <DLQ in this account>, maxReceiveCount: N}.")
 def queues_have_dead_letter_queues(args: StackValidationArgs, report: Report) -> None:
@@ -114,7 +116,9 @@ def _account(arn: str) -> str:
 @stack_policy(
     "workers-have-no-ingress",
     "ECS services without a load balancer (workers) get no public IP and their security groups admit "
-    "nothing (no inline ingress, no ingress rule resource)",
+    "nothing (no inline ingress, no ingress rule resource)"
+    ". Reads outputs (security group ids): where one is unknown on a first preview it cannot run, "
+    "so `estate check` in every pull request is the gate",
     risks=[Risk.COMMAND_EXECUTION], severity=Severity.HIGH,
     remediation="Remove the ingress rule; set network_configuration.assign_public_ip=False.")
 def workers_have_no_ingress(args: StackValidationArgs, report: Report) -> None:

@@ -129,7 +129,9 @@ def _redirects_to_https(action: Any) -> bool:
 
 @stack_policy(
     "http-listener-rules-only-redirect-to-https",
-    "No listener rule on a plain HTTP listener serves traffic: it may only redirect to HTTPS",
+    "No listener rule on a plain HTTP listener serves traffic: it may only redirect to HTTPS"
+    ". Reads outputs (listener ARNs): on a first preview it cannot run, "
+    "so `estate check` in every pull request is the gate",
     risks=[Risk.TOOL_INJECTION, Risk.DATA_LOSS], severity=Severity.HIGH,
     remediation="Attach forwarding rules to the HTTPS listener; on the HTTP listener only redirect to HTTPS.")
 def http_listener_rules_only_redirect_to_https(args: StackValidationArgs, report: Report) -> None:
@@ -227,7 +229,9 @@ def _counts_aws_group(rule: Mapping) -> bool:
 
 @stack_policy(
     "internet-facing-albs-have-waf",
-    "Every internet-facing application load balancer is associated with a WAF web ACL",
+    "Every internet-facing application load balancer is associated with a WAF web ACL"
+    ". Reads outputs (ALB ARNs): on a first preview it cannot run, "
+    "so `estate check` in every pull request is the gate",
     risks=[Risk.PROMPT_INJECTION, Risk.AVAILABILITY], severity=Severity.HIGH,
     remediation="Add aws.wafv2.WebAclAssociation(resource_arn=alb.arn, web_acl_arn=acl.arn) in the ALB's region.")
 def internet_facing_albs_have_waf(args: StackValidationArgs, report: Report) -> None:
@@ -282,7 +286,9 @@ def _affinity_problem(affinity: Any, attributes: Any) -> str | None:
     "cloudflare-pools-monitored",
     "Cloudflare load balancer pools have a health monitor, so traffic fails over from an unhealthy region; "
     "a pool without one serves only as the last pool of countryPools or regionPools lists (a last resort, which "
-    "Cloudflare always counts usable, used once every monitored pool before it is down)",
+    "Cloudflare always counts usable, used once every monitored pool before it is down)"
+    ". Reads outputs (pool and monitor ids): on a first preview it cannot run, "
+    "so `estate check` in every pull request is the gate",
     risks=[Risk.AVAILABILITY], severity=Severity.MEDIUM,
     remediation="Set monitor=<cloudflare.LoadBalancerMonitor id> (or monitor_group) on the pool, or use the "
                 "unmonitored pool only as the last pool of a load balancer's countryPools or regionPools lists.")

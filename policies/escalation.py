@@ -205,7 +205,9 @@ def escalations(identity: Identity) -> list[str]:
     "iam:CreatePolicyVersion, iam:DeleteRolePermissionsBoundary, iam:UpdateAssumeRolePolicy, "
     "iam:CreateAccessKey, lambda:UpdateFunctionCode, ...) on a resource it does not name or on itself, its "
     "boundary or its own managed policies; sts:AssumeRole on every role. After Rhino Security Labs' IAM "
-    "privilege-escalation methods as cloudsplaining lists them. A Deny statement is not subtracted",
+    "privilege-escalation methods as cloudsplaining lists them. A Deny statement is not subtracted"
+    ". Reads outputs (role, policy and attachment ARNs): on a first preview it cannot run, "
+    "so `estate check` in every pull request is the gate",
     risks=[Risk.CONFUSED_DEPUTY], severity=Severity.CRITICAL,
     remediation="Name the roles iam:PassRole may pass (and pin iam:PassedToService), name the resources "
                 "permission-changing actions reach and never the identity itself, or bound the identity "

@@ -363,7 +363,9 @@ def _defined_inline(resources: list[PolicyResource], policy_type: str, holder: s
     "the `allowedManagedPolicies` config (empty by default). AWS-managed policies grant every resource of "
     "their services: ReadOnlyAccess reads every table, ...ReadWrite and ...FullAccess write them, whatever "
     "the name says. A policy of another stack or account cannot be judged, so it is refused; so is an "
-    "exclusive inline-policy list naming a policy this stack does not write",
+    "exclusive inline-policy list naming a policy this stack does not write"
+    ". Reads outputs (policy ARNs): where one is unknown on a first preview it cannot run, "
+    "so `estate check` in every pull request is the gate",
     risks=[Risk.CONFUSED_DEPUTY], severity=Severity.CRITICAL,
     remediation="Write the policy in this stack with the actions and resources the job needs, or list the "
                 "AWS-managed policy (e.g. \"service-role/AWSLambdaBasicExecutionRole\") in "
@@ -450,7 +452,9 @@ def _references(resources: list[PolicyResource]) -> tuple[set[str], set[str]]:
     "so ECS assumes it only for the estate's own tasks (confused-deputy protection, as AWS documents for "
     "task roles). Exempt only a role the stack's task definitions use as executionRoleArn and never as "
     "taskRoleArn: AWS documents no such condition for a task execution role, which the ECS agent assumes. "
-    "What a role is comes from the task definitions, never from its name, tags or description",
+    "What a role is comes from the task definitions, never from its name, tags or description"
+    ". Reads outputs (task definitions' role ARNs): on a first preview it cannot run, "
+    "so `estate check` in every pull request is the gate",
     risks=[Risk.CONFUSED_DEPUTY], severity=Severity.HIGH,
     remediation="Add Condition {\"StringEquals\": {\"aws:SourceAccount\": <account>}, "
                 "\"ArnLike\": {\"aws:SourceArn\": \"arn:aws:ecs:<region>:<account>:*\"}} "

@@ -84,7 +84,9 @@ def _mcp_paths(resources: list) -> set[str]:
     "mcp-surface-enforced-at-edge-and-origin",
     "A server's tools allowlist is enforced by an enabled, blocking Cloudflare custom rule (lowercase header "
     "keys, no `or` outside its host and path) and by a blocking AWS WAF rule on every web ACL, for the same "
-    "path; and every MCP path has a blocking rate limit at the edge and a blocking AWS WAF rate-based rule",
+    "path; and every MCP path has a blocking rate limit at the edge and a blocking AWS WAF rate-based rule"
+    ". Reads outputs (listener rules' target group ARNs): on a first preview it cannot run, "
+    "so `estate check` in every pull request is the gate",
     risks=[Risk.PROMPT_INJECTION, Risk.SAMPLING_ABUSE, Risk.AVAILABILITY],
     remediation="Keep the rules mcp_estate/contract/surface_rules.py builds (components/edge.py, "
                 "components/region_compute.py): action block, enabled, header names lowercase at Cloudflare.")

@@ -178,7 +178,9 @@ def _scopes_by_traveller(resources: list[PolicyResource], role: PolicyResource) 
     "keys (GetItem, Query, PutItem, UpdateItem, DeleteItem, Batch*, ConditionCheckItem; never Scan, "
     "PartiQL, exports or the stream), under ForAllValues:StringEquals on dynamodb:LeadingKeys whose values "
     "are bound to ${aws:PrincipalTag/<tag>}. Every policy of the role counts: inline, RolePolicy resources "
-    "and attached managed policies",
+    "and attached managed policies"
+    ". Reads outputs (role and table ARNs): on a first preview it cannot run, "
+    "so `estate check` in every pull request is the gate",
     risks=[Risk.CONFUSED_DEPUTY, Risk.PROMPT_INJECTION], severity=Severity.CRITICAL,
     remediation="Grant the keyed item actions only, with Condition {\"ForAllValues:StringEquals\": "
                 "{\"dynamodb:LeadingKeys\": [\"<server>#${aws:PrincipalTag/mcp-estate-traveller}\"]}, "
@@ -197,7 +199,9 @@ def per_user_data_roles_scoped_by_leading_keys(args: StackValidationArgs, report
     "reaches a state table's items unscoped: every grant of item actions on it, in any policy of any role, "
     "is limited to the caller's items by LeadingKeys bound to a principal tag (a task role holds none: "
     "it assumes its per-user data role), no role holds an AWS-managed policy reading every table, and no "
-    "table resource policy grants item actions",
+    "table resource policy grants item actions"
+    ". Reads outputs (role and table ARNs): on a first preview it cannot run, "
+    "so `estate check` in every pull request is the gate",
     risks=[Risk.CONFUSED_DEPUTY, Risk.PROMPT_INJECTION], severity=Severity.CRITICAL,
     remediation="Remove the table grant from the role: servers reach state through their data role "
                 "(MCP_DATA_ROLE_ARN, README: Who may call what).",
@@ -325,7 +329,9 @@ def trust_problems(role: PolicyResource, task_roles: dict[str, PolicyResource], 
     "worker acts as the traveller the task role's message names), with only "
     "sts:AssumeRole and sts:TagSession, and only when the request sets the principal tag its grants are "
     "bound to, non-empty, and no other tag: whoever else could assume it, or set another tag, would read "
-    "any traveller's items",
+    "any traveller's items"
+    ". Reads outputs (task role ARNs): on a first preview it cannot run, "
+    "so `estate check` in every pull request is the gate",
     risks=[Risk.CONFUSED_DEPUTY], severity=Severity.CRITICAL,
     remediation="Trust {\"AWS\": <the server's task role ARN> (and its worker's)} for "
                 "[\"sts:AssumeRole\", \"sts:TagSession\"] with "

@@ -48,6 +48,10 @@ def is_true(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.lower() == "true")
 
 
+def _is_false(value: Any) -> bool:
+    return value is False or (isinstance(value, str) and value.lower() == "false")
+
+
 def _mappings(value: Any) -> list[Mapping]:
     return [item for item in as_list(value) if isinstance(item, Mapping)]
 
@@ -183,7 +187,8 @@ def internet_ranges(what: str, ranges: list[tuple[str, Any]], report: Report) ->
     "refused too. A value that is no CIDR, or a prefix list the stack does not define (except a VPC "
     "endpoint's or one the `allowedPrefixLists` config names), is reported as unjudgeable. A stack policy: "
     "it attributes a rule to its group by Pulumi's property dependency or the group's id, and where an id "
-    "is unknown at preview it runs at `pulumi up`",
+    "is unknown at preview it runs at `pulumi up`, once the change is applied, so `estate check` in every pull "
+    "request is the gate",
     risks=[Risk.COMMAND_EXECUTION, Risk.PROMPT_INJECTION], severity=Severity.CRITICAL,
     remediation="Admit a security group (the ALB's) or a managed prefix list of known ranges (Cloudflare's).",
     config=PREFIX_LISTS_CONFIG)
@@ -234,7 +239,8 @@ def waf_ip_sets_name_known_ranges(args: ResourceValidationArgs, report: Report) 
     "the stack does not define are reported, except VPC endpoints' and `allowedPrefixLists`). A server "
     "reaches the AWS APIs through VPC endpoints and the partners it declares by their ranges, so a "
     "compromised one cannot send data or fetch tools from anywhere else. A stack policy: where a group id "
-    "is unknown at preview it runs at `pulumi up`",
+    "is unknown at preview it runs at `pulumi up`, once the change is applied, so `estate check` in every pull "
+    "request is the gate",
     risks=[Risk.COMMAND_EXECUTION, Risk.DATA_LOSS], severity=Severity.HIGH,
     remediation="Allow egress to a security group, a prefix list (VPC endpoints) or the partner ranges the "
                 "server declares (servers[].egress).",
@@ -337,6 +343,11 @@ PUBLIC_IPS: dict[str, tuple[str, Callable[[Any], bool], str]] = {
     # NAT gateways get their public addresses whatever the subnet says.
     "aws:ec2/subnet:Subnet": (
         "subnet", lambda p: is_true(p.get("mapPublicIpOnLaunch")), "set map_public_ip_on_launch=False"),
+    # A VPC's default subnet maps public IPs on launch unless told otherwise (the provider's
+    # DefaultSubnet: "the default value for map_public_ip_on_launch is true"): only an explicit false passes.
+    "aws:ec2/defaultSubnet:DefaultSubnet": (
+        "default subnet", lambda p: not _is_false(p.get("mapPublicIpOnLaunch")),
+        "set map_public_ip_on_launch=False"),
     "aws:ec2/eip:Eip": (
         "Elastic IP", _eip_attached, "attach it to nothing but a NAT gateway (by allocation id)"),
     "aws:ec2/eipAssociation:EipAssociation": (
@@ -347,7 +358,8 @@ PUBLIC_IPS: dict[str, tuple[str, Callable[[Any], bool], str]] = {
 @resource_policy(
     "instances-without-public-ips",
     "No EC2 instance, launch template or configuration gets a public IP, no subnet maps public IPs on "
-    "launch, and no Elastic IP is attached to an instance or network interface",
+    "launch (a default subnet does unless set not to), and no Elastic IP is attached to an instance or "
+    "network interface",
     risks=[Risk.COMMAND_EXECUTION],
     remediation="Launch into private subnets without public IPs; reach instances through the ALB or SSM.")
 def instances_without_public_ips(args: ResourceValidationArgs, report: Report) -> None:

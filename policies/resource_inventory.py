@@ -138,7 +138,8 @@ def _exposure(kind: str, props: Any, hostname: str | None) -> str | None:
         return "is a long-lived IAM credential: use an IAM role (ECS task role, OIDC for CI) instead"
     elif kind == "cloudflare:index/workersRoute:WorkersRoute":
         return _worker_on_hostname(str(props.get("pattern") or ""), hostname)
-    elif kind == "cloudflare:index/workersCustomDomain:WorkersCustomDomain":
+    elif kind in ("cloudflare:index/workersCustomDomain:WorkersCustomDomain",
+                  "cloudflare:index/workerDomain:WorkerDomain"):   # the provider's older name, still served
         return _worker_on_hostname(f"{props.get('hostname')}/*", hostname)
     return None
 

@@ -121,7 +121,9 @@ def production_services_deploy_through_a_gate(args: ResourceValidationArgs, repo
     "staged-services-own-their-production-rule",
     "A CANARY/LINEAR service's production and test listener rules are its own: no other service names them, "
     "the two differ, and each forwards only to the service's two target groups (its target group and the "
-    "alternate). Otherwise ECS would shift another server's traffic, or send this one's elsewhere.",
+    "alternate). Otherwise ECS would shift another server's traffic, or send this one's elsewhere."
+    " Reads outputs (listener rule and target group ARNs): on a first preview it cannot run, "
+    "so `estate check` in every pull request is the gate",
     risks=[Risk.AVAILABILITY], severity=Severity.HIGH,
     remediation="Let McpService create the rules and the alternate target group of each staged service.")
 def staged_services_own_their_production_rule(args: StackValidationArgs, report: Report) -> None:

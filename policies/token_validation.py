@@ -116,7 +116,9 @@ def _jwt_problem(actions: list[Mapping], config: Mapping, server: Mapping) -> st
     "In prod, every listener rule and listener default action that forwards to an MCP server's target group "
     "validates a JWT first: the estate's issuer and JWKS endpoint, the server's own URL as the only audience and "
     "the scopes every call needs. Exceptions: the server's exact health path, and servers the pack config lists "
-    "as validating tokens themselves (`validatedBy: server`, generated from the spec's token_validation)",
+    "as validating tokens themselves (`validatedBy: server`, generated from the spec's token_validation)"
+    ". Reads outputs (target group ARNs): on a first preview it cannot run, "
+    "so `estate check` in every pull request is the gate",
     risks=[Risk.CONFUSED_DEPUTY, Risk.PROMPT_INJECTION], severity=Severity.CRITICAL,
     remediation="Build the route with components/token_validation.py (jwt-validation, then forward); serve the "
                 "health path on its own rule; for ECS canary services set `auth.token_validation: server` in the "
@@ -195,7 +197,9 @@ def _first_allow(rules: Iterable[Mapping]) -> float:
     "mcp-paths-answer-401-with-a-challenge",
     "With auth on, in prod, every web ACL answers a request to each MCP path without `Authorization: Bearer` "
     "with 401 and `WWW-Authenticate: Bearer resource_metadata=...` naming the server's metadata (the challenge "
-    "MCP clients follow; the ALB cannot send it), before any rule that allows",
+    "MCP clients follow; the ALB cannot send it), before any rule that allows"
+    ". Reads outputs (listener rules' target group ARNs): on a first preview it cannot run, "
+    "so `estate check` in every pull request is the gate",
     risks=[Risk.CONFUSED_DEPUTY], severity=Severity.HIGH,
     remediation="Keep the web ACL's bearer-token rules as components/token_validation.py builds them.",
     config=CHALLENGE_CONFIG)

@@ -9,6 +9,7 @@ from functools import cache
 from pathlib import Path
 from typing import Callable
 
+import corpus
 import pytest
 import yaml
 from hypothesis import settings
@@ -29,7 +30,9 @@ LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 def pytest_configure(config):
-    """Tests talk to this machine only: any other name fails to resolve, as on a host with no DNS."""
+    """Tests talk to this machine only: any other name fails to resolve, as on a host with no DNS.
+    Registers the adversarial corpus's marker."""
+    config.addinivalue_line("markers", corpus.MARKER_HELP)
     real = socket.getaddrinfo
 
     def loopback_only(host, *args, **kwargs):
@@ -48,6 +51,18 @@ def pytest_runtest_makereport(item, call):
     if report.skipped and not hasattr(report, "wasxfail") and os.environ.get("CI") == "true" \
             and "benchmark" not in item.fixturenames:
         report.outcome, report.longrepr = "failed", f"skipped in CI, which proves nothing: {report.longrepr}"
+
+
+@pytest.fixture(autouse=True)
+def corpus_witness(request, monkeypatch):
+    """A case of the adversarial corpus (tests/corpus.py) must be caught, or passed, by its control."""
+    cases = corpus.cases_of(request.node)
+    if not cases:
+        yield
+        return
+    witness = corpus.watch(monkeypatch)
+    yield
+    corpus.confirm(cases, witness)
 
 
 class Plan:

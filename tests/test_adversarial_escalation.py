@@ -9,6 +9,7 @@ import json
 import pulumi_aws as aws
 import pytest
 from conftest import ACCOUNT, run_program, violations
+from corpus import attack, legitimate
 
 POLICY = "no-privilege-escalation-paths"
 TRUST = json.dumps({"Version": "2012-10-17", "Statement": [{
@@ -47,12 +48,14 @@ def in_two_inline_policies(first: dict, second: dict):
     ("lambda:CreateFunction", "a new Lambda function"), ("ec2:RunInstances", "a new EC2 instance"),
     ("ECS:registerTaskDefinition", "a new ECS task definition"),
     ("cloudformation:CreateStack", "a new CloudFormation stack"), ("glue:CreateJob", "a new Glue job")])
+@attack("no-privilege-escalation-paths")
 def test_pass_role_in_one_policy_and_a_launch_in_another_is_refused(launch, what):
     assert found(in_two_inline_policies(allow("iam:PassRole"), allow(launch))) == [
         f"role deploy can escalate its privileges: iam:PassRole on * with {launch.lower()}: it can hand any "
         f"of those roles to {what} and act as it"]
 
 
+@attack("no-privilege-escalation-paths")
 def test_the_halves_over_an_inline_policy_a_managed_policy_and_an_attachment_are_combined():
     def program():
         launch = aws.iam.Policy("launch", name="launch", policy=document(allow("lambda:Create*")))
@@ -64,6 +67,7 @@ def test_the_halves_over_an_inline_policy_a_managed_policy_and_an_attachment_are
         "can hand any of those roles to a new Lambda function and act as it"]
 
 
+@attack("no-privilege-escalation-paths")
 def test_not_action_grants_the_launch_it_does_not_list():
     statement = {"Effect": "Allow", "NotAction": ["s3:*"], "Resource": "*"}
     messages = found(in_two_inline_policies(allow("iam:PassRole"), statement))
@@ -79,6 +83,7 @@ def test_not_action_grants_the_launch_it_does_not_list():
     ("iam:CreatePolicyVersion", f"arn:aws:iam::{ACCOUNT}:policy/*"),
     ("iam:UpdateAssumeRolePolicy", "arn:aws:iam::*:role/deploy"),
     ("lambda:UpdateFunctionCode", f"arn:aws:lambda:eu-west-1:{ACCOUNT}:function:*")])
+@attack("no-privilege-escalation-paths")
 def test_changing_its_own_or_unnamed_permissions_is_refused(action, resource):
     def program():
         role()
@@ -87,6 +92,7 @@ def test_changing_its_own_or_unnamed_permissions_is_refused(action, resource):
                               "change its own or another identity's permissions or code"]
 
 
+@attack("no-privilege-escalation-paths")
 def test_assuming_every_role_is_refused_for_a_user_too():
     def program():
         aws.iam.User("ci", name="ci")
@@ -95,6 +101,7 @@ def test_assuming_every_role_is_refused_for_a_user_too():
                               "become any role that trusts the account"]
 
 
+@attack("no-privilege-escalation-paths")
 def test_a_new_version_of_its_own_boundary_is_refused():
     def program():
         boundary = aws.iam.Policy("boundary", name="boundary", policy=document(allow(["s3:GetObject",
@@ -109,6 +116,7 @@ def test_a_new_version_of_its_own_boundary_is_refused():
 
 # -- what must pass --------------------------------------------------------------------------------------
 
+@legitimate("no-privilege-escalation-paths")
 def test_a_deploy_role_passing_named_roles_to_ecs_passes():
     assert found(in_two_inline_policies(
         allow("iam:PassRole", [f"{ROLES}/mcp-estate-prod-booking-task", f"{ROLES}/mcp-estate-prod-booking-exec"]),
@@ -133,6 +141,7 @@ def test_a_boundary_leaving_the_launch_out_passes_and_one_allowing_it_does_not()
     assert len(found(bounded(["iam:PassRole", "lambda:*"]))) == 1
 
 
+@legitimate("no-privilege-escalation-paths")
 def test_two_roles_each_with_one_half_pass():
     def program():
         role("a")
@@ -149,6 +158,7 @@ def test_changing_a_named_other_role_passes():
     assert found(program) == []
 
 
+@legitimate("no-privilege-escalation-paths")
 def test_the_shipped_prod_stack_holds_no_escalation_path():
     from conftest import shipped_plan
     assert violations(shipped_plan("prod"), policy=POLICY) == []

@@ -10,6 +10,7 @@ import pulumi
 import pulumi_aws as aws
 import pytest
 from conftest import ACCOUNT, run_program, violations
+from corpus import attack, legitimate
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -155,12 +156,14 @@ SCOPED = "resource-wildcard-only-where-aws-requires-it"
     f"{SECRETS}:*-*", f"{SECRETS}:?*", f"{TABLES}/*-state", f"{EC2}:vpc/vpc-*",
     f"arn:aws:kms:{REGION}:{ACCOUNT}:key/mrk-*", f"arn:aws:DynamoDB:{REGION}:{ACCOUNT}:table/*",
     f"{TABLES}/${{aws:username}}", f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:ta*", "arn:*"])
+@attack("resource-wildcard-only-where-aws-requires-it")
 def test_resource_patterns_that_name_no_resource_are_refused(resource):
     assert role_policy_messages(SCOPED, allow("secretsmanager:GetSecretValue", resource)) == [
         (f"role policy grants allows secretsmanager:GetSecretValue on every resource ({resource}), but AWS lets "
         "these actions be scoped: name the ARNs they need")]
 
 
+@legitimate("resource-wildcard-only-where-aws-requires-it")
 def test_the_estates_secret_and_table_patterns_pass():
     assert role_policy_messages(SCOPED, allow(["secretsmanager:GetSecretValue", "dynamodb:GetItem"], [
         f"{SECRETS}:mcp-estate-prod/booking-api-key-??????", f"{TABLES}/mcp-estate-prod-eu-state",
@@ -171,6 +174,7 @@ def test_the_estates_secret_and_table_patterns_pass():
     {"ArnEquals": {"ec2:Vpc": f"{EC2}:vpc/*"}}, {"ArnLike": {"ec2:Subnet": f"{EC2}:subnet/*"}},
     {"ArnLike": {"ec2:Vpc": f"{EC2}:vpc/vpc-*"}},
     {"StringEquals": {"aws:ResourceTag/team": "*"}}, {"ArnLikeIfExists": {"ec2:Vpc": f"{EC2}:vpc/vpc-0a1b"}}])
+@attack("resource-wildcard-only-where-aws-requires-it")
 def test_conditions_that_narrow_nothing_do_not_excuse_every_interface(condition):
     resource = f"{EC2}:network-interface/*"
     assert role_policy_messages(SCOPED, allow("ec2:DeleteNetworkInterface", resource, Condition=condition)) == [
@@ -182,6 +186,7 @@ def test_conditions_that_narrow_nothing_do_not_excuse_every_interface(condition)
     {"ArnEquals": {"ec2:Vpc": f"{EC2}:vpc/vpc-0a1b2c3d"}},
     {"ArnLike": {"ec2:Vpc": f"arn:aws:ec2:*:{ACCOUNT}:vpc/vpc-0a1b"}},
     {"StringEquals": {"aws:ResourceTag/mcp-estate:stack": "prod"}}])
+@legitimate("resource-wildcard-only-where-aws-requires-it")
 def test_conditions_naming_one_vpc_or_tag_narrow(condition):
     assert role_policy_messages(SCOPED, allow("ec2:DeleteNetworkInterface", f"{EC2}:network-interface/*",
                                               Condition=condition)) == []
@@ -192,6 +197,7 @@ def test_conditions_naming_one_vpc_or_tag_narrow(condition):
      "iam:addroletoinstanceprofile, iam:attachrolepolicy, iam:createrole, iam:createservicelinkedrole..."),
     ("kms:*Grant", "kms:creategrant, kms:retiregrant, kms:revokegrant"),
     ("iam:Pass*", "iam:passrole")])
+@attack("no-wildcard-actions")
 def test_action_patterns_reaching_permissions_management_are_refused(action, reaches):
     assert role_policy_messages("no-wildcard-actions", allow(action, "*")) == [
         (f"role policy grants allows {action}, a pattern that matches permissions-management actions ({reaches}): "
@@ -199,11 +205,13 @@ def test_action_patterns_reaching_permissions_management_are_refused(action, rea
 
 
 @pytest.mark.parametrize("action", ["dynamodb:?*", "DynamoDB:*", "secretsmanager:*?"])
+@attack("no-wildcard-actions")
 def test_action_patterns_matching_a_whole_service_are_refused(action):
     assert role_policy_messages("no-wildcard-actions", allow(action, f"{TABLES}/x")) == [
         f"role policy grants allows {action}: list the actions the job needs instead"]
 
 
+@legitimate("no-wildcard-actions")
 def test_exact_permissions_management_actions_and_partial_reads_pass():
     assert role_policy_messages("no-wildcard-actions", allow(["iam:PassRole", "kms:CreateGrant", "dynamodb:Get*",
                                                               "kms:GenerateDataKey*"], f"{TABLES}/x")) == []
@@ -244,6 +252,7 @@ def trust(principal, action="sts:AssumeRole", **extra) -> dict:
     {"StringLike": {"token.actions.githubusercontent.com:sub": "repo:octo-org/*"}},
     {"StringLikeIfExists": {"token.actions.githubusercontent.com:sub": "repo:octo-org/app:ref:refs/heads/main"}},
 ], ids=["none", "audience-only", "any-repo", "any-repo-of-org", "if-exists"])
+@attack("role-trust-admits-only-the-estate")
 def test_an_oidc_trust_without_a_pinned_subject_is_refused(condition):
     statement = trust({"Federated": OIDC}, WEB_IDENTITY, **({"Condition": condition} if condition else {}))
     assert trusting(statement) == [
@@ -252,6 +261,7 @@ def test_an_oidc_trust_without_a_pinned_subject_is_refused(condition):
 
 
 @pytest.mark.parametrize("subject", ["repo:octo-org/app:ref:refs/heads/main", "repo:octo-org/app:*"])
+@legitimate("role-trust-admits-only-the-estate")
 def test_an_oidc_trust_pinned_to_a_repository_passes(subject):
     audience = {"token.actions.githubusercontent.com:aud": "sts.amazonaws.com"}
     subject_pin = {"token.actions.githubusercontent.com:sub": subject}
@@ -260,6 +270,7 @@ def test_an_oidc_trust_pinned_to_a_repository_passes(subject):
     assert trusting(trust({"Federated": OIDC}, WEB_IDENTITY, Condition=condition)) == []
 
 
+@attack("role-trust-admits-only-the-estate")
 def test_an_identity_provider_of_another_account_is_refused():
     provider = f"arn:aws:iam::{FOREIGN}:oidc-provider/token.actions.githubusercontent.com"
     assert trusting(trust({"Federated": provider}, WEB_IDENTITY, Condition={"StringEquals": {
@@ -270,6 +281,7 @@ def test_an_identity_provider_of_another_account_is_refused():
 @pytest.mark.parametrize("principal", [
     FOREIGN, f"arn:aws:iam::{FOREIGN}:root", f"arn:aws:iam::{FOREIGN}:role/ci",
     f"arn:aws:sts::{FOREIGN}:assumed-role/ci/session"])
+@attack("role-trust-admits-only-the-estate")
 def test_a_foreign_account_in_any_spelling_is_refused(principal):
     assert trusting(trust({"AWS": principal})) == [
         f"role deployer admits account {FOREIGN}, which is neither the estate's nor in trustedAccounts"]
@@ -280,6 +292,7 @@ def test_a_wildcard_account_is_refused(principal):
     assert len(trusting(trust({"AWS": principal}))) == 1
 
 
+@attack("role-trust-admits-only-the-estate")
 def test_a_declared_account_needs_an_external_id_and_then_passes():
     config = {TRUST: {"trustedAccounts": [TRUSTED]}}
     assert trusting(trust({"AWS": f"arn:aws:iam::{TRUSTED}:role/auditor"}), config=config) == [
@@ -293,6 +306,7 @@ def test_the_estates_own_roles_and_services_pass():
                     trust({"Service": ["ecr.amazonaws.com", "lambda.amazonaws.com"]})) == []
 
 
+@attack("role-trust-admits-only-the-estate")
 def test_with_no_known_account_nothing_can_be_judged():
     plan = run_program(lambda: aws.iam.Role("deployer", assume_role_policy=document(
         trust({"AWS": f"arn:aws:iam::{ACCOUNT}:role/deployer"}))))
@@ -384,6 +398,7 @@ def test_elb_log_delivery_may_only_write_the_estates_alb_logs():
                                Resource=f"{ALB_LOGS}/AWSLogs/{FOREIGN}/*")) == [f"bucket policy logs admits {refused}"]
 
 
+@attack("resource-access-stays-in-the-estate")
 def test_secret_and_log_destination_policies_admitting_another_account_are_refused():
     def build(provider):
         opts = pulumi.ResourceOptions(provider=provider)
@@ -403,6 +418,7 @@ def test_secret_and_log_destination_policies_admitting_another_account_are_refus
 @pytest.mark.parametrize("condition", [
     None, {"StringEquals": {"aws:SourceVpc": "vpc-0a1b2c3d"}},
     {"ArnLike": {"aws:PrincipalArn": "arn:aws:ec2:eu-west-1:*:vpc/*"}}], ids=["none", "vpc-id", "any-vpc-arn"])
+@attack("resource-access-stays-in-the-estate")
 def test_endpoint_policies_reaching_any_account_are_refused(condition):
     statement = trust("*", "*", Resource="*", **({"Condition": condition} if condition else {}))
     assert in_the_estate(lambda provider: aws.ec2.VpcEndpointPolicy(
@@ -412,6 +428,7 @@ def test_endpoint_policies_reaching_any_account_are_refused(condition):
         "account")]
 
 
+@legitimate("resource-access-stays-in-the-estate")
 def test_the_estates_endpoint_policies_pass():
     assert in_the_estate(lambda provider: aws.ec2.VpcEndpointPolicy(
         "s3", vpc_endpoint_id="vpce-0a1b2c3d", policy=document(
@@ -429,6 +446,7 @@ def test_the_estates_endpoint_policies_pass():
     ({"principal": "*", "source_account": FOREIGN},
      "everyone, with no condition tying the caller or resource to the estate's account"),
 ], ids=["no-source", "any-account-source", "foreign-account", "everyone-foreign-source"])
+@attack("resource-access-stays-in-the-estate")
 def test_lambda_permissions_beyond_the_estate_are_refused(options, why):
     assert in_the_estate(lambda provider: aws.lambda_.Permission(
         "invoke", action="lambda:InvokeFunction", function="canary", **options,
@@ -438,12 +456,14 @@ def test_lambda_permissions_beyond_the_estate_are_refused(options, why):
 @pytest.mark.parametrize("options", [
     {"principal": "events.amazonaws.com", "source_arn": f"arn:aws:events:eu-west-1:{ACCOUNT}:rule/canary"},
     {"principal": "s3.amazonaws.com", "source_account": ACCOUNT}])
+@legitimate("resource-access-stays-in-the-estate")
 def test_lambda_permissions_tied_to_the_estate_pass(options):
     assert in_the_estate(lambda provider: aws.lambda_.Permission(
         "invoke", action="lambda:InvokeFunction", function="canary", **options,
         opts=pulumi.ResourceOptions(provider=provider)), ACCESS) == []
 
 
+@attack("resource-access-stays-in-the-estate")
 def test_kms_grants_to_other_accounts_are_refused_and_to_the_estate_pass():
     def build(provider):
         opts = pulumi.ResourceOptions(provider=provider)
@@ -457,6 +477,7 @@ def test_kms_grants_to_other_accounts_are_refused_and_to_the_estate_pass():
         "trustedAccounts")]
 
 
+@attack("resource-access-stays-in-the-estate")
 def test_public_acls_and_open_public_access_blocks_are_refused():
     def build(provider):
         opts = pulumi.ResourceOptions(provider=provider)
@@ -489,6 +510,7 @@ KEYS = f"arn:aws:kms:{REGION}:{ACCOUNT}:key"
     [f"{KEYS}/mrk-{c}*" for c in HEX],                               # every multi-region key
     [f"{KEYS}/mrk-{c}?*" for c in HEX] + [f"{KEYS}/mrk-00*"],        # what follows the wildcard only narrows
     [f"{EC2}:vpc/vpc-{c}*" for c in HEX]])
+@attack("resource-wildcard-only-where-aws-requires-it")
 def test_patterns_that_together_cover_an_id_alphabet_are_every_resource(resources):
     messages = role_policy_messages(SCOPED, allow("kms:Decrypt", resources))
     assert len(messages) == 1 and messages[0].startswith("role policy grants allows kms:Decrypt on every resource")
@@ -498,5 +520,6 @@ def test_patterns_that_together_cover_an_id_alphabet_are_every_resource(resource
     [f"{KEYS}/{c}*" for c in HEX[:-1]],                              # one hex digit short of every key
     [f"{KEYS}/mrk-0123456789abcdef0123456789abcdef", f"{KEYS}/1234abcd-12ab-34cd-56ef-1234567890ab"],
     [f"arn:aws:kms:{r}:{ACCOUNT}:key/mrk-{c}*" for r, c in zip(["eu-west-1", "us-east-1"] * 8, HEX)]])
+@legitimate("resource-wildcard-only-where-aws-requires-it")
 def test_patterns_short_of_an_id_alphabet_pass(resources):
     assert role_policy_messages(SCOPED, allow("kms:Decrypt", resources)) == []

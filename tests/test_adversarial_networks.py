@@ -10,6 +10,7 @@ import ipaddress
 import pulumi_aws as aws
 import pytest
 from conftest import run_program, violations
+from corpus import attack
 
 from mcp_estate.policies.control import BROAD, public_addresses
 
@@ -80,15 +81,18 @@ def ip_set(*addresses: str, version: str = "IPV4") -> list[str]:
     (["0.0.0.0/0"], "0.0.0.0/0 (addresses), the whole internet"),
     (["1.0.0.0/8", "2.0.0.0/8"], "1.0.0.0/8 (addresses), 2.0.0.0/8 (addresses), together 0.9% of the internet's "
                                  "addresses (more than a /8's worth)")])
+@attack("waf-ip-sets-name-known-ranges")
 def test_a_waf_ip_set_listing_a_large_part_of_the_internet_is_refused(addresses, lists):
     assert ip_set(*addresses) == [f"WAF IP set partners lists {lists}: list only the known ranges its rule is for"]
 
 
+@attack("waf-ip-sets-name-known-ranges")
 def test_an_ipv6_half_in_a_waf_ip_set_is_refused():
     assert ip_set("::/1", version="IPV6") == [
         "WAF IP set partners lists ::/1 (addresses), the whole internet: list only the known ranges its rule is for"]
 
 
+@attack("waf-ip-sets-name-known-ranges")
 def test_a_waf_ip_set_of_known_ranges_passes_and_an_odd_value_is_reported():
     assert ip_set(*CLOUDFLARE[:15]) == []
     assert ip_set("203.0.113.0/24", "partner-office") == [

@@ -15,6 +15,7 @@ import json
 import pulumi_aws as aws
 import pytest
 from conftest import ACCOUNT, Plan, run_program, violations
+from corpus import attack, legitimate
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -67,6 +68,7 @@ def twice(field: str) -> str:
     ("containers-add-no-linux-capabilities", '"LinuxParameters": {"Capabilities": {"Add": ["SYS_ADMIN"]}}',
      twice("linuxParameters")),
 ])
+@attack(param="policy")
 def test_a_field_written_again_in_another_spelling_is_refused(policy, extra, reported):
     [message] = task_found(policy, SAFE + ", " + extra)
     assert reported in message
@@ -86,6 +88,7 @@ def test_a_field_written_again_in_another_spelling_is_refused(policy, extra, rep
     ("containers-add-no-linux-capabilities", '"name": "agent", "linuxParameters": {"capabilities": {"add": []}, '
      '"capabilities": {"add": ["SYS_PTRACE"]}}', "containerDefinitions[1].linuxParameters sets \"capabilities\" twice"),
 ])
+@attack(param="policy")
 def test_a_sidecar_spelling_a_risk_differently_is_reported(policy, container, reported):
     [message] = task_found(policy, SAFE, container)
     assert reported in message
@@ -93,6 +96,7 @@ def test_a_sidecar_spelling_a_risk_differently_is_reported(policy, container, re
 
 @pytest.mark.parametrize("policy", ["containers-not-privileged", "containers-run-as-non-root",
                                     "containers-read-only-root-filesystem", "containers-add-no-linux-capabilities"])
+@attack(param="policy")
 def test_several_json_documents_in_one_definition_are_refused(policy):
     plan = uninspected(lambda: aws.ecs.TaskDefinition(
         "task", family="booking", container_definitions="[{" + SAFE + "}] [{" + SAFE + ', "privileged": true}]'))
@@ -103,6 +107,7 @@ def test_several_json_documents_in_one_definition_are_refused(policy):
 
 @pytest.mark.parametrize("policy", ["containers-not-privileged", "containers-run-as-non-root",
                                     "containers-read-only-root-filesystem", "containers-add-no-linux-capabilities"])
+@legitimate(param="policy")
 def test_legitimate_spellings_pass(policy):
     # The provider reads these keys as the ECS fields; labels are a map, so their case is data.
     other_case = ('"Name": "booking", "Image": "' + IMAGE + '", "User": "10001", "ReadOnlyRootFilesystem": true, '
@@ -111,6 +116,7 @@ def test_legitimate_spellings_pass(policy):
     assert task_found(policy, SAFE, other_case.replace('"booking"', '"sidecar"')) == []
 
 
+@attack("images-from-allowed-registries")
 def test_an_image_written_in_another_case_is_still_judged():
     found = task_found("images-from-allowed-registries", '"name": "booking", "Image": "docker.io/library/nginx:1.27"')
     assert found == ["Task definition task, container booking: image 'docker.io/library/nginx:1.27' comes from the "
@@ -118,6 +124,7 @@ def test_an_image_written_in_another_case_is_still_judged():
                      "it). Copy the image into the estate's private ECR and reference it there by digest"]
 
 
+@attack("images-pinned-by-digest")
 def test_a_second_image_key_cannot_swap_the_reviewed_image():
     [found] = task_found("images-pinned-by-digest", SAFE + ', "IMAGE": "docker.io/evil/booking:latest"')
     assert found.startswith(twice("image"))
@@ -213,6 +220,7 @@ def test_any_set_of_private_ranges_passes(networks):
     assert not covers_the_internet(networks)
 
 
+@attack("no-egress-to-the-internet")
 def test_ranges_across_rules_are_judged_by_the_policy_as_by_the_parser():
     def program():
         for i, network in enumerate(split([ipaddress.ip_network("2000::/3")], [0, 0, 1, 2])):
@@ -240,6 +248,7 @@ SECRET_FIX = ": move it to `secrets` with valueFrom a Secrets Manager ARN (read 
      "environment variable UPSTREAM"),
     ('"dockerLabels": {"partner.api-key": "k"}', "docker label partner.api-key"),
 ])
+@attack("no-secrets-in-plain-environment")
 def test_a_plain_secret_anywhere_in_a_container_is_reported_without_echoing_it(extra, where):
     [message] = task_found("no-secrets-in-plain-environment", SAFE + ", " + extra)
     assert message == f"Task definition task, container booking: plain-text secret (or what looks like one) in " \
@@ -255,10 +264,12 @@ def test_a_plain_secret_anywhere_in_a_container_is_reported_without_echoing_it(e
     '"entryPoint": ["sh", "-c", "API_TOKEN=$API_TOKEN exec /app"]',
     '"environment": [{"name": "DATABASE_URL", "value": "postgres://app@db:5432/orders"}]',
 ])
+@legitimate("no-secrets-in-plain-environment")
 def test_names_about_secrets_and_references_to_them_pass(extra):
     assert task_found("no-secrets-in-plain-environment", SAFE + ", " + extra) == []
 
 
+@attack("no-secrets-in-plain-environment")
 def test_a_name_exempt_in_pack_config_passes_by_name_but_never_by_value():
     config = {"no-secrets-in-plain-environment": {"notSecretNames": ["PARTNER_TOKEN_BUCKET", "LEGACY_TOKEN"]}}
     container = SAFE + (', "environment": [{"name": "PARTNER_TOKEN_BUCKET", "value": "tokens-eu"}, '
@@ -268,6 +279,7 @@ def test_a_name_exempt_in_pack_config_passes_by_name_but_never_by_value():
         f"variable LEGACY_TOKEN{SECRET_FIX}"]
 
 
+@attack("no-secrets-in-plain-environment")
 def test_plain_secrets_in_lambda_environments_and_ssm_string_parameters_are_reported():
     def program():
         aws.lambda_.Function("canary", role="arn:aws:iam::111122223333:role/canary", runtime="python3.12",

@@ -10,6 +10,7 @@ import pulumi
 import pulumi_aws as aws
 import pytest
 from conftest import ACCOUNT, run_program, violations
+from corpus import attack, legitimate
 
 REGION = "eu-west-1"
 FOREIGN = "444455556666"
@@ -65,6 +66,7 @@ def test_every_new_resource_policy_type_refuses_who_is_not_the_estate(what, prin
 
 
 @pytest.mark.parametrize("what", sorted(POLICY_HOLDERS))
+@legitimate("resource-access-stays-in-the-estate")
 def test_the_estates_own_principals_pass_on_every_new_type(what):
     assert messages(ACCESS, what, grant({"AWS": f"arn:aws:iam::{ACCOUNT}:role/booking-task"}),
                     grant("*", Condition={"StringEquals": {"aws:PrincipalAccount": ACCOUNT}}),
@@ -72,6 +74,7 @@ def test_the_estates_own_principals_pass_on_every_new_type(what):
                           Condition={"StringEquals": {"aws:SourceAccount": ACCOUNT}})) == []
 
 
+@attack("resource-access-stays-in-the-estate")
 def test_a_source_ip_alone_does_not_make_everyone_the_estate():
     assert messages(ACCESS, "OpenSearch domain access policy", grant(
         {"AWS": "*"}, Condition={"IpAddress": {"aws:SourceIp": ["203.0.113.0/24"]}})) == [
@@ -112,6 +115,7 @@ def test_a_service_for_the_estate_or_without_source_conditions_passes(service, c
     assert trusting(service_trust(service, condition)) == []
 
 
+@legitimate("resource-access-stays-in-the-estate")
 def test_an_s3_notification_pinned_to_the_bucket_and_account_passes_on_a_queue():
     def program():
         provider = aws.Provider("aws-eu-west-1", region=REGION, allowed_account_ids=[ACCOUNT])

@@ -12,6 +12,7 @@ import json
 import pulumi_aws as aws
 import pytest
 from conftest import ACCOUNT, Plan, policy, run_program, violations
+from corpus import attack, legitimate
 from test_estate import SMALL, plan_of
 
 from mcp_estate.checking.pack_config import generated
@@ -247,6 +248,9 @@ def found(plan: Plan, name: str, config: dict | None = None) -> list[str]:
     return [v.message for v in violations(plan, config, policy=name)]
 
 
+@legitimate("per-user-data-roles-scoped-by-leading-keys")
+@legitimate("no-unscoped-state-access-when-auth-is-on")
+@legitimate("per-user-data-role-trusts-only-its-task-role")
 def test_the_estates_data_role_passes_every_check():
     plan = estate_part()
     assert (found(plan, SCOPED), found(plan, UNSCOPED, AUTH_ON), found(plan, TRUST)) == ([], [], [])
@@ -270,6 +274,7 @@ def grant(actions=ACTIONS, resource=TABLES, condition=None) -> dict:
     ({"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["booking#${aws:PrincipalTag/mcp-estate-traveller}",
                                                              "everyone"]}}, "a literal second key"),
 ])
+@attack("per-user-data-roles-scoped-by-leading-keys")
 def test_a_leading_keys_condition_not_bound_to_the_principal_tag_is_refused(condition, why):
     plan = estate_part(grant(condition=condition))
     assert found(plan, SCOPED) == [
@@ -283,12 +288,14 @@ def test_a_leading_keys_condition_not_bound_to_the_principal_tag_is_refused(cond
     (["dynamodb:PartiQL*"], "dynamodb:partiqldelete"),
     (["DynamoDB:S?an"], "dynamodb:scan"),
 ])
+@attack("per-user-data-roles-scoped-by-leading-keys")
 def test_actions_that_name_no_key_are_refused_even_under_the_condition(actions, named):
     plan = estate_part(grant(actions=actions, condition=LEADING))
     [message] = found(plan, SCOPED)
     assert named in message and "name no partition key" in message
 
 
+@attack("per-user-data-roles-scoped-by-leading-keys")
 def test_a_grant_on_the_tables_stream_or_through_a_wildcard_arn_counts():
     stream = f"{TABLES[0]}/stream/2026-01-01T00:00:00.000"
     assert found(estate_part(grant(actions=["dynamodb:GetRecords"], resource=[stream], condition=LEADING)), SCOPED)
@@ -296,6 +303,7 @@ def test_a_grant_on_the_tables_stream_or_through_a_wildcard_arn_counts():
     assert found(estate_part(grant(resource=[wildcard])), SCOPED)
 
 
+@legitimate("per-user-data-roles-scoped-by-leading-keys")
 def test_the_legitimate_variants_pass():
     batch = ["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem"]
     for statement in (grant(actions=batch, condition=LEADING),
@@ -336,6 +344,7 @@ def table_resource_policy(task):
     (table_resource_policy, "table resource policy table-policy grants dynamodb:getitem, dynamodb:putitem, "
                             "dynamodb:query: with auth on"),
 ])
+@attack("no-unscoped-state-access-when-auth-is-on")
 def test_with_auth_on_no_role_reads_the_state_table_unscoped_by_any_route(extra, expected):
     plan = estate_part(extra=extra)
     [message] = found(plan, UNSCOPED, AUTH_ON)
@@ -361,11 +370,13 @@ def test_with_auth_on_no_role_reads_the_state_table_unscoped_by_any_route(extra,
         "Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]},
      "name exactly one task role"),
 ])
+@attack("per-user-data-role-trusts-only-its-task-role")
 def test_a_data_role_trusted_by_anyone_but_its_task_role_with_the_tag_is_refused(trust, expected):
     [message] = found(estate_part(trust=trust), TRUST)
     assert message.startswith("per-user data role data ") and expected in message
 
 
+@attack("per-user-data-role-trusts-only-its-task-role")
 def test_a_data_role_trusting_another_servers_task_role_is_refused():
     def other(task):
         aws.iam.Role("other-task", name="mcp-estate-test-loyalty-eu-task", assume_role_policy=ECS_TRUST,
@@ -405,6 +416,7 @@ def trusting(*arns: str) -> dict:
         "Principal": {"AWS": list(arns)}}]}
 
 
+@legitimate("per-user-data-role-trusts-only-its-task-role")
 def test_the_data_role_may_trust_the_worker_of_its_task_roles_queue():
     assert data_trust_policy(TASK_ROLE_ARN, WORKER_ROLE_ARN)["Statement"][0]["Principal"] == {
         "AWS": [TASK_ROLE_ARN, WORKER_ROLE_ARN]}
@@ -433,6 +445,7 @@ def queue_denying_another_queue() -> dict:
 THIRD = f"arn:aws:iam::{ACCOUNT}:role/mcp-estate-test-booking-eu-reporting"
 
 
+@attack("per-user-data-role-trusts-only-its-task-role")
 @pytest.mark.parametrize("trust, extra, expected", [
     (trusting(TASK_ROLE_ARN, WORKER_ROLE_ARN, THIRD), worker_of(), "name exactly one task role ARN, or it and"),
     (trusting(TASK_ROLE_ARN, THIRD), worker_of(), "a second role is admitted only as the worker"),
@@ -450,6 +463,7 @@ def test_a_data_role_trusting_more_than_its_task_role_and_worker_is_refused(trus
     assert message.startswith("per-user data role data trusts ") and expected in message
 
 
+@attack("per-user-data-role-trusts-only-its-task-role")
 @pytest.mark.parametrize("name, tags", [
     ("mcp-estate-test-loyalty-eu-worker", {**TAGS, "mcp-estate:server": "loyalty"}),          # another server's
     ("mcp-estate-test-booking-americas-worker", {**TAGS, "mcp-estate:residency-group": "americas"}),  # another group
@@ -459,3 +473,15 @@ def test_a_data_role_trusting_another_servers_or_groups_worker_is_refused(name, 
     arn = f"arn:aws:iam::{ACCOUNT}:role/{name}"
     [message] = found(estate_part(trust=trusting(TASK_ROLE_ARN, arn), extra=worker_of(name, tags)), TRUST)
     assert message == f"per-user data role data trusts {arn}, the task role of another server or residency group"
+
+
+@legitimate("no-unscoped-state-access-when-auth-is-on")
+def test_with_auth_off_a_task_roles_own_unscoped_grant_is_its_choice():
+    assert found(estate_part(extra=unscoped_role_policy), UNSCOPED, {UNSCOPED: {"authEnabled": False}}) == []
+
+
+@legitimate("per-user-data-role-trusts-only-its-task-role")
+def test_the_data_roles_own_trust_given_by_hand_passes():
+    # The component's trust policy written out as a plain document, as a hand-made stack would.
+    assert found(estate_part(data_statement=grant(condition=LEADING), trust=data_trust_policy(TASK_ROLE_ARN)),
+                 TRUST) == []

@@ -8,6 +8,7 @@ import dataclasses
 import json
 
 import pytest
+from corpus import attack, legitimate
 from conftest import ACCOUNT, Plan, violations
 from test_cache_and_async import with_capabilities
 from test_estate import plan_of
@@ -50,12 +51,14 @@ def add(plan: Plan, like: str, name: str, type_: str, **props) -> None:
 
 
 @pytest.mark.parametrize("name", POLICIES)
+@legitimate(param="name")
 def test_the_estates_own_cache_and_queues_pass(base, name):
     assert found(base, name) == []
 
 
 @pytest.mark.parametrize("key, value", [("kmsMasterKeyId", "alias/aws/sqs"), ("kmsMasterKeyId", None),
                                         ("sqsManagedSseEnabled", True)])
+@attack("queues-encrypted-with-a-customer-key")
 def test_queue_without_a_customer_key_is_refused(plan, key, value):
     plant(plan, QUEUE, **{key: value})
     if key == "sqsManagedSseEnabled":
@@ -78,6 +81,7 @@ def open_policy(condition: dict | None = None, principal=None) -> str:
     open_policy(principal={"AWS": f"arn:aws:iam::{OTHER}:root"}),
     open_policy(principal={"AWS": OTHER}),
 ])
+@attack("queues-closed-to-other-accounts")
 def test_queue_policy_open_to_others_is_refused_inline_and_standalone(plan, doc):
     plant(plan, QUEUE, policy=doc)
     assert found(plan, "queues-closed-to-other-accounts")
@@ -87,22 +91,26 @@ def test_queue_policy_open_to_others_is_refused_inline_and_standalone(plan, doc)
     assert any("extra-queue-policy" in m for m in found(fresh, "queues-closed-to-other-accounts"))
 
 
+@legitimate("queues-closed-to-other-accounts")
 def test_queue_policy_pinned_to_the_estate_passes(plan):
     plant(plan, QUEUE, policy=open_policy({"StringEquals": {"aws:PrincipalAccount": ACCOUNT}}))
     assert found(plan, "queues-closed-to-other-accounts") == []
 
 
+@attack("queues-have-dead-letter-queues")
 def test_queue_without_a_dlq_is_refused(plan):
     plant(plan, QUEUE, redrivePolicy=None)
     assert any(QUEUE in m and "no dead-letter queue" in m for m in found(plan, "queues-have-dead-letter-queues"))
 
 
+@attack("queues-have-dead-letter-queues")
 def test_dlq_in_another_account_is_refused(plan):
     plant(plan, QUEUE, redrivePolicy=json.dumps({"deadLetterTargetArn": f"arn:aws:sqs:eu-west-1:{OTHER}:x",
                                                  "maxReceiveCount": 5}))
     assert any("in another account" in m for m in found(plan, "queues-have-dead-letter-queues"))
 
 
+@legitimate("queues-have-dead-letter-queues")
 def test_standalone_redrive_policy_counts(plan):
     queue = plan.named(QUEUE)
     redrive = queue.inputs["redrivePolicy"]
@@ -112,6 +120,7 @@ def test_standalone_redrive_policy_counts(plan):
     assert found(plan, "queues-have-dead-letter-queues") == []
 
 
+@attack("workers-have-no-ingress")
 def test_worker_opened_by_a_separate_ingress_rule_is_refused(plan):
     sg = plan.named("booking-eu-west-1-async-sg").outputs["id"]
     add(plan, "booking-eu-west-1-async-to-endpoints", "sneaky-ingress",
@@ -120,6 +129,7 @@ def test_worker_opened_by_a_separate_ingress_rule_is_refused(plan):
     assert any("sneaky-ingress" in m for m in found(plan, "workers-have-no-ingress"))
 
 
+@attack("workers-have-no-ingress")
 def test_worker_with_a_public_ip_is_refused(plan):
     service = plan.named("booking-eu-west-1-async-service")
     network = {**service.inputs["networkConfiguration"], "assignPublicIp": True}
@@ -128,6 +138,7 @@ def test_worker_with_a_public_ip_is_refused(plan):
 
 
 @pytest.mark.parametrize("mode", [{"type": "password"}, {"type": "no-password-required"}])
+@attack("caches-private-encrypted-iam")
 def test_password_cache_users_are_refused(plan, mode):
     plant(plan, "cache-eu-west-1-user-booking", authenticationMode=mode)
     assert found(plan, "caches-private-encrypted-iam")
@@ -135,6 +146,33 @@ def test_password_cache_users_are_refused(plan, mode):
 
 @pytest.mark.parametrize("key, value", [("kmsKeyId", None), ("kmsKeyId", "alias/aws/elasticache"),
                                         ("userGroupId", None), ("securityGroupIds", None)])
+@attack("caches-private-encrypted-iam")
 def test_cache_without_its_key_group_or_users_is_refused(plan, key, value):
     plant(plan, "cache-eu-west-1-cache", **{key: value})
     assert found(plan, "caches-private-encrypted-iam")
+
+
+@legitimate("caches-private-encrypted-iam")
+def test_a_cache_on_another_customer_key_of_the_estate_passes(plan):
+    plant(plan, "cache-eu-west-1-cache",
+          kmsKeyId=f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/0f1e2d3c-4b5a-6978-8695-a4b3c2d1e0f9")
+    assert found(plan, "caches-private-encrypted-iam") == []
+
+
+@legitimate("workers-have-no-ingress")
+def test_a_worker_with_one_more_egress_rule_and_no_public_ip_said_explicitly_passes(plan):
+    sg = plan.named("booking-eu-west-1-async-sg").outputs["id"]
+    add(plan, "booking-eu-west-1-async-to-endpoints", "to-partner",
+        "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule", securityGroupId=sg, ipProtocol="tcp",
+        fromPort=443, toPort=443, cidrIpv4="203.0.113.0/24")
+    service = plan.named("booking-eu-west-1-async-service")
+    plant(plan, "booking-eu-west-1-async-service",
+          networkConfiguration={**service.inputs["networkConfiguration"], "assignPublicIp": False})
+    assert found(plan, "workers-have-no-ingress") == []
+
+
+@attack("workers-have-no-ingress")
+def test_worker_opened_by_an_inline_ingress_block_is_refused(plan):
+    plant(plan, "booking-eu-west-1-async-sg", ingress=[
+        {"protocol": "tcp", "fromPort": 8080, "toPort": 8080, "cidrBlocks": ["10.0.0.0/8"]}])
+    assert any("ingress" in m for m in found(plan, "workers-have-no-ingress"))

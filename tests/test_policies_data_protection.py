@@ -7,6 +7,7 @@ import pulumi_aws as aws
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
 
 from mcp_estate.checking.check import evaluate
+from corpus import attack, legitimate
 from conftest import run_program, violations
 
 KEY = "arn:aws:kms:us-east-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab"
@@ -37,6 +38,7 @@ def table(name: str = "sessions", *, tags: dict = PROD, protect: bool = True, **
 
 # -- dynamodb-tables-protected ----------------------------------------------------------------------
 
+@legitimate("dynamodb-tables-protected")
 def test_a_prod_global_table_with_recovery_its_own_keys_and_protection_passes():
     assert messages(run_program(table), "dynamodb-tables-protected") == sorted([])
 
@@ -72,6 +74,7 @@ def test_a_replica_without_recovery_its_own_key_or_deletion_protection_fails_in_
         "set the replica's deletion_protection_enabled=True"])
 
 
+@attack("dynamodb-tables-protected")
 def test_a_prod_table_must_be_deletion_protected_and_pulumi_protected():
     plan = run_program(lambda: table(deletion_protection_enabled=False, protect=False))
     assert messages(plan, "dynamodb-tables-protected") == sorted([
@@ -79,6 +82,7 @@ def test_a_prod_table_must_be_deletion_protected_and_pulumi_protected():
         "DynamoDB table sessions is not protected in prod: pass opts=ResourceOptions(protect=True)"])
 
 
+@attack("dynamodb-tables-protected")
 def test_prod_comes_from_the_policy_config_when_the_table_is_untagged():
     plan = run_program(lambda: table(tags=None, deletion_protection_enabled=False, protect=False))
     assert messages(plan, "dynamodb-tables-protected") == sorted([])
@@ -86,6 +90,7 @@ def test_prod_comes_from_the_policy_config_when_the_table_is_untagged():
                         {"dynamodb-tables-protected": {"environment": "prod"}})) == 2
 
 
+@attack("dynamodb-tables-protected")
 def test_a_table_tagged_dev_in_a_prod_stack_is_held_to_prod_and_its_tag_reported():
     plan = run_program(lambda: table(tags=DEV, deletion_protection_enabled=False, protect=False))
     assert messages(plan, "dynamodb-tables-protected", {"dynamodb-tables-protected": {"environment": "prod"}}) == [
@@ -95,12 +100,14 @@ def test_a_table_tagged_dev_in_a_prod_stack_is_held_to_prod_and_its_tag_reported
         "or check it with the dev pack config"]
 
 
+@legitimate("dynamodb-tables-protected")
 def test_a_dev_table_may_be_deleted():
     plan = run_program(lambda: table(tags=DEV, deletion_protection_enabled=False, protect=False, replicas=[
         {"region_name": "us-west-2", "kms_key_arn": KEY_WEST, "point_in_time_recovery": True}]))
     assert messages(plan, "dynamodb-tables-protected") == sorted([])
 
 
+@attack("dynamodb-tables-protected")
 def test_a_separate_table_replica_resource_is_held_to_the_same_rules():
     def program():
         aws.dynamodb.TableReplica("good", global_table_arn="arn:aws:dynamodb:us-east-1:111122223333:table/t",
@@ -128,6 +135,7 @@ def test_a_key_arn_preview_cannot_know_yet_counts_as_set():
 
 # -- kms-keys-rotate --------------------------------------------------------------------------------
 
+@attack("kms-keys-rotate")
 def test_keys_must_rotate_and_replicas_rotate_with_their_primary():
     def program():
         primary = aws.kms.Key("rotating", multi_region=True, enable_key_rotation=True, deletion_window_in_days=30)
@@ -139,6 +147,7 @@ def test_keys_must_rotate_and_replicas_rotate_with_their_primary():
         "KMS key switched-off does not rotate: set enable_key_rotation=True"])
 
 
+@legitimate("kms-keys-rotate")
 def test_asymmetric_keys_which_kms_cannot_rotate_are_exempt():
     plan = run_program(lambda: aws.kms.Key("signing", customer_master_key_spec="ECC_NIST_P256",
                                            key_usage="SIGN_VERIFY"))
@@ -147,6 +156,7 @@ def test_asymmetric_keys_which_kms_cannot_rotate_are_exempt():
 
 # -- secrets-use-the-estate-key ---------------------------------------------------------------------
 
+@legitimate("secrets-use-the-estate-key")
 def test_a_secret_and_its_replicas_on_the_estate_key_pass():
     plan = run_program(lambda: aws.secretsmanager.Secret(
         "api-key", kms_key_id=KEY, replicas=[{"region": "us-west-2", "kms_key_id": KEY_WEST}]))
@@ -168,6 +178,7 @@ def test_a_secret_or_replica_on_the_aws_managed_key_fails():
 
 # -- log-groups-encrypted-with-retention ------------------------------------------------------------
 
+@attack("log-groups-encrypted-with-retention")
 def test_log_groups_need_a_retention_and_the_estate_key():
     def program():
         aws.cloudwatch.LogGroup("good", retention_in_days=30, kms_key_id=KEY)
@@ -182,6 +193,7 @@ def test_log_groups_need_a_retention_and_the_estate_key():
 
 # -- sns-topics-encrypted ---------------------------------------------------------------------------
 
+@attack("sns-topics-encrypted")
 def test_alert_topics_need_a_customer_managed_key():
     def program():
         aws.sns.Topic("alerts", kms_master_key_id=KEY)

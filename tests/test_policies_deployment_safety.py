@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi_aws as aws
 import pytest
 
+from corpus import attack, legitimate
 from conftest import run_program, violations
 
 CLUSTER = "arn:aws:ecs:eu-west-1:111122223333:cluster/mcp-estate-prod-eu-west-1"
@@ -25,6 +26,7 @@ def found(policy: str, config: dict | None = None, **service) -> list[str]:
 
 # -- services-roll-back-failed-deployments -----------------------------------------------------------
 
+@legitimate("services-roll-back-failed-deployments")
 def test_a_service_with_circuit_breaker_and_rollback_passes():
     assert found("services-roll-back-failed-deployments", deployment_circuit_breaker=ROLLBACK,
                  deployment_controller={"type": "ECS"}) == []
@@ -35,6 +37,7 @@ def test_a_service_with_circuit_breaker_and_rollback_passes():
     ({"enable": True, "rollback": False}, "rollback"),
     ({"enable": False, "rollback": True}, "enable"),
 ])
+@attack("services-roll-back-failed-deployments")
 def test_a_service_that_would_keep_a_failed_deployment_is_reported(breaker, missing):
     assert found("services-roll-back-failed-deployments", deployment_circuit_breaker=breaker) == [
         f"ECS service booking does not roll back failed deployments (deployment circuit breaker {missing} not "
@@ -42,6 +45,7 @@ def test_a_service_that_would_keep_a_failed_deployment_is_reported(breaker, miss
 
 
 @pytest.mark.parametrize("controller", ["CODE_DEPLOY", "EXTERNAL"])
+@attack("services-roll-back-failed-deployments")
 def test_a_controller_that_makes_ecs_ignore_the_circuit_breaker_is_refused(controller):
     # Even with the breaker set: ECS ignores it under another controller.
     assert found("services-roll-back-failed-deployments", deployment_controller={"type": controller},
@@ -50,6 +54,7 @@ def test_a_controller_that_makes_ecs_ignore_the_circuit_breaker_is_refused(contr
         "nothing shows a failed release rolls back; set deployment_controller={'type': 'ECS'}"]
 
 
+@legitimate("services-roll-back-failed-deployments")
 def test_an_unset_controller_is_ecs():
     assert found("services-roll-back-failed-deployments", deployment_circuit_breaker=ROLLBACK) == []
 
@@ -60,6 +65,7 @@ ALARMS = "services-roll-back-on-deployment-alarms"
 WATCHED = {"alarm_names": ["mcp-estate-prod-eu-west-1-booking-5xx"], "enable": True, "rollback": True}
 
 
+@legitimate("services-roll-back-on-deployment-alarms")
 def test_a_service_watching_its_alarms_with_rollback_passes():
     assert found(ALARMS, alarms=WATCHED) == []
     assert found(ALARMS, alarms={**WATCHED, "alarm_names": [*WATCHED["alarm_names"], "canary-probe"]}) == []
@@ -71,6 +77,7 @@ def test_a_service_watching_its_alarms_with_rollback_passes():
     ({**WATCHED, "rollback": False}, "rollback is not true"),
     ({**WATCHED, "enable": False}, "enable is not true"),
 ])
+@attack("services-roll-back-on-deployment-alarms")
 def test_a_service_whose_deployment_alarms_were_removed_or_defanged_is_reported(alarms, problems):
     assert found(ALARMS, alarms=alarms) == [
         f"ECS service booking does not roll back on deployment alarms ({problems}): "
@@ -99,15 +106,18 @@ def scaled(min_capacity: int, environment: str = "prod") -> list[str]:
     (dict(deployment_minimum_healthy_percent=0), "Production ECS service booking lets a deployment drop to 0% of "
                                                  "its tasks: set deployment_minimum_healthy_percent to at least 50"),
 ])
+@attack("production-services-keep-two-tasks")
 def test_a_production_service_resting_on_one_task_is_reported(service, message):
     assert message in found(TWO, PROD_CONFIG, **service)
 
 
+@attack("production-services-keep-two-tasks")
 def test_a_production_scaling_minimum_of_one_is_reported():
     assert scaled(1) == ["Autoscaling target booking-scaling lets a production ECS service scale down to 1 task(s): "
                          "set min_capacity (servers[<name>].scaling.min) to at least 2"]
 
 
+@legitimate("production-services-keep-two-tasks")
 def test_two_tasks_in_prod_and_one_task_in_staging_pass():
     assert found(TWO, PROD_CONFIG) == [] and scaled(2) == []   # found() runs desired_count=2
     assert found(TWO, {TWO: {"environment": "staging"}}, desired_count=1) == [] and scaled(1, "staging") == []
@@ -115,12 +125,14 @@ def test_two_tasks_in_prod_and_one_task_in_staging_pass():
 
 # -- ecs-exec-disabled-in-prod -----------------------------------------------------------------------
 
+@attack("ecs-exec-disabled-in-prod")
 def test_ecs_exec_in_a_prod_tagged_service_is_reported():
     assert found("ecs-exec-disabled-in-prod", enable_execute_command=True, tags=tags("prod")) == [
         "ECS service booking enables ECS Exec (a shell into running production tasks): "
         "set enable_execute_command=False"]
 
 
+@attack("ecs-exec-disabled-in-prod")
 def test_ecs_exec_is_reported_when_the_pack_config_says_prod_even_without_tags():
     config = {"ecs-exec-disabled-in-prod": {"environment": "prod"}}
     assert len(found("ecs-exec-disabled-in-prod", config, enable_execute_command=True)) == 1
@@ -133,11 +145,13 @@ def test_ecs_exec_is_reported_when_the_pack_config_says_prod_even_without_tags()
     ("prod", dict(tags=tags("prod"))),
     (None, dict(enable_execute_command=True, tags=tags("dev"))),
 ])
+@legitimate("ecs-exec-disabled-in-prod")
 def test_ecs_exec_outside_prod_or_disabled_passes(config, service):
     pack = {"ecs-exec-disabled-in-prod": {"environment": config}} if config else None
     assert found("ecs-exec-disabled-in-prod", pack, **service) == []
 
 
+@attack("ecs-exec-disabled-in-prod")
 def test_the_configured_environment_wins_and_a_disagreeing_tag_is_reported():
     # A prod service tagged dev must not dodge the control by its tag.
     assert found("ecs-exec-disabled-in-prod", {"ecs-exec-disabled-in-prod": {"environment": "prod"}},

@@ -17,6 +17,7 @@ from mcp_estate.offline.runner import run_offline
 from mcp_estate.checking.pack_config import with_spec
 from mcp_estate.contract.validate import parse_spec
 from mcp_estate.policies.catalogue import CONTROLS
+from corpus import attack, legitimate
 from conftest import Plan, stack_config
 from mcp_estate.components.region_compute import managed_rule_group, rate_limit_rule, visibility, web_acl_rules
 from conftest import run_program, violations
@@ -41,6 +42,7 @@ def alb(name: str = "front", **overrides) -> aws.lb.LoadBalancer:
 
 # -- albs-drop-invalid-headers ----------------------------------------------------------------------
 
+@attack("albs-drop-invalid-headers")
 def test_albs_must_drop_invalid_headers_whichever_type_token_declares_them():
     def program():
         alb("dropping")
@@ -59,6 +61,7 @@ def listener(name: str, **args) -> None:
     aws.lb.Listener(name, load_balancer_arn=alb(f"{name}-alb").arn, **args)
 
 
+@legitimate("listeners-use-tls-1-2-or-newer")
 def test_https_with_a_tls_1_2_policy_and_an_http_redirect_pass():
     def program():
         listener("https", port=443, protocol="HTTPS", certificate_arn=CERT,
@@ -94,6 +97,7 @@ def test_plain_http_that_serves_anything_but_a_redirect_to_https_fails():
 
 
 @pytest.mark.parametrize("protocol", ["TCP", "UDP", "TCP_UDP", "GENEVE"])
+@legitimate("listeners-use-tls-1-2-or-newer")
 def test_pass_through_listeners_terminate_no_tls_and_are_not_judged(protocol):
     forward = {"type": "forward", "target_group_arn": "arn:aws:elasticloadbalancing:us-east-1:111122223333:"
                                                       "targetgroup/dns/0123456789abcdef"}
@@ -135,11 +139,13 @@ def web_acl(name: str, rules: list[dict] | None = None, **args) -> aws.wafv2.Web
                             **({"rules": rules} if rules is not None else {}), **args)
 
 
+@legitimate("web-acls-block-with-managed-rules-and-rate-limits")
 def test_the_origin_web_acl_with_enforced_managed_groups_and_a_blocking_rate_rule_passes():
     plan = run_program(lambda: web_acl("origin", web_acl_rules(1000)))
     assert messages(plan, "web-acls-block-with-managed-rules-and-rate-limits") == []
 
 
+@attack("web-acls-block-with-managed-rules-and-rate-limits")
 def test_a_web_acl_that_counts_a_managed_group_or_rate_limits_without_blocking_fails():
     counted = {**managed_rule_group("AWSManagedRulesCommonRuleSet", 10), "override_action": {"count": {}}}
     counting_rate = {**rate_limit_rule(1000, 20), "action": {"count": {}}}
@@ -166,6 +172,7 @@ COUNTED = {"web-acls-block-with-managed-rules-and-rate-limits": {"countedRuleGro
     "AWSManagedRulesSQLiRuleSet": "rolled out in count mode for two weeks, ticket SEC-123"}}}
 
 
+@legitimate("web-acls-block-with-managed-rules-and-rate-limits")
 def test_a_managed_group_counted_on_purpose_passes_when_the_config_names_it_with_a_reason():
     rules = [*web_acl_rules(1000), {**managed_rule_group("AWSManagedRulesSQLiRuleSet", 50),
                                     "override_action": {"count": {}}}]
@@ -173,6 +180,7 @@ def test_a_managed_group_counted_on_purpose_passes_when_the_config_names_it_with
                     COUNTED) == []
 
 
+@attack("web-acls-block-with-managed-rules-and-rate-limits")
 def test_a_listed_counted_group_is_never_the_enforcing_one_and_other_groups_stay_refused():
     counted_sqli = {**managed_rule_group("AWSManagedRulesSQLiRuleSet", 10), "override_action": {"count": {}}}
     counted_crs = {**managed_rule_group("AWSManagedRulesCommonRuleSet", 20), "override_action": {"count": {}}}
@@ -184,12 +192,14 @@ def test_a_listed_counted_group_is_never_the_enforcing_one_and_other_groups_stay
         "override_action={'none': {}} in its rules"]
 
 
+@attack("web-acls-block-with-managed-rules-and-rate-limits")
 def test_rules_given_as_unreadable_json_are_reported_not_skipped():
     plan = run_program(lambda: web_acl("garbled", [*web_acl_rules(1000)], rule_json="[{not json"))
     assert "Web ACL garbled: rule_json is not JSON, so its rules cannot be judged" in \
         messages(plan, "web-acls-block-with-managed-rules-and-rate-limits")
 
 
+@attack("web-acls-block-with-managed-rules-and-rate-limits")
 def test_an_empty_web_acl_fails_and_rules_given_as_json_are_read():
     api_rules = [
         {"Name": "rate", "Priority": 1, "Action": {"Block": {}},
@@ -234,6 +244,7 @@ def test_managed_groups_counted_through_separate_rule_resources_fail():
 
 # -- internet-facing-albs-have-waf ------------------------------------------------------------------
 
+@attack("internet-facing-albs-have-waf")
 def test_internet_facing_albs_need_a_web_acl_association_and_internal_ones_do_not():
     def program():
         acl = web_acl("origin", web_acl_rules(1000))
@@ -256,6 +267,7 @@ def cf_load_balancer(name: str, **overrides) -> cloudflare.LoadBalancer:
         "session_affinity_attributes": {"headers": ["Mcp-Session-Id"], "require_all_headers": True}, **overrides})
 
 
+@legitimate("cloudflare-load-balancer-proxied-with-session-affinity")
 def test_a_proxied_load_balancer_pinning_sessions_by_their_mcp_header_passes_in_any_case():
     def program():
         cf_load_balancer("mcp")
@@ -263,6 +275,7 @@ def test_a_proxied_load_balancer_pinning_sessions_by_their_mcp_header_passes_in_
     assert messages(run_program(program), "cloudflare-load-balancer-proxied-with-session-affinity") == []
 
 
+@attack("cloudflare-load-balancer-proxied-with-session-affinity")
 def test_an_unproxied_or_unpinned_load_balancer_fails():
     def program():
         cf_load_balancer("dns-only", proxied=False)
@@ -305,11 +318,13 @@ BLIND = ("Cloudflare pool blind has no health monitor, so traffic keeps flowing 
          "monitor=<a LoadBalancerMonitor id>, or use it only as the last pool of countryPools or regionPools lists")
 
 
+@legitimate("cloudflare-pools-monitored")
 def test_an_unmonitored_pool_may_only_be_the_last_resort_of_country_lists():
     program = pools_program(country_lists={"DE": ["watched", "blind"], "FR": ["blind"]})
     assert messages(run_program(program), "cloudflare-pools-monitored") == []
 
 
+@legitimate("cloudflare-pools-monitored")
 def test_an_unmonitored_pool_may_end_a_cloudflare_regions_list():
     # A strict group's Cloudflare regions end with its last resort (components/edge.py).
     program = pools_program(country_lists={}, regions={"WEU": ["watched", "blind"]})
@@ -323,12 +338,14 @@ def test_an_unmonitored_pool_may_end_a_cloudflare_regions_list():
     ({"country_lists": {"DE": ["watched", "blind"]}, "fallback": "blind"}, " (through mcp's fallbackPool)"),
     ({"country_lists": {}, "regions": {"WEU": ["blind", "watched"]}}, " (through mcp's regionPools.WEU)"),
 ])
+@attack("cloudflare-pools-monitored")
 def test_an_unmonitored_pool_anywhere_else_is_reported(routes, where):
     assert messages(run_program(pools_program(**routes)), "cloudflare-pools-monitored") == [BLIND.format(where)]
 
 
 # -- cloudflare-zone-tls-strict ---------------------------------------------------------------------
 
+@legitimate("cloudflare-zone-tls-strict")
 def test_strict_ssl_and_tls_1_2_pass():
     def program():
         cloudflare.ZoneSetting("ssl", zone_id=ZONE, setting_id="ssl", value="strict")
@@ -339,6 +356,7 @@ def test_strict_ssl_and_tls_1_2_pass():
     assert messages(run_program(program), "cloudflare-zone-tls-strict") == []
 
 
+@attack("cloudflare-zone-tls-strict")
 def test_ssl_below_strict_or_tls_below_1_2_fails_wherever_it_is_set():
     def program():
         cloudflare.ZoneSetting("ssl", zone_id=ZONE, setting_id="ssl", value="full")
@@ -361,6 +379,7 @@ def test_ssl_below_strict_or_tls_below_1_2_fails_wherever_it_is_set():
 
 # -- cloudflare-load-balancer-zones-set-tls ---------------------------------------------------------
 
+@attack("cloudflare-load-balancer-zones-set-tls")
 def test_a_load_balancers_zone_must_set_ssl_and_minimum_tls_in_the_stack():
     def program():
         cf_load_balancer("mcp")
@@ -421,6 +440,7 @@ def first_rule(phase_outputs: dict) -> dict:
 
 
 @pytest.mark.parametrize("plan_name", ["free", "pro", "business", "enterprise"])
+@legitimate("cloudflare-edge-protections-enforced")
 def test_what_each_plan_builds_passes(plan_name):
     assert edge_findings(*dev_edge(plan_name)) == []
 
@@ -432,6 +452,7 @@ def test_the_edge_cannot_be_judged_without_the_generated_config(pro_edge):
         "generates (policies/config/<environment>.json)"]
 
 
+@attack("cloudflare-edge-protections-enforced")
 def test_a_custom_rule_in_log_mode_blocks_nothing(pro_edge):
     found = changed(pro_edge, "http_request_firewall_custom", lambda o: first_rule(o).update(action="log"))
     assert found[0] == ("Ruleset edge-firewall rule 'mcp_paths_only' only logs (action 'log'): it blocks "
@@ -475,6 +496,7 @@ def test_a_removed_or_toothless_rate_limit_is_refused(pro_edge):
     ({"rules": [{"id": "5de7edfa648c4d6891dc3e7f84534ffa", "enabled": False}]},
      "rule:5de7edfa648c4d6891dc3e7f84534ffa"),
 ])
+@attack("cloudflare-edge-protections-enforced")
 def test_a_managed_ruleset_switched_off_or_to_logging_is_refused_unless_accepted(pro_edge, overrides, named):
     def override_owasp(outputs):
         [rule] = [r for r in outputs["rules"] if r["actionParameters"]["id"] == OWASP]
@@ -502,6 +524,7 @@ def test_a_managed_ruleset_the_plan_includes_must_run(pro_edge):
     ({"path": "/"}, "path '/' (set '/booking/healthz')"),
     ({"allowInsecure": True}, "allow_insecure=True (the ALB's certificate must verify)"),
 ])
+@attack("cloudflare-edge-protections-enforced")
 def test_a_monitor_that_does_not_probe_the_health_path_over_verified_https_is_refused(pro_edge, change, problem):
     [message] = changed(pro_edge, "loadBalancerMonitor:LoadBalancerMonitor", lambda o: o.update(change))
     assert message.endswith(f"does not probe the MCP health path over verified HTTPS: {problem}")

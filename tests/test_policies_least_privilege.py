@@ -7,6 +7,7 @@ import json
 import pulumi
 import pulumi_aws as aws
 import pytest
+from corpus import attack, legitimate
 from conftest import (
     ACCOUNT,
     Plan,
@@ -69,6 +70,7 @@ def in_every_kind(text: str) -> list[str]:
 # -- no-wildcard-actions --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("action", ["*", "*:*", "dynamodb:*", ["dynamodb:GetItem", "s3:*"]])
+@attack("no-wildcard-actions")
 def test_wildcard_actions_are_refused_in_every_kind_of_identity_policy(action):
     wildcard = action if isinstance(action, str) else "s3:*"
     assert messages(identity_policies(allow(action)), "no-wildcard-actions") == in_every_kind(
@@ -76,6 +78,7 @@ def test_wildcard_actions_are_refused_in_every_kind_of_identity_policy(action):
 
 
 @pytest.mark.parametrize("action", ["s?:GetObject", "*:GetItem", "s3:*?", "dynamodb:**", "s3*"])
+@attack("no-wildcard-actions")
 def test_service_wide_patterns_with_question_marks_or_partial_services_are_refused(action):
     # `s3*` names no service: the plan's inspector refuses it first, the policy refuses it too.
     fault = f"'{action}' matches no AWS IAM action" if action == "s3*" else None
@@ -83,11 +86,13 @@ def test_service_wide_patterns_with_question_marks_or_partial_services_are_refus
         f" allows {action}: list the actions the job needs instead")
 
 
+@legitimate("no-wildcard-actions")
 def test_partial_action_patterns_including_question_marks_pass():
     plan = identity_policies(allow(["dynamodb:Get*", "s3:??tObject", "dynamodb:Query"]))
     assert messages(plan, "no-wildcard-actions") == []
 
 
+@attack("no-wildcard-actions")
 def test_a_single_statement_object_given_as_an_object_is_read_too():
     plan = as_object(run_program(lambda: aws.iam.Policy("managed-grants", policy=json.dumps(
         {"Version": "2012-10-17", "Statement": allow("*", Sid="Everything")}))), "managed-grants", "policy")
@@ -95,6 +100,7 @@ def test_a_single_statement_object_given_as_an_object_is_read_too():
         "managed policy managed-grants (statement Everything) allows *: list the actions the job needs instead"]
 
 
+@legitimate("no-wildcard-actions")
 def test_listed_actions_partial_patterns_and_denies_pass():
     plan = identity_policies(allow(["dynamodb:GetItem", "dynamodb:Query"]), allow("dynamodb:Get*"),
                              {"Effect": "Deny", "Action": "*", "Resource": "*",
@@ -104,6 +110,7 @@ def test_listed_actions_partial_patterns_and_denies_pass():
 
 # -- no-not-action-or-not-resource-allows ---------------------------------------------------------------
 
+@attack("no-not-action-or-not-resource-allows")
 def test_allows_with_not_action_or_not_resource_are_refused():
     plan = identity_policies({"Effect": "Allow", "NotAction": "iam:*", "Resource": TABLE},
                              {"Effect": "Allow", "Action": "dynamodb:GetItem", "NotResource": TABLE})
@@ -114,6 +121,7 @@ def test_allows_with_not_action_or_not_resource_are_refused():
                         "Resource instead"))
 
 
+@legitimate("no-not-action-or-not-resource-allows")
 def test_denies_with_not_action_pass():
     plan = identity_policies(allow("dynamodb:GetItem"),
                              {"Effect": "Deny", "NotAction": ["dynamodb:GetItem"], "Resource": "*"})
@@ -122,6 +130,7 @@ def test_denies_with_not_action_pass():
 
 # -- resource-wildcard-only-where-aws-requires-it ----------------------------------------------------------
 
+@attack("resource-wildcard-only-where-aws-requires-it")
 def test_scopable_actions_on_every_resource_are_refused_and_named():
     plan = identity_policies(allow(["ecr:GetAuthorizationToken", "ecr:BatchGetImage", "logs:Describe*"], ["*"]))
     assert messages(plan, "resource-wildcard-only-where-aws-requires-it") == in_every_kind(
@@ -135,6 +144,7 @@ def test_scopable_actions_on_every_resource_are_refused_and_named():
     f"arn:aws:secretsmanager:eu-west-1:{ACCOUNT}:secret:*", f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:*",
     f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:*/*", f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:*:*",
     f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/*/index/*", "arn:aws:s3:::*/*", "*?"])
+@attack("resource-wildcard-only-where-aws-requires-it")
 def test_every_resource_of_a_kind_counts_as_the_wildcard(resource):
     plan = identity_policies(allow(["dynamodb:GetItem", "ecr:GetAuthorizationToken"], [TABLE, resource]))
     assert messages(plan, "resource-wildcard-only-where-aws-requires-it") == in_every_kind(
@@ -142,6 +152,7 @@ def test_every_resource_of_a_kind_counts_as_the_wildcard(resource):
         "name the ARNs they need")
 
 
+@legitimate("resource-wildcard-only-where-aws-requires-it")
 def test_the_estates_scoped_wildcard_arns_pass():
     plan = identity_policies(allow(["ecr:BatchGetImage", "logs:PutLogEvents", "secretsmanager:GetSecretValue",
                                     "dynamodb:Query", "s3:GetObject"], [
@@ -155,6 +166,7 @@ EC2 = f"arn:aws:ec2:eu-west-1:{ACCOUNT}"
 SUBNET = f"{EC2}:subnet/subnet-0a1b2c3d4e5f60718"
 
 
+@legitimate("resource-wildcard-only-where-aws-requires-it")
 def test_a_vpc_function_creates_interfaces_in_its_subnets_and_manages_them_in_the_documented_form():
     # AWS documents `arn:aws:ec2:<region>:<account>:*/*` for Lambda's upkeep of a VPC function's interfaces:
     # a narrower grant fails CreateFunction (Lambda developer guide, configuration-vpc).
@@ -170,6 +182,7 @@ def test_a_vpc_function_creates_interfaces_in_its_subnets_and_manages_them_in_th
 @pytest.mark.parametrize("resource", [
     "*", f"arn:aws:ec2:*:{ACCOUNT}:*/*", "arn:aws:ec2:eu-west-1:*:*/*", f"arn:aws:*:eu-west-1:{ACCOUNT}:*/*",
     f"{EC2}:*", f"{EC2}:*:*", f"{EC2}:*/*/*", f"arn:aws:ec2:eu-*:{ACCOUNT}:*/*", f"{EC2}:network-interface/*"])
+@attack("resource-wildcard-only-where-aws-requires-it")
 def test_interface_upkeep_on_more_than_the_documented_form_is_refused(resource):
     plan = identity_policies(allow("ec2:DeleteNetworkInterface", resource))
     assert messages(plan, "resource-wildcard-only-where-aws-requires-it") == in_every_kind(
@@ -179,6 +192,7 @@ def test_interface_upkeep_on_more_than_the_documented_form_is_refused(resource):
 
 @pytest.mark.parametrize("action", ["ec2:TerminateInstances", "ec2:CreateNetworkInterface", "ec2:DeleteSubnet",
                                     "dynamodb:DeleteTable"])
+@attack("resource-wildcard-only-where-aws-requires-it")
 def test_the_documented_form_excuses_only_lambdas_interface_upkeep(action):
     resource = f"arn:aws:{action.split(':')[0]}:eu-west-1:{ACCOUNT}:*/*"
     plan = identity_policies(allow(action, resource))
@@ -187,6 +201,7 @@ def test_the_documented_form_excuses_only_lambdas_interface_upkeep(action):
         "name the ARNs they need")
 
 
+@attack("resource-wildcard-only-where-aws-requires-it")
 def test_managing_every_interface_of_the_account_is_refused():
     plan = identity_policies(allow(["ec2:DeleteNetworkInterface", "ec2:CreateNetworkInterface"],
                                    f"{EC2}:network-interface/*"),
@@ -198,6 +213,7 @@ def test_managing_every_interface_of_the_account_is_refused():
         "lets these actions be scoped: name the ARNs they need"))
 
 
+@legitimate("resource-wildcard-only-where-aws-requires-it")
 def test_actions_without_resource_level_permissions_may_use_the_wildcard():
     plan = identity_policies(
         allow(["ecr:GetAuthorizationToken", "sts:GetCallerIdentity", "logs:DescribeLogGroups"], "*"),
@@ -270,6 +286,7 @@ def test_policies_written_elsewhere_cannot_be_judged_and_are_refused():
         "so its content cannot be judged")]
 
 
+@legitimate("attached-policies-from-the-stack-or-the-allow-list")
 def test_policies_of_the_stack_and_allow_listed_aws_policies_pass():
     def program():
         policy = aws.iam.Policy("table-read", policy=document(allow("dynamodb:GetItem")))
@@ -295,12 +312,14 @@ def role_trusting(*statements: dict) -> Plan:
     {"Principal": "*"}, {"Principal": {"AWS": "*"}},
     {"Principal": {"AWS": ["*"]}, "Condition": {"StringEquals": {"aws:PrincipalOrgID": "o-a1b2c3d4e5"}}},
     {"NotPrincipal": {"AWS": f"arn:aws:iam::{ACCOUNT}:role/intruder"}}], ids=["star", "aws", "with-condition", "not"])
+@attack("no-trust-policy-open-to-everyone")
 def test_roles_anyone_can_assume_are_refused(statement):
     plan = role_trusting({"Effect": "Allow", "Action": "sts:AssumeRole", **statement})
     assert messages(as_object(plan, "trusted", "assumeRolePolicy"), "no-trust-policy-open-to-everyone") == [
         "role trusted can be assumed by anyone: trust a named service or role ARN instead"]
 
 
+@legitimate("no-trust-policy-open-to-everyone")
 def test_roles_trusting_named_principals_pass():
     plan = role_trusting({"Effect": "Allow", "Action": "sts:AssumeRole",
                           "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:role/deployer"}},
@@ -316,6 +335,7 @@ def test_roles_trusting_named_principals_pass():
     ({"Service": "ecs-tasks.amazonaws.com"}, {"StringNotEquals": {"aws:SourceAccount": "444455556666"}}),
     ({"Service": "ecs-tasks.amazonaws.com"}, {"ArnLike": {"aws:SourceArn": "*"}}),
 ], ids=["none", "in-a-list", "if-exists", "negated", "any-arn"])
+@attack("ecs-task-trust-has-source-conditions")
 def test_ecs_task_trust_without_a_source_condition_is_refused(principal, condition):
     statement = {"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": principal}
     plan = role_trusting(statement | {"Condition": condition} if condition else statement)
@@ -329,6 +349,7 @@ def test_ecs_task_trust_without_a_source_condition_is_refused(principal, conditi
     {"ArnLike": {"aws:SourceArn": [f"arn:aws:ecs:eu-west-1:{ACCOUNT}:*"]}},
     {"ArnEquals": {"aws:sourcearn": f"arn:aws:ecs:eu-west-1:{ACCOUNT}:task/mcp/0123"}},
 ], ids=["account", "arn-like", "lower-case-key"])
+@legitimate("ecs-task-trust-has-source-conditions")
 def test_ecs_task_trust_pinned_to_the_source_passes(condition):
     plan = role_trusting(ECS_TRUST | {"Condition": condition},
                          {"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": "ecr.amazonaws.com"}})
@@ -353,6 +374,7 @@ def refused_roles(plan: Plan) -> list[str]:
     return sorted(m.split()[1] for m in messages(plan, "ecs-task-trust-has-source-conditions"))
 
 
+@attack("ecs-task-trust-has-source-conditions")
 def test_a_role_used_only_as_an_execution_role_needs_no_source_condition():
     plan = ecs_roles(("booking", "execution_role_arn", "arn", "exec-role"),
                      ("booking", "task_role_arn", "arn", "task-role"),
@@ -396,6 +418,7 @@ def test_at_a_first_preview_an_unguarded_role_cannot_be_judged_yet_and_says_so()
         ("advisory", "can't run policy 'ecs-task-trust-has-source-conditions' during preview")]
 
 
+@legitimate("ecs-task-trust-has-source-conditions")
 def test_task_definitions_are_not_read_when_every_ecs_role_pins_its_source():
     # So a first preview still checks a stack whose every ECS role is guarded.
     def program():
@@ -408,6 +431,10 @@ def test_task_definitions_are_not_read_when_every_ecs_role_pins_its_source():
 
 # -- what the estate's components build ---------------------------------------------------------------
 
+@legitimate("no-not-action-or-not-resource-allows")
+@legitimate("attached-policies-from-the-stack-or-the-allow-list")
+@legitimate("no-trust-policy-open-to-everyone")
+@legitimate("role-trust-admits-only-the-estate")
 def test_the_estates_roles_and_key_policies_pass_every_least_privilege_control():
     regions = ["eu-west-1", "us-east-1"]
     key = f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/mrk-0123456789abcdef0123456789abcdef"

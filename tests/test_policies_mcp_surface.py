@@ -12,6 +12,7 @@ from mcp_estate.contract.validate import parse_spec
 from mcp_estate.offline.fidelity import inspect_resource
 from mcp_estate.offline.runner import run_offline
 from conftest import Plan, stack_config
+from corpus import attack, legitimate
 
 POLICY = "mcp-surface-enforced-at-edge-and-origin"
 
@@ -40,6 +41,7 @@ def acls(resources: list[dict]) -> list[dict]:
     return [r for r in resources if r["type"] == "aws:wafv2/webAcl:WebAcl"]   # policies read outputs
 
 
+@legitimate("mcp-surface-enforced-at-edge-and-origin")
 def test_the_built_estate_passes(export):
     assert messages(export) == []
 
@@ -53,6 +55,7 @@ def test_the_built_estate_passes(export):
     (lambda rule: rule.update(expression=rule["expression"] + ' or http.host ne ""'), "an `or` outside"),
     (lambda rule: rule.update(expression="(" + rule["expression"] + " or true)"), "an `or` outside"),
 ])
+@attack("mcp-surface-enforced-at-edge-and-origin")
 def test_a_weakened_edge_rule_is_reported_and_the_origin_left_alone(export, change, fragment):
     resources = copy.deepcopy(export)
     change(edge_rule(resources))
@@ -62,6 +65,7 @@ def test_a_weakened_edge_rule_is_reported_and_the_origin_left_alone(export, chan
                for m in found), found
 
 
+@attack("mcp-surface-enforced-at-edge-and-origin")
 def test_an_origin_without_the_allowlist_is_reported(export):
     resources = copy.deepcopy(export)
     for acl in acls(resources):
@@ -70,6 +74,7 @@ def test_an_origin_without_the_allowlist_is_reported(export):
     assert found and all("no blocking rule on /booking/mcp comparing the mcp-name header" in m for m in found)
 
 
+@attack("mcp-surface-enforced-at-edge-and-origin")
 def test_an_origin_rule_set_to_count_is_reported(export):
     resources = copy.deepcopy(export)
     for acl in acls(resources):
@@ -79,6 +84,7 @@ def test_an_origin_rule_set_to_count_is_reported(export):
     assert any("no blocking rule on /booking/mcp" in m for m in messages(resources))
 
 
+@attack("mcp-surface-enforced-at-edge-and-origin")
 def test_a_rate_limit_on_another_path_is_reported(export):
     resources = copy.deepcopy(export)
     assert messages(resources) == []
@@ -93,6 +99,7 @@ def test_a_rate_limit_on_another_path_is_reported(export):
     assert found and all("no blocking rate-based rule on /booking/mcp" in m for m in found), found
 
 
+@attack("mcp-surface-enforced-at-edge-and-origin")
 def test_an_edge_rate_limit_on_another_path_is_reported(export):
     resources = copy.deepcopy(export)
     ruleset = next(r for r in resources if r["type"] == "cloudflare:index/ruleset:Ruleset"
@@ -101,3 +108,23 @@ def test_an_edge_rate_limit_on_another_path_is_reported(export):
         rule["expression"] = rule["expression"].replace("/booking/mcp", "/other/mcp")
     assert messages(resources) == ["No enabled blocking Cloudflare rate limit covers /booking/mcp: a flood reaches "
                                    "the origin unthrottled; restore the Edge's rate limiting rules"]
+
+
+
+@legitimate("mcp-surface-enforced-at-edge-and-origin")
+def test_the_same_edge_rules_in_another_order_pass(export):
+    resources = copy.deepcopy(export)
+    for ruleset in (r for r in resources if r["type"] == "cloudflare:index/ruleset:Ruleset"):
+        for key in ("inputs", "outputs"):
+            ruleset[key]["rules"] = list(reversed(ruleset[key]["rules"]))
+    assert messages(resources) == []
+
+
+@pytest.mark.xfail(strict=True, reason="open bypass (issue 12 audit): the control checks the edge rule's shape "
+                   "(enabled, blocking, lowercase keys, no top-level `or`), not that it equals the rule the spec "
+                   "generates, so an `and` exempting a client passes; the origin AWS WAF rule still enforces")
+def test_an_edge_rule_exempting_one_client_is_reported(export):
+    resources = copy.deepcopy(export)
+    rule = edge_rule(resources)
+    rule["expression"] = "(" + rule["expression"] + ") and not ip.src in {203.0.113.7}"
+    assert messages(resources)

@@ -17,6 +17,7 @@ from mcp_estate.components.region_compute import RegionCompute, RegionComputeArg
 from mcp_estate.components.region_network import RegionNetwork, RegionNetworkArgs
 from mcp_estate.offline.mocks import CLOUDFLARE_IPV4, CLOUDFLARE_IPV6
 from mcp_estate.policies.private_networking import is_world
+from corpus import attack, legitimate
 from conftest import ACCOUNT, Plan, as_object, run_program, violations
 
 VPC = "vpc-0a1b2c3d4e5f60718"
@@ -74,6 +75,7 @@ OPEN_INGRESS = {
 
 
 @pytest.mark.parametrize("shape", sorted(OPEN_INGRESS))
+@attack("no-ingress-from-the-internet")
 def test_every_way_of_admitting_the_whole_internet_is_refused(shape):
     program, exposure = OPEN_INGRESS[shape]
     assert messages("no-ingress-from-the-internet", program) == [exposure + FIX_INGRESS]
@@ -83,6 +85,7 @@ def test_every_way_of_admitting_the_whole_internet_is_refused(shape):
     ([{"cidr": "173.245.48.0/20"}, {"cidr": "0.0.0.0/0", "description": "temporary"}], "0.0.0.0/0 (open), the whole"),
     ([{"cidr": "0.0.0.0/2"}, {"cidr": "64.0.0.0/2"}, {"cidr": "128.0.0.0/2"}, {"cidr": "192.0.0.0/2"}],
      "0.0.0.0/2 (open), 64.0.0.0/2 (open), 128.0.0.0/2 (open), 192.0.0.0/2 (open), together the whole")])
+@attack("no-ingress-from-the-internet")
 def test_a_prefix_list_listing_the_internet_is_refused(entries, shown):
     def program():
         aws.ec2.ManagedPrefixList("open", name="partners", address_family="IPv4", max_entries=4, entries=entries)
@@ -90,6 +93,7 @@ def test_a_prefix_list_listing_the_internet_is_refused(entries, shown):
         f"managed prefix list open lists {shown} internet: list only known ranges (Cloudflare's)"]
 
 
+@attack("no-ingress-from-the-internet")
 def test_prefix_list_entries_of_one_list_are_combined():
     def program():
         ranges = aws.ec2.ManagedPrefixList("partners", name="partners", address_family="IPv4", max_entries=3,
@@ -101,6 +105,7 @@ def test_prefix_list_entries_of_one_list_are_combined():
                      "128.0.0.0/1 (rest), together the whole internet: list only known ranges (Cloudflare's)")
 
 
+@legitimate("no-ingress-from-the-internet")
 def test_security_groups_admitting_known_sources_pass():
     def program():
         aws.ec2.SecurityGroup("alb", vpc_id=VPC, ingress=[
@@ -161,11 +166,13 @@ def ipv6_over_rules():
     (ipv6_over_rules, f"security group {SG} admits 2000::/4 (low), 3000::/4 (high), together the whole internet"),
     (through_two_half_prefix_lists, f"security group {SG} admits 0.0.0.0/1 (half-0), 128.0.0.0/1 (half-1), "
                                     "together the whole internet")])
+@attack("no-ingress-from-the-internet")
 def test_ranges_split_over_several_resources_are_combined_per_security_group(program, exposure):
     # (each half-internet prefix list is refused on its own too, as a large part of the internet)
     assert exposure + FIX_INGRESS in messages("no-ingress-from-the-internet", program)
 
 
+@attack("no-ingress-from-the-internet")
 def test_all_public_addresses_without_the_private_ranges_is_still_the_internet():
     [found] = messages("no-ingress-from-the-internet", all_but_the_private_ranges)
     assert found.startswith(f"security group {SG} admits 0.0.0.0/5 (part-4), 8.0.0.0/7 (part-6), "
@@ -173,6 +180,7 @@ def test_all_public_addresses_without_the_private_ranges_is_still_the_internet()
         found.endswith("together the whole internet" + FIX_INGRESS)
 
 
+@legitimate("no-ingress-from-the-internet")
 def test_halves_in_two_different_security_groups_are_not_combined():
     def program():
         aws.vpc.SecurityGroupIngressRule("low", security_group_id=SG, ip_protocol="tcp", from_port=443, to_port=443,
@@ -182,6 +190,7 @@ def test_halves_in_two_different_security_groups_are_not_combined():
     assert messages("no-ingress-from-the-internet", program) == []
 
 
+@attack("no-ingress-from-the-internet")
 def test_what_cannot_be_judged_is_reported():
     def program():
         aws.vpc.SecurityGroupIngressRule("odd", security_group_id=SG, ip_protocol="tcp", from_port=443,
@@ -229,11 +238,13 @@ OPEN_EGRESS = {
 
 
 @pytest.mark.parametrize("shape", sorted(OPEN_EGRESS))
+@attack("no-egress-to-the-internet")
 def test_every_way_of_allowing_egress_to_the_whole_internet_is_refused(shape):
     program, exposure = OPEN_EGRESS[shape]
     assert messages("no-egress-to-the-internet", program) == [exposure + FIX_EGRESS]
 
 
+@legitimate("no-egress-to-the-internet")
 def test_egress_to_partners_endpoints_and_groups_passes():
     def program():
         aws.ec2.SecurityGroup("tasks", vpc_id=VPC, egress=[
@@ -250,6 +261,7 @@ def test_egress_to_partners_endpoints_and_groups_passes():
     assert messages("no-egress-to-the-internet", program, ALLOW_PL) == []
 
 
+@legitimate("no-egress-to-the-internet")
 def test_egress_to_a_gateway_endpoints_prefix_list_passes_without_config():
     def program():
         endpoint = aws.ec2.VpcEndpoint("s3", vpc_id=VPC, service_name="com.amazonaws.eu-west-1.s3",
@@ -267,6 +279,7 @@ def ecs_service(name: str, **network):
                            desired_count=2, network_configuration={"subnets": SUBNETS, **network})
 
 
+@attack("ecs-services-without-public-ips")
 def test_ecs_services_and_task_sets_with_public_ips_are_refused():
     def program():
         ecs_service("public", assign_public_ip=True)
@@ -279,6 +292,7 @@ def test_ecs_services_and_task_sets_with_public_ips_are_refused():
         "tasks in private subnets reach AWS through VPC endpoints"]
 
 
+@legitimate("ecs-services-without-public-ips")
 def test_ecs_services_without_public_ips_pass():
     def program():
         ecs_service("private", assign_public_ip=False)
@@ -288,6 +302,7 @@ def test_ecs_services_without_public_ips_pass():
 
 # -- databases-not-publicly-accessible ------------------------------------------------------------------
 
+@attack("databases-not-publicly-accessible")
 def test_publicly_accessible_databases_are_refused():
     def program():
         aws.rds.Instance("orders", engine="postgres", instance_class="db.t4g.micro", allocated_storage=20,
@@ -310,6 +325,7 @@ def test_publicly_accessible_databases_are_refused():
         "Redshift cluster warehouse is publicly accessible: set publicly_accessible=False"]
 
 
+@legitimate("databases-not-publicly-accessible")
 def test_private_databases_pass():
     def program():
         aws.rds.Instance("orders", engine="postgres", instance_class="db.t4g.micro", allocated_storage=20)
@@ -323,6 +339,7 @@ def test_private_databases_pass():
 
 # -- instances-without-public-ips ----------------------------------------------------------------------
 
+@attack("instances-without-public-ips")
 def test_every_way_of_giving_a_machine_a_public_ip_is_refused():
     def program():
         aws.ec2.Instance("bastion", ami="ami-0123456789abcdef0", instance_type="t3.micro",
@@ -345,6 +362,7 @@ def test_every_way_of_giving_a_machine_a_public_ip_is_refused():
         "subnet public gives a machine a public IP address: set map_public_ip_on_launch=False"]
 
 
+@legitimate("instances-without-public-ips")
 def test_machines_without_public_ips_pass():
     def program():
         aws.ec2.Instance("worker", ami="ami-0123456789abcdef0", instance_type="t3.micro", subnet_id=SUBNETS[0],
@@ -358,6 +376,7 @@ def test_machines_without_public_ips_pass():
 
 # -- function-urls-require-auth ---------------------------------------------------------------------------
 
+@attack("function-urls-require-auth")
 def test_function_urls_without_auth_are_refused_and_iam_auth_passes():
     def program():
         aws.lambda_.FunctionUrl("open", function_name="booking-webhook", authorization_type="NONE")
@@ -407,6 +426,7 @@ def everyone_reads(action: str, resource: str = "*", condition: dict | None = No
                                                                else found]})
 
 
+@attack("resource-policies-not-open-to-everyone")
 def test_every_kind_of_resource_policy_open_to_everyone_is_refused():
     secret = f"arn:aws:secretsmanager:eu-west-1:{ACCOUNT}:secret:mcp/booking-AbCdEf"
 
@@ -438,6 +458,7 @@ def test_every_kind_of_resource_policy_open_to_everyone_is_refused():
         "source_arn or source_account"])
 
 
+@legitimate("resource-policies-not-open-to-everyone")
 def test_resource_policies_pinned_to_the_account_or_a_source_pass():
     def program():
         aws.kms.Key("key", policy=everyone_reads("kms:Decrypt", condition={
@@ -453,6 +474,7 @@ def test_resource_policies_pinned_to_the_account_or_a_source_pass():
     assert messages("resource-policies-not-open-to-everyone", program) == []
 
 
+@legitimate("resource-policies-not-open-to-everyone")
 def test_bucket_policies_naming_who_or_denying_pass():
     plan = bucket_policy_plan(
         statement({"AWS": "arn:aws:iam::111122223333:role/exporter"}),
@@ -466,6 +488,7 @@ def test_bucket_policies_naming_who_or_denying_pass():
 
 # -- origin-dns-records-proxied ----------------------------------------------------------------------------
 
+@attack("origin-dns-records-proxied")
 def test_dns_only_records_exposing_an_origin_are_refused():
     def program():
         cloudflare.DnsRecord("origin-eu", zone_id=ZONE, name="eu.origin.example.travel", type="CNAME", ttl=1,
@@ -483,6 +506,7 @@ def test_dns_only_records_exposing_an_origin_are_refused():
         "traffic bypasses Cloudflare's WAF; set proxied=True"]
 
 
+@attack("origin-dns-records-proxied")
 def test_a_dns_only_record_named_like_a_validation_record_but_pointing_at_an_origin_is_refused():
     def program():
         cloudflare.DnsRecord("hidden", zone_id=ZONE, name="_origin.example.travel", type="CNAME", ttl=1,
@@ -496,6 +520,7 @@ def test_a_dns_only_record_named_like_a_validation_record_but_pointing_at_an_ori
         "traffic bypasses Cloudflare's WAF; set proxied=True"]
 
 
+@legitimate("origin-dns-records-proxied")
 def test_validation_and_dkim_records_stay_dns_only():
     def program():
         cloudflare.DnsRecord("acm-dot", zone_id=ZONE, name="_3f2a.mcp.example.travel", type="CNAME", ttl=60,
@@ -505,6 +530,7 @@ def test_validation_and_dkim_records_stay_dns_only():
     assert messages("origin-dns-records-proxied", program) == []
 
 
+@legitimate("origin-dns-records-proxied")
 def test_proxied_records_validation_records_and_non_address_records_pass():
     def program():
         cloudflare.DnsRecord("origin", zone_id=ZONE, name="eu.origin.example.travel", type="CNAME", ttl=1,
@@ -521,6 +547,7 @@ def test_proxied_records_validation_records_and_non_address_records_pass():
 @pytest.mark.parametrize("target", [
     "abc123.execute-api.eu-west-1.amazonaws.com", "a1b2c3d4e5f6g7.awsglobalaccelerator.com", "d111111abcdef8.cloudfront.net",
     "abcdefghij.lambda-url.eu-west-1.on.aws", "MCP-EU-WEST-1-ALB-1234.EU-WEST-1.ELB.AMAZONAWS.COM."])
+@attack("origin-dns-records-proxied")
 def test_a_dns_only_cname_into_any_aws_endpoint_domain_is_refused_in_any_spelling(target):
     def program():
         cloudflare.DnsRecord("side-door", zone_id=ZONE, name="api.example.travel", type="CNAME", ttl=1,
@@ -530,6 +557,7 @@ def test_a_dns_only_cname_into_any_aws_endpoint_domain_is_refused_in_any_spellin
         "traffic bypasses Cloudflare's WAF; set proxied=True"]
 
 
+@legitimate("origin-dns-records-proxied")
 def test_dns_only_cnames_that_point_at_no_origin_pass():
     def program():   # a status page, an ACME delegation to a DNS-01 helper zone
         cloudflare.DnsRecord("status", zone_id=ZONE, name="status.example.travel", type="CNAME", ttl=300,
@@ -539,6 +567,7 @@ def test_dns_only_cnames_that_point_at_no_origin_pass():
     assert messages("origin-dns-records-proxied", program) == []
 
 
+@attack("origin-dns-records-proxied")
 def test_a_dns_only_public_address_passes_only_when_the_config_names_it_with_a_reason():
     def program():
         cloudflare.DnsRecord("status", zone_id=ZONE, name="status.example.travel", type="A", ttl=300,

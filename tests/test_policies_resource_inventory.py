@@ -9,6 +9,7 @@ import pulumi_cloudflare as cloudflare
 import pytest
 
 from mcp_estate.policies.resource_inventory import KNOWN_TYPES
+from corpus import attack, legitimate
 from conftest import run_program, violations
 
 TYPES = "production-resource-types-reviewed"
@@ -46,6 +47,7 @@ def unreviewed():
     aws.opensearch.Domain("search", domain_name="search")
 
 
+@attack("production-resource-types-reviewed")
 def test_an_unreviewed_type_is_refused_in_prod_whatever_its_tag_says():
     config = {TYPES: {"environment": "prod"}}
     assert [m.split(" is a ")[0] for m in found(unreviewed, TYPES, config)] == ["api", "jobs", "search"]
@@ -80,6 +82,7 @@ def ways_in():
     cloudflare.WorkersRoute("worker", zone_id=ZONE, pattern="*example.travel/*", script="shim")
 
 
+@attack("no-unauthenticated-endpoints-beside-the-edge")
 def test_every_other_way_in_is_refused():
     assert [m.split(" (")[0] for m in found(ways_in, WAYS_IN, HOST)] == [
         "broker", "ci", "ci-key", "nlb", "open-route", "runner", "search", "worker"]
@@ -98,10 +101,12 @@ def safe_neighbours():
     cloudflare.WorkersRoute("status-worker", zone_id=ZONE, pattern="status.example.travel/*", script="status")
 
 
+@legitimate("no-unauthenticated-endpoints-beside-the-edge")
 def test_private_or_authenticated_neighbours_and_workers_elsewhere_pass():
     assert found(safe_neighbours, WAYS_IN, HOST) == []
 
 
+@attack("no-unauthenticated-endpoints-beside-the-edge")
 def test_a_worker_route_cannot_be_judged_without_the_hostname():
     assert found(safe_neighbours, WAYS_IN, None) == [
         "status-worker (WorkersRoute) is a Worker route, and the pack config gives no hostname to tell whether it "

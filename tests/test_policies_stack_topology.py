@@ -10,6 +10,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_cloudflare as cloudflare
 import pytest
+from corpus import attack, legitimate
 from conftest import (
     ACCOUNT,
     Plan,
@@ -72,6 +73,7 @@ def shipped(request) -> Shipped:
 
 
 @pytest.mark.parametrize("policy", [ROUTED, RESIDENCY, SURVIVE])
+@legitimate(param="policy")
 def test_the_shipped_stacks_pass_every_topology_policy(shipped, policy):
     assert found(shipped.plan, policy, spec_config(shipped.spec)) == []
 
@@ -139,6 +141,7 @@ def test_an_estate_built_from_a_spec_is_routed_protected_replicated_and_resident
     assert found(built, RESIDENCY, spec_config(parse_spec(SPEC))) == []
 
 
+@attack("regions-survive-the-loss-of-any-one")
 def test_a_peak_the_other_regions_cannot_carry_names_the_lost_region_and_the_shortfall(built):
     assert sorted(m for m in found(built, SURVIVE) if "group eu" in m) == [   # booking's 10 is enough
         "Losing eu-central-1 leaves loyalty in group eu 4 tasks of capacity (eu-west-1 max 4), 2 short of the "
@@ -147,11 +150,20 @@ def test_a_peak_the_other_regions_cannot_carry_names_the_lost_region_and_the_sho
         "declared peak of 6: raise servers[loyalty].scaling.max or run loyalty in another region of the group"]
 
 
+@attack("regions-survive-the-loss-of-any-one")
 def test_a_group_of_one_region_survives_its_loss_only_with_a_peak_of_zero(built):
     assert [m for m in found(built, SURVIVE) if "group eu" not in m] == [   # booking's peak is 0
         "loyalty runs only in us-east-1 of group americas: losing it leaves no capacity for the declared peak of "
         "4 tasks; run loyalty in a second region of the group"]
 
+
+
+@legitimate("regions-survive-the-loss-of-any-one")
+def test_peaks_each_region_of_the_group_can_carry_alone_pass():
+    spec = copy.deepcopy(SPEC)
+    spec["residency_groups"][0]["peak_tasks"] = {"booking": 0, "loyalty": 0}
+    spec["residency_groups"][1]["peak_tasks"] = {"booking": 10, "loyalty": 4}   # each EU region runs 4 at most
+    assert found(estate_of(parse_spec(spec)), SURVIVE) == []
 
 # -- hand-built estates: what the spec cannot produce ---------------------------------------------
 
@@ -229,18 +241,21 @@ def test_a_hand_built_compliant_estate_passes(compliant):
     assert found(compliant, RESIDENCY) == []
 
 
+@attack("every-serving-region-is-routed-protected-and-replicated")
 def test_a_serving_region_without_a_waf_on_its_alb_is_reported():
     assert found(hand_built(waf=("us-east-1", "eu-west-1")), ROUTED) == [
         "Region eu-central-1 (running booking) is served by ALB alb-eu-central-1 without a WAF: associate a web "
         "ACL with it (aws.wafv2.WebAclAssociation, resource_arn=the ALB's arn)"]
 
 
+@attack("every-serving-region-is-routed-protected-and-replicated")
 def test_a_serving_region_with_only_an_internal_alb_is_unreachable():
     assert found(hand_built(internal=("us-east-1",)), ROUTED) == [
         "Region us-east-1 (running booking) has no internet-facing ALB tagged mcp-estate:region=us-east-1: "
         "Cloudflare cannot reach its servers"]
 
 
+@attack("every-serving-region-is-routed-protected-and-replicated")
 def test_a_serving_region_whose_alb_no_pool_points_at_is_not_routed():
     [message] = found(hand_built(origins={"eu-central-1": "partner.example.com"},
                                  last_resort={"origins": ["eu-west-1"]}), ROUTED)
@@ -248,6 +263,7 @@ def test_a_serving_region_whose_alb_no_pool_points_at_is_not_routed():
                               "is its ALB (alb-eu-central-1")
 
 
+@attack("every-serving-region-is-routed-protected-and-replicated")
 def test_a_pool_no_load_balancer_routes_to_leaves_its_region_unrouted():
     def without_central(pools):   # the eu-central-1 pool exists but nothing routes to it
         eu = [pools["eu-west-1"], pools["eu-last"]]
@@ -257,18 +273,21 @@ def test_a_pool_no_load_balancer_routes_to_leaves_its_region_unrouted():
         "add it to the load balancer's pools"]
 
 
+@attack("every-serving-region-is-routed-protected-and-replicated")
 def test_a_serving_region_without_a_copy_of_its_groups_state_is_reported():
     messages = found(hand_built(replicas={"eu": []}), ROUTED)
     assert messages == ["Region eu-central-1 (running booking): state table eu-state of group eu has no copy there "
                         "(only in eu-west-1): add a replica in eu-central-1, or a failover loses its sessions"]
 
 
+@attack("strict-residency-stays-in-its-group")
 def test_a_strict_table_replicated_outside_its_group_is_reported():
     messages = found(hand_built(replicas={"eu": ["eu-central-1", "us-east-1"]}), RESIDENCY)
     assert messages == ["State table eu-state has copies in strict group eu (eu-central-1, eu-west-1) and outside "
                         "it (us-east-1): remove the copies outside the group's regions (eu-central-1, eu-west-1)"]
 
 
+@attack("strict-residency-stays-in-its-group")
 def test_without_the_config_a_strict_table_that_does_not_record_its_countries_is_reported():
     assert found(hand_built(countries=()), RESIDENCY, config={}) == [
         "The pack config gives no residencyGroups, so which groups are strict, and where, is read from "
@@ -278,6 +297,7 @@ def test_without_the_config_a_strict_table_that_does_not_record_its_countries_is
         "mcp-estate:countries), so their routing cannot be checked"]
 
 
+@attack("strict-residency-stays-in-its-group")
 def test_with_the_config_the_countries_come_from_it_and_a_tag_that_disagrees_is_reported():
     assert found(hand_built(countries=()), RESIDENCY) == []   # the config's DE and FR are routed right
     assert found(hand_built(countries=("DE",)), RESIDENCY) == [
@@ -285,6 +305,7 @@ def test_with_the_config_the_countries_come_from_it_and_a_tag_that_disagrees_is_
         "config decides; correct the tag"]
 
 
+@attack("strict-residency-stays-in-its-group")
 def test_a_table_replica_resource_outside_a_strict_group_is_a_copy_there():
     def program(extra_region="us-east-1"):
         home = aws.Provider("aws-eu-west-1", region="eu-west-1")
@@ -300,12 +321,14 @@ def test_a_table_replica_resource_outside_a_strict_group_is_a_copy_there():
         "copies outside the group's regions (eu-central-1, eu-west-1)"]
 
 
+@legitimate("every-serving-region-is-routed-protected-and-replicated")
 def test_a_table_replica_resource_is_the_copy_a_serving_region_needs():
     assert found(hand_built(replicas={"eu": []}, replica_resources={"eu": ["eu-central-1"]}), ROUTED) == []
 
 
 # -- strict countries: attacks that leak them must fail ---------------------------------------------
 
+@attack("strict-residency-stays-in-its-group")
 def test_a_strict_country_routed_to_a_pool_outside_the_group_is_reported():
     def de_fails_over_to_us(pools):
         eu = [pools["eu-west-1"], pools["eu-central-1"], pools["eu-last"]]
@@ -315,6 +338,7 @@ def test_a_strict_country_routed_to_a_pool_outside_the_group_is_reported():
     assert message.endswith("mcp-test-us-east-1 (us-east-1): route them only to the group's pools")
 
 
+@attack("strict-residency-stays-in-its-group")
 def test_a_strict_country_without_its_own_route_is_reported():
     def no_entry_for_fr(pools):   # FR falls to the region pools, then to the default pools
         return {"country_pools": {"US": [pools["us-east-1"]], "DE": [pools["eu-west-1"], pools["eu-last"]]}}
@@ -323,6 +347,7 @@ def test_a_strict_country_without_its_own_route_is_reported():
         "region or default pools, outside the group"]
 
 
+@attack("strict-residency-stays-in-its-group")
 def test_a_country_code_in_another_spelling_is_no_route_for_the_strict_country():
     def lowercase_fr(pools):   # Cloudflare's country codes are upper case: "fr" maps no visitor of FR
         eu = [pools["eu-west-1"], pools["eu-central-1"], pools["eu-last"]]
@@ -354,12 +379,14 @@ RUNS_OUT = ("which can be unhealthy: when all its pools are, geo steering sends 
      {"origins": [("eu-west-1", False), ("eu-central-1", False)]}, ("eu-last",)),
     ("an unmonitored pool of the group before a monitored last one", None, ("eu-last", "eu-west-1")),
 ])
+@attack("strict-residency-stays-in-its-group")
 def test_a_strict_countrys_list_that_can_run_out_of_pools_is_reported(attack, last_resort, last):
     messages = found(hand_built(last_resort=last_resort, load_balancer=ends_with(*last)), RESIDENCY)
     assert len(messages) == 2 and [m.split("'s countryPools for ")[1][:2] for m in messages] == ["DE", "FR"], attack
     assert all(m.endswith(RUNS_OUT) for m in messages), (attack, messages)
 
 
+@attack("strict-residency-stays-in-its-group")
 def test_a_last_resort_outside_the_group_is_reported():
     # An unmonitored pool is always used: one in us-east-1 would take DE and FR there, not keep them home.
     plan = hand_built(last_resort={"origins": ["us-east-1"]})
@@ -368,6 +395,7 @@ def test_a_last_resort_outside_the_group_is_reported():
         "Cloudflare load balancer lb sends FR visitors (strict group eu)"]
 
 
+@attack("strict-residency-stays-in-its-group")
 def test_a_pool_whose_origins_span_residency_groups_leads_outside_the_strict_group():
     plan = hand_built(last_resort={"origins": ["eu-west-1", "us-east-1"]})
     messages = found(plan, RESIDENCY)
@@ -376,6 +404,7 @@ def test_a_pool_whose_origins_span_residency_groups_leads_outside_the_strict_gro
                for m in messages), messages
 
 
+@attack("strict-residency-stays-in-its-group")
 def test_a_pool_leads_where_its_origin_is_whatever_its_name_says():
     # mcp-test-eu-central-1 has the us-east-1 ALB as its origin: DE and FR visitors would leave the group.
     messages = found(hand_built(origins={"eu-central-1": "us-east-1"}), RESIDENCY)
@@ -398,6 +427,7 @@ def test_a_pool_whose_origin_is_no_alb_of_the_estate_leads_outside_whatever_its_
     assert unrouted.startswith("Region eu-central-1 (running booking) has no enabled Cloudflare pool")
 
 
+@legitimate("strict-residency-stays-in-its-group")
 def test_a_pool_without_origins_leads_where_its_name_says():
     assert found(hand_built(origins={"eu-central-1": None}), RESIDENCY) == []
 
@@ -408,6 +438,7 @@ def test_a_pool_without_origins_leads_where_its_name_says():
     ("through its regionPools", lambda us, eu: {"region_pools": {"ENAM": [us, eu]}}),
     ("sends US visitors into", lambda us, eu: {"country_pools": {"US": [us, eu], "DE": [eu], "FR": [eu]}}),
 ])
+@attack("strict-residency-stays-in-its-group")
 def test_no_route_for_other_visitors_reaches_a_strict_pool(route, into_eu):
     messages = found(hand_built(load_balancer=lambda pools: into_eu(pools["us-east-1"], pools["eu-last"])),
                      RESIDENCY)
@@ -415,6 +446,7 @@ def test_no_route_for_other_visitors_reaches_a_strict_pool(route, into_eu):
 
 
 @pytest.mark.parametrize("pops", [{"FRA": ["us-east-1"]}, {"FRA": ["eu-west-1", "eu-last"]}])
+@attack("strict-residency-stays-in-its-group")
 def test_a_data_center_mapping_is_reported_whatever_it_maps_to(pops):
     # PoP steering takes precedence over countryPools, and a data center serves visitors of any country.
     def with_pops(pools):
@@ -426,12 +458,14 @@ def test_a_data_center_mapping_is_reported_whatever_it_maps_to(pops):
 
 
 @pytest.mark.parametrize("steering", ["off", "dynamic_latency", "proximity", "random"])
+@attack("strict-residency-stays-in-its-group")
 def test_a_steering_policy_that_ignores_country_pools_is_reported(steering):
     assert found(hand_built(load_balancer=lambda pools: {"steering_policy": steering}), RESIDENCY) == [
         f"Cloudflare load balancer lb steers by '{steering}', which ignores countryPools: set "
         "steering_policy='geo' so strict group eu's countries stay on its pools"]
 
 
+@attack("strict-residency-stays-in-its-group")
 def test_the_former_residency_rule_is_reported_twice_over():
     # `ip.src.country` is no documented load-balancing-rule field, and rules do not work with geo steering.
     def old_rule(pools):
@@ -448,6 +482,7 @@ def test_the_former_residency_rule_is_reported_twice_over():
         "visitors stay in the group: remove the rule"]
 
 
+@attack("strict-residency-stays-in-its-group")
 def test_a_rule_on_documented_fields_that_moves_visitors_is_reported():
     def beta(pools):
         return {"rules": [
@@ -461,6 +496,7 @@ def test_a_rule_on_documented_fields_that_moves_visitors_is_reported():
         "Cloudflare load balancer lb's rule 'stop' terminates"]
 
 
+@legitimate("strict-residency-stays-in-its-group")
 def test_a_rule_that_only_answers_itself_or_keeps_affinity_passes():
     def harmless(pools):
         return {"rules": [
@@ -480,6 +516,7 @@ def test_a_rule_that_only_answers_itself_or_keeps_affinity_passes():
     ("a last resort on the primary's ALB alone", {"origins": ["eu-west-1"]},
      lambda p: [p["eu-west-1"], p["eu-central-1"], p["eu-last"]]),
 ])
+@legitimate("strict-residency-stays-in-its-group")
 def test_legitimate_routes_of_a_strict_country_pass(change, last_resort, routing):
     def route(pools):
         return {"country_pools": {"US": [pools["us-east-1"]], "DE": routing(pools), "FR": routing(pools)}}
@@ -501,6 +538,7 @@ def test_adding_a_region_to_the_strict_group_keeps_it_resident():
     assert [o["name"] for o in last_resort.inputs["origins"]] == ["eu-west-1", "eu-central-1", "eu-west-3"]
 
 
+@attack("regions-survive-the-loss-of-any-one")
 def test_an_unreadable_peak_is_reported():
     def program():
         aws.appautoscaling.Target("booking-us-east-1-scaling", min_capacity=2, max_capacity=30,
@@ -579,6 +617,7 @@ def test_retagging_a_foreign_alb_into_the_group_does_not_make_its_pool_resident(
     assert any("mcp-test-eu-central-1 (us-east-1)" in m for m in messages), messages
 
 
+@attack("strict-residency-stays-in-its-group")
 def test_the_config_alone_makes_a_group_strict_whatever_the_tags_say():
     relaxed = {RESIDENCY: {"residencyGroups": {**HAND_GROUPS, "eu": {**HAND_GROUPS["eu"], "strict": False}}}}
     messages = judged([r.export() for r in hand_built(load_balancer=de_to_us).resources], relaxed)
@@ -702,6 +741,7 @@ def test_reordering_the_strict_groups_region_list_passes_and_another_region_into
     assert "through its regionPools.ENAM: keep the group's pools out of it" in message
 
 
+@attack("strict-residency-stays-in-its-group")
 def test_adding_a_country_to_the_strict_group_extends_the_guard():
     spec = copy.deepcopy(SPEC)
     spec["residency_groups"][1]["countries"] = ["FR", "DE", "IE", "PT", "AT", "BE"]

@@ -8,6 +8,7 @@ import pulumi
 import pulumi_aws as aws
 import pytest
 
+from corpus import attack, legitimate
 from conftest import ACCOUNT, run_program, run_with_planted_fault, violations
 
 DIGEST = "sha256:" + "ab" * 32
@@ -32,6 +33,7 @@ def found(program, policy: str, config: dict | None = None) -> list[str]:
 # -- images-pinned-by-digest ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("image", [PINNED, f"{ECR}/mcp/booking:1.4.2@{DIGEST}"])
+@legitimate("images-pinned-by-digest")
 def test_an_image_pinned_by_full_digest_passes_with_or_without_a_tag(image):
     assert found(lambda: task(image), "images-pinned-by-digest") == []
 
@@ -42,17 +44,20 @@ def test_an_image_pinned_by_full_digest_passes_with_or_without_a_tag(image):
     (f"{ECR}/mcp/booking@sha256:abcdef", "not a full sha256 digest"),
     (f"{ECR}/mcp/booking@{DIGEST.upper().replace('SHA256', 'sha256')}", "not a full sha256 digest"),
 ])
+@attack("images-pinned-by-digest")
 def test_a_tag_a_bare_name_or_a_short_digest_is_not_pinned(image, reason):
     [message] = found(lambda: task(image), "images-pinned-by-digest")
     assert message.startswith("Task definition booking-task, container c0: image")
     assert reason in message and "@sha256:<64 hex digest>" in message
 
 
+@attack("images-pinned-by-digest")
 def test_a_sidecar_with_a_tag_is_reported_even_when_the_server_is_pinned():
     [message] = found(lambda: task(PINNED, f"{ECR}/mcp/otel-collector:0.98"), "images-pinned-by-digest")
     assert "container c1" in message and "otel-collector:0.98" in message
 
 
+@attack("images-pinned-by-digest")
 def test_a_container_image_lambda_function_is_pinned_by_digest_too():
     def program():
         role = "arn:aws:iam::111122223333:role/fn"
@@ -62,6 +67,7 @@ def test_a_container_image_lambda_function_is_pinned_by_digest_too():
     assert message.startswith("Lambda function tagged-fn: image") and "pinned by a tag only" in message
 
 
+@attack("images-pinned-by-digest")
 def test_unreadable_container_definitions_are_reported_not_passed():
     def program():
         aws.ecs.TaskDefinition("broken-task", family="broken", container_definitions="not json")
@@ -73,6 +79,7 @@ def test_unreadable_container_definitions_are_reported_not_passed():
 
 # -- images-from-allowed-registries ------------------------------------------------------------------
 
+@attack("images-from-allowed-registries")
 def test_without_config_or_provider_accounts_a_private_ecr_image_cannot_be_judged():
     # Another account's ECR is as foreign as Docker Hub: with nothing naming the estate's account,
     # allowing any private ECR would let it through.
@@ -90,18 +97,21 @@ def test_without_config_or_provider_accounts_a_private_ecr_image_cannot_be_judge
     (f"public.ecr.aws/acme/mcp-booking@{DIGEST}", "public.ecr.aws"),
     (f"quay.io/acme/mcp-booking@{DIGEST}", "quay.io"),
 ])
+@attack("images-from-allowed-registries")
 def test_images_from_public_registries_are_reported(image, host):
     [message] = found(lambda: task(image), "images-from-allowed-registries")
     assert f"container c0: image '{image}' comes from the public registry {host}" in message
     assert "allowed: the estate's private ECR (set allowedRegistries to name it)" in message
 
 
+@attack("images-from-allowed-registries")
 def test_a_host_that_only_looks_like_ecr_is_not_allowed():
     image = f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com.attacker.example/mcp/booking@{DIGEST}"
     [message] = found(lambda: task(image), "images-from-allowed-registries")
     assert "comes from the registry 111122223333.dkr.ecr.eu-west-1.amazonaws.com.attacker.example" in message
 
 
+@attack("images-from-allowed-registries")
 def test_configured_registries_allow_exact_hosts_and_account_prefixes_only():
     config = {"images-from-allowed-registries": {"allowedRegistries": [
         "111122223333.dkr.ecr.", "registry.example.travel"]}}
@@ -116,12 +126,14 @@ def test_configured_registries_allow_exact_hosts_and_account_prefixes_only():
     assert "allowed: allowedRegistries ['111122223333.dkr.ecr.', 'registry.example.travel']" in messages[0]
 
 
+@attack("images-from-allowed-registries")
 def test_a_bare_account_id_allows_that_accounts_ecr_in_every_region():
     config = {"images-from-allowed-registries": {"allowedRegistries": [ACCOUNT]}}
     messages = found(lambda: task(PINNED, OTHER_ACCOUNT_IMAGE), "images-from-allowed-registries", config)
     assert len(messages) == 1 and "container c1" in messages[0]
 
 
+@attack("images-from-allowed-registries")
 def test_a_provider_restricted_to_an_account_allows_only_that_accounts_ecr():
     def program():
         provider = aws.Provider("aws-eu-west-1", region="eu-west-1", allowed_account_ids=[ACCOUNT])
@@ -131,6 +143,7 @@ def test_a_provider_restricted_to_an_account_allows_only_that_accounts_ecr():
     assert "allowed: the private ECR of account 111122223333 (the provider's allowedAccountIds)" in message
 
 
+@attack("images-from-allowed-registries")
 def test_lambda_images_come_from_allowed_registries_too():
     def program():
         aws.lambda_.Function("hub-fn", package_type="Image", image_uri=f"ghcr.io/acme/fn@{DIGEST}",
@@ -141,6 +154,7 @@ def test_lambda_images_come_from_allowed_registries_too():
 
 # -- ecr-repositories-immutable-and-scanned ----------------------------------------------------------
 
+@legitimate("ecr-repositories-immutable-and-scanned")
 def test_an_immutable_repository_scanned_on_push_passes():
     def program():
         aws.ecr.Repository("booking-repo", name="mcp/booking", image_tag_mutability="IMMUTABLE",
@@ -158,6 +172,7 @@ def test_an_immutable_repository_scanned_on_push_passes():
       "image_tag_mutability_exclusion_filters": [{"filter": "latest", "filter_type": "WILDCARD"}]},
      "tags matching its exclusion filters can still be moved"),
 ])
+@attack("ecr-repositories-immutable-and-scanned")
 def test_a_repository_with_movable_tags_is_reported(settings, expected):
     def program():
         aws.ecr.Repository("booking-repo", name="mcp/booking", image_scanning_configuration={"scan_on_push": True},
@@ -168,6 +183,7 @@ def test_a_repository_with_movable_tags_is_reported(settings, expected):
 
 
 @pytest.mark.parametrize("scanning", [None, {"scan_on_push": False}])
+@attack("ecr-repositories-immutable-and-scanned")
 def test_a_repository_that_does_not_scan_on_push_is_reported(scanning):
     def program():
         aws.ecr.Repository("booking-repo", name="mcp/booking", image_tag_mutability="IMMUTABLE",
@@ -177,6 +193,7 @@ def test_a_repository_that_does_not_scan_on_push_is_reported(scanning):
         "image_scanning_configuration={'scan_on_push': True}"]
 
 
+@attack("ecr-repositories-immutable-and-scanned")
 def test_replica_repositories_are_created_immutable():
     def program():
         for name, mutability in (("good-template", "IMMUTABLE"), ("bad-template", "MUTABLE")):

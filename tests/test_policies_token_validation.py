@@ -9,6 +9,7 @@ import json
 import pytest
 
 from conftest import ROOT, shipped_plan
+from corpus import attack, legitimate
 from mcp_estate.checking.check import evaluate
 from mcp_estate.checking.pack_config import CHALLENGE_POLICY, TOKENS_POLICY
 
@@ -77,6 +78,8 @@ def forward_to_booking(export: list[dict]) -> dict:
 
 # -- the shipped estate -------------------------------------------------------------------------------
 
+@legitimate("mcp-routes-validate-tokens")
+@legitimate("mcp-paths-answer-401-with-a-challenge")
 def test_shipped_prod_validates_every_route_and_challenges_every_mcp_path(export, config):
     assert tokens(export, config) == []
     assert challenge(export, config) == []
@@ -90,6 +93,7 @@ def test_the_route_carries_the_estate_issuer_jwks_and_the_servers_own_audience(e
 
 # -- mcp-routes-validate-tokens: what it catches ------------------------------------------------------
 
+@attack("mcp-routes-validate-tokens")
 def test_a_route_without_jwt_validation_is_refused(export, config):
     rule = named(export, ROUTE)
     set_prop(rule, "actions", [forward_to_booking(export)])
@@ -106,6 +110,7 @@ def test_a_route_without_jwt_validation_is_refused(export, config):
                            "values": [AUDIENCE, "https://mcp.example.travel/loyalty/mcp"]}],
      "accepts the audience ['https://mcp.example.travel/booking/mcp', 'https://mcp.example.travel/loyalty/mcp']"),
 ])
+@attack("mcp-routes-validate-tokens")
 def test_a_jwt_check_of_another_issuer_host_or_audience_is_refused(export, config, key, value, fragment):
     rule = named(export, ROUTE)
     actions = copy.deepcopy(props(rule)["actions"])
@@ -115,6 +120,7 @@ def test_a_jwt_check_of_another_issuer_host_or_audience_is_refused(export, confi
     assert fragment in message and "booking-us-east-1-route" in message
 
 
+@attack("mcp-routes-validate-tokens")
 def test_a_second_rule_forwarding_to_the_same_target_group_without_jwt_is_refused(export, config):
     # Higher priority, another spelling of the path: the ALB would run it before the checked route.
     copy_route(export, "shortcut", priority=60, conditions=[{"pathPattern": {"values": ["/booking/mcp*"]}}],
@@ -124,6 +130,7 @@ def test_a_second_rule_forwarding_to_the_same_target_group_without_jwt_is_refuse
         "every call must carry a token the estate's issuer signed for the server"]
 
 
+@attack("mcp-routes-validate-tokens")
 def test_a_weighted_forward_without_jwt_is_refused(export, config):
     arn = forward_to_booking(export)["targetGroupArn"]
     copy_route(export, "weighted", priority=61, actions=[
@@ -132,6 +139,7 @@ def test_a_weighted_forward_without_jwt_is_refused(export, config):
     assert [m.split(" forwards")[0] for m in tokens(export, config)] == ["Listener rule weighted"]
 
 
+@attack("mcp-routes-validate-tokens")
 def test_a_listener_default_action_forwarding_to_an_mcp_target_group_is_refused(export, config):
     set_prop(named(export, LISTENER), "defaultActions", [forward_to_booking(export)])
     assert tokens(export, config) == [
@@ -139,6 +147,7 @@ def test_a_listener_default_action_forwarding_to_an_mcp_target_group_is_refused(
         "MCP server 'booking': every call must carry a token the estate's issuer signed for the server"]
 
 
+@attack("mcp-routes-validate-tokens")
 def test_a_check_and_a_forward_split_across_two_rules_is_refused(export, config):
     # The JWT check on one rule (ending in a fixed response) does not protect the forward on another.
     rule = named(export, ROUTE)
@@ -150,6 +159,7 @@ def test_a_check_and_a_forward_split_across_two_rules_is_refused(export, config)
     assert [m.split(" forwards")[0] for m in tokens(export, config)] == ["Listener rule booking-us-east-1-route"]
 
 
+@attack("mcp-routes-validate-tokens")
 def test_the_health_exception_holds_only_for_the_exact_health_path(export, config):
     health = named(export, HEALTH)
     assert props(health)["conditions"] == [{"pathPattern": {"values": ["/booking/healthz"]}}]
@@ -159,18 +169,21 @@ def test_the_health_exception_holds_only_for_the_exact_health_path(export, confi
     assert [m.split(" forwards")[0] for m in tokens(export, config)] == ["Listener rule booking-us-east-1-health"]
 
 
+@legitimate("mcp-routes-validate-tokens")
 def test_a_server_listed_as_validating_its_own_tokens_may_forward_without_jwt(export, config):
     set_prop(named(export, ROUTE), "actions", [forward_to_booking(export)])
     config[TOKENS_POLICY]["servers"]["booking"]["validatedBy"] = "server"
     assert tokens(export, config) == []
 
 
+@attack("mcp-routes-validate-tokens")
 def test_a_missing_scope_claim_is_refused_when_the_spec_requires_scopes(export, config):
     config[TOKENS_POLICY]["servers"]["booking"]["scopes"] = ["mcp:call"]
     assert {m.split(" does not")[0] for m in tokens(export, config)} == {
         f"Listener rule booking-{region}-route" for region in ("eu-central-1", "eu-west-1", "us-east-1", "us-west-2")}
 
 
+@legitimate("mcp-routes-validate-tokens")
 def test_outside_prod_the_routes_are_not_judged(export, config):
     set_prop(named(export, ROUTE), "actions", [forward_to_booking(export)])
     config[TOKENS_POLICY]["environment"] = "staging"
@@ -204,6 +217,7 @@ def test_the_web_acl_answers_401_with_the_challenge(export):
     assert sorted(r["priority"] for r in acl_rules(export) if r["priority"] < 200) == [20, 30, 40, 50, 51, 52]
 
 
+@attack("mcp-paths-answer-401-with-a-challenge")
 def test_a_missing_challenge_is_refused(export, config):
     set_prop(named(export, ACL), "rules", [r for r in acl_rules(export) if r["name"] != "bearer-token-booking"])
     assert challenge(export, config) == [
@@ -213,6 +227,7 @@ def test_a_missing_challenge_is_refused(export, config):
 
 
 @pytest.mark.parametrize("change", ["header", "status", "narrowed", "case-sensitive"])
+@attack("mcp-paths-answer-401-with-a-challenge")
 def test_a_challenge_that_answers_wrong_or_matches_less_is_refused(export, config, change):
     rules = acl_rules(export)
     rule = challenge_rule(rules)
@@ -230,6 +245,7 @@ def test_a_challenge_that_answers_wrong_or_matches_less_is_refused(export, confi
     assert [m.split(" does not")[0] for m in challenge(export, config)] == ["Web ACL front-us-east-1-waf"]
 
 
+@attack("mcp-paths-answer-401-with-a-challenge")
 def test_an_allow_rule_before_the_challenge_is_refused(export, config):
     rules = acl_rules(export)
     rules.append({**copy.deepcopy(challenge_rule(rules, "loyalty")), "name": "let-all", "priority": 5,
@@ -238,3 +254,13 @@ def test_an_allow_rule_before_the_challenge_is_refused(export, config):
     assert challenge(export, config) == [
         f"Web ACL front-us-east-1-waf allows requests before its 401 challenge of /{server}/mcp runs: give the "
         "challenge a lower priority than every rule that allows" for server in ("booking", "inventory", "loyalty")]
+
+
+@legitimate("mcp-paths-answer-401-with-a-challenge")
+def test_a_rule_that_blocks_before_the_challenge_passes(export, config):
+    # Only a rule that lets requests through can skip the challenge; one that blocks earlier cannot.
+    rules = acl_rules(export)
+    rules.append({**copy.deepcopy(challenge_rule(rules, "loyalty")), "name": "block-first", "priority": 5,
+                  "action": {"block": {}}})
+    set_prop(named(export, ACL), "rules", rules)
+    assert challenge(export, config) == []

@@ -10,6 +10,7 @@ import pulumi
 import pulumi_aws as aws
 import pytest
 from conftest import run_program, shipped_plan, violations
+from corpus import attack, legitimate
 
 from components import staged_deployment
 from mcp_estate.checking.pack_config import generated
@@ -223,6 +224,7 @@ def gate(config: dict | None = None, **service) -> list[str]:
                                           {GATE_POLICY: {"environment": "prod", **(config or {})}}, policy=GATE_POLICY)]
 
 
+@legitimate("production-services-deploy-through-a-gate")
 def test_a_gated_canary_passes():
     assert gate(deployment_configuration=CANARY) == []
 
@@ -242,6 +244,7 @@ def test_rolling_passes_only_for_a_listed_server():
     ({"canary_configuration": {"canary_percent": 10.0, "canary_bake_time_in_minutes": "0"}}, "bakes 0 minutes"),
     ({"strategy": "BLUE_GREEN"}, "'BLUE_GREEN' is none of"),
 ])
+@attack("production-services-deploy-through-a-gate")
 def test_a_weakened_canary_is_reported(change, expected):
     [message] = gate(deployment_configuration={**CANARY, **change})
     assert expected in message
@@ -253,11 +256,13 @@ def test_a_strategy_in_another_spelling_is_refused_before_the_pack():
         gate(deployment_configuration={**CANARY, "strategy": "canary"})
 
 
+@attack("production-services-deploy-through-a-gate")
 def test_alarms_without_rollback_fail_a_canary():
     [message] = gate(deployment_configuration=CANARY, alarms={**ALARMS, "rollback": False})
     assert "alarms.rollback is not true" in message
 
 
+@legitimate("production-services-deploy-through-a-gate")
 def test_a_staging_service_is_not_judged():
     def program():
         aws.ecs.Service("svc", name="booking", cluster=CLUSTER, task_definition=TASK,
@@ -265,7 +270,11 @@ def test_a_staging_service_is_not_judged():
     assert violations(run_program(program), {GATE_POLICY: {"environment": "staging"}}, policy=GATE_POLICY) == []
 
 
-def _two_services(point_b_at_a: bool) -> list[str]:
+def _two_services(variant: str = "") -> list[str]:
+    """Two staged services a and b, each with its own rules and target groups; `variant` changes b:
+    "uses-a-prod" names a's production rule, "test-is-prod" names its own production rule as its test
+    rule, "forwards-to-a" sends its production rule's second half to a's group, "swapped" lists its
+    groups the other way round (the alternate first) in its rules."""
     def program():
         listener = "arn:aws:elasticloadbalancing:eu-west-1:111122223333:listener/app/alb/1/2"
         groups = {n: aws.lb.TargetGroup(n, port=8080, protocol="HTTP", target_type="ip", vpc_id="vpc-1")
@@ -273,27 +282,49 @@ def _two_services(point_b_at_a: bool) -> list[str]:
         rules = {}
         for server, priority in (("a", 100), ("b", 200)):
             blue, green = groups[f"{server}-blue"].arn, groups[f"{server}-green"].arn
+            if server == "b" and variant == "forwards-to-a":
+                green = groups["a-green"].arn
+            if server == "b" and variant == "swapped":
+                blue, green = green, blue
             for kind, offset in (("prod", 0), ("test", -1)):
                 rules[server, kind] = aws.lb.ListenerRule(
                     f"{server}-{kind}", listener_arn=listener, priority=priority + offset,
                     conditions=[{"path_pattern": {"values": [f"/{server}/mcp"]}}],
                     actions=staged_deployment.weighted_forward(blue, green))
         for server in ("a", "b"):
-            owner = "a" if point_b_at_a and server == "b" else server
+            prod = rules["a" if variant == "uses-a-prod" and server == "b" else server, "prod"]
+            test = rules[server, "prod" if variant == "test-is-prod" and server == "b" else "test"]
             aws.ecs.Service(f"{server}-svc", cluster=CLUSTER, task_definition=TASK, load_balancers=[{
                 "target_group_arn": groups[f"{server}-blue"].arn, "container_name": server, "container_port": 8080,
                 "advanced_configuration": {"alternate_target_group_arn": groups[f"{server}-green"].arn,
-                                           "production_listener_rule": rules[owner, "prod"].arn,
-                                           "test_listener_rule": rules[server, "test"].arn,
+                                           "production_listener_rule": prod.arn,
+                                           "test_listener_rule": test.arn,
                                            "role_arn": "arn:aws:iam::111122223333:role/elb"}}])
     return [v.message for v in violations(run_program(program), {}, policy=RULE_POLICY)]
 
 
+@legitimate("staged-services-own-their-production-rule")
 def test_services_owning_their_rules_pass():
-    assert _two_services(False) == []
+    assert _two_services() == []
 
 
+@attack("staged-services-own-their-production-rule")
 def test_a_service_pointing_at_another_services_production_rule_is_reported():
-    messages = _two_services(True)
+    messages = _two_services("uses-a-prod")
     assert any("is also a-svc's" in m for m in messages)
     assert any("forwards to" in m and "not one of the service's target groups" in m for m in messages)
+
+
+@attack("staged-services-own-their-production-rule")
+def test_a_service_whose_test_rule_is_its_production_rule_is_reported():
+    assert _two_services("test-is-prod")
+
+
+@attack("staged-services-own-their-production-rule")
+def test_a_production_rule_sending_part_of_the_traffic_to_another_servers_group_is_reported():
+    assert any("not one of the service's target groups" in m for m in _two_services("forwards-to-a"))
+
+
+@legitimate("staged-services-own-their-production-rule")
+def test_rules_listing_the_alternate_group_first_pass():
+    assert _two_services("swapped") == []
