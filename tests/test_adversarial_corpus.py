@@ -149,8 +149,8 @@ ATTACKS = [
         "runner", service_name="shim", source_configuration={"image_repository": {
             "image_identifier": IMAGE, "image_repository_type": "ECR"}}),
         {"production-resource-types-reviewed": PROD}, id="app-runner"),
-    pytest.param("production-resource-types-reviewed", lambda: aws.sqs.Queue(
-        "jobs", tags={"mcp-estate:environment": "dev"}), {"production-resource-types-reviewed": {
+    pytest.param("production-resource-types-reviewed", lambda: aws.kinesis.Stream(
+        "jobs", shard_count=1, tags={"mcp-estate:environment": "dev"}), {"production-resource-types-reviewed": {
             "environment": "prod", "allowedTypes": []}}, id="tagged-dev-in-prod"),
     # -- Cloudflare ---------------------------------------------------------------------------------
     pytest.param("cloudflare-load-balancer-proxied-with-session-affinity", lambda: cf_load_balancer(proxied=False),
