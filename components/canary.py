@@ -115,6 +115,11 @@ def function_name(name_prefix: str, region: str) -> str:
     return f"{name_prefix}-{region}-canary"
 
 
+def canary_role_name(name_prefix: str, region: str) -> str:
+    """The canary's role, known at plan time: change detection watches it."""
+    return iam_name(function_name(name_prefix, region))
+
+
 def trust_policy(account_id: str) -> dict:
     """Lambda may assume the role for this account's functions only."""
     return {"Version": "2012-10-17", "Statement": [{
@@ -170,7 +175,7 @@ class Canary(pulumi.ComponentResource):
         super().__init__("mcp-estate:canary:Canary", name, None, opts)
         self._prefix, self._args = name, args
         self.function_name = function_name(args.name_prefix, args.region)
-        self.role_name = iam_name(self.function_name)   # known at plan time: change detection watches it
+        self.role_name = canary_role_name(args.name_prefix, args.region)
 
         self.security_group_id = self._network()
         log_group = aws.cloudwatch.LogGroup(

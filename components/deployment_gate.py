@@ -76,6 +76,12 @@ def function_name(name_prefix: str, region: str) -> str:
     return f"{name_prefix}-{region}-deploy-hook"
 
 
+def gate_role_names(name_prefix: str, region: str) -> list[str]:
+    """The hook's, the hook invoker's and the load-balancer infrastructure role (change detection watches them)."""
+    hook = function_name(name_prefix, region)
+    return [iam_name(hook), iam_name(f"{hook}-invoke"), iam_name(f"{name_prefix}-{region}-ecs-elb")]
+
+
 def ecs_trust() -> dict:
     """The ECS guide's trust policy for the load-balancer infrastructure role and for hook roles."""
     return {"Version": "2012-10-17", "Statement": [{
@@ -112,8 +118,7 @@ class DeploymentGate(pulumi.ComponentResource):
         super().__init__("mcp-estate:deployment_gate:DeploymentGate", name, None, opts)
         self._prefix, self._args = name, args
         self.function_name = function_name(args.name_prefix, args.region)
-        self.role_names = [iam_name(self.function_name), iam_name(f"{self.function_name}-invoke"),
-                           iam_name(f"{args.name_prefix}-{args.region}-ecs-elb")]
+        self.role_names = gate_role_names(args.name_prefix, args.region)
 
         self.ready: list[pulumi.Resource] = []   # the roles' grants: a service naming the roles waits for them
         self.security_group_id = self._network()
