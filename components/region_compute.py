@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from mcp_estate.contract.aws_limits import CONDITION_VALUES_PER_RULE
+from mcp_estate.contract.aws_limits import CONDITION_VALUES_PER_RULE, NAME_LIMITS
+from mcp_estate.contract.names import bounded_name
 from mcp_estate.contract.resource_server import ResourceServer
 from mcp_estate.contract.spec import GUARD_PRIORITIES
 
@@ -49,6 +50,8 @@ VALUES_PER_RULE = CONDITION_VALUES_PER_RULE.value   # ALB quota: condition value
 GUARD_STATUS = "403"
 GUARD_BODY = ("This request comes from a country whose residency group is served in other regions: it must be "
               "served in its residency group. Retry through the public hostname.\n")
+
+LOAD_BALANCER = "aws:lb/loadBalancer:LoadBalancer"
 
 
 @dataclass
@@ -205,13 +208,18 @@ class RegionCompute(pulumi.ComponentResource):
     def _load_balancer(self, log_policy: aws.s3.BucketPolicy) -> aws.lb.LoadBalancer:
         args = self._args
         # ALB checks it can write to the bucket when logging is turned on: the policy must exist.
+        # Named, not autonamed: an autoname is the resource's name, a hyphen and 7 random characters,
+        # and the provider refuses one longer than 32 ("plus 7 random chars is longer than maximum
+        # length 32"), which `<estate>-<region>-front-alb` is. An ALB created before the estate was
+        # split keeps its autoname (ignore_changes: a new name would replace it).
         return aws.lb.LoadBalancer(
             f"{self._prefix}-alb", load_balancer_type="application", internal=False,
+            name=bounded_name(args.name_prefix, NAME_LIMITS[LOAD_BALANCER].max),
             subnets=args.public_subnet_ids, security_groups=[self.alb_security_group_id],
             drop_invalid_header_fields=True, desync_mitigation_mode="strictest", idle_timeout=3600,
             enable_deletion_protection=args.deletion_protection,
             access_logs={"bucket": log_policy.bucket, "prefix": LOG_PREFIX, "enabled": True},
-            tags=args.tags, opts=child_opts(self, depends_on=[log_policy]))
+            tags=args.tags, opts=child_opts(self, depends_on=[log_policy], ignore_changes=["name"]))
 
     def _listeners(self, alb: aws.lb.LoadBalancer) -> pulumi.Output[str]:
         args = self._args

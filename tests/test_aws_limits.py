@@ -38,6 +38,27 @@ def test_a_name_one_character_too_long_is_refused_naming_the_limit(type_token):
                        f"{limit.max} ({limit.url}): shorten the server, group or stack name it is built from")
 
 
+ALB = "aws:lb/loadBalancer:LoadBalancer"
+
+
+def test_an_autoname_that_would_pass_the_limit_is_refused_as_the_provider_refuses_it():
+    """The provider appends "-" and 7 random characters and refuses the result over the limit: a
+    24-character resource name still fits an ALB's 32, a 25-character one does not."""
+    assert resource_limit_problems(ALB, {}, "a" * 24) == []
+    [problem] = resource_limit_problems(ALB, {}, "mcp-estate-eu-west-1-front-alb")
+    assert problem.startswith("no name is set, and the autoname 'mcp-estate-eu-west-1-front-alb-' plus 7 random "
+                              "characters is longer than the 32 AWS accepts")
+    assert resource_limit_problems(ALB, {"name": "mcp-estate-dev-eu-west-1"}, "mcp-estate-eu-west-1-front-alb") == []
+    assert resource_limit_problems(ALB, {"namePrefix": "mcp-"}, "mcp-estate-eu-west-1-front-alb") == []
+    assert any("plus 7 random characters" in p for p in inspect_resource(ALB, "x" * 25, {"subnets": []}))
+
+
+def test_the_shipped_albs_are_named_from_the_stack_and_region_not_autonamed():
+    albs = [r.inputs["name"] for stack in ("dev", "prod") for r in shipped_plan(stack).of_type(ALB)]
+    assert "mcp-estate-dev-eu-west-1" in albs and all(len(name) <= 32 for name in albs)
+    assert sorted(albs) == sorted(set(albs))
+
+
 def test_the_fidelity_inspector_reports_a_target_group_name_of_33_characters():
     problems = inspect_resource("aws:lb/targetGroup:TargetGroup", "tg", {"name": "t" * 33, "port": 8080})
     assert any("has 33 characters; AWS accepts at most 32" in p for p in problems)

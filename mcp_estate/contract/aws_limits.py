@@ -63,9 +63,9 @@ class NameLimit:
     url: str
 
 
-# Physical names the program sets, by resource type (engine type token), with the API page that
-# states the limit. Autonames are left to the provider, which shortens them where the name is
-# limited (an explicit name is sent as is). `names` bounds the names it builds to the same limits.
+# Physical names, by resource type (engine type token), with the API page that states the limit.
+# An explicit name is sent as is; an autoname (the resource's name, "-" and 7 random characters) is
+# refused by the provider when longer, not shortened. `names` bounds the names it builds to the same limits.
 NAME_LIMITS: dict[str, NameLimit] = {
     "aws:iam/role:Role": NameLimit("name", IAM_NAME_LIMIT, _api("IAM/latest/APIReference/API_CreateRole")),
     "aws:iam/policy:Policy": NameLimit("name", 128, _api("IAM/latest/APIReference/API_CreatePolicy")),

@@ -83,7 +83,7 @@ def inspect_resource(type_token: str, name: str, inputs: dict) -> list[str]:
                 problems += _policy_problems(inline.get("policy"), f"inlinePolicies[{i}].policy", IDENTITY)
     if type_token in EXPRESSION_INPUTS:
         problems += EXPRESSION_INPUTS[type_token](inputs)
-    return problems + resource_limit_problems(type_token, inputs)
+    return problems + resource_limit_problems(type_token, inputs, name)
 
 
 def _policy_problems(text: Any, key: str, kind: str) -> list[str]:

@@ -1,8 +1,8 @@
 """AWS's apply-time limits, checked over the registered resources (mcp_estate.contract.aws_limits).
 
 Two kinds of check, both O(resources):
-- one resource at a time (`resource_limit_problems`, called by the fidelity inspector): explicit
-  physical names, a task definition's size and container count, a listener rule's condition values
+- one resource at a time (`resource_limit_problems`, called by the fidelity inspector): physical
+  names (explicit, or the autoname the provider would build), a task definition's size and container count, a listener rule's condition values
   and target groups per action;
 - over the whole plan at the end of the run (`estate_limit_problems`): rules per security group
   (per direction and address family, prefix lists weighed by their size), listener rules and target
@@ -59,8 +59,8 @@ def _known(value: Any) -> Any:
 
 # -- one resource at a time ----------------------------------------------------------------------
 
-def resource_limit_problems(type_token: str, inputs: dict) -> list[str]:
-    problems = _name_problems(type_token, inputs)
+def resource_limit_problems(type_token: str, inputs: dict, resource_name: str = "") -> list[str]:
+    problems = _name_problems(type_token, inputs) + _autoname_problems(type_token, inputs, resource_name)
     if type_token == TASK_DEFINITION:
         problems += _task_definition_problems(inputs)
     elif type_token == LISTENER_RULE:
@@ -75,6 +75,23 @@ def _name_problems(type_token: str, inputs: dict) -> list[str]:
         return []
     return [f"{limit.key} '{name}' has {len(name)} characters; AWS accepts at most {limit.max} ({limit.url}): "
             f"shorten the server, group or stack name it is built from"]
+
+
+# An autoname is the resource's name, "-" and 7 random characters; the provider refuses one over the
+# limit ("could not make instance of '<type>': name '<name>-' plus 7 random chars is longer than
+# maximum length 32": NewUniqueName in pulumi/pulumi sdk/go/common/resource), it does not shorten it.
+AUTONAME_SUFFIX = len("-") + 7
+
+
+def _autoname_problems(type_token: str, inputs: dict, resource_name: str) -> list[str]:
+    limit = NAME_LIMITS.get(type_token)
+    if not limit or not resource_name or limit.key in inputs or f"{limit.key}Prefix" in inputs:
+        return []
+    if len(resource_name) + AUTONAME_SUFFIX <= limit.max:
+        return []
+    return [f"no {limit.key} is set, and the autoname '{resource_name}-' plus 7 random characters is longer than "
+            f"the {limit.max} AWS accepts ({limit.url}): the provider refuses it at apply; set {limit.key} "
+            f"(a bounded physical name) or shorten the resource name"]
 
 
 def _task_definition_problems(inputs: dict) -> list[str]:

@@ -43,8 +43,7 @@ class Registered:
     inputs: dict[str, Any]
     id: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)
-    engine_urn: str = ""   # the URN the engine gives it: the mocks qualify a type by its parent's type only
-    aliases: list[str] = field(default_factory=list)   # engine URNs the engine would take as its old ones
+    aliases: list[str] = field(default_factory=list)   # URNs the engine would take as its old ones
 
     def export(self) -> dict[str, Any]:
         """This resource as an entry of `pulumi stack export`'s `deployment.resources`."""
@@ -63,11 +62,15 @@ class FidelityError(Exception):
 
 
 class DuplicateUrnError(FidelityError):
-    """Two registrations share a URN (same type, name and parent type): the engine refuses the program.
+    """Two registrations share a URN (same name, type and chain of ancestor types): the engine refuses
+    the program.
 
     The engine stops at the first one (`Duplicate resource URN '<urn>'; try giving it a unique name`,
     diag 2001 of pulumi/pulumi pkg/diag/errors.go); this names every one, with the parents that collide.
     """
+
+
+ROOT_STACK = "pulumi:pulumi:Stack"
 
 
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -78,16 +81,18 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         self.problems: list[str] = []
         self.parents_of: dict[str, list[str]] = {}     # URN -> the parent of each registration
         self.registered_outputs: dict[str, dict[str, Any]] = {}
-        self.engine_urns: dict[str, str] = {}          # URN -> the engine's URN
-        self.aliases_of: dict[str, list[str]] = {}     # URN -> its aliases (engine URNs), the parents' multiplied in
+        self.aliases_of: dict[str, list[str]] = {}     # URN -> its aliases, the parents' multiplied in
+
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        """The URN the engine gives (resource.NewURN in pulumi/pulumi sdk/go/common/resource/urn.go):
+        the type qualified by every ancestor's type but the root stack's. The SDK's mocks qualify it
+        by the parent's type alone, which would see collisions the engine does not."""
+        return engine_urn(parent, type_, name)
 
     def RegisterResource(self, request):
         response = super().RegisterResource(request)
         self.parents_of.setdefault(response.urn, []).append(request.parent)
-        parent = self.engine_urns.get(request.parent, "")
-        self.engine_urns[response.urn] = _urn(response.urn, parent, request.type, request.name)
-        self.aliases_of[response.urn] = engine_aliases(request, self.engine_urns,
-                                                       self.aliases_of.get(request.parent, []))
+        self.aliases_of[response.urn] = engine_aliases(request, self.aliases_of.get(request.parent, []))
         inputs = _plain(rpc.deserialize_properties(request.object))
         if self.inspect is not None and request.custom:
             self.problems += [f"{request.type} '{request.name}': {p}"
@@ -97,8 +102,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
             urn=response.urn, type=request.type, name=request.name, custom=bool(request.custom),
             parent=request.parent, provider=request.provider, protect=bool(request.protect),
             retain_on_delete=bool(request.retainOnDelete), dependencies=sorted(request.dependencies),
-            inputs=inputs, id=response.id, engine_urn=self.engine_urns[response.urn],
-            aliases=self.aliases_of[response.urn],
+            inputs=inputs, id=response.id, aliases=self.aliases_of[response.urn],
             outputs=_plain(registration.state) if registration and request.custom else {})
         return response
 
@@ -118,39 +122,36 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         return list(self.recorded.values())
 
 
-def engine_aliases(request, engine_urns: dict[str, str], parent_aliases: list[str]) -> list[str]:
-    """A registration's aliases as engine URNs, as the engine computes them (generateAliases in
+def engine_urn(parent: str, type_: str, name: str) -> str:
+    """The engine's URN of a resource `name` of `type_` under `parent` (a URN, or "" for none)."""
+    parent_type = parent.split("::")[2] if parent else ""
+    qualified = type_ if parent_type in ("", ROOT_STACK) else f"{parent_type}${type_}"
+    return "urn:pulumi:" + "::".join([pulumi.get_stack(), pulumi.get_project(), qualified, name])
+
+
+def engine_aliases(request, parent_aliases: list[str]) -> list[str]:
+    """A registration's aliases as URNs, as the engine computes them (generateAliases in
     pulumi/pulumi pkg/resource/deploy/step_generator.go): its own, then each of its parent's
     (themselves multiplied out), with the parent's old name in place where the child's name starts
     with the parent's."""
-    parent = engine_urns.get(request.parent, "")
     own = []
     for alias in request.aliases:
         if alias.urn:
             own.append(alias.urn)
             continue
         spec = alias.spec
-        old_parent = "" if spec.noParent else engine_urns.get(spec.parentUrn, spec.parentUrn) or parent
-        own.append(_urn(request.parent or "urn:pulumi:", old_parent, spec.type or request.type,
-                        spec.name or request.name))
+        old_parent = "" if spec.noParent else spec.parentUrn or request.parent
+        own.append(engine_urn(old_parent, spec.type or request.type, spec.name or request.name))
     found = list(own)
-    current = _urn(request.parent or "urn:pulumi:", parent, request.type, request.name)
-    parent_name = parent.rsplit("::", 1)[-1]
+    current = engine_urn(request.parent, request.type, request.name)
+    parent_name = request.parent.rsplit("::", 1)[-1] if request.parent else ""
     for parent_alias in parent_aliases:
         for child_urn in [current, *own]:
             child_name, child_type = child_urn.rsplit("::", 1)[-1], child_urn.split("::")[2].split("$")[-1]
             if parent_name and child_name.startswith(parent_name):
                 child_name = parent_alias.rsplit("::", 1)[-1] + child_name[len(parent_name):]
-            found.append(_urn(parent_alias, parent_alias, child_type, child_name))
+            found.append(engine_urn(parent_alias, child_type, child_name))
     return list(dict.fromkeys(found))
-
-
-def _urn(any_urn: str, parent: str, type_: str, name: str) -> str:
-    """An engine URN: the type qualified by every ancestor's type but the root stack's."""
-    stack_project = "::".join(any_urn.split("::")[:2])
-    if not parent or parent.split("::")[2] == "pulumi:pulumi:Stack":
-        return f"{stack_project}::{type_}::{name}"
-    return f"{stack_project}::{parent.split('::')[2]}${type_}::{name}"
 
 
 def _plain(value: Any) -> Any:
