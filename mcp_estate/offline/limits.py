@@ -2,8 +2,8 @@
 
 Two kinds of check, both O(resources):
 - one resource at a time (`resource_limit_problems`, called by the fidelity inspector): physical
-  names (explicit, or the autoname the provider would build), a task definition's size and container count, a listener rule's condition values
-  and target groups per action;
+  names (explicit, or the autoname the provider would build), a task definition's size and
+  container count, a listener rule's condition values and target groups per action;
 - over the whole plan at the end of the run (`estate_limit_problems`): rules per security group
   (per direction and address family, prefix lists weighed by their size), listener rules and target
   groups per ALB, security groups per network interface (which depends on the raised rules quota).
