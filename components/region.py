@@ -63,7 +63,7 @@ class NetworkRef:
     private_subnet_ids: list[pulumi.Input[str]]         # tasks, canary, hooks: one per AZ
     public_subnet_ids: list[pulumi.Input[str]]          # the ALB: one per AZ
     endpoint_security_group_id: pulumi.Input[str]       # the interface endpoints' group (admits HTTPS)
-    gateway_prefix_list_ids: list[pulumi.Input[str]]    # S3 and DynamoDB gateway endpoints' prefix lists
+    gateway_prefix_list_ids: dict[str, pulumi.Input[str]]   # "s3", "dynamodb": the gateway endpoints' prefix lists
 
 
 @dataclass
