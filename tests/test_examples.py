@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import runpy
 
-from conftest import ROOT, run_program, stack_config
+import pytest
+
+from conftest import ROOT, run_program, shipped_plan, stack_config
 
 REGION_EXAMPLE = ROOT / "examples" / "region_in_own_program" / "__main__.py"
 SUBNET = "aws:ec2/subnet:Subnet"
@@ -40,3 +42,21 @@ def test_the_region_in_a_teams_program_keeps_the_estates_names_and_exports_its_f
     plan = region_example()
     assert plan.one("aws:ecs/cluster:Cluster").inputs["name"] == "mcp-estate-dev-eu-west-1"
     assert plan.one("pulumi:pulumi:Stack").outputs["cluster_name"] == "mcp-estate-dev-eu-west-1"
+
+
+# -- upgrading: every resource of a stack deployed before the split moves, none is replaced -----------
+
+BEFORE_SPLIT = ROOT / "tests" / "data" / "urns_before_split"
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_every_urn_of_the_plan_before_the_split_is_reached_by_exactly_one_resource(stack):
+    """The engine moves a resource whose URN or alias was in the old state instead of replacing it;
+    two resources reaching one old URN would both claim it."""
+    old = set((BEFORE_SPLIT / f"{stack}.txt").read_text().split())
+    reached: dict[str, list[str]] = {}
+    for resource in shipped_plan(stack).resources:
+        for urn in {resource.urn, *resource.aliases} & old:
+            reached.setdefault(urn, []).append(resource.urn)
+    assert sorted(old - set(reached)) == []
+    assert {urn: new for urn, new in reached.items() if len(new) > 1} == {}
