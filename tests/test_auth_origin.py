@@ -122,7 +122,7 @@ def small_plan():
     return plan_of(SMALL)
 
 
-def route(plan, name="booking-us-east-1"):
+def route(plan, name="mcp-estate-us-east-1-booking"):
     return plan.named(f"{name}-route").inputs
 
 
@@ -139,12 +139,12 @@ def test_the_route_validates_the_jwt_then_forwards_only_the_mcp_paths(small_plan
 def test_the_health_path_and_the_metadata_stay_open_on_rules_of_their_own(small_plan):
     spec = parse_spec(SMALL)
     health_priority, metadata_priority = companion_priorities(spec.servers[0])
-    health = small_plan.named("booking-us-east-1-health").inputs
+    health = small_plan.named("mcp-estate-us-east-1-booking-health").inputs
     assert (health["priority"], health["conditions"]) == (
         health_priority, [{"pathPattern": {"values": ["/booking/healthz"]}}])
     assert [a["type"] for a in health["actions"]] == ["forward"]
     assert health["transforms"] == route(small_plan)["transforms"]   # the container still sees /healthz
-    metadata = small_plan.named("booking-us-east-1-metadata").inputs
+    metadata = small_plan.named("mcp-estate-us-east-1-booking-metadata").inputs
     assert metadata["priority"] == metadata_priority
     assert metadata["conditions"] == [{"pathPattern": {"values": [
         "/.well-known/oauth-protected-resource/booking/mcp"]}}]
@@ -165,7 +165,7 @@ def test_a_canary_server_keeps_a_forward_only_route_and_still_publishes_its_meta
     rules = sorted(r.name for r in plan.of_type("aws:lb/listenerRule:ListenerRule")
                    if r.name.startswith("booking-us-east-1-"))
     # the test rule ECS points at the new revision (README: Shipping a change) is forward-only too
-    assert rules == ["booking-us-east-1-metadata", "booking-us-east-1-route", "booking-us-east-1-test-route"]
+    assert rules == ["mcp-estate-us-east-1-booking-metadata", "mcp-estate-us-east-1-booking-route", "booking-us-east-1-test-route"]
     test_rule = plan.named("booking-us-east-1-test-route").inputs
     assert [a["type"] for a in test_rule["actions"]] == ["forward"]
 
@@ -175,7 +175,7 @@ def test_without_auth_nothing_changes_at_the_origin():
                                            r.__setitem__("auth", {"disabled": True}))))
     assert [a["type"] for a in route(plan)["actions"]] == ["forward"]
     assert not [r for r in plan.resources if r.name.endswith(("-metadata", "-health"))]
-    acl = plan.named("front-us-east-1-waf").inputs
+    acl = plan.named("mcp-estate-us-east-1-front-waf").inputs
     # The estate's rules, then the MCP surface rules (priorities 200 and up): no 401 challenge among them.
     names = [r["name"] for r in acl["rules"]]
     assert names[:3] == ["rate-per-client-ip", "AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet"]
@@ -202,7 +202,7 @@ def test_scopes_become_a_space_separated_scope_claim():
 # -- AWS WAF and Cloudflare ----------------------------------------------------------------------------
 
 def test_the_web_acl_keeps_its_rules_and_adds_a_challenge_per_server(small_plan):
-    acl = small_plan.named("front-us-east-1-waf").inputs
+    acl = small_plan.named("mcp-estate-us-east-1-front-waf").inputs
     # The MCP surface rules follow from priority 200 (tests/test_mcp_surface.py pins them).
     assert [(r["name"], r["priority"]) for r in acl["rules"] if r["priority"] < 200] == [
         ("rate-per-client-ip", 20), ("AWSManagedRulesCommonRuleSet", 30),

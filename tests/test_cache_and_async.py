@@ -153,13 +153,13 @@ def test_cache_grant_is_exactly_connect_on_the_cache_and_own_user(both):
 
 
 def test_server_learns_the_cache_and_queue_from_its_environment(both):
-    container = json.loads(both.named("booking-eu-west-1-task").inputs["containerDefinitions"])[0]
+    container = json.loads(both.named("mcp-estate-eu-west-1-booking-task").inputs["containerDefinitions"])[0]
     env = {e["name"]: e["value"] for e in container["environment"]}
-    cache = both.named("cache-eu-west-1-cache")
+    cache = both.named("mcp-estate-eu-west-1-cache-cache")
     assert env["MCP_CACHE_ENDPOINT"] == cache.outputs["endpoints"][0]["address"]
     assert env["MCP_CACHE_NAME"] == f"{PREFIX}-eu-west-1" and env["MCP_CACHE_USER"] == f"{PREFIX}-booking"
     assert env["MCP_TASK_QUEUE_URL"] == f"https://sqs.eu-west-1.amazonaws.com/{ACCOUNT}/{PREFIX}-booking-tasks"
-    loyalty = json.loads(both.named("loyalty-eu-west-1-task").inputs["containerDefinitions"])[0]
+    loyalty = json.loads(both.named("mcp-estate-eu-west-1-loyalty-task").inputs["containerDefinitions"])[0]
     assert not [e for e in loyalty["environment"] if e["name"].startswith(("MCP_CACHE", "MCP_TASK"))]
 
 
@@ -181,7 +181,7 @@ def test_task_queue_is_cmk_encrypted_and_redrives_to_its_dlq(both):
 
 def test_queue_policy_refuses_other_accounts_and_other_roles(both):
     group = "eu"
-    statements = policy(both.named("booking-eu-west-1-async-queue"), "policy")["Statement"]
+    statements = policy(both.named("mcp-estate-eu-west-1-booking-async-queue"), "policy")["Statement"]
     by_sid = {s["Sid"]: s for s in statements}
     assert by_sid["EstateAccountOnly"]["Condition"] == {"StringNotEquals": {"aws:PrincipalAccount": ACCOUNT}}
     assert by_sid["TlsOnly"]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
@@ -197,25 +197,25 @@ def test_queue_policy_refuses_other_accounts_and_other_roles(both):
 
 
 def test_worker_has_no_ingress_no_public_ip_and_no_load_balancer(both):
-    service = both.named("booking-eu-west-1-async-service")
+    service = both.named("mcp-estate-eu-west-1-booking-async-service")
     assert service.inputs["name"] == "booking-worker"
     assert service.inputs["networkConfiguration"]["assignPublicIp"] is False
     assert "loadBalancers" not in service.inputs
-    sg = both.named("booking-eu-west-1-async-sg").outputs["id"]
+    sg = both.named("mcp-estate-eu-west-1-booking-async-sg").outputs["id"]
     assert not [r for r in both.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
                 if r.inputs["securityGroupId"] == sg]
-    container = json.loads(both.named("booking-eu-west-1-async-task").inputs["containerDefinitions"])[0]
+    container = json.loads(both.named("mcp-estate-eu-west-1-booking-async-task").inputs["containerDefinitions"])[0]
     assert container["command"] == ["python", "-m", "booking.worker"]
     assert "portMappings" not in container and "healthCheck" not in container
     assert container["readonlyRootFilesystem"] is True and container["user"]
     assert container["image"] == json.loads(
-        both.named("booking-eu-west-1-task").inputs["containerDefinitions"])[0]["image"]
+        both.named("mcp-estate-eu-west-1-booking-task").inputs["containerDefinitions"])[0]["image"]
 
 
 def test_worker_scales_on_backlog_per_task(both):
-    target = both.named("booking-eu-west-1-async-scaling")
+    target = both.named("mcp-estate-eu-west-1-booking-async-scaling")
     assert (target.inputs["minCapacity"], target.inputs["maxCapacity"]) == (1, 4)
-    config = both.named("booking-eu-west-1-async-scale-on-backlog").inputs["targetTrackingScalingPolicyConfiguration"]
+    config = both.named("mcp-estate-eu-west-1-booking-async-scale-on-backlog").inputs["targetTrackingScalingPolicyConfiguration"]
     assert config["targetValue"] == 100
     metrics = config["customizedMetricSpecification"]["metrics"]
     assert [m["id"] for m in metrics] == ["m1", "m2", "e1"] and metrics[2]["expression"] == "m1 / m2"
@@ -225,9 +225,9 @@ def test_worker_scales_on_backlog_per_task(both):
 
 
 def test_alarms_on_oldest_task_and_dead_letters(both):
-    oldest, dead = both.named("booking-eu-west-1-async-oldest-task-alarm"), both.named(
-        "booking-eu-west-1-async-dead-letters-alarm")
-    topic = both.named("front-eu-west-1-alerts").outputs["arn"]
+    oldest, dead = both.named("mcp-estate-eu-west-1-booking-async-oldest-task-alarm"), both.named(
+        "mcp-estate-eu-west-1-booking-async-dead-letters-alarm")
+    topic = both.named("mcp-estate-eu-west-1-front-alerts").outputs["arn"]
     assert (oldest.inputs["metricName"], oldest.inputs["threshold"]) == ("ApproximateAgeOfOldestMessage", 900)
     assert (dead.inputs["metricName"], dead.inputs["threshold"]) == ("ApproximateNumberOfMessagesVisible", 0)
     assert dead.inputs["dimensions"] == {"QueueName": f"{PREFIX}-booking-tasks-dlq"}
@@ -236,11 +236,11 @@ def test_alarms_on_oldest_task_and_dead_letters(both):
 
 
 def test_a_worker_deployment_rolls_back_on_new_dead_letters_and_failed_tasks(both):
-    service = both.named("booking-eu-west-1-async-service").inputs
+    service = both.named("mcp-estate-eu-west-1-booking-async-service").inputs
     assert service["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
     assert service["alarms"] == {"enable": True, "rollback": True, "alarmNames": [
         f"{PREFIX}-booking-eu-west-1-new-dead-letters", f"{PREFIX}-booking-eu-west-1-worker-errors"]}
-    new = both.named("booking-eu-west-1-async-new-dead-letters-alarm").inputs
+    new = both.named("mcp-estate-eu-west-1-booking-async-new-dead-letters-alarm").inputs
     assert new["name"] == f"{PREFIX}-booking-eu-west-1-new-dead-letters"
     assert new["metricQueries"] == [
         {"id": "m", "returnData": False, "metric": {
@@ -248,14 +248,14 @@ def test_a_worker_deployment_rolls_back_on_new_dead_letters_and_failed_tasks(bot
             "stat": "Maximum", "dimensions": {"QueueName": f"{PREFIX}-booking-tasks-dlq"}}},
         {"id": "added", "expression": "DIFF(m)", "label": "Messages dead-lettered", "returnData": True}]
     assert (new["comparisonOperator"], new["threshold"]) == ("GreaterThanThreshold", 0)
-    errors = both.named("booking-eu-west-1-async-worker-errors-alarm").inputs
+    errors = both.named("mcp-estate-eu-west-1-booking-async-worker-errors-alarm").inputs
     assert errors["name"] == f"{PREFIX}-booking-eu-west-1-worker-errors"
     assert (errors["namespace"], errors["metricName"], errors["dimensions"]) == (
         "MCPEstate/Tools", "WorkerErrors", {"Server": "booking"})
     assert (errors["statistic"], errors["period"], errors["threshold"]) == ("Sum", 60, 5)
     assert (errors["evaluationPeriods"], errors["datapointsToAlarm"]) == (5, 3)
     # The worker's failed tasks are counted from its lines in the server's log group.
-    worker_errors = both.named("booking-eu-west-1-tools-worker-errors").inputs
+    worker_errors = both.named("mcp-estate-eu-west-1-booking-tools-worker-errors").inputs
     assert worker_errors["pattern"] == '{ ($.event = "mcp.task") && ($.server = "booking") && ($.status = "failed") }'
     assert not [r for r in both.resources if r.name == "loyalty-eu-west-1-tools-worker-errors"]
 
@@ -264,7 +264,7 @@ def test_the_worker_services_pass_the_rollback_control(both):
     assert not [v for v in violations(both, policy="services-roll-back-on-deployment-alarms")
                 if "worker" in v.message]
     unrolled = copy.deepcopy(both)
-    service = unrolled.named("booking-eu-west-1-async-service")
+    service = unrolled.named("mcp-estate-eu-west-1-booking-async-service")
     for props in (service.inputs, service.outputs):
         props["alarms"] = {**props["alarms"], "rollback": False}
     [message] = [v.message for v in violations(unrolled, policy="services-roll-back-on-deployment-alarms")]
@@ -293,13 +293,13 @@ def test_with_auth_on_the_worker_keeps_task_records_as_the_messages_traveller(bo
                                "Resource": f"arn:aws:iam::{ACCOUNT}:role/{PREFIX}-booking-eu-data"}]
     assert not [s for s in statements if any(a.startswith(("dynamodb:", "kms:GenerateDataKey"))
                                              for a in s["Action"])]
-    trust = policy(both.named("booking-eu-data-role"), "assumeRolePolicy")["Statement"]
+    trust = policy(both.named("mcp-estate-estate-wide-booking-eu-data-role"), "assumeRolePolicy")["Statement"]
     assert [s["Principal"] for s in trust] == [{"AWS": [f"arn:aws:iam::{ACCOUNT}:role/{PREFIX}-booking-eu-task",
                                                         f"arn:aws:iam::{ACCOUNT}:role/{PREFIX}-booking-eu-worker"]}]
     assert trust[0]["Condition"] == {"StringLike": {"aws:RequestTag/mcp-estate-traveller": "?*"},
                                      "ForAllValues:StringEquals": {"aws:TagKeys": ["mcp-estate-traveller"]}}
     # The worker learns the role and the tag as the server does (its container is the server's).
-    worker = json.loads(both.named("booking-eu-west-1-async-task").inputs["containerDefinitions"])[0]
+    worker = json.loads(both.named("mcp-estate-eu-west-1-booking-async-task").inputs["containerDefinitions"])[0]
     env = {e["name"]: e["value"] for e in worker["environment"]}
     assert env["MCP_DATA_ROLE_ARN"] == f"arn:aws:iam::{ACCOUNT}:role/{PREFIX}-booking-eu-data"
     assert env["MCP_TRAVELLER_TAG"] == "mcp-estate-traveller"
@@ -308,7 +308,7 @@ def test_with_auth_on_the_worker_keeps_task_records_as_the_messages_traveller(bo
 def test_a_server_without_async_keeps_a_data_role_trusting_its_task_role_alone():
     raw = with_capabilities()
     del raw["servers"][0]["async"]
-    trust = policy(plan_of(raw).named("booking-eu-data-role"), "assumeRolePolicy")["Statement"]
+    trust = policy(plan_of(raw).named("mcp-estate-estate-wide-booking-eu-data-role"), "assumeRolePolicy")["Statement"]
     assert [s["Principal"] for s in trust] == [{"AWS": f"arn:aws:iam::{ACCOUNT}:role/{PREFIX}-booking-eu-task"}]
 
 
@@ -325,21 +325,21 @@ def test_with_auth_off_the_worker_writes_its_servers_task_records_only():
 
 
 def test_server_may_send_to_its_own_queue_only(both):
-    statements = policy(both.named("booking-americas-identity-task-grants"), "policy")["Statement"]
+    statements = policy(both.named("mcp-estate-estate-wide-booking-americas-identity-task-grants"), "policy")["Statement"]
     sends = [s for s in statements if "sqs:SendMessage" in s["Action"]]
     assert sends == [{"Effect": "Allow", "Action": ["sqs:SendMessage"],
                       "Resource": [f"arn:aws:sqs:us-east-1:{ACCOUNT}:{PREFIX}-booking-tasks"]}]
     kms = [s for s in statements if s["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"]]
     assert kms[0]["Condition"] == {"StringEquals": {"kms:ViaService": ["sqs.us-east-1.amazonaws.com"]}}
-    loyalty = [r for r in both.resources if r.name == "loyalty-americas-identity-task-grants"]
+    loyalty = [r for r in both.resources if r.name == "mcp-estate-estate-wide-loyalty-americas-identity-task-grants"]
     assert not loyalty   # loyalty declares nothing: no policy at all
 
 
 def test_with_auth_on_the_server_keeps_task_records_as_the_caller_only(both):
     # Its task role touches no table: task records are per-user items, reached through the data role.
-    statements = policy(both.named("booking-americas-identity-task-grants"), "policy")["Statement"]
+    statements = policy(both.named("mcp-estate-estate-wide-booking-americas-identity-task-grants"), "policy")["Statement"]
     assert not [s for s in statements if any(a.startswith("dynamodb:") for a in s["Action"])]
-    data = policy(both.named("booking-americas-data-items"), "policy")["Statement"][0]
+    data = policy(both.named("mcp-estate-estate-wide-booking-americas-data-items"), "policy")["Statement"][0]
     assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"} <= set(data["Action"])
     assert data["Condition"]["ForAllValues:StringEquals"] == {
         "dynamodb:LeadingKeys": ["booking#${aws:PrincipalTag/mcp-estate-traveller}"]}
@@ -355,10 +355,10 @@ def test_every_region_has_queue_worker_cache_and_an_sqs_endpoint(both):
 
 def test_nothing_of_a_group_is_named_outside_it(both):
     """The eu worker's and server's policies name eu regions only; the us queue never names eu roles."""
-    for name in ("booking-eu-worker-identity-policy", "booking-eu-identity-task-grants"):
+    for name in ("booking-eu-worker-identity-policy", "mcp-estate-estate-wide-booking-eu-identity-task-grants"):
         text = both.named(name).inputs["policy"]
         assert "us-east-1" not in text, name
-    assert "-eu-" not in both.named("booking-us-east-1-async-queue").inputs["policy"]
+    assert "-eu-" not in both.named("mcp-estate-us-east-1-booking-async-queue").inputs["policy"]
 
 
 def test_no_cache_or_queue_without_a_declaration():
@@ -370,7 +370,7 @@ def test_no_cache_or_queue_without_a_declaration():
 
 
 def test_edge_never_caches_mcp_paths(both):
-    ruleset = both.named("edge-cache")
+    ruleset = both.named("mcp-estate-edge-cache")
     assert ruleset.inputs["phase"] == "http_request_cache_settings"
     [rule] = ruleset.inputs["rules"]
     assert rule["action"] == "set_cache_settings" and rule["actionParameters"] == {"cache": False}

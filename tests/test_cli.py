@@ -41,7 +41,7 @@ def test_plan_exports_resources_in_pulumi_stack_export_shape(dev_export):
     assert all(keys <= set(r) for r in resources)
     service = next(r for r in resources if r["type"] == "aws:ecs/service:Service")
     assert service["id"].startswith(f"arn:aws:ecs:eu-west-1:{ACCOUNT}:service/")
-    assert service["provider"].split("::")[-2] == "aws-eu-west-1"
+    assert service["provider"].split("::")[-2] == "mcp-estate-aws-eu-west-1"
     assert service["inputs"]["networkConfiguration"]["assignPublicIp"] is False   # engine (camelCase) names
     alb = next(r for r in resources if r["type"] == "aws:lb/loadBalancer:LoadBalancer")
     assert alb["outputs"]["dnsName"].endswith(".eu-west-1.elb.amazonaws.com")

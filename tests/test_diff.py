@@ -111,12 +111,12 @@ def test_the_json_report_gives_counts_refusals_and_each_changed_path(plans, caps
     report = json.loads(text)
     assert code == 0
     assert report["summary"] == {"create": 47, "update": 91, "replace": 5, "delete": 10, "unchanged": 61}
-    assert [urn.rsplit("::", 1)[1] for urn in report["refused"]] == ["dev-eu-west-1-key", "dev-state-table"]
-    subnet = next(c for c in report["changes"] if c["name"] == "net-eu-west-1-public-euw1-az2")
+    assert [urn.rsplit("::", 1)[1] for urn in report["refused"]] == ["mcp-estate-estate-wide-dev-keys-eu-west-1-key", "mcp-estate-estate-wide-dev-state-table"]
+    subnet = next(c for c in report["changes"] if c["name"] == "mcp-estate-eu-west-1-net-public-euw1-az2")
     assert subnet == {
         "urn": "urn:pulumi:dev::mcp-estate::mcp-estate:region_network:RegionNetwork"
                "$aws:ec2/subnet:Subnet::net-eu-west-1-public-euw1-az2",
-        "type": "aws:ec2/subnet:Subnet", "name": "net-eu-west-1-public-euw1-az2", "op": "replace",
+        "type": "aws:ec2/subnet:Subnet", "name": "mcp-estate-eu-west-1-net-public-euw1-az2", "op": "replace",
         "mayReplace": False, "protected": False, "refused": False,
         "properties": [
             {"path": "cidrBlock", "op": "update", "old": "10.50.13.0/24", "new": "10.60.13.0/24",

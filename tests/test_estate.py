@@ -97,7 +97,7 @@ def test_services_in_a_region_run_with_the_roles_of_the_regions_group(small):
 
 
 def test_a_task_role_is_assumable_only_from_its_groups_regions(small):
-    trust = json.loads(small.named("booking-eu-identity-task").inputs["assumeRolePolicy"])["Statement"][0]
+    trust = json.loads(small.named("mcp-estate-estate-wide-booking-eu-identity-task").inputs["assumeRolePolicy"])["Statement"][0]
     assert trust["Condition"]["ArnLike"]["aws:SourceArn"] == [f"arn:aws:ecs:eu-central-1:{ACCOUNT}:*",
                                                               f"arn:aws:ecs:eu-west-1:{ACCOUNT}:*"]
 
@@ -112,10 +112,10 @@ def test_one_state_table_per_residency_group_replicated_only_inside_it(small):
 def test_the_state_grant_resolves_to_the_groups_own_table_in_each_of_its_regions(small):
     # With auth on, through the server's per-user data role (tests/test_per_user_data.py has the
     # auth-off case, where the task role holds it with the tables' indexes).
-    policy = json.loads(small.named("booking-eu-data-items").inputs["policy"])
+    policy = json.loads(small.named("mcp-estate-estate-wide-booking-eu-data-items").inputs["policy"])
     tables = [f"arn:aws:dynamodb:{r}:{ACCOUNT}:table/mcp-estate-test-eu-state" for r in ("eu-central-1", "eu-west-1")]
     assert policy["Statement"][0]["Resource"] == tables
-    americas = json.loads(small.named("booking-americas-data-items").inputs["policy"])
+    americas = json.loads(small.named("mcp-estate-estate-wide-booking-americas-data-items").inputs["policy"])
     assert americas["Statement"][0]["Resource"] == [
         f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/mcp-estate-test-americas-state"]
 
@@ -243,7 +243,7 @@ def test_reversing_servers_groups_or_regions_changes_no_resources_inputs(small, 
 
 
 def test_the_iam_change_rule_watches_every_role_of_the_estate_by_name(small):
-    rule = json.loads(small.named("changes-us-east-1-iam-changes").inputs["eventPattern"])
+    rule = json.loads(small.named("mcp-estate-us-east-1-changes-iam-changes").inputs["eventPattern"])
     watched = rule["detail"]["requestParameters"]["roleName"]
     roles = small.of_type("aws:iam/role:Role")
     named = sorted(r.inputs["name"] for r in roles if "name" in r.inputs)
@@ -256,23 +256,23 @@ def test_the_iam_change_rule_watches_every_role_of_the_estate_by_name(small):
 
 def test_an_estate_without_us_east_1_forwards_iam_changes_from_there_to_its_home_region():
     dev = shipped_plan("dev")
-    forward = dev.named("changes-eu-west-1-iam-forward")
+    forward = dev.named("mcp-estate-eu-west-1-changes-iam-forward")
     provider = forward.provider.rsplit("::", 2)[1]
-    assert provider == "aws-us-east-1"
+    assert provider == "mcp-estate-aws-us-east-1"
     assert dev.named(provider).inputs["region"] == "us-east-1"
     assert json.loads(dev.named(provider).inputs["allowedAccountIds"]) == ["111122223333"]
-    assert dev.named("changes-eu-west-1-iam-forward-to-home").inputs["arn"] == \
+    assert dev.named("mcp-estate-eu-west-1-changes-iam-forward-to-home").inputs["arn"] == \
         "arn:aws:events:eu-west-1:111122223333:event-bus/default"
     assert json.loads(forward.inputs["eventPattern"]) == \
-        json.loads(dev.named("changes-eu-west-1-iam-changes").inputs["eventPattern"])
+        json.loads(dev.named("mcp-estate-eu-west-1-changes-iam-changes").inputs["eventPattern"])
     # Only the forwarding rule, its target and its role live in us-east-1: nothing else of the estate.
-    east = [r.name for r in dev.resources if r.provider and r.provider.rsplit("::", 2)[1] == "aws-us-east-1"]
-    assert sorted(east) == ["changes-eu-west-1-iam-forward", "changes-eu-west-1-iam-forward-policy",
-                            "changes-eu-west-1-iam-forward-role", "changes-eu-west-1-iam-forward-to-home"]
+    east = [r.name for r in dev.resources if r.provider and r.provider.rsplit("::", 2)[1] == "mcp-estate-aws-us-east-1"]
+    assert sorted(east) == ["mcp-estate-eu-west-1-changes-iam-forward", "mcp-estate-eu-west-1-changes-iam-forward-policy",
+                            "mcp-estate-eu-west-1-changes-iam-forward-role", "mcp-estate-eu-west-1-changes-iam-forward-to-home"]
 
 
 def test_an_estate_at_home_in_us_east_1_needs_no_forwarding(prod):
-    assert prod.named("changes-us-east-1-iam-changes")
+    assert prod.named("mcp-estate-us-east-1-changes-iam-changes")
     assert not any("iam-forward" in r.name for r in prod.resources)
     assert not any("iam-changes" in r.name for r in prod.resources if "us-east-1" not in r.name)
 

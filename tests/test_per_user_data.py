@@ -67,32 +67,32 @@ def small() -> Plan:
 
 
 def test_with_auth_on_the_task_role_may_only_become_its_data_role(small):
-    grants = policy(small.named("booking-eu-identity-task-grants"), "policy")
+    grants = policy(small.named("mcp-estate-estate-wide-booking-eu-identity-task-grants"), "policy")
     assert grants == {"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow", "Action": ["sts:AssumeRole", "sts:TagSession"],
         "Resource": [f"arn:aws:iam::{ACCOUNT}:role/mcp-estate-test-booking-eu-data"]}]}
 
 
 def test_each_group_gets_a_data_role_over_its_own_tables_only(small):
-    role = small.named("booking-eu-data-role")
+    role = small.named("mcp-estate-estate-wide-booking-eu-data-role")
     assert role.inputs["name"] == "mcp-estate-test-booking-eu-data"
     assert policy(role, "assumeRolePolicy") == data_trust_policy(TASK_ROLE_ARN)
-    items = policy(small.named("booking-eu-data-items"), "policy")["Statement"][0]
+    items = policy(small.named("mcp-estate-estate-wide-booking-eu-data-items"), "policy")["Statement"][0]
     assert items["Resource"] == TABLES and items["Action"] == ["dynamodb:GetItem", "dynamodb:PutItem"]
-    americas = policy(small.named("booking-americas-data-items"), "policy")["Statement"][0]
+    americas = policy(small.named("mcp-estate-estate-wide-booking-americas-data-items"), "policy")["Statement"][0]
     assert americas["Resource"] == [f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/mcp-estate-test-americas-state"]
     assert not [r for r in small.resources if r.name.startswith("loyalty-") and r.name.endswith("-data-role")]
 
 
 def test_the_task_learns_its_data_role_and_tag_from_its_environment(small):
-    container = json.loads(small.named("booking-eu-west-1-task").inputs["containerDefinitions"])[0]
+    container = json.loads(small.named("mcp-estate-eu-west-1-booking-task").inputs["containerDefinitions"])[0]
     environment = {e["name"]: e["value"] for e in container["environment"]}
     assert environment["MCP_DATA_ROLE_ARN"] == f"arn:aws:iam::{ACCOUNT}:role/mcp-estate-test-booking-eu-data"
     assert environment["MCP_TRAVELLER_TAG"] == "mcp-estate-traveller"
 
 
 def test_change_detection_watches_the_data_roles(small):
-    pattern = json.loads(small.named("changes-us-east-1-iam-changes").inputs["eventPattern"])
+    pattern = json.loads(small.named("mcp-estate-us-east-1-changes-iam-changes").inputs["eventPattern"])
     assert "mcp-estate-test-booking-eu-data" in json.dumps(pattern)
 
 
@@ -100,10 +100,10 @@ def test_with_auth_disabled_in_dev_the_task_role_keeps_its_table_grant_and_no_da
     raw = copy.deepcopy(SMALL) | {"environment": "dev", "auth": {"disabled": True}}
     plan = plan_of(raw)
     assert not [r for r in plan.resources if r.name.endswith("-data-role")]
-    grant = policy(plan.named("booking-eu-identity-task-grants"), "policy")["Statement"][0]
+    grant = policy(plan.named("mcp-estate-estate-wide-booking-eu-identity-task-grants"), "policy")["Statement"][0]
     assert grant["Action"] == ["dynamodb:GetItem", "dynamodb:PutItem"]
     assert grant["Resource"] == sorted(TABLES + [f"{t}/index/*" for t in TABLES])
-    container = json.loads(plan.named("booking-eu-west-1-task").inputs["containerDefinitions"])[0]
+    container = json.loads(plan.named("mcp-estate-eu-west-1-booking-task").inputs["containerDefinitions"])[0]
     assert "MCP_DATA_ROLE_ARN" not in {e["name"] for e in container["environment"]}
 
 
@@ -129,14 +129,14 @@ def test_backends_and_the_token_endpoint_get_one_egress_rule_each_on_443(with_ba
              if r.name.startswith("booking-eu-west-1-to-") and r.inputs.get("cidrIpv4", "").count(".") == 3
              and r.inputs["cidrIpv4"] != "10.30.0.0/16"}
     assert {name: (i["cidrIpv4"], i["fromPort"], i["toPort"], i["description"]) for name, i in rules.items()} == {
-        "booking-eu-west-1-to-198-51-100-0-24-443": ("198.51.100.0/24", 443, 443, "Partner API (declared by hand)"),
+        "mcp-estate-eu-west-1-booking-to-198-51-100-0-24-443": ("198.51.100.0/24", 443, 443, "Partner API (declared by hand)"),
         "booking-eu-west-1-to-203-0-113-0-24-443": ("203.0.113.0/24", 443, 443, "Backend fares (https://fares.example/)"),
         "booking-eu-west-1-to-192-0-2-0-24-443": ("192.0.2.0/24", 443, 443,
                                                   "The IdP's token endpoint (token exchange)")}
 
 
 def test_the_task_learns_the_token_endpoint_and_each_backends_url(with_backends):
-    container = json.loads(with_backends.named("booking-eu-west-1-task").inputs["containerDefinitions"])[0]
+    container = json.loads(with_backends.named("mcp-estate-eu-west-1-booking-task").inputs["containerDefinitions"])[0]
     environment = {e["name"]: e["value"] for e in container["environment"]}
     assert environment["TOKEN_EXCHANGE_URL"] == "https://login.example.travel/oauth2/token"
     assert environment["BACKEND_PARTNER_API_URL"] == "https://api.partner.example/"
@@ -230,7 +230,7 @@ def estate_part(data_statement: dict | None = None, trust: dict | None = None, e
         aws.ecs.TaskDefinition("definition", family="booking", task_role_arn=TASK_ROLE_ARN,
                                container_definitions=json.dumps([{"name": "booking", "image": "x", "essential": True}]))
         if data_statement is None and trust is None:
-            DataRole("booking-eu-data", DataRoleArgs(
+            DataRole("mcp-estate-estate-wide-booking-eu-data", DataRoleArgs(
                 server="booking", group="eu", role_name="mcp-estate-test-booking-eu-data", task_role=task,
                 task_role_arn=TASK_ROLE_ARN, actions=ACTIONS, table_arns=TABLES, state_key_arns=KEYS, tags=TAGS))
         else:

@@ -16,7 +16,7 @@ from test_estate import plan_of
 POLICIES = ("queues-encrypted-with-a-customer-key", "queues-closed-to-other-accounts",
             "queues-have-dead-letter-queues", "workers-have-no-ingress", "caches-private-encrypted-iam")
 OTHER = "999988887777"
-QUEUE = "booking-eu-west-1-async-queue"
+QUEUE = "mcp-estate-eu-west-1-booking-async-queue"
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +122,8 @@ def test_standalone_redrive_policy_counts(plan):
 
 @attack("workers-have-no-ingress")
 def test_worker_opened_by_a_separate_ingress_rule_is_refused(plan):
-    sg = plan.named("booking-eu-west-1-async-sg").outputs["id"]
-    add(plan, "booking-eu-west-1-async-to-endpoints", "sneaky-ingress",
+    sg = plan.named("mcp-estate-eu-west-1-booking-async-sg").outputs["id"]
+    add(plan, "mcp-estate-eu-west-1-booking-async-to-endpoints", "sneaky-ingress",
         "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", securityGroupId=sg, ipProtocol="tcp",
         fromPort=22, toPort=22, cidrIpv4="10.0.0.0/8")
     assert any("sneaky-ingress" in m for m in found(plan, "workers-have-no-ingress"))
@@ -131,16 +131,16 @@ def test_worker_opened_by_a_separate_ingress_rule_is_refused(plan):
 
 @attack("workers-have-no-ingress")
 def test_worker_with_a_public_ip_is_refused(plan):
-    service = plan.named("booking-eu-west-1-async-service")
+    service = plan.named("mcp-estate-eu-west-1-booking-async-service")
     network = {**service.inputs["networkConfiguration"], "assignPublicIp": True}
-    plant(plan, "booking-eu-west-1-async-service", networkConfiguration=network)
+    plant(plan, "mcp-estate-eu-west-1-booking-async-service", networkConfiguration=network)
     assert any("public IP" in m for m in found(plan, "workers-have-no-ingress"))
 
 
 @pytest.mark.parametrize("mode", [{"type": "password"}, {"type": "no-password-required"}])
 @attack("caches-private-encrypted-iam")
 def test_password_cache_users_are_refused(plan, mode):
-    plant(plan, "cache-eu-west-1-user-booking", authenticationMode=mode)
+    plant(plan, "mcp-estate-eu-west-1-cache-user-booking", authenticationMode=mode)
     assert found(plan, "caches-private-encrypted-iam")
 
 
@@ -148,31 +148,31 @@ def test_password_cache_users_are_refused(plan, mode):
                                         ("userGroupId", None), ("securityGroupIds", None)])
 @attack("caches-private-encrypted-iam")
 def test_cache_without_its_key_group_or_users_is_refused(plan, key, value):
-    plant(plan, "cache-eu-west-1-cache", **{key: value})
+    plant(plan, "mcp-estate-eu-west-1-cache-cache", **{key: value})
     assert found(plan, "caches-private-encrypted-iam")
 
 
 @legitimate("caches-private-encrypted-iam")
 def test_a_cache_on_another_customer_key_of_the_estate_passes(plan):
-    plant(plan, "cache-eu-west-1-cache",
+    plant(plan, "mcp-estate-eu-west-1-cache-cache",
           kmsKeyId=f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/0f1e2d3c-4b5a-6978-8695-a4b3c2d1e0f9")
     assert found(plan, "caches-private-encrypted-iam") == []
 
 
 @legitimate("workers-have-no-ingress")
 def test_a_worker_with_one_more_egress_rule_and_no_public_ip_said_explicitly_passes(plan):
-    sg = plan.named("booking-eu-west-1-async-sg").outputs["id"]
-    add(plan, "booking-eu-west-1-async-to-endpoints", "to-partner",
+    sg = plan.named("mcp-estate-eu-west-1-booking-async-sg").outputs["id"]
+    add(plan, "mcp-estate-eu-west-1-booking-async-to-endpoints", "to-partner",
         "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule", securityGroupId=sg, ipProtocol="tcp",
         fromPort=443, toPort=443, cidrIpv4="203.0.113.0/24")
-    service = plan.named("booking-eu-west-1-async-service")
-    plant(plan, "booking-eu-west-1-async-service",
+    service = plan.named("mcp-estate-eu-west-1-booking-async-service")
+    plant(plan, "mcp-estate-eu-west-1-booking-async-service",
           networkConfiguration={**service.inputs["networkConfiguration"], "assignPublicIp": False})
     assert found(plan, "workers-have-no-ingress") == []
 
 
 @attack("workers-have-no-ingress")
 def test_worker_opened_by_an_inline_ingress_block_is_refused(plan):
-    plant(plan, "booking-eu-west-1-async-sg", ingress=[
+    plant(plan, "mcp-estate-eu-west-1-booking-async-sg", ingress=[
         {"protocol": "tcp", "fromPort": 8080, "toPort": 8080, "cidrBlocks": ["10.0.0.0/8"]}])
     assert any("ingress" in m for m in found(plan, "workers-have-no-ingress"))

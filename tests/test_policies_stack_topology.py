@@ -124,16 +124,16 @@ def tags_of(plan: Plan, name: str) -> dict:
 
 
 def test_a_strict_groups_resources_say_so_and_its_table_records_its_countries(built):
-    eu, americas = tags_of(built, "eu-state-table"), tags_of(built, "americas-state-table")
+    eu, americas = tags_of(built, "mcp-estate-estate-wide-eu-state-table"), tags_of(built, "mcp-estate-estate-wide-americas-state-table")
     assert (eu["mcp-estate:residency"], eu["mcp-estate:countries"]) == ("strict", "DE FR")
     assert americas["mcp-estate:residency"] == "open" and "mcp-estate:countries" not in americas
-    assert tags_of(built, "booking-eu-central-1-service")["mcp-estate:residency"] == "strict"
-    assert tags_of(built, "front-us-east-1-alb")["mcp-estate:residency"] == "open"
+    assert tags_of(built, "mcp-estate-eu-central-1-booking-service")["mcp-estate:residency"] == "strict"
+    assert tags_of(built, "mcp-estate-us-east-1-front-alb")["mcp-estate:residency"] == "open"
 
 
 def test_scaling_targets_carry_their_groups_declared_peak(built):
-    assert tags_of(built, "loyalty-eu-central-1-scaling")["mcp-estate:peak-tasks"] == "6"
-    assert tags_of(built, "booking-us-east-1-scaling")["mcp-estate:peak-tasks"] == "0"
+    assert tags_of(built, "mcp-estate-eu-central-1-loyalty-scaling")["mcp-estate:peak-tasks"] == "6"
+    assert tags_of(built, "mcp-estate-us-east-1-booking-scaling")["mcp-estate:peak-tasks"] == "0"
 
 
 def test_an_estate_built_from_a_spec_is_routed_protected_replicated_and_resident(built):
@@ -308,7 +308,7 @@ def test_with_the_config_the_countries_come_from_it_and_a_tag_that_disagrees_is_
 @attack("strict-residency-stays-in-its-group")
 def test_a_table_replica_resource_outside_a_strict_group_is_a_copy_there():
     def program(extra_region="us-east-1"):
-        home = aws.Provider("aws-eu-west-1", region="eu-west-1")
+        home = aws.Provider("mcp-estate-aws-eu-west-1", region="eu-west-1")
         table = aws.dynamodb.Table("eu-state", hash_key="pk", attributes=[{"name": "pk", "type": "S"}],
                                    tags={"mcp-estate:residency-group": "eu", "mcp-estate:residency": "strict",
                                          "mcp-estate:region": "eu-west-1", "mcp-estate:countries": "DE FR"},
@@ -541,7 +541,7 @@ def test_adding_a_region_to_the_strict_group_keeps_it_resident():
 @attack("regions-survive-the-loss-of-any-one")
 def test_an_unreadable_peak_is_reported():
     def program():
-        aws.appautoscaling.Target("booking-us-east-1-scaling", min_capacity=2, max_capacity=30,
+        aws.appautoscaling.Target("mcp-estate-us-east-1-booking-scaling", min_capacity=2, max_capacity=30,
                                   resource_id="service/c/booking", scalable_dimension="ecs:service:DesiredCount",
                                   service_namespace="ecs", tags={
                                       "mcp-estate:region": "us-east-1", "mcp-estate:residency-group": "americas",
@@ -685,9 +685,9 @@ def test_the_built_estate_maps_its_strict_cloudflare_region_and_guards_the_open_
     eu = [p for p in built.of_type("cloudflare:index/loadBalancerPool:LoadBalancerPool")]
     names = {p.outputs["id"]: p.name for p in eu}
     assert [names[i] for i in lb["regionPools"]["WEU"]] == [
-        "edge-pool-eu-west-1", "edge-pool-eu-central-1", "edge-last-resort-eu"]
+        "mcp-estate-edge-pool-eu-west-1", "mcp-estate-edge-pool-eu-central-1", "mcp-estate-edge-last-resort-eu"]
     [guard] = [r for r in built.of_type("aws:lb/listenerRule:ListenerRule") if "residency-guard" in r.name]
-    assert guard.name == "front-us-east-1-residency-guard-1"   # only the open group's ALB refuses
+    assert guard.name == "mcp-estate-us-east-1-front-residency-guard-1"   # only the open group's ALB refuses
     assert (guard.inputs["priority"], guard_of(guard.inputs)) == (1, {"httpHeaderName": "CF-IPCountry",
                                                                         "values": ["DE", "FR"]})
     assert guard.inputs["actions"][0]["fixedResponse"]["statusCode"] == "403"
@@ -706,7 +706,7 @@ def test_the_built_estate_maps_its_strict_cloudflare_region_and_guards_the_open_
      lambda n, o, _: n.endswith("guard-1") and o["conditions"].append({"pathPattern": {"values": ["/x"]}}),
      "DE FR"),
     ("a server route ahead of the guard",
-     lambda n, o, _: n == "booking-us-east-1-route" and o.update(priority=0), "DE FR"),
+     lambda n, o, _: n == "mcp-estate-us-east-1-booking-route" and o.update(priority=0), "DE FR"),
 ])
 def test_an_open_alb_that_does_not_refuse_every_strict_country_first_is_reported(built, leak, edit, expected):
     messages = edited(built, edit)
@@ -723,7 +723,7 @@ def test_removing_a_guard_rule_is_reported(built):
 
 
 def test_the_strict_groups_cloudflare_region_sent_to_an_open_pool_is_reported(built):
-    us = built.named("edge-pool-us-east-1").outputs["id"]
+    us = built.named("mcp-estate-edge-pool-us-east-1").outputs["id"]
     messages = edited(built, lambda n, o, _: n == "edge-lb" and o["regionPools"].update(WEU=[us]))
     assert messages == [
         "Cloudflare load balancer edge-lb sends data centers of Cloudflare region WEU, where strict group eu runs, "

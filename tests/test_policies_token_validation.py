@@ -13,10 +13,10 @@ from corpus import attack, legitimate
 from mcp_estate.checking.check import evaluate
 from mcp_estate.checking.pack_config import CHALLENGE_POLICY, TOKENS_POLICY
 
-ROUTE = "booking-us-east-1-route"
-HEALTH = "booking-us-east-1-health"
-ACL = "front-us-east-1-waf"
-LISTENER = "front-us-east-1-https"
+ROUTE = "mcp-estate-us-east-1-booking-route"
+HEALTH = "mcp-estate-us-east-1-booking-health"
+ACL = "mcp-estate-us-east-1-front-waf"
+LISTENER = "mcp-estate-us-east-1-front-https"
 AUDIENCE = "https://mcp.example.travel/booking/mcp"
 
 
@@ -117,7 +117,7 @@ def test_a_jwt_check_of_another_issuer_host_or_audience_is_refused(export, confi
     actions[0]["jwtValidation"][key] = value
     set_prop(rule, "actions", actions)
     [message] = tokens(export, config)
-    assert fragment in message and "booking-us-east-1-route" in message
+    assert fragment in message and "mcp-estate-us-east-1-booking-route" in message
 
 
 @attack("mcp-routes-validate-tokens")
@@ -153,7 +153,7 @@ def test_a_check_and_a_forward_split_across_two_rules_is_refused(export, config)
     rule = named(export, ROUTE)
     set_prop(rule, "actions", [forward_to_booking(export)])
     copy_route(export, "checker", priority=62, actions=[
-        jwt_action := props(named(export, "booking-us-west-2-route"))["actions"][0],
+        jwt_action := props(named(export, "mcp-estate-us-west-2-booking-route"))["actions"][0],
         {"type": "fixed-response", "order": 2, "fixedResponse": {"statusCode": "200"}}])
     assert jwt_action["type"] == "jwt-validation"
     assert [m.split(" forwards")[0] for m in tokens(export, config)] == ["Listener rule booking-us-east-1-route"]
