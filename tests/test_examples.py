@@ -5,7 +5,6 @@ from __future__ import annotations
 import runpy
 
 import pytest
-
 from conftest import ROOT, run_program, shipped_plan, stack_config
 
 REGION_EXAMPLE = ROOT / "examples" / "region_in_own_program" / "__main__.py"
