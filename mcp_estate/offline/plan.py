@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mcp_estate.contract.spec import EstateSpec
+from mcp_estate.contract.rollout import in_region_of
+from mcp_estate.contract.spec import EstateSpec, Server
 from mcp_estate.contract.stackfile import load_spec
 
 from .fidelity import inspect_resource
@@ -50,10 +51,34 @@ def plan_stack(stack: str, stacks_dir: Path) -> Plan:
     return Plan(stack, spec, resources, time.perf_counter() - started)
 
 
+def _auth_line(spec: EstateSpec) -> str:
+    if spec.auth is None or spec.auth.disabled:
+        return "auth: disabled (MCP served without tokens; dev only)"
+    return f"auth: tokens from {spec.auth.issuer}, traveller claim `{spec.auth.traveller_claim}`"
+
+
+def _waves_line(spec: EstateSpec) -> str:
+    waves = " -> ".join(f"[{', '.join(wave)}]" for wave in spec.waves)
+    if len(spec.waves) == 1:
+        return f"rollout: one wave, {waves}"
+    return f"rollout waves: {waves}, {spec.rollout.wave_bake_minutes} healthy minutes between waves"
+
+
+def _delivery(spec: EstateSpec, server: Server) -> str:
+    """How a change reaches the server and where its tokens are checked, plus its opt-in capabilities."""
+    strategy = in_region_of(server.rollout, spec.rollout).strategy
+    parts = [f"deploys {strategy} in each region"]
+    if spec.auth is not None and not spec.auth.disabled:
+        parts.append(f"token checked by the {server.auth.token_validation if server.auth else 'alb'}")
+    parts += [name for name, on in (("cache", server.cache), ("async work", server.async_work)) if on]
+    return ", ".join(parts)
+
+
 def summary(plan: Plan) -> str:
     spec, custom = plan.spec, plan.custom_resources()
     lines = [f"stack {plan.stack} ({spec.environment}), owner {spec.owner}, AWS account "
-             f"{spec.aws_account_id}, https://{spec.domain.hostname}", "", "residency groups:"]
+             f"{spec.aws_account_id}, https://{spec.domain.hostname}", _auth_line(spec), _waves_line(spec),
+             "", "residency groups:"]
     for group in sorted(spec.residency_groups, key=lambda g: g.name):
         regions = ", ".join(f"{r.name} {r.cidr}" + ("*" if r.name == group.primary_region else "")
                             for r in sorted(group.regions, key=lambda r: r.name))
@@ -66,6 +91,7 @@ def summary(plan: Plan) -> str:
                      f"{server.cpu} CPU / {server.memory} MiB, {server.scaling.min}-{server.scaling.max} "
                      "tasks in every region")
         lines.append(f"  {'':<12} {server.registry_host}/{server.repository}@{server.digest[:19]}...")
+        lines.append(f"  {'':<12} {_delivery(spec, server)}")
         if server.candidate:
             lines.append(f"  {'':<12} candidate ...@{server.candidate.image.rsplit('@', 1)[1][:19]}... in "
                          f"{', '.join(spec.candidate_regions(server))} (wave {server.candidate.waves_reached} "
