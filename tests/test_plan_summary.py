@@ -6,10 +6,15 @@ so the tests plan nothing (an empty Plan) and read the shipped stack files.
 
 from __future__ import annotations
 
+import sys
+
+import pytest
 from conftest import ROOT
 
+from mcp_estate.cli import main
+from mcp_estate.contract.names import REGION_TAG
 from mcp_estate.contract.stackfile import load_spec
-from mcp_estate.offline.plan import Plan, summary
+from mcp_estate.offline.plan import Plan, Progress, plan_stack, summary
 
 
 def summary_of(stack: str, **changes) -> list[str]:
@@ -42,3 +47,31 @@ def test_staging_shows_each_servers_strategy_validator_and_capabilities():
         "deploys ROLLING in each region, token checked by the alb, cache, async work")
     assert server_lines(lines, "inventory")[2].strip() == (
         "deploys CANARY in each region, token checked by the server")
+
+
+# -- progress on long plans ---------------------------------------------------------------------------
+
+def test_progress_counts_every_resource_the_plan_registers_per_region():
+    lines: list[str] = []
+    progress = Progress(lines.append, every=50)
+    planned = plan_stack("prod", ROOT / "stacks", progress)
+    custom = planned.custom_resources()
+    assert progress.counts.total() == len(custom) and len(lines) == len(custom) // 50
+    assert lines[0].startswith("registered 50 resources (")
+    assert progress.counts["us-west-2"] == sum(
+        (r.inputs.get("tags") or {}).get(REGION_TAG) == "us-west-2" for r in custom) > 100
+    assert set(progress.counts) == {"estate-wide", "eu-central-1", "eu-west-1", "us-east-1", "us-west-2"}
+
+
+PROGRESS_INIT = Progress.__init__   # the real one; the CLI test runs it with a smaller step
+
+
+@pytest.mark.parametrize("argv, terminal, shown", [
+    (["--progress"], False, True), (["--no-progress"], True, False), ([], True, True), ([], False, False)])
+def test_progress_is_shown_when_asked_or_when_a_person_watches(argv, terminal, shown, monkeypatch, capsys):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
+    monkeypatch.setattr(Progress, "__init__", lambda self, write, every=500: PROGRESS_INIT(self, write, 20))
+    assert main(["plan", "--stack", "dev", "--stacks-dir", str(ROOT / "stacks"), *argv]) == 0
+    err = capsys.readouterr().err
+    assert ("registered 20 resources (" in err) is shown
+
