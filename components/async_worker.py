@@ -39,6 +39,7 @@ import pulumi
 import pulumi_aws as aws
 
 from mcp_estate.contract.capabilities import AsyncWork
+from mcp_estate.contract.iam_documents import document
 
 from .naming import child_opts, cidr_slug
 from .telemetry import NAMESPACE as TELEMETRY
@@ -105,7 +106,7 @@ def queue_policy(arn: str, account_id: str, roles: tuple[str, str] | None = None
                                    ("WorkerConsumesOnly", CONSUME_ACTIONS, roles[1])):
             statements.append({"Sid": sid, "Effect": "Deny", "Principal": "*", "Action": actions, "Resource": arn,
                                "Condition": {"StringNotEquals": {"aws:PrincipalArn": role}}})
-    return {"Version": "2012-10-17", "Statement": statements}
+    return document(statements)
 
 
 def worker_alarm_name(task_family: str, region: str, key: str) -> str:
