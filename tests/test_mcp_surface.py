@@ -56,10 +56,10 @@ def test_edge_rules_are_golden_and_read_by_the_checker(plan, snapshot):
     assert {"rules": rules, "ratelimits": ratelimits} == snapshot
     for rule in rules:
         assert expression_problems(rule["expression"], "e", phase_fields("http_request_firewall_custom"),
-                                   "custom", lambda f: f in ("any", "all", "starts_with")) == []
+                                   "custom", lambda f: f in ("any", "all", "starts_with", "lower")) == []
     for rule in ratelimits:
         assert expression_problems(rule["expression"], "e", phase_fields("http_ratelimit"),
-                                   "ratelimit", lambda f: f in ("any", "all", "starts_with")) == []
+                                   "ratelimit", lambda f: f in ("any", "all", "starts_with", "lower")) == []
 
 
 @pytest.mark.parametrize("plan", PLANS)
@@ -79,6 +79,20 @@ def test_the_allowed_tool_passes_and_every_refusal_bites(plan):
     assert blocked(rule, call(method=None, tool=None))          # 2026-07-28 must name its method
     assert blocked(rule, call(version="2024-11-05"))
     assert blocked(rule, call(http="PUT"))
+
+
+RESPELLED = [call(), call(method="tools/list", tool=None), call(tool="delete_booking"),
+             call(method="admin/exec", tool=None), call(method=None, tool=None),
+             call(version="2025-11-25", method="evil/method", tool=None), call(version="2024-11-05")]
+
+
+@pytest.mark.parametrize("spelling", [str.lower, str.upper, str.title], ids=["http2", "upper", "http1"])
+def test_header_names_are_judged_whatever_case_the_client_sends(spelling):
+    # `http.request.headers.names` keeps the client's case (Cloudflare fields reference): an HTTP/1.1
+    # client's `Mcp-Method` must count as present, or 2026-07-28 calls are refused and bad methods pass.
+    rule = edge_rule(HOST, BOOKING, "pro")
+    verdicts = [blocked(rule, {**r, "headers": {spelling(k): v for k, v in r["headers"].items()}}) for r in RESPELLED]
+    assert verdicts == [False, False, True, True, True, True, True]
 
 
 def test_the_body_cap_follows_the_plan():

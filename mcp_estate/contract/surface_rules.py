@@ -6,7 +6,9 @@ in the contract layer, so the spec checks (validate.py) measure what the edge wi
 rule counts and expression lengths per plan.
 
 Cloudflare keys `http.request.headers` by lowercase name (fields reference); an uppercase key
-never matches, so every header name here is lowercase. Header values are compared exactly: MCP
+never matches, so every header name here is lowercase. `http.request.headers.names` keeps the case
+the client sent (HTTP/2 sends lowercase, HTTP/1.1 clients often do not): presence is checked on
+the lowercased names. Header values are compared exactly: MCP
 header values are case-sensitive. `all()` over every value as well as `any()` refuses a request
 that repeats a header with one allowed and one refused value.
 """
@@ -54,7 +56,9 @@ def _header(name: str) -> str:
 
 
 def _present(name: str) -> str:
-    return f'any(http.request.headers.names[*] eq "{name}")'
+    # `headers.names` keeps the case the client sent (HTTP/1.1 `Mcp-Method`), unlike the map's keys:
+    # Cloudflare's own recipe for a required header lowercases the names first.
+    return f'any(lower(http.request.headers.names[*])[*] eq "{name}")'
 
 
 def _only(name: str, values: Iterable[str]) -> str:
