@@ -93,10 +93,13 @@ def mcp_surface_enforced_at_edge_and_origin(args: StackValidationArgs, report: R
     resources, config = list(args.resources), args.get_config()
     acls = [r for r in resources if r.resource_type == WEB_ACL]
     custom = _zone_rules(resources, "http_request_firewall_custom")
+    # A stack without an edge (a foundation stage) has no Cloudflare rules to judge; one whose load balancer
+    # lost its rulesets is judged, and every generated rule is missing.
+    edge = bool(custom) or any(r.resource_type == CF_LOAD_BALANCER for r in resources)
     if not isinstance(config.get("edgeRules"), Sequence):
         if custom:
             report(MISSING_CONFIG, custom[0][0].urn)
-    else:
+    elif edge:
         for expression in config["edgeRules"]:
             _generated_rule_enforced(str(expression), custom, report)
         for expected in map(as_mapping, as_list(config.get("edgeRatelimits"))):

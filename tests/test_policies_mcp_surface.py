@@ -268,3 +268,21 @@ def test_an_edge_rate_limit_on_another_path_is_reported(pro):
             rule["expression"] = rule["expression"].replace("/booking/mcp", "/other/mcp")
     assert messages(pro, elsewhere) == ["No enabled blocking Cloudflare rate limit covers /booking/mcp: a flood "
                                         "reaches the origin unthrottled; restore the Edge's rate limiting rules"]
+
+
+@attack("mcp-surface-enforced-at-edge-and-origin")
+def test_a_load_balancer_whose_rulesets_are_gone_misses_every_generated_rule(enterprise):
+    def without(resources):
+        resources[:] = [r for r in resources if r["type"] != RULESET]
+    found = messages(enterprise, without)
+    assert f"{HEAD} is not in the zone's custom rules: restore the rule mcp_estate/contract/surface_rules.py " \
+           "generates" in found and sum("rate limit the spec generates" in m for m in found) == len(
+        enterprise[1][SURFACE_POLICY]["edgeRatelimits"]) == 1, found
+
+
+@legitimate("mcp-surface-enforced-at-edge-and-origin")
+def test_a_stack_without_an_edge_has_no_edge_rules_to_judge(pro):
+    def foundation(resources):   # deploy_stage foundation: no Cloudflare resources, no web ACLs, no routes
+        resources[:] = [r for r in resources if not r["type"].startswith("cloudflare:")
+                        and r["type"] != "aws:wafv2/webAcl:WebAcl" and "listenerRule" not in r["type"]]
+    assert messages(pro, foundation) == []
