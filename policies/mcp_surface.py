@@ -9,7 +9,9 @@ The edge's rules are not judged by their shape: a rule that reads the right head
 still exempt a client (`and not ip.src in {...}`), match less, or leave a clause out. The pack config
 carries the expressions the spec generates (mcp_estate/contract/surface_rules.py, through
 `estate pack-config`), and each must be in the zone's rules as generated: the set of expressions is
-compared, so the check holds however many servers one rule covers.
+compared, so the check holds however many servers one rule covers. The origin's AWS WAF rules are
+compared the same way (by name: action, statement and labels as generated), and a web ACL rule that
+allows is refused: it would end evaluation before the MCP rules for whatever it matches.
 """
 
 from __future__ import annotations
@@ -69,7 +71,13 @@ SURFACE_CONFIG = {
                        "description": "The Cloudflare rate limiting rules the spec's surfaces generate"},
     "allowlistPaths": {"type": "array", "items": {"type": "string"},
                        "description": "MCP paths of servers with a tools allowlist (surface.tools)"},
+    "originRules": {"type": "array", "items": {"type": "object", "required": ["name", "action", "statement"]},
+                    "description": "The AWS WAF rules the spec's surfaces generate for every web ACL "
+                                   "(name, action, statement; priorities and metrics aside)"},
 }
+MISSING_ORIGIN_CONFIG = ("The pack config gives no originRules for mcp-surface-enforced-at-edge-and-origin, so "
+                         "whether the web ACL's MCP rules are the ones the spec generates cannot be judged: pass "
+                         "the config `estate pack-config --stack <stack> --write` generates")
 MISSING_CONFIG = ("The pack config gives no edgeRules for mcp-surface-enforced-at-edge-and-origin, so whether the "
                   "edge's MCP surface rules are the ones the spec generates cannot be judged: pass the config "
                   "`estate pack-config --stack <stack> --write` generates (policies/config/<environment>.json)")
@@ -80,8 +88,9 @@ MISSING_CONFIG = ("The pack config gives no edgeRules for mcp-surface-enforced-a
     "Every Cloudflare custom rule and rate limiting rule the spec's server surfaces generate (pack config "
     "`edgeRules`, `edgeRatelimits`) is in the zone's entrypoint ruleset, enabled, blocking, with the very "
     "expression generated (whitespace, redundant outer parentheses and the C-like spelling of operators aside) "
-    "and, for a rate limit, the same counting; every server with a tools allowlist has a blocking AWS WAF "
-    "rule for its path on every web ACL; every MCP path has a blocking rate limit at the edge and a blocking "
+    "and, for a rate limit, the same counting; every AWS WAF rule they generate (`originRules`) is in every web "
+    "ACL with the very action and statement generated, and no web ACL rule allows (an allow is terminating); "
+    "every server with a tools allowlist has a blocking AWS WAF rule for its path on every web ACL; every MCP path has a blocking rate limit at the edge and a blocking "
     "AWS WAF rate-based rule. Reads outputs (listener rules' target group ARNs): on a first preview it cannot "
     "run, so `estate check` in every pull request is the gate",
     risks=[Risk.PROMPT_INJECTION, Risk.SAMPLING_ABUSE, Risk.AVAILABILITY],
@@ -105,6 +114,7 @@ def mcp_surface_enforced_at_edge_and_origin(args: StackValidationArgs, report: R
         for expected in map(as_mapping, as_list(config.get("edgeRatelimits"))):
             _generated_limit_enforced(expected, _zone_rules(resources, "http_ratelimit"), report)
     for acl in acls:
+        _origin_rules_enforced(acl, config, report)
         for path in sorted(set(as_list(config.get("allowlistPaths")))):
             if not _origin_allowlist(acl, path):
                 report(f"Web ACL {acl.name} has no blocking rule on {path} comparing the {NAME_HEADER} header: the "
@@ -223,6 +233,29 @@ def _closing(tokens: list[str]) -> int:
         if depth == 0:
             return i
     return -1
+
+
+def _origin_rules_enforced(acl: Any, config: Mapping, report: Report) -> None:
+    """Each generated origin rule is in the web ACL as generated, and no rule allows: an `allow` is
+    terminating, so one placed before the MCP rules (a client exempted by IP, a path) skips them."""
+    rules = [as_mapping(r) for r in as_list(acl.props.get("rules"))]
+    for rule in rules:
+        if "allow" in as_mapping(rule.get("action")):
+            report(f"Web ACL {acl.name} rule {rule.get('name')} allows: every rule after it is skipped for the "
+                   "requests it matches (the MCP rules among them); remove it", acl.urn)
+    expected = config.get("originRules")
+    if not isinstance(expected, Sequence):
+        report(MISSING_ORIGIN_CONFIG, acl.urn)
+        return
+    present = {r.get("name"): r for r in rules}
+    for wanted in map(as_mapping, expected):
+        rule = as_mapping(present.get(wanted.get("name")))
+        changed = [key for key in ("action", "statement", "ruleLabels")
+                   if _plain(rule.get(key)) != _plain(wanted.get(key))]
+        if changed:
+            report(f"Web ACL {acl.name} rule {wanted.get('name')} is "
+                   + (f"not as the spec generates it ({', '.join(changed)} differ)" if rule else "missing")
+                   + ": keep the rules region_compute.py builds; change the server's `surface` instead", acl.urn)
 
 
 def _origin_allowlist(acl: Any, path: str) -> bool:

@@ -156,9 +156,13 @@ def test_a_pack_config_without_the_edge_rules_cannot_judge_and_says_so(pro):
     config = copy.deepcopy(pro[1])
     del config[SURFACE_POLICY]
     found = messages(pro, config=config)
-    assert found == ["The pack config gives no edgeRules for mcp-surface-enforced-at-edge-and-origin, so whether "
-                     "the edge's MCP surface rules are the ones the spec generates cannot be judged: pass the config "
-                     "`estate pack-config --stack <stack> --write` generates (policies/config/<environment>.json)"]
+    edge = ("The pack config gives no edgeRules for mcp-surface-enforced-at-edge-and-origin, so whether "
+            "the edge's MCP surface rules are the ones the spec generates cannot be judged: pass the config "
+            "`estate pack-config --stack <stack> --write` generates (policies/config/<environment>.json)")
+    origin = ("The pack config gives no originRules for mcp-surface-enforced-at-edge-and-origin, so whether the "
+              "web ACL's MCP rules are the ones the spec generates cannot be judged: pass the config "
+              "`estate pack-config --stack <stack> --write` generates")
+    assert found[0] == edge and found[1:] and set(found[1:]) == {origin}   # once per web ACL
 
 
 def reformatted(rule: dict) -> None:
@@ -236,7 +240,9 @@ def test_an_origin_without_the_allowlist_is_reported(pro):
         for acl in acls(resources):
             acl["outputs"]["rules"] = [r for r in acl["outputs"]["rules"] if not r["name"].endswith("-tools")]
     found = messages(pro, without)
-    assert found and all("no blocking rule on /booking/mcp comparing the mcp-name header" in m for m in found)
+    assert any("no blocking rule on /booking/mcp comparing the mcp-name header" in m for m in found)
+    assert any(m.endswith("rule mcp-booking-tools is missing: keep the rules region_compute.py builds; change the "
+                          "server's `surface` instead") for m in found)
 
 
 @attack("mcp-surface-enforced-at-edge-and-origin")
@@ -247,6 +253,48 @@ def test_an_origin_rule_set_to_count_is_reported(pro):
                 if rule["name"].endswith("-tools"):
                     rule["action"] = {"count": {}}
     assert any("no blocking rule on /booking/mcp" in m for m in messages(pro, counting))
+
+
+def exempting_a_client(resources):
+    """The bypass of the edge, at the origin: the tools rule spares one client IP."""
+    spared = {"notStatement": {"statement": {"ipSetReferenceStatement": {"arn": "arn:aws:wafv2:x"}}}}
+    for acl in acls(resources):
+        for rule in acl["outputs"]["rules"]:
+            if rule["name"] == "mcp-booking-tools":
+                rule["statement"]["andStatement"]["statements"].append(spared)
+
+
+def allowing_first(resources):
+    """A rule that allows, placed before the MCP rules: allow is terminating, the rules after it never run."""
+    for acl in acls(resources):
+        acl["outputs"]["rules"].insert(0, {"name": "partner", "priority": 1, "action": {"allow": {}}, "statement": {
+            "ipSetReferenceStatement": {"arn": "arn:aws:wafv2:x"}}})
+
+
+def raising_a_limit(resources):
+    for acl in acls(resources):
+        for rule in acl["outputs"]["rules"]:
+            if rule["name"].startswith("mcp-per-ip-"):
+                rule["statement"]["rateBasedStatement"]["limit"] *= 100
+
+
+@attack("mcp-surface-enforced-at-edge-and-origin")
+@pytest.mark.parametrize("change, expected", [
+    (exempting_a_client, "rule mcp-booking-tools is not as the spec generates it (statement differ)"),
+    (allowing_first, "rule partner allows: every rule after it is skipped"),
+    (raising_a_limit, "is not as the spec generates it (statement differ)")])
+def test_an_origin_rule_that_spares_or_skips_is_reported(pro, change, expected):
+    assert any(expected in m for m in messages(pro, change)), messages(pro, change)
+
+
+@legitimate("mcp-surface-enforced-at-edge-and-origin")
+def test_origin_rules_reordered_or_renamed_metrics_pass(pro):
+    def reordered(resources):
+        for acl in acls(resources):
+            acl["outputs"]["rules"].reverse()
+            for rule in acl["outputs"]["rules"]:
+                rule["visibilityConfig"] = {**rule.get("visibilityConfig", {}), "metricName": "renamed"}
+    assert messages(pro, reordered) == []
 
 
 @attack("mcp-surface-enforced-at-edge-and-origin")
@@ -263,7 +311,8 @@ def test_a_rate_limit_on_another_path_is_reported(pro):
                         and "booking" in repr(rule["statement"]):
                     rule["action"] = {"count": {}}
     found = messages(pro, elsewhere)
-    assert found and all("no blocking rate-based rule on /booking/mcp" in m for m in found), found
+    assert any("no blocking rate-based rule on /booking/mcp" in m for m in found), found
+    assert any("is not as the spec generates it (statement differ)" in m for m in found), found
 
 
 @attack("mcp-surface-enforced-at-edge-and-origin")

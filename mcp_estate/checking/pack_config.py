@@ -22,8 +22,8 @@ from mcp_estate.contract.geography import AWS_REGIONS
 from mcp_estate.contract.resource_server import resource_server
 from mcp_estate.contract.rollout import in_region_of
 from mcp_estate.contract.spec import EstateSpec
-from mcp_estate.contract.surface_rules import edge_ratelimits, edge_rules
-from mcp_estate.contract.validate import surface_servers
+from mcp_estate.contract.surface_rules import edge_ratelimits, edge_rules, origin_rules
+from mcp_estate.contract.validate import origin_travellers, surface_servers
 
 RESIDENCY_POLICY = "strict-residency-stays-in-its-group"
 EDGE_POLICY = "cloudflare-edge-protections-enforced"
@@ -86,13 +86,28 @@ def _surface_parameters(spec: EstateSpec) -> dict[str, Any]:
     return {"edgeRules": sorted(r["expression"] for r in edge_rules(spec.domain.hostname, servers, plan)),
             "edgeRatelimits": sorted(({"expression": r["expression"], "ratelimit": _camel(r["ratelimit"])}
                                       for r in limits), key=lambda r: r["expression"]),
-            "allowlistPaths": sorted(s.mcp_path for s in spec.servers if s.surface.tools is not None)}
+            "allowlistPaths": sorted(s.mcp_path for s in spec.servers if s.surface.tools is not None),
+            # Priorities and metrics aside: what each origin rule matches, counts and does.
+            "originRules": [_deep_camel({k: v for k, v in rule.items() if k not in ("priority", "visibility_config")})
+                            for rule in origin_rules(servers, origin_travellers(spec))]}
+
+
+def _deep_camel(value: Any) -> Any:
+    """Every key as the provider records it (rate_based_statement -> rateBasedStatement), at any depth."""
+    if isinstance(value, dict):
+        return {_camel_key(k): _deep_camel(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_camel(v) for v in value]
+    return value
+
+
+def _camel_key(key: str) -> str:
+    return key.split("_")[0] + "".join(w.title() for w in key.split("_")[1:])
 
 
 def _camel(ratelimit: dict[str, Any]) -> dict[str, Any]:
     """A rate limit's keys as the provider records them (requests_per_period -> requestsPerPeriod)."""
-    return {key.split("_")[0] + "".join(w.title() for w in key.split("_")[1:]): value
-            for key, value in ratelimit.items()}
+    return {_camel_key(key): value for key, value in ratelimit.items()}
 
 
 def with_spec(config: dict[str, Any], spec: EstateSpec) -> dict[str, Any]:
