@@ -90,7 +90,8 @@ MISSING_CONFIG = ("The pack config gives no edgeRules for mcp-surface-enforced-a
     "expression generated (whitespace, redundant outer parentheses and the C-like spelling of operators aside) "
     "and, for a rate limit, the same counting; every AWS WAF rule they generate (`originRules`) is in every web "
     "ACL with the very action and statement generated, and no web ACL rule allows (an allow is terminating); "
-    "every server with a tools allowlist has a blocking AWS WAF rule for its path on every web ACL; every MCP path has a blocking rate limit at the edge and a blocking "
+    "every server with a tools allowlist has a blocking AWS WAF rule for its path on every web ACL; "
+    "every MCP path has a blocking rate limit at the edge and a blocking "
     "AWS WAF rate-based rule. Reads outputs (listener rules' target group ARNs): on a first preview it cannot "
     "run, so `estate check` in every pull request is the gate",
     risks=[Risk.PROMPT_INJECTION, Risk.SAMPLING_ABUSE, Risk.AVAILABILITY],
