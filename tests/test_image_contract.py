@@ -19,10 +19,10 @@ from botocore.stub import Stubber
 from conftest import shipped_plan
 
 from mcp_estate.operations.image_contract import (
-    MAX_CONFIG_BYTES,
     ACCEPTED_MEDIA_TYPES,
     CONTAINER_USER,
     DOCKER_LIST,
+    MAX_CONFIG_BYTES,
     OCI_INDEX,
     OCI_MANIFEST,
     SCRATCH_PATH,
