@@ -39,6 +39,7 @@ from mcp_estate.operations.promote import (
     promote,
     start,
 )
+from mcp_estate.operations.stack_edit import StackEditError, server_node
 from mcp_estate.operations.verify import Live
 
 ACCOUNT = "123456789012"   # moto's
@@ -579,3 +580,13 @@ def test_every_planned_alarm_of_a_server_in_a_region_starts_with_the_contract_pr
             assert name.startswith(prefix)
         planned = {a.inputs["name"] for a in alarms}
         assert {prefix + kind for kind in REQUIRED_ALARMS} <= planned
+
+
+def test_a_server_named_only_through_a_yaml_merge_key_is_refused_rather_than_edited_elsewhere():
+    # Found by the mutation run: the edit finds the server's item by its own `name:` line; one that takes its
+    # name from a merge key (`<<: *anchor`) has none, and the refusal says which item it looked for.
+    text = ("config:\n  mcp-estate:estate:\n    base: &booking\n      name: booking\n"
+            "    servers:\n      - <<: *booking\n        image: x\n")
+    with pytest.raises(StackEditError) as refused:
+        server_node(text, "booking")
+    assert refused.value.problems == ["no `- name: booking` item under `mcp-estate:estate.servers`"]
