@@ -143,7 +143,8 @@ def _bootstrap(args: argparse.Namespace) -> int:
 
 
 def _lock(args: argparse.Namespace) -> int:
-    locked = lock.lock(boto3.Session(), args.stack, args.server, args.tag, args.stacks_dir, args.allow_findings)
+    locked = lock.lock(boto3.Session(), args.stack, args.server, args.tag, args.stacks_dir, args.allow_findings,
+                       args.skip_waves)
     for warning in locked.warnings:
         print(f"WARNING: {warning}", file=sys.stderr)
     print(f"{locked.server}: {locked.tag} -> {locked.image.rsplit('@', 1)[1]}")
@@ -321,6 +322,8 @@ def _lock_parser(commands: argparse._SubParsersAction) -> None:
     command.add_argument("--tag", required=True, help="image tag to resolve in the server's repository")
     command.add_argument("--allow-findings", action="store_true",
                          help="pin even with CRITICAL/HIGH findings or no finished scan (warns)")
+    command.add_argument("--skip-waves", action="store_true",
+                         help="outside dev: pin every region at once instead of `estate promote` (warns)")
     _stacks_dir(command)
     command.set_defaults(handler=_lock)
 
