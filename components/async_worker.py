@@ -39,6 +39,7 @@ import pulumi
 import pulumi_aws as aws
 
 from mcp_estate.contract.capabilities import AsyncWork
+from mcp_estate.contract.iam_documents import document
 
 from .naming import child_opts, cidr_slug
 from .telemetry import NAMESPACE as TELEMETRY
@@ -105,7 +106,7 @@ def queue_policy(arn: str, account_id: str, roles: tuple[str, str] | None = None
                                    ("WorkerConsumesOnly", CONSUME_ACTIONS, roles[1])):
             statements.append({"Sid": sid, "Effect": "Deny", "Principal": "*", "Action": actions, "Resource": arn,
                                "Condition": {"StringNotEquals": {"aws:PrincipalArn": role}}})
-    return {"Version": "2012-10-17", "Statement": statements}
+    return document(statements)
 
 
 def worker_alarm_name(task_family: str, region: str, key: str) -> str:
@@ -113,10 +114,16 @@ def worker_alarm_name(task_family: str, region: str, key: str) -> str:
     return f"{task_family}-{region}-{key}"
 
 
+WORKER_WITHOUT = frozenset({"PORT", "MCP_CACHE_ENDPOINT", "MCP_CACHE_NAME", "MCP_CACHE_USER"})
+
+
 def worker_container(server_container: dict, server: str, command: list[str]) -> dict:
     """The server's container as a worker: its image, hardening, environment and secrets, its own
     command, and nothing a request path needs (no port, no HTTP health check)."""
     container = {key: value for key, value in server_container.items() if key not in ("portMappings", "healthCheck")}
+    # Nor the cache: the worker's role may not connect to it and its security group is not admitted.
+    container["environment"] = [v for v in server_container.get("environment", [])
+                                if v["name"] not in WORKER_WITHOUT]
     logs = server_container["logConfiguration"]
     return {**container, "name": worker_service_name(server), "command": list(command),
             "logConfiguration": {**logs, "options": {**logs["options"],
@@ -145,9 +152,9 @@ class AsyncWorker(pulumi.ComponentResource):
         self.alarm_names = {key: worker_alarm_name(args.task_family, args.region, key) for key in ALARMS}
         self.dead_letter_queue, self.queue = self._queues(name, args)
         self.security_group = self._security_group(name, args)
+        self.alarms = self._alarms(name, args)   # before the service, which names them
         self.service = self._service(name, args)
         self.scaling_target, self.scaling_policy = self._autoscaling(name, args)
-        self.alarms = self._alarms(name, args)
         self.register_outputs({"queue_url": self.queue_url, "service_name": self.service.name})
 
     def _queues(self, name: str, args: AsyncWorkerArgs) -> tuple[aws.sqs.Queue, aws.sqs.Queue]:
@@ -202,12 +209,14 @@ class AsyncWorker(pulumi.ComponentResource):
             network_configuration={"subnets": args.private_subnet_ids,
                                    "security_groups": [self.security_group.id], "assign_public_ip": False},
             deployment_circuit_breaker={"enable": True, "rollback": True},
-            # ECS watches the alarms by name during a deployment: they need not exist before the service.
+            # ECS watches the alarms by name during a deployment; they exist first all the same (the
+            # docs do not say whether CreateService accepts names of alarms that do not exist yet).
             alarms={"alarm_names": [self.alarm_names[k] for k in DEPLOYMENT_ALARMS], "enable": True,
                     "rollback": True},
             deployment_minimum_healthy_percent=100, deployment_maximum_percent=200,
             propagate_tags="SERVICE", enable_ecs_managed_tags=True, enable_execute_command=False,
-            tags=args.tags, opts=child_opts(self, ignore_changes=["desired_count"]))
+            tags=args.tags, opts=child_opts(self, ignore_changes=["desired_count"],
+                                            depends_on=[self.alarms[k] for k in DEPLOYMENT_ALARMS]))
 
     def _autoscaling(self, name: str, args: AsyncWorkerArgs) -> tuple[aws.appautoscaling.Target,
                                                                        aws.appautoscaling.Policy]:
@@ -246,7 +255,8 @@ class AsyncWorker(pulumi.ComponentResource):
                         "namespace": "AWS/SQS", "metric_name": "ApproximateNumberOfMessagesVisible",
                         "period": 60, "stat": "Maximum", "dimensions": dead_letters}},
                     {"id": "added", "expression": "DIFF(m)", "label": "Messages dead-lettered", "return_data": True}],
-                threshold=0, evaluation_periods=1, datapoints_to_alarm=1,
+                # DIFF has no value for the first point it sees: two periods give it one.
+                threshold=0, evaluation_periods=2, datapoints_to_alarm=1,
                 alarm_description=f"{where}: a task was just dead-lettered (rolls a worker deployment back)"),
             "worker-errors": dict(
                 namespace=TELEMETRY, metric_name=WORKER_ERRORS, statistic="Sum", period=60,

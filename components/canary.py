@@ -53,6 +53,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from mcp_estate.contract.iam_documents import document, service_trust
 from mcp_estate.contract.names import CANARY_NAMESPACE as NAMESPACE
 from mcp_estate.contract.names import CANARY_SUCCESS_METRIC, PhysicalNames, iam_name
 from mcp_estate.contract.spec import Monitoring
@@ -122,9 +123,7 @@ def canary_role_name(name_prefix: str, region: str) -> str:
 
 def trust_policy(account_id: str) -> dict:
     """Lambda may assume the role for this account's functions only."""
-    return {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole",
-        "Condition": {"StringEquals": {"aws:SourceAccount": account_id}}}]}
+    return service_trust("lambda.amazonaws.com", {"StringEquals": {"aws:SourceAccount": account_id}})
 
 
 def credentials_statements(region: str, credentials: ProbeCredentials) -> list[dict]:
@@ -140,7 +139,7 @@ def canary_policy(account_id: str, region: str, log_group_name: str, subnet_ids:
                   security_group_id: pulumi.Input[str], credentials: ProbeCredentials | None = None) -> dict:
     ec2 = f"arn:aws:ec2:{region}:{account_id}"
     extra = credentials_statements(region, credentials) if credentials else []
-    return {"Version": "2012-10-17", "Statement": [*extra,
+    return document([*extra,
         {"Sid": "WriteOwnLogs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
          "Resource": f"arn:aws:logs:{region}:{account_id}:log-group:{log_group_name}:*"},
         # PutMetricData has no resource-level permission: the namespace condition is its scope.
@@ -162,7 +161,7 @@ def canary_policy(account_id: str, region: str, log_group_name: str, subnet_ids:
         # region (`arn:aws:ec2:<region>:<account>:*/*`) as the form that works, and no narrower one.
         {"Sid": "ManageInterfaces", "Effect": "Allow", "Action": list(INTERFACE_UPKEEP),
          "Resource": f"{ec2}:*/*"},
-    ]}
+    ])
 
 
 def rate(minutes: int) -> str:

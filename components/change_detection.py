@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from mcp_estate.contract.iam_documents import document, service_trust
 from mcp_estate.contract.names import iam_name
 
 from .naming import child_opts
@@ -170,9 +171,9 @@ class ChangeDetection(pulumi.ComponentResource):
                         f"to {args.region}", opts=opts)
         grant = aws.iam.RolePolicy(
             f"{self._prefix}-iam-forward-policy", role=role.id, opts=opts,
-            policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+            policy=json.dumps(document([{
                 "Sid": "PutOnHomeBus", "Effect": "Allow", "Action": "events:PutEvents",
-                "Resource": home_bus}]}))
+                "Resource": home_bus}])))
         rule = aws.cloudwatch.EventRule(
             f"{self._prefix}-iam-forward", name=rule_name, state="ENABLED", tags=iam.tags,
             description=f"MCP estate change detection: IAM changes, to {args.region}",
@@ -184,16 +185,14 @@ class ChangeDetection(pulumi.ComponentResource):
 
 def forwarder_trust_policy(account_id: str, rule_arn: str) -> dict:
     """EventBridge may assume the forwarding role only for the forwarding rule of this account."""
-    return {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"}, "Action": "sts:AssumeRole",
-        "Condition": {"StringEquals": {"aws:SourceAccount": account_id},
-                      "ArnEquals": {"aws:SourceArn": rule_arn}}}]}
+    return service_trust("events.amazonaws.com", {"StringEquals": {"aws:SourceAccount": account_id},
+                                                  "ArnEquals": {"aws:SourceArn": rule_arn}})
 
 
 def topic_policy(topic_arn: pulumi.Input[str], account_id: str, region: str,
                  rule_arns: list[pulumi.Input[str]]) -> dict:
     """Who may use the alerts topic: the account (through IAM), its alarms, the change rules."""
-    return {"Version": "2012-10-17", "Statement": [
+    return document([
         {"Sid": "AccountManagesTopic", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
          "Action": ["sns:GetTopicAttributes", "sns:SetTopicAttributes", "sns:AddPermission", "sns:RemovePermission",
                     "sns:DeleteTopic", "sns:Subscribe", "sns:ListSubscriptionsByTopic", "sns:Publish"],
@@ -204,4 +203,4 @@ def topic_policy(topic_arn: pulumi.Input[str], account_id: str, region: str,
                        "ArnLike": {"aws:SourceArn": f"arn:aws:cloudwatch:{region}:{account_id}:alarm:*"}}},
         {"Sid": "ChangeDetectionRulesPublish", "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
          "Action": "sns:Publish", "Resource": topic_arn, "Condition": {"ArnEquals": {"aws:SourceArn": rule_arns}}},
-    ]}
+    ])

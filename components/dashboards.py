@@ -30,6 +30,7 @@ import pulumi_aws as aws
 
 from mcp_estate.contract.names import CANARY_NAMESPACE as CANARY
 from mcp_estate.contract.names import CANARY_PATHS as PATHS
+from mcp_estate.contract.names import CANARY_SUCCESS_METRIC as SUCCESS
 
 from .naming import child_opts
 from .telemetry import CACHE_HITS, CACHE_MISSES, WORKER_ERRORS
@@ -116,7 +117,7 @@ def region_widgets(region: DashboardRegion) -> list[dict]:
         metric_widget("ECS memory %", name, [ecs_metric(region, "MemoryUtilization", s) for s in services],
                       "Average"),
         metric_widget("Canary success (1 = ok)", name,
-                      [canary_metric(name, s.server, p, "Success") for s in services for p in PATHS], "Minimum"),
+                      [canary_metric(name, s.server, p, SUCCESS) for s in services for p in PATHS], "Minimum"),
         metric_widget("Canary probe latency (ms)", name,
                       [canary_metric(name, s.server, p, "Latency", Step="total") for s in services for p in PATHS],
                       "Maximum"),
@@ -169,10 +170,10 @@ def global_widgets(regions: list[DashboardRegion], home: str) -> list[dict]:
     """Every metric names its own region; `home` is only the widgets' default."""
     return [
         metric_widget("Canary success through the ALB, every region", home,
-                      [canary_metric(r.name, s.server, "alb", "Success") for r in regions for s in r.services],
+                      [canary_metric(r.name, s.server, "alb", SUCCESS) for r in regions for s in r.services],
                       "Minimum"),
         metric_widget("Canary success through the edge, every region", home,
-                      [canary_metric(r.name, s.server, "edge", "Success") for r in regions for s in r.services],
+                      [canary_metric(r.name, s.server, "edge", SUCCESS) for r in regions for s in r.services],
                       "Minimum"),
         metric_widget("ALB 5xx per minute, every region", home,
                       [alb_metric(r, "HTTPCode_Target_5XX_Count", s, everywhere=True)

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from mcp_estate.contract.iam_documents import document, service_trust
 from mcp_estate.contract.names import iam_name
 
 from .canary import INTERFACE_UPKEEP, ProbeCredentials, credentials_statements, trust_policy
@@ -84,13 +85,12 @@ def gate_role_names(name_prefix: str, region: str) -> list[str]:
 
 def ecs_trust() -> dict:
     """The ECS guide's trust policy for the load-balancer infrastructure role and for hook roles."""
-    return {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"Service": ECS}, "Action": "sts:AssumeRole"}]}
+    return service_trust(ECS)
 
 
 def invoke_policy(function_arn: pulumi.Input[str]) -> dict:
-    return {"Version": "2012-10-17", "Statement": [{
-        "Sid": "InvokeTheHook", "Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": function_arn}]}
+    return document([{
+        "Sid": "InvokeTheHook", "Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": function_arn}])
 
 
 def hook_policy(account_id: str, region: str, log_group_name: str, subnet_ids: list[pulumi.Input[str]],
@@ -110,7 +110,7 @@ def hook_policy(account_id: str, region: str, log_group_name: str, subnet_ids: l
     ]
     if credentials is not None:
         statements += credentials_statements(region, credentials)
-    return {"Version": "2012-10-17", "Statement": statements}
+    return document(statements)
 
 
 class DeploymentGate(pulumi.ComponentResource):

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from mcp_estate.contract.iam_documents import document
+
 from .naming import child_opts
 
 DELETION_WINDOW_DAYS = 30   # the maximum: time to notice and cancel a scheduled deletion
@@ -63,9 +65,8 @@ class EstateKeys(pulumi.ComponentResource):
 
 def key_policy(account_id: str, region: str) -> dict:
     """The key policy of the group's key in `region`."""
-    return {"Version": "2012-10-17",
-            "Statement": [_account_administers(account_id), _logs_encrypt(account_id, region),
-                          _alarms_publish(account_id), _events_publish()]}
+    return document([_account_administers(account_id), _logs_encrypt(account_id, region),
+                          _alarms_publish(account_id), _events_publish()])
 
 
 def _account_administers(account_id: str) -> dict:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from mcp_estate.contract.iam_documents import document
 from mcp_estate.contract.per_user_data import TRAVELLER_TAG, leading_key_condition
 from mcp_estate.contract.spec import Egress, Server
 
@@ -78,26 +79,26 @@ class DataRole(pulumi.ComponentResource):
 def data_trust_policy(task_role_arn: str, worker_role_arn: str | None = None) -> dict:
     """Only the server's task role (and its worker's), and only with the traveller tag set (and no other tag)."""
     principal = [task_role_arn, worker_role_arn] if worker_role_arn else task_role_arn
-    return {"Version": "2012-10-17", "Statement": [{
+    return document([{
         "Effect": "Allow", "Principal": {"AWS": principal}, "Action": ASSUME_WITH_TAG,
         "Condition": {
             "StringLike": {f"aws:RequestTag/{TRAVELLER_TAG}": "?*"},   # present and not empty
             "ForAllValues:StringEquals": {"aws:TagKeys": [TRAVELLER_TAG]},
         },
-    }]}
+    }])
 
 
 def data_policy(server: str, actions: list[str], table_arns: list[str],
                 state_key_arns: dict[str, pulumi.Input[str]]) -> dict:
     """The declared item actions on the caller's own items, and the tables' keys through DynamoDB."""
-    return {"Version": "2012-10-17", "Statement": [
+    return document([
         {"Effect": "Allow", "Action": sorted(actions), "Resource": sorted(table_arns),
          "Condition": {
              "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [leading_key_condition(server)]},
              "Null": {"dynamodb:LeadingKeys": "false"},
          }},
         state_key_statement(state_key_arns),
-    ]}
+    ])
 
 
 def backend_egress(server: Server, token_exchange_cidrs: list[str]) -> list[Egress]:

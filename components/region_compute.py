@@ -36,6 +36,7 @@ import pulumi
 import pulumi_aws as aws
 
 from mcp_estate.contract.aws_limits import CONDITION_VALUES_PER_RULE, NAME_LIMITS
+from mcp_estate.contract.iam_documents import document
 from mcp_estate.contract.names import bounded_name
 from mcp_estate.contract.resource_server import ResourceServer
 from mcp_estate.contract.spec import GUARD_PRIORITIES
@@ -87,13 +88,13 @@ def guard_rules(countries: list[str]) -> list[dict]:
 
 def log_bucket_policy(bucket_arn: pulumi.Input[str], elb_account_arn: str, account_id: str) -> dict:
     """ALB log delivery may write its own prefix; nobody may use the bucket without TLS."""
-    return {"Version": "2012-10-17", "Statement": [
+    return document([
         {"Sid": "AllowAlbLogDelivery", "Effect": "Allow", "Principal": {"AWS": elb_account_arn},
          "Action": "s3:PutObject",
          "Resource": pulumi.Output.concat(bucket_arn, f"/{LOG_PREFIX}/AWSLogs/{account_id}/*")},
         {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
          "Resource": [bucket_arn, pulumi.Output.concat(bucket_arn, "/*")],
-         "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]}
+         "Condition": {"Bool": {"aws:SecureTransport": "false"}}}])
 
 
 def visibility(metric: str) -> dict:

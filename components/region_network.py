@@ -34,6 +34,7 @@ import pulumi
 import pulumi_aws as aws
 
 from mcp_estate.contract.geography import FARGATE_ZONE_IDS
+from mcp_estate.contract.iam_documents import document, service_trust
 
 from .naming import child_opts
 
@@ -76,21 +77,19 @@ def carve(cidr: str, count: int) -> tuple[list[str], list[str]]:
 
 def flow_logs_trust(account_id: str, region: str) -> dict:
     """Only the flow-logs service, acting for this account's flow logs in this region."""
-    return {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Action": "sts:AssumeRole",
-        "Principal": {"Service": "vpc-flow-logs.amazonaws.com"},
-        "Condition": {"StringEquals": {"aws:SourceAccount": account_id},
-                      "ArnLike": {"aws:SourceArn": f"arn:aws:ec2:{region}:{account_id}:vpc-flow-log/*"}}}]}
+    return service_trust("vpc-flow-logs.amazonaws.com", {
+        "StringEquals": {"aws:SourceAccount": account_id},
+        "ArnLike": {"aws:SourceArn": f"arn:aws:ec2:{region}:{account_id}:vpc-flow-log/*"}})
 
 
 def write_to_log_group(log_group_arn: pulumi.Input[str], region: str, account_id: str) -> dict:
     """Write streams of one log group; list the account's groups in the region, which the VPC guide's
     flow-logs role lists too (DescribeLogGroups is evaluated against every group, not one)."""
-    return {"Version": "2012-10-17", "Statement": [
+    return document([
         {"Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
          "Resource": [log_group_arn, pulumi.Output.concat(log_group_arn, ":*")]},
         {"Effect": "Allow", "Action": "logs:DescribeLogGroups",
-         "Resource": f"arn:aws:logs:{region}:{account_id}:log-group:*"}]}
+         "Resource": f"arn:aws:logs:{region}:{account_id}:log-group:*"}])
 
 
 class RegionNetwork(pulumi.ComponentResource):
@@ -217,9 +216,9 @@ class RegionNetwork(pulumi.ComponentResource):
 # its own credentials or a presigned URL). These keep every call on the estate's account, except
 # the one foreign bucket tasks need: ECR's image layers.
 def interface_endpoint_policy(account_id: str) -> dict:
-    return {"Version": "2012-10-17", "Statement": [{
+    return document([{
         "Sid": "EstateAccountCallersOnly", "Effect": "Allow", "Principal": "*", "Action": "*", "Resource": "*",
-        "Condition": {"StringEquals": {"aws:PrincipalAccount": account_id}}}]}
+        "Condition": {"StringEquals": {"aws:PrincipalAccount": account_id}}}])
 
 
 def gateway_endpoint_policy(service: str, region: str, account_id: str) -> dict:
@@ -228,4 +227,4 @@ def gateway_endpoint_policy(service: str, region: str, account_id: str) -> dict:
     if service == "s3":   # ECR stores image layers in a bucket of AWS's own, per region
         statements.append({"Sid": "EcrImageLayers", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
                            "Resource": f"arn:aws:s3:::prod-{region}-starport-layer-bucket/*"})
-    return {"Version": "2012-10-17", "Statement": statements}
+    return document(statements)

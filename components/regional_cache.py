@@ -29,8 +29,14 @@ from .naming import child_opts
 ENGINE = "valkey"
 MAJOR_ENGINE_VERSION = "8"
 PORTS = (6379, 6380)   # the endpoint, and the reader endpoint (read from replicas)
-# Every key and command but the administrative ones: one server's user cannot reconfigure the cache.
-ACCESS_STRING = "on ~* +@all -@admin -@dangerous"
+
+
+def access_string(server: str) -> str:
+    """The server's keys only (`<server>:...`, README: Fast answers, later answers), and every
+    command but the administrative and dangerous ones: one server's user can neither read another's
+    cached answers nor reconfigure the cache (ElastiCache RBAC: access strings are the boundary
+    between clients of one cache)."""
+    return f"on ~{server}:* +@all -@admin -@dangerous"
 
 
 @dataclass
@@ -70,7 +76,7 @@ class RegionalCache(pulumi.ComponentResource):
             description="MCP estate cache: Valkey from the tasks of servers declaring cache only")
         users = [aws.elasticache.User(
             f"{name}-user-{server}", user_id=user_id, user_name=user_id, engine=ENGINE,
-            access_string=ACCESS_STRING, authentication_mode={"type": "iam"}, tags=args.tags,
+            access_string=access_string(server), authentication_mode={"type": "iam"}, tags=args.tags,
             opts=child_opts(self)) for server, user_id in sorted(args.user_ids.items())]
         self.user_group = aws.elasticache.UserGroup(
             f"{name}-users", user_group_id=args.user_group_id, engine=ENGINE,

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from mcp_estate.contract.iam_documents import document, service_trust
 from mcp_estate.contract.names import ContractTags
 
 from .naming import child_opts
@@ -105,18 +106,17 @@ LIFECYCLE_POLICY = {"rules": [{
     "action": {"type": "expire"}}]}
 
 # ECR only accepts a creation role of the registry's own account, so no other account's ECR can use it.
-ECR_TRUST_POLICY = {"Version": "2012-10-17", "Statement": [{
-    "Effect": "Allow", "Principal": {"Service": "ecr.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+ECR_TRUST_POLICY = service_trust("ecr.amazonaws.com")
 
 
 def creation_role_policy(account_id: str, namespace: str,
                          key_arns: dict[str, pulumi.Input[str]]) -> pulumi.Output[str]:
     """What ECR needs to create a replica (AWS's documented set), on the namespace's repositories
     and the destination regions' keys only."""
-    return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": [
+    return pulumi.Output.json_dumps(document([
         {"Sid": "CreateReplicaRepositoriesOfTheNamespace", "Effect": "Allow",
          "Action": ["ecr:CreateRepository", "ecr:ReplicateImage", "ecr:TagResource"],
          "Resource": [f"arn:aws:ecr:{region}:{account_id}:repository/{namespace}/*" for region in sorted(key_arns)]},
         {"Sid": "EncryptReplicasWithTheirRegionsKey", "Effect": "Allow",
          "Action": ["kms:CreateGrant", "kms:RetireGrant", "kms:DescribeKey"],
-         "Resource": [key_arns[region] for region in sorted(key_arns)]}]})
+         "Resource": [key_arns[region] for region in sorted(key_arns)]}]))

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
+from mcp_estate.contract.iam_documents import document, service_trust
 from mcp_estate.contract.names import iam_name
 
 from .naming import child_opts
@@ -112,22 +113,15 @@ def _ready(role: aws.iam.Role, policy: aws.iam.RolePolicy) -> pulumi.Output[str]
 
 def task_trust_policy(account_id: str, regions: list[str]) -> dict:
     """ECS tasks may assume the task role only for tasks of this account in these regions."""
-    return {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow",
-        "Principal": {"Service": ECS_TASKS},
-        "Action": "sts:AssumeRole",
-        "Condition": {
-            "StringEquals": {"aws:SourceAccount": [account_id]},
-            "ArnLike": {"aws:SourceArn": [f"arn:aws:ecs:{region}:{account_id}:*"
-                                          for region in sorted(regions)]},
-        },
-    }]}
+    return service_trust(ECS_TASKS, {
+        "StringEquals": {"aws:SourceAccount": [account_id]},
+        "ArnLike": {"aws:SourceArn": [f"arn:aws:ecs:{region}:{account_id}:*" for region in sorted(regions)]},
+    })
 
 
 def execution_trust_policy() -> dict:
     """The trust AWS documents for a task execution role: the ECS tasks service, no condition."""
-    return {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"Service": ECS_TASKS}, "Action": "sts:AssumeRole"}]}
+    return service_trust(ECS_TASKS)
 
 
 def task_policy(grants: list[Grant], state_key_arns: dict[str, pulumi.Input[str]] | None = None,
@@ -139,7 +133,7 @@ def task_policy(grants: list[Grant], state_key_arns: dict[str, pulumi.Input[str]
                          for g in grants), key=lambda s: (s["Action"], s["Resource"]))
     if state_key_arns:
         statements.append(state_key_statement(state_key_arns))
-    return {"Version": "2012-10-17", "Statement": [*statements, *(capability_statements or [])]}
+    return document([*statements, *(capability_statements or [])])
 
 
 def state_key_statement(state_key_arns: dict[str, pulumi.Input[str]]) -> dict:
@@ -177,4 +171,4 @@ def execution_policy(args: ServerIdentityArgs) -> dict:
                  "kms:ViaService": [f"secretsmanager.{region}.amazonaws.com"
                                     for region in sorted(args.regions)]}}},
         ]
-    return {"Version": "2012-10-17", "Statement": statements}
+    return document(statements)

@@ -109,7 +109,8 @@ def waf_challenge_body() -> dict:
 
 def edge_challenge_rules(hostname: str, servers: list[ResourceServer]) -> list[dict]:
     """Response Header Transform rules (phase http_response_headers_transform), one per server:
-    the ALB rejects an invalid token without `WWW-Authenticate`; Cloudflare adds it."""
+    the ALB rejects an invalid token without `WWW-Authenticate`; Cloudflare adds it. A challenge
+    that already names the metadata (the server's own, with its `error=` and `scope=`) is kept."""
     rules = []
     for settings in sorted(servers, key=lambda s: s.server):
         path = settings.path
@@ -117,6 +118,7 @@ def edge_challenge_rules(hostname: str, servers: list[ResourceServer]) -> list[d
             "ref": f"bearer_challenge_{settings.server.replace('-', '_')}", "action": "rewrite", "enabled": True,
             "description": f"401 of {path}: name the server's Protected Resource Metadata (RFC 9728)",
             "expression": (f'(http.host eq "{hostname}" and (http.request.uri.path eq "{path}" or '
-                           f'starts_with(http.request.uri.path, "{path}/")) and http.response.code eq 401)'),
+                           f'starts_with(http.request.uri.path, "{path}/")) and http.response.code eq 401 and not '
+                           f'any(http.response.headers["www-authenticate"][*] contains "resource_metadata="))'),
             "action_parameters": {"headers": {CHALLENGE_HEADER: {"operation": "set", "value": settings.challenge}}}})
     return rules

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from mcp_estate.contract.iam_documents import document
 from mcp_estate.contract.per_user_data import partition_key
 
 from .naming import child_opts
@@ -92,11 +93,11 @@ def worker_policy(resources: TaskResources) -> dict:
     data role, which checks the tag) or under the server's own partition keys (auth off)."""
     records = [{"Effect": "Allow", "Action": ASSUME_WITH_TAG, "Resource": resources.data_role_arn}] \
         if resources.data_role_arn else _records(resources, WORKER_RECORD_ACTIONS)
-    return {"Version": "2012-10-17", "Statement": [
+    return document([
         {"Effect": "Allow", "Action": RECEIVE_ACTIONS, "Resource": list(resources.queue_arns)},
         {"Effect": "Allow", "Action": RECEIVE_KEY_ACTIONS, "Resource": _keys(resources),
          "Condition": _via("sqs", resources.regions)},
-        *records]}
+        *records])
 
 
 @dataclass

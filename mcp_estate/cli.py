@@ -86,8 +86,15 @@ def _refused(args: argparse.Namespace, headline: str, details: list[str], code: 
 
 # -- the commands ------------------------------------------------------------------------------
 
+def _progress(args: argparse.Namespace) -> plan.Progress | None:
+    """Progress lines on stderr (stdout stays the report) when asked, or when a person watches."""
+    if args.progress or (args.progress is None and sys.stderr.isatty()):
+        return plan.Progress(lambda line: print(line, file=sys.stderr, flush=True))
+    return None
+
+
 def _plan(args: argparse.Namespace) -> int:
-    planned = plan.plan_stack(args.stack, args.stacks_dir)
+    planned = plan.plan_stack(args.stack, args.stacks_dir, _progress(args))
     print(plan.summary(planned))
     if args.out:
         args.out.write_text(json.dumps(planned.export(), indent=1, sort_keys=True) + "\n")
@@ -97,7 +104,7 @@ def _plan(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     if args.stack:
-        planned = plan.plan_stack(args.stack, args.stacks_dir)
+        planned = plan.plan_stack(args.stack, args.stacks_dir, _progress(args))
         resources, environment = planned.export()["deployment"]["resources"], planned.spec.environment
         artifact = stack_path(args.stack, args.stacks_dir)
         located = locations.resource_locations(resources, field_lines(artifact.read_text()))
@@ -136,7 +143,8 @@ def _bootstrap(args: argparse.Namespace) -> int:
 
 
 def _lock(args: argparse.Namespace) -> int:
-    locked = lock.lock(boto3.Session(), args.stack, args.server, args.tag, args.stacks_dir, args.allow_findings)
+    locked = lock.lock(boto3.Session(), args.stack, args.server, args.tag, args.stacks_dir, args.allow_findings,
+                       args.skip_waves)
     for warning in locked.warnings:
         print(f"WARNING: {warning}", file=sys.stderr)
     print(f"{locked.server}: {locked.tag} -> {locked.image.rsplit('@', 1)[1]}")
@@ -235,7 +243,14 @@ def _plan_parser(commands: argparse._SubParsersAction) -> None:
     command.add_argument("--stack", required=True, help="stack name: reads stacks/Pulumi.<stack>.yaml")
     _stacks_dir(command)
     command.add_argument("--out", type=Path, help="write the resources in `pulumi stack export` shape")
+    _progress_flag(command)
     command.set_defaults(handler=_plan)
+
+
+def _progress_flag(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                         help="resources registered so far, per region, on stderr every 500 "
+                              "(default: when stderr is a terminal)")
 
 
 def _diff_parser(commands: argparse._SubParsersAction) -> None:
@@ -259,6 +274,7 @@ def _check_parser(commands: argparse._SubParsersAction) -> None:
     source.add_argument("--stack", help="plan stacks/Pulumi.<stack>.yaml offline and check it")
     source.add_argument("--export", type=Path, help="check a `pulumi stack export` or `estate plan --out` file")
     _stacks_dir(command)
+    _progress_flag(command)
     command.add_argument("--format", choices=("table", "json", "sarif"), default="table", help="default: table")
     command.add_argument("--config", type=Path, help="pack config, as for `pulumi preview --policy-pack-config` "
                          "(default: policies/config/<environment>.json)")
@@ -306,6 +322,8 @@ def _lock_parser(commands: argparse._SubParsersAction) -> None:
     command.add_argument("--tag", required=True, help="image tag to resolve in the server's repository")
     command.add_argument("--allow-findings", action="store_true",
                          help="pin even with CRITICAL/HIGH findings or no finished scan (warns)")
+    command.add_argument("--skip-waves", action="store_true",
+                         help="outside dev: pin every region at once instead of `estate promote` (warns)")
     _stacks_dir(command)
     command.set_defaults(handler=_lock)
 

@@ -3,8 +3,12 @@ everything an identity holds (design.md §1, confused deputy; issue 12, "dangero
 
 An identity's permissions are the Allow statements of every policy that reaches it: its inline policies
 (own resources and a role's inline_policies) and the managed policies this stack writes, by any
-attachment route. Where the stack writes its permissions boundary, what it may do is the intersection
-(IAM grants an action only when both the identity policies and the boundary allow it). A Deny statement
+attachment route; a user's also include every group it is in (UserGroupMembership, GroupMembership), so
+a method split between a user and its group is one method. A user in a group this stack does not
+define is refused: what that group grants cannot be seen. Where the stack writes its permissions
+boundary, what it may do is the intersection (IAM grants an action only when both the identity-based
+policies, a group's included, and the boundary allow it: IAM User Guide, access_policies_boundaries,
+"Identity-based policies with boundaries"). A Deny statement
 is not subtracted: a check that missed a deny would pass what IAM refuses only in the safe direction.
 
 The methods follow the public research on IAM privilege escalation: Rhino Security Labs' "AWS IAM
@@ -22,9 +26,11 @@ from fnmatch import fnmatchcase
 from pulumi_policy import PolicyResource, Severity, StackValidationArgs
 
 from .control import Report, Risk, allows, as_list, lookup, pinned_conditions, stack_policy
-from .least_privilege import ATTACHMENTS, MANAGED_POLICY, ROLE, WILDCARDS, _role_name, is_every_resource
+from .least_privilege import ATTACHMENTS, MANAGED_POLICY, ROLE, WILDCARDS, is_every_resource
 
 USER, GROUP = "aws:iam/user:User", "aws:iam/group:Group"
+USER_GROUPS = "aws:iam/userGroupMembership:UserGroupMembership"
+GROUP_MEMBERS = "aws:iam/groupMembership:GroupMembership"
 # identity type -> (its kind, the prop its own inline-policy resources name it by, their type)
 HOLDERS = {ROLE: ("role", "role", "aws:iam/rolePolicy:RolePolicy"),
            USER: ("user", "user", "aws:iam/userPolicy:UserPolicy"),
@@ -106,6 +112,7 @@ class Identity:
     grants: list[Grant]
     boundary: list[Grant] | None   # None: no boundary this stack writes, so nothing narrows the grants
     own_arns: list[str]            # its ARN, its boundary's and its managed policies': changing one is changing it
+    unknown_groups: list[str]      # groups it is in that this stack does not define: their grants are unseen
 
     def allows(self, action: str) -> list[Grant]:
         """The grants allowing `action`, when the boundary (if any) allows it too."""
@@ -141,28 +148,64 @@ def _arn(resource: PolicyResource) -> str | None:
 
 
 def identities(resources: list[PolicyResource]) -> Iterator[Identity]:
-    """Every role, user and group of the stack with the grants that reach it."""
+    """Every role, user and group of the stack with the grants that reach it: a user holds its groups'
+    grants too (IAM evaluates a user's policies and those of every group it is in, all narrowed by the
+    user's boundary), and changing one of its groups, or their policies, is changing the user."""
     written = {arn: r for r in resources if r.resource_type == MANAGED_POLICY and (arn := _arn(r))}
+    groups = {_name(g): g for g in resources if g.resource_type == GROUP}
+    members = memberships(resources)
     for holder in (r for r in resources if r.resource_type in HOLDERS):
-        kind, key, inline_type = HOLDERS[holder.resource_type]
-        name = _name(holder)
-        documents = [r.props.get("policy") for r in resources
-                     if r.resource_type == inline_type and _role_name(r.props.get(key)) == name]
-        documents += [p.get("policy") for p in as_list(holder.props.get("inlinePolicies")) if isinstance(p, Mapping)]
-        attached = _attached_arns(resources, holder, kind, name)
-        documents += [written[arn].props.get("policy") for arn in attached if arn in written]
+        kind, name = HOLDERS[holder.resource_type][0], _name(holder)
+        documents, attached = _held(resources, holder, written)
+        joined = sorted(members.get(name, ())) if kind == "user" else []
+        for group in (groups[g] for g in joined if g in groups):
+            group_documents, group_attached = _held(resources, group, written)
+            documents += group_documents
+            attached += [a for a in [_arn(group), *group_attached] if isinstance(a, str)]
         boundary_arn = lookup(holder.props, "permissionsBoundary")
         boundary = written.get(boundary_arn) if isinstance(boundary_arn, str) else None
         yield Identity(holder, kind, [Grant.of(s) for d in documents for s in allows(d)],
                        [Grant.of(s) for s in allows(boundary.props.get("policy"))] if boundary else None,
-                       [a for a in [_arn(holder), boundary_arn, *attached] if isinstance(a, str)])
+                       [a for a in [_arn(holder), boundary_arn, *attached] if isinstance(a, str)],
+                       [g for g in joined if g not in groups])
+
+
+def _held(resources: list[PolicyResource], holder: PolicyResource, written: dict) -> tuple[list, list[str]]:
+    """The policy documents reaching an identity directly (inline, and the managed policies this stack
+    writes and attaches to it) and the ARNs of every managed policy attached to it."""
+    kind, key, inline_type = HOLDERS[holder.resource_type]
+    name = _name(holder)
+    documents = [r.props.get("policy") for r in resources
+                 if r.resource_type == inline_type and _iam_name(r.props.get(key)) == name]
+    documents += [p.get("policy") for p in as_list(holder.props.get("inlinePolicies")) if isinstance(p, Mapping)]
+    attached = _attached_arns(resources, holder, kind, name)
+    return documents + [written[arn].props.get("policy") for arn in attached if arn in written], attached
+
+
+def memberships(resources: list[PolicyResource]) -> dict[str, set[str]]:
+    """User name -> the names of the groups it is in, by either membership resource."""
+    found: dict[str, set[str]] = {}
+    for r in resources:
+        if r.resource_type == USER_GROUPS:
+            groups = map(_iam_name, as_list(r.props.get("groups")))
+            found.setdefault(_iam_name(r.props.get("user")), set()).update(groups)
+        elif r.resource_type == GROUP_MEMBERS:
+            for user in as_list(r.props.get("users")):
+                found.setdefault(_iam_name(user), set()).add(_iam_name(r.props.get("group")))
+    return found
+
+
+def _iam_name(reference: object) -> str:
+    """An IAM role, user or group named by its name or its ARN (whatever its path)."""
+    text = str(reference)
+    return text.rsplit("/", 1)[-1] if text.startswith("arn:") and re.search(r":(role|user|group)/", text) else text
 
 
 def _attached_arns(resources: list[PolicyResource], holder: PolicyResource, kind: str, name: str) -> list[str]:
     arns = [str(a) for a in as_list(holder.props.get("managedPolicyArns"))] if kind == "role" else []
     for attachment in (r for r in resources if r.resource_type in ATTACHED_TO):
         key = ATTACHED_TO[attachment.resource_type].get(kind)
-        if key and name in {_role_name(n) for n in as_list(attachment.props.get(key))}:
+        if key and name in {_iam_name(n) for n in as_list(attachment.props.get(key))}:
             arns += [str(a) for a in as_list(attachment.props.get(ATTACHMENTS[attachment.resource_type]))]
     return arns
 
@@ -196,7 +239,8 @@ def escalations(identity: Identity) -> list[str]:
 @stack_policy(
     "no-privilege-escalation-paths",
     "No role, user or group holds, across every policy that reaches it (inline, its inline_policies, the "
-    "managed policies this stack writes and attaches by any route), narrowed by a permissions boundary the "
+    "managed policies this stack writes and attaches by any route; for a user, also every group it is in, and "
+    "a group this stack does not define is refused), narrowed by a permissions boundary the "
     "stack writes: iam:PassRole on roles it does not name together with an action that starts code with a "
     "passed role (ec2:RunInstances, lambda:CreateFunction, ecs:RegisterTaskDefinition, "
     "cloudformation:CreateStack, glue:CreateJob, codebuild:CreateProject, ...; an iam:PassedToService "
@@ -214,6 +258,10 @@ def escalations(identity: Identity) -> list[str]:
                 "with a permissions boundary written in this stack that leaves the action out.")
 def no_privilege_escalation_paths(args: StackValidationArgs, report: Report) -> None:
     for identity in identities(args.resources):
+        for group in identity.unknown_groups:
+            report(f"user {identity.resource.name} is in group {group}, which this stack does not define, so what "
+                   "the group grants it cannot be judged: define the group (and its policies) in this stack, or "
+                   "leave the user out of it", identity.resource.urn)
         for path in escalations(identity):
             report(f"{identity.kind} {identity.resource.name} can escalate its privileges: {path}",
                    identity.resource.urn)

@@ -40,6 +40,7 @@ from .control import (
     stack_policy,
 )
 from .iam_actions import requires_wildcard_resource
+from .service_principals import SOURCE_CONDITIONS, service_trust
 
 ROLE = "aws:iam/role:Role"
 IDENTITY_POLICIES = {
@@ -598,7 +599,9 @@ def judge_principal(kind: str, value: str, statement: Mapping, trust: Trust, *, 
     if kind == "Service":
         if foreign := _foreign_sources(statement, trust):
             return f"the service {value} acting for {', '.join(foreign)}, not the estate's account"
-        if trust_policy or pins_to(statement, trust.accounts):
+        if trust_policy:
+            return _judge_service_trust(value, statement, trust)
+        if pins_to(statement, trust.accounts):
             return None
         if value in LOG_DELIVERY_SERVICES and _delivers_alb_logs(statement, trust):
             return None
@@ -608,6 +611,20 @@ def judge_principal(kind: str, value: str, statement: Mapping, trust: Trust, *, 
     if kind == "Federated" and trust_policy:
         return _judge_federated(value, statement, trust)
     return f"the {kind} principal {value}, which this check cannot tie to the estate"
+
+
+def _judge_service_trust(service: str, statement: Mapping, trust: Trust) -> str | None:
+    """A service principal in a trust policy, by the table of policies/service_principals.py: pinned to
+    the estate where AWS documents the source keys for its roles, and wherever the table does not know it."""
+    known = service_trust(service)
+    if known is not None and known.requirement != SOURCE_CONDITIONS or pins_to(statement, trust.accounts):
+        return None
+    if known is None:
+        return (f"the service {service} acting for any account: the pack's table of service principals "
+                "(policies/service_principals.py) does not know it, so pin aws:SourceAccount or aws:SourceArn to "
+                "the estate's account, or add it to the table with the AWS page documenting its trust")
+    return (f"the service {service} acting for any account (no aws:SourceAccount or aws:SourceArn of the estate; "
+            f"AWS documents them for its roles: {known.reference})")
 
 
 def _foreign_sources(statement: Mapping, trust: Trust) -> list[str]:
@@ -665,7 +682,9 @@ def _judge_federated(value: str, statement: Mapping, trust: Trust) -> str | None
 @resource_policy(
     "role-trust-admits-only-the-estate",
     "A role's trust policy admits only principals of the estate's account (the `accountIds` config, else the "
-    "provider's allowedAccountIds), AWS services (unless a source condition names another account), accounts listed in "
+    "provider's allowedAccountIds), AWS services by the table of policies/service_principals.py (tied to the "
+    "estate by aws:SourceAccount or aws:SourceArn where AWS documents those keys for the service's roles and for "
+    "every service the table does not know; never acting for another account), accounts listed in "
     "`trustedAccounts` with a condition on "
     "sts:ExternalId, and federated identities pinned to a subject: an OIDC provider of the account with "
     "`<issuer>:sub` pinned (for GitHub, at least to a repository: `repo:org/repo:*`; the audience claim "

@@ -164,3 +164,99 @@ def test_the_shipped_prod_stack_holds_no_escalation_path():
     assert violations(shipped_plan("prod"), policy=POLICY) == []
 
 
+
+
+# -- a user holds what its groups hold (issue 12) ------------------------------------------------------
+
+def user_with_pass_role() -> None:
+    aws.iam.User("ci", name="ci")
+    aws.iam.UserPolicy("ci", user="ci", policy=document(allow("iam:PassRole")))
+
+
+LAUNCH_VIA_GROUP = ("user ci can escalate its privileges: iam:PassRole on * with lambda:createfunction: it can hand "
+                    "any of those roles to a new Lambda function and act as it")
+
+
+def deployers(attach) -> None:
+    """Group deployers, given lambda:CreateFunction by `attach(group, policy)`."""
+    group = aws.iam.Group("deployers", name="deployers")
+    launch = aws.iam.Policy("launch", name="launch", policy=document(allow("lambda:CreateFunction")))
+    attach(group, launch)
+
+
+@pytest.mark.parametrize("attach", [
+    lambda group, launch: aws.iam.GroupPolicy("inline", group="deployers",
+                                              policy=document(allow("lambda:CreateFunction"))),
+    lambda group, launch: aws.iam.GroupPolicyAttachment("attach", group=group.name, policy_arn=launch.arn),
+    lambda group, launch: aws.iam.PolicyAttachment("attach", name="attach", groups=["deployers"],
+                                                   policy_arn=launch.arn),
+    lambda group, launch: aws.iam.GroupPolicyAttachmentsExclusive("attach", group_name="deployers",
+                                                                  policy_arns=[launch.arn]),
+])
+@attack("no-privilege-escalation-paths")
+def test_a_launch_a_user_gets_from_its_group_completes_its_pass_role(attach):
+    def program():
+        user_with_pass_role()
+        deployers(attach)
+        aws.iam.UserGroupMembership("ci-groups", user="ci", groups=["deployers"])
+    assert found(program) == [LAUNCH_VIA_GROUP]
+
+
+@attack("no-privilege-escalation-paths")
+def test_membership_by_a_group_membership_resource_counts_too():
+    def program():
+        aws.iam.User("ci", name="ci")
+        group = aws.iam.Group("deployers", name="deployers")
+        aws.iam.GroupPolicy("inline", group="deployers", policy=document(allow("lambda:CreateFunction")))
+        aws.iam.GroupPolicy("pass", group="deployers", policy=document(allow("iam:PassRole")))
+        aws.iam.GroupMembership("members", name="members", group=group.name,
+                                users=["ci"])
+    assert found(program) == [
+        "group deployers can escalate its privileges: iam:PassRole on * with lambda:createfunction: it can hand "
+        "any of those roles to a new Lambda function and act as it", LAUNCH_VIA_GROUP]
+
+
+@attack("no-privilege-escalation-paths")
+def test_a_user_changing_its_own_groups_policy_is_changing_itself():
+    group_arn = f"arn:aws:iam::{ACCOUNT}:group/deployers"
+
+    def program():
+        aws.iam.User("ci", name="ci")
+        aws.iam.Group("deployers", name="deployers")
+        aws.iam.UserPolicy("ci", user="ci", policy=document(allow("iam:PutGroupPolicy", group_arn)))
+        aws.iam.UserGroupMembership("ci-groups", user="ci", groups=["deployers"])
+    assert found(program) == [f"user ci can escalate its privileges: iam:putgrouppolicy on {group_arn}: it can "
+                              "change its own or another identity's permissions or code"]
+
+
+@attack("no-privilege-escalation-paths")
+def test_a_user_in_a_group_this_stack_does_not_define_is_refused():
+    def program():
+        aws.iam.User("ci", name="ci")
+        aws.iam.UserGroupMembership("ci-groups", user="ci", groups=["Admins"])
+    assert found(program) == [
+        "user ci is in group Admins, which this stack does not define, so what the group grants it cannot be "
+        "judged: define the group (and its policies) in this stack, or leave the user out of it"]
+
+
+@legitimate("no-privilege-escalation-paths")
+def test_a_user_outside_the_group_with_the_other_half_passes():
+    def program():
+        user_with_pass_role()
+        deployers(lambda group, launch: aws.iam.GroupPolicyAttachment("attach", group="deployers",
+                                                                      policy_arn=launch.arn))
+        aws.iam.Group("readers", name="readers")
+        aws.iam.UserGroupMembership("ci-groups", user="ci", groups=["readers"])
+    assert found(program) == []
+
+
+@legitimate("no-privilege-escalation-paths")
+def test_a_users_boundary_narrows_what_its_group_grants():
+    def program():
+        boundary = aws.iam.Policy("boundary", name="boundary", policy=document(allow(["iam:PassRole", "s3:*"])))
+        aws.iam.User("ci", name="ci", permissions_boundary=boundary.arn)
+        aws.iam.UserPolicy("ci", user="ci", policy=document(allow("iam:PassRole")))
+        deployers(lambda group, launch: aws.iam.GroupPolicyAttachment("attach", group="deployers",
+                                                                      policy_arn=launch.arn))
+        aws.iam.UserGroupMembership("ci-groups", user="ci", groups=["deployers"])
+    assert found(program) == []

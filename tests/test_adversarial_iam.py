@@ -302,8 +302,10 @@ def test_a_declared_account_needs_an_external_id_and_then_passes():
 
 
 def test_the_estates_own_roles_and_services_pass():
+    pinned = {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
     assert trusting(trust({"AWS": f"arn:aws:iam::{ACCOUNT}:role/deployer"}),
-                    trust({"Service": ["ecr.amazonaws.com", "lambda.amazonaws.com"]})) == []
+                    trust({"Service": ["ecr.amazonaws.com", "ecs.amazonaws.com"]}),   # documented unconditioned
+                    trust({"Service": "lambda.amazonaws.com"}, Condition=pinned)) == []
 
 
 @attack("role-trust-admits-only-the-estate")

@@ -85,10 +85,14 @@ def test_a_source_ip_alone_does_not_make_everyone_the_estate():
 # -- a service acting for another account ----------------------------------------------------------------
 
 def trusting(*statements: dict) -> list[str]:
+    return sorted(v.message.split(": ")[0] for v in trusted_by(*statements))
+
+
+def trusted_by(*statements: dict) -> list:
     def program():
         provider = aws.Provider("aws-eu-west-1", region=REGION, allowed_account_ids=[ACCOUNT])
         aws.iam.Role("runner", assume_role_policy=document(*statements), opts=pulumi.ResourceOptions(provider=provider))
-    return sorted(v.message.split(": ")[0] for v in violations(run_program(program), policy=TRUST))
+    return violations(run_program(program), policy=TRUST)
 
 
 def service_trust(service: str, condition: dict | None = None) -> dict:
@@ -106,13 +110,42 @@ def test_a_service_trusted_for_another_account_is_refused(condition):
         f"role runner admits the service states.amazonaws.com acting for account {FOREIGN}, not the estate's account"]
 
 
+BUCKET_OF_THE_ESTATE = {"ArnLike": {"aws:SourceArn": "arn:aws:s3:::mcp-estate-logs"},
+                        "StringEquals": {"aws:SourceAccount": ACCOUNT}}
+
+
 @pytest.mark.parametrize("service, condition", [
-    ("lambda.amazonaws.com", None),   # a role Lambda receives by iam:PassRole, which never crosses accounts
-    ("states.amazonaws.com", {"StringEquals": {"aws:SourceAccount": ACCOUNT}}),
+    ("states.amazonaws.com", {"StringEquals": {"aws:SourceAccount": ACCOUNT}}),   # unknown to the table, pinned
     ("events.amazonaws.com", {"ArnLike": {"aws:SourceArn": f"arn:aws:events:*:{ACCOUNT}:rule/*"}}),
-    ("s3.amazonaws.com", {"ArnLike": {"aws:SourceArn": "arn:aws:s3:::mcp-estate-logs"}})])
-def test_a_service_for_the_estate_or_without_source_conditions_passes(service, condition):
+    ("logs.eu-west-1.amazonaws.com", {"ArnLike": {"aws:SourceArn": f"arn:aws:logs:eu-west-1:{ACCOUNT}:*"}}),
+    ("s3.amazonaws.com", BUCKET_OF_THE_ESTATE),
+    ("ecr.amazonaws.com", None), ("ecs.amazonaws.com", None),   # AWS documents these trusts without a condition
+    ("ecs-tasks.amazonaws.com", None)])   # judged by ecs-task-trust-has-source-conditions (execution roles)
+@legitimate("role-trust-admits-only-the-estate")
+def test_a_service_pinned_to_the_estate_or_documented_without_conditions_passes(service, condition):
     assert trusting(service_trust(service, condition)) == []
+
+
+DOCUMENTED = ("role runner admits the service {} acting for any account (no aws:SourceAccount or aws:SourceArn of the "
+              "estate; ")
+UNKNOWN = ("role runner admits the service {} acting for any account: the pack's table of service principals "
+           "(policies/service_principals.py) does not know it, so pin aws:SourceAccount or aws:SourceArn")
+
+
+@pytest.mark.parametrize("service, condition, expected", [
+    # the table says AWS documents the source keys for these services' roles
+    ("lambda.amazonaws.com", None, DOCUMENTED),
+    ("events.amazonaws.com", {"StringLike": {"aws:SourceArn": "arn:aws:events:*:*:rule/*"}}, DOCUMENTED),
+    ("vpc-flow-logs.amazonaws.com", {"StringEqualsIfExists": {"aws:SourceAccount": ACCOUNT}}, DOCUMENTED),
+    ("logs.eu-west-1.amazonaws.com", None, DOCUMENTED),   # the regional spelling is the same service
+    # unknown to the table: refused unless pinned; a bucket ARN names no account (the name can change hands)
+    ("states.amazonaws.com", None, UNKNOWN),
+    ("s3.amazonaws.com", {"ArnLike": {"aws:SourceArn": "arn:aws:s3:::mcp-estate-logs"}}, UNKNOWN),
+    ("scheduler.amazonaws.com", {"Null": {"aws:SourceAccount": "false"}}, UNKNOWN)])
+@attack("role-trust-admits-only-the-estate")
+def test_a_service_trusted_for_any_account_is_refused(service, condition, expected):
+    [message] = [v.message for v in trusted_by(service_trust(service, condition))]
+    assert message.startswith(expected.format(service)), message
 
 
 @legitimate("resource-access-stays-in-the-estate")

@@ -27,6 +27,7 @@ from mcp.server.lowlevel import Server
 from test_estate import SMALL, plan_of
 
 from mcp_estate.cli import main
+from mcp_estate.offline.cloudflare_rules import evaluate
 from mcp_estate.runtime.probe import probe
 
 HOSTNAME = "mcp.example.travel"
@@ -147,18 +148,13 @@ def _jwt_valid(config: dict, headers: dict, keys: dict[str, str]) -> bool:
     return all(_claim_ok(claims, wanted) for wanted in config.get("additionalClaims", []))
 
 
-def _edge_expression(expression: str, request: dict, status: int) -> bool:
-    """The subset of the Rules language the challenge rules use, evaluated (anything else fails the test)."""
-    python = expression
-    for pattern, replacement in (
-            (r'http\.host eq "([^"]*)"', r'(host == "\1")'),
-            (r'http\.request\.uri\.path eq "([^"]*)"', r'(path == "\1")'),
-            (r'starts_with\(http\.request\.uri\.path, "([^"]*)"\)', r'path.startswith("\1")'),
-            (r'http\.response\.code eq (\d+)', r'(code == \1)')):
-        python = re.sub(pattern, replacement, python)
-    leftover = re.sub(r'"[^"]*"|\b(host|path|code|and|or|startswith)\b|[()=.\s\d]', "", python)
-    assert leftover == "", f"the stand-in cannot evaluate {expression!r}"
-    return eval(python, {"__builtins__": {}}, {"host": HOSTNAME, "path": request["path"], "code": status})  # noqa: S307
+def _edge_expression(expression: str, request: dict, status: int, headers: list[tuple[str, str]]) -> bool:
+    """The challenge rule, evaluated on the response as Cloudflare's response phase sees it."""
+    response_headers: dict[str, list[str]] = {}
+    for name, value in headers:
+        response_headers.setdefault(name, []).append(value)
+    return evaluate(expression, {"host": HOSTNAME, "path": request["path"], "status": status,
+                                 "response_headers": response_headers})
 
 
 def stand_in(origin: Origin, app, keys: dict[str, str]):
@@ -166,7 +162,7 @@ def stand_in(origin: Origin, app, keys: dict[str, str]):
 
     async def respond(send, status: int, headers: list[tuple[str, str]], body: bytes, request: dict) -> None:
         for rule in origin.edge_rules:
-            if _edge_expression(rule["expression"], request, status):
+            if _edge_expression(rule["expression"], request, status, headers):
                 for name, change in rule["actionParameters"]["headers"].items():
                     assert change["operation"] == "set"
                     headers = [(k, v) for k, v in headers if k.lower() != name.lower()] + [(name, change["value"])]

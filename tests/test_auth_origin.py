@@ -13,7 +13,7 @@ from test_spec import VALID, assert_problem, problems_of, server
 from mcp_estate.components.token_validation import edge_challenge_rules, jwt_validation
 from mcp_estate.contract.resource_server import companion_priorities, resource_server
 from mcp_estate.contract.validate import parse_spec
-from mcp_estate.offline.cloudflare_rules import ruleset_problems
+from mcp_estate.offline.cloudflare_rules import evaluate, ruleset_problems
 from mcp_estate.offline.fidelity import inspect_resource
 
 ISSUER, JWKS = "https://login.example.travel/", "https://login.example.travel/jwks.json"
@@ -229,10 +229,24 @@ def test_cloudflare_sets_the_challenge_on_every_401_of_each_mcp_path(small_plan)
     booking = ruleset["rules"][0]
     assert booking["expression"] == ('(http.host eq "mcp.example.travel" and (http.request.uri.path eq "/booking/mcp" '
                                      'or starts_with(http.request.uri.path, "/booking/mcp/")) '
-                                     'and http.response.code eq 401)')
+                                     'and http.response.code eq 401 and not any(http.response.headers'
+                                     '["www-authenticate"][*] contains "resource_metadata="))')
     assert booking["actionParameters"] == {"headers": {"WWW-Authenticate": {
         "operation": "set", "value": f'Bearer resource_metadata="{METADATA}"'}}}
     assert [r["ref"] for r in ruleset["rules"]] == ["bearer_challenge_booking", "bearer_challenge_loyalty"]
+
+
+@pytest.mark.parametrize("status, sent, challenged", [
+    (401, {}, True),                                                              # the ALB's bare 401
+    (401, {"WWW-Authenticate": ['Bearer error="invalid_token"']}, True),          # a challenge without metadata
+    (401, {"WWW-Authenticate": [f'Bearer error="insufficient_scope", scope="trips:write", '
+                                f'resource_metadata="{METADATA}"']}, False),      # the server's own: kept
+    (200, {}, False), (403, {}, False)])
+def test_the_edge_sets_the_challenge_only_where_none_names_the_metadata(status, sent, challenged):
+    spec = parse_spec(SMALL)
+    [rule, _] = edge_challenge_rules("mcp.example.travel", [resource_server(spec, s) for s in spec.servers])
+    response = {"host": "mcp.example.travel", "path": "/booking/mcp", "status": status, "response_headers": sent}
+    assert evaluate(rule["expression"], response) is challenged
 
 
 def test_the_challenge_expression_reads_a_response_field_only_a_response_phase_has():

@@ -206,3 +206,29 @@ def test_the_console_script_bootstraps_against_an_endpoint_from_the_environment(
     assert report["key_arn"].startswith(f"arn:aws:kms:{REGION}:{MOTO_ACCOUNT}:key/")
     assert report["backend_url"] == f"s3://{BUCKET}?region={REGION}&awssdk=v2"
     assert report["secrets_provider"] == f"awskms://{ALIAS}?region={REGION}"
+
+
+def test_a_weakened_tls_only_statement_is_replaced_not_duplicated_and_the_others_kept():
+    # Found by the mutation run (`.ci/mutation operations --sample`): a repair must replace our statement
+    # (by its Sid), else the bucket policy ends with two statements of that Sid, one of them weakened.
+    s3 = client("s3")
+    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+    ci = {"Sid": "CiRole", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{MOTO_ACCOUNT}:role/ci"},
+          "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{BUCKET}/*"}
+    weakened = {**tls_only_statement("aws", BUCKET), "Effect": "Allow"}
+    s3.put_bucket_policy(Bucket=BUCKET, Policy=json.dumps({"Version": "2012-10-17", "Statement": [weakened, ci]}))
+    backend = run()
+    assert statuses(backend)["tls-only policy"] == UPDATED
+    statements = json.loads(s3.get_bucket_policy(Bucket=BUCKET)["Policy"])["Statement"]
+    assert statements == [ci, tls_only_statement("aws", BUCKET)]
+
+
+def test_an_aws_error_stops_the_run_naming_the_operation_code_and_message():
+    session = StubbedS3Session()
+    session.stubber.add_client_error("head_bucket", "InternalError", "We encountered an internal error. ", 500,
+                                     expected_params={"Bucket": BUCKET, "ExpectedBucketOwner": MOTO_ACCOUNT})
+    session.stubber.activate()
+    with pytest.raises(BootstrapError) as stopped:
+        bootstrap(session, BUCKET, REGION, ALIAS)
+    assert str(stopped.value) == "HeadBucket: InternalError: We encountered an internal error."
+    assert stopped.value.done == []

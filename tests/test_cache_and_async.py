@@ -124,7 +124,9 @@ def test_cache_users_authenticate_with_iam_only(both):
         assert user.inputs["authenticationMode"] == {"type": "iam"}
         assert user.inputs["userId"] == user.inputs["userName"] == f"{PREFIX}-booking"
         assert user.inputs["engine"] == "valkey"
-        assert "-@admin" in user.inputs["accessString"] and "passwords" not in user.inputs
+        # Its own keys only: another server's user cannot read booking's cached answers.
+        assert user.inputs["accessString"] == "on ~booking:* +@all -@admin -@dangerous"
+        assert "passwords" not in user.inputs
     for group in both.of_type("aws:elasticache/userGroup:UserGroup"):
         assert group.inputs["userIds"] == [f"{PREFIX}-booking"] and group.inputs["engine"] == "valkey"
 
@@ -208,8 +210,12 @@ def test_worker_has_no_ingress_no_public_ip_and_no_load_balancer(both):
     assert container["command"] == ["python", "-m", "booking.worker"]
     assert "portMappings" not in container and "healthCheck" not in container
     assert container["readonlyRootFilesystem"] is True and container["user"]
-    assert container["image"] == json.loads(
-        both.named("mcp-estate-eu-west-1-booking-task").inputs["containerDefinitions"])[0]["image"]
+    server = json.loads(both.named("mcp-estate-eu-west-1-booking-task").inputs["containerDefinitions"])[0]
+    assert container["image"] == server["image"]
+    # The server's environment, less what only a request path or the cache needs (the worker may not connect).
+    names = lambda c: {v["name"] for v in c["environment"]}  # noqa: E731
+    assert names(server) - names(container) == {"PORT", "MCP_CACHE_ENDPOINT", "MCP_CACHE_NAME", "MCP_CACHE_USER"}
+    assert {"MCP_TASK_QUEUE_URL", "MCP_STATE_TABLE"} <= names(container)
 
 
 def test_worker_scales_on_backlog_per_task(both):
@@ -248,6 +254,12 @@ def test_a_worker_deployment_rolls_back_on_new_dead_letters_and_failed_tasks(bot
             "stat": "Maximum", "dimensions": {"QueueName": f"{PREFIX}-booking-tasks-dlq"}}},
         {"id": "added", "expression": "DIFF(m)", "label": "Messages dead-lettered", "returnData": True}]
     assert (new["comparisonOperator"], new["threshold"]) == ("GreaterThanThreshold", 0)
+    # DIFF() has no value for the first point of its window: one period alone would never alarm.
+    assert (new["evaluationPeriods"], new["datapointsToAlarm"]) == (2, 1)
+    # The alarms exist before the service that names them.
+    alarm_urns = {both.named(f"mcp-estate-eu-west-1-booking-async-{key}-alarm").urn
+                  for key in ("new-dead-letters", "worker-errors")}
+    assert alarm_urns <= set(both.named("mcp-estate-eu-west-1-booking-async-service").dependencies)
     errors = both.named("mcp-estate-eu-west-1-booking-async-worker-errors-alarm").inputs
     assert errors["name"] == f"{PREFIX}-booking-eu-west-1-worker-errors"
     assert (errors["namespace"], errors["metricName"], errors["dimensions"]) == (

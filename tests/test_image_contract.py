@@ -7,7 +7,10 @@ against ECR's service model; the configuration itself is downloaded over HTTP fr
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import threading
 
 import boto3
 import pytest
@@ -19,6 +22,7 @@ from mcp_estate.operations.image_contract import (
     ACCEPTED_MEDIA_TYPES,
     CONTAINER_USER,
     DOCKER_LIST,
+    MAX_CONFIG_BYTES,
     OCI_INDEX,
     OCI_MANIFEST,
     SCRATCH_PATH,
@@ -190,6 +194,59 @@ def test_a_download_url_that_is_not_http_is_never_opened(ecr):
                          {"registryId": REGISTRY, "repositoryName": REPOSITORY, "layerDigest": config})
     with pytest.raises(ImageConfigError, match="not HTTP"):
         read(client)
+
+
+@contextlib.contextmanager
+def one_connection(answer: bytes):
+    """A server on 127.0.0.1 (port picked by the OS) that takes one connection, reads the request, sends
+    `answer` and then holds the connection open until the test ends (empty `answer`: closes at once)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            if answer:
+                connection.sendall(answer)
+                done.wait(60)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        done.set()
+        thread.join()
+        listener.close()
+
+
+def download_from(ecr, url: str, config: str) -> None:
+    client, stubber = ecr
+    expect_manifest(stubber, AMD64, image_manifest(config), OCI_MANIFEST)
+    stubber.add_response("get_download_url_for_layer", {"downloadUrl": f"{url}/{config}", "layerDigest": config},
+                         {"registryId": REGISTRY, "repositoryName": REPOSITORY, "layerDigest": config})
+    read(client)
+
+
+def test_a_download_larger_than_any_configuration_is_refused_without_waiting_for_its_end(ecr, monkeypatch):
+    # Found by the mutation run: the body is read up to the cap, not to its end. An answer that goes on
+    # (here: the cap and one byte, then nothing, with the connection left open) is refused at once
+    # instead of hanging `estate lock` until the download times out.
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    config = f"sha256:{'7' * 64}"
+    endless = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n" + b"{" * (MAX_CONFIG_BYTES + 1)
+    with one_connection(endless) as url, pytest.raises(ImageConfigError, match="does not match its digest"):
+        download_from(ecr, url, config)
+
+
+def test_a_connection_closed_without_an_answer_is_a_download_error_naming_why(ecr, monkeypatch):
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    config = f"sha256:{'8' * 64}"
+    with one_connection(b"") as url, pytest.raises(
+            ImageConfigError, match=r"downloading the image configuration sha256:888888888888\.\.\.: "
+                                    "Remote end closed connection without response"):
+        download_from(ecr, url, config)
 
 
 # -- the contract ------------------------------------------------------------------------------

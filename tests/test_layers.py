@@ -143,5 +143,6 @@ MAP = re.search(r"## Map of the code\n(.+?)(?=\n## |\Z)", (ROOT / "README.md").r
 def test_the_readmes_map_names_every_package_and_only_packages_that_exist():
     named = set(re.findall(r"^- `([\w/]+)/`", MAP.group(1), re.M))
     packages = {"components", "policies", "mcp_estate"} | {
-        f"mcp_estate/{p.parent.name}" for p in (ROOT / "mcp_estate").glob("*/__init__.py")}
+        f"mcp_estate/{p.parent.name}" for p in (ROOT / "mcp_estate").glob("*/__init__.py")} | {
+        p.parent.name for p in ROOT.glob("*/PulumiPlugin.yaml")}   # a plugin folder (provider/) is a package too
     assert named == packages

@@ -111,9 +111,10 @@ def scanned(digest: str, counts: dict[str, int], status: str = "COMPLETE", api: 
                   json={"region": HOME, "results": [result]}, timeout=10).raise_for_status()
 
 
-def lock(stacks, *extra: str) -> int:
+def lock(stacks, *extra: str, skip_waves: bool = True) -> int:
+    """`estate lock` on the shipped prod stack (four regions): past its waves unless told otherwise."""
     return main(["lock", "--stack", "prod", "--server", "inventory", "--tag", TAG, "--stacks-dir", str(stacks),
-                 *extra])
+                 *(["--skip-waves"] if skip_waves else []), *extra])
 
 
 def changed_lines(before: str, after: str) -> list[tuple[str, str]]:
@@ -272,7 +273,7 @@ def test_a_connection_failure_exits_2_and_writes_nothing(stacks, monkeypatch):
 
     session.events.register("before-call.ecr.BatchGetImage", unreachable)
     with pytest.raises(LockError) as refused:
-        lock_image(session, "prod", "inventory", TAG, stacks)
+        lock_image(session, "prod", "inventory", TAG, stacks, skip_waves=True)
     assert refused.value.code == 2
     assert refused.value.problems == [
         f'Could not connect to the endpoint URL: "https://api.ecr.{HOME}.amazonaws.com/"']
@@ -285,7 +286,7 @@ def test_every_ecr_call_names_one_image_within_the_apis_limit_of_100(stacks):
     session, calls = boto3.Session(), []
     session.events.register("provide-client-params.ecr.*",
                             lambda params, model, **_: calls.append((model.name, params.get("imageIds"))))
-    lock_image(session, "prod", "inventory", TAG, stacks)
+    lock_image(session, "prod", "inventory", TAG, stacks, skip_waves=True)
     with_ids = [(name, ids) for name, ids in calls if ids is not None]
     assert [name for name, _ in with_ids] == ["DescribeImages", "BatchGetImage", "DescribeImages",
                                               "DescribeImages", "DescribeImages"]
@@ -318,6 +319,33 @@ def test_a_server_with_a_candidate_in_flight_is_not_locked_and_nothing_is_writte
     assert main(["lock", "--stack", "prod", "--server", "booking", "--tag", TAG, "--stacks-dir", str(stacks)]) == 2
     assert "servers[booking] has a candidate in flight (sha256:002d" in capsys.readouterr().err
     assert stack_text(stacks) == before
+
+
+def test_outside_dev_lock_refuses_to_skip_the_waves_and_writes_nothing(stacks, capsys):
+    # Before any AWS call: the stack, not the registry, says the image must go through the waves.
+    before = stack_text(stacks)
+    assert lock(stacks, skip_waves=False) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "stack prod is prod: a new image reaches it wave by wave, `estate promote --stack prod --server "
+        "inventory --start` (the digest released in the stage before); `estate lock` would pin every region at "
+        "once: pass --skip-waves to do that anyway (an emergency fix)")
+    assert stack_text(stacks) == before
+
+
+def test_in_dev_lock_pins_without_being_told_to_skip_waves(stacks, capsys):
+    text = stack_text(stacks)
+    assert text.count("environment: prod") == 1
+    (stacks / "Pulumi.prod.yaml").write_text(text.replace("environment: prod", "environment: dev"))
+    scanned(push(), {})
+    assert lock(stacks, skip_waves=False) == 0
+    assert "WARNING" not in capsys.readouterr().err
+
+
+def test_skipping_the_waves_says_so(stacks, capsys):
+    scanned(push(), {})
+    assert lock(stacks) == 0
+    assert ("WARNING: prod stack prod: servers[inventory].image pinned in every region at once (--skip-waves): "
+            "no wave bakes it first") in capsys.readouterr().err
 
 
 # -- the text edit, on its own -------------------------------------------------------------
@@ -360,6 +388,6 @@ def test_the_console_script_pins_against_an_endpoint_from_the_environment(stacks
         digest = push(endpoint=endpoint)
         scanned(digest, {"LOW": 1}, api=endpoint)
         result = run_estate(endpoint, HOME, "lock", "--stack", "prod", "--server", "inventory", "--tag", TAG,
-                            "--stacks-dir", str(stacks))
+                            "--stacks-dir", str(stacks), "--skip-waves")
     assert result.returncode == 0, result.stderr
     assert changed_lines(before, stack_text(stacks))[0][1] == f"        image: {HOST}/{REPOSITORY}@{digest}\n"

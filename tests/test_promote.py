@@ -32,12 +32,14 @@ from mcp_estate.operations.promote import (
     REQUIRED_ALARMS,
     PromoteError,
     abort,
+    alarm_blockers,
     candidate_deployment,
     edited,
     native_deployment_problems,
     promote,
     start,
 )
+from mcp_estate.operations.stack_edit import StackEditError, server_node
 from mcp_estate.operations.verify import Live
 
 ACCOUNT = "123456789012"   # moto's
@@ -116,6 +118,7 @@ class Cloud:
 
     def __init__(self):
         self.session = boto3.Session(aws_access_key_id="x", aws_secret_access_key="x")
+        self.session.events.register("provide-client-params", _enum_values_only)
         self._moto, self.history = {}, {}
 
     def moto(self, service: str, region: str):
@@ -133,6 +136,26 @@ class Cloud:
             self.history[region] = (client, Stubber(client), [])
             self.history[region][1].activate()
         return self.history[region]
+
+
+def _enum_values_only(params, model, **_) -> None:
+    """moto takes any string where AWS takes only the values its API model lists (a statistic, an alarm
+    type...): every request promote and the tests make is held to the model, as AWS would hold it."""
+    problems = list(_off_enum(model.input_shape, params, model.name))
+    assert not problems, problems
+
+
+def _off_enum(shape, value, path: str):
+    if shape is None:
+        return
+    if shape.type_name == "structure" and isinstance(value, dict):
+        for key, item in value.items():
+            yield from _off_enum(shape.members.get(key), item, f"{path}.{key}")
+    elif shape.type_name == "list" and isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _off_enum(shape.member, item, f"{path}[{index}]")
+    elif getattr(shape, "enum", None) and value not in shape.enum:
+        yield f"{path}: {value!r} is not one of {shape.enum}"
 
 
 class _WithHistory:
@@ -267,6 +290,24 @@ def test_a_deployment_alarm_that_does_not_exist_blocks(stacks, cloud):
         f"us-west-2: alarm {PREFIX}-booking-us-west-2-5xx does not exist: nothing would see the candidate fail there",
         f"us-west-2: alarm {PREFIX}-booking-us-west-2-probe-alb does not exist: nothing would see the candidate "
         "fail there"]
+
+
+def test_a_deployment_alarm_outside_the_contracts_names_blocks_when_in_alarm(cloud):
+    # Found by the mutation run: the alarms a service rolls back on are read from the service itself, so
+    # one added by hand (another team's name) counts as much as the components' own. moto's DescribeServices
+    # leaves deploymentConfiguration out: the service is given as ECS returns it.
+    service = deploy(cloud, "us-west-2", CANDIDATE)
+    cloudwatch = cloud.moto("cloudwatch", "us-west-2")
+    cloudwatch.put_metric_alarm(AlarmName="payments-oncall-errors", MetricName="m", Namespace="n", Statistic="Sum",
+                                Period=60, EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanThreshold")
+    cloudwatch.set_alarm_state(AlarmName="payments-oncall-errors", StateValue="ALARM", StateReason="test")
+    service["deploymentConfiguration"] = {"alarms": {"alarmNames": ["payments-oncall-errors"], "enable": True,
+                                                     "rollback": True}}
+    spec = parse_spec(estate_of(STACK_FILE))
+    booking = next(s for s in spec.servers if s.name == "booking")
+    since = datetime.now(timezone.utc) - timedelta(minutes=5)
+    assert list(alarm_blockers(Live(spec, STACK, cloud), booking, "us-west-2", service, since)) == [
+        "us-west-2: alarm payments-oncall-errors is in ALARM"]
 
 
 def test_a_region_still_running_the_released_image_blocks_as_rolled_back_or_not_deployed(stacks, cloud):
@@ -493,7 +534,9 @@ def test_the_cli_exits_1_naming_what_blocks_and_2_on_bad_input(stacks, capsys, m
     assert main(["promote", "--stack", STACK, "--server", "booking", "--image", CANDIDATE,
                  "--stacks-dir", str(stacks)]) == 2
     assert main(["promote", "--stack", STACK, "--server", "booking", "--abort", "--stacks-dir", str(stacks)]) == 0
-    assert "candidate removed: every region returns to" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.startswith(f"{stacks / f'Pulumi.{STACK}.yaml'}: servers[booking]: ")   # the file it wrote
+    assert "candidate removed: every region returns to" in out
 
 
 # -- any partition: the edit moves the candidate to exactly the next wave ------------------------------------------
@@ -537,3 +580,13 @@ def test_every_planned_alarm_of_a_server_in_a_region_starts_with_the_contract_pr
             assert name.startswith(prefix)
         planned = {a.inputs["name"] for a in alarms}
         assert {prefix + kind for kind in REQUIRED_ALARMS} <= planned
+
+
+def test_a_server_named_only_through_a_yaml_merge_key_is_refused_rather_than_edited_elsewhere():
+    # Found by the mutation run: the edit finds the server's item by its own `name:` line; one that takes its
+    # name from a merge key (`<<: *anchor`) has none, and the refusal says which item it looked for.
+    text = ("config:\n  mcp-estate:estate:\n    base: &booking\n      name: booking\n"
+            "    servers:\n      - <<: *booking\n        image: x\n")
+    with pytest.raises(StackEditError) as refused:
+        server_node(text, "booking")
+    assert refused.value.problems == ["no `- name: booking` item under `mcp-estate:estate.servers`"]

@@ -17,10 +17,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mcp_estate.contract.cloudflare_plan import ALLOWANCES
 from mcp_estate.contract.geography import AWS_REGIONS
 from mcp_estate.contract.resource_server import resource_server
 from mcp_estate.contract.rollout import in_region_of
 from mcp_estate.contract.spec import EstateSpec
+from mcp_estate.contract.surface_rules import edge_ratelimits, edge_rules, origin_rules
+from mcp_estate.contract.validate import origin_travellers, surface_servers
 
 RESIDENCY_POLICY = "strict-residency-stays-in-its-group"
 EDGE_POLICY = "cloudflare-edge-protections-enforced"
@@ -32,6 +35,7 @@ MANAGED_POLICY = "attached-policies-from-the-stack-or-the-allow-list"
 ECS_ELB_POLICY = "AmazonECSInfrastructureRolePolicyForLoadBalancers"
 TOKENS_POLICY = "mcp-routes-validate-tokens"
 CHALLENGE_POLICY = "mcp-paths-answer-401-with-a-challenge"
+SURFACE_POLICY = "mcp-surface-enforced-at-edge-and-origin"
 
 
 def generated(spec: EstateSpec) -> dict[str, dict[str, Any]]:
@@ -49,7 +53,8 @@ def generated(spec: EstateSpec) -> dict[str, dict[str, Any]]:
     rolling = sorted(s.name for s in spec.servers if s not in staged and s.auth.token_validation == "alb")
     parameters = {RESIDENCY_POLICY: {"residencyGroups": groups}, EDGE_POLICY: edge,
                   ENDPOINTS_POLICY: {"hostname": spec.domain.hostname}, GATE_POLICY: {"rollingServers": rolling},
-                  PER_USER_DATA_POLICY: {"authEnabled": auth_enabled}, **_token_parameters(spec)}
+                  PER_USER_DATA_POLICY: {"authEnabled": auth_enabled}, SURFACE_POLICY: _surface_parameters(spec),
+                  **_token_parameters(spec)}
     if staged:
         parameters[MANAGED_POLICY] = {"allowedManagedPolicies": [ECS_ELB_POLICY]}
     return parameters
@@ -68,6 +73,41 @@ def _token_parameters(spec: EstateSpec) -> dict[str, dict[str, Any]]:
             for name, (server, t) in settings.items()}}
         challenge["servers"] = {name: {"path": t.path, "challenge": t.challenge} for name, (_, t) in settings.items()}
     return {TOKENS_POLICY: tokens, CHALLENGE_POLICY: challenge}
+
+
+def _surface_parameters(spec: EstateSpec) -> dict[str, Any]:
+    """The edge rules the spec's surfaces generate, from the generator the Edge is given them by
+    (components/estate.py `_surface_edge`, same arguments): the policy compares the zone's rules with
+    these expressions and never derives one itself."""
+    plan, servers = spec.domain.cloudflare_plan, surface_servers(spec)
+    allowance, advanced = ALLOWANCES[plan], spec.edge.advanced_rate_limiting and plan == "enterprise"
+    limits = edge_ratelimits(spec.domain.hostname, servers, plan, advanced, allowance.ratelimit_period,
+                             allowance.mitigation_timeout)
+    return {"edgeRules": sorted(r["expression"] for r in edge_rules(spec.domain.hostname, servers, plan)),
+            "edgeRatelimits": sorted(({"expression": r["expression"], "ratelimit": _camel(r["ratelimit"])}
+                                      for r in limits), key=lambda r: r["expression"]),
+            "allowlistPaths": sorted(s.mcp_path for s in spec.servers if s.surface.tools is not None),
+            # Priorities and metrics aside: what each origin rule matches, counts and does.
+            "originRules": [_deep_camel({k: v for k, v in rule.items() if k not in ("priority", "visibility_config")})
+                            for rule in origin_rules(servers, origin_travellers(spec))]}
+
+
+def _deep_camel(value: Any) -> Any:
+    """Every key as the provider records it (rate_based_statement -> rateBasedStatement), at any depth."""
+    if isinstance(value, dict):
+        return {_camel_key(k): _deep_camel(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_camel(v) for v in value]
+    return value
+
+
+def _camel_key(key: str) -> str:
+    return key.split("_")[0] + "".join(w.title() for w in key.split("_")[1:])
+
+
+def _camel(ratelimit: dict[str, Any]) -> dict[str, Any]:
+    """A rate limit's keys as the provider records them (requests_per_period -> requestsPerPeriod)."""
+    return {_camel_key(key): value for key, value in ratelimit.items()}
 
 
 def with_spec(config: dict[str, Any], spec: EstateSpec) -> dict[str, Any]:

@@ -6,7 +6,9 @@ in the contract layer, so the spec checks (validate.py) measure what the edge wi
 rule counts and expression lengths per plan.
 
 Cloudflare keys `http.request.headers` by lowercase name (fields reference); an uppercase key
-never matches, so every header name here is lowercase. Header values are compared exactly: MCP
+never matches, so every header name here is lowercase. `http.request.headers.names` keeps the case
+the client sent (HTTP/2 sends lowercase, HTTP/1.1 clients often do not): presence is checked on
+the lowercased names. Header values are compared exactly: MCP
 header values are case-sensitive. `all()` over every value as well as `any()` refuses a request
 that repeats a header with one allowed and one refused value.
 """
@@ -17,6 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
+from .cloudflare_plan import EXPRESSION_MAX_CHARS
 from .mcp_protocol import (
     HEADER_REVISION,
     METHOD_HEADER,
@@ -34,6 +37,7 @@ ORIGIN_PRIORITY_BASE = 200              # AWS WAF band of these rules (other ban
 ORIGIN_WINDOW = 60                      # seconds: limits are per minute
 ORIGIN_MIN_LIMIT = 10                   # AWS WAF's smallest rate-based limit
 WAF_REGEX_MAX = 512                     # characters of one AWS WAF regex string
+OWN_LIMIT_LABEL = "mcp-estate:own-limit"  # on calls of tools with their own limits (origin_rules)
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,9 @@ def _header(name: str) -> str:
 
 
 def _present(name: str) -> str:
-    return f'any(http.request.headers.names[*] eq "{name}")'
+    # `headers.names` keeps the case the client sent (HTTP/1.1 `Mcp-Method`), unlike the map's keys:
+    # Cloudflare's own recipe for a required header lowercases the names first.
+    return f'any(lower(http.request.headers.names[*])[*] eq "{name}")'
 
 
 def _only(name: str, values: Iterable[str]) -> str:
@@ -104,16 +110,59 @@ def refusals(server: SurfaceServer, plan: str) -> list[str]:
     return found + ([body] if body else [])
 
 
+def _clause(paths: list[str], refused: list[str]) -> str:
+    where = _path(paths[0]) if len(paths) == 1 else "(" + " or ".join(map(_path, paths)) + ")"
+    return f"{where} and (" + " or ".join(refused) + ")"
+
+
+def _expression(hostname: str, clauses: list[str]) -> str:
+    """One clause keeps the one-server form; several are OR'd inside the host condition, so no `or`
+    stands outside the host and path (the MCP-surface control refuses such a rule)."""
+    inner = clauses[0] if len(clauses) == 1 else "(" + " or ".join(f"({c})" for c in clauses) + ")"
+    return f'(http.host eq "{hostname}" and {inner})'
+
+
+def _surface_rule(hostname: str, names: list[str], clauses: list[str]) -> dict:
+    ref = f"mcp_surface_{_slug(names[0])}" + (f"_and_{len(names) - 1}_more" if len(names) > 1 else "")
+    whose = f"{names[0]}: only its" if len(names) == 1 else f"{', '.join(names)}: only their"
+    return {"ref": ref, "action": "block", "enabled": True,
+            "description": f"{whose} MCP revisions, methods and approved tools"[:500],
+            "expression": _expression(hostname, clauses)}
+
+
 def edge_rule(hostname: str, server: SurfaceServer, plan: str) -> dict:
-    expression = (f'(http.host eq "{hostname}" and {_path(server.mcp_path)} and ('
-                  + " or ".join(refusals(server, plan)) + "))")
-    return {"ref": f"mcp_surface_{_slug(server.name)}", "action": "block", "enabled": True,
-            "description": f"{server.name}: only its MCP revisions, methods and approved tools",
-            "expression": expression}
+    return _surface_rule(hostname, [server.name], [_clause([server.mcp_path], refusals(server, plan))])
 
 
 def edge_rules(hostname: str, servers: Iterable[SurfaceServer], plan: str) -> list[dict]:
-    return [edge_rule(hostname, s, plan) for s in sorted(servers, key=lambda s: s.name)]
+    """As few custom rules as Cloudflare's 4096-character expressions allow: servers with the same
+    refusals share one clause (their paths OR'd), clauses are packed in server-name order. A request
+    matches one server's path, so it is judged by that server's refusals alone, as with a rule each."""
+    same: dict[tuple[str, ...], list[SurfaceServer]] = {}
+    for server in sorted(servers, key=lambda s: s.name):
+        same.setdefault(tuple(refusals(server, plan)), []).append(server)
+    rules, names, clauses = [], [], []
+    for refused, group in same.items():
+        for members in _fitting(hostname, group, list(refused)):
+            clause = _clause([s.mcp_path for s in members], list(refused))
+            if clauses and len(_expression(hostname, [*clauses, clause])) > EXPRESSION_MAX_CHARS:
+                rules.append(_surface_rule(hostname, names, clauses))
+                names, clauses = [], []
+            names += [s.name for s in members]
+            clauses.append(clause)
+    return rules + ([_surface_rule(hostname, names, clauses)] if clauses else [])
+
+
+def _fitting(hostname: str, group: list[SurfaceServer], refused: list[str]) -> list[list[SurfaceServer]]:
+    """The servers of one clause, split where their paths would take it over the expression limit
+    (a server alone over it stays alone: the spec check names it)."""
+    parts: list[list[SurfaceServer]] = [[]]
+    for server in group:
+        paths = [s.mcp_path for s in parts[-1] + [server]]
+        if parts[-1] and len(_expression(hostname, [_clause(paths, refused)])) > EXPRESSION_MAX_CHARS:
+            parts.append([])
+        parts[-1].append(server)
+    return parts
 
 
 def edge_ratelimits(hostname: str, servers: Iterable[SurfaceServer], plan: str, advanced: bool,
@@ -213,9 +262,9 @@ def _waf_block(name: str, statement: dict) -> dict:
     return {"name": name, "action": {"block": {}}, "statement": statement, "visibility_config": _visibility(name)}
 
 
-def origin_server_rules(server: SurfaceServer, travellers: bool) -> list[dict]:
-    """One server's rules, without priorities. NOT(a or b) is written AND(NOT a, NOT b): the provider
-    takes three levels of nested statements."""
+def origin_server_rules(server: SurfaceServer) -> list[dict]:
+    """One server's blocking rules, without priorities. NOT(a or b) is written AND(NOT a, NOT b): the
+    provider takes three levels of nested statements."""
     surface, path = server.surface, _waf_path(server.mcp_path)
     present = {"size_constraint_statement": {"comparison_operator": "GT", "size": 0,
                                              **_text({"single_header": {"name": METHOD_HEADER}})}}
@@ -225,28 +274,81 @@ def origin_server_rules(server: SurfaceServer, travellers: bool) -> list[dict]:
         rules.append(_waf_block(f"mcp-{server.name}-tools", _waf_and(
             [path, _waf_header_is(METHOD_HEADER, "tools/call"),
              *map(_waf_not, _waf_one_of(NAME_HEADER, surface.tools))])))
-    own = sorted(surface.tool_limits)
-    callers = ("ip", "traveller") if travellers else ("ip",)
-    for caller in callers:
-        rest = [_waf_not(s) for s in _waf_one_of(NAME_HEADER, own)] if own else []
-        rules.append(_waf_rate(f"mcp-{server.name}-per-{caller}", caller, [NAME_HEADER],
-                               _per(surface.limits, caller), _waf_and([path, *rest])))
-        for tool in own:
-            scope = _waf_and([path, _waf_header_is(METHOD_HEADER, "tools/call"), _waf_header_is(NAME_HEADER, tool)])
-            rules.append(_waf_rate(f"mcp-{server.name}-{_slug(tool).replace('_', '-')}-per-{caller}", caller, [],
-                                   _per(surface.tool_limits[tool], caller), scope))
     return rules
 
 
-def _waf_rate(name: str, caller: str, headers: list[str], per_minute: int, scope: dict) -> dict:
-    # A forwarded-IP key needs another key beside it (API: RateBasedStatementCustomKey): the
-    # name, or for one tool's own rule, the HTTP method (always POST there).
-    who = {"forwarded_ip": {}} if caller == "ip" else \
-        {"header": {"name": AUTH_HEADER, "text_transformations": [{"priority": 0, "type": "NONE"}]}}
-    keys = [who, *({"header": {"name": h, "text_transformations": [{"priority": 0, "type": "NONE"}]}}
-                   for h in headers)]
-    if len(keys) == 1 and caller == "ip":
-        keys.append({"http_method": {}})
+def _waf_or(statements: list[dict]) -> dict:
+    return {"or_statement": {"statements": statements}} if len(statements) > 1 else statements[0]
+
+
+def _waf_paths(paths: Iterable[str]) -> dict:
+    """Any of `paths` or below them: anchored alternations of at most 512 characters (OR of them)."""
+    chunks: list[list[str]] = [[]]
+    for path in sorted(paths):
+        if chunks[-1] and len(_paths_regex(chunks[-1] + [path])) > WAF_REGEX_MAX:
+            chunks.append([])
+        chunks[-1].append(path)
+    return _waf_or([_waf_regex({"uri_path": {}}, _paths_regex(c)) for c in chunks])
+
+
+def _paths_regex(paths: list[str]) -> str:
+    return _waf_path(paths[0])["regex_match_statement"]["regex_string"] if len(paths) == 1 else \
+        "^(?:" + "|".join(map(re.escape, paths)) + ")(?:/.*)?$"
+
+
+def _calls(tools_by_path: dict[str, list[str]]) -> dict:
+    """tools/call of one of a path's tools, for each path: OR of AND(path, tools/call, name), one
+    AND per 512-character name regex (two levels: it fits under a scope-down statement)."""
+    return _waf_or([_waf_and([_waf_path(path), _waf_header_is(METHOD_HEADER, "tools/call"), names])
+                    for path, tools in sorted(tools_by_path.items()) for names in _waf_one_of(NAME_HEADER, tools)])
+
+
+def own_limit_rule(servers: Iterable[SurfaceServer]) -> dict | None:
+    """Counts (labels) calls of tools with their own limits, which the server-wide counters leave
+    to the tool's own rule. A label, not the condition itself: NOT(OR(AND(...))) under a scope-down
+    would nest four levels, the provider takes three."""
+    own = {s.mcp_path: sorted(s.surface.tool_limits) for s in servers if s.surface.tool_limits}
+    if not own:
+        return None
+    return {"name": "mcp-own-limit-calls", "action": {"count": {}}, "rule_labels": [{"name": OWN_LIMIT_LABEL}],
+            "statement": _calls(own), "visibility_config": _visibility("mcp-own-limit-calls")}
+
+
+def origin_rate_rules(servers: Iterable[SurfaceServer], travellers: bool) -> list[dict]:
+    """One rate-based rule per caller and distinct limit, not per server (AWS WAF allows 10 a web
+    ACL): its keys (caller, URI path, Mcp-Name) count each server and each tool apart, as one rule
+    per server did; its scope-down is the paths (or the tool calls) that share the limit."""
+    servers = sorted(servers, key=lambda s: s.name)
+    rules = []
+    for caller in ("ip", "traveller") if travellers else ("ip",):
+        wide: dict[int, list[SurfaceServer]] = {}
+        for server in servers:
+            wide.setdefault(_per(server.surface.limits, caller), []).append(server)
+        for limit, group in sorted(wide.items()):
+            scope = _waf_paths(s.mcp_path for s in group)
+            if any(s.surface.tool_limits for s in group):
+                scope = _waf_and([scope, _waf_not(_label_is(OWN_LIMIT_LABEL))])
+            rules.append(_waf_rate(f"mcp-per-{caller}-{limit}", caller, limit, scope))
+        tools: dict[int, dict[str, list[str]]] = {}
+        for server in servers:
+            for tool, limits in server.surface.tool_limits.items():
+                tools.setdefault(_per(limits, caller), {}).setdefault(server.mcp_path, []).append(tool)
+        for limit, by_path in sorted(tools.items()):
+            rules.append(_waf_rate(f"mcp-tools-per-{caller}-{limit}", caller, limit, _calls(by_path)))
+    return rules
+
+
+def _label_is(label: str) -> dict:
+    return {"label_match_statement": {"scope": "LABEL", "key": label}}
+
+
+def _waf_rate(name: str, caller: str, per_minute: int, scope: dict) -> dict:
+    # Requests missing a key are not counted (API: RateBasedStatementCustomKey); the path and the
+    # name keep the counters per server and per tool (the path key is the path as sent: see README).
+    none = [{"priority": 0, "type": "NONE"}]
+    who = {"forwarded_ip": {}} if caller == "ip" else {"header": {"name": AUTH_HEADER, "text_transformations": none}}
+    keys = [who, {"uri_path": {"text_transformations": none}},
+            {"header": {"name": NAME_HEADER, "text_transformations": none}}]
     statement = {"limit": per_minute * ORIGIN_WINDOW // 60, "evaluation_window_sec": ORIGIN_WINDOW,
                  "aggregate_key_type": "CUSTOM_KEYS", "custom_keys": keys, "scope_down_statement": scope}
     if caller == "ip":
@@ -256,14 +358,19 @@ def _waf_rate(name: str, caller: str, headers: list[str], per_minute: int, scope
 
 
 def origin_rules(servers: Iterable[SurfaceServer], travellers: bool) -> list[dict]:
-    """Every server's rules, numbered from ORIGIN_PRIORITY_BASE in server-name order."""
-    rules = [r for s in sorted(servers, key=lambda s: s.name) for r in origin_server_rules(s, travellers)]
+    """Every server's blocking rules in server-name order, the own-limit label, then the rate rules
+    (a label is seen only by rules after the one adding it), numbered from ORIGIN_PRIORITY_BASE."""
+    servers = sorted(servers, key=lambda s: s.name)
+    label = own_limit_rule(servers)
+    rules = [r for s in servers for r in origin_server_rules(s)] + ([label] if label else []) \
+        + origin_rate_rules(servers, travellers)
     return [{**rule, "priority": ORIGIN_PRIORITY_BASE + i} for i, rule in enumerate(rules)]
 
 
 # AWS WAF capacity (WCU pages of the developer guide): estimates, to refuse a web ACL AWS would
 # refuse (WAF_WCU_MAX) before `pulumi up` does.
-_WCU = {"byte_match_statement": 2, "regex_match_statement": 3, "size_constraint_statement": 1}
+_WCU = {"byte_match_statement": 2, "regex_match_statement": 3, "size_constraint_statement": 1,
+        "label_match_statement": 1}
 RATE_BASED_WCU, CUSTOM_KEY_WCU = 2, 30
 # The web ACL's other rules (components/region_compute.py): Common 700, Known bad inputs 200, the IP rate rule.
 BASE_ORIGIN_WCU = 700 + 200 + RATE_BASED_WCU

@@ -416,8 +416,9 @@ def _surface_edge(spec: EstateSpec) -> list[Problem]:
     custom = EDGE_CUSTOM_RULES + len(rules)
     if custom > allowance.custom_rules:
         problems.append(Problem("servers", f"the edge needs {custom} WAF custom rules ({EDGE_CUSTOM_RULES} "
-                                f"estate-wide, one per server), the {plan} plan allows {allowance.custom_rules} "
-                                "(domain.cloudflare_plan): use fewer servers or a larger plan"))
+                                f"estate-wide, the servers' packed {EXPRESSION_MAX_CHARS} characters a rule), "
+                                f"the {plan} plan allows {allowance.custom_rules} (domain.cloudflare_plan): give "
+                                "servers the same surface (protocols, tools) or use a larger plan"))
     most = ADVANCED_RATELIMIT_RULES if advanced and plan == "enterprise" else allowance.ratelimit_rules
     if 1 + len(ratelimits) > most:
         problems.append(Problem("servers", f"the edge needs {1 + len(ratelimits)} rate limiting rules (one "
@@ -431,15 +432,29 @@ def _surface_origin(spec: EstateSpec) -> list[Problem]:
     rate_based = 1 + sum("rate_based_statement" in r["statement"] for r in rules)
     problems = []
     if rate_based > WAF_RATE_BASED_RULES:
-        problems.append(Problem("servers", f"the origin's web ACL needs {rate_based} rate-based rules (one per "
-                                "server and caller, one per tool_limits entry and caller), AWS WAF allows "
-                                f"{WAF_RATE_BASED_RULES}: use fewer tool_limits"))
+        problems.append(Problem("servers", f"the origin's web ACL needs {rate_based} rate-based rules (one "
+                                "estate-wide, and per caller one per distinct value of servers[].surface.limits "
+                                "and one per distinct value of servers[].surface.tool_limits), AWS WAF allows "
+                                f"{WAF_RATE_BASED_RULES}: give servers and tools the same limits "
+                                f"(values in use: {_limit_values(spec)})"))
     challenges = 0 if spec.auth is None or spec.auth.disabled else WAF_CHALLENGE_WCU * len(spec.servers)
     capacity = BASE_ORIGIN_WCU + challenges + sum(wcu(r["statement"]) for r in rules)
     if capacity > WAF_WCU_MAX:
         problems.append(Problem("servers", f"the origin's web ACL needs about {capacity} WCUs, AWS WAF allows "
                                 f"{WAF_WCU_MAX}: use fewer tool_limits or shorter tools lists"))
     return problems
+
+
+def _limit_values(spec: EstateSpec) -> str:
+    """Distinct per-minute limits per caller, as the origin groups them (surface_rules.origin_rate_rules)."""
+    found = []
+    for caller, key in (("ip", "per_ip_per_minute"), ("traveller", "per_traveller_per_minute")):
+        if caller == "traveller" and not origin_travellers(spec):
+            continue
+        wide = sorted({getattr(s.surface.limits, key) for s in spec.servers})
+        tools = sorted({getattr(limit, key) for s in spec.servers for limit in s.surface.tool_limits.values()})
+        found.append(f"{key}: limits {wide}, tool_limits {tools}")
+    return "; ".join(found)
 
 
 def rollout_problems(spec: EstateSpec) -> list[Problem]:

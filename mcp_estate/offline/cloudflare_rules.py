@@ -235,13 +235,15 @@ EXPRESSION_INPUTS: dict[str, Callable[[dict], list[str]]] = {
 
 
 # -- evaluation of the subset the edge writes ----------------------------------------------------
-# Grammar: or/and/not, parentheses, `field`, `field["key"]`, `[*]`, functions any/all/starts_with,
+# Grammar: or/and/not, parentheses, `field`, `field["key"]`, `[*]`, functions any/all/starts_with/lower,
 # comparisons eq ne gt ge lt le in matches. A `[*]` value is a list; a comparison on a list gives a
 # list of booleans (what `any()` and `all()` take). Enough to run the generated rules against
 # sample requests in tests; anything else raises ValueError.
 
 def evaluate(expression: str, request: dict) -> bool:
-    """`request`: method, host, path, headers (name -> list of values; names any case), body_size."""
+    """`request`: method, host, path, headers (name as the client sent it -> list of values), body_size;
+    for response phases, status and response_headers.
+    The headers map is keyed by lowercase name; `http.request.headers.names` keeps the sent case."""
     parser = _Parser([t for t in tokens(expression)], _fields(request))
     value = parser.expression()
     if parser.at < len(parser.items):
@@ -250,16 +252,20 @@ def evaluate(expression: str, request: dict) -> bool:
 
 
 def _fields(request: dict) -> dict:
-    headers = {name.lower(): list(values) for name, values in request.get("headers", {}).items()}
+    sent = request.get("headers", {})
+    headers = {name.lower(): list(values) for name, values in sent.items()}
     return {"http.host": request.get("host", ""), "http.request.method": request.get("method", "POST"),
             "http.request.uri.path": request.get("path", "/"), "http.request.headers": headers,
-            "http.request.headers.names": list(headers), "http.request.body.size": request.get("body_size", 0),
-            "ip.src": request.get("ip", "192.0.2.1")}
+            "http.request.headers.names": list(sent), "http.request.body.size": request.get("body_size", 0),
+            "ip.src": request.get("ip", "192.0.2.1"), "http.response.code": request.get("status", 200),
+            "http.response.headers": {name.lower(): list(values)
+                                      for name, values in request.get("response_headers", {}).items()}}
 
 
 _COMPARE = {"eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "gt": lambda a, b: a > b,
             "ge": lambda a, b: a >= b, "lt": lambda a, b: a < b, "le": lambda a, b: a <= b,
-            "in": lambda a, b: a in b, "matches": lambda a, b: re.search(b, a) is not None}
+            "in": lambda a, b: a in b, "matches": lambda a, b: re.search(b, a) is not None,
+            "contains": lambda a, b: b in a}
 
 
 class _Parser:
@@ -367,4 +373,7 @@ class _Parser:
             return all(args[0])
         if name == "starts_with":
             return args[0].startswith(args[1])
+        if name == "lower":   # of a string, or of each string of an array (then indexed by `[*]`)
+            lowered = [v.lower() for v in args[0]] if isinstance(args[0], list) else args[0].lower()
+            return self._index(lowered)
         raise ValueError(f"function {name}() is not in the evaluated subset")

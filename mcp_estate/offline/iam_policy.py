@@ -22,6 +22,7 @@ import json
 import re
 from typing import Any
 
+from mcp_estate.contract.iam_documents import VERSION
 from mcp_estate.policies.iam_actions import condition_key_defined, matches_no_action, services_of, unknown_actions
 
 IDENTITY, RESOURCE, TRUST = "identity", "resource", "trust"
@@ -78,9 +79,9 @@ def document_problems(document: Any, key: str, kind: str) -> list[str]:
     if not isinstance(document, dict):
         return [f"{key} must be a JSON object, got {type(document).__name__}"]
     problems = []
-    if document.get("Version") != "2012-10-17":
+    if document.get("Version") != VERSION:
         # Without it IAM assumes 2008-10-17, where `${aws:...}` policy variables are plain text.
-        problems.append(f"{key}.Version is {document.get('Version')!r}, not '2012-10-17'")
+        problems.append(f"{key}.Version is {document.get('Version')!r}, not {VERSION!r}")
     statements = document.get("Statement")
     if isinstance(statements, dict):   # IAM accepts a single statement object
         statements = [statements]

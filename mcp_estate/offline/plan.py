@@ -7,13 +7,16 @@ so the same policies run over it as over a real stack's export.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from mcp_estate.contract.spec import EstateSpec
+from mcp_estate.contract.names import REGION_TAG
+from mcp_estate.contract.rollout import in_region_of
+from mcp_estate.contract.spec import EstateSpec, Server
 from mcp_estate.contract.stackfile import load_spec
 
 from .fidelity import inspect_resource
@@ -38,7 +41,31 @@ class Plan:
             "resources": [r.export() for r in self.resources]}}
 
 
-def plan_stack(stack: str, stacks_dir: Path) -> Plan:
+class Progress:
+    """Counts the resources a plan registers, per region (its region tag; `estate-wide` without one),
+    and writes a line every `every` of them: a 15,000-resource plan takes minutes."""
+
+    def __init__(self, write: Callable[[str], None], every: int = 500):
+        self.write, self.every = write, every
+        self.counts: Counter[str] = Counter()
+        self.lock = threading.Lock()   # registrations arrive on the SDK's threads
+
+    def __call__(self, resource: Registered) -> None:
+        if not resource.custom or resource.type.startswith("pulumi:providers:"):
+            return
+        tags = resource.inputs.get("tags")
+        region = tags.get(REGION_TAG, "estate-wide") if isinstance(tags, dict) else "estate-wide"
+        with self.lock:
+            self.counts[region] += 1
+            if self.counts.total() % self.every == 0:
+                self.write(self.line())
+
+    def line(self) -> str:
+        regions = ", ".join(f"{region} {count}" for region, count in sorted(self.counts.items()))
+        return f"registered {self.counts.total()} resources ({regions})"
+
+
+def plan_stack(stack: str, stacks_dir: Path, progress: Progress | None = None) -> Plan:
     """Validate the stack's spec and build its estate offline. Raises SpecError, FidelityError."""
     config, spec = load_spec(stack, stacks_dir)
     from mcp_estate.components.estate import estate_stack  # imports the SDKs: only once the spec is known good
@@ -46,14 +73,39 @@ def plan_stack(stack: str, stacks_dir: Path) -> Plan:
     started = time.perf_counter()
     resources = run_offline(lambda: estate_stack(spec), stack=stack, config=config,
                             account_id=spec.aws_account_id, inspect=inspect_resource,
-                            inspect_all=lambda registered: estate_limit_problems(registered, spec.aws_quotas))
+                            inspect_all=lambda registered: estate_limit_problems(registered, spec.aws_quotas),
+                            progress=progress)
     return Plan(stack, spec, resources, time.perf_counter() - started)
+
+
+def _auth_line(spec: EstateSpec) -> str:
+    if spec.auth is None or spec.auth.disabled:
+        return "auth: disabled (MCP served without tokens; dev only)"
+    return f"auth: tokens from {spec.auth.issuer}, traveller claim `{spec.auth.traveller_claim}`"
+
+
+def _waves_line(spec: EstateSpec) -> str:
+    waves = " -> ".join(f"[{', '.join(wave)}]" for wave in spec.waves)
+    if len(spec.waves) == 1:
+        return f"rollout: one wave, {waves}"
+    return f"rollout waves: {waves}, {spec.rollout.wave_bake_minutes} healthy minutes between waves"
+
+
+def _delivery(spec: EstateSpec, server: Server) -> str:
+    """How a change reaches the server and where its tokens are checked, plus its opt-in capabilities."""
+    strategy = in_region_of(server.rollout, spec.rollout).strategy
+    parts = [f"deploys {strategy} in each region"]
+    if spec.auth is not None and not spec.auth.disabled:
+        parts.append(f"token checked by the {server.auth.token_validation if server.auth else 'alb'}")
+    parts += [name for name, on in (("cache", server.cache), ("async work", server.async_work)) if on]
+    return ", ".join(parts)
 
 
 def summary(plan: Plan) -> str:
     spec, custom = plan.spec, plan.custom_resources()
     lines = [f"stack {plan.stack} ({spec.environment}), owner {spec.owner}, AWS account "
-             f"{spec.aws_account_id}, https://{spec.domain.hostname}", "", "residency groups:"]
+             f"{spec.aws_account_id}, https://{spec.domain.hostname}", _auth_line(spec), _waves_line(spec),
+             "", "residency groups:"]
     for group in sorted(spec.residency_groups, key=lambda g: g.name):
         regions = ", ".join(f"{r.name} {r.cidr}" + ("*" if r.name == group.primary_region else "")
                             for r in sorted(group.regions, key=lambda r: r.name))
@@ -66,6 +118,7 @@ def summary(plan: Plan) -> str:
                      f"{server.cpu} CPU / {server.memory} MiB, {server.scaling.min}-{server.scaling.max} "
                      "tasks in every region")
         lines.append(f"  {'':<12} {server.registry_host}/{server.repository}@{server.digest[:19]}...")
+        lines.append(f"  {'':<12} {_delivery(spec, server)}")
         if server.candidate:
             lines.append(f"  {'':<12} candidate ...@{server.candidate.image.rsplit('@', 1)[1][:19]}... in "
                          f"{', '.join(spec.candidate_regions(server))} (wave {server.candidate.waves_reached} "

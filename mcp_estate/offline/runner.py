@@ -74,9 +74,11 @@ ROOT_STACK = "pulumi:pulumi:Stack"
 
 
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
-    def __init__(self, mocks: EstateMocks, inspect: Inspector | None):
+    def __init__(self, mocks: EstateMocks, inspect: Inspector | None,
+                 progress: Callable[[Registered], None] | None = None):
         super().__init__(mocks)
         self.inspect = inspect
+        self.progress = progress
         self.recorded: dict[str, Registered] = {}
         self.problems: list[str] = []
         self.parents_of: dict[str, list[str]] = {}     # URN -> the parent of each registration
@@ -104,6 +106,8 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
             retain_on_delete=bool(request.retainOnDelete), dependencies=sorted(request.dependencies),
             inputs=inputs, id=response.id, aliases=self.aliases_of[response.urn],
             outputs=_plain(registration.state) if registration and request.custom else {})
+        if self.progress is not None:
+            self.progress(self.recorded[response.urn])
         return response
 
     def RegisterResourceOutputs(self, request):
@@ -175,12 +179,14 @@ def _asset(value: Any) -> Any:
 
 def run_offline(program: Callable[[], None], *, stack: str, config: dict[str, Any], account_id: str,
                 inspect: Inspector | None = None,
-                inspect_all: Callable[[list[Registered]], list[str]] | None = None) -> list[Registered]:
+                inspect_all: Callable[[list[Registered]], list[str]] | None = None,
+                progress: Callable[[Registered], None] | None = None) -> list[Registered]:
     """Run `program` as stack `stack` of this project with `config` (key -> value) under mocks;
     `inspect` sees each resource as it registers, `inspect_all` every one once the program ends
-    (counts across resources), their problems raised together as a `FidelityError`."""
+    (counts across resources), their problems raised together as a `FidelityError`; `progress`
+    is told of each registration as it happens (long plans show how far they are)."""
     mocks = EstateMocks(account_id, stack)
-    monitor = _RecordingMonitor(mocks, inspect)
+    monitor = _RecordingMonitor(mocks, inspect, progress)
     settings.ROOT.set(None)   # a fresh root stack resource per run
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()})

@@ -24,6 +24,8 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from mcp_estate.contract.iam_documents import VERSION
+
 from .aws_errors import client_error_text
 
 DEFAULT_ALIAS = "alias/pulumi-state"
@@ -270,7 +272,7 @@ def _ensure_tls_only(s3: Any, bucket: str, partition: str, owner: dict, done: li
         return
     # Other statements (e.g. a CI role's access) are kept: only ours is added or replaced.
     kept = [s for s in statements if s.get("Sid") != TLS_SID]
-    document = {"Version": "2012-10-17", **(policy or {}), "Statement": [*kept, wanted]}
+    document = {"Version": VERSION, **(policy or {}), "Statement": [*kept, wanted]}
     s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(document), **owner)
     done.append(Item("tls-only policy", UPDATED if policy else CREATED, "requests without TLS denied"
                      + (" (added to the existing policy)" if policy else "")))

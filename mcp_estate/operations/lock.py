@@ -84,21 +84,23 @@ class Locked:
 
 
 def lock(session: boto3.Session, stack: str, server_name: str, tag: str, stacks_dir: Path,
-         allow_findings: bool = False) -> Locked:
-    """Pin `server_name`'s image to `tag`'s digest; raises LockError, writing nothing, on any refusal."""
+         allow_findings: bool = False, skip_waves: bool = False) -> Locked:
+    """Pin `server_name`'s image to `tag`'s digest; raises LockError, writing nothing, on any refusal.
+    Outside dev, `skip_waves` must say that every region may take the image at once."""
     try:
         _, spec = load_spec(stack, stacks_dir)
     except SpecError as error:
         raise LockError([f"{p.path}: {p.message}" for p in error.problems]) from None
     server = _server(spec, server_name)
     _no_candidate_in_flight(stack, server)
+    warnings = _waves_skipped(stack, spec, server, skip_waves)
     registry = server.registry_host.split(".", 1)[0]
     try:
         home = session.client("ecr", region_name=spec.primary_region)
         digest = _digest(home, registry, server.repository, tag)
         platform = _contract_gate(home, registry, server, tag, digest)
         scan = _scan(home, registry, server.repository, digest)
-        warnings = _scan_gate(server, tag, scan, allow_findings)
+        warnings += _scan_gate(server, tag, scan, allow_findings)
         regions = spec.server_regions(server)
         # The home region's copy was just read by its tag.
         present_everywhere(lambda region: session.client("ecr", region_name=region), registry, server.repository,
@@ -220,6 +222,20 @@ def present_everywhere(ecr_in: Callable[[str], Any], registry: str, repository: 
 
 
 # -- the text edit -------------------------------------------------------------------------
+
+def _waves_skipped(stack: str, spec: EstateSpec, server: Server, skip_waves: bool) -> list[str]:
+    """Outside dev a new image goes through the waves (`estate promote`); pinning `image` releases it to
+    every region at once, so it takes `--skip-waves` (an emergency fix), and says so."""
+    if spec.environment == "dev":
+        return []
+    if not skip_waves:
+        raise LockError([f"stack {stack} is {spec.environment}: a new image reaches it wave by wave, "
+                         f"`estate promote --stack {stack} --server {server.name} --start` (the digest "
+                         "released in the stage before); `estate lock` would pin every region at once: "
+                         "pass --skip-waves to do that anyway (an emergency fix)"])
+    return [f"{spec.environment} stack {stack}: servers[{server.name}].image pinned in every region at once "
+            "(--skip-waves): no wave bakes it first"]
+
 
 def _no_candidate_in_flight(stack: str, server: Server) -> None:
     """Pinning `image` under a candidate would release a digest no wave has run: refuse."""
