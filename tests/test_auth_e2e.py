@@ -53,9 +53,9 @@ def origin() -> Origin:
     raw = json.loads(json.dumps(SMALL))
     raw["auth"]["scopes"] = ["mcp:call"]
     plan = plan_of(raw)
-    acl = plan.named(f"front-{REGION}-waf").inputs
+    acl = plan.named(f"mcp-estate-{REGION}-front-waf").inputs
     rules = sorted((r.inputs for r in plan.of_type("aws:lb/listenerRule:ListenerRule")
-                    if r.name.startswith(("booking-", "loyalty-")) and f"-{REGION}-" in r.name),
+                    if r.name.startswith((f"mcp-estate-{REGION}-booking-", f"mcp-estate-{REGION}-loyalty-"))),
                    key=lambda rule: rule["priority"])
     [transform] = [r.inputs for r in plan.of_type("cloudflare:index/ruleset:Ruleset")
                    if r.inputs["phase"] == "http_response_headers_transform"]

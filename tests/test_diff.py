@@ -58,8 +58,8 @@ def _block(text: str, header: str) -> list[str]:
 
 def test_a_subnet_whose_cidr_moves_is_replaced(plans, capsys):
     _, text = _diff(capsys, *plans)
-    assert _block(text, "+- aws:ec2/subnet:Subnet net-eu-west-1-private-euw1-az1: (replace)") == [
-        "+- aws:ec2/subnet:Subnet net-eu-west-1-private-euw1-az1: (replace)",
+    assert _block(text, "+- aws:ec2/subnet:Subnet mcp-estate-eu-west-1-net-private-euw1-az1: (replace)") == [
+        "+- aws:ec2/subnet:Subnet mcp-estate-eu-west-1-net-private-euw1-az1: (replace)",
         '    ~ cidrBlock: "10.50.0.0/22" => "10.60.0.0/22" (forces replacement)',
         '    ~ tags.mcp-estate:residency-group: "dev" => "devgroup"',
     ]
@@ -67,7 +67,7 @@ def test_a_subnet_whose_cidr_moves_is_replaced(plans, capsys):
 
 def test_a_new_image_replaces_the_task_definition_naming_the_container_field(plans, capsys):
     _, text = _diff(capsys, *plans)
-    block = _block(text, "+- aws:ecs/taskDefinition:TaskDefinition booking-eu-west-1-task: (replace)")
+    block = _block(text, "+- aws:ecs/taskDefinition:TaskDefinition mcp-estate-eu-west-1-booking-task: (replace)")
     assert (f'    ~ containerDefinitions<json>[0].image: "{IMAGE}{OLD_DIGEST}" => "{IMAGE}{NEW_DIGEST}" '
             "(forces replacement)") in block
     assert '    ~ tags.mcp-estate:residency-group: "dev" => "devgroup"' in block   # tags: in place
@@ -75,14 +75,14 @@ def test_a_new_image_replaces_the_task_definition_naming_the_container_field(pla
 
 def test_an_update_not_known_to_be_in_place_says_it_may_replace(plans, capsys):
     _, text = _diff(capsys, *plans)
-    assert _block(text, "~ aws:ec2/vpc:Vpc net-eu-west-1-vpc: (update, may replace)") == [
-        "~ aws:ec2/vpc:Vpc net-eu-west-1-vpc: (update, may replace)",
+    assert _block(text, "~ aws:ec2/vpc:Vpc mcp-estate-eu-west-1-net-vpc: (update, may replace)") == [
+        "~ aws:ec2/vpc:Vpc mcp-estate-eu-west-1-net-vpc: (update, may replace)",
         '    ~ cidrBlock: "10.50.0.0/20" => "10.60.0.0/20"',
         '    ~ tags.mcp-estate:residency-group: "dev" => "devgroup"',
     ]
     # A change of tags only is a sure in-place update.
-    assert _block(text, "~ aws:ecs/service:Service booking-eu-west-1-service: (update)") == [
-        "~ aws:ecs/service:Service booking-eu-west-1-service: (update)",
+    assert _block(text, "~ aws:ecs/service:Service mcp-estate-eu-west-1-booking-service: (update)") == [
+        "~ aws:ecs/service:Service mcp-estate-eu-west-1-booking-service: (update)",
         '    ~ tags.mcp-estate:residency-group: "dev" => "devgroup"',
     ]
 
@@ -90,19 +90,20 @@ def test_an_update_not_known_to_be_in_place_says_it_may_replace(plans, capsys):
 def test_a_new_server_is_created_and_the_renamed_groups_protected_table_is_flagged(plans, capsys):
     code, text = _diff(capsys, *plans)
     assert code == 0   # a report, like `git diff`; --exit-code makes a change exit 1
-    assert "+ aws:ecs/service:Service search-eu-west-1-service: (create)" in text.splitlines()
-    assert _block(text, "- aws:dynamodb/table:Table dev-state-table: (delete)") == [
-        "- aws:dynamodb/table:Table dev-state-table: (delete)",
+    assert "+ aws:ecs/service:Service mcp-estate-eu-west-1-search-service: (create)" in text.splitlines()
+    assert _block(text, "- aws:dynamodb/table:Table mcp-estate-estate-wide-dev-state-table: (delete)") == [
+        "- aws:dynamodb/table:Table mcp-estate-estate-wide-dev-state-table: (delete)",
         "    !! PROTECTED: `pulumi up` refuses to delete it; unprotect it first (protect: false) if this is intended",
     ]
     # 21: among them the web ACL (the new server's 401 challenge and MCP surface rules) and the edge's
     # challenge transform ruleset (its 401 header rule): in-place updates offline cannot rule on
     assert text.splitlines()[-9:] == [
         "", "Resources:", "    + 47 to create", "    ~ 91 to update", "    +- 5 to replace", "    - 10 to delete",
-        "    61 unchanged",
+        "    63 unchanged",
         "21 update(s) may replace: offline, replacement is known only from the SDK's docs; "
         "`pulumi preview --diff` decides",
-        "!! 2 protected resource(s) would be deleted or replaced: dev-eu-west-1-key, dev-state-table",
+        "!! 2 protected resource(s) would be deleted or replaced: "
+        "mcp-estate-estate-wide-dev-keys-eu-west-1-key, mcp-estate-estate-wide-dev-state-table",
     ]
 
 
@@ -110,12 +111,13 @@ def test_the_json_report_gives_counts_refusals_and_each_changed_path(plans, caps
     code, text = _diff(capsys, *plans, "--format", "json")
     report = json.loads(text)
     assert code == 0
-    assert report["summary"] == {"create": 47, "update": 91, "replace": 5, "delete": 10, "unchanged": 61}
-    assert [urn.rsplit("::", 1)[1] for urn in report["refused"]] == ["mcp-estate-estate-wide-dev-keys-eu-west-1-key", "mcp-estate-estate-wide-dev-state-table"]
+    assert report["summary"] == {"create": 47, "update": 91, "replace": 5, "delete": 10, "unchanged": 63}
+    assert [urn.rsplit("::", 1)[1] for urn in report["refused"]] == [
+        "mcp-estate-estate-wide-dev-keys-eu-west-1-key", "mcp-estate-estate-wide-dev-state-table"]
     subnet = next(c for c in report["changes"] if c["name"] == "mcp-estate-eu-west-1-net-public-euw1-az2")
     assert subnet == {
-        "urn": "urn:pulumi:dev::mcp-estate::mcp-estate:region_network:RegionNetwork"
-               "$aws:ec2/subnet:Subnet::net-eu-west-1-public-euw1-az2",
+        "urn": "urn:pulumi:dev::mcp-estate::mcp-estate:index:Estate$mcp-estate:index:Region"
+               "$mcp-estate:region_network:RegionNetwork$aws:ec2/subnet:Subnet::mcp-estate-eu-west-1-net-public-euw1-az2",
         "type": "aws:ec2/subnet:Subnet", "name": "mcp-estate-eu-west-1-net-public-euw1-az2", "op": "replace",
         "mayReplace": False, "protected": False, "refused": False,
         "properties": [
@@ -127,7 +129,8 @@ def test_the_json_report_gives_counts_refusals_and_each_changed_path(plans, caps
 
 def test_the_same_plan_twice_changes_nothing_and_exit_code_is_opt_in(plans, capsys):
     old, new = plans
-    assert _diff(capsys, old, old) == (0, "\nResources:\n    167 unchanged\n")
+    # 169 resources in dev, components included (the estate-wide part and the region are two of them).
+    assert _diff(capsys, old, old) == (0, "\nResources:\n    169 unchanged\n")
     assert main(["diff", "--exit-code", str(old), str(old)]) == 0
     assert main(["diff", "--exit-code", str(old), str(new)]) == 1
 

@@ -455,9 +455,9 @@ def test_the_edge_cannot_be_judged_without_the_generated_config(pro_edge):
 @attack("cloudflare-edge-protections-enforced")
 def test_a_custom_rule_in_log_mode_blocks_nothing(pro_edge):
     found = changed(pro_edge, "http_request_firewall_custom", lambda o: first_rule(o).update(action="log"))
-    assert found[0] == ("Ruleset edge-firewall rule 'mcp_paths_only' only logs (action 'log'): it blocks "
+    assert found[0] == ("Ruleset mcp-estate-edge-firewall rule 'mcp_paths_only' only logs (action 'log'): it blocks "
                         "nothing; set action 'block'")
-    assert found[1].startswith("No enabled custom WAF rule on the zone of Cloudflare load balancer edge-lb "
+    assert found[1].startswith("No enabled custom WAF rule on the zone of Cloudflare load balancer mcp-estate-edge-lb "
                                "blocks by http.request.uri.path on mcp.dev.example.travel")
 
 
@@ -475,7 +475,7 @@ def test_a_skip_rule_that_switches_the_managed_phase_off_is_refused(pro_edge):
     skip = {"ref": "bypass", "action": "skip", "expression": "true", "enabled": True,
             "actionParameters": {"phases": ["http_request_firewall_managed", "http_ratelimit"]}}
     found = changed(pro_edge, "http_request_firewall_custom", lambda o: o["rules"].insert(0, skip))
-    assert found == ["Ruleset edge-firewall rule 'bypass' skips other rules or phases (action 'skip'), "
+    assert found == ["Ruleset mcp-estate-edge-firewall rule 'bypass' skips other rules or phases (action 'skip'), "
                      "switching protections off for what it matches: remove it"]
 
 
@@ -486,7 +486,7 @@ def test_a_removed_or_toothless_rate_limit_is_refused(pro_edge):
     logged = changed(pro_edge, "http_ratelimit", lambda o: first_rule(o).update(action="log"))
     for found in (removed, per_colo, logged):
         assert found[-1].startswith("No enabled rate limiting rule on the zone of Cloudflare load balancer "
-                                    "edge-lb blocks per client IP")
+                                    "mcp-estate-edge-lb blocks per client IP")
 
 
 @pytest.mark.parametrize("overrides, named", [
@@ -502,7 +502,7 @@ def test_a_managed_ruleset_switched_off_or_to_logging_is_refused_unless_accepted
         [rule] = [r for r in outputs["rules"] if r["actionParameters"]["id"] == OWASP]
         rule["actionParameters"]["overrides"] = overrides
     found = changed(pro_edge, "http_request_firewall_managed", override_owasp)
-    assert found == [f"Ruleset edge-managed rule 'owasp_core' runs managed ruleset {OWASP} with {named}: "
+    assert found == [f"Ruleset mcp-estate-edge-managed rule 'owasp_core' runs managed ruleset {OWASP} with {named}: "
                      "remove the override, or accept it in the pack config's acceptedManagedOverrides with the reason"]
     accepted = {**pro_edge[1][EDGE], "acceptedManagedOverrides": [
         {"ruleset": OWASP, "override": named, "reason": "rolled out in log mode until 2027-01-15, ticket SEC-412"}]}
@@ -514,7 +514,7 @@ def test_a_managed_ruleset_the_plan_includes_must_run(pro_edge):
         outputs["rules"] = [r for r in outputs["rules"] if r["actionParameters"]["id"] != CF_MANAGED]
     assert changed(pro_edge, "http_request_firewall_managed", drop_cf_managed) == [
         f"Managed ruleset {CF_MANAGED}, which the zone's pro plan includes, is not executed on the zone of Cloudflare "
-        "load balancer edge-lb: restore it in the Edge's http_request_firewall_managed ruleset"]
+        "load balancer mcp-estate-edge-lb: restore it in the Edge's http_request_firewall_managed ruleset"]
     disabled = changed(pro_edge, "http_request_firewall_managed", lambda o: o["rules"][0].update(enabled=False))
     assert len(disabled) == 1 and "is not executed" in disabled[0]
 

@@ -98,7 +98,7 @@ def test_a_route_without_jwt_validation_is_refused(export, config):
     rule = named(export, ROUTE)
     set_prop(rule, "actions", [forward_to_booking(export)])
     assert tokens(export, config) == [
-        "Listener rule booking-us-east-1-route forwards without validating a JWT before forwarding to MCP server "
+        f"Listener rule {ROUTE} forwards without validating a JWT before forwarding to MCP server "
         "'booking': every call must carry a token the estate's issuer signed for the server"]
 
 
@@ -143,7 +143,7 @@ def test_a_weighted_forward_without_jwt_is_refused(export, config):
 def test_a_listener_default_action_forwarding_to_an_mcp_target_group_is_refused(export, config):
     set_prop(named(export, LISTENER), "defaultActions", [forward_to_booking(export)])
     assert tokens(export, config) == [
-        "Listener front-us-east-1-https's default action forwards without validating a JWT before forwarding to "
+        f"Listener {LISTENER}'s default action forwards without validating a JWT before forwarding to "
         "MCP server 'booking': every call must carry a token the estate's issuer signed for the server"]
 
 
@@ -156,7 +156,7 @@ def test_a_check_and_a_forward_split_across_two_rules_is_refused(export, config)
         jwt_action := props(named(export, "mcp-estate-us-west-2-booking-route"))["actions"][0],
         {"type": "fixed-response", "order": 2, "fixedResponse": {"statusCode": "200"}}])
     assert jwt_action["type"] == "jwt-validation"
-    assert [m.split(" forwards")[0] for m in tokens(export, config)] == ["Listener rule booking-us-east-1-route"]
+    assert [m.split(" forwards")[0] for m in tokens(export, config)] == [f"Listener rule {ROUTE}"]
 
 
 @attack("mcp-routes-validate-tokens")
@@ -164,9 +164,9 @@ def test_the_health_exception_holds_only_for_the_exact_health_path(export, confi
     health = named(export, HEALTH)
     assert props(health)["conditions"] == [{"pathPattern": {"values": ["/booking/healthz"]}}]
     set_prop(health, "conditions", [{"pathPattern": {"values": ["/booking/healthz", "/booking/mcp"]}}])
-    assert [m.split(" forwards")[0] for m in tokens(export, config)] == ["Listener rule booking-us-east-1-health"]
+    assert [m.split(" forwards")[0] for m in tokens(export, config)] == [f"Listener rule {HEALTH}"]
     set_prop(health, "conditions", [{"pathPattern": {"values": ["/booking/healthz*"]}}])
-    assert [m.split(" forwards")[0] for m in tokens(export, config)] == ["Listener rule booking-us-east-1-health"]
+    assert [m.split(" forwards")[0] for m in tokens(export, config)] == [f"Listener rule {HEALTH}"]
 
 
 @legitimate("mcp-routes-validate-tokens")
@@ -180,7 +180,8 @@ def test_a_server_listed_as_validating_its_own_tokens_may_forward_without_jwt(ex
 def test_a_missing_scope_claim_is_refused_when_the_spec_requires_scopes(export, config):
     config[TOKENS_POLICY]["servers"]["booking"]["scopes"] = ["mcp:call"]
     assert {m.split(" does not")[0] for m in tokens(export, config)} == {
-        f"Listener rule booking-{region}-route" for region in ("eu-central-1", "eu-west-1", "us-east-1", "us-west-2")}
+        f"Listener rule mcp-estate-{region}-booking-route"
+        for region in ("eu-central-1", "eu-west-1", "us-east-1", "us-west-2")}
 
 
 @legitimate("mcp-routes-validate-tokens")
@@ -221,7 +222,7 @@ def test_the_web_acl_answers_401_with_the_challenge(export):
 def test_a_missing_challenge_is_refused(export, config):
     set_prop(named(export, ACL), "rules", [r for r in acl_rules(export) if r["name"] != "bearer-token-booking"])
     assert challenge(export, config) == [
-        "Web ACL front-us-east-1-waf does not answer requests to /booking/mcp without a bearer token with 401 and "
+        f"Web ACL {ACL} does not answer requests to /booking/mcp without a bearer token with 401 and "
         "`WWW-Authenticate: Bearer resource_metadata=\"https://mcp.example.travel/.well-known/"
         "oauth-protected-resource/booking/mcp\"`: MCP clients cannot find where to get a token"]
 
@@ -242,7 +243,7 @@ def test_a_challenge_that_answers_wrong_or_matches_less_is_refused(export, confi
         rule["statement"]["andStatement"]["statements"][1]["notStatement"]["statement"]["byteMatchStatement"][
             "textTransformations"] = [{"priority": 0, "type": "NONE"}]
     set_prop(named(export, ACL), "rules", rules)
-    assert [m.split(" does not")[0] for m in challenge(export, config)] == ["Web ACL front-us-east-1-waf"]
+    assert [m.split(" does not")[0] for m in challenge(export, config)] == [f"Web ACL {ACL}"]
 
 
 @attack("mcp-paths-answer-401-with-a-challenge")
@@ -252,7 +253,7 @@ def test_an_allow_rule_before_the_challenge_is_refused(export, config):
                   "action": {"allow": {}}})
     set_prop(named(export, ACL), "rules", rules)
     assert challenge(export, config) == [
-        f"Web ACL front-us-east-1-waf allows requests before its 401 challenge of /{server}/mcp runs: give the "
+        f"Web ACL {ACL} allows requests before its 401 challenge of /{server}/mcp runs: give the "
         "challenge a lower priority than every rule that allows" for server in ("booking", "inventory", "loyalty")]
 
 
