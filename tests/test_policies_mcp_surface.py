@@ -92,7 +92,7 @@ def test_the_built_enterprise_estate_with_its_rate_limits_passes(enterprise):
 
 
 HEAD = "The Cloudflare custom rule the spec generates for /booking/mcp"
-DIFFERS = (f"{HEAD} is not in the zone's custom rules; rule 'mcp_surface_booking' of edge-firewall reads "
+DIFFERS = (f"{HEAD} is not in the zone's custom rules; rule 'mcp_surface_booking' of mcp-estate-edge-firewall reads "
            "the same path or header but its expression differs from the generated one")
 
 
@@ -119,9 +119,9 @@ def split(rules: list[dict]) -> None:
      DIFFERS),
     (lambda rule: rule.update(expression=rule["expression"].replace('["mcp-name"]', '["Mcp-Name"]')), DIFFERS),
     (lambda rule: rule.update(expression=rule["expression"] + " and false"), DIFFERS),   # never matches
-    (lambda rule: rule.update(enabled=False), f"{HEAD} is there as 'mcp_surface_booking' of edge-firewall, "
+    (lambda rule: rule.update(enabled=False), f"{HEAD} is there as 'mcp_surface_booking' of mcp-estate-edge-firewall, "
                                               "but it is disabled: it refuses nothing"),
-    (lambda rule: rule.update(action="log"), f"{HEAD} is there as 'mcp_surface_booking' of edge-firewall, "
+    (lambda rule: rule.update(action="log"), f"{HEAD} is there as 'mcp_surface_booking' of mcp-estate-edge-firewall, "
                                              "but its action is 'log', not 'block'"),
     (lambda rule: rule.update(action="skip"), "its action is 'skip', not 'block'"),
 ])
@@ -135,7 +135,7 @@ def test_an_edge_rule_that_is_not_the_generated_one_is_reported(pro, change, exp
 def test_an_edge_rule_split_with_its_tools_half_logging_is_reported(pro):
     found = messages(pro, lambda resources: split(ruleset(resources, "http_request_firewall_custom")["outputs"]["rules"]))
     assert len(found) == 1 and found[0].startswith(HEAD + " is not in the zone's custom rules; rule "
-                                                   "'mcp_surface_booking' of edge-firewall, "
+                                                   "'mcp_surface_booking' of mcp-estate-edge-firewall, "
                                                    "'mcp_surface_booking_tools'"), found
 
 

@@ -124,7 +124,8 @@ def tags_of(plan: Plan, name: str) -> dict:
 
 
 def test_a_strict_groups_resources_say_so_and_its_table_records_its_countries(built):
-    eu, americas = tags_of(built, "mcp-estate-estate-wide-eu-state-table"), tags_of(built, "mcp-estate-estate-wide-americas-state-table")
+    eu = tags_of(built, "mcp-estate-estate-wide-eu-state-table")
+    americas = tags_of(built, "mcp-estate-estate-wide-americas-state-table")
     assert (eu["mcp-estate:residency"], eu["mcp-estate:countries"]) == ("strict", "DE FR")
     assert americas["mcp-estate:residency"] == "open" and "mcp-estate:countries" not in americas
     assert tags_of(built, "mcp-estate-eu-central-1-booking-service")["mcp-estate:residency"] == "strict"
@@ -675,13 +676,14 @@ def guard_of(outputs: dict) -> dict:
     return outputs["conditions"][0]["httpHeader"]
 
 
-GUARD_MISSING = ("ALB front-us-east-1-alb (us-east-1, outside strict group eu) serves visitors of {} on listener "
-                 "front-us-east-1-https: Cloudflare steers by data center, so they can reach it")
+LB = "mcp-estate-edge-lb"
+GUARD_MISSING = ("ALB mcp-estate-us-east-1-front-alb (us-east-1, outside strict group eu) serves visitors of {} "
+                 "on listener mcp-estate-us-east-1-front-https: Cloudflare steers by data center, so they can reach it")
 
 
 def test_the_built_estate_maps_its_strict_cloudflare_region_and_guards_the_open_alb(built):
     assert edited(built, lambda *_: None) == []
-    lb = built.named("edge-lb").inputs
+    lb = built.named("mcp-estate-edge-lb").inputs
     eu = [p for p in built.of_type("cloudflare:index/loadBalancerPool:LoadBalancerPool")]
     names = {p.outputs["id"]: p.name for p in eu}
     assert [names[i] for i in lb["regionPools"]["WEU"]] == [
@@ -724,20 +726,20 @@ def test_removing_a_guard_rule_is_reported(built):
 
 def test_the_strict_groups_cloudflare_region_sent_to_an_open_pool_is_reported(built):
     us = built.named("mcp-estate-edge-pool-us-east-1").outputs["id"]
-    messages = edited(built, lambda n, o, _: n == "edge-lb" and o["regionPools"].update(WEU=[us]))
+    messages = edited(built, lambda n, o, _: n == "mcp-estate-edge-lb" and o["regionPools"].update(WEU=[us]))
     assert messages == [
-        "Cloudflare load balancer edge-lb sends data centers of Cloudflare region WEU, where strict group eu runs, "
-        "to mcp-estate-test-us-east-1 (us-east-1): the group's visitors served there leave it; map "
+        "Cloudflare load balancer mcp-estate-edge-lb sends data centers of Cloudflare region WEU, where strict group "
+        "eu runs, to mcp-estate-test-us-east-1 (us-east-1): the group's visitors served there leave it; map "
         "regionPools.WEU to the group's pools only, ending with an enabled group pool without a monitor"]
 
 
 def test_reordering_the_strict_groups_region_list_passes_and_another_region_into_it_is_reported(built):
-    lb = built.named("edge-lb").outputs
+    lb = built.named(LB).outputs
     weu = lb["regionPools"]["WEU"]
-    assert edited(built, lambda n, o, _: n == "edge-lb" and o["regionPools"].update(WEU=[weu[1], weu[0], weu[2]])) \
-        == []
-    [message] = edited(built, lambda n, o, _: n == "edge-lb" and o["regionPools"].update(ENAM=[*o["regionPools"][
-        "ENAM"], weu[0]]))
+    reordered = [weu[1], weu[0], weu[2]]
+    assert edited(built, lambda n, o, _: n == LB and o["regionPools"].update(WEU=reordered)) == []
+    [message] = edited(built, lambda n, o, _: n == LB and o["regionPools"].update(
+        ENAM=[*o["regionPools"]["ENAM"], weu[0]]))
     assert "through its regionPools.ENAM: keep the group's pools out of it" in message
 
 
