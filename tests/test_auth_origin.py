@@ -163,10 +163,11 @@ def test_a_canary_server_keeps_a_forward_only_route_and_still_publishes_its_meta
     assert [a["type"] for a in rule["actions"]] == ["forward"]
     assert rule["conditions"] == [{"pathPattern": {"values": ["/booking/mcp", "/booking/mcp/*", "/booking/healthz"]}}]
     rules = sorted(r.name for r in plan.of_type("aws:lb/listenerRule:ListenerRule")
-                   if r.name.startswith("booking-us-east-1-"))
+                   if r.name.startswith("mcp-estate-us-east-1-booking-"))
     # the test rule ECS points at the new revision (README: Shipping a change) is forward-only too
-    assert rules == ["mcp-estate-us-east-1-booking-metadata", "mcp-estate-us-east-1-booking-route", "booking-us-east-1-test-route"]
-    test_rule = plan.named("booking-us-east-1-test-route").inputs
+    assert rules == ["mcp-estate-us-east-1-booking-metadata", "mcp-estate-us-east-1-booking-route",
+                     "mcp-estate-us-east-1-booking-test-route"]
+    test_rule = plan.named("mcp-estate-us-east-1-booking-test-route").inputs
     assert [a["type"] for a in test_rule["actions"]] == ["forward"]
 
 

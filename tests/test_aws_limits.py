@@ -325,7 +325,7 @@ def test_estate_plan_fails_naming_the_security_group_a_server_overfills(tmp_path
     (stacks / "Pulumi.crowded.yaml").write_text(yaml.safe_dump({"config": config}))
     assert main(["plan", "--stack", "crowded", "--stacks-dir", str(stacks)]) == 1
     error = capsys.readouterr().err
-    assert f"aws:ec2/securityGroup:SecurityGroup '{server['name']}-" in error
+    assert f"aws:ec2/securityGroup:SecurityGroup 'mcp-estate-eu-west-1-{server['name']}-" in error
     assert "outbound IPv4 rules, over the 60 of AWS's 'Inbound or outbound rules per security group'" in error
 
 

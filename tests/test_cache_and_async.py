@@ -102,15 +102,18 @@ def test_one_private_encrypted_iam_cache_per_region(both):
     for cache in caches:
         region = cache.inputs["tags"]["mcp-estate:region"]
         assert cache.inputs["engine"] == "valkey" and cache.inputs["majorEngineVersion"] == "8"
-        key = both.named(f"{both_group(region)}-{region}-key")
+        key = both.named(f"mcp-estate-estate-wide-{both_group(region)}-keys-{region}-key")
         assert cache.inputs["kmsKeyId"] == key.outputs["arn"]
         assert cache.inputs["userGroupId"] == f"{PREFIX}-cache-users"
         assert cache.inputs["cacheUsageLimits"] == {"dataStorage": {"maximum": 5, "unit": "GB"},
                                                     "ecpuPerSeconds": [{"maximum": 5000}]}
         private = {s.outputs["id"] for s in both.of_type("aws:ec2/subnet:Subnet")
-                   if s.name.startswith(f"net-{region}-private-")}
+                   if s.name.startswith(f"mcp-estate-{region}-net-private-")}
         assert len(private) == 2 and set(cache.inputs["subnetIds"]) == private
-        assert cache.inputs["securityGroupIds"] == [both.named(f"cache-{region}-sg").outputs["id"]]
+        assert cache.inputs["securityGroupIds"] == [both.named(f"mcp-estate-{region}-cache-sg").outputs["id"]]
+
+
+AMERICAS_GRANTS = "mcp-estate-estate-wide-booking-americas-identity-task-grants"
 
 
 def both_group(region: str) -> str:
@@ -133,7 +136,7 @@ def test_cache_users_authenticate_with_iam_only(both):
 
 def test_cache_admits_only_the_declaring_servers_tasks(both):
     for region in REGIONS:
-        group = both.named(f"cache-{region}-sg")
+        group = both.named(f"mcp-estate-{region}-cache-sg")
         booking_sg = both.named(f"booking-{region}-task-sg").outputs["id"]
         ingress = [r for r in both.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
                    if r.inputs["securityGroupId"] == group.outputs["id"]]
@@ -170,7 +173,7 @@ def test_server_learns_the_cache_and_queue_from_its_environment(both):
 def test_task_queue_is_cmk_encrypted_and_redrives_to_its_dlq(both):
     for region in REGIONS:
         queue, dlq = both.named(f"booking-{region}-async-queue"), both.named(f"booking-{region}-async-dlq")
-        key = both.named(f"{both_group(region)}-{region}-key").outputs["arn"]
+        key = both.named(f"mcp-estate-estate-wide-{both_group(region)}-keys-{region}-key").outputs["arn"]
         assert queue.inputs["kmsMasterKeyId"] == dlq.inputs["kmsMasterKeyId"] == key
         dlq_arn = f"arn:aws:sqs:{region}:{ACCOUNT}:{PREFIX}-booking-tasks-dlq"
         assert json.loads(queue.inputs["redrivePolicy"]) == {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5}
@@ -221,7 +224,8 @@ def test_worker_has_no_ingress_no_public_ip_and_no_load_balancer(both):
 def test_worker_scales_on_backlog_per_task(both):
     target = both.named("mcp-estate-eu-west-1-booking-async-scaling")
     assert (target.inputs["minCapacity"], target.inputs["maxCapacity"]) == (1, 4)
-    config = both.named("mcp-estate-eu-west-1-booking-async-scale-on-backlog").inputs["targetTrackingScalingPolicyConfiguration"]
+    scaling = both.named("mcp-estate-eu-west-1-booking-async-scale-on-backlog").inputs
+    config = scaling["targetTrackingScalingPolicyConfiguration"]
     assert config["targetValue"] == 100
     metrics = config["customizedMetricSpecification"]["metrics"]
     assert [m["id"] for m in metrics] == ["m1", "m2", "e1"] and metrics[2]["expression"] == "m1 / m2"
@@ -337,7 +341,7 @@ def test_with_auth_off_the_worker_writes_its_servers_task_records_only():
 
 
 def test_server_may_send_to_its_own_queue_only(both):
-    statements = policy(both.named("mcp-estate-estate-wide-booking-americas-identity-task-grants"), "policy")["Statement"]
+    statements = policy(both.named(AMERICAS_GRANTS), "policy")["Statement"]
     sends = [s for s in statements if "sqs:SendMessage" in s["Action"]]
     assert sends == [{"Effect": "Allow", "Action": ["sqs:SendMessage"],
                       "Resource": [f"arn:aws:sqs:us-east-1:{ACCOUNT}:{PREFIX}-booking-tasks"]}]
@@ -349,7 +353,7 @@ def test_server_may_send_to_its_own_queue_only(both):
 
 def test_with_auth_on_the_server_keeps_task_records_as_the_caller_only(both):
     # Its task role touches no table: task records are per-user items, reached through the data role.
-    statements = policy(both.named("mcp-estate-estate-wide-booking-americas-identity-task-grants"), "policy")["Statement"]
+    statements = policy(both.named(AMERICAS_GRANTS), "policy")["Statement"]
     assert not [s for s in statements if any(a.startswith("dynamodb:") for a in s["Action"])]
     data = policy(both.named("mcp-estate-estate-wide-booking-americas-data-items"), "policy")["Statement"][0]
     assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"} <= set(data["Action"])
