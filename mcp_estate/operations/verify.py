@@ -3,9 +3,9 @@
 Reads every region of the spec, finding the live resources by the contract tags (mcp_estate/contract/
 names.py), never by a physical name (the `Estate` component's name starts them all and is the program's
 choice): the stack's state tables and secrets through `locate.py`, by their tags or from the stack's
-outputs (`--outputs`), and the servers' ECR repositories by the spec's images. It reports each difference as a finding of a stable kind
-(`KINDS`). Typical causes: an out-of-band deploy or a tampered task definition, a console edit
-opening a security group, a replica removed by hand.
+outputs (`--outputs`), and the servers' ECR repositories by the spec's images. It reports each
+difference as a finding of a stable kind (`KINDS`). Typical causes: an out-of-band deploy or a
+tampered task definition, a console edit opening a security group, a replica removed by hand.
 
 It only reads: every client refuses any API call but Describe*/List*/Get*/BatchGet* (and never
 reads a secret's value), so a run cannot change the estate even with credentials that could.
