@@ -94,7 +94,7 @@ class Estate(pulumi.ComponentResource):
         self.secrets = {secret: EstateSecret(f"secret-{secret}", EstateSecretArgs(
             secret_name=self._secret_name(secret), home_region=spec.secret_home(secret),
             replica_regions=[r for r in spec.secret_regions(secret) if r != spec.secret_home(secret)],
-            key_arns=self.key_arns, protect=spec.protect_data, tags=self.tags()),
+            key_arns=self.key_arns, protect=spec.protect_data, tags=self.tags(secret=secret)),
             opts=self._opts(provider=self.providers[spec.secret_home(secret)]))
             for secret in spec.secret_names()}
         if spec.deploy_stage == "foundation":
