@@ -55,7 +55,7 @@ import pulumi_aws as aws
 
 from mcp_estate.contract.iam_documents import document, service_trust
 from mcp_estate.contract.names import CANARY_NAMESPACE as NAMESPACE
-from mcp_estate.contract.names import CANARY_SUCCESS_METRIC, PhysicalNames, iam_name
+from mcp_estate.contract.names import CANARY_SUCCESS_METRIC, SERVER_TAG, PhysicalNames, iam_name
 from mcp_estate.contract.spec import Monitoring
 
 from .lambda_package import lambda_archive
@@ -287,7 +287,7 @@ class Canary(pulumi.ComponentResource):
             for path, via in (("alb", "the region's ALB"), ("edge", "the estate hostname")):
                 names[f"{server}-probe-{path}"] = self._alarm(
                     f"{server}-probe-{path}", probe_alarm_name(args.name_prefix, server, args.region, path),
-                    f"{where}: {periods} probes in a row through {via} failed",
+                    f"{where}: {periods} probes in a row through {via} failed", server=server,
                     namespace=NAMESPACE, metric_name=CANARY_SUCCESS_METRIC, dimensions={**dims, "Path": path},
                     statistic="Minimum", period=period, evaluation_periods=periods, datapoints_to_alarm=periods,
                     threshold=1, comparison_operator="LessThanThreshold", treat_missing_data="notBreaching")
@@ -295,6 +295,7 @@ class Canary(pulumi.ComponentResource):
                 f"{server}-probe-latency",
                 server_alarm_name(args.name_prefix, server, args.region, "probe-latency"),
                 f"{where}: {periods} probes in a row through the ALB took over {monitoring.max_probe_latency_ms} ms",
+                server=server,
                 namespace=NAMESPACE, metric_name="Latency", dimensions={**dims, "Path": "alb", "Step": "total"},
                 statistic="Maximum", period=period, evaluation_periods=periods, datapoints_to_alarm=periods,
                 threshold=monitoring.max_probe_latency_ms, comparison_operator="GreaterThanThreshold",
@@ -340,14 +341,15 @@ class Canary(pulumi.ComponentResource):
             server_alarm_name(args.name_prefix, server, args.region, "tools-changed"),
             f"MCP server {server} in {args.region} serves a tool manifest other than the approved tools_sha256 "
             "(a tool was added, removed or its description or schema changed): check for a rug pull or "
-            "tool injection before approving the new hash",
+            "tool injection before approving the new hash", server=server,
             metric_queries=queries, evaluation_periods=periods, datapoints_to_alarm=periods, threshold=1,
             comparison_operator="GreaterThanOrEqualToThreshold", treat_missing_data="notBreaching")
 
-    def _alarm(self, key: str, alarm_name: str, description: str, **spec) -> str:
+    def _alarm(self, key: str, alarm_name: str, description: str, server: str | None = None, **spec) -> str:
+        """A server's alarms also carry its tag: `estate promote` finds them by it."""
         args = self._args
         aws.cloudwatch.MetricAlarm(
             f"{self._prefix}-{key}", name=alarm_name,
             alarm_description=description, alarm_actions=[args.alerts_topic_arn], ok_actions=[args.alerts_topic_arn],
-            tags=args.tags, opts=child_opts(self), **spec)
+            tags=args.tags if server is None else {**args.tags, SERVER_TAG: server}, opts=child_opts(self), **spec)
         return alarm_name

@@ -61,7 +61,7 @@ class EstateWide(pulumi.ComponentResource):
         self.secrets = {secret: EstateSecret(f"{name}-secret-{secret}", EstateSecretArgs(
             secret_name=names.secret(secret), home_region=spec.secret_home(secret),
             replica_regions=[r for r in spec.secret_regions(secret) if r != spec.secret_home(secret)],
-            key_arns=self.key_arns, protect=spec.protect_data, tags=scope.tags()),
+            key_arns=self.key_arns, protect=spec.protect_data, tags=scope.tags(secret=secret)),
             opts=self._opts(f"secret-{secret}", provider=providers[spec.secret_home(secret)]))
             for secret in spec.secret_names()}
         if spec.deploy_stage == "foundation":

@@ -27,6 +27,7 @@ from mcp_estate.offline.runner import DuplicateUrnError, FidelityError
 from mcp_estate.operations import bootstrap, lock, promote, verify
 from mcp_estate.operations.bootstrap import BootstrapError
 from mcp_estate.operations.image_contract import CONTAINER_USER, SCRATCH_PATH
+from mcp_estate.operations.locate import LocateError, read_outputs
 from mcp_estate.operations.lock import LockError
 from mcp_estate.operations.promote import PromoteError
 from mcp_estate.operations.verify import VerifyError
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     except FidelityError as error:
         return _refused(args, "the program builds inputs the real providers would reject:",
                         [str(error).replace("\n", "\n  ")], exit_codes.FINDINGS)
-    except (CheckInputError, VerifyError) as error:
+    except (CheckInputError, VerifyError, LocateError) as error:
         return _refused(args, str(error), [], exit_codes.BAD_INPUT)
     except BootstrapError as error:
         done = (["stopped after: " + "; ".join(f"{i.name} {i.status}" for i in error.done),
@@ -180,7 +181,8 @@ def _promote(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     _, spec = load_spec(args.stack, args.stacks_dir)
-    findings = verify.verify(spec, args.stack, verify.Clients.from_environment())
+    outputs = None if args.outputs is None else read_outputs(args.outputs)
+    findings = verify.verify(spec, args.stack, verify.Clients.from_environment(), outputs)
     print(verify.as_json(findings) if args.format == "json" else verify.as_text(findings, args.stack, spec))
     return exit_codes.FINDINGS if findings else exit_codes.OK
 
@@ -358,6 +360,10 @@ def _verify_parser(commands: argparse._SubParsersAction) -> None:
                     "read (credentials, account, access, throttling) or the stack file is invalid.")
     command.add_argument("--stack", required=True, help="stack name: reads stacks/Pulumi.<stack>.yaml")
     command.add_argument("--format", choices=("text", "json"), default="text", help="default: text")
+    command.add_argument("--outputs", type=Path, metavar="FILE",
+                         help="the stack's outputs (`pulumi stack output --json > FILE`, or a `pulumi stack "
+                              "export`): read the state tables and secrets from them instead of finding them "
+                              "by their tags (needed when one stack holds two estates)")
     _stacks_dir(command)
     command.set_defaults(handler=_verify)
 

@@ -29,12 +29,12 @@ from mcp_estate.components.estate import Estate
 from mcp_estate.contract.names import CANARY_NAMESPACE, PhysicalNames
 from mcp_estate.contract.validate import parse_spec
 from mcp_estate.operations.promote import (
-    REQUIRED_ALARMS,
     PromoteError,
     abort,
     alarm_blockers,
     candidate_deployment,
     edited,
+    missing_alarms,
     native_deployment_problems,
     promote,
     start,
@@ -200,8 +200,15 @@ def deploy(cloud: Cloud, region: str, image_digest: str, alarms=("5xx", "latency
     cloudwatch = cloud.moto("cloudwatch", region)
     for alarm in alarms:
         cloudwatch.put_metric_alarm(AlarmName=prefix + alarm, MetricName="m", Namespace="n", Statistic="Sum", Period=60,
-                                    EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanThreshold")
+                                    EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanThreshold",
+                                    Tags=alarm_tags(region))
     return ecs.describe_services(cluster=cluster, services=[f"booking-{region}"])["services"][0]
+
+
+def alarm_tags(region: str) -> list[dict]:
+    """The contract tags the components give a server's alarms (promote finds them by these)."""
+    return [{"Key": "mcp-estate:stack", "Value": STACK}, {"Key": "mcp-estate:region", "Value": region},
+            {"Key": "mcp-estate:server", "Value": "booking"}]
 
 
 def probe(cloud: Cloud, region: str, success: float, at: datetime | None = None) -> None:
@@ -286,10 +293,10 @@ def test_an_alarm_that_fired_during_the_bake_window_blocks_though_it_is_ok_again
 def test_a_deployment_alarm_that_does_not_exist_blocks(stacks, cloud):
     deploy(cloud, "us-west-2", CANDIDATE, alarms=("latency",))
     probe(cloud, "us-west-2", 1.0)
+    tags = f"mcp-estate:stack={STACK}, mcp-estate:region=us-west-2, mcp-estate:server=booking"
     assert blockers(stacks, cloud) == [
-        f"us-west-2: alarm {PREFIX}-booking-us-west-2-5xx does not exist: nothing would see the candidate fail there",
-        f"us-west-2: alarm {PREFIX}-booking-us-west-2-probe-alb does not exist: nothing would see the candidate "
-        "fail there"]
+        f"us-west-2: no 5xx alarm tagged {tags}: nothing would see the candidate fail there",
+        f"us-west-2: no probe-alb alarm tagged {tags}: nothing would see the candidate fail there"]
 
 
 def test_a_deployment_alarm_outside_the_contracts_names_blocks_when_in_alarm(cloud):
@@ -560,26 +567,26 @@ def test_any_waves_partition_advances_to_exactly_the_next_waves_regions(order, c
         assert booking.candidate is None and booking.digest == CANDIDATE
 
 
-# -- the contract: every alarm of a server in a region carries the prefix promote reads -------------------------
+# -- the contract: promote finds every alarm of a server in a region by its tags, whatever the estate's name --
 
-def test_every_planned_alarm_of_a_server_in_a_region_starts_with_the_contract_prefix():
+@pytest.mark.parametrize("estate_name", ["mcp-estate", "travel-mcp"])
+def test_every_planned_alarm_of_a_server_carries_the_tags_promote_reads(estate_name):
     spec = parse_spec(estate_of(STACK_FILE.replace(ACCOUNT, PLAN_ACCOUNT)))
-    plan = run_program(lambda: Estate("mcp-estate", spec), stack=STACK)
-    names = PhysicalNames.of_stack(STACK)
-    alarms = [r for r in plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
-              if r.inputs["tags"].get("mcp-estate:server") == "booking"
-              or "-booking-" in r.inputs["name"]]
+    plan = run_program(lambda: Estate(estate_name, spec), stack=STACK)
+    alarms = [r for r in plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") if "-booking-" in r.inputs["name"]]
+    assert alarms
     for alarm in alarms:
         region = alarm.inputs["tags"]["mcp-estate:region"]
-        assert alarm.inputs["name"].startswith(names.server_alarm_prefix("booking", region)), alarm.inputs["name"]
+        assert alarm.inputs["name"].startswith(f"{estate_name}-{STACK}-booking-{region}-"), alarm.inputs["name"]
+        assert {k: alarm.inputs["tags"].get(k) for k in ("mcp-estate:stack", "mcp-estate:server")} == {
+            "mcp-estate:stack": STACK, "mcp-estate:server": "booking"}, alarm.inputs["name"]
     services = plan.of_type("aws:ecs/service:Service")
     for service in (s for s in services if s.inputs["tags"]["mcp-estate:server"] == "booking"):
         region = service.inputs["tags"]["mcp-estate:region"]
-        prefix = names.server_alarm_prefix("booking", region)
-        for name in service.inputs["alarms"]["alarmNames"]:
-            assert name.startswith(prefix)
-        planned = {a.inputs["name"] for a in alarms}
-        assert {prefix + kind for kind in REQUIRED_ALARMS} <= planned
+        tagged = sorted(a.inputs["name"] for a in alarms if a.inputs["tags"]["mcp-estate:region"] == region)
+        assert set(service.inputs["alarms"]["alarmNames"]) <= set(tagged)
+        booking = next(s for s in spec.servers if s.name == "booking")
+        assert list(missing_alarms(Live(spec, STACK, None), booking, region, tagged)) == []
 
 
 def test_a_server_named_only_through_a_yaml_merge_key_is_refused_rather_than_edited_elsewhere():

@@ -35,6 +35,7 @@ from mcp_estate.cli import main
 from mcp_estate.contract.validate import parse_spec
 from mcp_estate.offline.fidelity import inspect_resource
 from mcp_estate.offline.runner import run_offline
+from mcp_estate.operations.locate import ByOutputs
 from mcp_estate.operations.verify import (
     Clients,
     Finding,
@@ -143,13 +144,14 @@ class Estate:
         return verify(self.spec, self.stack, clients)
 
 
-def build_estate(stack: str) -> Estate:
-    """The plan of the stack's spec, built by the components and deployed into moto."""
+def build_estate(stack: str, component_name: str = "mcp-estate") -> Estate:
+    """The plan of the stack's spec, built by the components (the `Estate` named `component_name`) and
+    deployed into moto."""
     from mcp_estate.components.estate import Estate as EstateComponent
     estate = Estate(stack)
     spec = estate.spec
-    plan = Plan(run_offline(lambda: EstateComponent("mcp-estate", spec), stack=stack, config={}, account_id=ACCOUNT,
-                            inspect=inspect_resource))
+    plan = Plan(run_offline(lambda: EstateComponent(component_name, spec), stack=stack, config={},
+                            account_id=ACCOUNT, inspect=inspect_resource))
     deployed = deploy(plan.resources, client)
     for region in sorted(spec.regions):
         estate.regions[region] = deployed_region(plan, deployed, region)
@@ -395,9 +397,9 @@ class TestLiveEstate:
         client("ecr", EU).delete_repository(repositoryName=f"mcp/{stack}/booking")
         client("ecr", US).delete_repository(repositoryName=f"mcp/{stack}/search")   # a missing replica
         client("elbv2", US).delete_load_balancer(LoadBalancerArn=estate.regions[US].alb_arn)
-        assert estate.findings() == [("resource-missing", EU, f"mcp-estate-{stack}-eu-state"),
-                                     ("resource-missing", EU, secret),
-                                     ("resource-missing", EU, f"mcp/{stack}/booking"),
+        assert estate.findings() == [("resource-missing", EU, f"mcp/{stack}/booking"),
+                                     ("resource-missing", EU, "secret/booking-api-key"),
+                                     ("resource-missing", EU, "state/eu"),
                                      ("resource-missing", US, "alb"),
                                      ("resource-missing", US, f"mcp/{stack}/search")]
 
@@ -491,7 +493,8 @@ def table_findings(replicas: list[dict], replica_pitr: str | None) -> list[Findi
                                      expected_params={"TableName": TABLE})
         else:
             replica.add_response("describe_continuous_backups", pitr(replica_pitr), {"TableName": TABLE})
-        live = Live(GROUP_SPEC, "staging", lambda service, region: clients[region])
+        outputs = ByOutputs({"residency_groups": {"eu": {"state_table_name": TABLE}}}, "outputs.json")
+        live = Live(GROUP_SPEC, "staging", lambda service, region: clients[region], outputs)
         found = [f for region in (EU, FRANKFURT) for f in state_table_findings(live, region)]
         primary.assert_no_pending_responses()
         replica.assert_no_pending_responses()

@@ -17,6 +17,7 @@ ESTATE = "mcp-estate"   # the Estate component's name (__main__.py): every physi
 # The contract tags: on every resource; `estate verify` and the stack policies find resources by them.
 STACK_TAG, ENVIRONMENT_TAG, OWNER_TAG = "mcp-estate:stack", "mcp-estate:environment", "mcp-estate:owner"
 SERVER_TAG = "mcp-estate:server"
+SECRET_TAG = "mcp-estate:secret"   # on each estate secret: its name in the spec (`estate verify` finds it by it)
 REGION_TAG, GROUP_TAG = "mcp-estate:region", "mcp-estate:residency-group"
 RESIDENCY_TAG = "mcp-estate:residency"   # "strict" | "open", on every resource of a group
 COUNTRIES_TAG = "mcp-estate:countries"   # "AT BE DE ...", on a strict group's state table
@@ -39,9 +40,9 @@ class ContractTags:
     owner: str
 
     def __call__(self, *, region: str | None = None, server: str | None = None,
-                 group: str | None = None) -> dict[str, str]:
+                 group: str | None = None, secret: str | None = None) -> dict[str, str]:
         tags = {STACK_TAG: self.stack, ENVIRONMENT_TAG: self.environment, OWNER_TAG: self.owner}
-        for key, value in ((REGION_TAG, region), (SERVER_TAG, server), (GROUP_TAG, group)):
+        for key, value in ((REGION_TAG, region), (SERVER_TAG, server), (GROUP_TAG, group), (SECRET_TAG, secret)):
             if value is not None:
                 tags[key] = value
         return tags

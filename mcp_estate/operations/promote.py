@@ -7,7 +7,7 @@ and refuses, naming the region and the reason, unless in every reached region:
   rolled back (`describe_services`; for ECS-native CANARY/LINEAR/BLUE_GREEN services also the service
   deployments, `list_service_deployments`);
 - none of the server's alarms in the region (5xx, latency, unhealthy targets, the canary's probes and
-  any other named `<prefix>-<server>-<region>-...`) is in ALARM or went to ALARM since the deployment
+  any other tagged with the stack, the region and the server) is in ALARM or went to ALARM since the deployment
   started (`describe_alarm_history`);
 - the canary probed the server through the region's ALB since the deployment finished and every probe
   succeeded (its `Success` metric);
@@ -32,8 +32,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from mcp_estate.contract.fields import DIGEST_IMAGE
-from mcp_estate.contract.geography import AWS_REGIONS
-from mcp_estate.contract.names import CANARY_NAMESPACE, CANARY_SUCCESS_METRIC, PhysicalNames
+from mcp_estate.contract.names import CANARY_NAMESPACE, CANARY_SUCCESS_METRIC, REGION_TAG, SERVER_TAG, STACK_TAG
 from mcp_estate.contract.spec import EstateSpec, Server
 from mcp_estate.contract.stackfile import load_spec, stack_path
 from mcp_estate.contract.validate import SpecError
@@ -51,7 +50,7 @@ from .stack_edit import (
     server_node,
     write_atomically,
 )
-from .verify import Live, VerifyError, check_account, explain, services_by_server
+from .verify import Live, VerifyError, check_account, chunks, explain, services_by_server
 
 PREVIOUS_ENVIRONMENT = {"staging": "dev", "prod": "staging"}
 NATIVE_STRATEGIES = frozenset({"CANARY", "LINEAR", "BLUE_GREEN"})
@@ -239,24 +238,38 @@ def definition_images(live: Live, region: str, arn: str) -> list[str]:
 
 
 def alarm_names(live: Live, server: Server, region: str, service: dict) -> list[str]:
-    """The server's alarms in the region, by the contract's naming (`<prefix>-<server>-<region>-<kind>`),
-    and every deployment alarm the live service rolls back on."""
-    prefix = PhysicalNames.of_stack(live.stack).server_alarm_prefix(server.name, region)
-    pages = live.clients("cloudwatch", region).get_paginator("describe_alarms").paginate(
-        AlarmNamePrefix=prefix, AlarmTypes=["MetricAlarm", "CompositeAlarm"])
-    # Another server named `<server>-<region>` shares the prefix: its alarms continue with a region.
-    names = {a["AlarmName"] for page in pages for kind in ("MetricAlarms", "CompositeAlarms") for a in page[kind]
-             if not any(a["AlarmName"][len(prefix):].startswith(f"{r}-") for r in AWS_REGIONS)}
+    """The server's alarms in the region, found by their contract tags (the service's and the canary's:
+    stack, region and server), and every deployment alarm the live service rolls back on."""
+    tags = alarm_tags(live, server, region)
+    pages = live.clients("resourcegroupstaggingapi", region).get_paginator("get_resources").paginate(
+        TagFilters=[{"Key": key, "Values": [value]} for key, value in tags.items()],
+        ResourceTypeFilters=["cloudwatch:alarm"])
+    # An alarm's ARN: arn:aws:cloudwatch:<region>:<account>:alarm:<name> (the name may hold colons).
+    names = {r["ResourceARN"].split(":alarm:", 1)[1] for page in pages for r in page["ResourceTagMappingList"]}
     names |= set(service.get("deploymentConfiguration", {}).get("alarms", {}).get("alarmNames", []))
-    names |= {prefix + kind for kind in REQUIRED_ALARMS}
     return sorted(names)
+
+
+def alarm_tags(live: Live, server: Server, region: str) -> dict[str, str]:
+    return {STACK_TAG: live.stack, REGION_TAG: region, SERVER_TAG: server.name}
+
+
+def missing_alarms(live: Live, server: Server, region: str, names: list[str]) -> Iterator[str]:
+    """Each alarm the estate always gives a server in a region (`<...>-<server>-<region>-<kind>`, whatever
+    the estate's name) that is not among `names`."""
+    tags = ", ".join(f"{key}={value}" for key, value in alarm_tags(live, server, region).items())
+    for kind in REQUIRED_ALARMS:
+        if not any(name.endswith(f"-{server.name}-{region}-{kind}") for name in names):
+            yield f"{region}: no {kind} alarm tagged {tags}: nothing would see the candidate fail there"
 
 
 def alarm_blockers(live: Live, server: Server, region: str, service: dict, since: datetime) -> Iterator[str]:
     cloudwatch = live.clients("cloudwatch", region)
     names = alarm_names(live, server, region, service)
+    yield from missing_alarms(live, server, region, names)
     states = {a["AlarmName"]: a["StateValue"] for kind in ("MetricAlarms", "CompositeAlarms")
-              for a in cloudwatch.describe_alarms(AlarmNames=names)[kind]}
+              for chunk in chunks(names, 100)   # DescribeAlarms takes 100 names at most
+              for a in cloudwatch.describe_alarms(AlarmNames=chunk, AlarmTypes=["MetricAlarm", "CompositeAlarm"])[kind]}
     for name in names:
         if name not in states:
             yield f"{region}: alarm {name} does not exist: nothing would see the candidate fail there"

@@ -1,10 +1,11 @@
 """`estate verify`: does the live estate still match its stack's spec?
 
-Reads every region of the spec, finding the live resources by the contract tags
-and the physical names the components gave them (both from mcp_estate/contract/names.py) and the
-servers' ECR repositories, and reports each difference as a finding of a stable kind
-(`KINDS`). Typical causes: an out-of-band deploy or a tampered task definition, a console edit
-opening a security group, a replica removed by hand.
+Reads every region of the spec, finding the live resources by the contract tags (mcp_estate/contract/
+names.py), never by a physical name (the `Estate` component's name starts them all and is the program's
+choice): the stack's state tables and secrets through `locate.py`, by their tags or from the stack's
+outputs (`--outputs`), and the servers' ECR repositories by the spec's images. It reports each
+difference as a finding of a stable kind (`KINDS`). Typical causes: an out-of-band deploy or a
+tampered task definition, a console edit opening a security group, a replica removed by hand.
 
 It only reads: every client refuses any API call but Describe*/List*/Get*/BatchGet* (and never
 reads a secret's value), so a run cannot change the estate even with credentials that could.
@@ -18,6 +19,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from itertools import groupby
 from typing import Any
 
@@ -25,8 +27,10 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from mcp_estate.contract.names import SERVER_TAG, STACK_TAG, PhysicalNames
-from mcp_estate.contract.spec import EstateSpec, ResidencyGroup, Server
+from mcp_estate.contract.names import SERVER_TAG, STACK_TAG
+from mcp_estate.contract.spec import SECRET_PREFIX, STATE, EstateSpec, ResidencyGroup, Server
+
+from .locate import ByTags, LocateError, Locator
 
 KINDS: dict[str, str] = {
     "image-drift": "runs an image other than the spec's pinned digest",
@@ -101,15 +105,16 @@ class Clients:
 
 @dataclass(frozen=True)
 class Live:
-    """The stack's live estate as verify sees it: the spec, the stack name and the clients."""
+    """The stack's live estate as verify sees it: the spec, the stack name, the clients and where its
+    named resources are (by default, found by their tags)."""
     spec: EstateSpec
     stack: str
     clients: Callable[[str, str], Any]
+    given: Locator | None = None   # the stack's outputs (--outputs), when given
 
-    @property
-    def names(self) -> PhysicalNames:
-        """The physical names the components gave the stack's resources (the same functions)."""
-        return PhysicalNames.of_stack(self.stack)
+    @cached_property
+    def locate(self) -> Locator:
+        return self.given or ByTags(self.stack, self.clients)
 
     def expected_image(self, server: Server, region: str) -> str:
         """The regional replica of the image the region runs (the candidate where its waves reached)."""
@@ -118,9 +123,10 @@ class Live:
 
 # -- the run ---------------------------------------------------------------------------------------
 
-def verify(spec: EstateSpec, stack: str, clients: Callable[[str, str], Any]) -> list[Finding]:
+def verify(spec: EstateSpec, stack: str, clients: Callable[[str, str], Any],
+           outputs: Locator | None = None) -> list[Finding]:
     """Every finding in every region of the spec, sorted by kind, region and resource."""
-    live = Live(spec, stack, clients)
+    live = Live(spec, stack, clients, outputs)
     check_account(live)
     findings: list[Finding] = []
     for region in sorted(spec.regions):
@@ -144,6 +150,8 @@ def reading(region: str) -> Iterator[None]:
     """AWS errors as one line for people, naming the region and what to do."""
     try:
         yield
+    except LocateError as error:
+        raise VerifyError(str(error)) from None
     except NoCredentialsError:
         raise VerifyError("no AWS credentials found: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and "
                           "AWS_SECRET_ACCESS_KEY) for the stack's account") from None
@@ -298,7 +306,12 @@ def alb_findings(live: Live, region: str) -> Iterator[Finding]:
 def state_table_findings(live: Live, region: str) -> Iterator[Finding]:
     """In the group's primary region its replicas; in every region the copy's PITR."""
     group = live.spec.group_of[region]
-    table = live.names.state_table(group.name)
+    table = live.locate.state_table(group.name, group.primary_region)
+    if table is None:   # found by its tags in the group's primary region: there only, reported once
+        if region == group.primary_region:
+            yield Finding("resource-missing", region, f"{STATE}/{group.name}", f"the state table of group "
+                          f"'{group.name}' does not exist: {live.locate.where('state_table', group.name, region)}")
+        return
     dynamodb = live.clients("dynamodb", region)
     if region == group.primary_region:
         try:
@@ -332,12 +345,18 @@ def secret_findings(live: Live, region: str) -> Iterator[Finding]:
     """Each secret whose home is this region has a healthy replica where a server reads it."""
     manager = live.clients("secretsmanager", region)
     for secret in (s for s in live.spec.secret_names() if live.spec.secret_home(s) == region):
-        name = live.names.secret(secret)
-        try:
-            described = manager.describe_secret(SecretId=name)
-        except manager.exceptions.ResourceNotFoundException:
-            yield Finding("resource-missing", region, name, "the secret does not exist")
+        found = live.locate.secret(secret, region)
+        if found is None:
+            yield Finding("resource-missing", region, SECRET_PREFIX + secret, f"the secret does not exist: "
+                          f"{live.locate.where('secret', secret, region)}")
             continue
+        try:
+            described = manager.describe_secret(SecretId=found)
+        except manager.exceptions.ResourceNotFoundException:
+            yield Finding("resource-missing", region, found, f"the secret does not exist: "
+                          f"{live.locate.where('secret', secret, region)}")
+            continue
+        name = described["Name"]
         if "DeletedDate" in described:
             yield Finding("resource-missing", region, name, "the secret is scheduled for deletion")
         replicas = {r["Region"]: r for r in described.get("ReplicationStatus", [])}

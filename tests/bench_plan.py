@@ -1,0 +1,104 @@
+"""Planning cost against the Pulumi SDK's own floor, measured in one run on one machine.
+
+    python tests/bench_plan.py [--servers 50]
+
+Plans the benchmark estate (tests/test_benchmark.py: 10 regions, 50 servers) as `estate plan` does,
+timing each phase, then registers the very same resources (types, names, parents, inputs) with the
+SDK alone under the SDK's plain mocks: no components, no estate mocks, no checks. The ratio of the
+two is the estate's overhead over what any Pulumi program of that size costs. Prints a Markdown
+table (the README's "Speed" section).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import pulumi
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conftest import ACCOUNT  # noqa: E402
+from test_benchmark import large_spec  # noqa: E402
+
+from mcp_estate.components.estate import Estate  # noqa: E402
+from mcp_estate.contract.validate import parse_spec  # noqa: E402
+from mcp_estate.offline.fidelity import inspect_resource  # noqa: E402
+from mcp_estate.offline.limits import estate_limit_problems  # noqa: E402
+from mcp_estate.offline.runner import Registered, run_offline  # noqa: E402
+
+
+class _Timed:
+    """A callable's total time across calls (the inspector runs once per resource)."""
+
+    def __init__(self, fn):
+        self.fn, self.seconds = fn, 0.0
+
+    def __call__(self, *args):
+        started = time.perf_counter()
+        try:
+            return self.fn(*args)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+
+def ours(raw: dict) -> tuple[list[Registered], dict[str, float]]:
+    started = time.perf_counter()
+    spec = parse_spec(raw)
+    parsed = time.perf_counter()
+    inspect, limits = _Timed(inspect_resource), _Timed(lambda r: estate_limit_problems(r, spec.aws_quotas))
+    resources = run_offline(lambda: Estate("mcp-estate", spec), stack="bench", account_id=ACCOUNT,
+                            config={"mcp-estate:estate": raw}, inspect=inspect, inspect_all=limits)
+    total = time.perf_counter() - started
+    return resources, {"spec": parsed - started, "fidelity": inspect.seconds, "limits": limits.seconds,
+                       "components, mocks and SDK": total - (parsed - started) - inspect.seconds - limits.seconds,
+                       "total": total}
+
+
+class _Plain(pulumi_mocks.Mocks):
+    def new_resource(self, args: pulumi_mocks.MockResourceArgs):
+        return f"{args.name}-id", args.inputs
+
+    def call(self, args: pulumi_mocks.MockCallArgs):
+        return {}
+
+
+def floor(resources: list[Registered]) -> float:
+    """The same registrations through the SDK alone (providers left out: the SDK builds its defaults)."""
+    def program() -> None:
+        made: dict[str, pulumi.Resource] = {}
+        for r in resources:
+            if r.type.startswith("pulumi:"):
+                continue
+            opts = pulumi.ResourceOptions(parent=made.get(r.parent))
+            made[r.urn] = (pulumi.CustomResource(r.type, r.name, dict(r.inputs), opts) if r.custom
+                           else pulumi.ComponentResource(r.type, r.name, None, opts))
+
+    pulumi.runtime.settings.ROOT.set(None)
+    pulumi.runtime.set_mocks(_Plain(), project="floor", stack="bench", preview=False)
+    started = time.perf_counter()
+    _sync_await(run_pulumi_func(program))
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--servers", type=int, default=50)
+    raw = large_spec(parser.parse_args().servers)
+    resources, phases = ours(raw)
+    sdk = floor(resources)
+    custom = sum(r.custom for r in resources)
+    print(f"{custom} resources, {len(resources) - custom} components\n")
+    print("| phase | seconds |\n|---|---|")
+    for phase, seconds in phases.items():
+        print(f"| {phase} | {seconds:.1f} |")
+    print(f"| SDK floor (same registrations, plain mocks) | {sdk:.1f} |")
+    print(f"\nours / floor: {phases['total'] / sdk:.2f}")
+
+
+if __name__ == "__main__":
+    main()
