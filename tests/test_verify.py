@@ -655,5 +655,5 @@ def test_the_console_script_verifies_a_live_estate_end_to_end(moto_server, tmp_p
                           "--format", "json"], capture_output=True, text=True, timeout=60)
     assert (run.returncode, run.stderr) == (1, "")
     [finding] = json.loads(run.stdout)["findings"]
-    assert re.fullmatch(rf"{alb_sg} \(front-{EU}-alb-sg-[0-9a-f]{{7}}\)", finding.pop("resource"))
+    assert re.fullmatch(rf"{alb_sg} \(mcp-estate-{EU}-front-alb-sg-[0-9a-f]{{7}}\)", finding.pop("resource"))
     assert finding == {"kind": "open-security-group", "region": EU, "message": "ingress tcp 443 from 0.0.0.0/0"}
