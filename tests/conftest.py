@@ -75,10 +75,7 @@ class Plan:
         return [r for r in self.resources if r.type == token]
 
     def named(self, name: str) -> Registered:
-        """The resource named `name`, or aliased from it: a resource of an `Estate` is also found by
-        the name it had before the estate was split into parts (its alias, README: "Upgrading")."""
-        matches = [r for r in self.resources if r.name == name] or \
-                  [r for r in self.resources if any(a.rsplit("::", 1)[-1] == name for a in r.aliases)]
+        matches = [r for r in self.resources if r.name == name]
         assert len(matches) == 1, f"expected one resource named {name!r}, found {len(matches)}: " \
                                   f"{sorted(r.name for r in self.resources)}"
         return matches[0]

@@ -2,7 +2,7 @@
 
 A golden snapshot of this text fails on any change to any input, option or computed output of
 any resource, and its diff reads like `pulumi preview --diff`: every changed line says which
-resource and which property changed (`booking-eu-west-1-service inputs.desiredCount = 2`).
+resource and which property changed (`mcp-estate-eu-west-1-booking-service inputs.desiredCount = 2`).
 JSON held in strings (policy documents, container definitions, dashboards) is expanded, so a
 changed IAM action is one line, not one opaque string.
 """

@@ -137,12 +137,12 @@ def test_cache_users_authenticate_with_iam_only(both):
 def test_cache_admits_only_the_declaring_servers_tasks(both):
     for region in REGIONS:
         group = both.named(f"mcp-estate-{region}-cache-sg")
-        booking_sg = both.named(f"booking-{region}-task-sg").outputs["id"]
+        booking_sg = both.named(f"mcp-estate-{region}-booking-task-sg").outputs["id"]
         ingress = [r for r in both.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
                    if r.inputs["securityGroupId"] == group.outputs["id"]]
         assert sorted((r.inputs["fromPort"], r.inputs["referencedSecurityGroupId"]) for r in ingress) == \
             [(6379, booking_sg), (6380, booking_sg)]
-        loyalty_sg = both.named(f"loyalty-{region}-task-sg").outputs["id"]
+        loyalty_sg = both.named(f"mcp-estate-{region}-loyalty-task-sg").outputs["id"]
         egress = both.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
         assert not [r for r in egress if r.inputs["securityGroupId"] == loyalty_sg
                     and r.inputs.get("referencedSecurityGroupId") == group.outputs["id"]]
@@ -150,7 +150,8 @@ def test_cache_admits_only_the_declaring_servers_tasks(both):
 
 def test_cache_grant_is_exactly_connect_on_the_cache_and_own_user(both):
     for group, regions in (("eu", EU), ("americas", ("us-east-1",))):
-        statements = policy(both.named(f"booking-{group}-identity-task-grants"), "policy")["Statement"]
+        grants = both.named(f"mcp-estate-estate-wide-booking-{group}-identity-task-grants")
+        statements = policy(grants, "policy")["Statement"]
         connect = [s for s in statements if s["Action"] == ["elasticache:Connect"]]
         assert connect == [{"Effect": "Allow", "Action": ["elasticache:Connect"], "Resource": sorted(
             [f"arn:aws:elasticache:{r}:{ACCOUNT}:serverlesscache:{PREFIX}-{r}" for r in regions]
@@ -172,7 +173,8 @@ def test_server_learns_the_cache_and_queue_from_its_environment(both):
 
 def test_task_queue_is_cmk_encrypted_and_redrives_to_its_dlq(both):
     for region in REGIONS:
-        queue, dlq = both.named(f"booking-{region}-async-queue"), both.named(f"booking-{region}-async-dlq")
+        queue = both.named(f"mcp-estate-{region}-booking-async-queue")
+        dlq = both.named(f"mcp-estate-{region}-booking-async-dlq")
         key = both.named(f"mcp-estate-estate-wide-{both_group(region)}-keys-{region}-key").outputs["arn"]
         assert queue.inputs["kmsMasterKeyId"] == dlq.inputs["kmsMasterKeyId"] == key
         dlq_arn = f"arn:aws:sqs:{region}:{ACCOUNT}:{PREFIX}-booking-tasks-dlq"
@@ -273,7 +275,7 @@ def test_a_worker_deployment_rolls_back_on_new_dead_letters_and_failed_tasks(bot
     # The worker's failed tasks are counted from its lines in the server's log group.
     worker_errors = both.named("mcp-estate-eu-west-1-booking-tools-worker-errors").inputs
     assert worker_errors["pattern"] == '{ ($.event = "mcp.task") && ($.server = "booking") && ($.status = "failed") }'
-    assert not [r for r in both.resources if r.name == "loyalty-eu-west-1-tools-worker-errors"]
+    assert not [r for r in both.resources if r.name == "mcp-estate-eu-west-1-loyalty-tools-worker-errors"]
 
 
 def test_the_worker_services_pass_the_rollback_control(both):
@@ -289,7 +291,7 @@ def test_the_worker_services_pass_the_rollback_control(both):
 
 
 def worker_statements(plan: Plan, group: str = "eu") -> list[dict]:
-    return policy(plan.named(f"booking-{group}-worker-identity-policy"), "policy")["Statement"]
+    return policy(plan.named(f"mcp-estate-estate-wide-booking-{group}-worker-identity-policy"), "policy")["Statement"]
 
 
 def test_worker_role_consumes_its_queue_only(both):
@@ -363,15 +365,16 @@ def test_with_auth_on_the_server_keeps_task_records_as_the_caller_only(both):
 
 def test_every_region_has_queue_worker_cache_and_an_sqs_endpoint(both):
     for region in REGIONS:
-        assert both.named(f"booking-{region}-async-queue") and both.named(f"cache-{region}-cache")
-        endpoint = both.named(f"queues-{region}-sqs")
+        assert both.named(f"mcp-estate-{region}-booking-async-queue") and both.named(f"mcp-estate-{region}-cache-cache")
+        endpoint = both.named(f"mcp-estate-{region}-queues-sqs")
         assert endpoint.inputs["serviceName"] == f"com.amazonaws.{region}.sqs"
         assert endpoint.inputs["vpcEndpointType"] == "Interface"
 
 
 def test_nothing_of_a_group_is_named_outside_it(both):
     """The eu worker's and server's policies name eu regions only; the us queue never names eu roles."""
-    for name in ("booking-eu-worker-identity-policy", "mcp-estate-estate-wide-booking-eu-identity-task-grants"):
+    for name in ("mcp-estate-estate-wide-booking-eu-worker-identity-policy",
+                 "mcp-estate-estate-wide-booking-eu-identity-task-grants"):
         text = both.named(name).inputs["policy"]
         assert "us-east-1" not in text, name
     assert "-eu-" not in both.named("mcp-estate-us-east-1-booking-async-queue").inputs["policy"]

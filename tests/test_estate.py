@@ -97,7 +97,8 @@ def test_services_in_a_region_run_with_the_roles_of_the_regions_group(small):
 
 
 def test_a_task_role_is_assumable_only_from_its_groups_regions(small):
-    trust = json.loads(small.named("mcp-estate-estate-wide-booking-eu-identity-task").inputs["assumeRolePolicy"])["Statement"][0]
+    role = small.named("mcp-estate-estate-wide-booking-eu-identity-task")
+    trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]
     assert trust["Condition"]["ArnLike"]["aws:SourceArn"] == [f"arn:aws:ecs:eu-central-1:{ACCOUNT}:*",
                                                               f"arn:aws:ecs:eu-west-1:{ACCOUNT}:*"]
 
@@ -267,8 +268,8 @@ def test_an_estate_without_us_east_1_forwards_iam_changes_from_there_to_its_home
         json.loads(dev.named("mcp-estate-eu-west-1-changes-iam-changes").inputs["eventPattern"])
     # Only the forwarding rule, its target and its role live in us-east-1: nothing else of the estate.
     east = [r.name for r in dev.resources if r.provider and r.provider.rsplit("::", 2)[1] == "mcp-estate-aws-us-east-1"]
-    assert sorted(east) == ["mcp-estate-eu-west-1-changes-iam-forward", "mcp-estate-eu-west-1-changes-iam-forward-policy",
-                            "mcp-estate-eu-west-1-changes-iam-forward-role", "mcp-estate-eu-west-1-changes-iam-forward-to-home"]
+    rule = "mcp-estate-eu-west-1-changes-iam-forward"
+    assert sorted(east) == [rule, f"{rule}-policy", f"{rule}-role", f"{rule}-to-home"]
 
 
 def test_an_estate_at_home_in_us_east_1_needs_no_forwarding(prod):

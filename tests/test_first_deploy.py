@@ -51,9 +51,11 @@ def small_foundation() -> Plan:
 def test_the_foundation_builds_keys_registry_secrets_and_their_providers_only(small_foundation):
     assert {r.type for r in small_foundation.resources if r.custom} == FOUNDATION_TYPES
     names = {r.name for r in small_foundation.resources if r.custom}
-    assert {"mcp-estate-estate-wide-registry-booking-repo", "mcp-estate-estate-wide-registry-loyalty-repo", "mcp-estate-estate-wide-registry-replication",
-            "mcp-estate-estate-wide-secret-booking-api-key-secret", "mcp-estate-estate-wide-americas-keys-us-east-1-key", "mcp-estate-estate-wide-eu-keys-eu-west-1-key",
-            "mcp-estate-estate-wide-eu-keys-eu-central-1-key", "mcp-estate-aws-us-east-1", "mcp-estate-aws-eu-west-1", "mcp-estate-aws-eu-central-1"} <= names
+    wide = "mcp-estate-estate-wide"
+    assert {f"{wide}-registry-booking-repo", f"{wide}-registry-loyalty-repo", f"{wide}-registry-replication",
+            f"{wide}-secret-booking-api-key-secret", f"{wide}-americas-keys-us-east-1-key",
+            f"{wide}-eu-keys-eu-west-1-key", f"{wide}-eu-keys-eu-central-1-key",
+            "mcp-estate-aws-us-east-1", "mcp-estate-aws-eu-west-1", "mcp-estate-aws-eu-central-1"} <= names
     assert not [r for r in small_foundation.resources if r.type.startswith("cloudflare:")]
 
 
@@ -110,4 +112,5 @@ def test_foundation_on_a_live_protected_stack_would_have_to_delete_its_protected
     raw = stack_config("prod")["mcp-estate:estate"]
     foundation = comparable(plan_of(foundation_of(raw), stack="prod"))
     dropped = [r for r in shipped_plan("prod").resources if r.urn not in foundation]
-    assert sorted(r.name for r in dropped if r.protect) == ["mcp-estate-estate-wide-americas-state-table", "mcp-estate-estate-wide-eu-state-table"]
+    assert sorted(r.name for r in dropped if r.protect) == [
+        "mcp-estate-estate-wide-americas-state-table", "mcp-estate-estate-wide-eu-state-table"]

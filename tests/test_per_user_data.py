@@ -81,7 +81,8 @@ def test_each_group_gets_a_data_role_over_its_own_tables_only(small):
     assert items["Resource"] == TABLES and items["Action"] == ["dynamodb:GetItem", "dynamodb:PutItem"]
     americas = policy(small.named("mcp-estate-estate-wide-booking-americas-data-items"), "policy")["Statement"][0]
     assert americas["Resource"] == [f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/mcp-estate-test-americas-state"]
-    assert not [r for r in small.resources if r.name.startswith("loyalty-") and r.name.endswith("-data-role")]
+    assert not [r for r in small.resources
+                if r.name.startswith("mcp-estate-estate-wide-loyalty-") and r.name.endswith("-data-role")]
 
 
 def test_the_task_learns_its_data_role_and_tag_from_its_environment(small):

@@ -125,13 +125,13 @@ def test_without_credentials_the_canary_probes_as_before():
 
 def test_the_canary_may_read_exactly_its_credentials_secret_and_reach_the_token_endpoint():
     plan = shipped_plan("prod")
-    policy = json.loads(plan.named("canary-us-east-1-policy").inputs["policy"])
+    policy = json.loads(plan.named("mcp-estate-us-east-1-canary-policy").inputs["policy"])
     read = [s for s in policy["Statement"] if s["Sid"] in ("ReadProbeCredentials", "DecryptProbeCredentials")]
     assert [s["Action"] for s in read] == ["secretsmanager:GetSecretValue", "kms:Decrypt"]
     assert read[0]["Resource"].startswith(
         "arn:aws:secretsmanager:us-east-1:777788889999:secret:mcp-estate-prod/canary-oauth-client")
     assert read[1]["Condition"] == {"StringEquals": {"kms:ViaService": "secretsmanager.us-east-1.amazonaws.com"}}
-    variables = plan.named("canary-us-east-1-function").inputs["environment"]["variables"]
+    variables = plan.named("mcp-estate-us-east-1-canary-function").inputs["environment"]["variables"]
     assert variables["MCP_CANARY_CREDENTIALS_ARN"] == read[0]["Resource"]
-    egress = plan.named("canary-us-east-1-to-token-203-0-113-0-24").inputs
+    egress = plan.named("mcp-estate-us-east-1-canary-to-token-203-0-113-0-24").inputs
     assert (egress["cidrIpv4"], egress["fromPort"], egress["toPort"]) == ("203.0.113.0/24", 443, 443)

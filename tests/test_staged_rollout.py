@@ -33,7 +33,7 @@ def _inputs(plan, name):
 
 
 def test_the_canary_service_shifts_ten_percent_after_the_mcp_hook(staging):
-    service = _inputs(staging, "inventory-us-east-1-service")
+    service = _inputs(staging, "mcp-estate-us-east-1-inventory-service")
     configuration = service["deploymentConfiguration"]
     assert configuration["strategy"] == "CANARY"
     assert configuration["bakeTimeInMinutes"] == "15"
@@ -51,23 +51,26 @@ def test_the_canary_service_shifts_ten_percent_after_the_mcp_hook(staging):
 
 
 def test_the_service_names_its_own_rules_groups_and_the_elb_role(staging):
-    [balancer] = _inputs(staging, "inventory-us-east-1-service")["loadBalancers"]
+    [balancer] = _inputs(staging, "mcp-estate-us-east-1-inventory-service")["loadBalancers"]
     advanced = balancer["advancedConfiguration"]
-    assert advanced["productionListenerRule"] == staging.named("inventory-us-east-1-route").outputs["arn"]
-    assert advanced["testListenerRule"] == staging.named("inventory-us-east-1-test-route").outputs["arn"]
-    assert advanced["alternateTargetGroupArn"] == staging.named("inventory-us-east-1-tg-alternate").outputs["arn"]
-    assert balancer["targetGroupArn"] == staging.named("inventory-us-east-1-tg").outputs["arn"]
+    assert advanced["productionListenerRule"] == staging.named("mcp-estate-us-east-1-inventory-route").outputs["arn"]
+    assert advanced["testListenerRule"] == staging.named("mcp-estate-us-east-1-inventory-test-route").outputs["arn"]
+    assert advanced["alternateTargetGroupArn"] == \
+        staging.named("mcp-estate-us-east-1-inventory-tg-alternate").outputs["arn"]
+    assert balancer["targetGroupArn"] == staging.named("mcp-estate-us-east-1-inventory-tg").outputs["arn"]
     assert advanced["roleArn"] == "arn:aws:iam::444455556666:role/mcp-estate-staging-us-east-1-ecs-elb"
 
 
 def test_the_alternate_group_checks_health_as_the_first(staging):
-    first, alternate = _inputs(staging, "inventory-us-east-1-tg"), _inputs(staging, "inventory-us-east-1-tg-alternate")
+    first = _inputs(staging, "mcp-estate-us-east-1-inventory-tg")
+    alternate = _inputs(staging, "mcp-estate-us-east-1-inventory-tg-alternate")
     assert alternate["healthCheck"] == first["healthCheck"]
     assert alternate["name"] != first["name"] and len(alternate["name"]) <= 32
 
 
 def test_the_test_rule_is_reachable_only_from_the_vpc_with_the_header_before_the_route(staging):
-    route, test = _inputs(staging, "inventory-us-east-1-route"), _inputs(staging, "inventory-us-east-1-test-route")
+    route = _inputs(staging, "mcp-estate-us-east-1-inventory-route")
+    test = _inputs(staging, "mcp-estate-us-east-1-inventory-test-route")
     assert test["priority"] == route["priority"] - 1
     assert test["conditions"] == [
         {"pathPattern": {"values": ["/inventory/mcp", "/inventory/mcp/*"]}},
@@ -79,45 +82,46 @@ def test_the_test_rule_is_reachable_only_from_the_vpc_with_the_header_before_the
 
 
 def test_rolling_servers_are_as_before(staging):
-    service = _inputs(staging, "booking-us-east-1-service")
+    service = _inputs(staging, "mcp-estate-us-east-1-booking-service")
     assert "deploymentConfiguration" not in service
     assert service["alarms"]["alarmNames"] == ["mcp-estate-staging-booking-us-east-1-5xx",
                                                "mcp-estate-staging-booking-us-east-1-probe-alb"]
     # A ROLLING route stays Pulumi's: it validates the token at the ALB, then forwards to one group.
-    assert [a["type"] for a in _inputs(staging, "booking-us-east-1-route")["actions"]] == ["jwt-validation", "forward"]
-    assert not [r for r in staging.resources if r.name.startswith("booking-us-east-1-test-route")]
+    route = _inputs(staging, "mcp-estate-us-east-1-booking-route")
+    assert [a["type"] for a in route["actions"]] == ["jwt-validation", "forward"]
+    assert not [r for r in staging.resources if r.name.startswith("mcp-estate-us-east-1-booking-test-route")]
 
 
 def test_the_roles_ecs_uses_are_least_privilege(staging):
-    invoke = json.loads(_inputs(staging, "gate-us-east-1-invoke-policy")["policy"])
+    invoke = json.loads(_inputs(staging, "mcp-estate-us-east-1-gate-invoke-policy")["policy"])
     assert invoke["Statement"] == [{"Sid": "InvokeTheHook", "Effect": "Allow", "Action": "lambda:InvokeFunction",
-                                    "Resource": staging.named("gate-us-east-1-function").outputs["arn"]}]
-    for role in ("gate-us-east-1-invoke-role", "gate-us-east-1-ecs-elb-role"):
+                                    "Resource": staging.named("mcp-estate-us-east-1-gate-function").outputs["arn"]}]
+    for role in ("mcp-estate-us-east-1-gate-invoke-role", "mcp-estate-us-east-1-gate-ecs-elb-role"):
         assert json.loads(_inputs(staging, role)["assumeRolePolicy"])["Statement"] == [
             {"Effect": "Allow", "Principal": {"Service": "ecs.amazonaws.com"}, "Action": "sts:AssumeRole"}]
-    assert _inputs(staging, "gate-us-east-1-ecs-elb-managed")["policyArn"] == \
+    assert _inputs(staging, "mcp-estate-us-east-1-gate-ecs-elb-managed")["policyArn"] == \
         "arn:aws:iam::aws:policy/AmazonECSInfrastructureRolePolicyForLoadBalancers"
 
 
 def test_the_hook_holds_the_canarys_credentials_exactly_and_knows_its_gate(staging):
-    policy = json.loads(_inputs(staging, "gate-us-east-1-policy")["policy"])
+    policy = json.loads(_inputs(staging, "mcp-estate-us-east-1-gate-policy")["policy"])
     secret = "arn:aws:secretsmanager:us-east-1:444455556666:secret:mcp-estate-staging/canary-oauth-client-"
     reads = [s for s in policy["Statement"] if "secretsmanager:GetSecretValue" in json.dumps(s["Action"])]
     assert [(s["Sid"], s["Action"]) for s in reads] == [("ReadProbeCredentials", "secretsmanager:GetSecretValue")]
     assert reads[0]["Resource"].startswith(secret)
     decrypt = [s for s in policy["Statement"] if s["Action"] == "kms:Decrypt"]
     assert decrypt == [{"Sid": "DecryptProbeCredentials", "Effect": "Allow", "Action": "kms:Decrypt",
-                        "Resource": staging.named("global-us-east-1-key").outputs["arn"],
+                        "Resource": staging.named("mcp-estate-estate-wide-global-keys-us-east-1-key").outputs["arn"],
                         "Condition": {"StringEquals": {"kms:ViaService": "secretsmanager.us-east-1.amazonaws.com"}}}]
-    canary = json.loads(_inputs(staging, "canary-us-east-1-policy")["policy"])
+    canary = json.loads(_inputs(staging, "mcp-estate-us-east-1-canary-policy")["policy"])
     assert [s for s in canary["Statement"] if s["Sid"] in ("ReadProbeCredentials", "DecryptProbeCredentials")] == \
         [*reads, *decrypt]
-    function = _inputs(staging, "gate-us-east-1-function")
+    function = _inputs(staging, "mcp-estate-us-east-1-gate-function")
     assert function["environment"]["variables"]["MCP_HOOK_CREDENTIALS_ARN"] == reads[0]["Resource"]
     assert function["handler"] == "mcp_estate.runtime.deployment_hook.handler"
     servers = json.loads(function["environment"]["variables"]["MCP_HOOK_SERVERS"])
     assert set(servers) == {"inventory"} and servers["inventory"]["protocols"] == ["2025-11-25", "2026-07-28"]
-    assert function["vpcConfig"]["securityGroupIds"] == [staging.named("gate-us-east-1-sg").outputs["id"]]
+    assert function["vpcConfig"]["securityGroupIds"] == [staging.named("mcp-estate-us-east-1-gate-sg").outputs["id"]]
 
 
 def test_pulumi_ignores_the_actions_ecs_rewrites(monkeypatch):
@@ -155,7 +159,7 @@ def _inventory(raw):
 
 
 def test_the_hook_reaches_only_the_vpc_and_the_token_endpoint(staging):
-    group = staging.named("gate-us-east-1-sg").outputs["id"]
+    group = staging.named("mcp-estate-us-east-1-gate-sg").outputs["id"]
     egress = sorted((r.inputs["cidrIpv4"], r.inputs["fromPort"], r.inputs["toPort"]) for r in staging.resources
                     if r.type == "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
                     and r.inputs["securityGroupId"] == group)

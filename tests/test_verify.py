@@ -335,7 +335,8 @@ class TestLiveEstate:
             GroupId=group, IpPermissions=[{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, **ranges}])
         [finding] = estate.verify()
         assert (finding.kind, finding.region) == ("open-security-group", US)
-        assert re.fullmatch(rf"{group} \(mcp-estate-{US}-booking-task-sg-[0-9a-f]{{7}}\)", finding.resource), finding.resource
+        autoname = rf"mcp-estate-{US}-booking-task-sg-[0-9a-f]{{7}}"
+        assert re.fullmatch(rf"{group} \({autoname}\)", finding.resource), finding.resource
         assert finding.message == f"ingress tcp 22 from {source}"
 
     def test_an_open_security_group_without_the_stacks_tag_is_not_the_stacks(self, estate):
