@@ -253,13 +253,17 @@ def evaluate(expression: str, request: dict) -> bool:
 
 def _fields(request: dict) -> dict:
     sent = request.get("headers", {})
-    headers = {name.lower(): list(values) for name, values in sent.items()}
+    headers = _by_lowercase_name(sent)
     return {"http.host": request.get("host", ""), "http.request.method": request.get("method", "POST"),
             "http.request.uri.path": request.get("path", "/"), "http.request.headers": headers,
             "http.request.headers.names": list(sent), "http.request.body.size": request.get("body_size", 0),
             "ip.src": request.get("ip", "192.0.2.1"), "http.response.code": request.get("status", 200),
-            "http.response.headers": {name.lower(): list(values)
-                                      for name, values in request.get("response_headers", {}).items()}}
+            "http.response.headers": _by_lowercase_name(request.get("response_headers", {}))}
+
+
+def _by_lowercase_name(headers: dict) -> dict[str, list[str]]:
+    """A headers map as Cloudflare keys it: by lowercase name (fields reference)."""
+    return {name.lower(): list(values) for name, values in headers.items()}
 
 
 _COMPARE = {"eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "gt": lambda a, b: a > b,
