@@ -14,6 +14,7 @@ import pytest
 from pulumi.runtime import rpc
 
 from mcp_estate.checking.check import evaluate
+from mcp_estate.checking.reports import controls_matrix
 from mcp_estate.policies import control
 from mcp_estate.policies.catalogue import CONTROLS
 from mcp_estate.policies.control import EVERY_TYPE, TASK_DEFINITION, resource_policy
@@ -137,3 +138,16 @@ def test_the_pack_policies_run_on_their_types_and_no_other(policy):
     assert all(ran(policy, declared) for declared in policy.applies_to)
     assert not any(ran(policy, other) for other in (TASK_DEFINITION, QUEUE, "aws:s3/bucketObjectv2:BucketObjectv2")
                    if other not in policy.applies_to)
+
+
+def test_estate_controls_shows_the_types_each_control_judges():
+    rows = {line.split(" | ")[0].strip("|` "): line for line in controls_matrix(CONTROLS).splitlines()
+            if line.startswith("| `")}
+    assert len(rows) == len(CONTROLS)
+    assert "| data loss | `aws:kms/key:Key` | Customer-managed" in rows["kms-keys-rotate"]
+    assert "| `aws:alb/loadBalancer:LoadBalancer`, `aws:lb/loadBalancer:LoadBalancer` |" \
+        in rows["albs-drop-invalid-headers"]
+    assert "| every type |" in rows["production-resource-types-reviewed"]
+    assert "| the stack |" in rows["queues-have-dead-letter-queues"]
+    for policy in RESOURCE_POLICIES:
+        assert all(f"`{token}`" in rows[policy.name] for token in policy.applies_to if not policy.every_type)
