@@ -32,11 +32,10 @@ ACCOUNT_KEYS = ("aws:principalaccount", "aws:sourceaccount", "aws:principalorgid
 @resource_policy(
     "queues-encrypted-with-a-customer-key",
     "SQS queues are encrypted with a customer-managed KMS key (not SQS-managed SSE, not alias/aws/sqs)",
+    applies_to=[QUEUE],
     risks=[Risk.DATA_LOSS], severity=Severity.HIGH,
     remediation="Set kms_master_key_id to the region's estate key and leave sqs_managed_sse_enabled unset.")
 def queues_encrypted_with_a_customer_key(args: ResourceValidationArgs, report: Report) -> None:
-    if args.resource_type != QUEUE:
-        return
     if args.props.get("sqsManagedSseEnabled") is True:
         report(f"SQS queue {args.name} uses SQS-managed encryption: set kms_master_key_id to the estate's key")
     elif problem := customer_key_problem(args.props, "kmsMasterKeyId"):
@@ -47,11 +46,10 @@ def queues_encrypted_with_a_customer_key(args: ResourceValidationArgs, report: R
     "queues-closed-to-other-accounts",
     "No SQS queue policy (inline or a QueuePolicy) lets a principal outside the estate's accounts use the "
     "queue: no Allow to everyone unless pinned to the estate's account, no Allow naming another account",
+    applies_to=[QUEUE, QUEUE_POLICY],
     risks=[Risk.CONFUSED_DEPUTY, Risk.DATA_LOSS], severity=Severity.CRITICAL,
     remediation="Name the estate's roles as principals, or pin aws:PrincipalAccount to the estate's account.")
 def queues_closed_to_other_accounts(args: ResourceValidationArgs, report: Report) -> None:
-    if args.resource_type not in (QUEUE, QUEUE_POLICY):
-        return
     accounts = estate_accounts(args)
     for statement in statements(args.props.get("policy")):
         if statement.get("Effect") != "Allow":
@@ -148,6 +146,7 @@ def _ingress(group_id: str, group: PolicyResource | None, resources: list[Policy
     "ElastiCache caches sit in named subnets behind their own security groups, are encrypted with a "
     "customer-managed key and use a user group; cache users authenticate with IAM (no password, no "
     "password-less user)",
+    applies_to=[SERVERLESS_CACHE, CACHE_USER],
     risks=[Risk.DATA_LOSS, Risk.CONFUSED_DEPUTY], severity=Severity.HIGH,
     remediation="Set subnet_ids, security_group_ids, kms_key_id and user_group_id on the cache; "
                 "authentication_mode={'type': 'iam'} on every user.")

@@ -49,6 +49,7 @@ def check_containers(args: ResourceValidationArgs, report: Report,
     "the pack cannot read: only `root` is known, and other names are refused unless the policy's "
     "`nonRootUserNames` config lists them (e.g. distroless's \"nonroot\"). Container definitions are read "
     "as the AWS provider decodes them: keys in any case, a key set twice refused.",
+    applies_to=[TASK_DEFINITION],
     risks=[Risk.COMMAND_EXECUTION], severity=Severity.HIGH,
     remediation=f"Set {NON_ROOT_USER} (an unprivileged numeric UID:GID) in the container definition.",
     config=USER_NAMES_CONFIG)
@@ -87,6 +88,7 @@ def root_user(user: Any, non_root_names: set[str] = frozenset()) -> str | None:
     "case, set once). A compromised server process cannot drop tools into "
     "the image, nor rewrite its own code or tool descriptions so that later agents are served poisoned tools "
     "until the task is replaced; the paths it must write are explicit volumes.",
+    applies_to=[TASK_DEFINITION],
     risks=[Risk.COMMAND_EXECUTION, Risk.TOOL_INJECTION], severity=Severity.MEDIUM,
     remediation="Set \"readonlyRootFilesystem\": true and mount a volume on each path the server writes (/tmp).")
 def containers_read_only_root_filesystem(args: ResourceValidationArgs, report: Report) -> None:
@@ -108,6 +110,7 @@ def writable_root(container: Mapping) -> str | None:
     "No container is privileged (`privileged` absent or false, in any key case, set once). A privileged "
     "container holds every capability and the host's devices: code "
     "execution in it is code execution on the host, with access to every other task there.",
+    applies_to=[TASK_DEFINITION],
     risks=[Risk.COMMAND_EXECUTION], severity=Severity.CRITICAL,
     remediation="Remove \"privileged\" from the container definition (or set it to false).")
 def containers_not_privileged(args: ResourceValidationArgs, report: Report) -> None:
@@ -122,6 +125,7 @@ def containers_not_privileged(args: ResourceValidationArgs, report: Report) -> N
     "once). Each added capability "
     "(SYS_PTRACE, NET_ADMIN...) widens what code execution in the container can reach: other processes, the "
     "network stack, the kernel.",
+    applies_to=[TASK_DEFINITION],
     risks=[Risk.COMMAND_EXECUTION], severity=Severity.HIGH,
     remediation="Remove linuxParameters.capabilities.add; drop ALL instead.")
 def containers_add_no_linux_capabilities(args: ResourceValidationArgs, report: Report) -> None:
@@ -148,11 +152,10 @@ def added_capabilities(container: Mapping) -> str | None:
     "group, so its egress rules hold per server; in bridge or host mode tasks share the instance's network, "
     "escape their own security group and can reach the instance metadata service and the instance role's "
     "credentials.",
+    applies_to=[TASK_DEFINITION],
     risks=[Risk.CONFUSED_DEPUTY, Risk.DATA_LOSS], severity=Severity.MEDIUM,
     remediation="Set network_mode='awsvpc' on the task definition (Fargate requires it).")
 def tasks_use_awsvpc_networking(args: ResourceValidationArgs, report: Report) -> None:
-    if args.resource_type != TASK_DEFINITION:
-        return
     mode = args.props.get("networkMode")
     if mode != "awsvpc":
         report(f"Task definition {args.name} uses the {mode or 'bridge (the default)'} network mode: "
@@ -231,6 +234,7 @@ def container_secrets(container: Mapping, not_secret: frozenset[str]) -> str | N
     "credential reads and changes the data behind it without going through the server. `secrets` "
     "(valueFrom) keeps only a reference there: ECS reads the value with the execution role when the task "
     "starts. Values that are other resources' outputs are judged once known (`pulumi up`).",
+    applies_to=[TASK_DEFINITION, LAMBDA_FUNCTION, SSM_PARAMETER],
     risks=[Risk.DATA_LOSS], severity=Severity.CRITICAL,
     remediation="Move the value to Secrets Manager and reference it in `secrets`: "
                 "{\"name\": \"API_TOKEN\", \"valueFrom\": \"<secret ARN>\"}; make SSM parameters SecureString.",

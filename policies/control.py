@@ -42,6 +42,11 @@ class Control:
     policy: Policy
     risks: tuple[Risk, ...]
     module: str = ""   # the rules module declaring it (the catalogue orders the pack by it)
+    applies_to: frozenset[str] = frozenset()   # a resource policy's types (empty: a stack policy)
+
+    @property
+    def every_type(self) -> bool:
+        return self.applies_to == EVERY_TYPE
 
     @property
     def name(self) -> str:
@@ -50,24 +55,53 @@ class Control:
 
 CONTROLS: list[Control] = []
 
+# What a resource policy declares when it judges every resource type, on purpose: a policy about the
+# types themselves (production admits only reviewed ones), which a list of types would defeat, since a
+# type nobody listed is exactly what it looks for. Every other policy names its types, so a reader sees
+# what it judges and a new type reaches no policy by accident.
+EVERY_TYPE = frozenset({"*"})
+
 
 def _declare(kind: type, name: str, description: str, risks: Iterable[Risk], severity: Severity,
-             remediation: str, config: dict[str, dict] | None) -> Callable:
+             remediation: str, config: dict[str, dict] | None,
+             applies_to: frozenset[str] = frozenset()) -> Callable:
     """A decorator registering `fn(args, report)` as a mandatory policy of `kind` mitigating `risks`."""
     def register(fn: Callable) -> Callable:
         risk_tuple = tuple(risks)
         CONTROLS.append(Control(kind(
-            name=name, description=description, validate=fn, enforcement_level=EnforcementLevel.MANDATORY,
-            severity=severity, tags=[r.value for r in risk_tuple], remediation_steps=remediation or None,
-            config_schema=_schema(config)), risk_tuple, fn.__module__))
+            name=name, description=description, validate=_only(applies_to, fn),
+            enforcement_level=EnforcementLevel.MANDATORY, severity=severity,
+            tags=[r.value for r in risk_tuple], remediation_steps=remediation or None,
+            config_schema=_schema(config)),
+            risk_tuple, fn.__module__, applies_to))
         return fn
     return register
 
 
-def resource_policy(name: str, description: str, *, risks: Iterable[Risk], severity: Severity = Severity.HIGH,
-                    remediation: str = "", config: dict[str, dict] | None = None) -> Callable:
-    """Declare `fn(args: ResourceValidationArgs, report)` as a mandatory resource policy."""
-    return _declare(ResourceValidationPolicy, name, description, risks, severity, remediation, config)
+def _only(types: frozenset[str], fn: Callable) -> Callable:
+    """`fn`, run on resources of `types` only (CrossGuard's Python SDK hands every resource to every
+    resource policy; its TypeScript one has `validateResourceOfType`); `fn` itself for a stack policy
+    (no types) and for one judging EVERY_TYPE."""
+    if not types or types == EVERY_TYPE:
+        return fn
+
+    def validate(args: ResourceValidationArgs, report: Report) -> None:
+        if args.resource_type in types:
+            fn(args, report)
+    validate.__name__, validate.__doc__ = fn.__name__, fn.__doc__
+    return validate
+
+
+def resource_policy(name: str, description: str, *, risks: Iterable[Risk], applies_to: Iterable[str],
+                    severity: Severity = Severity.HIGH, remediation: str = "",
+                    config: dict[str, dict] | None = None) -> Callable:
+    """Declare `fn(args: ResourceValidationArgs, report)` as a mandatory resource policy judging the
+    resource types `applies_to` (type tokens), and only those; EVERY_TYPE for one judging them all."""
+    types = frozenset(applies_to)
+    if not types or ("*" in types and types != EVERY_TYPE):
+        raise ValueError(f"{name}: a resource policy declares the resource types it applies to (type "
+                         f"tokens such as {TASK_DEFINITION!r}), or EVERY_TYPE alone; got {sorted(types)}")
+    return _declare(ResourceValidationPolicy, name, description, risks, severity, remediation, config, types)
 
 
 def stack_policy(name: str, description: str, *, risks: Iterable[Risk], severity: Severity = Severity.HIGH,

@@ -42,6 +42,7 @@ def customer_key_problem(props: Any, key: str) -> str | None:
     "dynamodb-tables-protected",
     "DynamoDB tables (and every replica) have point-in-time recovery and a customer-managed KMS key; "
     "in prod they are deletion-protected and `protect`ed",
+    applies_to=[TABLE, TABLE_REPLICA],
     risks=[Risk.DATA_LOSS], severity=Severity.HIGH,
     remediation="Set point_in_time_recovery={'enabled': True}, server_side_encryption={'enabled': True, "
                 "'kms_key_arn': <key>}, each replica's point_in_time_recovery=True and kms_key_arn; in prod "
@@ -100,13 +101,12 @@ def _check_prod_protection(args: ResourceValidationArgs, what: str, report: Repo
 @resource_policy(
     "kms-keys-rotate",
     "Customer-managed symmetric KMS keys rotate their key material automatically",
+    # Only aws.kms.Key: an aws.kms.ReplicaKey has no rotation setting of its own, KMS rotates
+    # it with its multi-Region primary, which this policy checks.
+    applies_to=[KMS_KEY],
     risks=[Risk.DATA_LOSS], severity=Severity.MEDIUM,
     remediation="Set enable_key_rotation=True on the aws.kms.Key.")
 def kms_keys_rotate(args: ResourceValidationArgs, report: Report) -> None:
-    # Only aws.kms.Key: an aws.kms.ReplicaKey has no rotation setting of its own, KMS rotates
-    # it with its multi-Region primary, which this policy checks.
-    if args.resource_type != KMS_KEY:
-        return
     spec = args.props.get("customerMasterKeySpec")
     if spec not in (None, "SYMMETRIC_DEFAULT"):
         return   # KMS cannot rotate asymmetric or HMAC keys automatically
@@ -120,11 +120,10 @@ def kms_keys_rotate(args: ResourceValidationArgs, report: Report) -> None:
     "secrets-use-the-estate-key",
     "Secrets and each of their replicas are encrypted with a customer-managed KMS key, "
     "not the AWS-managed aws/secretsmanager key",
+    applies_to=[SECRET],
     risks=[Risk.DATA_LOSS], severity=Severity.HIGH,
     remediation="Set kms_key_id=<the estate's key ARN> and each replica's kms_key_id=<the key in its region>.")
 def secrets_use_the_estate_key(args: ResourceValidationArgs, report: Report) -> None:
-    if args.resource_type != SECRET:
-        return
     what = f"Secret {args.name}"
     if problem := customer_key_problem(args.props, "kmsKeyId"):
         report(f"{what} uses {problem}: set kms_key_id to the estate's key ARN")
@@ -140,11 +139,10 @@ def secrets_use_the_estate_key(args: ResourceValidationArgs, report: Report) -> 
 @resource_policy(
     "log-groups-encrypted-with-retention",
     "Log groups are encrypted with a customer-managed KMS key and expire after a set retention",
+    applies_to=[LOG_GROUP],
     risks=[Risk.DATA_LOSS], severity=Severity.MEDIUM,
     remediation="Set retention_in_days (e.g. 30) and kms_key_id=<the estate's key ARN in the log group's region>.")
 def log_groups_encrypted_with_retention(args: ResourceValidationArgs, report: Report) -> None:
-    if args.resource_type != LOG_GROUP:
-        return
     what = f"Log group {args.name}"
     retention = args.props.get("retentionInDays")
     if not isinstance(retention, (int, float)) or retention <= 0:
@@ -159,11 +157,10 @@ def log_groups_encrypted_with_retention(args: ResourceValidationArgs, report: Re
 @resource_policy(
     "sns-topics-encrypted",
     "SNS topics (alarms carry operational detail) are encrypted with a customer-managed KMS key",
+    applies_to=[TOPIC],
     risks=[Risk.DATA_LOSS], severity=Severity.LOW,
     remediation="Set kms_master_key_id=<the estate's key ARN>; its key policy must let "
                 "cloudwatch.amazonaws.com use it, which the AWS-managed alias/aws/sns key cannot.")
 def sns_topics_encrypted(args: ResourceValidationArgs, report: Report) -> None:
-    if args.resource_type != TOPIC:
-        return
     if problem := customer_key_problem(args.props, "kmsMasterKeyId"):
         report(f"SNS topic {args.name} uses {problem}: set kms_master_key_id to the estate's key ARN")

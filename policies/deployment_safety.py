@@ -24,12 +24,11 @@ MIN_PROD_TASKS = 2   # one task is one crash, one AZ outage or one deploy away f
     "last good task definition instead of leaving the service retrying broken tasks at reduced capacity. A "
     "CODE_DEPLOY or EXTERNAL controller makes ECS ignore the circuit breaker, and nothing the pack can read "
     "shows that controller rolls back, so it is refused.",
+    applies_to=[SERVICE],
     risks=[Risk.AVAILABILITY], severity=Severity.MEDIUM,
     remediation="Set deployment_controller={'type': 'ECS'} (or leave it unset) and "
                 "deployment_circuit_breaker={'enable': True, 'rollback': True} on the service.")
 def services_roll_back_failed_deployments(args: ResourceValidationArgs, report: Report) -> None:
-    if args.resource_type != SERVICE:
-        return
     what = f"ECS service {args.props.get('name') or args.name}"
     kind = as_mapping(args.props.get("deploymentController")).get("type") or "ECS"
     if kind != "ECS":
@@ -49,12 +48,11 @@ def services_roll_back_failed_deployments(args: ResourceValidationArgs, report: 
     "ECS services watch deployment alarms (at least one, enabled, with rollback): a release whose tasks are "
     "healthy but serve errors (5xx, a failing canary probe) is rolled back; the circuit breaker alone only "
     "sees tasks that never start.",
+    applies_to=[SERVICE],
     risks=[Risk.AVAILABILITY], severity=Severity.MEDIUM,
     remediation="Set alarms={'alarm_names': [<the service's 5xx alarm>, ...], 'enable': True, 'rollback': True} "
                 "(McpService does).")
 def services_roll_back_on_deployment_alarms(args: ResourceValidationArgs, report: Report) -> None:
-    if args.resource_type != SERVICE:
-        return
     alarms = as_mapping(args.props.get("alarms"))
     names = lookup(alarms, "alarmNames")
     problems = [f"{key} is not true" for key in ("enable", "rollback") if alarms.get(key) is not True]
@@ -70,6 +68,7 @@ def services_roll_back_on_deployment_alarms(args: ResourceValidationArgs, report
     "Production ECS services never rest on one task: the desired count and the autoscaling minimum are at "
     "least 2, and a deployment keeps at least half of them running (deployment_minimum_healthy_percent >= 50). "
     "Production as for ecs-exec-disabled-in-prod: the policy's `environment` config, else the tag.",
+    applies_to=[SERVICE, SCALING_TARGET],
     risks=[Risk.AVAILABILITY], severity=Severity.HIGH,
     remediation="Set servers[<name>].scaling.min to 2 or more in the prod stack; keep "
                 "deployment_minimum_healthy_percent at 100 (McpService's) or at least 50.",
@@ -100,12 +99,11 @@ def production_services_keep_two_tasks(args: ResourceValidationArgs, report: Rep
     "the estate's state and secrets, outside the server's own authorisation and audit. A service is "
     "production when the policy's `environment` config is 'prod' (each stack's pack config sets it), else "
     "when its mcp-estate:environment tag is; a tag disagreeing with the config is reported.",
+    applies_to=[SERVICE],
     risks=[Risk.COMMAND_EXECUTION, Risk.CONFUSED_DEPUTY], severity=Severity.HIGH,
     remediation="Set enable_execute_command=False on production services; debug in staging.",
     config=ENVIRONMENT_CONFIG)
 def ecs_exec_disabled_in_prod(args: ResourceValidationArgs, report: Report) -> None:
-    if args.resource_type != SERVICE:
-        return
     if environment(args, report) == PROD and args.props.get("enableExecuteCommand") is True:
         report(f"ECS service {args.props.get('name') or args.name} enables ECS Exec (a shell into running "
                "production tasks): set enable_execute_command=False")

@@ -79,13 +79,13 @@ def _is_application(props: Any) -> bool:
 @resource_policy(
     "albs-drop-invalid-headers",
     "Application load balancers drop requests with invalid HTTP header fields",
+    applies_to=LOAD_BALANCERS,
     risks=[Risk.PROMPT_INJECTION], severity=Severity.MEDIUM,
     remediation="Set drop_invalid_header_fields=True on the aws.lb.LoadBalancer.")
 def albs_drop_invalid_headers(args: ResourceValidationArgs, report: Report) -> None:
     # Invalid header names are how request smuggling and header-confusion attacks reach the
     # server past the WAF, which parses them differently.
-    if args.resource_type in LOAD_BALANCERS and _is_application(args.props) \
-            and args.props.get("dropInvalidHeaderFields") is not True:
+    if _is_application(args.props) and args.props.get("dropInvalidHeaderFields") is not True:
         report(f"ALB {args.name} forwards invalid header fields: set drop_invalid_header_fields=True")
 
 
@@ -93,13 +93,12 @@ def albs_drop_invalid_headers(args: ResourceValidationArgs, report: Report) -> N
     "listeners-use-tls-1-2-or-newer",
     "Load balancer listeners serve HTTPS/TLS with a TLS 1.2+ security policy; a plain HTTP listener "
     "only redirects to HTTPS (TCP, UDP, TCP_UDP and GENEVE listeners terminate no TLS and are not judged)",
+    applies_to=LISTENERS,
     risks=[Risk.TOOL_INJECTION, Risk.DATA_LOSS], severity=Severity.HIGH,
     remediation=f"Set protocol='HTTPS' and ssl_policy='{RECOMMENDED_POLICY}', or make every default action of "
                 "an HTTP listener {'type': 'redirect', 'redirect': {'protocol': 'HTTPS', 'port': '443', "
                 "'status_code': 'HTTP_301'}}.")
 def listeners_use_tls_1_2_or_newer(args: ResourceValidationArgs, report: Report) -> None:
-    if args.resource_type not in LISTENERS:
-        return
     props, what = args.props, f"Listener {args.name}"
     # Unset, an ALB listener (it needs a port) is HTTP; a listener without a port is a gateway
     # load balancer's, which has no protocol to set: GENEVE.
@@ -157,6 +156,7 @@ def http_listener_rules_only_redirect_to_https(args: StackValidationArgs, report
     "override an AWS managed rule group to count, unless the `countedRuleGroups` config names the group "
     "with the reason (a group rolled out in count mode on purpose; it never counts as the enforcing one). "
     "Rules given as unreadable `rule_json` are reported, not skipped",
+    applies_to=[WEB_ACL, WEB_ACL_RULE, WEB_ACL_RULE_GROUP],
     risks=[Risk.PROMPT_INJECTION, Risk.AVAILABILITY], severity=Severity.HIGH,
     remediation="Add e.g. AWSManagedRulesCommonRuleSet with override_action={'none': {}} and a rule with "
                 "rate_based_statement and action={'block': {}}; to relax one rule of a managed group, use "
@@ -249,12 +249,11 @@ def internet_facing_albs_have_waf(args: StackValidationArgs, report: Report) -> 
     "cloudflare-load-balancer-proxied-with-session-affinity",
     "Cloudflare load balancers are proxied (Cloudflare's WAF and rate limits apply) and pin each MCP "
     "session to a region by its Mcp-Session-Id header",
+    applies_to=[CF_LOAD_BALANCER],
     risks=[Risk.PROMPT_INJECTION, Risk.AVAILABILITY], severity=Severity.HIGH,
     remediation="Set proxied=True, session_affinity='header' and session_affinity_attributes="
                 "{'headers': ['Mcp-Session-Id']}; rule overrides must keep that affinity.")
 def cloudflare_load_balancer_proxied_with_session_affinity(args: ResourceValidationArgs, report: Report) -> None:
-    if args.resource_type != CF_LOAD_BALANCER:
-        return
     props, what = args.props, f"Cloudflare load balancer {args.name}"
     if props.get("proxied") is not True:
         # DNS-only: visitors reach the ALB directly, past Cloudflare's WAF, and learn its address.
@@ -330,6 +329,7 @@ def _pool_uses(pool_id: Any, lb: Any) -> Iterable[tuple[str, bool]]:
     "cloudflare-zone-tls-strict",
     "Cloudflare validates the origin's certificate (SSL strict), visitors need TLS 1.2 or newer and plain "
     "HTTP is redirected to HTTPS (always_use_https); no hostname, configuration rule or page rule lowers them",
+    applies_to=[CF_ZONE_SETTING, CF_HOSTNAME_TLS, CF_RULESET, CF_PAGE_RULE],
     risks=[Risk.TOOL_INJECTION, Risk.DATA_LOSS], severity=Severity.HIGH,
     remediation="ZoneSetting(setting_id='ssl', value='strict'), ZoneSetting(setting_id='min_tls_version', "
                 "value='1.2') and ZoneSetting(setting_id='always_use_https', value='on'); remove ssl overrides "

@@ -50,6 +50,8 @@ IDENTITY_POLICIES = {
     "aws:iam/policy:Policy": "managed policy",
 }
 MANAGED_POLICY = "aws:iam/policy:Policy"
+# What carries an identity policy: the policy resources, and a role with inline_policies.
+IDENTITY_POLICY_HOLDERS = (*IDENTITY_POLICIES, ROLE)
 
 
 def _documents(args: ResourceValidationArgs) -> list[tuple[str, Any]]:
@@ -255,6 +257,7 @@ def _narrowed(statement: Mapping) -> bool:
     "service however it is spelt (`dynamodb:?*`), nor a pattern matching any action AWS classes as "
     "permissions management (`iam:*Role*` reaches iam:PassRole and iam:PutRolePolicy): they list the actions "
     "the job needs. Other partial patterns such as `s3:Get*` are not flagged",
+    applies_to=IDENTITY_POLICY_HOLDERS,
     risks=[Risk.CONFUSED_DEPUTY], severity=Severity.HIGH,
     remediation="List the actions the job needs (the spec's grants, e.g. dynamodb:GetItem).")
 def no_wildcard_actions(args: ResourceValidationArgs, report: Report) -> None:
@@ -273,6 +276,7 @@ def no_wildcard_actions(args: ResourceValidationArgs, report: Report) -> None:
     "no-not-action-or-not-resource-allows",
     "Identity policies never Allow with NotAction or NotResource: both grant everything not listed, "
     "including actions and resources AWS adds later",
+    applies_to=IDENTITY_POLICY_HOLDERS,
     risks=[Risk.CONFUSED_DEPUTY], severity=Severity.HIGH,
     remediation="Allow the listed Action on the listed Resource; use a Deny statement to carve exceptions.")
 def no_not_action_or_not_resource_allows(args: ResourceValidationArgs, report: Report) -> None:
@@ -293,6 +297,7 @@ def no_not_action_or_not_resource_allows(args: ResourceValidationArgs, report: R
     "pins which ones (ec2:Subnet, ec2:Vpc, aws:ResourceTag/...), and `arn:aws:ec2:<region>:<account>:*/*` "
     "for ec2:DeleteNetworkInterface, ec2:AssignPrivateIpAddresses and ec2:UnassignPrivateIpAddresses, the "
     "form AWS documents for a VPC Lambda function's role",
+    applies_to=IDENTITY_POLICY_HOLDERS,
     risks=[Risk.CONFUSED_DEPUTY], severity=Severity.HIGH,
     remediation="Name the ARNs the actions need; keep \"*\" in a statement of its own for the actions "
                 "AWS cannot scope.")
@@ -408,6 +413,7 @@ def _trusts(args: ResourceValidationArgs | PolicyResource) -> list[Mapping]:
     "no-trust-policy-open-to-everyone",
     "No role trusts everyone (Principal \"*\", {\"AWS\": \"*\"} or a NotPrincipal), with or without "
     "conditions: a trust policy names the services or roles that may assume it",
+    applies_to=[ROLE],
     risks=[Risk.CONFUSED_DEPUTY], severity=Severity.CRITICAL,
     remediation="Trust a named principal: a service (ecs-tasks.amazonaws.com) or a role ARN.")
 def no_trust_policy_open_to_everyone(args: ResourceValidationArgs, report: Report) -> None:
@@ -690,6 +696,7 @@ def _judge_federated(value: str, statement: Mapping, trust: Trust) -> str | None
     "`<issuer>:sub` pinned (for GitHub, at least to a repository: `repo:org/repo:*`; the audience claim "
     "alone admits every repository on GitHub), a SAML provider with SAML:aud. A principal with a wildcard "
     "account, everyone, or any principal while the estate's account is unknown is refused",
+    applies_to=[ROLE],
     risks=[Risk.CONFUSED_DEPUTY], severity=Severity.CRITICAL,
     remediation="Trust the estate's own roles or services; for another account, list it in trustedAccounts and "
                 "require sts:ExternalId; for OIDC, pin <issuer>:sub with StringEquals.",
@@ -754,6 +761,8 @@ BLOCK_FLAGS = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "rest
 PRIVATE_CANNED_ACLS = frozenset({"private", "bucket-owner-full-control", "bucket-owner-read"})
 PUBLIC_GROUPS = ("http://acs.amazonaws.com/groups/global/AllUsers",
                  "http://acs.amazonaws.com/groups/global/AuthenticatedUsers")
+RESOURCE_ACCESS_TYPES = (*RESOURCE_POLICY_DOCUMENTS, *VPC_ENDPOINT_POLICIES, LAMBDA_PERMISSION, KMS_GRANT,
+                         *BUCKET_ACLS, *PUBLIC_ACCESS_BLOCKS)
 
 
 @resource_policy(
@@ -770,6 +779,7 @@ PUBLIC_GROUPS = ("http://acs.amazonaws.com/groups/global/AllUsers",
     "S3 ACLs grant nothing beyond the owner and public access blocks set all "
     "four flags. The estate's account comes from the `accountIds` config, else the provider's "
     "allowedAccountIds; unknown, every principal is refused",
+    applies_to=RESOURCE_ACCESS_TYPES,
     risks=[Risk.CONFUSED_DEPUTY, Risk.DATA_LOSS], severity=Severity.CRITICAL,
     remediation="Name the estate's principals; add aws:SourceAccount/aws:SourceArn for a service; list another "
                 "account in trustedAccounts only after agreeing the trust.",

@@ -216,11 +216,10 @@ WAF_IP_SET = "aws:wafv2/ipSet:IpSet"
     "of the public IPv6 space): "
     "a rule that allows such a set lets nearly every request skip the web ACL's managed rules and rate "
     "limit, and one that blocks it blocks nearly everyone. A value that is no CIDR is reported as unjudgeable",
+    applies_to=[WAF_IP_SET],
     risks=[Risk.PROMPT_INJECTION, Risk.AVAILABILITY], severity=Severity.HIGH,
     remediation="List the known ranges the rule is for (a partner's, an office's), each as narrow as it is.")
 def waf_ip_sets_name_known_ranges(args: ResourceValidationArgs, report: Report) -> None:
-    if args.resource_type != WAF_IP_SET:
-        return
     what = f"WAF IP set {args.name}"
     addresses = lookup(args.props, "addresses")
     ranges = [("addresses", value) for value in as_list(addresses if addresses is not UNKNOWN else None)]
@@ -262,11 +261,10 @@ ECS_NETWORKED = {"aws:ecs/service:Service": "service", "aws:ecs/taskSet:TaskSet"
 @resource_policy(
     "ecs-services-without-public-ips",
     "ECS services and task sets never give their tasks a public IP (assignPublicIp false or absent)",
+    applies_to=ECS_NETWORKED,
     risks=[Risk.COMMAND_EXECUTION],
     remediation="Set network_configuration.assign_public_ip=False and run the tasks in private subnets.")
 def ecs_services_without_public_ips(args: ResourceValidationArgs, report: Report) -> None:
-    if args.resource_type not in ECS_NETWORKED:
-        return
     if is_true(as_mapping(args.props.get("networkConfiguration")).get("assignPublicIp")):
         report(f"ECS {ECS_NETWORKED[args.resource_type]} {args.name} gives its tasks public IPs: set "
                "network_configuration.assign_public_ip=False; tasks in private subnets reach AWS through "
@@ -299,11 +297,10 @@ def _public_by_default(resource_type: str, props: Any) -> bool:
     "databases-not-publicly-accessible",
     "RDS instances and clusters, Neptune, Redshift (and Serverless) and DMS replication instances are "
     "not publicly accessible; where AWS's default is public (DMS, Multi-AZ DB clusters) it is set false",
+    applies_to=DATABASES,
     risks=[Risk.DATA_LOSS, Risk.COMMAND_EXECUTION], severity=Severity.CRITICAL,
     remediation="Set publicly_accessible=False and place the database in private subnets.")
 def databases_not_publicly_accessible(args: ResourceValidationArgs, report: Report) -> None:
-    if args.resource_type not in DATABASES:
-        return
     value = args.props.get("publiclyAccessible")
     what = f"{DATABASES[args.resource_type]} {args.name}"
     if is_true(value):
@@ -360,11 +357,10 @@ PUBLIC_IPS: dict[str, tuple[str, Callable[[Any], bool], str]] = {
     "No EC2 instance, launch template or configuration gets a public IP, no subnet maps public IPs on "
     "launch (a default subnet does unless set not to), and no Elastic IP is attached to an instance or "
     "network interface",
+    applies_to=PUBLIC_IPS,
     risks=[Risk.COMMAND_EXECUTION],
     remediation="Launch into private subnets without public IPs; reach instances through the ALB or SSM.")
 def instances_without_public_ips(args: ResourceValidationArgs, report: Report) -> None:
-    if args.resource_type not in PUBLIC_IPS:
-        return
     kind, public, fix = PUBLIC_IPS[args.resource_type]
     if public(args.props):
         report(f"{kind} {args.name} gives a machine a public IP address: {fix}")
@@ -372,14 +368,16 @@ def instances_without_public_ips(args: ResourceValidationArgs, report: Report) -
 
 # -- function URLs ----------------------------------------------------------------------------------------
 
+FUNCTION_URL = "aws:lambda/functionUrl:FunctionUrl"
+
+
 @resource_policy(
     "function-urls-require-auth",
     "Lambda function URLs require IAM authentication (authorizationType AWS_IAM, never NONE)",
+    applies_to=[FUNCTION_URL],
     risks=[Risk.PROMPT_INJECTION, Risk.CONFUSED_DEPUTY],
     remediation="Set authorization_type=\"AWS_IAM\", or serve the function through the ALB behind Cloudflare.")
 def function_urls_require_auth(args: ResourceValidationArgs, report: Report) -> None:
-    if args.resource_type != "aws:lambda/functionUrl:FunctionUrl":
-        return
     if args.props.get("authorizationType") != "AWS_IAM":
         report(f"Lambda function URL {args.name} lets anyone on the internet invoke the function, bypassing "
                "Cloudflare: set authorization_type=\"AWS_IAM\"")
@@ -422,6 +420,7 @@ def restricts_who(statement: Mapping) -> bool:
     "topic, SQS queue) allows everyone (Principal \"*\", {\"AWS\": \"*\"} or a NotPrincipal) unless a condition "
     "pins who (aws:SourceArn, aws:PrincipalOrgID, aws:SourceVpce...), and no Lambda permission is granted "
     "to principal \"*\" without a source ARN, account or organization; Deny statements are fine",
+    applies_to=[*RESOURCE_POLICIES, LAMBDA_PERMISSION],
     risks=[Risk.DATA_LOSS, Risk.CONFUSED_DEPUTY], severity=Severity.CRITICAL,
     remediation="Name the principals, or add a condition on aws:SourceArn / aws:PrincipalOrgID / aws:SourceVpce; "
                 "give a Lambda permission a source_arn or source_account.")
@@ -432,8 +431,6 @@ def resource_policies_not_open_to_everyone(args: ResourceValidationArgs, report:
                 lookup(props, key) not in (None, "") for key in ("sourceArn", "sourceAccount", "principalOrgId")):
             report(f"Lambda permission {args.name} lets anyone invoke {props.get('function')}: name the "
                    "service or account as principal, and set source_arn or source_account")
-        return
-    if args.resource_type not in RESOURCE_POLICIES:
         return
     for statement in allows(args.props.get("policy")):
         if grants_everyone(statement) and not restricts_who(statement):
@@ -486,12 +483,11 @@ def _points_into_aws(content: Any) -> bool:
     "into acm-validations.aws), DKIM records (`._domainkey.`), records of private addresses and CNAMEs to "
     "names outside AWS (a status page, an ACME delegation). Any other DNS-only record passes only when the "
     "`dnsOnlyRecords` config names it with the reason",
+    applies_to=DNS_RECORDS,
     risks=[Risk.PROMPT_INJECTION, Risk.AVAILABILITY],
     remediation="Set proxied=True on the record, or list it with its reason in the dnsOnlyRecords config.",
     config=DNS_ONLY_CONFIG)
 def origin_dns_records_proxied(args: ResourceValidationArgs, report: Report) -> None:
-    if args.resource_type not in DNS_RECORDS:
-        return
     props = args.props
     # Read in this order: the name and content are often outputs (an ALB's DNS name, an ACM
     # record) that preview cannot know, and are only needed for a DNS-only record.

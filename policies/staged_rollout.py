@@ -87,13 +87,14 @@ def _staged_problems(configuration: Mapping, strategy: str) -> list[str]:
     "hook before production traffic shifts, a canary share below 100% (or linear steps below 100%) with a "
     "non-zero bake between shifts, and deployment alarms with rollback; or ROLLING (or no strategy) only for a "
     "server the `rollingServers` config lists, with the circuit breaker and deployment alarms rolling back.",
+    applies_to=[SERVICE],
     risks=[Risk.AVAILABILITY], severity=Severity.HIGH,
     remediation="Set servers[<name>].rollout.strategy: CANARY (and auth.token_validation: server) in the prod "
                 "stack; or, for a server validating tokens at the ALB, regenerate the pack config with "
                 "`estate pack-config --stack prod --write`.",
     config=CONFIG)
 def production_services_deploy_through_a_gate(args: ResourceValidationArgs, report: Report) -> None:
-    if args.resource_type != SERVICE or environment(args, report) != "prod":
+    if environment(args, report) != "prod":
         return
     props, what = args.props, f"Production ECS service {args.props.get('name') or args.name}"
     configuration = as_mapping(props.get("deploymentConfiguration"))

@@ -13,11 +13,13 @@ from typing import Any
 
 from pulumi_policy import ResourceValidationArgs, Severity
 
-from .control import Report, Risk, as_list, as_mapping, ecs_containers, provider_accounts, resource_policy
+from .control import (TASK_DEFINITION, Report, Risk, as_list, as_mapping, ecs_containers, provider_accounts,
+                      resource_policy)
 
 LAMBDA_FUNCTION = "aws:lambda/function:Function"
 REPOSITORY = "aws:ecr/repository:Repository"
 CREATION_TEMPLATE = "aws:ecr/repositoryCreationTemplate:RepositoryCreationTemplate"
+IMAGE_RUNNERS = (TASK_DEFINITION, LAMBDA_FUNCTION)   # what runs a container image
 
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 # <account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]: a private ECR registry.
@@ -70,6 +72,7 @@ def registry_host(image: str) -> str:
     "pinned by a full sha256 digest. A tag is a pointer anyone with push rights can move, and ECS resolves it "
     "again at every task start: a moved tag silently swaps the server's code and the tool descriptions agents "
     "read, in every region, at the next scale-out.",
+    applies_to=IMAGE_RUNNERS,
     risks=[Risk.CODE_INTEGRITY, Risk.TOOL_INJECTION], severity=Severity.HIGH,
     remediation="Reference images as <repository>@sha256:<digest>; `estate lock` resolves tags to digests.")
 def images_pinned_by_digest(args: ResourceValidationArgs, report: Report) -> None:
@@ -88,6 +91,7 @@ def images_pinned_by_digest(args: ResourceValidationArgs, report: Report) -> Non
     "Public registries (Docker Hub, ghcr.io, quay.io, public.ecr.aws...) are open to typosquatting and "
     "hijacked publisher accounts, sit outside the estate's scanning and immutability, and are unreachable "
     "from private subnets without NAT or rate-limited, which fails scale-out when it matters most.",
+    applies_to=IMAGE_RUNNERS,
     risks=[Risk.CODE_INTEGRITY, Risk.TOOL_INJECTION, Risk.AVAILABILITY], severity=Severity.HIGH,
     remediation="Copy the image into the estate's private ECR repository (pinned by digest) and reference it "
                 "there; allow another registry explicitly with `allowedRegistries` in the pack config.",
@@ -134,6 +138,7 @@ def allowed_by_config(host: str, entries: list[str]) -> bool:
     "gets locked. IMMUTABLE_WITH_EXCLUSION is not enough: the tags matching its exclusion filters stay movable, "
     "and nothing stops a release from carrying one. Scan on push reports known vulnerabilities in a server's "
     "dependencies before it is deployed.",
+    applies_to=[REPOSITORY, CREATION_TEMPLATE],
     risks=[Risk.CODE_INTEGRITY, Risk.TOOL_INJECTION, Risk.COMMAND_EXECUTION], severity=Severity.HIGH,
     remediation="Set image_tag_mutability='IMMUTABLE' and image_scanning_configuration={'scan_on_push': True}.")
 def ecr_repositories_immutable_and_scanned(args: ResourceValidationArgs, report: Report) -> None:

@@ -12,7 +12,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from mcp_estate.policies.control import Control, Risk
+from pulumi_policy import StackValidationPolicy
+
+from mcp_estate.policies.control import EVERY_TYPE, Control, Risk
 
 from .check import ADVISORY, DISABLED, MANDATORY, CheckResult, Violation, enforcement_level
 from .locations import Location
@@ -163,8 +165,17 @@ def controls_matrix(controls: Iterable[Control]) -> str:
         names = [f"`{c.name}`" for c in controls if risk in c.risks]
         lines.append(f"| {risk.value} | {', '.join(names) or '**none**'} | {len(names)} |")
     lines += ["", f"{_plural(len(controls), 'control')}:", "",
-              "| Control | Severity | Mitigates | What it checks |", "| --- | --- | --- | --- |"]
+              "| Control | Severity | Mitigates | Applies to | What it checks |", "| --- | --- | --- | --- | --- |"]
     for c in controls:
-        lines.append(f"| `{c.name}` | {_severity(c)} | {', '.join(r.value for r in c.risks)} | "
+        lines.append(f"| `{c.name}` | {_severity(c)} | {', '.join(r.value for r in c.risks)} | {_applies_to(c)} | "
                      f"{c.policy.description.replace('|', chr(92) + '|')} |")
     return "\n".join(lines)
+
+
+def _applies_to(control: Control) -> str:
+    """The resource types a control judges: a stack policy judges the stack as a whole."""
+    if isinstance(control.policy, StackValidationPolicy):
+        return "the stack"
+    if not control.applies_to or control.applies_to == EVERY_TYPE:
+        return "every type"
+    return ", ".join(f"`{token}`" for token in sorted(control.applies_to))
