@@ -18,6 +18,7 @@ import pulumi_aws as aws
 from mcp_estate.contract.spec import CACHE, SECRET_PREFIX, STATE, ResidencyGroup, Server
 
 from .async_worker import queue_arn
+from .estate_refs import EstateWideRef, IdentityRef
 from .estate_scope import EstateScope
 from .keys import EstateKeys, EstateKeysArgs
 from .naming import child_opts, moved
@@ -64,6 +65,8 @@ class EstateWide(pulumi.ComponentResource):
             key_arns=self.key_arns, protect=spec.protect_data, tags=scope.tags(secret=secret)),
             opts=self._opts(f"secret-{secret}", provider=providers[spec.secret_home(secret)]))
             for secret in spec.secret_names()}
+        # Past the foundation stage only (below).
+        self.state, self.certificates, self.identities, self.worker_identities, self.data_roles = {}, None, {}, {}, {}
         if spec.deploy_stage == "foundation":
             # What must exist before images and secret values can be pushed: a later `full` stage
             # builds the rest around these, with the same names and inputs (nothing is replaced).
@@ -92,12 +95,18 @@ class EstateWide(pulumi.ComponentResource):
                            for server in spec.servers if scope.per_user(server) for group in spec.residency_groups}
         self.register_outputs({})
 
-    def secret_arn_in(self, secret: str, region: str) -> pulumi.Output[str]:
-        """A replica keeps its primary's name and random suffix: only the region differs."""
-        home = self.scope.spec.secret_home(secret)
-        return self.secrets[secret].arn.apply(lambda arn: arn.replace(f":{home}:", f":{region}:", 1))
+    def ref(self) -> EstateWideRef:
+        """What a region stands on (components/estate_refs.py): these parts, by reference."""
+        return EstateWideRef(
+            scope=self.scope, key_arns=self.key_arns,
+            certificate_arns=self.certificates.arns if self.certificates else {},
+            secret_arns={name: secret.arn for name, secret in self.secrets.items()},
+            identities={key: IdentityRef(task_role_arn=i.task_role_arn, execution_role_arn=i.execution_role_arn)
+                        for key, i in self.identities.items()},
+            worker_role_arns={key: w.role_arn for key, w in self.worker_identities.items()},
+            repository_urls=self.registry.repository_urls, role_names=tuple(self._role_names()))
 
-    def role_names(self) -> list[str]:
+    def _role_names(self) -> list[str]:
         """The roles it created, by physical name (change detection watches them)."""
         return ([name for identity in self.identities.values() for name in identity.role_names]
                 + [data.role_name for data in self.data_roles.values()] + self.registry.role_names)

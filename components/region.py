@@ -37,6 +37,7 @@ from .async_worker import AsyncWorker, AsyncWorkerArgs, queue_url
 from .canary import Canary, CanaryArgs, ProbeCredentials, canary_role_name, probe_alarm_name
 from .change_detection import ChangeDetection, ChangeDetectionArgs, IamWatch
 from .deployment_gate import DeploymentGate, DeploymentGateArgs, GatedServer, gate_role_names
+from .estate_refs import EstateWideRef, RegionRef
 from .estate_scope import EstateScope
 from .estate_wide import EstateWide
 from .mcp_service import McpService, McpServiceArgs, container_definition, task_family
@@ -46,6 +47,7 @@ from .queue_endpoint import QueueEndpoint, QueueEndpointArgs
 from .region_compute import RegionCompute, RegionComputeArgs
 from .region_network import RegionNetwork, RegionNetworkArgs
 from .regional_cache import CacheUser, RegionalCache, RegionalCacheArgs
+from .server_identity import role_name
 from .staged_deployment import Staged
 from .telemetry import ToolTelemetry, ToolTelemetryArgs
 
@@ -68,7 +70,8 @@ class NetworkRef:
 
 @dataclass
 class RegionArgs:
-    estate: EstateWide                  # what the region stands on: keys, secrets, identities, certificates
+    # What the region stands on: keys, secrets, identities, certificates (the part, or a reference to it).
+    estate: EstateWide | EstateWideRef
     region: str                         # one of the spec's regions
     network: NetworkRef | None = None   # the caller's network; None builds one from the spec's `cidr`
     iam: IamWatch | None = None         # the estate's IAM watch: given to the primary region only
@@ -93,7 +96,8 @@ class Region(pulumi.ComponentResource):
     def __init__(self, name: str, args: RegionArgs, opts: pulumi.ResourceOptions | None = None, *,
                  moved_from: pulumi.Resource | None = None):
         super().__init__("mcp-estate:index:Region", name, None, opts)
-        self.estate, self.scope, self.region = args.estate, args.estate.scope, args.region
+        self.estate = args.estate.ref() if isinstance(args.estate, EstateWide) else args.estate
+        self.scope, self.region = self.estate.scope, args.region
         spec, region = self.scope.spec, args.region
         if region not in spec.regions:
             raise pulumi.RunError(f"Region {name}: region {region!r} is not in the spec "
@@ -128,6 +132,15 @@ class Region(pulumi.ComponentResource):
         self.change_detection = self._change_detection(args.iam)
         self.register_outputs({})
 
+    def ref(self) -> RegionRef:
+        """What the edge, the dashboards and the stack outputs read of this region (components/estate_refs.py)."""
+        front = self.front
+        return RegionRef(alb_dns_name=front.alb_dns_name, alb_arn=front.alb_arn, alb_arn_suffix=front.alb_arn_suffix,
+                         cluster_name=front.cluster_name,
+                         service_names={s: service.service_name for s, service in sorted(self.services.items())},
+                         target_group_arn_suffixes={s: service.target_group.arn_suffix
+                                                    for s, service in sorted(self.services.items())})
+
     def _opts(self, old_name: str, **options) -> pulumi.ResourceOptions:
         return child_opts(self, **options, **moved(old_name, self._was))
 
@@ -152,7 +165,7 @@ class Region(pulumi.ComponentResource):
         return RegionCompute(f"{self._name}-front", RegionComputeArgs(
             region=region, account_id=spec.aws_account_id, name_prefix=f"{scope.prefix}-{region}",
             vpc_id=self.network.vpc_id, public_subnet_ids=self.network.public_subnet_ids,
-            certificate_arn=self.estate.certificates.arns[region],
+            certificate_arn=self.estate.certificate_arns[region],
             cloudflare_ipv4_cidrs=sorted(cloudflare_ips.ipv4_cidrs),
             cloudflare_ipv6_cidrs=sorted(cloudflare_ips.ipv6_cidrs),
             deletion_protection=spec.protect_data, origin_rate_limit=spec.edge.origin_rate_limit_per_5_minutes,
@@ -235,9 +248,9 @@ class Region(pulumi.ComponentResource):
             server=server.name, region=region, account_id=scope.spec.aws_account_id, work=server.async_work,
             queue_name=scope.names.task_queue(server.name),
             dead_letter_queue_name=scope.names.dead_letter_queue(server.name), key_arn=self.estate.key_arns[region],
-            sender_role_arn=scope.role_arn(identity.role_names[1]),
+            sender_role_arn=scope.role_arn(role_name(scope.prefix, server.name, group.name, "task")),
             worker_role_name=scope.names.worker_role(server.name, group.name),
-            worker_role_arn=self.estate.worker_identities[server.name, group.name].role_arn,
+            worker_role_arn=self.estate.worker_role_arns[server.name, group.name],
             execution_role_arn=identity.execution_role_arn,
             task_family=task_family(scope.names.log_group(server.name)),
             architecture=server.architecture, server_container=container_definition(self.service_args[server.name]),

@@ -95,7 +95,7 @@ def _progress(args: argparse.Namespace) -> plan.Progress | None:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    planned = plan.plan_stack(args.stack, args.stacks_dir, _progress(args))
+    planned = plan.plan_stack(args.stack, args.stacks_dir, _progress(args), args.jobs)
     print(plan.summary(planned))
     if args.out:
         args.out.write_text(json.dumps(planned.export(), indent=1, sort_keys=True) + "\n")
@@ -105,7 +105,7 @@ def _plan(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     if args.stack:
-        planned = plan.plan_stack(args.stack, args.stacks_dir, _progress(args))
+        planned = plan.plan_stack(args.stack, args.stacks_dir, _progress(args), args.jobs)
         resources, environment = planned.export()["deployment"]["resources"], planned.spec.environment
         artifact = stack_path(args.stack, args.stacks_dir)
         located = locations.resource_locations(resources, field_lines(artifact.read_text()))
@@ -253,6 +253,15 @@ def _progress_flag(command: argparse.ArgumentParser) -> None:
     command.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                          help="resources registered so far, per region, on stderr every 500 "
                               "(default: when stderr is a terminal)")
+    command.add_argument("--jobs", type=_jobs, default=None,
+                         help="processes planning the regions side by side, the same plan as one (default: "
+                              "one per CPU for a large estate, else 1)")
+
+
+def _jobs(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of processes (1 or more)")
+    return int(value)
 
 
 def _diff_parser(commands: argparse._SubParsersAction) -> None:

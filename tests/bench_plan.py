@@ -1,17 +1,19 @@
 """Planning cost against the Pulumi SDK's own floor, measured in one run on one machine.
 
-    python tests/bench_plan.py [--servers 50]
+    python tests/bench_plan.py [--servers 50] [--jobs CPUS]
 
 Plans the benchmark estate (tests/test_benchmark.py: 10 regions, 50 servers) as `estate plan` does,
 timing each phase, then registers the very same resources (types, names, parents, inputs) with the
 SDK alone under the SDK's plain mocks: no components, no estate mocks, no checks. The ratio of the
-two is the estate's overhead over what any Pulumi program of that size costs. Prints a Markdown
+two is the estate's overhead over what any Pulumi program of that size costs. Then plans it again with
+its regions in parallel processes, as `estate plan --jobs` does. Prints a Markdown
 table (the README's "Speed" section).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,6 +31,7 @@ from mcp_estate.components.estate import Estate  # noqa: E402
 from mcp_estate.contract.validate import parse_spec  # noqa: E402
 from mcp_estate.offline.fidelity import inspect_resource  # noqa: E402
 from mcp_estate.offline.limits import estate_limit_problems  # noqa: E402
+from mcp_estate.offline.parallel import plan_in_parallel  # noqa: E402
 from mcp_estate.offline.runner import Registered, run_offline  # noqa: E402
 
 
@@ -85,19 +88,32 @@ def floor(resources: list[Registered]) -> float:
     return time.perf_counter() - started
 
 
+def in_parallel(raw: dict, jobs: int) -> float:
+    """The same plan, its regions in `jobs` processes (mcp_estate/offline/parallel.py), with the same checks."""
+    started = time.perf_counter()
+    spec = parse_spec(raw)
+    plan_in_parallel(spec, stack="bench", config={"mcp-estate:estate": raw}, jobs=jobs, inspect=inspect_resource,
+                     inspect_all=lambda r: estate_limit_problems(r, spec.aws_quotas))
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--servers", type=int, default=50)
-    raw = large_spec(parser.parse_args().servers)
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes of the parallel plan")
+    options = parser.parse_args()
+    raw = large_spec(options.servers)
     resources, phases = ours(raw)
     sdk = floor(resources)
+    parallel = in_parallel(raw, options.jobs)
     custom = sum(r.custom for r in resources)
     print(f"{custom} resources, {len(resources) - custom} components\n")
     print("| phase | seconds |\n|---|---|")
     for phase, seconds in phases.items():
         print(f"| {phase} | {seconds:.1f} |")
     print(f"| SDK floor (same registrations, plain mocks) | {sdk:.1f} |")
-    print(f"\nours / floor: {phases['total'] / sdk:.2f}")
+    print(f"| ours, regions in {options.jobs} processes (same plan) | {parallel:.1f} |")
+    print(f"\nours / floor: {phases['total'] / sdk:.2f}; in parallel: {parallel / sdk:.2f}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ so the same policies run over it as over a real stack's export.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
@@ -21,7 +22,11 @@ from mcp_estate.contract.stackfile import load_spec
 
 from .fidelity import inspect_resource
 from .limits import estate_limit_problems
+from .parallel import plan_in_parallel
 from .runner import Registered, run_offline
+
+# Services (a server in a region) from which planning in parallel pays (tests/bench_plan.py --jobs).
+PARALLEL_FROM_SERVICES = 40
 
 
 @dataclass
@@ -65,17 +70,33 @@ class Progress:
         return f"registered {self.counts.total()} resources ({regions})"
 
 
-def plan_stack(stack: str, stacks_dir: Path, progress: Progress | None = None) -> Plan:
-    """Validate the stack's spec and build its estate offline. Raises SpecError, FidelityError."""
+def plan_stack(stack: str, stacks_dir: Path, progress: Progress | None = None, jobs: int | None = 1) -> Plan:
+    """Validate the stack's spec and build its estate offline, its regions in `jobs` processes when
+    it has several (offline/parallel.py: the same plan; None: `default_jobs`). Raises SpecError, FidelityError."""
     config, spec = load_spec(stack, stacks_dir)
+    started = time.perf_counter()
+    jobs = default_jobs(spec) if jobs is None else jobs
+    return Plan(stack, spec, plan_spec(spec, stack, config, progress, jobs), time.perf_counter() - started)
+
+
+def default_jobs(spec: EstateSpec) -> int:
+    """One process per CPU for an estate large enough to repay starting them (each imports the SDKs
+    again, a few seconds: README, "Speed"); else one."""
+    services = sum(len(spec.servers_in(region)) for region in spec.regions)
+    return os.cpu_count() or 1 if services >= PARALLEL_FROM_SERVICES else 1
+
+
+def plan_spec(spec: EstateSpec, stack: str, config: dict[str, Any], progress: Progress | None = None,
+              jobs: int = 1) -> list[Registered]:
+    """The registrations of the estate of `spec` as stack `stack`, with the strict inspectors."""
     from mcp_estate.components.estate import estate_stack  # imports the SDKs: only once the spec is known good
 
-    started = time.perf_counter()
-    resources = run_offline(lambda: estate_stack(spec), stack=stack, config=config,
-                            account_id=spec.aws_account_id, inspect=inspect_resource,
-                            inspect_all=lambda registered: estate_limit_problems(registered, spec.aws_quotas),
-                            progress=progress)
-    return Plan(stack, spec, resources, time.perf_counter() - started)
+    checks = {"inspect": inspect_resource, "progress": progress,
+              "inspect_all": lambda registered: estate_limit_problems(registered, spec.aws_quotas)}
+    if jobs > 1 and len(spec.regions) > 1 and spec.deploy_stage != "foundation":
+        return plan_in_parallel(spec, stack=stack, config=config, jobs=min(jobs, len(spec.regions)), **checks)
+    return run_offline(lambda: estate_stack(spec), stack=stack, config=config, account_id=spec.aws_account_id,
+                       **checks)
 
 
 def _auth_line(spec: EstateSpec) -> str:

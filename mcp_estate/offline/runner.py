@@ -180,12 +180,15 @@ def _asset(value: Any) -> Any:
 def run_offline(program: Callable[[], None], *, stack: str, config: dict[str, Any], account_id: str,
                 inspect: Inspector | None = None,
                 inspect_all: Callable[[list[Registered]], list[str]] | None = None,
-                progress: Callable[[Registered], None] | None = None) -> list[Registered]:
+                progress: Callable[[Registered], None] | None = None,
+                provider_regions: dict[str, str] | None = None) -> list[Registered]:
     """Run `program` as stack `stack` of this project with `config` (key -> value) under mocks;
     `inspect` sees each resource as it registers, `inspect_all` every one once the program ends
     (counts across resources), their problems raised together as a `FidelityError`; `progress`
-    is told of each registration as it happens (long plans show how far they are)."""
+    is told of each registration as it happens (long plans show how far they are); `provider_regions`
+    (provider id -> region) names the regions of providers registered by an earlier run of the same stack."""
     mocks = EstateMocks(account_id, stack)
+    mocks.provider_regions.update(provider_regions or {})
     monitor = _RecordingMonitor(mocks, inspect, progress)
     settings.ROOT.set(None)   # a fresh root stack resource per run
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
