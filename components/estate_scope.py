@@ -16,6 +16,8 @@ from mcp_estate.contract.resource_server import ResourceServer, resource_server
 from mcp_estate.contract.rollout import in_region_of
 from mcp_estate.contract.spec import STATE, EstateSpec, ResidencyGroup, Server
 
+from .server_identity import role_name
+
 
 @dataclass(frozen=True)
 class EstateScope:
@@ -79,6 +81,18 @@ class EstateScope:
 
     def async_servers(self) -> list[Server]:
         return [s for s in self.spec.servers if s.async_work is not None]
+
+    def wide_role_names(self) -> list[str]:
+        """The roles the estate-wide parts create, by physical name, from the spec alone (a region in
+        another stack watches them too): per server and group its execution and task roles, its
+        worker's and its per-user data role; ECR's replica-creation role when images replicate."""
+        spec, names = self.spec, self.names
+        roles = [role_name(self.prefix, s.name, g.name, kind)
+                 for s in spec.servers for g in spec.residency_groups for kind in ("exec", "task")]
+        roles += [names.worker_role(s.name, g.name) for s in self.async_servers() for g in spec.residency_groups]
+        roles += [names.data_role(s.name, g.name)
+                  for s in spec.servers if self.per_user(s) for g in spec.residency_groups]
+        return roles + ([names.ecr_replica_role()] if len(spec.regions) > 1 else [])
 
     def staged_in(self, region: str) -> list[Server]:
         """The CANARY/LINEAR servers of a region (components/deployment_gate.py)."""

@@ -104,12 +104,7 @@ class EstateWide(pulumi.ComponentResource):
             identities={key: IdentityRef(task_role_arn=i.task_role_arn, execution_role_arn=i.execution_role_arn)
                         for key, i in self.identities.items()},
             worker_role_arns={key: w.role_arn for key, w in self.worker_identities.items()},
-            repository_urls=self.registry.repository_urls, role_names=tuple(self._role_names()))
-
-    def _role_names(self) -> list[str]:
-        """The roles it created, by physical name (change detection watches them)."""
-        return ([name for identity in self.identities.values() for name in identity.role_names]
-                + [data.role_name for data in self.data_roles.values()] + self.registry.role_names)
+            repository_urls=self.registry.repository_urls, role_names=tuple(self.scope.wide_role_names()))
 
     def task_resources(self, server: Server, group: ResidencyGroup) -> TaskResources:
         scope, regions = self.scope, sorted(r.name for r in group.regions)

@@ -341,3 +341,15 @@ def test_every_region_has_a_canary_probing_exactly_its_servers_through_nat(small
     assert canaries == {region: {"booking": "", "loyalty": ""} for region in ("us-east-1", "eu-west-1", "eu-central-1")}
     nat_regions = {region_of(n) for n in small.of_type("aws:ec2/natGateway:NatGateway")}
     assert nat_regions == {"us-east-1", "eu-west-1", "eu-central-1"}
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_change_detection_watches_every_role_the_estate_creates_and_only_those(stack):
+    """The watched names come from the spec (a region in its own stack watches the estate-wide roles
+    too); staging's worker role once went unwatched."""
+    resources = shipped_plan(stack).resources
+    created = {r.inputs["name"] for r in resources if r.type == "aws:iam/role:Role"}
+    rule = next(r for r in resources if r.type == "aws:cloudwatch/eventRule:EventRule"
+                and r.name.endswith("-changes-iam-changes"))
+    watched = json.loads(rule.inputs["eventPattern"])["detail"]["requestParameters"]["roleName"]
+    assert sorted(watched) == sorted(created) and len(watched) == len(set(watched))
