@@ -29,7 +29,7 @@ pools; and each scaling target of a server with a declared peak in its region's 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import pulumi
@@ -63,6 +63,7 @@ class Part:
     region: str | None = None
     wide: EstateWideRef | None = None
     regions: dict[str, RegionRef] = field(default_factory=dict)
+    stack: str | None = None   # the estate's stack, when the part has a stack of its own
 
 
 class Estate(pulumi.ComponentResource):
@@ -80,7 +81,7 @@ class Estate(pulumi.ComponentResource):
                  cloudflare_provider: cloudflare.Provider | None = None,
                  networks: dict[str, NetworkRef] | None = None, part: Part | None = None):
         super().__init__("mcp-estate:index:Estate", name, None, opts)
-        self.scope = EstateScope(spec, name)
+        self.scope = EstateScope(spec, name, part.stack if part else None)
         self.spec, self.prefix, self.names, self.tags = spec, self.scope.prefix, self.scope.names, self.scope.tags
         self._name, self._cloudflare = name, {"cloudflare": cloudflare_provider} if cloudflare_provider else {}
         self._given, self._built = dict(providers or {}), {}
@@ -91,7 +92,8 @@ class Estate(pulumi.ComponentResource):
         if kind in (None, "estate-wide"):
             self.wide = EstateWide(f"{name}-estate-wide", self.scope, self.aws_providers(),
                                    child_opts(self, providers=self._cloudflare), moved_from=self)
-        self.wide_ref = self.wide.ref() if kind in (None, "estate-wide") else part.wide
+        # A part standing on the estate-wide parts names and tags as this estate does.
+        self.wide_ref = self.wide.ref() if kind in (None, "estate-wide") else replace(part.wide, scope=self.scope)
         if spec.deploy_stage == "foundation":
             # What must exist before images and secret values can be pushed: a later `full` stage
             # builds the rest around these, with the same names and inputs (nothing is replaced).
@@ -252,7 +254,11 @@ def _check_arguments(name: str, spec: EstateSpec, providers: dict | None, networ
 def estate_stack(spec: EstateSpec, part: Part | None = None, providers: dict | None = None) -> Estate:
     """The stack's program (`__main__`, `estate plan`): the estate (or one `part` of it, with the
     caller's `providers`), with its outputs as the stack's."""
-    estate = Estate("mcp-estate", spec, part=part, providers=providers)
-    for name, value in estate.stack_outputs.items():
+    return exported(Estate("mcp-estate", spec, part=part, providers=providers))
+
+
+def exported(estate: Estate, hand_off: dict | None = None) -> Estate:
+    """`estate` with its outputs (and a part's `hand_off` to the parts built on it) as the stack's."""
+    for name, value in {**estate.stack_outputs, **(hand_off or {})}.items():
         pulumi.export(name, value)
     return estate

@@ -23,10 +23,17 @@ from .server_identity import role_name
 class EstateScope:
     spec: EstateSpec
     name: str   # the estate's name: physical names are prefixed f"{name}-{stack}"
+    # The estate's stack, when this program's is another (components/stack_layout.py: a region's own
+    # stack names and tags its resources as the estate's); else the program's stack.
+    stack: str | None = None
 
     @cached_property
     def prefix(self) -> str:
-        return f"{self.name}-{pulumi.get_stack()}"   # physical names: unique per stack
+        return f"{self.name}-{self.estate_stack}"   # physical names: unique per stack
+
+    @cached_property
+    def estate_stack(self) -> str:
+        return self.stack or pulumi.get_stack()
 
     @cached_property
     def names(self) -> PhysicalNames:
@@ -34,7 +41,7 @@ class EstateScope:
 
     @cached_property
     def tags(self) -> ContractTags:
-        return ContractTags(pulumi.get_stack(), self.spec.environment, self.spec.owner)
+        return ContractTags(self.estate_stack, self.spec.environment, self.spec.owner)
 
     def arn(self, service: str, region: str, resource: str) -> str:
         return f"arn:aws:{service}:{region}:{self.spec.aws_account_id}:{resource}"

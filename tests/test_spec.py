@@ -498,3 +498,11 @@ def test_a_derived_priority_that_would_land_in_the_guards_band_moves_above_it():
     # "atq" derived 35 before the guard existed; names outside the band keep their priority (booking: 1987).
     assert 50 < Server(name="atq", image=image).priority <= 50000
     assert Server(name="booking", image=image).priority == 1987
+
+
+def test_the_layout_is_one_stack_unless_the_stack_asks_for_a_stack_per_region():
+    assert parse_spec(VALID).layout == "one-stack"
+    assert parse_spec({**VALID, "layout": "stack-per-region"}).layout == "stack-per-region"
+    with pytest.raises(SpecError) as refused:
+        parse_spec({**VALID, "layout": "stack-per-server"})
+    assert str(refused.value) == "layout: Input should be 'one-stack' or 'stack-per-region'; got 'stack-per-server'"

@@ -347,6 +347,10 @@ class EstateSpec(Strict):
     deploy_stage: Literal["foundation", "full"] = Field(
         "full", description="`foundation` builds only what must exist before images and secret values can "
                             "be pushed (keys, registry, secrets, their providers); `full` builds the estate")
+    layout: Literal["one-stack", "stack-per-region"] = Field(
+        "one-stack", description="`stack-per-region`: this stack builds the estate-wide parts; each region is "
+                                 "the stack `<stack>.<region>` and the edge and dashboards the stack "
+                                 "`<stack>.edge`, wired through StackReference (README: One stack per region)")
 
     # -- derived views, keyed by stable names ------------------------------------------------
 

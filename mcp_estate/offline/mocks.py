@@ -50,6 +50,7 @@ class EstateMocks(pulumi.runtime.Mocks):
         self.account_id, self.stack = account_id, stack
         self.default_region = default_region
         self.provider_regions: dict[str, str] = {}   # provider id -> region
+        self.stack_outputs: dict[str, dict] = {}     # stack name -> its outputs, for `StackReference`s
 
     # -- resources ----------------------------------------------------------------------------
 
@@ -61,6 +62,8 @@ class EstateMocks(pulumi.runtime.Mocks):
             return provider_id, inputs
         if args.typ.startswith("pulumi:providers:"):
             return _uuid(f"provider/{args.name}"), inputs
+        if args.typ == "pulumi:pulumi:StackReference":
+            return self._stack_reference(args.resource_id or inputs["name"])
         region = inputs.get("region") or self._region_of(args.provider)
         # Autonames differ per stack, as Pulumi's random suffixes do: two stacks in one account never collide.
         physical = inputs.get("name") if isinstance(inputs.get("name"), str) else \
@@ -73,6 +76,14 @@ class EstateMocks(pulumi.runtime.Mocks):
         else:
             resource_id, outputs = f"{physical}", {"arn": self._generic_arn(args.typ, region, physical)}
         return resource_id, {**inputs, "id": resource_id, **outputs}
+
+    def _stack_reference(self, qualified: str) -> tuple[str, dict]:
+        """A stack's outputs, as `organization/project/stack` reads them (pulumi/stack_reference.py)."""
+        stack = qualified.rsplit("/", 1)[-1]
+        if stack not in self.stack_outputs:
+            raise LookupError(f"StackReference {qualified}: no stack {stack} was planned before this one "
+                              f"(planned: {', '.join(sorted(self.stack_outputs)) or 'none'})")
+        return qualified, {"name": qualified, "outputs": self.stack_outputs[stack], "secretOutputNames": []}
 
     def _region_of(self, provider_ref: str | None) -> str:
         if provider_ref:

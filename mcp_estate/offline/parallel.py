@@ -69,17 +69,62 @@ def plan_in_parallel(spec: EstateSpec, *, stack: str, config: dict[str, Any], jo
     run, report = _Run(spec, stack, config, inspect), progress or (lambda _resource: None)
     wide_plan, wide = _plan_part(run, Part("estate-wide"), None, {}, {})
     providers, provider_regions = _aws_providers(wide_plan)
-    parts = [_reported(wide_plan, report)]
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pending = {region: pool.submit(_plan_part, run, Part("region", region), wide, providers, provider_regions)
-                   for region in sorted(spec.regions)}
-        fronts = {}
-        for region, future in pending.items():
-            region_plan, fronts[region] = future.result()
-            parts.append(_reported(region_plan, report))
+    parts, fronts = [_reported(wide_plan, report)], {}
+    for region, (region_plan, fronts[region]) in _by_region(
+            jobs, spec, _plan_part, lambda region: (run, Part("region", region), wide, providers, provider_regions)):
+        parts.append(_reported(region_plan, report))
     edge_plan, _ = _plan_part(run, Part("edge"), wide, providers, provider_regions, fronts)
-    parts.append(_reported(edge_plan, report))
-    registered = merged(parts)
+    return _checked(merged([*parts, _reported(edge_plan, report)]), inspect_all)
+
+
+def plan_stack_per_region(spec: EstateSpec, *, stack: str, config: dict[str, Any], jobs: int,
+                          inspect: Inspector | None = None,
+                          inspect_all: Callable[[list[Registered]], list[str]] | None = None,
+                          progress: Callable[[Registered], None] | None = None) -> list[Registered]:
+    """An estate of `layout: stack-per-region` (components/stack_layout.py): the estate's stack, each
+    region's stack (in `jobs` processes), then the edge's, each one's `StackReference`s answered with the
+    outputs of the stacks planned before it. The stacks' registrations together, URNs naming each stack."""
+    from mcp_estate.components.stack_layout import EDGE
+
+    run, report = _Run(spec, stack, config, inspect), progress or (lambda _resource: None)
+    estate_plan = _reported(_plan_layout_stack(run, stack, {}), report)
+    outputs = {stack: _stack_outputs(estate_plan)}
+    plans = [estate_plan]
+    for region, region_plan in _by_region(jobs, spec, _plan_layout_stack,
+                                          lambda region: (run, f"{stack}.{region}", outputs)):
+        plans.append(_reported(region_plan, report))
+        outputs[f"{stack}.{region}"] = _stack_outputs(region_plan)
+    plans.append(_reported(_plan_layout_stack(run, f"{stack}.{EDGE}", outputs), report))
+    return _checked(in_dependency_order([r for plan in plans for r in plan]), inspect_all)
+
+
+def _plan_layout_stack(run: _Run, stack: str, outputs: dict[str, dict]) -> list[Registered]:
+    """One stack of the layout: the estate's (its own config) or a part's (none: its spec is the estate's)."""
+    from mcp_estate.components.stack_layout import layout_stack
+
+    return run_offline(lambda: layout_stack(run.spec, stack), stack=stack,
+                       config=run.config if stack == run.stack else {}, account_id=run.spec.aws_account_id,
+                       inspect=run.inspect, stack_outputs=outputs)
+
+
+def _stack_outputs(registered: list[Registered]) -> dict:
+    return next(r.outputs for r in registered if r.type == ROOT_STACK)
+
+
+def _by_region(jobs: int, spec: EstateSpec, plan: Callable, arguments: Callable[[str], tuple]):
+    """(region, `plan(*arguments(region))`) for every region of `spec`, in region order, computed in
+    `jobs` worker processes (in this one for a single job)."""
+    regions = sorted(spec.regions)
+    if jobs <= 1:
+        yield from ((region, plan(*arguments(region))) for region in regions)
+        return
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending = [(region, pool.submit(plan, *arguments(region))) for region in regions]
+        yield from ((region, future.result()) for region, future in pending)
+
+
+def _checked(registered: list[Registered], inspect_all: Callable[[list[Registered]], list[str]] | None
+             ) -> list[Registered]:
     if problems := inspect_all(registered) if inspect_all else []:
         raise FidelityError("\n".join(sorted(problems, key=lambda p: p.split(": ", 1)[0])))
     return registered
@@ -107,15 +152,11 @@ def _plan_part(run: _Run, part, wide, providers: dict[str, str], provider_region
     """Plan one part standing on the captured `wide` and `fronts`; returns its registrations and what
     it hands on (the estate-wide reference, or its region's)."""
     from mcp_estate.components.estate import estate_stack
-    from mcp_estate.components.estate_scope import EstateScope
 
     built = {}
 
     def program() -> None:
-        scope = EstateScope(run.spec, "mcp-estate")
-        stands_on = dataclasses.replace(
-            part, wide=dataclasses.replace(_replayed(wide), scope=scope) if wide else None,
-            regions={region: _replayed(front) for region, front in (fronts or {}).items()})
+        stands_on = dataclasses.replace(part, wide=_replayed(wide), regions=_replayed(fronts or {}))
         given = {region: DependencyProviderResource(ref) for region, ref in providers.items()} or None
         built["estate"] = estate_stack(run.spec, stands_on, given)
 

@@ -22,7 +22,7 @@ from mcp_estate.contract.stackfile import load_spec
 
 from .fidelity import inspect_resource
 from .limits import estate_limit_problems
-from .parallel import plan_in_parallel
+from .parallel import plan_in_parallel, plan_stack_per_region
 from .runner import Registered, run_offline
 
 # Services (a server in a region) from which planning in parallel pays (tests/bench_plan.py --jobs).
@@ -93,8 +93,11 @@ def plan_spec(spec: EstateSpec, stack: str, config: dict[str, Any], progress: Pr
 
     checks = {"inspect": inspect_resource, "progress": progress,
               "inspect_all": lambda registered: estate_limit_problems(registered, spec.aws_quotas)}
-    if jobs > 1 and len(spec.regions) > 1 and spec.deploy_stage != "foundation":
-        return plan_in_parallel(spec, stack=stack, config=config, jobs=min(jobs, len(spec.regions)), **checks)
+    jobs = min(jobs, len(spec.regions))
+    if spec.layout == "stack-per-region" and spec.deploy_stage != "foundation":
+        return plan_stack_per_region(spec, stack=stack, config=config, jobs=jobs, **checks)
+    if jobs > 1 and spec.deploy_stage != "foundation":
+        return plan_in_parallel(spec, stack=stack, config=config, jobs=jobs, **checks)
     return run_offline(lambda: estate_stack(spec), stack=stack, config=config, account_id=spec.aws_account_id,
                        **checks)
 
@@ -122,11 +125,21 @@ def _delivery(spec: EstateSpec, server: Server) -> str:
     return ", ".join(parts)
 
 
+def _layout_lines(plan: Plan, custom: list[Registered]) -> list[str]:
+    """With `layout: stack-per-region`, the stacks in deployment order, with their resources."""
+    if plan.spec.layout == "one-stack" or plan.spec.deploy_stage == "foundation":
+        return []
+    count = Counter(r.urn.split("::", 1)[0].removeprefix("urn:pulumi:") for r in custom)
+    stacks = [plan.stack, *(f"{plan.stack}.{region}" for region in sorted(plan.spec.regions)), f"{plan.stack}.edge"]
+    return ["layout: a stack per region, deployed in this order (the regions in any order among themselves):",
+            *(f"  {stack:<24} {count[stack]} resources" for stack in stacks)]
+
+
 def summary(plan: Plan) -> str:
     spec, custom = plan.spec, plan.custom_resources()
     lines = [f"stack {plan.stack} ({spec.environment}), owner {spec.owner}, AWS account "
              f"{spec.aws_account_id}, https://{spec.domain.hostname}", _auth_line(spec), _waves_line(spec),
-             "", "residency groups:"]
+             *_layout_lines(plan, custom), "", "residency groups:"]
     for group in sorted(spec.residency_groups, key=lambda g: g.name):
         regions = ", ".join(f"{r.name} {r.cidr}" + ("*" if r.name == group.primary_region else "")
                             for r in sorted(group.regions, key=lambda r: r.name))

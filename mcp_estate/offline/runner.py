@@ -181,14 +181,17 @@ def run_offline(program: Callable[[], None], *, stack: str, config: dict[str, An
                 inspect: Inspector | None = None,
                 inspect_all: Callable[[list[Registered]], list[str]] | None = None,
                 progress: Callable[[Registered], None] | None = None,
-                provider_regions: dict[str, str] | None = None) -> list[Registered]:
+                provider_regions: dict[str, str] | None = None,
+                stack_outputs: dict[str, dict] | None = None) -> list[Registered]:
     """Run `program` as stack `stack` of this project with `config` (key -> value) under mocks;
     `inspect` sees each resource as it registers, `inspect_all` every one once the program ends
     (counts across resources), their problems raised together as a `FidelityError`; `progress`
     is told of each registration as it happens (long plans show how far they are); `provider_regions`
-    (provider id -> region) names the regions of providers registered by an earlier run of the same stack."""
+    (provider id -> region) names the regions of providers registered by an earlier run of the same stack;
+    `stack_outputs` (stack name -> outputs) answers the program's `StackReference`s."""
     mocks = EstateMocks(account_id, stack)
     mocks.provider_regions.update(provider_regions or {})
+    mocks.stack_outputs.update(stack_outputs or {})
     monitor = _RecordingMonitor(mocks, inspect, progress)
     settings.ROOT.set(None)   # a fresh root stack resource per run
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
