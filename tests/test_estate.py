@@ -198,7 +198,7 @@ def test_which_types_take_tags_is_read_from_the_sdk_classes():
     assert tag_input("aws:kms/alias:Alias") is None
 
 
-@pytest.mark.parametrize("stack", ["small", "staging"])   # staging: caches, queues and workers too
+@pytest.mark.parametrize("stack", ["small", "staging", "prod"])   # staging: caches, queues, workers
 def test_every_taggable_aws_resource_carries_the_contract_tags(small, stack):
     plan = small if stack == "small" else shipped_plan(stack)
     expected = "test" if stack == "small" else stack
