@@ -38,8 +38,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from mcp_estate.contract.capabilities import AsyncWork
+from mcp_estate.contract.capabilities import CACHE_ENV, AsyncWork
 from mcp_estate.contract.iam_documents import document
+from mcp_estate.contract.per_user_data import PORT_ENV
 
 from .naming import child_opts, cidr_slug
 from .telemetry import NAMESPACE as TELEMETRY
@@ -114,7 +115,7 @@ def worker_alarm_name(task_family: str, region: str, key: str) -> str:
     return f"{task_family}-{region}-{key}"
 
 
-WORKER_WITHOUT = frozenset({"PORT", "MCP_CACHE_ENDPOINT", "MCP_CACHE_NAME", "MCP_CACHE_USER"})
+WORKER_WITHOUT = CACHE_ENV | {PORT_ENV}
 
 
 def worker_container(server_container: dict, server: str, command: list[str]) -> dict:

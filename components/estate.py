@@ -36,10 +36,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_cloudflare as cloudflare
 
-from mcp_estate.contract.cloudflare_plan import ALLOWANCES
 from mcp_estate.contract.spec import EstateSpec, ResidencyGroup
-from mcp_estate.contract.surface_rules import edge_ratelimits, edge_rules
-from mcp_estate.contract.validate import surface_servers
+from mcp_estate.contract.surface_rules import edge_surface
 
 from .async_worker import worker_service_name
 from .change_detection import IAM_EVENTS_REGION, IamWatch, forwarder_role_name
@@ -160,12 +158,8 @@ class Estate(pulumi.ComponentResource):
 
     def _surface_edge(self) -> dict[str, list[dict]]:
         """The edge's share of each server's MCP surface, as the zone's plan can express it."""
-        spec, plan = self.spec, ALLOWANCES[self.spec.domain.cloudflare_plan]
-        name, servers = spec.domain.cloudflare_plan, surface_servers(spec)
-        advanced = spec.edge.advanced_rate_limiting and name == "enterprise"
-        return {"surface_rules": edge_rules(spec.domain.hostname, servers, name),
-                "surface_ratelimits": edge_ratelimits(spec.domain.hostname, servers, name, advanced,
-                                                      plan.ratelimit_period, plan.mitigation_timeout)}
+        rules, ratelimits = edge_surface(self.spec)
+        return {"surface_rules": rules, "surface_ratelimits": ratelimits}
 
     def _outputs(self) -> dict[str, object]:
         """What other stacks read through `StackReference` (README, "Stack outputs"): plain keys,

@@ -32,6 +32,7 @@ import pulumi
 import pulumi_aws as aws
 
 from mcp_estate.contract.image import CONTAINER_USER, SCRATCH_PATH
+from mcp_estate.contract.per_user_data import PORT_ENV, STATE_TABLE_ENV
 from mcp_estate.contract.resource_server import ResourceServer
 from mcp_estate.contract.spec import Egress, Server
 
@@ -329,7 +330,7 @@ def container_definition(args: McpServiceArgs) -> dict:
     server = args.server
     # The spec rejects these names in a server's environment: they are the estate's.
     environment = {**server.environment, **args.estate_environment, **args.capability_environment,
-                   "MCP_STATE_TABLE": args.state_table, "PORT": str(server.port)}
+                   STATE_TABLE_ENV: args.state_table, PORT_ENV: str(server.port)}
     return {
         "name": server.name,
         "image": args.image,

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_cloudflare as cloudflare
 
+from mcp_estate.contract.capabilities import CACHE_ENDPOINT_ENV, CACHE_NAME_ENV, CACHE_USER_ENV, TASK_QUEUE_ENV
 from mcp_estate.contract.limit_rules import refused_countries
 from mcp_estate.contract.per_user_data import (
     DATA_ROLE_ENV,
@@ -233,11 +234,11 @@ class Region(pulumi.ComponentResource):
         names, region = self.scope.names, self.region
         environment: dict[str, pulumi.Input[str]] = {}
         if server.cache is not None:
-            environment |= {"MCP_CACHE_ENDPOINT": self.cache.endpoint, "MCP_CACHE_NAME": names.cache(region),
-                            "MCP_CACHE_USER": names.cache_user(server.name)}
+            environment |= {CACHE_ENDPOINT_ENV: self.cache.endpoint, CACHE_NAME_ENV: names.cache(region),
+                            CACHE_USER_ENV: names.cache_user(server.name)}
         if server.async_work is not None:
-            environment["MCP_TASK_QUEUE_URL"] = queue_url(self.scope.spec.aws_account_id, region,
-                                                          names.task_queue(server.name))
+            environment[TASK_QUEUE_ENV] = queue_url(self.scope.spec.aws_account_id, region,
+                                                    names.task_queue(server.name))
         return environment
 
     def _worker(self, server: Server) -> AsyncWorker:

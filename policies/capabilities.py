@@ -3,7 +3,8 @@ other accounts, never losing a failing message silently (README: Fast answers, l
 
 A cached answer or a queued task is a traveller's data: these controls hold for what the estate
 creates and for what a team adds next to it (another queue, a standalone queue policy, a worker
-with a rule added by a separate resource, a password user).
+with a rule added by a separate resource, a password user, a replication group or
+cache cluster beside the serverless cache).
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from typing import Any
 
 from pulumi_policy import PolicyResource, ResourceValidationArgs, Severity, StackValidationArgs
 
-from .control import (Report, Risk, as_list, as_mapping, document, estate_accounts, grants_everyone, lookup,
+from .control import (UNKNOWN, Report, Risk, as_list, as_mapping, document, estate_accounts, grants_everyone, lookup,
                       pinned_conditions, resource_policy, stack_policy, statements)
 from .data_protection import customer_key_problem
+from .private_networking import is_true
 
 QUEUE = "aws:sqs/queue:Queue"
 QUEUE_POLICY = "aws:sqs/queuePolicy:QueuePolicy"
@@ -25,7 +27,12 @@ INGRESS_RULES = ("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
                  "aws:ec2/securityGroupRule:SecurityGroupRule")
 SERVERLESS_CACHE = "aws:elasticache/serverlessCache:ServerlessCache"
 REPLICATION_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
+CACHE_CLUSTER = "aws:elasticache/cluster:Cluster"
+GLOBAL_DATASTORE = "aws:elasticache/globalReplicationGroup:GlobalReplicationGroup"
 CACHE_USER = "aws:elasticache/user:User"
+USER_GROUP = "aws:elasticache/userGroup:UserGroup"
+# ElastiCache's own user, in every Redis OSS user group: no password, every key and command.
+DEFAULT_USER = "default"
 ACCOUNT_KEYS = ("aws:principalaccount", "aws:sourceaccount", "aws:principalorgid")
 
 
@@ -143,24 +150,92 @@ def _ingress(group_id: str, group: PolicyResource | None, resources: list[Policy
 
 @resource_policy(
     "caches-private-encrypted-iam",
-    "ElastiCache caches sit in named subnets behind their own security groups, are encrypted with a "
-    "customer-managed key and use a user group; cache users authenticate with IAM (no password, no "
-    "password-less user)",
-    applies_to=[SERVERLESS_CACHE, CACHE_USER],
+    "ElastiCache caches (serverless caches and replication groups) sit in named subnets behind their "
+    "own security groups, are encrypted at rest with a customer-managed key and in transit (a "
+    "replication group: transit_encryption_enabled and transit_encryption_mode `required`, TLS only), "
+    "and authenticate through a user group, never an AUTH token; cache users authenticate with IAM (no "
+    "password, no password-less user) and no user group holds ElastiCache's password-less `default` "
+    "user. Refused outright: a cache cluster (Memcached or a lone Redis OSS node: no customer key, no "
+    "user group) and a global datastore (it copies cached answers to other regions, past a strict "
+    "group's residency)",
+    applies_to=[SERVERLESS_CACHE, REPLICATION_GROUP, CACHE_CLUSTER, GLOBAL_DATASTORE, CACHE_USER, USER_GROUP],
     risks=[Risk.DATA_LOSS, Risk.CONFUSED_DEPUTY], severity=Severity.HIGH,
-    remediation="Set subnet_ids, security_group_ids, kms_key_id and user_group_id on the cache; "
-                "authentication_mode={'type': 'iam'} on every user.")
+    remediation="Set subnet_ids, security_group_ids, kms_key_id and user_group_id on a serverless "
+                "cache; on a replication group subnet_group_name, security_group_ids, "
+                "at_rest_encryption_enabled=True, kms_key_id, transit_encryption_enabled=True, "
+                "transit_encryption_mode='required' and user_group_ids, no auth_token; "
+                "authentication_mode={'type': 'iam'} on every user; a serverless cache or a replication "
+                "group instead of a cluster or a global datastore.")
 def caches_private_encrypted_iam(args: ResourceValidationArgs, report: Report) -> None:
-    props, what = args.props, f"{args.name}"
-    if args.resource_type == CACHE_USER:
-        mode = as_mapping(props.get("authenticationMode")).get("type")
-        if mode != "iam" or props.get("passwords") or props.get("noPasswordRequired") is True:
-            report(f"cache user {what} authenticates with {mode or 'a password'}: use "
-                   "authentication_mode={'type': 'iam'} (a task signs a short-lived token with its role)")
-    elif args.resource_type == SERVERLESS_CACHE:
-        for key, fix in (("subnetIds", "the private subnets"), ("securityGroupIds", "its own security group"),
-                         ("userGroupId", "a user group of IAM users")):
-            if not props.get(key):
-                report(f"serverless cache {what} has no {key}: set it to {fix}")
-        if problem := customer_key_problem(props, "kmsKeyId"):
-            report(f"serverless cache {what} uses {problem}: set kms_key_id to the region's estate key")
+    judge = {SERVERLESS_CACHE: _serverless_cache, REPLICATION_GROUP: _replication_group,
+             CACHE_CLUSTER: _cluster, GLOBAL_DATASTORE: _global_datastore,
+             CACHE_USER: _cache_user, USER_GROUP: _user_group}[args.resource_type]
+    for problem in judge(args.props):
+        report(f"{args.name}: {problem}")
+
+
+def _cache_user(props: Any) -> list[str]:
+    mode = as_mapping(props.get("authenticationMode")).get("type")
+    if mode != "iam" or props.get("passwords") or props.get("noPasswordRequired") is True:
+        return [f"the cache user authenticates with {mode or 'a password'}: use "
+                "authentication_mode={'type': 'iam'} (a task signs a short-lived token with its role)"]
+    return []
+
+
+def _user_group(props: Any) -> list[str]:
+    if DEFAULT_USER in map(str, as_list(props.get("userIds"))):
+        return [f"the user group holds ElastiCache's `{DEFAULT_USER}` user (no password, every key and "
+                "command): hold only IAM users, in a Valkey user group (which needs no default user)"]
+    return []
+
+
+def _serverless_cache(props: Any) -> list[str]:
+    needed = (("subnetIds", "the private subnets"), ("securityGroupIds", "its own security group"),
+              ("userGroupId", "a user group of IAM users"))
+    problems = [f"the serverless cache has no {key}: set it to {fix}" for key, fix in needed
+                if not props.get(key)]
+    if problem := customer_key_problem(props, "kmsKeyId"):
+        problems.append(f"the serverless cache uses {problem}: set kms_key_id to the region's estate key")
+    return problems
+
+
+def _replication_group(props: Any) -> list[str]:
+    needed = (("subnetGroupName", "a subnet group of the private subnets"),
+              ("securityGroupIds", "its own security group"), ("userGroupIds", "a user group of IAM users"))
+    problems = [f"the replication group has no {key}: set it to {fix}" for key, fix in needed
+                if not lookup(props, key)]
+    for key in ("atRestEncryptionEnabled", "transitEncryptionEnabled"):
+        if not _enabled(props, key):
+            problems.append(f"the replication group has {key}={props.get(key)!r}: set it to True")
+    if problem := customer_key_problem(props, "kmsKeyId"):
+        problems.append(f"the replication group uses {problem}: set kms_key_id to the region's estate key")
+    mode = lookup(props, "transitEncryptionMode")
+    if mode not in ("required", UNKNOWN):
+        problems.append(f"the replication group has transitEncryptionMode={mode!r}, which admits clients "
+                        "without TLS: set transit_encryption_mode='required'")
+    problems += [f"the replication group has an {key} (one shared password, full access): remove it, "
+                 "clients authenticate as IAM users of its user group"
+                 for key in ("authToken", "authTokenWo") if props.get(key)]
+    if props.get("globalReplicationGroupId"):
+        problems.append("the replication group joins a global datastore, which copies its data to other "
+                        "regions: remove global_replication_group_id")
+    return problems
+
+
+def _enabled(props: Any, key: str) -> bool:
+    """A boolean input set to true (the provider takes the string "true" too); unknown at preview passes."""
+    value = lookup(props, key)
+    return value is UNKNOWN or is_true(value)
+
+
+def _cluster(props: Any) -> list[str]:
+    # CreateCacheCluster takes no at-rest encryption, KMS key or user group: a Memcached cluster or a
+    # lone Redis OSS node cannot meet the bar, and a replica joining a group (replication_group_id)
+    # belongs in the group's own declaration (num_cache_clusters), where this control judges it.
+    return [f"a cache cluster (engine {props.get('engine') or 'unstated'}) takes no customer key and no "
+            "user group: use a serverless cache, or a replication group (num_cache_clusters for replicas)"]
+
+
+def _global_datastore(props: Any) -> list[str]:
+    return ["a global datastore copies cached answers to other regions, past a strict group's residency: "
+            "keep each region's cache in its region"]

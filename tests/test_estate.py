@@ -6,15 +6,13 @@ import copy
 import inspect
 import json
 import random
-from functools import cache
 
-import pulumi_aws
 import pytest
 from conftest import ACCOUNT, Plan, shipped_plan
 
 from mcp_estate.components.estate import Estate
 from mcp_estate.contract.validate import parse_spec
-from mcp_estate.offline.fidelity import inspect_resource
+from mcp_estate.offline.fidelity import inspect_resource, resource_class
 from mcp_estate.offline.runner import run_offline
 
 DIGEST = "sha256:" + "cd" * 32
@@ -184,30 +182,35 @@ def test_the_secret_replicates_to_every_region_running_a_server_that_uses_it(sma
     assert sorted(r["region"] for r in secret.inputs["replicas"]) == ["eu-central-1", "eu-west-1"]
 
 
-@cache
-def taggable_types() -> set[str]:
-    """AWS resource type tokens whose SDK class accepts `tags`."""
-    tokens = set()
-    for module_name in dir(pulumi_aws):
-        module = getattr(pulumi_aws, module_name)
-        for cls in vars(module).values() if inspect.ismodule(module) else ():
-            if inspect.isclass(cls) and hasattr(cls, "_internal_init") and \
-                    "tags" in inspect.signature(cls._internal_init).parameters:
-                token = getattr(cls, "_pulumi_type_token", None) or ""
-                tokens.add(token)
-    return tokens
+def tag_input(type_token: str) -> str | None:
+    """The input through which the SDK's class for `type_token` takes tags: `tags`, or `resource_tags`
+    for an ECR creation template (the tags of the repositories it creates); None if it takes none."""
+    parameters = inspect.signature(resource_class(type_token)._internal_init).parameters
+    return next((key for key in ("tags", "resource_tags") if key in parameters), None)
 
 
-def test_every_taggable_aws_resource_carries_the_contract_tags(small):
-    tagged_types = {r.type for r in small.resources if r.type.startswith("aws:") and "tags" in r.inputs}
-    for resource in small.resources:
-        if resource.type.startswith("aws:") and resource.custom and \
-                (resource.type in tagged_types or resource.type in taggable_types()):
-            tags = resource.inputs.get("tags") or resource.inputs.get("resourceTags") or {}
-            if isinstance(tags, list):   # ECR creation templates take a list of key/value pairs
-                tags = {t["key"]: t["value"] for t in tags}
+def test_which_types_take_tags_is_read_from_the_sdk_classes():
+    assert tag_input("aws:ec2/vpc:Vpc") == "tags"
+    assert tag_input("aws:elasticache/serverlessCache:ServerlessCache") == "tags"
+    assert tag_input("aws:lambda/function:Function") == "tags"     # module `lambda_`, token `lambda`
+    assert tag_input("aws:ecr/repositoryCreationTemplate:RepositoryCreationTemplate") == "resource_tags"
+    assert tag_input("aws:iam/rolePolicy:RolePolicy") is None
+    assert tag_input("aws:kms/alias:Alias") is None
+
+
+@pytest.mark.parametrize("stack", ["small", "staging", "prod"])   # staging: caches, queues, workers
+def test_every_taggable_aws_resource_carries_the_contract_tags(small, stack):
+    plan = small if stack == "small" else shipped_plan(stack)
+    expected = "test" if stack == "small" else stack
+    checked = set()
+    for resource in plan.resources:
+        key = resource.type.startswith("aws:") and resource.custom and tag_input(resource.type)
+        if key:
+            tags = resource.inputs.get("resourceTags" if key == "resource_tags" else "tags") or {}
             assert {"mcp-estate:stack", "mcp-estate:environment", "mcp-estate:owner"} <= set(tags), resource.urn
-            assert tags["mcp-estate:stack"] == "test"
+            assert tags["mcp-estate:stack"] == expected
+            checked.add(resource.type)
+    assert {"aws:ec2/vpc:Vpc", "aws:ecs/service:Service"} <= checked
 
 
 def test_reordering_every_list_in_the_spec_changes_nothing(small):

@@ -21,9 +21,11 @@ from mcp_estate.contract.surface_rules import (
     edge_ratelimits,
     edge_rule,
     edge_rules,
+    edge_surface,
     greater_than_pattern,
     origin_rules,
     origin_server_rules,
+    surface_servers,
     wcu,
 )
 from mcp_estate.contract.validate import parse_spec
@@ -134,6 +136,26 @@ def test_a_server_without_allowlist_gets_no_tool_condition():
     rule = edge_rule(HOST, SurfaceServer("open", "/open/mcp", Surface()), "pro")
     assert "mcp-name" not in rule["expression"]
     assert not blocked(rule, call(tool="anything", path="/open/mcp"))
+
+
+@pytest.mark.parametrize("plan, advanced, refs", [
+    ("business", False, []),
+    ("enterprise", False, ["mcp_ip_booking_search_trips"]),
+    ("enterprise", True, ["mcp_ip_booking", "mcp_ip_booking_search_trips", "mcp_traveller_booking",
+                          "mcp_traveller_booking_search_trips"]),
+])
+def test_one_edge_surface_per_spec_takes_the_plans_allowances_and_its_advanced_add_on(plan, advanced, refs):
+    # What the Edge is given, the spec checks measure and the pack config expects: one call.
+    raw = copy.deepcopy(VALID)
+    raw["domain"]["cloudflare_plan"] = plan
+    raw["edge"] = {**raw.get("edge", {}), "advanced_rate_limiting": advanced}
+    server(raw)["surface"] = {"tools": ["get_booking", "search_trips"], "tool_limits": {
+        "search_trips": {"per_traveller_per_minute": 30, "per_ip_per_minute": 60}}}
+    spec = parse_spec(raw)
+    rules, ratelimits = edge_surface(spec)
+    assert rules == edge_rules(HOST, surface_servers(spec), plan) and rules
+    assert [r["ref"] for r in ratelimits if "booking" in r["ref"]] == refs
+    assert all(r["ratelimit"]["period"] == 60 and r["ratelimit"]["mitigation_timeout"] == 600 for r in ratelimits)
 
 
 def test_rate_limits_per_plan():

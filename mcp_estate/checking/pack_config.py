@@ -17,13 +17,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mcp_estate.contract.cloudflare_plan import ALLOWANCES
 from mcp_estate.contract.geography import AWS_REGIONS
 from mcp_estate.contract.resource_server import resource_server
 from mcp_estate.contract.rollout import in_region_of
 from mcp_estate.contract.spec import EstateSpec
-from mcp_estate.contract.surface_rules import edge_ratelimits, edge_rules, origin_rules
-from mcp_estate.contract.validate import origin_travellers, surface_servers
+from mcp_estate.contract.surface_rules import edge_surface, origin_rules, surface_servers
+from mcp_estate.contract.validate import origin_travellers
 
 RESIDENCY_POLICY = "strict-residency-stays-in-its-group"
 EDGE_POLICY = "cloudflare-edge-protections-enforced"
@@ -77,19 +76,16 @@ def _token_parameters(spec: EstateSpec) -> dict[str, dict[str, Any]]:
 
 def _surface_parameters(spec: EstateSpec) -> dict[str, Any]:
     """The edge rules the spec's surfaces generate, from the generator the Edge is given them by
-    (components/estate.py `_surface_edge`, same arguments): the policy compares the zone's rules with
+    (`edge_surface`, as components/estate.py `_surface_edge`): the policy compares the zone's rules with
     these expressions and never derives one itself."""
-    plan, servers = spec.domain.cloudflare_plan, surface_servers(spec)
-    allowance, advanced = ALLOWANCES[plan], spec.edge.advanced_rate_limiting and plan == "enterprise"
-    limits = edge_ratelimits(spec.domain.hostname, servers, plan, advanced, allowance.ratelimit_period,
-                             allowance.mitigation_timeout)
-    return {"edgeRules": sorted(r["expression"] for r in edge_rules(spec.domain.hostname, servers, plan)),
+    rules, limits = edge_surface(spec)
+    return {"edgeRules": sorted(r["expression"] for r in rules),
             "edgeRatelimits": sorted(({"expression": r["expression"], "ratelimit": _camel(r["ratelimit"])}
                                       for r in limits), key=lambda r: r["expression"]),
             "allowlistPaths": sorted(s.mcp_path for s in spec.servers if s.surface.tools is not None),
             # Priorities and metrics aside: what each origin rule matches, counts and does.
             "originRules": [_deep_camel({k: v for k, v in rule.items() if k not in ("priority", "visibility_config")})
-                            for rule in origin_rules(servers, origin_travellers(spec))]}
+                            for rule in origin_rules(surface_servers(spec), origin_travellers(spec))]}
 
 
 def _deep_camel(value: Any) -> Any:

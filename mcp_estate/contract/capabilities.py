@@ -10,6 +10,16 @@ from pydantic import Field
 
 from .fields import Strict
 
+# What the estate tells the tasks of a server declaring `cache` / `async` (README: Fast answers,
+# later answers; spec.RESERVED_ENV refuses them in a server's `environment`). A worker gets none of
+# the cache's: its role may not connect to the cache (components/async_worker.py).
+CACHE_ENDPOINT_ENV = "MCP_CACHE_ENDPOINT"    # the region's cache endpoint (TLS)
+CACHE_NAME_ENV = "MCP_CACHE_NAME"            # the cache's name, which an IAM auth token names
+CACHE_USER_ENV = "MCP_CACHE_USER"            # the server's cache user (also the user id)
+TASK_QUEUE_ENV = "MCP_TASK_QUEUE_URL"        # the server's task queue in the region
+CACHE_ENV = frozenset({CACHE_ENDPOINT_ENV, CACHE_NAME_ENV, CACHE_USER_ENV})
+CAPABILITY_ENV = CACHE_ENV | {TASK_QUEUE_ENV}
+
 
 class Cache(Strict):
     """This server's share of the region's ElastiCache Serverless (Valkey) cache: the cache's limits

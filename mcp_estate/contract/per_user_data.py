@@ -23,6 +23,8 @@ import hashlib
 TRAVELLER_TAG = "mcp-estate-traveller"
 
 # What the estate tells every task (spec.RESERVED_ENV refuses them in a server's `environment`).
+PORT_ENV = "PORT"                            # the port the server listens on
+STATE_TABLE_ENV = "MCP_STATE_TABLE"          # the residency group's session-state table
 DATA_ROLE_ENV = "MCP_DATA_ROLE_ARN"          # the role to assume, tagged, for state access
 TRAVELLER_TAG_ENV = "MCP_TRAVELLER_TAG"      # the session tag key it must set
 TOKEN_EXCHANGE_ENV = "TOKEN_EXCHANGE_URL"    # the IdP's RFC 8693 token endpoint (servers with backends)

@@ -21,11 +21,11 @@ from mcp_estate.policies.secret_names import secret_like_name
 
 from .auth import Auth, Backend, ServerAuth
 from .aws_limits import AwsQuotas
-from .capabilities import AsyncWork, Cache
+from .capabilities import CAPABILITY_ENV, AsyncWork, Cache
 from .cloudflare_plan import CloudflarePlan
 from .fields import DIGEST_IMAGE, Cidr, Country, DigestImage, EgressCidr, Name, Port, Region, Strict
 from .geography import FARGATE_ZONE_IDS
-from .per_user_data import BACKEND_ENV_PREFIX, ESTATE_ENV
+from .per_user_data import BACKEND_ENV_PREFIX, ESTATE_ENV, PORT_ENV, STATE_TABLE_ENV
 from .rollout import Candidate, InRegion, Rollout
 from .surface import Surface
 
@@ -54,9 +54,7 @@ MAX_ROUTE_PRIORITY = 50000
 _ECR_HOST = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com$")
 _ALL_OF_A_TYPE = re.compile(r"^([\w.-]+[/:])?[*?]+$")   # `*`, `table/*`, `secret:*`
 _ACTION = re.compile(r"^[a-z0-9-]+:[A-Za-z0-9]+$")
-RESERVED_ENV = frozenset({"PORT", "MCP_STATE_TABLE"}) | ESTATE_ENV   # set by the estate on tasks
-# Set by the estate on the tasks of a server declaring `cache` / `async` (README: Fast answers, later answers).
-RESERVED_ENV |= {"MCP_CACHE_ENDPOINT", "MCP_CACHE_NAME", "MCP_CACHE_USER", "MCP_TASK_QUEUE_URL"}
+RESERVED_ENV = frozenset({PORT_ENV, STATE_TABLE_ENV}) | ESTATE_ENV | CAPABILITY_ENV   # set by the estate on tasks
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _ROLE_ARN = re.compile(r"^arn:aws:iam::\d{12}:role/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")

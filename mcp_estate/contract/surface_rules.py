@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable, NamedTuple
 
-from .cloudflare_plan import EXPRESSION_MAX_CHARS
+from .cloudflare_plan import ALLOWANCES, EXPRESSION_MAX_CHARS
 from .mcp_protocol import (
     HEADER_REVISION,
     METHOD_HEADER,
@@ -30,6 +30,9 @@ from .mcp_protocol import (
     legacy,
 )
 from .surface import Limits, Surface
+
+if TYPE_CHECKING:   # the spec's module builds on this one's models, not the other way round
+    from .spec import EstateSpec
 
 AUTH_HEADER = "authorization"
 CLIENT_IP_HEADER = "CF-Connecting-IP"   # the visitor's address as Cloudflare forwards it
@@ -45,6 +48,26 @@ class SurfaceServer:
     name: str
     mcp_path: str
     surface: Surface
+
+
+def surface_servers(spec: EstateSpec) -> list[SurfaceServer]:
+    return [SurfaceServer(s.name, s.mcp_path, s.surface) for s in spec.servers]
+
+
+class EdgeSurface(NamedTuple):
+    rules: list[dict]         # WAF custom rules (Cloudflare `http_request_firewall_custom`)
+    ratelimits: list[dict]    # rate limiting rules (`http_ratelimit`)
+
+
+def edge_surface(spec: EstateSpec) -> EdgeSurface:
+    """The edge's share of each server's MCP surface, as the zone's plan can express it: what the
+    Edge is given (components/estate.py), what the spec checks measure (validate.py) and what the
+    pack config tells the policy to expect (checking/pack_config.py), from one call."""
+    plan, hostname, servers = spec.domain.cloudflare_plan, spec.domain.hostname, surface_servers(spec)
+    allowance, advanced = ALLOWANCES[plan], spec.edge.advanced_rate_limiting and plan == "enterprise"
+    return EdgeSurface(edge_rules(hostname, servers, plan),
+                       edge_ratelimits(hostname, servers, plan, advanced, allowance.ratelimit_period,
+                                       allowance.mitigation_timeout))
 
 
 # -- Cloudflare ---------------------------------------------------------------------------------

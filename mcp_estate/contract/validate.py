@@ -33,10 +33,9 @@ from .spec import CACHE, FARGATE_SIZES, GUARD_PRIORITIES, MAX_STRICT_COUNTRIES, 
 from .surface_rules import (
     BASE_ORIGIN_WCU,
     ORIGIN_MIN_LIMIT,
-    SurfaceServer,
-    edge_ratelimits,
-    edge_rules,
+    edge_surface,
     origin_rules,
+    surface_servers,
     wcu,
 )
 
@@ -368,10 +367,6 @@ def _backends(spec: EstateSpec) -> list[Problem]:
     return problems
 
 
-def surface_servers(spec: EstateSpec) -> list[SurfaceServer]:
-    return [SurfaceServer(s.name, s.mcp_path, s.surface) for s in spec.servers]
-
-
 def origin_travellers(spec: EstateSpec) -> bool:
     """The origin counts per bearer token only where travellers present one."""
     return spec.auth is not None and not spec.auth.disabled
@@ -404,10 +399,7 @@ def _surface_edge(spec: EstateSpec) -> list[Problem]:
     if advanced and plan != "enterprise":
         problems.append(Problem("edge.advanced_rate_limiting", f"Advanced Rate Limiting is an Enterprise "
                                 f"add-on; the zone is on {plan} (domain.cloudflare_plan): remove it"))
-    servers = surface_servers(spec)
-    rules = edge_rules(spec.domain.hostname, servers, plan)
-    ratelimits = edge_ratelimits(spec.domain.hostname, servers, plan, advanced and plan == "enterprise",
-                                 allowance.ratelimit_period, allowance.mitigation_timeout)
+    rules, ratelimits = edge_surface(spec)
     for rule in rules + ratelimits:
         if len(rule["expression"]) > EXPRESSION_MAX_CHARS:
             problems.append(Problem("servers", f"the edge rule {rule['ref']} is {len(rule['expression'])} "

@@ -94,9 +94,9 @@ def _policy_problems(text: Any, key: str, kind: str) -> list[str]:
 # -- SDK shape -------------------------------------------------------------------------------
 
 @cache
-def _args_class(type_token: str) -> type:
-    """`aws:ecs/taskDefinition:TaskDefinition` -> `pulumi_aws.ecs.TaskDefinitionArgs`, through the
-    token -> class registry the SDK itself uses to rehydrate resources."""
+def resource_class(type_token: str) -> type:
+    """`aws:lambda/function:Function` -> `pulumi_aws.lambda_.Function`, through the token -> class
+    registry the SDK itself uses to rehydrate resources (module names differ from the token's)."""
     pkg, mod, cls_name = type_token.split(":")
     provider = type_token.startswith("pulumi:providers:")
     importlib.import_module(f"pulumi_{cls_name if provider else pkg}")   # fills the registry
@@ -106,9 +106,16 @@ def _args_class(type_token: str) -> type:
     else:
         info = rpc.get_resource_module(pkg, mod, "").mod_info
         fqn, cls_name = info["fqn"], info["classes"][type_token]
-    module = sys.modules[getattr(importlib.import_module(fqn), cls_name).__module__]
+    return getattr(importlib.import_module(fqn), cls_name)
+
+
+@cache
+def _args_class(type_token: str) -> type:
+    """`aws:ecs/taskDefinition:TaskDefinition` -> `pulumi_aws.ecs.TaskDefinitionArgs`."""
+    resource = resource_class(type_token)
+    module = sys.modules[resource.__module__]
     # Codegen names it `XInitArgs` when a nested input type already took `XArgs`.
-    return getattr(module, f"{cls_name}InitArgs", None) or getattr(module, f"{cls_name}Args")
+    return getattr(module, f"{resource.__name__}InitArgs", None) or getattr(module, f"{resource.__name__}Args")
 
 
 # What an input accepts, compiled once from the SDK's type hints: a `Scalar`, None (`Any`, an
