@@ -118,6 +118,7 @@ class Estate(pulumi.ComponentResource):
             regions=[EdgeRegion(name=region, group=spec.group_of[region].name,
                                 alb_dns_name=self.fronts[region].alb_dns_name) for region in sorted(spec.regions)],
             groups=list(spec.residency_groups), token_challenges=self.scope.token_settings(),
+            builds_zone=spec.edge.zone == "estate", builds_load_balancer=spec.edge.load_balancer == "estate",
             **self._surface_edge()), opts=child_opts(self, providers=self._cloudflare, **moved("edge", self)))
 
         self.stack_outputs = self._outputs()
@@ -161,6 +162,8 @@ class Estate(pulumi.ComponentResource):
             "secret_arns": {name: secret.arn for name, secret in self.secrets.items()}}
         if self.spec.deploy_stage != "foundation":
             outputs["regions"] = {region: self._region_outputs(region) for region in sorted(self.spec.regions)}
+            if self.edge.delegated:   # what the zone owner's program adds (README: Bring your own zone...)
+                outputs["delegated_edge"] = self.edge.delegated
         return outputs
 
     def _group_outputs(self, group: ResidencyGroup) -> dict[str, object]:
