@@ -23,7 +23,7 @@ from typing import Any
 from pulumi_policy import StackValidationArgs
 
 from .control import Report, Risk, as_list, as_mapping, stack_policy
-from .edge_delegation import CF_POOL, DELEGATION_CONFIG, ZONE, delegated
+from .edge_delegation import CF_POOL, DELEGATION_CONFIG, ZONE, delegated, has_zone_rulesets
 
 CF_RULESET = "cloudflare:index/ruleset:Ruleset"
 WEB_ACL = "aws:wafv2/webAcl:WebAcl"
@@ -108,9 +108,10 @@ def mcp_surface_enforced_at_edge_and_origin(args: StackValidationArgs, report: R
     # A stack without an edge (a foundation stage) has no Cloudflare rules to judge; one whose load balancer
     # or pools lost their rulesets is judged, and every generated rule is missing, unless the spec delegates
     # the zone (pack config `delegatedEdge`): its rules are then the zone owner's to hold, and their absence
-    # here is reported by edge-controls-judged-in-this-stack (advisory). Rules the stack holds are judged.
+    # here is reported by edge-controls-judged-in-this-stack (advisory). A stack holding any zone entry point
+    # is judged in full, as cloudflare-edge-protections-enforced judges it.
     built = any(r.resource_type in (CF_LOAD_BALANCER, CF_POOL) for r in resources)
-    edge = bool(custom) or (built and ZONE not in delegated(config))
+    edge = bool(custom) or (built and (ZONE not in delegated(config) or has_zone_rulesets(resources)))
     if not isinstance(config.get("edgeRules"), Sequence):
         if custom:
             report(MISSING_CONFIG, custom[0][0].urn)

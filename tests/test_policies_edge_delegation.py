@@ -149,6 +149,16 @@ def test_a_delegated_zone_never_hides_rulesets_the_stack_holds(caller_zone):
     assert ADVISORY not in {policy for policy, _ in verdicts}
 
 
+def test_a_delegated_zone_holding_one_entry_point_here_is_judged_in_full(caller_zone):
+    """Only the cache rule kept in this stack: the zone is not wholly the owner's, so the missing WAF and
+    surface rules fail here instead of passing as delegated."""
+    resources = [r.export() for r in shipped_plan("dev").resources if r.type != RULESET
+                 or r.inputs["phase"] == "http_request_cache_settings"]
+    verdicts = found(resources, config_of(caller_zone))
+    assert (SURFACE, "mandatory") in verdicts and (PROTECTIONS, "mandatory") in verdicts
+    assert ADVISORY not in {policy for policy, _ in verdicts}
+
+
 # -- a caller-owned load balancer ------------------------------------------------------------------
 
 def test_a_caller_owned_balancer_plans_pools_and_monitor_but_no_load_balancer(caller_balancer):
