@@ -4,8 +4,13 @@ the monitor and pools but no load balancer, and hands over the pool ids and the 
 
 from __future__ import annotations
 
+import re
+from types import SimpleNamespace
+
+import pulumi
+import pulumi_cloudflare as cloudflare
 import pytest
-from conftest import Plan, run_program
+from conftest import ROOT, Plan, run_program
 from test_edge import ALB, AMERICAS, CF_ACCOUNT, EU, HOST, ZONE, edge_plan, lb
 
 from mcp_estate.components.edge import ZONE_SETTINGS, Edge, EdgeArgs, EdgeRegion
@@ -114,3 +119,34 @@ def test_the_caller_gets_the_steering_and_affinity_the_estate_would_have_used(bu
     assert handed["session_affinity_attributes"]["headers"] == ["Mcp-Session-Id"]
     assert handed["adaptive_routing"] == {"failover_across_pools": False}
     assert set(delegated(caller_balancer)) == {"pool_ids", "last_resort_pool_ids", "load_balancer"}
+
+
+def readme_example() -> str:
+    section = (ROOT / "README.md").read_text().split("### Bring your own zone or load balancer", 1)[1]
+    return re.search(r"```python\n(.+?)\n```", section, re.S)[1]
+
+
+def test_the_readmes_owner_program_rebuilds_the_estates_rules_and_balancer(built):
+    """The README's example, run as the zone owner's program over this edge's delegated outputs: its
+    custom ruleset holds the team's rule then the estate's, and its load balancer is the estate's."""
+    handed = delegated(delegating_plan(zone=False, load_balancer=False))
+    team_rule = {"ref": "team_block_admin", "action": "block", "expression": 'http.request.uri.path eq "/admin"'}
+
+    class Reference:
+        def __init__(self, name: str):
+            assert name == "<org>/mcp-estate/prod"
+
+        def get_output(self, key: str):
+            assert key == "delegated_edge"
+            return pulumi.Output.from_input(handed)
+
+    def program():
+        exec(readme_example(), {"pulumi": SimpleNamespace(StackReference=Reference), "cloudflare": cloudflare,
+                                "ZONE": ZONE, "TEAM_CUSTOM_RULES": [team_rule]})
+    owner = run_program(program)
+    [ruleset] = owner.of_type(RULESET)
+    custom = handed["zone_rules"]["http_request_firewall_custom"]
+    assert ruleset.inputs["rules"] == as_recorded([team_rule, *custom])
+    estate_lb = {k: v for k, v in lb(built).items() if k != "description"}
+    assert {k: v for k, v in lb(owner).items() if k != "zoneId"} == {k: v for k, v in estate_lb.items()
+                                                                     if k != "zoneId"}
