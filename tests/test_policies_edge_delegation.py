@@ -18,7 +18,7 @@ from mcp_estate.checking.check import evaluate, pack_config_for
 from mcp_estate.cli import main
 from mcp_estate.contract.problems import SpecError
 from mcp_estate.contract.validate import parse_spec
-from mcp_estate.offline.plan import Plan, plan_stack
+from mcp_estate.offline.plan import Plan, plan_stack, summary
 
 RULESET = "cloudflare:index/ruleset:Ruleset"
 ZONE_SETTING = "cloudflare:index/zoneSetting:ZoneSetting"
@@ -249,3 +249,11 @@ def test_a_pack_config_naming_another_part_is_refused(tmp_path, capsys):
     config.write_text(json.dumps({ADVISORY: {"delegatedEdge": ["waf"]}}))
     assert main(["check", "--stack", "dev", "--config", str(config)]) == 2
     assert f"'{ADVISORY}'.delegatedEdge[0]: 'waf' is not one of ['zone', 'loadBalancer']" in capsys.readouterr().err
+
+
+def test_the_plan_summary_says_what_the_caller_builds(caller_zone, caller_both):
+    assert ("  built by the caller, not here: the zone's rulesets and settings (stack output delegated_edge)"
+            in summary(planned(caller_zone)).splitlines())
+    assert ("  built by the caller, not here: the zone's rulesets and settings and the load balancer "
+            "(stack output delegated_edge)") in summary(planned(caller_both)).splitlines()
+    assert "built by the caller" not in summary(plan_stack("dev", ROOT / "stacks"))
