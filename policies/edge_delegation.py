@@ -39,8 +39,9 @@ MOVED = {
            "WAF, rate limit), cloudflare-load-balancer-zones-set-tls and cloudflare-zone-tls-strict",
            "delegated_edge.zone_rules and delegated_edge.zone_settings"),
     LOAD_BALANCER: ("the load balancer on the hostname (spec edge.load_balancer: caller)",
-                    "cloudflare-load-balancer-proxied-with-session-affinity, the routing half of "
-                    "strict-residency-stays-in-its-group (the ALBs' residency guard is still judged here) and of "
+                    "cloudflare-load-balancer-proxied-with-session-affinity, cloudflare-pools-monitored (where "
+                    "the unmonitored last-resort pools sit), the routing half of strict-residency-stays-in-its-group "
+                    "(the ALBs' residency guard is still judged here) and of "
                     "every-serving-region-is-routed-protected-and-replicated",
                     "delegated_edge.load_balancer and delegated_edge.pool_ids"),
 }

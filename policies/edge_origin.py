@@ -291,12 +291,16 @@ def _affinity_problem(affinity: Any, attributes: Any) -> str | None:
     "so `estate check` in every pull request is the gate",
     risks=[Risk.AVAILABILITY], severity=Severity.MEDIUM,
     remediation="Set monitor=<cloudflare.LoadBalancerMonitor id> (or monitor_group) on the pool, or use the "
-                "unmonitored pool only as the last pool of a load balancer's countryPools or regionPools lists.")
+                "unmonitored pool only as the last pool of a load balancer's countryPools or regionPools lists.",
+    config=DELEGATION_CONFIG)
 def cloudflare_pools_monitored(args: StackValidationArgs, report: Report) -> None:
     balancers = [r for r in args.resources if r.resource_type == CF_LOAD_BALANCER]
+    # With the load balancer delegated and none here, where an unmonitored (last-resort) pool sits in the
+    # lists is the caller's to get right: edge-controls-judged-in-this-stack names this control among the moved.
+    placed_elsewhere = not balancers and LOAD_BALANCER in delegated(args.get_config())
     for pool in args.resources:
         monitored = lookup(pool.props, "monitor") or lookup(pool.props, "monitorGroup")
-        if pool.resource_type != CF_POOL or monitored:
+        if pool.resource_type != CF_POOL or monitored or placed_elsewhere:
             continue
         pool_id = pool.props.get("id")
         uses = [(lb, where, last) for lb in balancers for where, last in _pool_uses(pool_id, lb.props)]

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pulumi
 import pulumi_cloudflare as cloudflare
 import pytest
-from conftest import ROOT, Plan, run_program
+from conftest import ROOT, Plan, run_program, violations
 from test_edge import ALB, AMERICAS, CF_ACCOUNT, EU, HOST, ZONE, edge_plan, lb
 
 from mcp_estate.components.edge import ZONE_SETTINGS, Edge, EdgeArgs, EdgeRegion
@@ -150,3 +150,17 @@ def test_the_readmes_owner_program_rebuilds_the_estates_rules_and_balancer(built
     estate_lb = {k: v for k, v in lb(built).items() if k != "description"}
     assert {k: v for k, v in lb(owner).items() if k != "zoneId"} == {k: v for k, v in estate_lb.items()
                                                                      if k != "zoneId"}
+
+
+def test_a_strict_groups_unused_last_resort_pool_is_the_callers_to_place():
+    """No load balancer here: the unmonitored last-resort pool's place (last in the strict lists) is judged
+    with the caller's load balancer; without the delegation in the pack config it is an unused,
+    unmonitored pool."""
+    plan = delegating_plan(zone=True, load_balancer=False)
+    policy = "cloudflare-pools-monitored"
+    [unused] = violations(plan, {}, policy)
+    assert unused.urn.endswith("edge-last-resort-eu")
+    assert violations(plan, {policy: {"delegatedEdge": ["loadBalancer"]}}, policy) == []
+    built = delegating_plan(zone=True, load_balancer=True)
+    assert violations(built, {policy: {"delegatedEdge": ["loadBalancer"]}}, policy) == [], \
+        "with the load balancer here, its lists are judged as ever"

@@ -238,7 +238,8 @@ def test_the_pack_config_names_the_delegated_parts_to_each_edge_control(caller_b
     spec = parse_spec(dev_with(zone="caller", load_balancer="caller")["config"]["mcp-estate:estate"])
     generated = pack_config.generated(spec)
     assert {policy for policy, parameters in generated.items() if "delegatedEdge" in parameters} == {
-        SURFACE, PROTECTIONS, "cloudflare-load-balancer-zones-set-tls", ROUTED, ADVISORY}
+        SURFACE, PROTECTIONS, "cloudflare-load-balancer-zones-set-tls", "cloudflare-pools-monitored", ROUTED,
+        ADVISORY}
     assert generated[SURFACE]["delegatedEdge"] == ["zone", "loadBalancer"]
     assert generated[SURFACE]["edgeRules"] == pack_config.generated(parse_spec(
         stack_config("dev")["mcp-estate:estate"]))[SURFACE]["edgeRules"], "the rules are still given"

@@ -38,7 +38,9 @@ CHALLENGE_POLICY = "mcp-paths-answer-401-with-a-challenge"
 SURFACE_POLICY = "mcp-surface-enforced-at-edge-and-origin"
 # The policies told which parts of the edge the caller owns (policies/edge_delegation.py).
 DELEGATION_POLICIES = (SURFACE_POLICY, EDGE_POLICY, "cloudflare-load-balancer-zones-set-tls",
-                       "every-serving-region-is-routed-protected-and-replicated", "edge-controls-judged-in-this-stack")
+                       "cloudflare-pools-monitored",
+                       "every-serving-region-is-routed-protected-and-replicated",
+                       "edge-controls-judged-in-this-stack")
 
 
 def generated(spec: EstateSpec) -> dict[str, dict[str, Any]]:
