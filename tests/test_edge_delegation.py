@@ -11,6 +11,7 @@ import pulumi
 import pulumi_cloudflare as cloudflare
 import pytest
 from conftest import ROOT, Plan, run_program, violations
+from corpus import attack, legitimate
 from test_edge import ALB, AMERICAS, CF_ACCOUNT, EU, HOST, ZONE, edge_plan, lb
 
 from mcp_estate.components.edge import ZONE_SETTINGS, Edge, EdgeArgs, EdgeRegion
@@ -152,15 +153,19 @@ def test_the_readmes_owner_program_rebuilds_the_estates_rules_and_balancer(built
                                                                      if k != "zoneId"}
 
 
-def test_a_strict_groups_unused_last_resort_pool_is_the_callers_to_place():
+MONITORED = "cloudflare-pools-monitored"
+
+
+@legitimate(MONITORED)
+def test_a_strict_groups_unused_last_resort_pool_is_the_callers_to_place(caller_balancer):
     """No load balancer here: the unmonitored last-resort pool's place (last in the strict lists) is judged
-    with the caller's load balancer; without the delegation in the pack config it is an unused,
-    unmonitored pool."""
-    plan = delegating_plan(zone=True, load_balancer=False)
-    policy = "cloudflare-pools-monitored"
-    [unused] = violations(plan, {}, policy)
+    with the caller's load balancer; with the load balancer here, its lists are judged as ever."""
+    delegation = {MONITORED: {"delegatedEdge": ["loadBalancer"]}}
+    assert violations(caller_balancer, delegation, MONITORED) == []
+    assert violations(delegating_plan(zone=True, load_balancer=True), delegation, MONITORED) == []
+
+
+@attack(MONITORED)
+def test_without_the_delegation_the_unused_last_resort_pool_is_an_unmonitored_pool(caller_balancer):
+    [unused] = violations(caller_balancer, {}, MONITORED)
     assert unused.urn.endswith("edge-last-resort-eu")
-    assert violations(plan, {policy: {"delegatedEdge": ["loadBalancer"]}}, policy) == []
-    built = delegating_plan(zone=True, load_balancer=True)
-    assert violations(built, {policy: {"delegatedEdge": ["loadBalancer"]}}, policy) == [], \
-        "with the load balancer here, its lists are judged as ever"

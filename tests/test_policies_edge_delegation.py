@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ROOT, shipped_plan, stack_config
+from corpus import attack, legitimate
 
 from mcp_estate.checking import pack_config
 from mcp_estate.checking.check import evaluate, pack_config_for
@@ -28,6 +29,7 @@ MONITOR = "cloudflare:index/loadBalancerMonitor:LoadBalancerMonitor"
 ADVISORY = "edge-controls-judged-in-this-stack"
 SURFACE, PROTECTIONS = "mcp-surface-enforced-at-edge-and-origin", "cloudflare-edge-protections-enforced"
 ROUTED = "every-serving-region-is-routed-protected-and-replicated"
+ZONE_TLS, MONITORED = "cloudflare-load-balancer-zones-set-tls", "cloudflare-pools-monitored"
 
 
 def dev_with(**edge: str) -> dict:
@@ -120,6 +122,10 @@ def test_the_stack_exports_the_zone_rules_exactly_as_the_estate_writes_them(call
     assert set(handed) == {"zone_rules", "zone_settings"}
 
 
+@attack(ADVISORY)
+@legitimate(SURFACE)
+@legitimate(PROTECTIONS)
+@legitimate(ZONE_TLS)
 def test_a_caller_owned_zone_passes_the_pack_with_one_advisory_finding(caller_zone, capsys):
     assert main(["check", "--stack", "dev", "--stacks-dir", str(caller_zone), "--format", "json"]) == 0
     [finding] = json.loads(capsys.readouterr().out)["violations"]
@@ -135,6 +141,8 @@ def test_without_the_delegation_the_same_stack_fails_the_edge_controls(caller_zo
         policy for policy, level in found(resources, pack_config_for(None, "dev")) if level == "mandatory"}
 
 
+@attack(SURFACE)
+@attack(PROTECTIONS)
 def test_a_delegated_zone_never_hides_rulesets_the_stack_holds(caller_zone):
     """The shipped dev stack (rulesets built) with its surface rule set to log, judged under a zone
     delegation: the rules it holds are judged as ever, and no advisory claims they moved."""
@@ -149,6 +157,8 @@ def test_a_delegated_zone_never_hides_rulesets_the_stack_holds(caller_zone):
     assert ADVISORY not in {policy for policy, _ in verdicts}
 
 
+@attack(SURFACE)
+@attack(PROTECTIONS)
 def test_a_delegated_zone_holding_one_entry_point_here_is_judged_in_full(caller_zone):
     """Only the cache rule kept in this stack: the zone is not wholly the owner's, so the missing WAF and
     surface rules fail here instead of passing as delegated."""
@@ -182,6 +192,9 @@ def test_the_stack_exports_the_pool_ids_and_the_balancer_the_estate_would_build(
     assert set(handed) == {"pool_ids", "last_resort_pool_ids", "load_balancer"}
 
 
+@attack(ADVISORY)
+@legitimate(ROUTED)
+@legitimate(MONITORED)
 def test_a_caller_owned_balancer_passes_the_pack_with_one_advisory_finding(caller_balancer, capsys):
     assert main(["check", "--stack", "dev", "--stacks-dir", str(caller_balancer), "--format", "json"]) == 0
     [finding] = json.loads(capsys.readouterr().out)["violations"]
@@ -195,6 +208,7 @@ def test_without_the_delegation_the_unrouted_pool_fails(caller_balancer):
     assert (ROUTED, "mandatory") in found(resources, pack_config_for(None, "dev"))
 
 
+@attack(PROTECTIONS)
 def test_with_the_balancer_delegated_the_estates_rulesets_and_monitor_are_still_judged(caller_balancer):
     """No load balancer names the zone any more: the zone of the estate's rulesets is judged instead,
     and the pools' monitor is judged whether or not a load balancer uses them."""
@@ -209,6 +223,7 @@ def test_with_the_balancer_delegated_the_estates_rulesets_and_monitor_are_still_
     assert any(m.startswith("Monitor mcp-estate-edge-monitor") and "type 'http'" in m for m in messages), messages
 
 
+@attack(ROUTED)
 def test_a_delegated_balancer_still_needs_a_pool_on_every_serving_region(caller_balancer):
     resources = [r.export() for r in planned(caller_balancer).resources if r.type != POOL]
     messages = [v.message for v in evaluate(resources, config_of(caller_balancer)) if v.policy == ROUTED]
@@ -217,6 +232,7 @@ def test_a_delegated_balancer_still_needs_a_pool_on_every_serving_region(caller_
 
 # -- both ------------------------------------------------------------------------------------------
 
+@attack(ADVISORY)
 def test_with_both_delegated_the_pack_names_both_moves_and_fails_nothing(caller_both, capsys):
     plan = planned(caller_both)
     assert not of_type(plan, RULESET) and not of_type(plan, ZONE_SETTING) and not of_type(plan, LOAD_BALANCER)
@@ -227,9 +243,23 @@ def test_with_both_delegated_the_pack_names_both_moves_and_fails_nothing(caller_
     assert sorted((v["policy"], v["enforcement_level"]) for v in report) == [(ADVISORY, "advisory")] * 2
 
 
-def test_a_foundation_stage_delegates_nothing_yet(caller_both):
+@legitimate(ADVISORY)
+def test_a_stack_without_an_edge_yet_has_nothing_delegated_to_name(caller_both):
     resources = [r.export() for r in planned(caller_both).resources if not r.type.startswith("cloudflare:")]
     assert ADVISORY not in {policy for policy, _ in found(resources, config_of(caller_both))}
+
+
+@legitimate(ADVISORY)
+def test_an_estate_owning_its_edge_gets_no_delegation_note():
+    resources = [r.export() for r in shipped_plan("dev").resources]
+    assert ADVISORY not in {policy for policy, _ in found(resources, config_of(ROOT / "stacks"))}
+
+
+@legitimate(ADVISORY)
+def test_a_delegated_zone_whose_rules_this_stack_holds_gets_no_delegation_note(caller_zone):
+    """A program composing the estate with the zone's rules in the same stack: nothing moved."""
+    resources = [r.export() for r in shipped_plan("dev").resources]
+    assert found(resources, config_of(caller_zone)) == []
 
 
 # -- the pack config ---------------------------------------------------------------------------------
