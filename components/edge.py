@@ -27,7 +27,10 @@ Creates (Cloudflare, the default provider; nothing in AWS):
 A zone hosts ONE estate: rulesets are zone phase entrypoints (Cloudflare allows one per zone and
 phase; a second estate on the zone would replace this one's rules) and zone settings are
 zone-wide. If the zone already has an entrypoint for one of these phases (made in the
-dashboard, say), import it before the first `pulumi up`.
+dashboard, say), import it before the first `pulumi up`. A zone another program owns is left to it
+(`builds_zone=False`, spec `edge.zone: caller`): no ruleset and no setting is built, and `delegated`
+holds the rules by phase and the settings for the owner to add; likewise `builds_load_balancer=False`
+(`edge.load_balancer: caller`) builds the monitor and pools but hands over the load balancer's arguments.
 
 Strict residency without load-balancing rules: geo steering uses a country's pools in failover
 order and sends the country to the load balancer's single fallback pool (outside every strict
