@@ -27,7 +27,10 @@ Creates (Cloudflare, the default provider; nothing in AWS):
 A zone hosts ONE estate: rulesets are zone phase entrypoints (Cloudflare allows one per zone and
 phase; a second estate on the zone would replace this one's rules) and zone settings are
 zone-wide. If the zone already has an entrypoint for one of these phases (made in the
-dashboard, say), import it before the first `pulumi up`.
+dashboard, say), import it before the first `pulumi up`. A zone another program owns is left to it
+(`builds_zone=False`, spec `edge.zone: caller`): no ruleset and no setting is built, and `delegated`
+holds the rules by phase and the settings for the owner to add; likewise `builds_load_balancer=False`
+(`edge.load_balancer: caller`) builds the monitor and pools but hands over the load balancer's arguments.
 
 Strict residency without load-balancing rules: geo steering uses a country's pools in failover
 order and sends the country to the load balancer's single fallback pool (outside every strict
@@ -89,6 +92,10 @@ class EdgeArgs:
     # Each server's MCP surface (mcp_estate/contract/surface_rules.py), after the estate-wide rules.
     surface_rules: list[dict] = field(default_factory=list)
     surface_ratelimits: list[dict] = field(default_factory=list)
+    # Spec `edge.zone` and `edge.load_balancer`: what the caller owns is not built here but handed over
+    # as data (`Edge.delegated`), for the caller's program to add to its own rulesets, settings and balancer.
+    builds_zone: bool = True
+    builds_load_balancer: bool = True
 
 
 @dataclass(frozen=True)
@@ -241,6 +248,18 @@ def _managed_rules(plan: PlanAllowance) -> list[dict]:
              "action_parameters": {"id": MANAGED_RULESETS[ref]}} for ref in plan.managed_rulesets]
 
 
+def zone_rules(args: EdgeArgs, plan: PlanAllowance) -> dict[str, tuple[str, list[dict]]]:
+    """Role -> (phase, rules) of the zone's entry points, as plain data (the `Ruleset`s' `rules`)."""
+    rules = {"firewall": ("http_request_firewall_custom", _firewall_rules(args) + args.surface_rules),
+             "ratelimit": ("http_ratelimit", _ratelimit_rules(args, plan) + args.surface_ratelimits),
+             "managed": ("http_request_firewall_managed", _managed_rules(plan)),
+             "cache": ("http_request_cache_settings", _cache_rules(args))}
+    if args.token_challenges:
+        rules["challenge"] = ("http_response_headers_transform",
+                              edge_challenge_rules(args.hostname, args.token_challenges))
+    return rules
+
+
 class Edge(pulumi.ComponentResource):
     def __init__(self, name: str, args: EdgeArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mcp-estate:edge:Edge", name, None, opts)
@@ -253,24 +272,40 @@ class Edge(pulumi.ComponentResource):
         self.pool_ids: dict[str, pulumi.Output[str]] = {region: p.id for region, p in self.pools.items()}
         self.last_resort_pools = {group: self._last_resort_pool(name, args, group, regions)
                                   for group, regions in routing.strict.items()}
-        self.load_balancer = self._load_balancer(name, args, routing)
-        self.load_balancer_id: pulumi.Output[str] = self.load_balancer.id
+        balancer = self._load_balancer_settings(args, routing)
+        if args.builds_load_balancer:
+            self.load_balancer = cloudflare.LoadBalancer(f"{name}-lb", **balancer, opts=child_opts(self))
+            self.load_balancer_id: pulumi.Output[str] = self.load_balancer.id
 
-        self.rulesets = {role: self._ruleset(name, role, args, phase, rules) for role, phase, rules in (
-            ("firewall", "http_request_firewall_custom", _firewall_rules(args) + args.surface_rules),
-            ("ratelimit", "http_ratelimit", _ratelimit_rules(args, plan) + args.surface_ratelimits),
-            ("managed", "http_request_firewall_managed", _managed_rules(plan)),
-            ("cache", "http_request_cache_settings", _cache_rules(args)))}
-        if args.token_challenges:
-            self.rulesets["challenge"] = self._ruleset(name, "challenge", args, "http_response_headers_transform",
-                                                       edge_challenge_rules(args.hostname, args.token_challenges))
-        self.zone_settings = {
-            setting: cloudflare.ZoneSetting(f"{name}-{setting}", zone_id=args.zone_id, setting_id=setting,
-                                            value=value, opts=child_opts(self))
-            for setting, value in ZONE_SETTINGS.items()}
+        rules = zone_rules(args, plan)
+        if args.builds_zone:
+            self.rulesets = {role: self._ruleset(name, role, args, phase, role_rules)
+                             for role, (phase, role_rules) in rules.items()}
+            self.zone_settings = {
+                setting: cloudflare.ZoneSetting(f"{name}-{setting}", zone_id=args.zone_id, setting_id=setting,
+                                                value=value, opts=child_opts(self))
+                for setting, value in ZONE_SETTINGS.items()}
 
-        self.register_outputs({"load_balancer_id": self.load_balancer_id, "pool_ids": self.pool_ids,
-                               "monitor_id": self.monitor.id})
+        self.delegated = self._delegated(args, rules, balancer)
+        outputs = {"load_balancer_id": self.load_balancer_id} if args.builds_load_balancer else {}
+        outputs |= {"pool_ids": self.pool_ids, "monitor_id": self.monitor.id}
+        if self.delegated:
+            outputs["delegated"] = self.delegated
+        self.register_outputs(outputs)
+
+    def _delegated(self, args: EdgeArgs, rules: dict[str, tuple[str, list[dict]]],
+                   balancer: dict) -> dict[str, object]:
+        """What the caller builds instead of the estate, as the estate would have built it: the zone's
+        rules by phase and its settings; the pool ids and the load balancer's arguments (ids as outputs)."""
+        delegated: dict[str, object] = {}
+        if not args.builds_zone:
+            delegated["zone_rules"] = {phase: role_rules for phase, role_rules in rules.values()}
+            delegated["zone_settings"] = dict(ZONE_SETTINGS)
+        if not args.builds_load_balancer:
+            delegated["pool_ids"] = self.pool_ids
+            delegated["last_resort_pool_ids"] = {group: pool.id for group, pool in self.last_resort_pools.items()}
+            delegated["load_balancer"] = balancer
+        return delegated
 
     def _monitor(self, name: str, args: EdgeArgs) -> cloudflare.LoadBalancerMonitor:
         return cloudflare.LoadBalancerMonitor(
@@ -301,12 +336,13 @@ class Edge(pulumi.ComponentResource):
             origins=[_origin(args, by_name[region]) for region in regions], minimum_origins=1,
             opts=child_opts(self))
 
-    def _load_balancer(self, name: str, args: EdgeArgs, routing: Routing) -> cloudflare.LoadBalancer:
+    def _load_balancer_settings(self, args: EdgeArgs, routing: Routing) -> dict[str, object]:
+        """The load balancer's arguments (pool ids as outputs): built here, or handed to the caller."""
         def ids(regions: list[str]) -> list[pulumi.Output[str]]:
             return [self.pool_ids[r] for r in regions]
 
-        return cloudflare.LoadBalancer(
-            f"{name}-lb", zone_id=args.zone_id, name=args.hostname, proxied=True,
+        return dict(
+            zone_id=args.zone_id, name=args.hostname, proxied=True,
             description=f"{args.name_prefix}: MCP servers by residency group and geography",
             steering_policy="geo",
             default_pools=ids(routing.default), fallback_pool=self.pool_ids[routing.fallback],
@@ -323,8 +359,7 @@ class Edge(pulumi.ComponentResource):
             # Zero-downtime failover across pools follows "the failover order of traffic steering";
             # whether that order can end at the fallback pool is undocumented: with a strict group,
             # retry within a pool only, so a strict country's request never leaves its list.
-            adaptive_routing={"failover_across_pools": not routing.last_resort},
-            opts=child_opts(self))
+            adaptive_routing={"failover_across_pools": not routing.last_resort})
 
     def _region_last_resort(self, code: str, routing: Routing) -> list[pulumi.Output[str]]:
         group = routing.region_last_resort.get(code)

@@ -84,6 +84,7 @@ class Estate(pulumi.ComponentResource):
         self._name, self._cloudflare = name, {"cloudflare": cloudflare_provider} if cloudflare_provider else {}
         self._given, self._built = dict(providers or {}), {}
         self.region_refs: dict[str, RegionRef] = {}
+        self.edge: Edge | None = None   # built by the whole estate and by the edge part
         _check_arguments(name, spec, providers, networks, part)
 
         kind = part.kind if part else None
@@ -154,6 +155,7 @@ class Estate(pulumi.ComponentResource):
                                 alb_dns_name=self.region_refs[region].alb_dns_name)
                      for region in sorted(spec.regions)],
             groups=list(spec.residency_groups), token_challenges=self.scope.token_settings(),
+            builds_zone=spec.edge.zone == "estate", builds_load_balancer=spec.edge.load_balancer == "estate",
             **self._surface_edge()), opts=child_opts(self, providers=self._cloudflare, **moved("edge", self)))
 
     def _surface_edge(self) -> dict[str, list[dict]]:
@@ -171,6 +173,8 @@ class Estate(pulumi.ComponentResource):
             "repository_urls": self.wide_ref.repository_urls, "secret_arns": self.wide_ref.secret_arns}
         if self.region_refs:   # none before the foundation stage is done, none in the estate-wide part
             outputs["regions"] = {region: self._region_outputs(region) for region in sorted(self.region_refs)}
+        if self.edge is not None and self.edge.delegated:   # for the zone owner (README: Bring your own zone)
+            outputs["delegated_edge"] = self.edge.delegated
         return outputs
 
     def _group_outputs(self, group: ResidencyGroup) -> dict[str, object]:

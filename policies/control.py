@@ -64,13 +64,15 @@ EVERY_TYPE = frozenset({"*"})
 
 def _declare(kind: type, name: str, description: str, risks: Iterable[Risk], severity: Severity,
              remediation: str, config: dict[str, dict] | None,
-             applies_to: frozenset[str] = frozenset()) -> Callable:
-    """A decorator registering `fn(args, report)` as a mandatory policy of `kind` mitigating `risks`."""
+             applies_to: frozenset[str] = frozenset(),
+             level: EnforcementLevel = EnforcementLevel.MANDATORY) -> Callable:
+    """A decorator registering `fn(args, report)` as a policy of `kind` (mandatory unless `level` says
+    otherwise) mitigating `risks`."""
     def register(fn: Callable) -> Callable:
         risk_tuple = tuple(risks)
         CONTROLS.append(Control(kind(
             name=name, description=description, validate=_only(applies_to, fn),
-            enforcement_level=EnforcementLevel.MANDATORY, severity=severity,
+            enforcement_level=level, severity=severity,
             tags=[r.value for r in risk_tuple], remediation_steps=remediation or None,
             config_schema=_schema(config)),
             risk_tuple, fn.__module__, applies_to))
@@ -105,9 +107,12 @@ def resource_policy(name: str, description: str, *, risks: Iterable[Risk], appli
 
 
 def stack_policy(name: str, description: str, *, risks: Iterable[Risk], severity: Severity = Severity.HIGH,
-                 remediation: str = "", config: dict[str, dict] | None = None) -> Callable:
-    """Declare `fn(args: StackValidationArgs, report)` as a mandatory stack policy."""
-    return _declare(StackValidationPolicy, name, description, risks, severity, remediation, config)
+                 remediation: str = "", config: dict[str, dict] | None = None,
+                 advisory: bool = False) -> Callable:
+    """Declare `fn(args: StackValidationArgs, report)` as a mandatory stack policy; `advisory` for one
+    whose findings inform review and never fail a preview (the pack config may still raise its level)."""
+    level = EnforcementLevel.ADVISORY if advisory else EnforcementLevel.MANDATORY
+    return _declare(StackValidationPolicy, name, description, risks, severity, remediation, config, level=level)
 
 
 def _schema(properties: dict[str, dict] | None) -> PolicyConfigSchema | None:

@@ -25,6 +25,7 @@ from .control import (
     resource_policy,
     stack_policy,
 )
+from .edge_delegation import DELEGATION_CONFIG, LOAD_BALANCER, ZONE, delegated
 
 LOAD_BALANCERS = ("aws:lb/loadBalancer:LoadBalancer", "aws:alb/loadBalancer:LoadBalancer")
 LISTENERS = ("aws:lb/listener:Listener", "aws:alb/listener:Listener")
@@ -290,12 +291,16 @@ def _affinity_problem(affinity: Any, attributes: Any) -> str | None:
     "so `estate check` in every pull request is the gate",
     risks=[Risk.AVAILABILITY], severity=Severity.MEDIUM,
     remediation="Set monitor=<cloudflare.LoadBalancerMonitor id> (or monitor_group) on the pool, or use the "
-                "unmonitored pool only as the last pool of a load balancer's countryPools or regionPools lists.")
+                "unmonitored pool only as the last pool of a load balancer's countryPools or regionPools lists.",
+    config=DELEGATION_CONFIG)
 def cloudflare_pools_monitored(args: StackValidationArgs, report: Report) -> None:
     balancers = [r for r in args.resources if r.resource_type == CF_LOAD_BALANCER]
+    # With the load balancer delegated and none here, where an unmonitored (last-resort) pool sits in the
+    # lists is the caller's to get right: edge-controls-judged-in-this-stack names this control among the moved.
+    placed_elsewhere = not balancers and LOAD_BALANCER in delegated(args.get_config())
     for pool in args.resources:
         monitored = lookup(pool.props, "monitor") or lookup(pool.props, "monitorGroup")
-        if pool.resource_type != CF_POOL or monitored:
+        if pool.resource_type != CF_POOL or monitored or placed_elsewhere:
             continue
         pool_id = pool.props.get("id")
         uses = [(lb, where, last) for lb in balancers for where, last in _pool_uses(pool_id, lb.props)]
@@ -368,14 +373,19 @@ def cloudflare_zone_tls_strict(args: ResourceValidationArgs, report: Report) -> 
     risks=[Risk.TOOL_INJECTION, Risk.DATA_LOSS], severity=Severity.MEDIUM,
     remediation="Add cloudflare.ZoneSetting(setting_id='ssl', value='strict'), "
                 "cloudflare.ZoneSetting(setting_id='min_tls_version', value='1.2') and "
-                "cloudflare.ZoneSetting(setting_id='always_use_https', value='on') on the load balancer's zone.")
+                "cloudflare.ZoneSetting(setting_id='always_use_https', value='on') on the load balancer's zone.",
+    config=DELEGATION_CONFIG)
 def cloudflare_load_balancer_zones_set_tls(args: StackValidationArgs, report: Report) -> None:
     settings = {(r.props.get("zoneId"), r.props.get("settingId")) for r in args.resources
                 if r.resource_type == CF_ZONE_SETTING}
+    # A zone the spec delegates (pack config `delegatedEdge`) is set by its owner's stack, unless this one sets it.
+    owners_zone = ZONE in delegated(args.get_config())
     for lb in args.resources:
         if lb.resource_type != CF_LOAD_BALANCER:
             continue
         zone = lb.props.get("zoneId")
+        if owners_zone and not any(z == zone for z, _ in settings):
+            continue
         for setting, value in (("ssl", "strict"), ("min_tls_version", "1.2"), ("always_use_https", "on")):
             if (zone, setting) not in settings:
                 report(f"Cloudflare load balancer {lb.name}'s zone {zone} has no {setting} setting in this stack "
@@ -423,22 +433,37 @@ EDGE_CONFIG = {
     remediation="Keep the Edge's rulesets as built (components/edge.py): enabled rules with action 'block', "
                 "no 'log' or 'skip' rules, no overrides that disable managed rules (or list the override in "
                 "acceptedManagedOverrides with its reason), and an https monitor on the health path.",
-    config=EDGE_CONFIG)
+    config={**EDGE_CONFIG, **DELEGATION_CONFIG})
 def cloudflare_edge_protections_enforced(args: StackValidationArgs, report: Report) -> None:
-    balancers = [r for r in args.resources if r.resource_type == CF_LOAD_BALANCER]
-    if not balancers:
+    resources, config = list(args.resources), args.get_config()
+    zones = _edge_zones(resources, delegated(config))
+    pools = [r for r in resources if r.resource_type == CF_POOL]
+    if not zones and not pools:
         return
-    config = args.get_config()
     if not config.get("hostname") or config.get("cloudflarePlan") not in PLAN_MANAGED_RULESETS:
         report("The pack config gives no hostname and cloudflarePlan for cloudflare-edge-protections-enforced, so "
                "the edge's protections cannot be judged: pass the config `estate pack-config --stack <stack> "
-               "--write` generates (policies/config/<environment>.json)", balancers[0].urn)
+               "--write` generates (policies/config/<environment>.json)", [*zones.values(), *pools][0].urn)
         return
-    for lb in balancers:
-        rulesets = [r for r in args.resources if r.resource_type == CF_RULESET
-                    and r.props.get("zoneId") == lb.props.get("zoneId")]
-        _rules_enforce(rulesets, config, lb, report)
-    _monitors_speak_https(args.resources, config, report)
+    for zone, subject in zones.items():
+        rulesets = [r for r in resources if r.resource_type == CF_RULESET and r.props.get("zoneId") == zone]
+        # A delegated zone holding none of the estate's entry points here is its owner's to judge
+        # (edge-controls-judged-in-this-stack says so); one holding any is judged in full.
+        if ZONE in delegated(config) and not any(r.props.get("kind") == "zone" for r in rulesets):
+            continue
+        _rules_enforce(rulesets, config, subject, report)
+    _monitors_speak_https(resources, config, report)
+
+
+def _edge_zones(resources: list, parts: frozenset[str]) -> dict[Any, Any]:
+    """Zone id -> the resource its findings are reported on: the zones of the stack's load balancers; with
+    the load balancer delegated, also the zones of its zone entry-point rulesets (nothing else names them)."""
+    zones = {lb.props.get("zoneId"): lb for lb in resources if lb.resource_type == CF_LOAD_BALANCER}
+    if LOAD_BALANCER in parts:
+        for ruleset in resources:
+            if ruleset.resource_type == CF_RULESET and ruleset.props.get("kind") == "zone":
+                zones.setdefault(ruleset.props.get("zoneId"), ruleset)
+    return zones
 
 
 def _phase_rules(rulesets: list, phase: str) -> list[tuple[Any, Mapping]]:
@@ -459,7 +484,10 @@ def _covers_host(rule: Mapping, hostname: str) -> bool:
 
 
 def _rules_enforce(rulesets: list, config: Mapping, lb: Any, report: Report) -> None:
-    hostname, where = config["hostname"], f"the zone of Cloudflare load balancer {lb.name}"
+    """`lb`: the zone's load balancer, or (the load balancer delegated) one of its rulesets."""
+    hostname = config["hostname"]
+    where = (f"the zone of Cloudflare load balancer {lb.name}" if lb.resource_type == CF_LOAD_BALANCER
+             else f"zone {lb.props.get('zoneId')} (the load balancer is the caller's)")
     for phase in (FIREWALL_PHASE, RATELIMIT_PHASE, MANAGED_PHASE):
         for ruleset, rule in _phase_rules(rulesets, phase):
             if rule.get("action") == "log":

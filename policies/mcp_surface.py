@@ -23,6 +23,7 @@ from typing import Any
 from pulumi_policy import StackValidationArgs
 
 from .control import Report, Risk, as_list, as_mapping, stack_policy
+from .edge_delegation import CF_POOL, DELEGATION_CONFIG, ZONE, delegated, has_zone_rulesets
 
 CF_RULESET = "cloudflare:index/ruleset:Ruleset"
 WEB_ACL = "aws:wafv2/webAcl:WebAcl"
@@ -74,6 +75,7 @@ SURFACE_CONFIG = {
     "originRules": {"type": "array", "items": {"type": "object", "required": ["name", "action", "statement"]},
                     "description": "The AWS WAF rules the spec's surfaces generate for every web ACL "
                                    "(name, action, statement; priorities and metrics aside)"},
+    **DELEGATION_CONFIG,
 }
 MISSING_ORIGIN_CONFIG = ("The pack config gives no originRules for mcp-surface-enforced-at-edge-and-origin, so "
                          "whether the web ACL's MCP rules are the ones the spec generates cannot be judged: pass "
@@ -104,8 +106,12 @@ def mcp_surface_enforced_at_edge_and_origin(args: StackValidationArgs, report: R
     acls = [r for r in resources if r.resource_type == WEB_ACL]
     custom = _zone_rules(resources, "http_request_firewall_custom")
     # A stack without an edge (a foundation stage) has no Cloudflare rules to judge; one whose load balancer
-    # lost its rulesets is judged, and every generated rule is missing.
-    edge = bool(custom) or any(r.resource_type == CF_LOAD_BALANCER for r in resources)
+    # or pools lost their rulesets is judged, and every generated rule is missing, unless the spec delegates
+    # the zone (pack config `delegatedEdge`): its rules are then the zone owner's to hold, and their absence
+    # here is reported by edge-controls-judged-in-this-stack (advisory). A stack holding any zone entry point
+    # is judged in full, as cloudflare-edge-protections-enforced judges it.
+    built = any(r.resource_type in (CF_LOAD_BALANCER, CF_POOL) for r in resources)
+    edge = bool(custom) or (built and (ZONE not in delegated(config) or has_zone_rulesets(resources)))
     if not isinstance(config.get("edgeRules"), Sequence):
         if custom:
             report(MISSING_CONFIG, custom[0][0].urn)

@@ -36,6 +36,7 @@ from typing import Any, Iterable
 from pulumi_policy import PolicyResource, Severity, StackValidationArgs
 
 from .control import Report, Risk, as_list, as_mapping, lookup, stack_policy, tag
+from .edge_delegation import DELEGATION_CONFIG, LOAD_BALANCER, delegated
 
 SERVICE = "aws:ecs/service:Service"
 LOAD_BALANCERS = ("aws:lb/loadBalancer:LoadBalancer", "aws:alb/loadBalancer:LoadBalancer")
@@ -202,9 +203,13 @@ def condition_fields(condition: Any) -> set[str]:
     "the gate",
     risks=[Risk.AVAILABILITY, Risk.PROMPT_INJECTION, Risk.DATA_LOSS], severity=Severity.HIGH,
     remediation="Give the region a RegionCompute front (ALB + WAF), a pool in the Edge whose origin is the ALB's "
-                "DNS name, and a replica of the group's table in the region (StateStore regions).")
+                "DNS name, and a replica of the group's table in the region (StateStore regions).",
+    config=DELEGATION_CONFIG)
 def every_serving_region_is_routed_protected_and_replicated(args: StackValidationArgs, report: Report) -> None:
     estate = Topology(args.resources)
+    # A load balancer the spec delegates (pack config `delegatedEdge`) routes from the caller's stack: when
+    # this stack holds none, its pools are judged but not their use (edge-controls-judged-in-this-stack says so).
+    routed_elsewhere = LOAD_BALANCER in delegated(args.get_config()) and not estate.of_type(CF_LOAD_BALANCER)
     serving: dict[str, list[PolicyResource]] = defaultdict(list)
     for service in estate.of_type(SERVICE):
         if tag(service.props, "region"):
@@ -212,12 +217,13 @@ def every_serving_region_is_routed_protected_and_replicated(args: StackValidatio
     for region, services in sorted(serving.items()):
         servers = ", ".join(sorted({tag(s.props, "server") or s.name for s in services}))
         where = f"Region {region} (running {servers})"
-        _front_problems(estate, region, where, services[0].urn, report)
+        _front_problems(estate, region, where, services[0].urn, report, routed_elsewhere)
         for group in sorted({tag(s.props, "residency-group") or "" for s in services}):
             _state_problem(estate, group, region, where, services[0].urn, report)
 
 
-def _front_problems(estate: Topology, region: str, where: str, urn: str, report: Report) -> None:
+def _front_problems(estate: Topology, region: str, where: str, urn: str, report: Report,
+                    routed_elsewhere: bool) -> None:
     albs = [a for a in estate.albs.get(region, []) if a.props.get("internal") is not True
             and a.props.get("loadBalancerType") in (None, "application")]
     if not albs:
@@ -236,6 +242,8 @@ def _front_problems(estate: Topology, region: str, where: str, urn: str, report:
     if not pools:
         report(f"{where} has no enabled Cloudflare pool whose origin is its ALB ({', '.join(sorted(addresses))}): "
                "add one to the Edge", urn)
+        return
+    if routed_elsewhere:
         return
     routed = {i for lb in estate.of_type(CF_LOAD_BALANCER) for i in
               pools_of(lb.props) + [i for rule in enabled_rules(lb.props) for i in pools_of(rule.get("overrides"))]}

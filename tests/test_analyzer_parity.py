@@ -102,7 +102,8 @@ def test_every_attack_of_the_corpus_gets_the_same_verdicts_from_both_runners(con
 
 
 # Stack policies reading only what a first preview knows: zone ids written in the spec, and tags.
-READ_AT_PREVIEW = {"cloudflare-load-balancer-zones-set-tls", "regions-survive-the-loss-of-any-one"}
+READ_AT_PREVIEW = {"cloudflare-load-balancer-zones-set-tls", "regions-survive-the-loss-of-any-one",
+                   "edge-controls-judged-in-this-stack"}
 GATE = "so `estate check` in every pull request is the gate"
 
 

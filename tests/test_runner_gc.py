@@ -82,3 +82,24 @@ def test_cycles_made_by_the_program_are_still_collected_while_it_runs(default_co
 
     plan(program)
     assert collected == {"cycle": True}
+
+
+def test_a_failed_program_leaves_nothing_to_the_next_one_in_the_process():
+    """Its registrations in flight and its failed Outputs are dropped, not carried into the next run
+    (where they registered as duplicate URNs and re-raised its error)."""
+    import pulumi
+
+    from mcp_estate.offline.runner import run_offline
+
+    def failing() -> None:
+        broken = pulumi.Output.from_input("x").apply(lambda _: (_ for _ in ()).throw(ValueError("planted")))
+        for n in range(20):
+            pulumi.CustomResource("aws:sns/topic:Topic", f"topic-{n}", {"name": broken})
+
+    def fine() -> None:
+        pulumi.CustomResource("aws:sns/topic:Topic", "topic-0", {"name": "t"})
+
+    with pytest.raises(Exception, match="planted"):
+        run_offline(failing, stack="dev", config={}, account_id="111122223333")
+    names = [r.name for r in run_offline(fine, stack="dev", config={}, account_id="111122223333")]
+    assert names == ["mcp-estate-dev", "topic-0"]

@@ -35,6 +35,11 @@ ECS_ELB_POLICY = "AmazonECSInfrastructureRolePolicyForLoadBalancers"
 TOKENS_POLICY = "mcp-routes-validate-tokens"
 CHALLENGE_POLICY = "mcp-paths-answer-401-with-a-challenge"
 SURFACE_POLICY = "mcp-surface-enforced-at-edge-and-origin"
+# The policies told which parts of the edge the caller owns (policies/edge_delegation.py).
+DELEGATION_POLICIES = (SURFACE_POLICY, EDGE_POLICY, "cloudflare-load-balancer-zones-set-tls",
+                       "cloudflare-pools-monitored",
+                       "every-serving-region-is-routed-protected-and-replicated",
+                       "edge-controls-judged-in-this-stack")
 
 
 def generated(spec: EstateSpec) -> dict[str, dict[str, Any]]:
@@ -56,7 +61,16 @@ def generated(spec: EstateSpec) -> dict[str, dict[str, Any]]:
                   **_token_parameters(spec)}
     if staged:
         parameters[MANAGED_POLICY] = {"allowedManagedPolicies": [ECS_ELB_POLICY]}
+    if delegated := _delegated_edge(spec):   # only then: a stack owning its whole edge keeps its config as it was
+        for policy in DELEGATION_POLICIES:
+            parameters[policy] = {**parameters.get(policy, {}), "delegatedEdge": delegated}
     return parameters
+
+
+def _delegated_edge(spec: EstateSpec) -> list[str]:
+    """The parts of the edge the spec leaves to the caller, as the pack config names them."""
+    return [part for part, owner in (("zone", spec.edge.zone), ("loadBalancer", spec.edge.load_balancer))
+            if owner == "caller"]
 
 
 def _token_parameters(spec: EstateSpec) -> dict[str, dict[str, Any]]:

@@ -279,6 +279,16 @@ class Edge(Strict):
     origin_rate_limit_per_5_minutes: int = Field(3000, ge=100, description="AWS WAF, per client IP")
     advanced_rate_limiting: bool = Field(False, description="The zone has Cloudflare's Advanced Rate Limiting "
                                                             "(Enterprise add-on): per-token and per-tool counters")
+    zone: Literal["estate", "caller"] = Field(
+        "estate", description="Who configures the zone itself: its phase entry-point rulesets (custom and managed "
+                              "WAF, rate limits, cache and header rules) and its TLS and geolocation settings, "
+                              "which are zone-wide, one owner each. `caller`: the estate builds none of them and "
+                              "exports them (stack output `delegated_edge`) for the zone owner's program to add "
+                              "(README: Bring your own zone or load balancer)")
+    load_balancer: Literal["estate", "caller"] = Field(
+        "estate", description="Who owns the Cloudflare load balancer on the hostname. `caller`: the estate builds "
+                              "the monitor and pools (its origins) but no load balancer, and exports the pool ids "
+                              "and the steering and session affinity it would have used (`delegated_edge`)")
 
 
 class Alerts(Strict):

@@ -135,6 +135,13 @@ def _layout_lines(plan: Plan, custom: list[Registered]) -> list[str]:
             *(f"  {stack:<24} {count[stack]} resources" for stack in stacks)]
 
 
+def _delegated_edge_lines(spec: EstateSpec) -> list[str]:
+    """What the spec leaves to the zone owner's program: a reader must not look for it in this plan."""
+    parts = [what for owner, what in ((spec.edge.zone, "the zone's rulesets and settings"),
+                                      (spec.edge.load_balancer, "the load balancer")) if owner == "caller"]
+    return [f"  built by the caller, not here: {' and '.join(parts)} (stack output delegated_edge)"] if parts else []
+
+
 def summary(plan: Plan) -> str:
     spec, custom = plan.spec, plan.custom_resources()
     lines = [f"stack {plan.stack} ({spec.environment}), owner {spec.owner}, AWS account "
@@ -160,6 +167,7 @@ def summary(plan: Plan) -> str:
     origins = {r.inputs["tags"]["mcp-estate:region"]: r.outputs.get("dnsName") for r in custom
                if r.type == "aws:lb/loadBalancer:LoadBalancer"}
     lines += ["", "origins (mock DNS names):"] + [f"  {n}: {d}" for n, d in sorted(origins.items())]
+    lines += _delegated_edge_lines(spec)
     if spec.deploy_stage == "foundation":
         lines += ["  none yet: deploy_stage is foundation (keys, registry, secrets only); "
                   "remove it for the rest"]

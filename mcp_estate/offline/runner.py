@@ -8,6 +8,7 @@ and mock outputs, in the shape `pulumi stack export` uses.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import gc
 import hashlib
@@ -203,7 +204,11 @@ def run_offline(program: Callable[[], None], *, stack: str, config: dict[str, An
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()})
     with _collecting_less():
-        _sync_await(run_pulumi_func(lambda: _with_stack_outputs(program)))
+        try:
+            _sync_await(run_pulumi_func(lambda: _with_stack_outputs(program)))
+        except BaseException:
+            _abandon_pending_work()
+            raise
     if duplicates := monitor.duplicate_urns():   # the engine refuses these before any provider sees them
         raise DuplicateUrnError("\n".join(duplicates))
     registered = monitor.registrations()
@@ -211,6 +216,23 @@ def run_offline(program: Callable[[], None], *, stack: str, config: dict[str, An
     if problems:   # registrations race through the SDK's threads: order by resource, each as found
         raise FidelityError("\n".join(sorted(problems, key=lambda p: p.split(": ", 1)[0])))
     return in_dependency_order(registered)
+
+
+def _abandon_pending_work() -> None:
+    """A program that failed leaves registrations and applies in flight on the event loop: cancel them,
+    or they would run in the next program's run and register there (seen as duplicate URNs), and the
+    SDK's record of them, or the next program would end with this one's error."""
+    loop = asyncio.get_event_loop()
+    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in pending:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    with settings.SETTINGS.lock:   # the SDK keeps a failed Output's task to re-raise at the next program's end
+        for task in settings.SETTINGS.outputs:   # their errors are this program's, already raised
+            if task.done() and not task.cancelled():
+                task.exception()
+        settings.SETTINGS.outputs.clear()
+    settings._get_rpc_manager().clear()
 
 
 @contextmanager
