@@ -13,7 +13,9 @@ table (the README's "Speed" section).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -32,7 +34,7 @@ from mcp_estate.contract.validate import parse_spec  # noqa: E402
 from mcp_estate.offline.fidelity import inspect_resource  # noqa: E402
 from mcp_estate.offline.limits import estate_limit_problems  # noqa: E402
 from mcp_estate.offline.parallel import plan_in_parallel  # noqa: E402
-from mcp_estate.offline.runner import Registered, run_offline  # noqa: E402
+from mcp_estate.offline.runner import Registered, _collecting_less, run_offline  # noqa: E402
 
 
 class _Timed:
@@ -70,8 +72,9 @@ class _Plain(pulumi_mocks.Mocks):
         return {}
 
 
-def floor(resources: list[Registered]) -> float:
-    """The same registrations through the SDK alone (providers left out: the SDK builds its defaults)."""
+def floor(resources: list[Registered], collector=contextlib.nullcontext()) -> float:
+    """The same registrations through the SDK alone (providers left out: the SDK builds its defaults),
+    with CPython's default garbage collector, or with `collector` (the settings `run_offline` plans with)."""
     def program() -> None:
         made: dict[str, pulumi.Resource] = {}
         for r in resources:
@@ -84,7 +87,8 @@ def floor(resources: list[Registered]) -> float:
     pulumi.runtime.settings.ROOT.set(None)
     pulumi.runtime.set_mocks(_Plain(), project="floor", stack="bench", preview=False)
     started = time.perf_counter()
-    _sync_await(run_pulumi_func(program))
+    with collector:
+        _sync_await(run_pulumi_func(program))
     return time.perf_counter() - started
 
 
@@ -105,15 +109,20 @@ def main() -> None:
     raw = large_spec(options.servers)
     resources, phases = ours(raw)
     sdk = floor(resources)
+    sdk_tuned = floor(resources, _collecting_less())
     parallel = in_parallel(raw, options.jobs)
+    own, workers = (resource.getrusage(who).ru_maxrss / 1024
+                    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     custom = sum(r.custom for r in resources)
     print(f"{custom} resources, {len(resources) - custom} components\n")
     print("| phase | seconds |\n|---|---|")
     for phase, seconds in phases.items():
         print(f"| {phase} | {seconds:.1f} |")
     print(f"| SDK floor (same registrations, plain mocks) | {sdk:.1f} |")
+    print(f"| SDK floor with the collector settings the estate plans with | {sdk_tuned:.1f} |")
     print(f"| ours, regions in {options.jobs} processes (same plan) | {parallel:.1f} |")
     print(f"\nours / floor: {phases['total'] / sdk:.2f}; in parallel: {parallel / sdk:.2f}")
+    print(f"peak memory: this process {own:.0f} MiB, the largest region process {workers:.0f} MiB")
 
 
 if __name__ == "__main__":
