@@ -675,3 +675,17 @@ def test_an_unreadable_expression_is_reported_not_passed():
 
 def test_phases_without_a_field_table_are_not_checked():
     assert inspect_resource(RULESET, "l4", ruleset("ddos_l4", "tcp.dstport eq 22")) == []
+
+
+def test_preparing_the_estates_types_compiles_every_shape_a_plan_inspects():
+    """What the region workers are forked with (offline/worker_preload.py): a plan then compiles nothing."""
+    from conftest import shipped_plan
+
+    from mcp_estate.offline import fidelity, worker_preload
+
+    fidelity.prepare(worker_preload.TYPES)
+    compiled = fidelity._fields.cache_info().currsize
+    for resource in shipped_plan("staging").resources + shipped_plan("prod").resources:
+        if resource.custom:
+            fidelity.inspect_resource(resource.type, resource.name, resource.inputs)
+    assert fidelity._fields.cache_info().currsize == compiled

@@ -21,7 +21,9 @@ ALLOWED = {
     "mcp_estate.components": {"mcp_estate.contract"},
     "mcp_estate.policies": {"mcp_estate.policies.iam_actions",   # published alone: nothing outside policies/
                             "mcp_estate.policies.secret_names"},
-    "mcp_estate.offline": {"mcp_estate.contract", "mcp_estate.components", "mcp_estate.policies.iam_actions"},
+    # resource_inventory: the types the estate creates, whose shapes the region workers compile ahead.
+    "mcp_estate.offline": {"mcp_estate.contract", "mcp_estate.components", "mcp_estate.policies.iam_actions",
+                           "mcp_estate.policies.resource_inventory"},
     "mcp_estate.checking": {"mcp_estate.contract", "mcp_estate.policies"},
     "mcp_estate.operations": {"mcp_estate.contract"},
     "mcp_estate.cli": {"mcp_estate"},

@@ -26,7 +26,7 @@ import typing
 from collections import abc
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, Iterable
 
 import botocore.model
 import botocore.session
@@ -84,6 +84,27 @@ def inspect_resource(type_token: str, name: str, inputs: dict) -> list[str]:
     if type_token in EXPRESSION_INPUTS:
         problems += EXPRESSION_INPUTS[type_token](inputs)
     return problems + resource_limit_problems(type_token, inputs, name)
+
+
+def prepare(type_tokens: Iterable[str]) -> None:
+    """Compile the input shapes of these types now instead of at their first resource: a worker
+    forked from a process that did this inspects from its first region at full speed."""
+    seen: set[type] = set()
+    pending = [_args_class(token) for token in type_tokens]
+    while pending:
+        args_cls = pending.pop()
+        if args_cls not in seen:
+            seen.add(args_cls)
+            pending += [nested for shape in _fields(args_cls)[0].values() for nested in _args_classes_in(shape)]
+
+
+def _args_classes_in(shape: Shape) -> list[type]:
+    if isinstance(shape, type):
+        return [shape]
+    if isinstance(shape, tuple):
+        members = shape[1] if shape[0] == "union" else (shape[1],)
+        return [nested for member in members for nested in _args_classes_in(member)]
+    return []
 
 
 def _policy_problems(text: Any, key: str, kind: str) -> list[str]:

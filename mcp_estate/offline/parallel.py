@@ -9,17 +9,18 @@ compares the two). Only the root stack and the `Estate` component are registered
 last part's (the edge's, which holds the stack's outputs) is kept. Any other URN registered by two
 parts is a collision, refused as the engine would refuse it.
 
-Workers are started with `spawn`: a process that has run a Pulumi program has gRPC and event-loop
-threads, and forking such a process is unsafe.
+Workers are forked from a `forkserver` that has only imported the estate's modules: a process that has
+run a Pulumi program has gRPC and event-loop threads, and forking such a process is unsafe.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pulumi
 from pulumi.resource import DependencyProviderResource, DependencyResource
@@ -40,6 +41,7 @@ from .runner import (
 
 ESTATE = "mcp-estate:index:Estate"
 AWS_PROVIDER = "pulumi:providers:aws"
+WORKER_PRELOAD = "mcp_estate.offline.worker_preload"
 
 
 @dataclass(frozen=True)
@@ -67,12 +69,13 @@ def plan_in_parallel(spec: EstateSpec, *, stack: str, config: dict[str, Any], jo
     from mcp_estate.components.estate import Part
 
     run, report = _Run(spec, stack, config, inspect), progress or (lambda _resource: None)
-    wide_plan, wide = _plan_part(run, Part("estate-wide"), None, {}, {})
-    providers, provider_regions = _aws_providers(wide_plan)
-    parts, fronts = [_reported(wide_plan, report)], {}
-    for region, (region_plan, fronts[region]) in _by_region(
-            jobs, spec, _plan_part, lambda region: (run, Part("region", region), wide, providers, provider_regions)):
-        parts.append(_reported(region_plan, report))
+    with _workers(jobs) as pool:
+        wide_plan, wide = _plan_part(run, Part("estate-wide"), None, {}, {})
+        providers, provider_regions = _aws_providers(wide_plan)
+        parts, fronts = [_reported(wide_plan, report)], {}
+        arguments = lambda region: (run, Part("region", region), wide, providers, provider_regions)  # noqa: E731
+        for region, (region_plan, fronts[region]) in _by_region(pool(), spec, _plan_part, arguments):
+            parts.append(_reported(region_plan, report))
     edge_plan, _ = _plan_part(run, Part("edge"), wide, providers, provider_regions, fronts)
     return _checked(merged([*parts, _reported(edge_plan, report)]), inspect_all)
 
@@ -87,13 +90,14 @@ def plan_stack_per_region(spec: EstateSpec, *, stack: str, config: dict[str, Any
     from mcp_estate.components.stack_layout import EDGE
 
     run, report = _Run(spec, stack, config, inspect), progress or (lambda _resource: None)
-    estate_plan = _reported(_plan_layout_stack(run, stack, {}), report)
-    outputs = {stack: _stack_outputs(estate_plan)}
-    plans = [estate_plan]
-    for region, region_plan in _by_region(jobs, spec, _plan_layout_stack,
-                                          lambda region: (run, f"{stack}.{region}", outputs)):
-        plans.append(_reported(region_plan, report))
-        outputs[f"{stack}.{region}"] = _stack_outputs(region_plan)
+    with _workers(jobs) as pool:
+        estate_plan = _reported(_plan_layout_stack(run, stack, {}), report)
+        outputs = {stack: _stack_outputs(estate_plan)}
+        plans = [estate_plan]
+        for region, region_plan in _by_region(pool(), spec, _plan_layout_stack,
+                                              lambda region: (run, f"{stack}.{region}", outputs)):
+            plans.append(_reported(region_plan, report))
+            outputs[f"{stack}.{region}"] = _stack_outputs(region_plan)
     plans.append(_reported(_plan_layout_stack(run, f"{stack}.{EDGE}", outputs), report))
     return _checked(in_dependency_order([r for plan in plans for r in plan]), inspect_all)
 
@@ -111,16 +115,41 @@ def _stack_outputs(registered: list[Registered]) -> dict:
     return next(r.outputs for r in registered if r.type == ROOT_STACK)
 
 
-def _by_region(jobs: int, spec: EstateSpec, plan: Callable, arguments: Callable[[str], tuple]):
-    """(region, `plan(*arguments(region))`) for every region of `spec`, in region order, computed in
-    `jobs` worker processes (in this one for a single job)."""
-    regions = sorted(spec.regions)
+@contextmanager
+def _workers(jobs: int) -> Iterator[Callable[[], ProcessPoolExecutor | None]]:
+    """The pool of `jobs` worker processes (none for one job), as a call that waits until it is ready.
+    It starts in a thread while this process plans the estate-wide part. Workers are forked from a
+    server process that has imported the estate's modules and run nothing (offline/worker_preload.py:
+    no gRPC or event-loop threads to fork), instead of each importing them again."""
     if jobs <= 1:
+        yield lambda: None
+        return
+    with ThreadPoolExecutor(max_workers=1) as starter:
+        starting = starter.submit(_started_pool, jobs)
+        try:
+            yield starting.result
+        finally:
+            starting.result().shutdown()
+
+
+def _started_pool(jobs: int) -> ProcessPoolExecutor:
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([WORKER_PRELOAD])
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context)
+    for started in [pool.submit(int) for _ in range(jobs)]:
+        started.result()
+    return pool
+
+
+def _by_region(pool: ProcessPoolExecutor | None, spec: EstateSpec, plan: Callable, arguments: Callable[[str], tuple]):
+    """(region, `plan(*arguments(region))`) for every region of `spec`, in region order, computed by
+    `pool`'s workers (in this process without one)."""
+    regions = sorted(spec.regions)
+    if pool is None:
         yield from ((region, plan(*arguments(region))) for region in regions)
         return
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pending = [(region, pool.submit(plan, *arguments(region))) for region in regions]
-        yield from ((region, future.result()) for region, future in pending)
+    pending = [(region, pool.submit(plan, *arguments(region))) for region in regions]
+    yield from ((region, future.result()) for region, future in pending)
 
 
 def _checked(registered: list[Registered], inspect_all: Callable[[list[Registered]], list[str]] | None
