@@ -111,8 +111,7 @@ def main() -> None:
     sdk = floor(resources)
     sdk_tuned = floor(resources, _collecting_less())
     parallel = in_parallel(raw, options.jobs)
-    own, workers = (resource.getrusage(who).ru_maxrss / 1024
-                    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # region processes: the forkserver's children
     custom = sum(r.custom for r in resources)
     print(f"{custom} resources, {len(resources) - custom} components\n")
     print("| phase | seconds |\n|---|---|")
@@ -122,7 +121,7 @@ def main() -> None:
     print(f"| SDK floor with the collector settings the estate plans with | {sdk_tuned:.1f} |")
     print(f"| ours, regions in {options.jobs} processes (same plan) | {parallel:.1f} |")
     print(f"\nours / floor: {phases['total'] / sdk:.2f}; in parallel: {parallel / sdk:.2f}")
-    print(f"peak memory: this process {own:.0f} MiB, the largest region process {workers:.0f} MiB")
+    print(f"peak memory of this process: {own:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from .parallel import plan_in_parallel, plan_stack_per_region
 from .runner import Registered, run_offline
 
 # Services (a server in a region) from which planning in parallel pays (tests/bench_plan.py --jobs).
-PARALLEL_FROM_SERVICES = 40
+PARALLEL_FROM_SERVICES = 200
 
 
 @dataclass
