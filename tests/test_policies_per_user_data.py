@@ -1,0 +1,28 @@
+"""What a statement grants on a state table, as the per-user-data controls read it
+(policies/per_user_data.py): exact sets of item actions, for the forms a hand-written policy takes."""
+
+from __future__ import annotations
+
+from mcp_estate.policies.per_user_data import SCOPED, UNKEYED, state_grant, unscoped_reason
+
+TABLE = "mcp-estate-test-eu-state"
+TABLE_ARN = f"arn:aws:dynamodb:eu-west-1:111122223333:table/{TABLE}"
+UNKEYED_PATTERNS = ["dynamodb:Scan", "dynamodb:PartiQL*", "dynamodb:ExportTableToPointInTime",
+                    "dynamodb:GetRecords"]
+
+
+def test_not_action_grants_every_item_action_it_does_not_list():
+    # NotAction in an Allow grants all it leaves out: listing the unkeyed actions leaves the keyed ones.
+    statement = {"Effect": "Allow", "NotAction": UNKEYED_PATTERNS, "Resource": TABLE_ARN}
+    assert state_grant(statement, {TABLE}) == SCOPED
+    assert state_grant({**statement, "NotAction": "DynamoDB:*"}, {TABLE}) == set()
+    assert state_grant({**statement, "NotAction": "s3:*"}, {TABLE}) == SCOPED | UNKEYED
+
+
+def test_not_action_leaving_unkeyed_actions_is_named_with_them():
+    statement = {"Effect": "Allow", "NotAction": ["dynamodb:*Item", "dynamodb:Query", "dynamodb:PartiQL*",
+                                                  "dynamodb:ExportTableToPointInTime"], "Resource": TABLE_ARN}
+    assert state_grant(statement, {TABLE}) == {"dynamodb:scan", "dynamodb:getrecords"}
+    assert unscoped_reason(statement, {TABLE}) == (
+        "grants dynamodb:getrecords, dynamodb:scan, which name no partition key: a LeadingKeys condition does "
+        "not limit them (ForAllValues is true without the key)")
