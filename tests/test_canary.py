@@ -104,7 +104,7 @@ def test_the_canary_connects_only_to_its_vpc_and_to_cloudflare_on_443(plan):
         f"{NAME}-to-cloudflare-103-21-244-0-22": (group, "103.21.244.0/22", 443, 443)}
     assert plan.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")[0].inputs == {
         "securityGroupId": ALB_SG, "ipProtocol": "tcp", "fromPort": 443, "toPort": 443,
-        "referencedSecurityGroupId": group, "description": "the region's MCP canary", "tags": TAGS}
+        "referencedSecurityGroupId": group, "description": "the MCP canary of the region", "tags": TAGS}
 
 
 def test_aws_apis_are_reached_through_interface_endpoints_in_the_private_subnets(plan):
