@@ -26,3 +26,11 @@ def test_not_action_leaving_unkeyed_actions_is_named_with_them():
     assert unscoped_reason(statement, {TABLE}) == (
         "grants dynamodb:getrecords, dynamodb:scan, which name no partition key: a LeadingKeys condition does "
         "not limit them (ForAllValues is true without the key)")
+
+
+def test_a_grant_on_one_of_the_tables_indexes_its_stream_or_an_export_reaches_the_table():
+    query = {"Effect": "Allow", "Action": "dynamodb:Query"}
+    for below in ("index/by-traveller", "stream/2026-01-01T00:00:00.000", "export/01234567890123-abcdef12"):
+        assert state_grant({**query, "Resource": f"{TABLE_ARN}/{below}"}, {TABLE}) == {"dynamodb:query"}, below
+    # Another table whose name starts with the state table's is not the state table.
+    assert state_grant({**query, "Resource": f"{TABLE_ARN}-archive/index/by-traveller"}, {TABLE}) == set()
