@@ -3,6 +3,11 @@
 
 from __future__ import annotations
 
+import json
+
+import pulumi_aws as aws
+from test_per_user_data import AUTH_ON, ECS_TRUST, UNSCOPED, estate_part, found, grant
+
 from mcp_estate.policies.per_user_data import SCOPED, UNKEYED, state_grant, unscoped_reason
 
 TABLE = "mcp-estate-test-eu-state"
@@ -34,3 +39,12 @@ def test_a_grant_on_one_of_the_tables_indexes_its_stream_or_an_export_reaches_th
         assert state_grant({**query, "Resource": f"{TABLE_ARN}/{below}"}, {TABLE}) == {"dynamodb:query"}, below
     # Another table whose name starts with the state table's is not the state table.
     assert state_grant({**query, "Resource": f"{TABLE_ARN}-archive/index/by-traveller"}, {TABLE}) == set()
+
+
+def test_a_roles_own_inline_policy_counts_like_its_other_policies():
+    def reporting(task):
+        aws.iam.Role("reporting", name="reporting", assume_role_policy=ECS_TRUST, inline_policies=[
+            {"name": "state", "policy": json.dumps({"Version": "2012-10-17", "Statement": [grant(resource=["*"])]})}])
+    assert found(estate_part(extra=reporting), UNSCOPED, AUTH_ON) == [
+        "role reporting: inline policy state grants item actions without ForAllValues:StringEquals on "
+        "dynamodb:LeadingKeys bound to ${aws:PrincipalTag/<tag>}"]
