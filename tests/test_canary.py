@@ -7,7 +7,7 @@ import hashlib
 import pulumi
 import pulumi_aws as aws
 import pytest
-from conftest import ACCOUNT, ROOT, Plan, policy, violations
+from conftest import ACCOUNT, ROOT, Plan, policy, shipped_plan, violations
 
 from mcp_estate.components.canary import Canary, CanaryArgs, probe_alarm_name, rate
 from mcp_estate.contract.spec import Monitoring
@@ -226,3 +226,14 @@ def test_a_fresh_deploy_does_not_alert_that_the_canary_is_silent(plan):
     assert all(a["treatMissingData"] == "notBreaching" and "insufficientDataActions" not in a for a in others)
     errors = plan.named(f"{NAME}-canary-errors").inputs
     assert (errors["metricName"], errors["threshold"]) == ("Errors", 1)
+
+
+def test_with_credentials_the_canary_reaches_each_token_endpoint_range_on_443_and_says_why():
+    plan = shipped_plan("prod")   # monitoring.probe_token_cidrs: [203.0.113.0/24]
+    group = plan.named("mcp-estate-us-east-1-canary-sg")
+    rules = {r.name: r.inputs for r in plan.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
+             if r.name.startswith("mcp-estate-us-east-1-canary-to-token-")}
+    assert rules == {"mcp-estate-us-east-1-canary-to-token-203-0-113-0-24": {
+        "securityGroupId": group.id, "ipProtocol": "tcp", "fromPort": 443, "toPort": 443,
+        "cidrIpv4": "203.0.113.0/24", "description": "the IdP token endpoint (bearer tokens of the canary)",
+        "tags": group.inputs["tags"]}}
