@@ -204,13 +204,13 @@ class Canary(pulumi.ComponentResource):
 
         egress("vpc", "ALB nodes and AWS APIs via interface endpoints", args.vpc_cidr)
         for cidr in args.credentials.token_cidrs if args.credentials else ():
-            egress(f"token-{cidr_slug(cidr)}", "the IdP's token endpoint (the canary's bearer tokens)", cidr)
+            egress(f"token-{cidr_slug(cidr)}", "the IdP token endpoint (bearer tokens of the canary)", cidr)
         for cidr in args.cloudflare_ipv4_cidrs:
             egress(f"cloudflare-{cidr_slug(cidr)}", "the estate hostname, via Cloudflare", cidr)
         aws.vpc.SecurityGroupIngressRule(
             f"{prefix}-alb-from-canary", security_group_id=args.alb_security_group_id, ip_protocol="tcp",
             from_port=HTTPS, to_port=HTTPS, referenced_security_group_id=group.id,
-            description="the region's MCP canary", tags=args.tags, opts=child_opts(self))
+            description="the MCP canary of the region", tags=args.tags, opts=child_opts(self))
         for service in ENDPOINTS:
             aws.ec2.VpcEndpoint(
                 f"{prefix}-endpoint-{service}", vpc_id=args.vpc_id,

@@ -107,7 +107,7 @@ def backend_egress(server: Server, token_exchange_cidrs: list[str]) -> list[Egre
     if not server.backends:
         return []
     wanted = [(b.cidr, f"Backend {b.name} ({b.url})") for b in sorted(server.backends, key=lambda b: b.name)]
-    wanted += [(cidr, "The IdP's token endpoint (token exchange)") for cidr in sorted(token_exchange_cidrs)]
+    wanted += [(cidr, "The IdP token endpoint (token exchange)") for cidr in sorted(token_exchange_cidrs)]
     seen = {(e.cidr, e.port) for e in server.egress}
     extra = []
     for cidr, description in wanted:

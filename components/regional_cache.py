@@ -105,4 +105,4 @@ class RegionalCache(pulumi.ComponentResource):
                 aws.vpc.SecurityGroupEgressRule(
                     f"{name}-{user.server}-to-cache-{port}", security_group_id=user.task_security_group_id,
                     ip_protocol="tcp", from_port=port, to_port=port, referenced_security_group_id=group.id,
-                    description="Valkey to the region's cache", tags=self._tags, opts=child_opts(self))
+                    description="Valkey to the cache of the region", tags=self._tags, opts=child_opts(self))

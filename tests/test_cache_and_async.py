@@ -395,3 +395,15 @@ def test_edge_never_caches_mcp_paths(both):
     assert rule["action"] == "set_cache_settings" and rule["actionParameters"] == {"cache": False}
     for path in ("/booking/mcp", "/loyalty/mcp"):
         assert f'"{path}"' in rule["expression"] and f'"{path}/"' in rule["expression"]
+
+
+def test_each_worker_alarm_says_what_happened_and_which_ones_roll_a_deployment_back(both):
+    # The descriptions are what the on-call engineer reads in the alert email.
+    where = "MCP server booking's tasks in eu-west-1"
+    descriptions = {key: both.named(f"mcp-estate-eu-west-1-booking-async-{key}-alarm").inputs["alarmDescription"]
+                    for key in ("oldest-task", "dead-letters", "new-dead-letters", "worker-errors")}
+    assert descriptions == {
+        "oldest-task": f"{where}: a task has waited more than 15 minutes",
+        "dead-letters": f"{where}: a task failed 5 times (dead-letter queue)",
+        "new-dead-letters": f"{where}: a task was just dead-lettered (rolls a worker deployment back)",
+        "worker-errors": f"{where}: more than 5 failed tasks per minute (rolls a worker deployment back)"}

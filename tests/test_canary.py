@@ -7,7 +7,7 @@ import hashlib
 import pulumi
 import pulumi_aws as aws
 import pytest
-from conftest import ACCOUNT, ROOT, Plan, policy, violations
+from conftest import ACCOUNT, ROOT, Plan, policy, shipped_plan, violations
 
 from mcp_estate.components.canary import Canary, CanaryArgs, probe_alarm_name, rate
 from mcp_estate.contract.spec import Monitoring
@@ -104,7 +104,7 @@ def test_the_canary_connects_only_to_its_vpc_and_to_cloudflare_on_443(plan):
         f"{NAME}-to-cloudflare-103-21-244-0-22": (group, "103.21.244.0/22", 443, 443)}
     assert plan.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")[0].inputs == {
         "securityGroupId": ALB_SG, "ipProtocol": "tcp", "fromPort": 443, "toPort": 443,
-        "referencedSecurityGroupId": group, "description": "the region's MCP canary", "tags": TAGS}
+        "referencedSecurityGroupId": group, "description": "the MCP canary of the region", "tags": TAGS}
 
 
 def test_aws_apis_are_reached_through_interface_endpoints_in_the_private_subnets(plan):
@@ -226,3 +226,14 @@ def test_a_fresh_deploy_does_not_alert_that_the_canary_is_silent(plan):
     assert all(a["treatMissingData"] == "notBreaching" and "insufficientDataActions" not in a for a in others)
     errors = plan.named(f"{NAME}-canary-errors").inputs
     assert (errors["metricName"], errors["threshold"]) == ("Errors", 1)
+
+
+def test_with_credentials_the_canary_reaches_each_token_endpoint_range_on_443_and_says_why():
+    plan = shipped_plan("prod")   # monitoring.probe_token_cidrs: [203.0.113.0/24]
+    group = plan.named("mcp-estate-us-east-1-canary-sg")
+    rules = {r.name: r.inputs for r in plan.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
+             if r.name.startswith("mcp-estate-us-east-1-canary-to-token-")}
+    assert rules == {"mcp-estate-us-east-1-canary-to-token-203-0-113-0-24": {
+        "securityGroupId": group.id, "ipProtocol": "tcp", "fromPort": 443, "toPort": 443,
+        "cidrIpv4": "203.0.113.0/24", "description": "the IdP token endpoint (bearer tokens of the canary)",
+        "tags": group.inputs["tags"]}}

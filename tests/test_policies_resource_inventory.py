@@ -88,6 +88,21 @@ def test_every_other_way_in_is_refused():
         "broker", "ci", "ci-key", "nlb", "open-route", "runner", "search", "worker"]
 
 
+def test_each_way_in_is_named_with_what_opens_it_and_the_setting_that_closes_it():
+    assert found(ways_in, WAYS_IN, HOST) == [
+        "broker (Broker) accepts connections from outside its VPC: set publicly_accessible=False",
+        "ci (User) is a long-lived IAM credential: use an IAM role (ECS task role, OIDC for CI) instead",
+        "ci-key (AccessKey) is a long-lived IAM credential: use an IAM role (ECS task role, OIDC for CI) instead",
+        "nlb (LoadBalancer) is an internet-facing network load balancer, where no WAF can sit: make it internal",
+        "open-route (Route) takes requests without authorization (authorization_type NONE): set JWT, AWS_IAM or "
+        "CUSTOM",
+        "runner (Service) is publicly accessible: set "
+        "network_configuration.ingress_configuration.is_publicly_accessible=False",
+        "search (Domain) has a public endpoint (no vpc_options): place it in the estate's private subnets",
+        "worker (WorkersRoute) puts a Worker on mcp.example.travel (pattern '*example.travel/*'), in front of the "
+        "load balancer: remove it"]
+
+
 def safe_neighbours():
     aws.lb.LoadBalancer("internal-nlb", load_balancer_type="network", internal=True, subnets=SUBNETS)
     api = aws.apigatewayv2.Api("http", protocol_type="HTTP")

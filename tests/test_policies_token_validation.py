@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from conftest import ROOT, shipped_plan
+from conftest import shipped_plan
 from corpus import attack, legitimate
-from mcp_estate.checking.check import evaluate
+from mcp_estate.checking.check import CONFIG_DIR, evaluate
 from mcp_estate.checking.pack_config import CHALLENGE_POLICY, TOKENS_POLICY
 
 ROUTE = "mcp-estate-us-east-1-booking-route"
@@ -28,7 +28,8 @@ def export() -> list[dict]:
 
 @pytest.fixture
 def config() -> dict:
-    return json.loads((ROOT / "policies" / "config" / "prod.json").read_text())
+    # The file `estate check` reads (beside the installed policies package), not a path in the checkout.
+    return json.loads((CONFIG_DIR / "prod.json").read_text())
 
 
 def named(export: list[dict], name: str) -> dict:

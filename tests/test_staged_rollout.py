@@ -12,8 +12,8 @@ import pytest
 from conftest import run_program, shipped_plan, violations
 from corpus import attack, legitimate
 
-from components import staged_deployment
 from mcp_estate.checking.pack_config import generated
+from mcp_estate.components import staged_deployment
 from mcp_estate.contract.problems import SpecError
 from mcp_estate.contract.rollout import InRegion
 from mcp_estate.contract.validate import parse_spec
