@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import pulumi
 import pulumi_aws as aws
@@ -106,7 +107,9 @@ def backend_egress(server: Server, token_exchange_cidrs: list[str]) -> list[Egre
     token endpoint, on 443; a destination the server already declares is not repeated (one rule each)."""
     if not server.backends:
         return []
-    wanted = [(b.cidr, f"Backend {b.name} ({b.url})") for b in sorted(server.backends, key=lambda b: b.name)]
+    # The backend's host, not its URL: EC2 refuses `?`, `%`, `~` in a rule's description.
+    wanted = [(b.cidr, f"Backend {b.name} ({urlsplit(b.url).hostname})")
+              for b in sorted(server.backends, key=lambda b: b.name)]
     wanted += [(cidr, "The IdP token endpoint (token exchange)") for cidr in sorted(token_exchange_cidrs)]
     seen = {(e.cidr, e.port) for e in server.egress}
     extra = []

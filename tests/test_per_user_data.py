@@ -133,7 +133,7 @@ def test_backends_and_the_token_endpoint_get_one_egress_rule_each_on_443(with_ba
              and r.inputs["cidrIpv4"] != "10.30.0.0/16"}
     assert {name: (i["cidrIpv4"], i["fromPort"], i["toPort"], i["description"]) for name, i in rules.items()} == {
         "198-51-100-0-24-443": ("198.51.100.0/24", 443, 443, "Partner API (declared by hand)"),
-        "203-0-113-0-24-443": ("203.0.113.0/24", 443, 443, "Backend fares (https://fares.example/)"),
+        "203-0-113-0-24-443": ("203.0.113.0/24", 443, 443, "Backend fares (fares.example)"),
         "192-0-2-0-24-443": ("192.0.2.0/24", 443, 443, "The IdP token endpoint (token exchange)")}
 
 

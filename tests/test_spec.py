@@ -313,7 +313,7 @@ def test_egress_ranges_together_larger_than_a_slash_8_are_rejected():
                                                           {"cidr": "12.0.0.0/9", "description": "b"}]),
                    "servers[booking].egress", "together hold more addresses than a /8")
     raw = copy.deepcopy(VALID)
-    server(raw).update(egress=[{"cidr": "11.0.0.0/8", "description": "one partner's /8"}])
+    server(raw).update(egress=[{"cidr": "11.0.0.0/8", "description": "one partner /8"}])
     assert parse_spec(raw).servers[0].egress[0].cidr == "11.0.0.0/8"
 
 
@@ -506,3 +506,18 @@ def test_the_layout_is_one_stack_unless_the_stack_asks_for_a_stack_per_region():
     with pytest.raises(SpecError) as refused:
         parse_spec({**VALID, "layout": "stack-per-server"})
     assert str(refused.value) == "layout: Input should be 'one-stack' or 'stack-per-region'; got 'stack-per-server'"
+
+
+@pytest.mark.parametrize("description", ["Partner's API", "payments ~ eu", "50% of traffic", "x" * 256, ""])
+def test_an_egress_description_ec2_would_refuse_is_refused_at_plan_time(description):
+    server = {**VALID["servers"][0], "egress": [{"cidr": "203.0.113.0/24", "description": description}]}
+    with pytest.raises(SpecError) as refused:
+        parse_spec({**VALID, "servers": [server, *VALID["servers"][1:]]})
+    assert "cannot describe a security group rule" in str(refused.value)
+    assert "servers[" in str(refused.value) and "].egress[0].description" in str(refused.value)
+
+
+def test_an_egress_description_in_ec2s_alphabet_is_kept():
+    text = "Payments API (eu) #1: https://pay.example.com/v2 [primary] +=&;{}!$*@,"
+    server = {**VALID["servers"][0], "egress": [{"cidr": "203.0.113.0/24", "description": text}]}
+    assert parse_spec({**VALID, "servers": [server, *VALID["servers"][1:]]}).servers[0].egress[0].description == text

@@ -97,6 +97,17 @@ def _tool(value: str) -> str:
     return value
 
 
+# What EC2 takes in a security group rule's description (botocore's ec2 model, `IpRange.Description`).
+_RULE_DESCRIPTION = re.compile(r"[a-zA-Z0-9 ._\-:/()#,@\[\]+=&;{}!$*]{1,255}")
+
+
+def _rule_description(value: str) -> str:
+    if not _RULE_DESCRIPTION.fullmatch(value):
+        raise ValueError(f"'{value}' cannot describe a security group rule: 1-255 of letters, digits, spaces "
+                         "and ._-:/()#,@[]+=&;{}!$* (EC2 refuses others, an apostrophe included)")
+    return value
+
+
 def _digest_image(image: str) -> str:
     if not DIGEST_IMAGE.match(image):
         raise ValueError(f"'{image}' is not pinned by digest: use <repository>@sha256:<64 hex> "
@@ -113,4 +124,5 @@ Port = Annotated[int, Field(ge=1024, le=65535, description="non-root containers 
 HttpsUrl = Annotated[str, AfterValidator(_https_url)]
 Scope = Annotated[str, AfterValidator(_scope)]
 ToolName = Annotated[str, AfterValidator(_tool)]
+RuleDescription = Annotated[str, AfterValidator(_rule_description)]
 DigestImage = Annotated[str, AfterValidator(_digest_image)]

@@ -23,7 +23,7 @@ from .auth import Auth, Backend, ServerAuth
 from .aws_limits import AwsQuotas
 from .capabilities import CAPABILITY_ENV, AsyncWork, Cache
 from .cloudflare_plan import CloudflarePlan
-from .fields import DIGEST_IMAGE, Cidr, Country, DigestImage, EgressCidr, Name, Port, Region, Strict
+from .fields import DIGEST_IMAGE, Cidr, Country, DigestImage, EgressCidr, Name, Port, Region, RuleDescription, Strict
 from .geography import FARGATE_ZONE_IDS
 from .per_user_data import BACKEND_ENV_PREFIX, ESTATE_ENV, PORT_ENV, STATE_TABLE_ENV
 from .rollout import Candidate, InRegion, Rollout
@@ -150,7 +150,7 @@ class Egress(Strict):
     """A destination outside AWS's endpoints that a server must reach (needs a NAT route)."""
     cidr: EgressCidr
     port: int = Field(443, ge=1, le=65535)
-    description: str
+    description: RuleDescription   # becomes the security group rule's description
 
 
 class Alarms(Strict):
