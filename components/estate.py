@@ -91,8 +91,9 @@ class Estate(pulumi.ComponentResource):
         if kind in (None, "estate-wide"):
             self.wide = EstateWide(f"{name}-estate-wide", self.scope, self.aws_providers(),
                                    child_opts(self, providers=self._cloudflare), moved_from=self)
-        # A part standing on the estate-wide parts names and tags as this estate does.
-        self.wide_ref = self.wide.ref() if kind in (None, "estate-wide") else replace(part.wide, scope=self.scope)
+            self.wide_ref = self.wide.ref()
+        else:   # a part standing on the estate-wide parts names and tags as this estate does
+            self.wide_ref = replace(part.wide, scope=self.scope)
         if spec.deploy_stage == "foundation":
             # What must exist before images and secret values can be pushed: a later `full` stage
             # builds the rest around these, with the same names and inputs (nothing is replaced).
@@ -101,8 +102,9 @@ class Estate(pulumi.ComponentResource):
 
         if kind in (None, "region"):
             self.regions = self._regions(networks or {}, [part.region] if part else sorted(spec.regions))
-        self.region_refs = {region: built.ref() for region, built in self.regions.items()} \
-            if kind in (None, "region") else dict(part.regions)
+            self.region_refs = {region: built.ref() for region, built in self.regions.items()}
+        else:
+            self.region_refs = dict(part.regions)
         if kind in (None, "edge"):
             self.dashboards = self._dashboards()
             self.edge = self._edge()

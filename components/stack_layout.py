@@ -14,6 +14,7 @@ name has a dot: the estate's stack before it, the part after it (a region of the
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Callable
 
 import pulumi
@@ -21,7 +22,7 @@ import pulumi
 from mcp_estate.contract.problems import Problem
 from mcp_estate.contract.spec import EstateSpec
 
-from .estate import Estate, Part, exported
+from .estate import Estate, Part, estate_stack, exported
 from .estate_refs import EstateWideRef, IdentityRef, RegionRef
 from .estate_scope import EstateScope
 
@@ -55,17 +56,18 @@ def part_problems(spec: EstateSpec, stack: str) -> list[Problem]:
 
 def layout_stack(spec: EstateSpec, stack: str) -> Estate:
     """The program of stack `stack`: the whole estate, or its part of it; its outputs as the stack's."""
-    estate_stack, part = part_of(stack)
+    estate_stack_name, part = part_of(stack)
     if spec.layout == "one-stack" or spec.deploy_stage == "foundation":
-        return exported(Estate("mcp-estate", spec))
+        return estate_stack(spec)
     if part is None:
         estate = Estate("mcp-estate", spec, part=Part("estate-wide"))
         return exported(estate, {WIDE_OUTPUT: wide_outputs(estate.wide_ref)})
-    wide = wide_from(estate_stack, EstateScope(spec, "mcp-estate", estate_stack))
+    wide = wide_from(estate_stack_name, EstateScope(spec, "mcp-estate", estate_stack_name))
     if part == EDGE:
-        fronts = {region: front_from(f"{estate_stack}.{region}", spec, region) for region in sorted(spec.regions)}
-        return exported(Estate("mcp-estate", spec, part=Part("edge", wide=wide, regions=fronts, stack=estate_stack)))
-    estate = Estate("mcp-estate", spec, part=Part("region", part, wide=wide, stack=estate_stack))
+        fronts = {region: front_from(f"{estate_stack_name}.{region}", spec, region) for region in sorted(spec.regions)}
+        edge = Part("edge", wide=wide, regions=fronts, stack=estate_stack_name)
+        return exported(Estate("mcp-estate", spec, part=edge))
+    estate = Estate("mcp-estate", spec, part=Part("region", part, wide=wide, stack=estate_stack_name))
     return exported(estate, {FRONT_OUTPUT: front_outputs(estate.region_refs[part])})
 
 
@@ -106,9 +108,7 @@ def wide_from(stack: str, scope: EstateScope) -> EstateWideRef:
 
 
 def front_outputs(front: RegionRef) -> dict[str, object]:
-    return {"alb_dns_name": front.alb_dns_name, "alb_arn": front.alb_arn, "alb_arn_suffix": front.alb_arn_suffix,
-            "cluster_name": front.cluster_name, "service_names": front.service_names,
-            "target_group_arn_suffixes": front.target_group_arn_suffixes}
+    return {f.name: getattr(front, f.name) for f in fields(front)}
 
 
 def front_from(stack: str, spec: EstateSpec, region: str) -> RegionRef:

@@ -32,9 +32,9 @@ from mcp_estate.contract.spec import EstateSpec
 from .runner import (
     ROOT_STACK,
     DuplicateUrnError,
-    FidelityError,
     Inspector,
     Registered,
+    fidelity_error,
     in_dependency_order,
     run_offline,
 )
@@ -155,7 +155,7 @@ def _by_region(pool: ProcessPoolExecutor | None, spec: EstateSpec, plan: Callabl
 def _checked(registered: list[Registered], inspect_all: Callable[[list[Registered]], list[str]] | None
              ) -> list[Registered]:
     if problems := inspect_all(registered) if inspect_all else []:
-        raise FidelityError("\n".join(sorted(problems, key=lambda p: p.split(": ", 1)[0])))
+        raise fidelity_error(problems)
     return registered
 
 

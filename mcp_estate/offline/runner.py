@@ -213,9 +213,15 @@ def run_offline(program: Callable[[], None], *, stack: str, config: dict[str, An
         raise DuplicateUrnError("\n".join(duplicates))
     registered = monitor.registrations()
     problems = monitor.problems + (inspect_all(registered) if inspect_all else [])
-    if problems:   # registrations race through the SDK's threads: order by resource, each as found
-        raise FidelityError("\n".join(sorted(problems, key=lambda p: p.split(": ", 1)[0])))
+    if problems:
+        raise fidelity_error(problems)
     return in_dependency_order(registered)
+
+
+def fidelity_error(problems: list[str]) -> FidelityError:
+    """The problems found, together; registrations race through the SDK's threads (and a parallel plan's
+    processes), so they are ordered by resource, each resource's as found."""
+    return FidelityError("\n".join(sorted(problems, key=lambda p: p.split(": ", 1)[0])))
 
 
 def _abandon_pending_work() -> None:
