@@ -255,7 +255,8 @@ def _progress_flag(command: argparse.ArgumentParser) -> None:
                               "(default: when stderr is a terminal)")
     command.add_argument("--jobs", type=_jobs, default=None,
                          help="processes planning the regions side by side, the same plan as one (default: "
-                              "one per CPU for a large estate, else 1)")
+                              f"one per CPU from {plan.PARALLEL_FROM_SERVICES} services, a server in a region; "
+                              "else 1)")
 
 
 def _jobs(value: str) -> int:
